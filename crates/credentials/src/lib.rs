@@ -1,0 +1,198 @@
+//! User credentials for portcullis: where users live and how their
+//! passwords are checked.
+//!
+//! What it is: a [`CredentialStore`] trait with two back ends (a SQLite
+//! database the `portcullis user` CLI manages, and a read-only TOML file),
+//! password verification for the hash formats mail servers commonly store
+//! ([`scheme`]), and CRAM-MD5 keys stored as HMAC midstates ([`cram_md5`]).
+//!
+//! What it does not do: speak SMTP or SASL, decide policy (whether a user
+//! may authenticate now, rate limits), or log. It never prints a password,
+//! hash or key: those live in types whose `Debug` redacts.
+//!
+//! Key decisions:
+//! - Stores are synchronous and may block (disk, hashing). The server calls
+//!   them on its blocking pool, never on the async workers; the traits say
+//!   so rather than pretending to be async.
+//! - New passwords are always hashed with argon2id; older formats (bcrypt,
+//!   SHA-crypt, Dovecot `{SCHEME}` prefixes, even `{PLAIN}`) are verified so
+//!   existing user databases can be imported unchanged.
+//! - Unknown users cost the same time as wrong passwords
+//!   ([`scheme::verify_dummy`]), so timing does not reveal who exists.
+
+pub mod cram_md5;
+pub mod file;
+pub mod scheme;
+pub mod sqlite;
+
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+pub use cram_md5::CramMd5Keys;
+pub use portcullis_sasl::Secret;
+pub use scheme::SchemeError;
+
+/// A user as a store knows it. `Debug` never prints secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The authentication identity (login name).
+    pub name: String,
+    /// The stored password hash, e.g. `$argon2id$...` or
+    /// `{SHA512-CRYPT}$6$...`; `None` if the user cannot log in by password.
+    pub password: Option<StoredPassword>,
+    /// Precomputed HMAC-MD5 states for CRAM-MD5, if enabled for this user.
+    pub cram_md5: Option<CramMd5Keys>,
+    /// Authorization identities this user may use besides its own name
+    /// (`"*"` = any).
+    pub may_act_as: Vec<String>,
+}
+
+/// A stored password hash (or, for `{PLAIN}`, the password itself).
+/// `Debug` redacts; memory is wiped on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredPassword(Zeroizing<String>);
+
+impl StoredPassword {
+    pub fn new(s: String) -> Self {
+        StoredPassword(Zeroizing::new(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StoredPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredPassword(***)")
+    }
+}
+
+/// The outcome of checking a password or digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    Match,
+    Mismatch,
+}
+
+/// Back end for looking users up.
+///
+/// Cost: implementations may block (disk, network, locks). Callers run them
+/// on the blocking pool, never on async workers.
+pub trait CredentialStore: Send + Sync + 'static {
+    /// The user called `name`, or `None` if there is none. Names are
+    /// compared exactly (case-sensitive).
+    fn lookup(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Whether any user has CRAM-MD5 keys (the server advertises CRAM-MD5
+    /// only then).
+    fn has_cram_md5_keys(&self) -> Result<bool, StoreError>;
+}
+
+/// Stores that the `portcullis user` CLI can change.
+///
+/// Cost: these hash passwords with argon2id (tens of milliseconds) and write
+/// to disk; call them off the async workers.
+pub trait UserAdmin: CredentialStore {
+    /// Creates the user with an argon2id hash and, when `with_cram_md5`,
+    /// CRAM-MD5 keys. `Err(StoreError::UserExists)` if present.
+    fn add_user(
+        &self,
+        name: &str,
+        password: &Secret,
+        with_cram_md5: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the password. CRAM-MD5 keys are replaced when
+    /// `with_cram_md5`, and removed otherwise (old keys would keep the old
+    /// password working). `Err(StoreError::UnknownUser)` if absent.
+    fn set_password(
+        &self,
+        name: &str,
+        password: &Secret,
+        with_cram_md5: bool,
+    ) -> Result<(), StoreError>;
+
+    /// `Err(StoreError::UnknownUser)` if absent.
+    fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+
+    /// All user names, sorted.
+    fn list_users(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Replaces the identities `name` may act as. Identities must be
+    /// non-empty and contain no `,` or control characters.
+    fn set_may_act_as(&self, name: &str, identities: &[String]) -> Result<(), StoreError>;
+}
+
+/// Why a store operation failed. Messages name users and files, never
+/// passwords or hashes.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The back end is down or failed (I/O, SQL, lock). Temporary from the
+    /// client's point of view: the server answers 454.
+    #[error("credential store unavailable: {0}")]
+    Unavailable(String),
+    /// `add_user` for a name that is already taken.
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+    /// An admin operation named a user that does not exist.
+    #[error("no such user {0:?}")]
+    UnknownUser(String),
+    /// A stored record, or a name or identity given to an admin operation,
+    /// is not acceptable.
+    #[error("invalid record for user {user:?}: {reason}")]
+    InvalidRecord { user: String, reason: String },
+    /// A user file could not be parsed or validated: the operator's config
+    /// is at fault.
+    #[error("invalid user file {}: {reason}", path.display())]
+    InvalidFile { path: PathBuf, reason: String },
+}
+
+/// Checks a user name or authorization identity: non-empty, at most 255
+/// bytes, no control characters and no `,` (the SQLite store's separator).
+pub(crate) fn check_identity(user: &str, identity: &str) -> Result<(), StoreError> {
+    let reason = if identity.is_empty() {
+        "empty name"
+    } else if identity.len() > 255 {
+        "name longer than 255 bytes"
+    } else if identity.chars().any(|c| c.is_control()) {
+        "name contains a control character"
+    } else if identity.contains(',') {
+        "name contains a comma"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidRecord {
+        user: user.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_debug_shows_no_secrets() {
+        let record = UserRecord {
+            name: "alice".into(),
+            password: Some(StoredPassword::new("{PLAIN}hunter2".into())),
+            cram_md5: Some(CramMd5Keys::from_password(b"hunter2")),
+            may_act_as: vec![],
+        };
+        let debug = format!("{record:?}");
+        assert!(debug.contains("alice"));
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains(&record.cram_md5.as_ref().expect("set").to_stored()[10..]));
+    }
+
+    #[test]
+    fn identities_are_checked() {
+        assert!(check_identity("a", "bob@example.org").is_ok());
+        for bad in ["", "a,b", "a\nb", &"x".repeat(256)] {
+            assert!(check_identity("a", bad).is_err(), "{bad:?}");
+        }
+    }
+}

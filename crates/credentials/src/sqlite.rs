@@ -1,0 +1,355 @@
+//! A SQLite user database, managed with the `portcullis user` CLI.
+//!
+//! Schema (one table; `CREATE TABLE IF NOT EXISTS`, so a later version can
+//! add columns, e.g. for SCRAM, with `ALTER TABLE`):
+//!
+//! ```sql
+//! CREATE TABLE users (
+//!     name       TEXT PRIMARY KEY NOT NULL,  -- authentication identity
+//!     password   TEXT,                       -- stored form, see `scheme`
+//!     cram_md5   TEXT,                       -- "{CRAM-MD5}" + 64 hex, or NULL
+//!     may_act_as TEXT NOT NULL DEFAULT '',   -- comma-separated identities
+//!     created_at INTEGER NOT NULL            -- Unix seconds
+//! );
+//! ```
+//!
+//! The connection sits behind a `std::sync::Mutex`: every call blocks, so
+//! run it off the async workers. The database uses WAL mode so the CLI can
+//! write while the server reads, with a busy timeout instead of immediate
+//! `SQLITE_BUSY` failures. Password hashing happens before the lock is taken.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use portcullis_sasl::Secret;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{
+    check_identity, scheme, CramMd5Keys, CredentialStore, StoreError, StoredPassword, UserAdmin,
+    UserRecord,
+};
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY NOT NULL,
+    password TEXT,
+    cram_md5 TEXT,
+    may_act_as TEXT NOT NULL DEFAULT '',
+    created_at INTEGER NOT NULL
+)";
+
+/// How long a statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`CredentialStore`] and [`UserAdmin`] over one SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database, creating the file (mode 0600 on Unix) and the
+    /// schema if missing.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private_file(path)?;
+        let conn = Connection::open(path).map_err(|e| sql_error(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sql_error(path, e))?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0))
+            .map_err(|e| sql_error(path, e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| sql_error(path, e))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection
+        // half-changed (every write is a single statement), so a poisoned
+        // lock is safe to reuse.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Creates the database file readable only by its owner, since it holds
+/// password hashes. An existing file is left as it is.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn sql_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("{}: {e}", path.display()))
+}
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The stored password and optional CRAM-MD5 keys for a new password.
+fn credentials_for(password: &Secret, with_cram_md5: bool) -> (String, Option<String>) {
+    let hash = scheme::hash_password(password);
+    let cram = with_cram_md5.then(|| CramMd5Keys::from_password(password.expose()).to_stored());
+    (hash, cram)
+}
+
+impl CredentialStore for SqliteStore {
+    fn lookup(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT password, cram_md5, may_act_as FROM users WHERE name = ?1",
+                [name],
+                |row| {
+                    Ok((
+                        row.get::<_, Option<String>>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db_error)?;
+        let Some((password, cram_md5, may_act_as)) = row else {
+            return Ok(None);
+        };
+        let cram_md5 =
+            match cram_md5.filter(|s| !s.is_empty()) {
+                Some(stored) => Some(CramMd5Keys::from_stored(&stored).map_err(|e| {
+                    StoreError::InvalidRecord {
+                        user: name.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })?),
+                None => None,
+            };
+        Ok(Some(UserRecord {
+            name: name.to_owned(),
+            password: password.map(StoredPassword::new),
+            cram_md5,
+            may_act_as: may_act_as
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }))
+    }
+
+    fn has_cram_md5_keys(&self) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE cram_md5 IS NOT NULL AND cram_md5 <> '')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(db_error)
+    }
+}
+
+impl UserAdmin for SqliteStore {
+    fn add_user(
+        &self,
+        name: &str,
+        password: &Secret,
+        with_cram_md5: bool,
+    ) -> Result<(), StoreError> {
+        check_identity(name, name)?;
+        let (hash, cram) = credentials_for(password, with_cram_md5);
+        let inserted = self
+            .conn()
+            .execute(
+                "INSERT INTO users (name, password, cram_md5, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, hash, cram, now_unix()],
+            )
+            .map_err(db_error)?;
+        match inserted {
+            0 => Err(StoreError::UserExists(name.to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    fn set_password(
+        &self,
+        name: &str,
+        password: &Secret,
+        with_cram_md5: bool,
+    ) -> Result<(), StoreError> {
+        let (hash, cram) = credentials_for(password, with_cram_md5);
+        let updated = self
+            .conn()
+            .execute(
+                "UPDATE users SET password = ?2, cram_md5 = ?3 WHERE name = ?1",
+                params![name, hash, cram],
+            )
+            .map_err(db_error)?;
+        expect_one_row(updated, name)
+    }
+
+    fn delete_user(&self, name: &str) -> Result<(), StoreError> {
+        let deleted = self
+            .conn()
+            .execute("DELETE FROM users WHERE name = ?1", [name])
+            .map_err(db_error)?;
+        expect_one_row(deleted, name)
+    }
+
+    fn list_users(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare("SELECT name FROM users ORDER BY name")
+            .map_err(db_error)?;
+        let names = statement
+            .query_map([], |row| row.get(0))
+            .map_err(db_error)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(db_error)?;
+        Ok(names)
+    }
+
+    fn set_may_act_as(&self, name: &str, identities: &[String]) -> Result<(), StoreError> {
+        for identity in identities {
+            check_identity(name, identity)?;
+        }
+        let updated = self
+            .conn()
+            .execute(
+                "UPDATE users SET may_act_as = ?2 WHERE name = ?1",
+                params![name, identities.join(",")],
+            )
+            .map_err(db_error)?;
+        expect_one_row(updated, name)
+    }
+}
+
+/// Maps an UPDATE/DELETE row count to `UnknownUser` when nothing matched.
+fn expect_one_row(changed: usize, name: &str) -> Result<(), StoreError> {
+    match changed {
+        0 => Err(StoreError::UnknownUser(name.to_owned())),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Verification;
+
+    fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("users.db")).expect("opens");
+        (dir, store)
+    }
+
+    #[test]
+    fn admin_operations() {
+        let (_dir, store) = temp_store();
+        let pw = Secret::from("pw1");
+        store.add_user("bob", &pw, false).expect("added");
+        store.add_user("alice", &pw, true).expect("added");
+        assert!(matches!(
+            store.add_user("bob", &pw, false),
+            Err(StoreError::UserExists(n)) if n == "bob"
+        ));
+        assert_eq!(store.list_users().expect("lists"), ["alice", "bob"]);
+
+        store
+            .set_password("alice", &Secret::from("pw2"), false)
+            .expect("changed");
+        let alice = store.lookup("alice").expect("ok").expect("present");
+        assert!(alice.cram_md5.is_none(), "old CRAM-MD5 keys must go");
+        let stored = alice.password.expect("has password");
+        let check = |p: &str| scheme::verify(&stored, &Secret::from(p)).expect("argon2id");
+        assert_eq!(check("pw2"), Verification::Match);
+        assert_eq!(check("pw1"), Verification::Mismatch);
+
+        assert!(matches!(
+            store.set_password("carol", &pw, false),
+            Err(StoreError::UnknownUser(_))
+        ));
+        store.delete_user("bob").expect("deleted");
+        assert!(matches!(
+            store.delete_user("bob"),
+            Err(StoreError::UnknownUser(_))
+        ));
+        assert!(store.lookup("bob").expect("ok").is_none());
+        assert!(matches!(
+            store.set_may_act_as("bob", &[]),
+            Err(StoreError::UnknownUser(_))
+        ));
+        assert!(matches!(
+            store.set_may_act_as("alice", &["a,b".into()]),
+            Err(StoreError::InvalidRecord { .. })
+        ));
+        assert!(matches!(
+            store.add_user("", &pw, false),
+            Err(StoreError::InvalidRecord { .. })
+        ));
+    }
+
+    #[test]
+    fn reopening_keeps_users() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("users.db");
+        SqliteStore::open(&path)
+            .expect("opens")
+            .add_user("dave", &Secret::from("x"), false)
+            .expect("added");
+        let store = SqliteStore::open(&path).expect("reopens");
+        assert_eq!(store.list_users().expect("lists"), ["dave"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_database_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("users.db");
+        SqliteStore::open(&path).expect("opens");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+    }
+
+    #[test]
+    fn corrupt_cram_md5_is_an_invalid_record() {
+        let (_dir, store) = temp_store();
+        store
+            .add_user("eve", &Secret::from("x"), false)
+            .expect("added");
+        store
+            .conn()
+            .execute("UPDATE users SET cram_md5 = 'zz' WHERE name = 'eve'", [])
+            .expect("updated");
+        assert!(matches!(
+            store.lookup("eve"),
+            Err(StoreError::InvalidRecord { user, .. }) if user == "eve"
+        ));
+    }
+}

@@ -1,0 +1,256 @@
+//! One command line to one typed [`Command`].
+//!
+//! The parser recognises the whole line before anything acts on it and, when
+//! it cannot, says what syntax it expected. Verbs are case-insensitive;
+//! `MAIL FROM: <a@b>` (with a space) is accepted because real clients send it.
+
+/// An SMTP command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Ehlo(String),
+    Helo(String),
+    StartTls,
+    /// `AUTH mechanism [initial-response]`; the response is still base64.
+    Auth {
+        mechanism: String,
+        initial_response: Option<Vec<u8>>,
+    },
+    Mail(Path, MailParams),
+    Rcpt(Path),
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Vrfy,
+    Help,
+    /// A verb we know and refuse (EXPN, TURN, ETRN…).
+    NotImplemented,
+}
+
+/// A reverse- or forward-path; `Null` is `<>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Path {
+    Null,
+    Mailbox(String),
+}
+
+impl Path {
+    /// The address without angle brackets; empty for `<>`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Path::Null => "",
+            Path::Mailbox(m) => m,
+        }
+    }
+}
+
+/// The body type declared with `BODY=` (RFC 6152).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Body {
+    #[default]
+    SevenBit,
+    EightBitMime,
+}
+
+impl Body {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Body::SevenBit => "7bit",
+            Body::EightBitMime => "8bitmime",
+        }
+    }
+}
+
+/// Parameters of MAIL FROM we understand.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MailParams {
+    /// `SIZE=` (RFC 1870).
+    pub size: Option<u64>,
+    /// `BODY=` (RFC 6152).
+    pub body: Body,
+    /// `AUTH=` (RFC 4954 §5), xtext-decoded; `<>` kept as `<>`.
+    pub auth: Option<String>,
+}
+
+/// Why a line is not a command we can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    #[error("unknown command")]
+    UnknownCommand,
+    #[error("syntax error, expected: {0}")]
+    Syntax(&'static str),
+    #[error("invalid address")]
+    InvalidAddress,
+    #[error("unsupported parameter {0}")]
+    UnsupportedParameter(String),
+    #[error("command line too long")]
+    TooLong,
+}
+
+/// Longest address we take, in octets (RFC 5321 §4.5.3.1.3: 256 for a path).
+pub const MAX_ADDRESS_LEN: usize = 256;
+
+/// Parses one line (without CRLF).
+pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
+    let line = std::str::from_utf8(line).map_err(|_| CommandError::UnknownCommand)?;
+    let (verb, rest) = match line.find(' ') {
+        Some(i) => (&line[..i], line[i + 1..].trim_matches(' ')),
+        None => (line, ""),
+    };
+    if !verb.eq_ignore_ascii_case("AUTH") && line.len() > crate::MAX_PLAIN_COMMAND_LEN {
+        return Err(CommandError::TooLong);
+    }
+    match verb.to_ascii_uppercase().as_str() {
+        "EHLO" => domain_arg(rest, "EHLO domain").map(Command::Ehlo),
+        "HELO" => domain_arg(rest, "HELO domain").map(Command::Helo),
+        "STARTTLS" => no_arg(rest, "STARTTLS", Command::StartTls),
+        "AUTH" => parse_auth(rest),
+        "MAIL" => parse_mail(rest),
+        "RCPT" => parse_rcpt(rest),
+        "DATA" => no_arg(rest, "DATA", Command::Data),
+        "RSET" => no_arg(rest, "RSET", Command::Rset),
+        "NOOP" => Ok(Command::Noop),
+        "QUIT" => no_arg(rest, "QUIT", Command::Quit),
+        "VRFY" if !rest.is_empty() => Ok(Command::Vrfy),
+        "VRFY" => Err(CommandError::Syntax("VRFY string")),
+        "HELP" => Ok(Command::Help),
+        "EXPN" | "TURN" | "ETRN" | "SEND" | "SOML" | "SAML" => Ok(Command::NotImplemented),
+        _ => Err(CommandError::UnknownCommand),
+    }
+}
+
+fn no_arg(rest: &str, syntax: &'static str, command: Command) -> Result<Command, CommandError> {
+    if rest.is_empty() {
+        Ok(command)
+    } else {
+        Err(CommandError::Syntax(syntax))
+    }
+}
+
+fn domain_arg(rest: &str, syntax: &'static str) -> Result<String, CommandError> {
+    let valid = !rest.is_empty()
+        && !rest.contains(' ')
+        && rest.len() <= 255
+        && rest.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(rest.to_string())
+    } else {
+        Err(CommandError::Syntax(syntax))
+    }
+}
+
+fn parse_auth(rest: &str) -> Result<Command, CommandError> {
+    const SYNTAX: &str = "AUTH mechanism [initial-response]";
+    let mut words = rest.split(' ').filter(|w| !w.is_empty());
+    let mechanism = words.next().ok_or(CommandError::Syntax(SYNTAX))?;
+    let initial_response = words.next().map(|w| w.as_bytes().to_vec());
+    let valid_name = mechanism.len() <= 20
+        && mechanism
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if words.next().is_some() || !valid_name {
+        return Err(CommandError::Syntax(SYNTAX));
+    }
+    Ok(Command::Auth {
+        mechanism: mechanism.to_ascii_uppercase(),
+        initial_response,
+    })
+}
+
+fn parse_mail(rest: &str) -> Result<Command, CommandError> {
+    const SYNTAX: &str = "MAIL FROM:<address> [parameters]";
+    let after = strip_prefix_ignore_case(rest, "FROM:").ok_or(CommandError::Syntax(SYNTAX))?;
+    let (path, params) = split_path(after).ok_or(CommandError::Syntax(SYNTAX))?;
+    let path = parse_path(path, true)?;
+    let mut parsed = MailParams::default();
+    for param in params.split(' ').filter(|p| !p.is_empty()) {
+        let (key, value) = match param.find('=') {
+            Some(i) => (&param[..i], Some(&param[i + 1..])),
+            None => (param, None),
+        };
+        match (key.to_ascii_uppercase().as_str(), value) {
+            ("SIZE", Some(v)) => {
+                parsed.size = Some(v.parse().map_err(|_| CommandError::Syntax("SIZE=<octets>"))?)
+            }
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => parsed.body = Body::EightBitMime,
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => parsed.body = Body::SevenBit,
+            ("AUTH", Some(v)) => parsed.auth = Some(decode_xtext(v)?),
+            _ => return Err(CommandError::UnsupportedParameter(key.to_string())),
+        }
+    }
+    Ok(Command::Mail(path, parsed))
+}
+
+fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
+    const SYNTAX: &str = "RCPT TO:<address>";
+    let after = strip_prefix_ignore_case(rest, "TO:").ok_or(CommandError::Syntax(SYNTAX))?;
+    let (path, params) = split_path(after).ok_or(CommandError::Syntax(SYNTAX))?;
+    if let Some(param) = params.split(' ').find(|p| !p.is_empty()) {
+        let key = param.split('=').next().unwrap_or(param);
+        return Err(CommandError::UnsupportedParameter(key.to_string()));
+    }
+    match parse_path(path, false)? {
+        Path::Null => Err(CommandError::InvalidAddress),
+        mailbox => Ok(Command::Rcpt(mailbox)),
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s[prefix.len()..].trim_start_matches(' '))
+}
+
+/// Splits `<path> params` at the closing bracket.
+fn split_path(s: &str) -> Option<(&str, &str)> {
+    let inner = s.strip_prefix('<')?;
+    let close = inner.find('>')?;
+    Some((&inner[..close], &inner[close + 1..]))
+}
+
+fn parse_path(path: &str, null_allowed: bool) -> Result<Path, CommandError> {
+    if path.is_empty() {
+        return if null_allowed {
+            Ok(Path::Null)
+        } else {
+            Err(CommandError::InvalidAddress)
+        };
+    }
+    // Drop a source route (`@a,@b:user@d`, RFC 5321 §4.1.2): obsolete, ignored.
+    let mailbox = match path.strip_prefix('@') {
+        Some(_) => path.split_once(':').map(|(_, m)| m).ok_or(CommandError::InvalidAddress)?,
+        None => path,
+    };
+    let valid = !mailbox.is_empty()
+        && mailbox.len() <= MAX_ADDRESS_LEN
+        && mailbox.bytes().all(|b| b > b' ' && b != 0x7f && b != b'<' && b != b'>')
+        && mailbox.rfind('@').is_none_or(|i| i > 0 && i + 1 < mailbox.len());
+    if valid {
+        Ok(Path::Mailbox(mailbox.to_string()))
+    } else {
+        Err(CommandError::InvalidAddress)
+    }
+}
+
+/// Decodes xtext (RFC 3461 §4): `+XX` is a hex-encoded octet.
+fn decode_xtext(s: &str) -> Result<String, CommandError> {
+    const SYNTAX: &str = "AUTH=<> or AUTH=xtext";
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'+' {
+            let hex = s.get(i + 1..i + 3).ok_or(CommandError::Syntax(SYNTAX))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| CommandError::Syntax(SYNTAX))?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| CommandError::Syntax(SYNTAX))
+}
+
+#[cfg(test)]
+mod tests;

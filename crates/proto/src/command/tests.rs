@@ -1,0 +1,113 @@
+use super::*;
+
+fn ok(line: &str) -> Command {
+    parse(line.as_bytes()).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+fn err(line: &str) -> CommandError {
+    parse(line.as_bytes()).expect_err(line)
+}
+
+fn mailbox(s: &str) -> Path {
+    Path::Mailbox(s.to_string())
+}
+
+#[test]
+fn verbs_are_case_insensitive() {
+    assert_eq!(ok("ehlo client.example"), Command::Ehlo("client.example".into()));
+    assert_eq!(ok("HeLo x"), Command::Helo("x".into()));
+    assert_eq!(ok("starttls"), Command::StartTls);
+    assert_eq!(ok("quit"), Command::Quit);
+    assert_eq!(ok("NOOP anything"), Command::Noop);
+}
+
+#[test]
+fn simple_commands_refuse_arguments() {
+    assert_eq!(err("DATA now"), CommandError::Syntax("DATA"));
+    assert_eq!(err("STARTTLS x"), CommandError::Syntax("STARTTLS"));
+    assert_eq!(err("EHLO"), CommandError::Syntax("EHLO domain"));
+}
+
+#[test]
+fn unknown_and_unimplemented() {
+    assert_eq!(err("FOO"), CommandError::UnknownCommand);
+    assert_eq!(err(""), CommandError::UnknownCommand);
+    assert_eq!(err("\u{ff}"), CommandError::UnknownCommand);
+    assert_eq!(ok("EXPN list"), Command::NotImplemented);
+}
+
+#[test]
+fn auth_with_and_without_initial_response() {
+    assert_eq!(
+        ok("AUTH plain AHUAcA=="),
+        Command::Auth {
+            mechanism: "PLAIN".into(),
+            initial_response: Some(b"AHUAcA==".to_vec())
+        }
+    );
+    assert_eq!(
+        ok("AUTH LOGIN"),
+        Command::Auth {
+            mechanism: "LOGIN".into(),
+            initial_response: None
+        }
+    );
+    assert_eq!(err("AUTH"), CommandError::Syntax("AUTH mechanism [initial-response]"));
+    assert!(matches!(err("AUTH PLAIN a b"), CommandError::Syntax(_)));
+}
+
+#[test]
+fn long_auth_lines_are_allowed_but_not_other_commands() {
+    let ir = "A".repeat(10_000);
+    assert!(matches!(ok(&format!("AUTH PLAIN {ir}")), Command::Auth { .. }));
+    assert_eq!(err(&format!("NOOP {ir}")), CommandError::TooLong);
+}
+
+#[test]
+fn mail_from_forms() {
+    assert_eq!(ok("MAIL FROM:<a@b.example>"), Command::Mail(mailbox("a@b.example"), MailParams::default()));
+    assert_eq!(ok("mail from: <a@b>"), Command::Mail(mailbox("a@b"), MailParams::default()));
+    assert_eq!(ok("MAIL FROM:<>"), Command::Mail(Path::Null, MailParams::default()));
+    assert_eq!(ok("MAIL FROM:<@relay,@r2:u@d>"), Command::Mail(mailbox("u@d"), MailParams::default()));
+}
+
+#[test]
+fn mail_parameters() {
+    let Command::Mail(_, p) = ok("MAIL FROM:<a@b> SIZE=1000 BODY=8BITMIME AUTH=<>") else {
+        panic!()
+    };
+    assert_eq!(
+        p,
+        MailParams {
+            size: Some(1000),
+            body: Body::EightBitMime,
+            auth: Some("<>".into())
+        }
+    );
+    let Command::Mail(_, p) = ok("MAIL FROM:<a@b> auth=user+40example.com") else {
+        panic!()
+    };
+    assert_eq!(p.auth.as_deref(), Some("user@example.com"));
+    assert_eq!(err("MAIL FROM:<a@b> SIZE=x"), CommandError::Syntax("SIZE=<octets>"));
+    assert_eq!(err("MAIL FROM:<a@b> SMTPUTF8"), CommandError::UnsupportedParameter("SMTPUTF8".into()));
+    assert_eq!(err("MAIL FROM:<a@b> BODY=BINARYMIME"), CommandError::UnsupportedParameter("BODY".into()));
+}
+
+#[test]
+fn bad_paths() {
+    assert!(matches!(err("MAIL FROM:a@b"), CommandError::Syntax(_)));
+    assert!(matches!(err("MAIL TO:<a@b>"), CommandError::Syntax(_)));
+    assert_eq!(err("MAIL FROM:<a b@c>"), CommandError::InvalidAddress);
+    assert_eq!(err("MAIL FROM:<@b>"), CommandError::InvalidAddress);
+    assert_eq!(err("RCPT TO:<>"), CommandError::InvalidAddress);
+    assert_eq!(err("RCPT TO:<a@>"), CommandError::InvalidAddress);
+    let long = format!("RCPT TO:<{}@b>", "x".repeat(300));
+    assert_eq!(err(&long), CommandError::InvalidAddress);
+}
+
+#[test]
+fn rcpt_to() {
+    assert_eq!(ok("RCPT TO:<postmaster>"), Command::Rcpt(mailbox("postmaster")));
+    assert_eq!(ok("rcpt to: <x@y>"), Command::Rcpt(mailbox("x@y")));
+    assert_eq!(err("RCPT TO:<x@y> NOTIFY=NEVER"), CommandError::UnsupportedParameter("NOTIFY".into()));
+}

@@ -1,0 +1,257 @@
+//! The one reply catalog: every reply code, enhanced status code (RFC 3463)
+//! and default text the server sends is a named constructor here, so the
+//! RFC mapping lives in one place and handlers never spell out `"535 5.7.8"`.
+//! Policy can still change a reply's text or code through [`Reply::with_text`]
+//! and [`Reply::new`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// An enhanced status code `class.subject.detail` (RFC 3463).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnhancedCode(pub u8, pub u16, pub u16);
+
+impl fmt::Display for EnhancedCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// One SMTP reply, possibly of several lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    code: u16,
+    status: Option<EnhancedCode>,
+    lines: Vec<Cow<'static, str>>,
+}
+
+macro_rules! catalog {
+    ($( $(#[$doc:meta])* $name:ident => $code:literal $(($c:literal, $s:literal, $d:literal))? $text:literal; )*) => {
+        impl Reply {
+            $(
+                $(#[$doc])*
+                pub fn $name() -> Reply {
+                    Reply::new($code, catalog!(@status $(($c, $s, $d))?), $text)
+                }
+            )*
+        }
+    };
+    (@status ($c:literal, $s:literal, $d:literal)) => { Some(EnhancedCode($c, $s, $d)) };
+    (@status) => { None };
+}
+
+catalog! {
+    /// `250` after NOOP, RSET and other commands with nothing to say.
+    ok => 250 (2, 0, 0) "OK";
+    /// `250` after an accepted MAIL FROM.
+    sender_ok => 250 (2, 1, 0) "Sender OK";
+    /// `250` after an accepted RCPT TO.
+    recipient_ok => 250 (2, 1, 5) "Recipient OK";
+    /// `354` after DATA.
+    start_data => 354 (0, 0, 0) "End data with <CR><LF>.<CR><LF>";
+    /// `221` after QUIT.
+    closing => 221 (2, 0, 0) "Bye";
+    /// `220` after STARTTLS: the handshake starts next.
+    ready_for_tls => 220 (2, 0, 0) "Ready to start TLS";
+    /// `235` after a successful AUTH.
+    auth_succeeded => 235 (2, 7, 0) "Authentication successful";
+    /// `252` for VRFY: we never confirm addresses (RFC 5321 §3.5.3).
+    cannot_verify => 252 (2, 5, 0) "Cannot VRFY user, but will accept message and attempt delivery";
+    /// `214` for HELP.
+    help => 214 (2, 0, 0) "See RFC 5321, RFC 4954; commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT";
+    /// `421` when the server is going down.
+    shutting_down => 421 (4, 3, 2) "Service shutting down, try again later";
+    /// `421` after too long a silence.
+    idle_timeout => 421 (4, 4, 2) "Idle timeout, closing connection";
+    /// `421` when the connection limit is reached.
+    too_many_connections => 421 (4, 7, 0) "Too many connections, try again later";
+    /// `421` after too many commands without authenticating.
+    too_many_unauthenticated_commands => 421 (4, 7, 0) "Too many commands without authentication, closing connection";
+    /// `421` after too many failed AUTH attempts on one connection.
+    too_many_auth_failures => 421 (4, 7, 0) "Too many failed authentication attempts, closing connection";
+    /// `451` when the message could not be stored.
+    local_error => 451 (4, 3, 0) "Local error in processing, message not accepted, try again later";
+    /// `452` when a transaction has too many recipients.
+    too_many_recipients => 452 (4, 5, 3) "Too many recipients";
+    /// `454` when the credential store cannot be reached.
+    auth_temporary_failure => 454 (4, 7, 0) "Temporary authentication failure";
+    /// `454` when STARTTLS is asked for but no certificate is configured.
+    tls_unavailable => 454 (4, 7, 0) "TLS not available";
+    /// `500` for a verb we do not know.
+    unknown_command => 500 (5, 5, 1) "Command unrecognized";
+    /// `500` for a command line or AUTH response over the limit.
+    line_too_long => 500 (5, 5, 6) "Line too long";
+    /// `501` when the client cancels AUTH with `*`.
+    auth_cancelled => 501 (5, 7, 0) "Authentication cancelled";
+    /// `501` for invalid base64 in an AUTH exchange.
+    invalid_base64 => 501 (5, 5, 2) "Invalid base64 data";
+    /// `501` for a SASL message that does not follow its mechanism's syntax.
+    malformed_auth_data => 501 (5, 5, 2) "Malformed authentication data";
+    /// `501` for an initial response to a mechanism that must speak first.
+    initial_response_not_allowed => 501 (5, 5, 4) "This mechanism does not take an initial response";
+    /// `501` for an invalid address.
+    invalid_address => 501 (5, 1, 3) "Invalid address syntax";
+    /// `502` for AUTH on a listener that offers none.
+    auth_not_offered => 502 (5, 5, 1) "AUTH not available on this port";
+    /// `502` for a command we recognize but do not implement (EXPN, TURN…).
+    not_implemented => 502 (5, 5, 1) "Command not implemented";
+    /// `503` for MAIL, AUTH or STARTTLS before EHLO/HELO.
+    need_ehlo => 503 (5, 5, 1) "Send EHLO or HELO first";
+    /// `503` for a second AUTH after success.
+    already_authenticated => 503 (5, 5, 1) "Already authenticated";
+    /// `503` for AUTH during a mail transaction.
+    auth_in_transaction => 503 (5, 5, 1) "AUTH not allowed during a mail transaction";
+    /// `503` for a nested MAIL.
+    nested_mail => 503 (5, 5, 1) "Sender already specified";
+    /// `503` for RCPT before MAIL.
+    need_mail => 503 (5, 5, 1) "Need MAIL command first";
+    /// `503` for DATA before any accepted RCPT.
+    need_rcpt => 503 (5, 5, 1) "Need RCPT command first";
+    /// `503` for STARTTLS inside TLS.
+    already_tls => 503 (5, 5, 1) "TLS already active";
+    /// `504` for a SASL mechanism we do not offer.
+    unknown_mechanism => 504 (5, 5, 4) "Unrecognized authentication mechanism";
+    /// `530` for MAIL before AUTH where AUTH is required.
+    auth_required => 530 (5, 7, 0) "Authentication required";
+    /// `530` for a command that needs TLS first.
+    tls_required => 530 (5, 7, 0) "Must issue a STARTTLS command first";
+    /// `535` for wrong credentials (whatever the internal reason).
+    auth_failed => 535 (5, 7, 8) "Authentication credentials invalid";
+    /// `538` for AUTH before TLS (RFC 4954 §6).
+    encryption_required => 538 (5, 7, 11) "Encryption required for requested authentication mechanism";
+    /// `552` for a message or SIZE= over the limit.
+    message_too_big => 552 (5, 3, 4) "Message size exceeds fixed maximum message size";
+    /// `555` for an unknown MAIL/RCPT parameter.
+    unknown_parameter => 555 (5, 5, 4) "Unsupported parameter";
+}
+
+impl Reply {
+    /// A reply with a code, optional enhanced code and one line of text.
+    pub fn new(code: u16, status: Option<EnhancedCode>, text: impl Into<Cow<'static, str>>) -> Reply {
+        // `0.0.0` in the catalog marks replies that carry no enhanced code
+        // (354 is an intermediate reply, RFC 2034 §3).
+        let status = status.filter(|s| s.0 != 0);
+        Reply {
+            code,
+            status,
+            lines: vec![text.into()],
+        }
+    }
+
+    /// The `220` greeting. RFC 2034 gives greetings no enhanced code.
+    pub fn greeting(hostname: &str) -> Reply {
+        Reply::new(220, None, format!("{hostname} ESMTP portcullis"))
+    }
+
+    /// The `250` answer to HELO.
+    pub fn helo(hostname: &str) -> Reply {
+        Reply::new(250, None, hostname.to_string())
+    }
+
+    /// The multi-line `250` answer to EHLO: our name, then one keyword per line.
+    pub fn ehlo(hostname: &str, client_name: &str, keywords: Vec<String>) -> Reply {
+        let mut lines = vec![Cow::Owned(format!("{hostname} greets {client_name}"))];
+        lines.extend(keywords.into_iter().map(Cow::Owned));
+        Reply {
+            code: 250,
+            status: None,
+            lines,
+        }
+    }
+
+    /// `250 2.0.0 OK queued as <id>` once the message is durable.
+    pub fn queued(id: &str) -> Reply {
+        Reply::new(250, Some(EnhancedCode(2, 0, 0)), format!("OK queued as {id}"))
+    }
+
+    /// A `334` SASL challenge, already base64-encoded.
+    pub fn auth_challenge(base64: String) -> Reply {
+        Reply::new(334, None, base64)
+    }
+
+    /// A `501` that names the expected syntax.
+    pub fn syntax_error(expected: &'static str) -> Reply {
+        Reply::new(501, Some(EnhancedCode(5, 5, 4)), format!("Syntax: {expected}"))
+    }
+
+    /// Replaces the text, keeping code and enhanced code.
+    pub fn with_text(mut self, text: impl Into<Cow<'static, str>>) -> Reply {
+        self.lines = vec![text.into()];
+        self
+    }
+
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    pub fn status(&self) -> Option<EnhancedCode> {
+        self.status
+    }
+
+    /// Whether this is a positive completion (2xx) or intermediate (3xx).
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+
+    /// Appends the wire form (`code[-| ]status text CRLF` per line).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            out.extend_from_slice(self.code.to_string().as_bytes());
+            out.push(sep as u8);
+            if let Some(status) = self.status {
+                out.extend_from_slice(status.to_string().as_bytes());
+                if !line.is_empty() {
+                    out.push(b' ');
+                }
+            }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        f.write_str(String::from_utf8_lossy(&out).trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(r: &Reply) -> String {
+        let mut out = Vec::new();
+        r.write_to(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn single_line_with_enhanced_code() {
+        assert_eq!(wire(&Reply::auth_failed()), "535 5.7.8 Authentication credentials invalid\r\n");
+        assert_eq!(wire(&Reply::encryption_required()).get(..10), Some("538 5.7.11"));
+    }
+
+    #[test]
+    fn intermediate_replies_carry_no_enhanced_code() {
+        assert_eq!(wire(&Reply::start_data()), "354 End data with <CR><LF>.<CR><LF>\r\n");
+        assert_eq!(wire(&Reply::auth_challenge(String::new())), "334 \r\n");
+    }
+
+    #[test]
+    fn multi_line_ehlo() {
+        let r = Reply::ehlo("mx", "[127.0.0.1]", vec!["PIPELINING".into(), "8BITMIME".into()]);
+        assert_eq!(wire(&r), "250-mx greets [127.0.0.1]\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+    }
+
+    #[test]
+    fn text_can_be_replaced() {
+        let r = Reply::auth_failed().with_text("Go away");
+        assert_eq!(r.to_string(), "535 5.7.8 Go away");
+        assert_eq!(r.code(), 535);
+    }
+}

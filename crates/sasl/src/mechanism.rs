@@ -1,0 +1,238 @@
+//! The mechanisms as step machines: each step consumes the exchange and
+//! returns either the next challenge (with the exchange that expects the
+//! answer) or the finished [`Credentials`].
+
+use crate::{Secret, MAX_IDENTITY_LEN, MAX_PASSWORD_LEN};
+
+/// A SASL mechanism this crate implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mechanism {
+    Plain,
+    Login,
+    CramMd5,
+}
+
+impl Mechanism {
+    /// Every mechanism, strongest first (the order of the EHLO keyword).
+    pub const ALL: [Mechanism; 3] = [Mechanism::CramMd5, Mechanism::Plain, Mechanism::Login];
+
+    /// Looks a mechanism up by its registered name, ignoring case.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The IANA-registered name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Login => "LOGIN",
+            Mechanism::CramMd5 => "CRAM-MD5",
+        }
+    }
+
+    /// Whether the client sends the password itself (so only over TLS).
+    pub fn reveals_password(self) -> bool {
+        matches!(self, Mechanism::Plain | Mechanism::Login)
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the client presented, ready to be checked against a store.
+#[derive(Debug)]
+pub enum Credentials {
+    /// PLAIN or LOGIN: the password itself.
+    Password {
+        authcid: String,
+        authzid: Option<String>,
+        password: Secret,
+    },
+    /// CRAM-MD5 (RFC 2195): HMAC-MD5 of our challenge keyed by the password.
+    CramMd5 {
+        authcid: String,
+        challenge: Vec<u8>,
+        digest: [u8; 16],
+    },
+}
+
+impl Credentials {
+    /// The authentication identity: whose secret proves this.
+    pub fn authcid(&self) -> &str {
+        match self {
+            Credentials::Password { authcid, .. } | Credentials::CramMd5 { authcid, .. } => authcid,
+        }
+    }
+
+    /// The authorization identity asked for, when it differs from the
+    /// authentication identity. An empty authzid is reported as `None`.
+    pub fn authzid(&self) -> Option<&str> {
+        match self {
+            Credentials::Password { authzid, .. } => authzid.as_deref(),
+            Credentials::CramMd5 { .. } => None,
+        }
+    }
+}
+
+/// Why an exchange failed: always the client's fault.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaslError {
+    #[error("this mechanism does not take an initial response")]
+    InitialResponseNotAllowed,
+    #[error("malformed response: {0}")]
+    Malformed(&'static str),
+    #[error("a field is longer than we accept")]
+    TooLong,
+}
+
+/// The result of one step.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this challenge (`334`); feed the answer to the exchange.
+    Challenge(Exchange, Vec<u8>),
+    /// The exchange is over; check these credentials.
+    Done(Credentials),
+}
+
+/// An exchange that is waiting for the client's next response.
+#[derive(Debug)]
+pub struct Exchange {
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    PlainAwaitingResponse,
+    LoginAwaitingUser,
+    LoginAwaitingPassword { user: String },
+    CramMd5AwaitingDigest { challenge: Vec<u8> },
+}
+
+impl Exchange {
+    /// Starts `mechanism`. `initial_response` is the decoded argument of
+    /// `AUTH MECH <ir>` (`Some(vec![])` for `=`). `unique_challenge` is the
+    /// CRAM-MD5 challenge (a msg-id the caller made unique, RFC 2195); other
+    /// mechanisms ignore it.
+    pub fn start(
+        mechanism: Mechanism,
+        initial_response: Option<Vec<u8>>,
+        unique_challenge: &str,
+    ) -> Result<Step, SaslError> {
+        match (mechanism, initial_response) {
+            (Mechanism::Plain, Some(response)) => parse_plain(&response).map(Step::Done),
+            (Mechanism::Plain, None) => Ok(challenge(State::PlainAwaitingResponse, b"")),
+            (Mechanism::Login, None) => Ok(challenge(State::LoginAwaitingUser, b"Username:")),
+            (Mechanism::Login, Some(user)) => Exchange {
+                state: State::LoginAwaitingUser,
+            }
+            .respond(user),
+            (Mechanism::CramMd5, Some(_)) => Err(SaslError::InitialResponseNotAllowed),
+            (Mechanism::CramMd5, None) => {
+                let text = unique_challenge.as_bytes().to_vec();
+                Ok(Step::Challenge(
+                    Exchange {
+                        state: State::CramMd5AwaitingDigest {
+                            challenge: text.clone(),
+                        },
+                    },
+                    text,
+                ))
+            }
+        }
+    }
+
+    /// Feeds the client's decoded answer to the last challenge.
+    pub fn respond(self, response: Vec<u8>) -> Result<Step, SaslError> {
+        match self.state {
+            State::PlainAwaitingResponse => parse_plain(&response).map(Step::Done),
+            State::LoginAwaitingUser => {
+                let user = identity(&response)?;
+                if user.is_empty() {
+                    return Err(SaslError::Malformed("empty user name"));
+                }
+                Ok(challenge(
+                    State::LoginAwaitingPassword { user },
+                    b"Password:",
+                ))
+            }
+            State::LoginAwaitingPassword { user } => Ok(Step::Done(Credentials::Password {
+                authcid: user,
+                authzid: None,
+                password: password(response)?,
+            })),
+            State::CramMd5AwaitingDigest { challenge } => {
+                parse_cram_md5(&response, challenge).map(Step::Done)
+            }
+        }
+    }
+}
+
+fn challenge(state: State, text: &[u8]) -> Step {
+    Step::Challenge(Exchange { state }, text.to_vec())
+}
+
+/// RFC 4616: `[authzid] NUL authcid NUL passwd`.
+fn parse_plain(message: &[u8]) -> Result<Credentials, SaslError> {
+    let mut fields = message.splitn(3, |&b| b == 0);
+    let (Some(authzid), Some(authcid), Some(passwd)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(SaslError::Malformed("PLAIN needs authzid NUL authcid NUL password"));
+    };
+    if passwd.contains(&0) {
+        return Err(SaslError::Malformed("NUL inside the password"));
+    }
+    let authcid = identity(authcid)?;
+    if authcid.is_empty() {
+        return Err(SaslError::Malformed("empty authentication identity"));
+    }
+    let authzid = identity(authzid)?;
+    Ok(Credentials::Password {
+        authcid,
+        authzid: (!authzid.is_empty()).then_some(authzid),
+        password: password(passwd.to_vec())?,
+    })
+}
+
+/// RFC 2195: `user SP 32-lowercase-hex-digits`.
+fn parse_cram_md5(response: &[u8], challenge: Vec<u8>) -> Result<Credentials, SaslError> {
+    let split = response
+        .iter()
+        .rposition(|&b| b == b' ')
+        .ok_or(SaslError::Malformed("CRAM-MD5 needs user SP digest"))?;
+    let (user, hex_digest) = (&response[..split], &response[split + 1..]);
+    let mut digest = [0u8; 16];
+    hex::decode_to_slice(hex_digest, &mut digest)
+        .map_err(|_| SaslError::Malformed("CRAM-MD5 digest is not 32 hex digits"))?;
+    let authcid = identity(user)?;
+    if authcid.is_empty() {
+        return Err(SaslError::Malformed("empty user name"));
+    }
+    Ok(Credentials::CramMd5 {
+        authcid,
+        challenge,
+        digest,
+    })
+}
+
+fn identity(bytes: &[u8]) -> Result<String, SaslError> {
+    if bytes.len() > MAX_IDENTITY_LEN {
+        return Err(SaslError::TooLong);
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|_| SaslError::Malformed("identity is not UTF-8"))
+}
+
+fn password(bytes: Vec<u8>) -> Result<Secret, SaslError> {
+    if bytes.len() > MAX_PASSWORD_LEN {
+        return Err(SaslError::TooLong);
+    }
+    Ok(Secret::new(bytes))
+}
+
+#[cfg(test)]
+mod tests;

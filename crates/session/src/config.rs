@@ -1,0 +1,50 @@
+//! What a listener lets its sessions do.
+
+use portcullis_sasl::Mechanism;
+
+/// Whether a listener offers and requires AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthPolicy {
+    /// No AUTH at all (a plain relay port): MAIL is allowed without it.
+    Disabled,
+    /// AUTH is offered; MAIL needs it first (submission, RFC 6409).
+    Required,
+}
+
+/// Per-listener session settings, fixed for the session's life.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Our name in the greeting, EHLO and Received headers.
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub auth: AuthPolicy,
+    /// Offer AUTH without TLS. Sends passwords in clear: off by default.
+    pub allow_insecure_auth: bool,
+    /// STARTTLS is offered (a certificate is configured and the listener is
+    /// not already implicit TLS).
+    pub starttls: bool,
+    /// The mechanisms we offer, in the order we advertise them.
+    pub mechanisms: Vec<Mechanism>,
+    /// Commands allowed before AUTH succeeds where it is required.
+    pub max_unauthenticated_commands: u32,
+    /// Failed AUTH attempts allowed on one connection.
+    pub max_auth_failures: u32,
+}
+
+impl SessionConfig {
+    /// Development defaults for `hostname`.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        SessionConfig {
+            hostname: hostname.into(),
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            auth: AuthPolicy::Required,
+            allow_insecure_auth: false,
+            starttls: true,
+            mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+            max_unauthenticated_commands: 10,
+            max_auth_failures: 3,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! What the session asks of its driver, and what comes back.
+
+use portcullis_proto::{MailParams, Path, Reply};
+use portcullis_sasl::{Credentials, Mechanism};
+
+/// Work the session cannot do itself. After returning one, the session waits
+/// for the matching `*_finished` / `tls_established` call.
+#[derive(Debug)]
+pub enum Effect {
+    /// Flush the output, drop every unread input byte, and run the TLS
+    /// handshake; then call [`crate::Session::tls_established`].
+    StartTls,
+    /// Check these credentials; then call [`crate::Session::auth_finished`].
+    Authenticate {
+        mechanism: Mechanism,
+        credentials: Credentials,
+    },
+    /// Store the message durably; then call [`crate::Session::spool_finished`].
+    Spool(Box<Message>),
+    /// Flush the output and close the connection.
+    Close,
+}
+
+/// The negotiated TLS parameters, as the driver reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+}
+
+/// Who the client proved to be, and whom it acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The authentication identity (whose secret was checked).
+    pub authn_id: String,
+    /// The authorization identity (whom the client acts as); equals
+    /// `authn_id` unless the store allowed another.
+    pub authz_id: String,
+    pub mechanism: Mechanism,
+}
+
+/// The verdict on an [`Effect::Authenticate`].
+#[derive(Debug, Clone)]
+pub enum AuthOutcome {
+    Accepted { authn_id: String, authz_id: String },
+    /// `535 5.7.8` unless `reply` says otherwise.
+    Rejected { reply: Option<Reply> },
+    /// `454 4.7.0` unless `reply` says otherwise.
+    TemporaryFailure { reply: Option<Reply> },
+}
+
+/// The result of an [`Effect::Spool`].
+#[derive(Debug, Clone)]
+pub enum SpoolOutcome {
+    Stored { id: String },
+    Failed,
+}
+
+/// The envelope of one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub mail_from: Path,
+    pub params: MailParams,
+    pub rcpt_to: Vec<String>,
+}
+
+/// A received message and everything known about how it came.
+#[derive(Debug)]
+pub struct Message {
+    pub envelope: Envelope,
+    /// The unstuffed body, as the client sent it (no trace header yet).
+    pub data: Vec<u8>,
+    /// `ESMTPSA`, `ESMTPA`, `ESMTPS`, `ESMTP` or `SMTP` (RFC 3848).
+    pub protocol: &'static str,
+    pub helo: String,
+    pub tls: Option<TlsInfo>,
+    pub identity: Option<Identity>,
+}

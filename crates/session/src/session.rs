@@ -1,0 +1,370 @@
+//! The session's state and the dispatcher that routes each input to its
+//! handler. Handlers live beside it: [`crate::auth`] and [`crate::mail`].
+
+use std::sync::Arc;
+
+use portcullis_proto::command::{self, CommandError};
+use portcullis_proto::data::{DataOutcome, DataProgress, DataReceiver};
+use portcullis_proto::line::{Frame, LineFramer};
+use portcullis_proto::{Command, Reply, MAX_LINE_LEN};
+use portcullis_sasl::{Exchange, Mechanism};
+
+use crate::config::{AuthPolicy, SessionConfig};
+use crate::effect::{AuthOutcome, Effect, Envelope, Identity, Message, SpoolOutcome, TlsInfo};
+
+/// Facts about the connection, from the driver.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// The client's IP address, as text.
+    pub client_ip: String,
+    /// A unique, unguessable id for this session (the driver makes it from
+    /// a CSPRNG); it makes CRAM-MD5 challenges unique.
+    pub session_id: String,
+}
+
+/// How far one call to [`Session::feed`] got.
+#[derive(Debug)]
+pub struct Progress {
+    /// Input bytes used; the driver drops them from its buffer.
+    pub consumed: usize,
+    /// Work for the driver, or `None` when the session wants more input.
+    pub effect: Option<Effect>,
+}
+
+/// What the session is doing.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Reading command lines.
+    Command,
+    /// In an AUTH exchange, waiting for the client's answer to a `334`.
+    AuthExchange {
+        mechanism: Mechanism,
+        exchange: Exchange,
+    },
+    /// Waiting for the driver's [`Session::auth_finished`].
+    AwaitingAuth { mechanism: Mechanism },
+    /// Reading a DATA body.
+    Data(DataReceiver),
+    /// Waiting for [`Session::spool_finished`].
+    AwaitingSpool,
+    /// Waiting for [`Session::tls_established`].
+    AwaitingTls,
+    /// The connection is closing; nothing more is read.
+    Closed,
+}
+
+/// The greeting name the client gave, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Helo {
+    pub name: String,
+    pub extended: bool,
+}
+
+/// One ESMTP session.
+#[derive(Debug)]
+pub struct Session {
+    pub(crate) config: Arc<SessionConfig>,
+    pub(crate) conn: ConnectionInfo,
+    pub(crate) phase: Phase,
+    pub(crate) framer: LineFramer,
+    pub(crate) helo: Option<Helo>,
+    pub(crate) tls: Option<TlsInfo>,
+    pub(crate) identity: Option<Identity>,
+    pub(crate) transaction: Option<Envelope>,
+    pub(crate) unauthenticated_commands: u32,
+    pub(crate) auth_failures: u32,
+    pub(crate) auth_attempts: u32,
+}
+
+impl Session {
+    /// Starts a session and writes the greeting. `tls` is `Some` on an
+    /// implicit-TLS listener, where the handshake came before the greeting.
+    pub fn new(
+        config: Arc<SessionConfig>,
+        conn: ConnectionInfo,
+        tls: Option<TlsInfo>,
+        out: &mut Vec<u8>,
+    ) -> Session {
+        Reply::greeting(&config.hostname).write_to(out);
+        Session {
+            config,
+            conn,
+            phase: Phase::Command,
+            framer: LineFramer::new(MAX_LINE_LEN),
+            helo: None,
+            tls,
+            identity: None,
+            transaction: None,
+            unauthenticated_commands: 0,
+            auth_failures: 0,
+            auth_attempts: 0,
+        }
+    }
+
+    /// The identity AUTH established, if any.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// The TLS parameters, once TLS is up.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Consumes as much of `input` as it can, appending replies to `out`.
+    /// Stops at the first effect, or when no complete input is left.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Progress {
+        let mut consumed = 0;
+        loop {
+            let rest = &input[consumed..];
+            let (used, step) = match &mut self.phase {
+                Phase::Command | Phase::AuthExchange { .. } => self.next_line(rest, out),
+                Phase::Data(receiver) => match receiver.feed(rest) {
+                    DataProgress::More { consumed } => (consumed, Step::NeedInput),
+                    DataProgress::Done { consumed, outcome } => (consumed, self.data_done(outcome, out)),
+                },
+                Phase::Closed => (rest.len(), Step::NeedInput),
+                Phase::AwaitingAuth { .. } | Phase::AwaitingSpool | Phase::AwaitingTls => {
+                    (0, Step::NeedInput)
+                }
+            };
+            consumed += used;
+            match step {
+                Step::Continue => continue,
+                Step::NeedInput => return Progress { consumed, effect: None },
+                // RFC 3207 §4: input the client sent after STARTTLS, before
+                // the handshake, is discarded, never read inside TLS.
+                Step::Effect(Effect::StartTls) => {
+                    return Progress {
+                        consumed: input.len(),
+                        effect: Some(Effect::StartTls),
+                    }
+                }
+                Step::Effect(effect) => return Progress { consumed, effect: Some(effect) },
+            }
+        }
+    }
+
+    /// TLS is up: RFC 3207 §4.2 says to forget everything the client said.
+    pub fn tls_established(&mut self, tls: TlsInfo) {
+        self.tls = Some(tls);
+        self.helo = None;
+        self.transaction = None;
+        self.phase = Phase::Command;
+    }
+
+    /// The driver's verdict on [`Effect::Authenticate`].
+    pub fn auth_finished(&mut self, outcome: AuthOutcome, out: &mut Vec<u8>) -> Option<Effect> {
+        crate::auth::finished(self, outcome, out)
+    }
+
+    /// The driver's result for [`Effect::Spool`].
+    pub fn spool_finished(&mut self, outcome: SpoolOutcome, out: &mut Vec<u8>) {
+        self.phase = Phase::Command;
+        match outcome {
+            SpoolOutcome::Stored { id } => Reply::queued(&id).write_to(out),
+            SpoolOutcome::Failed => Reply::local_error().write_to(out),
+        }
+    }
+
+    /// Writes `421` and closes: used by the driver for timeouts and shutdown.
+    pub fn abort(&mut self, reply: Reply, out: &mut Vec<u8>) -> Effect {
+        reply.write_to(out);
+        self.phase = Phase::Closed;
+        Effect::Close
+    }
+
+    /// `ESMTPSA` and friends (RFC 3848), for the trace header.
+    pub fn protocol(&self) -> &'static str {
+        let extended = self.helo.as_ref().is_none_or(|h| h.extended);
+        match (extended, self.tls.is_some(), self.identity.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, true, true) => "ESMTPSA",
+            (true, false, true) => "ESMTPA",
+            (true, true, false) => "ESMTPS",
+            (true, false, false) => "ESMTP",
+        }
+    }
+
+    fn next_line(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
+        match self.framer.next_frame(input) {
+            Frame::Incomplete => (0, Step::NeedInput),
+            Frame::Discarded { consumed } => (consumed, Step::Continue),
+            Frame::TooLong { consumed } => {
+                if matches!(self.phase, Phase::AuthExchange { .. }) {
+                    self.phase = Phase::Command;
+                }
+                Reply::line_too_long().write_to(out);
+                (consumed, self.count_unauthenticated(out))
+            }
+            Frame::Line { line, consumed } => {
+                let step = match std::mem::replace(&mut self.phase, Phase::Command) {
+                    Phase::AuthExchange {
+                        mechanism,
+                        exchange,
+                    } => crate::auth::respond(self, mechanism, exchange, line, out),
+                    _ => self.command(line, out),
+                };
+                (consumed, step)
+            }
+        }
+    }
+
+    fn command(&mut self, line: &[u8], out: &mut Vec<u8>) -> Step {
+        if let Step::Effect(close) = self.count_unauthenticated(out) {
+            return Step::Effect(close);
+        }
+        let command = match command::parse(line) {
+            Ok(command) => command,
+            Err(error) => {
+                command_error_reply(&error).write_to(out);
+                return Step::Continue;
+            }
+        };
+        match command {
+            Command::Ehlo(name) => self.greet(name, true, out),
+            Command::Helo(name) => self.greet(name, false, out),
+            Command::StartTls => return self.start_tls(out),
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => return crate::auth::start(self, &mechanism, initial_response, out),
+            Command::Mail(from, params) => crate::mail::mail(self, from, params, out),
+            Command::Rcpt(to) => crate::mail::rcpt(self, to, out),
+            Command::Data => crate::mail::data(self, out),
+            Command::Rset => {
+                self.transaction = None;
+                Reply::ok().write_to(out);
+            }
+            Command::Noop => Reply::ok().write_to(out),
+            Command::Vrfy => Reply::cannot_verify().write_to(out),
+            Command::Help => Reply::help().write_to(out),
+            Command::NotImplemented => Reply::not_implemented().write_to(out),
+            Command::Quit => {
+                Reply::closing().write_to(out);
+                self.phase = Phase::Closed;
+                return Step::Effect(Effect::Close);
+            }
+        }
+        Step::Continue
+    }
+
+    /// Counts a command against the limit for sessions that must AUTH and
+    /// have not; past it, `421` and close.
+    fn count_unauthenticated(&mut self, out: &mut Vec<u8>) -> Step {
+        if self.config.auth != AuthPolicy::Required || self.identity.is_some() {
+            return Step::Continue;
+        }
+        self.unauthenticated_commands += 1;
+        if self.unauthenticated_commands > self.config.max_unauthenticated_commands {
+            return Step::Effect(self.abort(Reply::too_many_unauthenticated_commands(), out));
+        }
+        Step::Continue
+    }
+
+    fn greet(&mut self, name: String, extended: bool, out: &mut Vec<u8>) {
+        self.transaction = None;
+        let reply = if extended {
+            Reply::ehlo(&self.config.hostname, &name, self.ehlo_keywords())
+        } else {
+            Reply::helo(&self.config.hostname)
+        };
+        reply.write_to(out);
+        self.helo = Some(Helo { name, extended });
+    }
+
+    fn ehlo_keywords(&self) -> Vec<String> {
+        let mut keywords = vec![
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.config.max_message_size),
+            "8BITMIME".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+        ];
+        if self.config.starttls && self.tls.is_none() {
+            keywords.push("STARTTLS".to_string());
+        }
+        if self.auth_offered() {
+            let names: Vec<&str> = self.config.mechanisms.iter().map(|m| m.name()).collect();
+            keywords.push(format!("AUTH {}", names.join(" ")));
+        }
+        keywords.push("HELP".to_string());
+        keywords
+    }
+
+    /// AUTH is offered here and now: on this listener, under TLS (unless the
+    /// operator allowed otherwise), and with at least one mechanism.
+    pub(crate) fn auth_offered(&self) -> bool {
+        self.config.auth != AuthPolicy::Disabled
+            && (self.tls.is_some() || self.config.allow_insecure_auth)
+            && !self.config.mechanisms.is_empty()
+    }
+
+    fn start_tls(&mut self, out: &mut Vec<u8>) -> Step {
+        let reply = if self.tls.is_some() {
+            Reply::already_tls()
+        } else if !self.config.starttls {
+            Reply::tls_unavailable()
+        } else if self.helo.is_none() {
+            Reply::need_ehlo()
+        } else {
+            Reply::ready_for_tls().write_to(out);
+            self.phase = Phase::AwaitingTls;
+            return Step::Effect(Effect::StartTls);
+        };
+        reply.write_to(out);
+        Step::Continue
+    }
+
+    fn data_done(&mut self, outcome: DataOutcome, out: &mut Vec<u8>) -> Step {
+        self.phase = Phase::Command;
+        // Invariant: the Data phase is entered only with a transaction.
+        let Some(envelope) = self.transaction.take() else {
+            Reply::need_mail().write_to(out);
+            return Step::Continue;
+        };
+        match outcome {
+            DataOutcome::TooBig { .. } => {
+                Reply::message_too_big().write_to(out);
+                Step::Continue
+            }
+            DataOutcome::Complete(data) => {
+                self.phase = Phase::AwaitingSpool;
+                Step::Effect(Effect::Spool(Box::new(Message {
+                    envelope,
+                    data,
+                    protocol: self.protocol(),
+                    helo: self.helo.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
+                    tls: self.tls.clone(),
+                    identity: self.identity.clone(),
+                })))
+            }
+        }
+    }
+}
+
+/// What a handler tells the dispatcher.
+pub(crate) enum Step {
+    /// Go on with the next input.
+    Continue,
+    /// Nothing complete left: read more.
+    NeedInput,
+    /// Stop and hand this to the driver.
+    Effect(Effect),
+}
+
+/// The one mapping from parse errors to replies.
+fn command_error_reply(error: &CommandError) -> Reply {
+    match error {
+        CommandError::UnknownCommand => Reply::unknown_command(),
+        CommandError::Syntax(expected) => Reply::syntax_error(expected),
+        CommandError::InvalidAddress => Reply::invalid_address(),
+        CommandError::UnsupportedParameter(_) => Reply::unknown_parameter(),
+        CommandError::TooLong => Reply::line_too_long(),
+        _ => Reply::unknown_command(),
+    }
+}

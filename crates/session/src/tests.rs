@@ -1,0 +1,401 @@
+//! Session scenarios in memory: bytes in, replies and effects out.
+
+use std::sync::Arc;
+
+use portcullis_sasl::{Credentials, Mechanism};
+
+use crate::*;
+
+struct Harness {
+    session: Session,
+    out: Vec<u8>,
+}
+
+fn tls() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS13_AES_128_GCM_SHA256".into(),
+    }
+}
+
+impl Harness {
+    fn with(config: SessionConfig, tls: Option<TlsInfo>) -> Self {
+        let mut out = Vec::new();
+        let conn = ConnectionInfo {
+            client_ip: "192.0.2.7".into(),
+            session_id: "s1".into(),
+        };
+        let session = Session::new(Arc::new(config), conn, tls, &mut out);
+        Harness { session, out }
+    }
+
+    fn plain() -> Self {
+        Self::with(SessionConfig::new("mx.test"), None)
+    }
+
+    fn over_tls() -> Self {
+        Self::with(SessionConfig::new("mx.test"), Some(tls()))
+    }
+
+    fn take(&mut self) -> String {
+        String::from_utf8(std::mem::take(&mut self.out)).unwrap()
+    }
+
+    /// Feeds everything; returns the replies and the effect, if any.
+    fn send(&mut self, input: &str) -> (String, Option<Effect>) {
+        let progress = self.session.feed(input.as_bytes(), &mut self.out);
+        (self.take(), progress.effect)
+    }
+
+    fn replies(&mut self, input: &str) -> String {
+        let (replies, effect) = self.send(input);
+        assert!(effect.is_none(), "unexpected effect {effect:?} after {input:?}");
+        replies
+    }
+
+    fn codes(&mut self, input: &str) -> Vec<String> {
+        self.replies(input)
+            .lines()
+            .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+            .map(|l| {
+                let mut words = l.split(' ');
+                let code = words.next().unwrap_or_default();
+                match words.next() {
+                    Some(w) if w.split('.').count() == 3 && w.starts_with(|c: char| c.is_ascii_digit()) => {
+                        format!("{code} {w}")
+                    }
+                    _ => code.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    fn authenticate(&mut self, user: &str) {
+        let (_, effect) = self.send("AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+        assert!(matches!(effect, Some(Effect::Authenticate { .. })));
+        self.session.auth_finished(
+            AuthOutcome::Accepted {
+                authn_id: user.into(),
+                authz_id: user.into(),
+            },
+            &mut self.out,
+        );
+        assert!(self.take().starts_with("235 2.7.0"));
+    }
+}
+
+#[test]
+fn greeting_then_ehlo_without_tls_offers_starttls_but_no_auth() {
+    let mut h = Harness::plain();
+    assert!(h.take().starts_with("220 mx.test ESMTP"));
+    let ehlo = h.replies("EHLO client\r\n");
+    assert!(ehlo.contains("250-STARTTLS\r\n"));
+    assert!(ehlo.contains("250-PIPELINING\r\n"));
+    assert!(ehlo.contains("250-ENHANCEDSTATUSCODES\r\n"));
+    assert!(!ehlo.contains("AUTH"));
+}
+
+#[test]
+fn auth_before_tls_is_refused_with_538_and_nothing_decoded() {
+    let mut h = Harness::plain();
+    h.take();
+    assert_eq!(h.codes("EHLO c\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\n"), ["250", "538 5.7.11"]);
+}
+
+#[test]
+fn insecure_auth_when_allowed() {
+    let mut config = SessionConfig::new("mx.test");
+    config.allow_insecure_auth = true;
+    let mut h = Harness::with(config, None);
+    h.take();
+    assert!(h.replies("EHLO c\r\n").contains("250-AUTH PLAIN LOGIN\r\n"));
+}
+
+#[test]
+fn mail_before_auth_needs_tls_then_auth() {
+    let mut h = Harness::plain();
+    h.take();
+    assert_eq!(h.codes("EHLO c\r\nMAIL FROM:<a@b>\r\n"), ["250", "530 5.7.0"]);
+    let mut h = Harness::over_tls();
+    h.take();
+    let replies = h.replies("EHLO c\r\nMAIL FROM:<a@b>\r\n");
+    assert!(replies.ends_with("530 5.7.0 Authentication required\r\n"), "{replies}");
+}
+
+#[test]
+fn starttls_discards_pipelined_input_and_forgets_ehlo() {
+    let mut h = Harness::plain();
+    h.take();
+    h.replies("EHLO c\r\n");
+    let input = "STARTTLS\r\nMAIL FROM:<injected@x>\r\n";
+    let progress = h.session.feed(input.as_bytes(), &mut h.out);
+    assert_eq!(progress.consumed, input.len());
+    assert!(matches!(progress.effect, Some(Effect::StartTls)));
+    assert_eq!(h.take(), "220 2.0.0 Ready to start TLS\r\n");
+    h.session.tls_established(tls());
+    assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["503 5.5.1"]);
+    let ehlo = h.replies("EHLO c\r\n");
+    assert!(!ehlo.contains("STARTTLS"));
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"));
+    assert_eq!(h.codes("STARTTLS\r\n"), ["503 5.5.1"]);
+}
+
+#[test]
+fn plain_with_initial_response_and_pipelined_transaction() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    let input = "AUTH PLAIN AHVzZXIAcGFzcw==\r\nMAIL FROM:<u@x> AUTH=<>\r\nRCPT TO:<r@y>\r\nDATA\r\n";
+    let progress = h.session.feed(input.as_bytes(), &mut h.out);
+    let Some(Effect::Authenticate {
+        mechanism,
+        credentials,
+    }) = progress.effect
+    else {
+        panic!("{progress:?}")
+    };
+    assert_eq!(mechanism, Mechanism::Plain);
+    assert_eq!(credentials.authcid(), "user");
+    h.session.auth_finished(
+        AuthOutcome::Accepted {
+            authn_id: "user".into(),
+            authz_id: "user".into(),
+        },
+        &mut h.out,
+    );
+    let rest = &input[progress.consumed..];
+    let codes = h.codes(rest);
+    assert_eq!(codes, ["235 2.7.0", "250 2.1.0", "250 2.1.5", "354"]);
+    let (_, effect) = h.send("Subject: hi\r\n\r\nbody\r\n.\r\n");
+    let Some(Effect::Spool(message)) = effect else { panic!() };
+    assert_eq!(message.protocol, "ESMTPSA");
+    assert_eq!(message.data, b"Subject: hi\r\n\r\nbody\r\n");
+    assert_eq!(message.envelope.rcpt_to, ["r@y"]);
+    assert_eq!(message.envelope.params.auth.as_deref(), Some("<>"));
+    assert_eq!(message.identity.as_ref().unwrap().authn_id, "user");
+    h.session.spool_finished(SpoolOutcome::Stored { id: "abc".into() }, &mut h.out);
+    assert_eq!(h.take(), "250 2.0.0 OK queued as abc\r\n");
+}
+
+#[test]
+fn login_continuation_path() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    assert_eq!(h.replies("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(h.replies("dXNlcg==\r\n"), "334 UGFzc3dvcmQ6\r\n");
+    let (_, effect) = h.send("cGFzcw==\r\n");
+    match effect {
+        Some(Effect::Authenticate {
+            credentials: Credentials::Password { authcid, password, .. },
+            ..
+        }) => {
+            assert_eq!(authcid, "user");
+            assert!(password.ct_eq(b"pass"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn plain_empty_initial_response_then_continuation() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    // `=` is an empty initial response: malformed for PLAIN.
+    assert_eq!(h.codes("AUTH PLAIN =\r\n"), ["501 5.5.2"]);
+    assert_eq!(h.replies("AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(h.codes("*\r\n"), ["501 5.7.0"]);
+    assert_eq!(h.replies("AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(h.codes("!!!\r\n"), ["501 5.5.2"]);
+}
+
+#[test]
+fn auth_error_replies() {
+    let mut h = Harness::over_tls();
+    h.take();
+    assert_eq!(h.codes("AUTH PLAIN\r\n"), ["503 5.5.1"]);
+    h.replies("EHLO c\r\n");
+    assert_eq!(h.codes("AUTH GSSAPI\r\n"), ["504 5.5.4"]);
+    assert_eq!(h.codes("AUTH CRAM-MD5\r\n"), ["504 5.5.4"]);
+    assert_eq!(h.codes("AUTH PLAIN not-base64!\r\n"), ["501 5.5.2"]);
+}
+
+#[test]
+fn auth_twice_and_inside_a_transaction() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("user");
+    assert_eq!(h.codes("AUTH PLAIN\r\n"), ["503 5.5.1"]);
+    let mut config = SessionConfig::new("mx.test");
+    config.auth = AuthPolicy::Required;
+    let mut h = Harness::with(config, Some(tls()));
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("u");
+    h.replies("MAIL FROM:<a@b>\r\n");
+    h.session.identity = None;
+    assert_eq!(h.codes("AUTH PLAIN\r\n"), ["503 5.5.1"]);
+}
+
+#[test]
+fn rejected_and_deferred_auth() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.send("AUTH PLAIN AHUAcA==\r\n");
+    assert!(h.session.auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out).is_none());
+    assert_eq!(h.take(), "535 5.7.8 Authentication credentials invalid\r\n");
+    h.send("AUTH PLAIN AHUAcA==\r\n");
+    h.session.auth_finished(AuthOutcome::TemporaryFailure { reply: None }, &mut h.out);
+    assert!(h.take().starts_with("454 4.7.0"));
+    assert!(h.session.identity().is_none());
+}
+
+#[test]
+fn third_auth_failure_closes_with_421() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    for _ in 0..2 {
+        h.send("AUTH PLAIN AHUAcA==\r\n");
+        assert!(h.session.auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out).is_none());
+    }
+    h.send("AUTH PLAIN AHUAcA==\r\n");
+    let effect = h.session.auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
+    assert!(matches!(effect, Some(Effect::Close)));
+    assert!(h.take().ends_with("421 4.7.0 Too many failed authentication attempts, closing connection\r\n"));
+    assert!(h.session.is_closed());
+}
+
+#[test]
+fn cram_md5_challenge_is_a_unique_msg_id_and_refuses_initial_response() {
+    let mut config = SessionConfig::new("mx.test");
+    config.mechanisms.push(Mechanism::CramMd5);
+    let mut h = Harness::with(config, Some(tls()));
+    h.take();
+    h.replies("EHLO c\r\n");
+    assert_eq!(h.codes("AUTH CRAM-MD5 dGlt\r\n"), ["501 5.5.4"]);
+    let challenge = h.replies("AUTH CRAM-MD5\r\n");
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(challenge.trim_end().strip_prefix("334 ").unwrap())
+        .unwrap();
+    assert_eq!(decoded, b"<s1.2@mx.test>");
+}
+
+#[test]
+fn unauthenticated_command_limit() {
+    let mut h = Harness::over_tls();
+    h.take();
+    let replies = h.replies(&"NOOP\r\n".repeat(10));
+    assert_eq!(replies.lines().count(), 10);
+    let (replies, effect) = h.send("NOOP\r\n");
+    assert!(replies.starts_with("421 4.7.0"));
+    assert!(matches!(effect, Some(Effect::Close)));
+}
+
+#[test]
+fn auth_disabled_listener_takes_mail_without_auth() {
+    let mut config = SessionConfig::new("mx.test");
+    config.auth = AuthPolicy::Disabled;
+    config.starttls = false;
+    let mut h = Harness::with(config, None);
+    h.take();
+    let ehlo = h.replies("EHLO c\r\n");
+    assert!(!ehlo.contains("AUTH") && !ehlo.contains("STARTTLS"));
+    assert_eq!(h.codes("AUTH PLAIN\r\n"), ["502 5.5.1"]);
+    assert_eq!(h.codes("STARTTLS\r\n"), ["454 4.7.0"]);
+    assert_eq!(
+        h.codes("MAIL FROM:<>\r\nRCPT TO:<a@b>\r\nDATA\r\n"),
+        ["250 2.1.0", "250 2.1.5", "354"]
+    );
+    let (_, effect) = h.send(".\r\n");
+    let Some(Effect::Spool(message)) = effect else { panic!() };
+    assert_eq!(message.protocol, "ESMTP");
+}
+
+#[test]
+fn transaction_sequence_errors() {
+    let mut h = Harness::over_tls();
+    h.take();
+    assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["503 5.5.1"]);
+    h.replies("EHLO c\r\n");
+    h.authenticate("u");
+    assert_eq!(h.codes("RCPT TO:<a@b>\r\n"), ["503 5.5.1"]);
+    assert_eq!(h.codes("DATA\r\n"), ["503 5.5.1"]);
+    assert_eq!(h.codes("MAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\n"), ["250 2.1.0", "503 5.5.1"]);
+    assert_eq!(h.codes("DATA\r\n"), ["503 5.5.1"]);
+    assert_eq!(h.codes("RSET\r\nRCPT TO:<a@b>\r\n"), ["250 2.0.0", "503 5.5.1"]);
+}
+
+#[test]
+fn size_limits() {
+    let mut config = SessionConfig::new("mx.test");
+    config.max_message_size = 10;
+    let mut h = Harness::with(config, Some(tls()));
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("u");
+    assert_eq!(h.codes("MAIL FROM:<a@b> SIZE=11\r\n"), ["552 5.3.4"]);
+    assert_eq!(
+        h.codes("MAIL FROM:<a@b> SIZE=10\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
+        ["250 2.1.0", "250 2.1.5", "354"]
+    );
+    assert_eq!(h.codes("0123456789abcdef\r\n.\r\nNOOP\r\n"), ["552 5.3.4", "250 2.0.0"]);
+}
+
+#[test]
+fn overlong_lines_get_500_and_the_session_goes_on() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    let long = "X".repeat(70_000);
+    assert_eq!(h.codes(&format!("{long}\r\nNOOP\r\n")), ["500 5.5.6", "250 2.0.0"]);
+    // A never-ending line: answered once, then swallowed.
+    assert_eq!(h.codes(&long), ["500 5.5.6"]);
+    assert!(h.codes(&long).is_empty());
+    assert_eq!(h.codes("tail\r\nNOOP\r\n"), ["250 2.0.0"]);
+    let noop = format!("NOOP {}\r\n", "x".repeat(5000));
+    assert_eq!(h.codes(&noop), ["500 5.5.6"]);
+}
+
+#[test]
+fn long_auth_initial_response_up_to_12288_octets() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    use base64::Engine;
+    let msg = format!("\0{}\0{}", "u".repeat(255), "p".repeat(255));
+    let ir = base64::engine::general_purpose::STANDARD.encode(msg);
+    let (_, effect) = h.send(&format!("AUTH PLAIN {ir}\r\n"));
+    assert!(matches!(effect, Some(Effect::Authenticate { .. })));
+}
+
+#[test]
+fn misc_commands() {
+    let mut h = Harness::over_tls();
+    h.take();
+    assert_eq!(h.codes("HELO c\r\n"), ["250"]);
+    assert_eq!(h.codes("VRFY x\r\n"), ["252 2.5.0"]);
+    assert_eq!(h.codes("HELP\r\n"), ["214 2.0.0"]);
+    assert_eq!(h.codes("EXPN x\r\n"), ["502 5.5.1"]);
+    assert_eq!(h.codes("BOGUS\r\n"), ["500 5.5.1"]);
+    assert_eq!(h.codes("MAIL FROM:<a@b> FOO=1\r\n"), ["555 5.5.4"]);
+    let (replies, effect) = h.send("QUIT\r\nNOOP\r\n");
+    assert_eq!(replies, "221 2.0.0 Bye\r\n");
+    assert!(matches!(effect, Some(Effect::Close)));
+}
+
+#[test]
+fn protocol_names() {
+    let mut h = Harness::plain();
+    h.replies("HELO c\r\n");
+    assert_eq!(h.session.protocol(), "SMTP");
+    let mut h = Harness::over_tls();
+    h.replies("EHLO c\r\n");
+    assert_eq!(h.session.protocol(), "ESMTPS");
+    h.authenticate("u");
+    assert_eq!(h.session.protocol(), "ESMTPSA");
+}

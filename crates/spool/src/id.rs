@@ -1,0 +1,141 @@
+//! Message ids: sortable by arrival, safe to use as file names.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::SpoolError;
+
+/// Hex digits of the time part (microseconds since the Unix epoch).
+const TIME_DIGITS: usize = 16;
+/// Hex digits of the random part.
+const RANDOM_DIGITS: usize = 8;
+/// Total length: time, `-`, random.
+const ID_LEN: usize = TIME_DIGITS + 1 + RANDOM_DIGITS;
+
+/// The id of a spooled message, e.g. `00062f1c3a9b2e10-9f03a1c7`.
+///
+/// Sixteen lowercase hex digits of microseconds since the Unix epoch, a `-`,
+/// and eight random lowercase hex digits. The fixed width makes string order
+/// equal arrival order, and the strict shape (checked by [`FromStr`]) means an
+/// id can never name a path outside the queue directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// The id as a string (also its file stem in the queue).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A fresh id whose time part is `micros`.
+    pub(crate) fn new(micros: u64) -> Self {
+        let random: [u8; RANDOM_DIGITS / 2] = rand::random();
+        MessageId(format!("{micros:016x}-{}", hex::encode(random)))
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for MessageId {
+    type Err = SpoolError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower_hex = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+        let bytes = s.as_bytes();
+        let well_formed = bytes.len() == ID_LEN
+            && bytes[..TIME_DIGITS].iter().all(lower_hex)
+            && bytes[TIME_DIGITS] == b'-'
+            && bytes[TIME_DIGITS + 1..].iter().all(lower_hex);
+        if well_formed {
+            Ok(MessageId(s.to_owned()))
+        } else {
+            Err(SpoolError::InvalidId(s.to_owned()))
+        }
+    }
+}
+
+/// Hands out strictly increasing timestamps, so that ids made by one spool
+/// sort in the order `store` was called even within one microsecond or if the
+/// wall clock steps back.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    last: AtomicU64,
+}
+
+impl Clock {
+    /// Microseconds since the epoch, bumped past the last value handed out.
+    pub(crate) fn next_micros(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last.saturating_add(1));
+            match self
+                .last
+                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back() {
+        let id = MessageId::new(0x62f1c3a9b2e10);
+        assert_eq!(id.as_str().len(), ID_LEN);
+        assert!(id.as_str().starts_with("00062f1c3a9b2e10-"));
+        assert_eq!(id.to_string().parse::<MessageId>().unwrap(), id);
+    }
+
+    #[test]
+    fn parse_rejects_odd_shapes() {
+        let bad = [
+            "",
+            "../x",
+            "../../etc/passwd",
+            "00062f1c3a9b2e10-9f03a1c",    // short random part
+            "00062f1c3a9b2e10-9f03a1c77",  // long random part
+            "00062F1C3A9B2E10-9F03A1C7",   // uppercase
+            "00062f1c3a9b2e10_9f03a1c7",   // wrong separator
+            "00062f1c3a9b2e1g-9f03a1c7",   // not hex
+            "0062f1c3a9b2e10-09f03a1c7",   // separator in the wrong place
+            "00062f1c3a9b2e10-9f03a1c7\n", // trailing newline
+            "/0062f1c3a9b2e10-9f03a1c7",
+            "00062f1c3a9b2e10-9f03/1c7",
+            "00062f1c3a9b2e10-9f03a1c7.eml",
+            "00062f1c3a9b2e1é-9f03a1c",
+        ];
+        for s in bad {
+            assert!(
+                matches!(s.parse::<MessageId>(), Err(SpoolError::InvalidId(_))),
+                "{s:?} should be rejected"
+            );
+        }
+        assert!("00062f1c3a9b2e10-9f03a1c7".parse::<MessageId>().is_ok());
+    }
+
+    #[test]
+    fn clock_is_strictly_increasing() {
+        let clock = Clock::default();
+        let mut prev = clock.next_micros();
+        for _ in 0..10_000 {
+            let next = clock.next_micros();
+            assert!(next > prev);
+            prev = next;
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The metadata stored beside each message as `<id>.json`.
+
+use serde::{Deserialize, Serialize};
+
+/// What the server knows about a message when it is accepted.
+///
+/// Field names are the JSON keys on disk; they are a stable format read by
+/// the CLI and the delivery stage, so rename nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    /// RFC 3339 time of acceptance, filled by the caller.
+    pub received_at: String,
+    /// Reverse-path without `<>`; `""` for the null sender.
+    pub mail_from: String,
+    /// Forward-paths without `<>`, in RCPT order.
+    pub rcpt_to: Vec<String>,
+    /// `"7bit"` or `"8bitmime"` (the BODY= parameter).
+    pub body: String,
+    /// The SIZE= parameter of MAIL FROM, if given.
+    pub declared_size: Option<u64>,
+    /// The HELO/EHLO argument, if any.
+    pub helo: Option<String>,
+    /// The client's `ip:port`.
+    pub client_addr: String,
+    /// The local `ip:port` the client connected to.
+    pub server_addr: String,
+    /// The name of the listener that accepted the connection.
+    pub listener: String,
+    /// The TLS session, if the message arrived over TLS.
+    pub tls: Option<TlsMeta>,
+    /// The authenticated identity, if the client authenticated.
+    pub auth: Option<AuthMeta>,
+    /// The AUTH= parameter of MAIL FROM (RFC 4954 §5) as received, `<>` included.
+    pub mail_auth_param: Option<String>,
+}
+
+/// The TLS session a message arrived over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsMeta {
+    /// Protocol version, e.g. `"TLSv1.3"`.
+    pub version: String,
+    /// Cipher suite name.
+    pub cipher: String,
+}
+
+/// The SASL identity of the submitting client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthMeta {
+    /// The authentication identity (whose credentials were checked).
+    pub authn_id: String,
+    /// The authorization identity (who the client acts as).
+    pub authz_id: String,
+    /// The SASL mechanism, e.g. `"PLAIN"`.
+    pub mechanism: String,
+}
+
+/// The JSON on disk: the [`MessageMeta`] plus the spool's own fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMeta {
+    /// The message id (also the file stem).
+    pub id: String,
+    /// Size of the `.eml` in bytes.
+    pub size: u64,
+    /// What the server knew about the message.
+    #[serde(flatten)]
+    pub meta: MessageMeta,
+}
