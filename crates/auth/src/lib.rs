@@ -1,1 +1,141 @@
-//! portcullis-auth
+//! The authentication decision: given what a client presented through a
+//! SASL mechanism, look the user up, verify the secret in constant time, and
+//! check the authorization identity.
+//!
+//! The answer is a [`Decision`] whose reasons are precise (unknown user,
+//! wrong password, no usable secret, refused authzid, store down) so the log
+//! can say exactly what happened, while the client only ever learns
+//! "accepted", "invalid credentials" or "try later": telling an attacker
+//! which user names exist is the classic leak, and an unknown user costs the
+//! same hashing time as a wrong password.
+//!
+//! The check may block (the store reads disk, hashing takes tens of
+//! milliseconds by design): callers run it on a blocking pool.
+
+use std::fmt;
+use std::sync::Arc;
+
+use portcullis_credentials::{scheme, CredentialStore, StoreError, UserRecord, Verification};
+use portcullis_sasl::Credentials;
+
+/// The verdict on one authentication attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Accepted { authn_id: String, authz_id: String },
+    Rejected(RejectReason),
+    /// The store could not answer; the client should try again later.
+    Unavailable(String),
+}
+
+/// Why credentials were refused. For logs and `auth test`, never the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    UnknownUser,
+    WrongPassword,
+    /// The user exists but has no secret this mechanism can check (no
+    /// password hash, no CRAM-MD5 keys, or a stored hash we cannot read).
+    NoUsableSecret,
+    /// The authzid is neither the user nor one it may act as.
+    AuthzidRefused,
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RejectReason::UnknownUser => "unknown user",
+            RejectReason::WrongPassword => "wrong password",
+            RejectReason::NoUsableSecret => "no usable secret for this mechanism",
+            RejectReason::AuthzidRefused => "authorization identity refused",
+        })
+    }
+}
+
+/// Checks credentials against one store.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Arc<dyn CredentialStore>,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn CredentialStore>) -> Self {
+        Authenticator { store }
+    }
+
+    /// Whether CRAM-MD5 can be offered: some user has CRAM-MD5 keys.
+    /// May block.
+    pub fn cram_md5_available(&self) -> Result<bool, StoreError> {
+        self.store.has_cram_md5_keys()
+    }
+
+    /// Decides on `credentials`. May block: call off the async workers.
+    pub fn check(&self, credentials: &Credentials) -> Decision {
+        let record = match self.store.lookup(credentials.authcid()) {
+            Ok(record) => record,
+            Err(error) => {
+                // Hash anyway: a failing store should not answer faster.
+                if let Credentials::Password { password, .. } = credentials {
+                    scheme::verify_dummy(password);
+                }
+                return Decision::Unavailable(error.to_string());
+            }
+        };
+        let verified = match credentials {
+            Credentials::Password { password, .. } => verify_password(record.as_ref(), password),
+            Credentials::CramMd5 {
+                challenge, digest, ..
+            } => verify_cram_md5(record.as_ref(), challenge, digest),
+            _ => Err(RejectReason::NoUsableSecret),
+        };
+        match verified.and_then(|()| authorize(record.as_ref(), credentials)) {
+            Ok(authz_id) => Decision::Accepted {
+                authn_id: credentials.authcid().to_string(),
+                authz_id,
+            },
+            Err(reason) => Decision::Rejected(reason),
+        }
+    }
+}
+
+fn verify_password(record: Option<&UserRecord>, password: &portcullis_sasl::Secret) -> Result<(), RejectReason> {
+    let Some(record) = record else {
+        scheme::verify_dummy(password);
+        return Err(RejectReason::UnknownUser);
+    };
+    let Some(stored) = &record.password else {
+        scheme::verify_dummy(password);
+        return Err(RejectReason::NoUsableSecret);
+    };
+    match scheme::verify(stored, password) {
+        Ok(Verification::Match) => Ok(()),
+        Ok(Verification::Mismatch) => Err(RejectReason::WrongPassword),
+        Err(_) => Err(RejectReason::NoUsableSecret),
+    }
+}
+
+fn verify_cram_md5(record: Option<&UserRecord>, challenge: &[u8], digest: &[u8; 16]) -> Result<(), RejectReason> {
+    let record = record.ok_or(RejectReason::UnknownUser)?;
+    let keys = record.cram_md5.as_ref().ok_or(RejectReason::NoUsableSecret)?;
+    match keys.verify(challenge, digest) {
+        Verification::Match => Ok(()),
+        Verification::Mismatch => Err(RejectReason::WrongPassword),
+    }
+}
+
+/// The authorization identity (RFC 4616 §2, RFC 4422 §3.4.1): empty or the
+/// user's own name means the user itself; anything else only if the store
+/// lists it in `may_act_as` (or lists `*`).
+fn authorize(record: Option<&UserRecord>, credentials: &Credentials) -> Result<String, RejectReason> {
+    let authcid = credentials.authcid();
+    let Some(authzid) = credentials.authzid().filter(|z| *z != authcid) else {
+        return Ok(authcid.to_string());
+    };
+    let allowed = record.is_some_and(|r| r.may_act_as.iter().any(|m| m == authzid || m == "*"));
+    if allowed {
+        Ok(authzid.to_string())
+    } else {
+        Err(RejectReason::AuthzidRefused)
+    }
+}
+
+#[cfg(test)]
+mod tests;

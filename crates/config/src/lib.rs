@@ -1,1 +1,129 @@
-//! portcullis-config
+//! Configuration in two layers: the raw TOML as written ([`raw`]), and the
+//! validated, immutable [`Config`] the server runs on.
+//!
+//! Everything that can be wrong with a config file is found here, at load
+//! time, with the file and key named, so `portcullis check-config` and
+//! `portcullis serve` refuse a bad file before binding a port. With no file
+//! at all, [`Config::development`] gives loopback listeners, a self-signed
+//! certificate and a SQLite user database in the data directory.
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::ConfigError;
+
+/// The default data directory, relative to where the server starts.
+pub const DEFAULT_DATA_DIR: &str = "portcullis-data";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our name in the greeting, EHLO and Received headers.
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub tls: TlsSource,
+    pub users: UserBackend,
+    /// Store CRAM-MD5 keys beside password hashes, so CRAM-MD5 can be offered.
+    pub cram_md5: bool,
+    pub spool_dir: PathBuf,
+    pub limits: Limits,
+    pub listeners: Vec<Listener>,
+}
+
+/// Where the server certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files given in the config.
+    Files {
+        certificate: PathBuf,
+        private_key: PathBuf,
+    },
+    /// Made on first start and kept in this directory (development only).
+    SelfSigned { dir: PathBuf },
+}
+
+/// The credential store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserBackend {
+    Sqlite { path: PathBuf },
+    File { path: PathBuf },
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_unauthenticated_commands: u32,
+    pub max_auth_failures: u32,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// How a listener uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerTls {
+    /// Plain text first; STARTTLS offered (submission, port 587).
+    StartTls,
+    /// TLS from the first byte (submissions, port 465, RFC 8314).
+    Implicit,
+    /// No TLS at all.
+    None,
+}
+
+/// Whether a listener offers AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerAuth {
+    /// AUTH offered and required before MAIL.
+    Required,
+    /// No AUTH; MAIL accepted from anyone (a relay port behind a firewall).
+    Disabled,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: ListenerTls,
+    pub auth: ListenerAuth,
+    /// Offer AUTH before TLS: passwords cross the network in clear.
+    pub allow_insecure_auth: bool,
+}
+
+impl Config {
+    /// Reads and validates a config file; `data_dir` overrides the file's.
+    pub fn load(path: &Path, data_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path, data_dir)
+    }
+
+    /// Validates config text; `origin` names the file in errors and anchors
+    /// relative certificate paths.
+    pub fn parse(text: &str, origin: &Path, data_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = origin.parent().unwrap_or(Path::new("."));
+        validate::validate(raw, base, data_dir)
+    }
+
+    /// The development defaults: loopback STARTTLS on 2587, implicit TLS on
+    /// 2465, a self-signed certificate and SQLite users in `data_dir`.
+    pub fn development(data_dir: Option<&Path>) -> Config {
+        // Invariant: the empty document is valid; every field has a default.
+        validate::validate(raw::RawConfig::default(), Path::new("."), data_dir)
+            .expect("the built-in defaults validate")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -63,7 +63,7 @@ impl CramMd5Keys {
     /// `HMAC-MD5(password, challenge)` from the stored states and compares it
     /// with `digest` in constant time.
     pub fn verify(&self, challenge: &[u8], digest: &[u8; 16]) -> Verification {
-        let expected = self.hmac(challenge);
+        let expected = Zeroizing::new(self.digest(challenge));
         if bool::from(expected.ct_eq(digest)) {
             Verification::Match
         } else {
@@ -71,10 +71,12 @@ impl CramMd5Keys {
         }
     }
 
-    /// `HMAC-MD5(password, message)`, resumed from the midstates.
-    fn hmac(&self, message: &[u8]) -> Zeroizing<[u8; 16]> {
+    /// `HMAC-MD5(password, message)`, resumed from the midstates: what a
+    /// client with the password answers to `message` (`auth test` uses it
+    /// to play the client).
+    pub fn digest(&self, message: &[u8]) -> [u8; 16] {
         let inner = Zeroizing::new(md5_block::finish(self.inner, BLOCK as u64, message));
-        Zeroizing::new(md5_block::finish(self.outer, BLOCK as u64, &inner[..]))
+        md5_block::finish(self.outer, BLOCK as u64, &inner[..])
     }
 
     /// The Dovecot form: `{CRAM-MD5}` and 64 lowercase hex digits.
@@ -171,13 +173,23 @@ mod tests {
             let keys = CramMd5Keys::from_password(password);
             for challenge in challenges {
                 let expected = reference(password, challenge);
-                assert_eq!(*keys.hmac(challenge), expected, "len {}", password.len());
+                assert_eq!(keys.digest(challenge), expected, "len {}", password.len());
                 assert_eq!(keys.verify(challenge, &expected), Verification::Match);
                 let mut wrong = expected;
                 wrong[15] ^= 1;
                 assert_eq!(keys.verify(challenge, &wrong), Verification::Mismatch);
             }
         }
+    }
+
+    #[test]
+    fn matches_dovecot_output() {
+        // `doveadm pw -s CRAM-MD5 -p password`, as quoted in public test
+        // suites (e.g. postfixadmin's).
+        assert_eq!(
+            CramMd5Keys::from_password(b"password").to_stored(),
+            "{CRAM-MD5}9186d855e11eba527a7a52ca82b313e180d62234f0acc9051b527243d41e2740"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct ReceivedFields<'a> {
     /// TLS version and cipher, when TLS was used.
     pub tls: Option<(&'a str, &'a str)>,
     /// The spool id of the message.
-    pub id: &'a str,
+    pub id: Option<&'a str>,
     /// The single recipient, when there is exactly one.
     pub for_recipient: Option<&'a str>,
     /// The date in RFC 5322 form, made by the caller (we read no clock).
@@ -33,7 +33,9 @@ pub fn received_header(f: &ReceivedFields<'_>) -> String {
     if let Some((version, cipher)) = f.tls {
         h.push_str(&format!(" ({version} cipher {cipher})"));
     }
-    h.push_str(&format!("\r\n\tid {}", f.id));
+    if let Some(id) = f.id {
+        h.push_str(&format!("\r\n\tid {id}"));
+    }
     if let Some(rcpt) = f.for_recipient {
         h.push_str(&format!("\r\n\tfor <{rcpt}>"));
     }
@@ -53,7 +55,7 @@ mod tests {
             by: "mx.example",
             protocol: "ESMTPSA",
             tls: Some(("TLSv1.3", "TLS13_AES_256_GCM_SHA384")),
-            id: "abc",
+            id: Some("abc"),
             for_recipient: Some("a@b"),
             date: "Fri, 27 Nov 2026 09:00:00 +0000",
         });

@@ -1,0 +1,64 @@
+//! The config file exactly as written. Every key is optional; defaults live
+//! in [`crate::validate`]. Unknown keys are errors, so a typo is not ignored.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub hostname: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub users: RawUsers,
+    #[serde(default)]
+    pub spool: RawSpool,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<RawListener>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificate: Option<PathBuf>,
+    pub private_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsers {
+    pub backend: Option<String>,
+    pub path: Option<PathBuf>,
+    pub cram_md5: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_message_size: Option<usize>,
+    pub max_recipients: Option<usize>,
+    pub max_unauthenticated_commands: Option<u32>,
+    pub max_auth_failures: Option<u32>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: Option<String>,
+    pub address: String,
+    pub tls: Option<String>,
+    pub auth: Option<String>,
+    pub allow_insecure_auth: Option<bool>,
+}

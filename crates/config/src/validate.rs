@@ -1,0 +1,160 @@
+//! Raw config to [`Config`]: defaults, paths, and every cross-field rule.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::raw::{RawConfig, RawListener};
+use crate::*;
+
+/// What is wrong with a config, naming the file or key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+pub(crate) fn validate(raw: RawConfig, base: &Path, data_dir: Option<&Path>) -> Result<Config, ConfigError> {
+    let data_dir = data_dir
+        .map(Path::to_path_buf)
+        .or(raw.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let in_data_dir = |p: PathBuf| if p.is_absolute() { p } else { data_dir.join(p) };
+    let beside_config = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+    let tls = match (raw.tls.certificate, raw.tls.private_key) {
+        (Some(certificate), Some(private_key)) => TlsSource::Files {
+            certificate: beside_config(certificate),
+            private_key: beside_config(private_key),
+        },
+        (None, None) => TlsSource::SelfSigned {
+            dir: data_dir.join("tls"),
+        },
+        _ => return Err(invalid("tls", "give both certificate and private_key, or neither")),
+    };
+
+    let users = match raw.users.backend.as_deref().unwrap_or("sqlite") {
+        "sqlite" => UserBackend::Sqlite {
+            path: in_data_dir(raw.users.path.unwrap_or_else(|| "users.sqlite".into())),
+        },
+        "file" => UserBackend::File {
+            path: in_data_dir(
+                raw.users
+                    .path
+                    .ok_or_else(|| invalid("users.path", "the file backend needs a path"))?,
+            ),
+        },
+        other => return Err(invalid("users.backend", format!("unknown backend {other:?} (sqlite, file)"))),
+    };
+
+    let l = raw.limits;
+    let limits = Limits {
+        max_message_size: l.max_message_size.unwrap_or(25 * 1024 * 1024),
+        max_recipients: l.max_recipients.unwrap_or(100),
+        max_unauthenticated_commands: l.max_unauthenticated_commands.unwrap_or(10),
+        max_auth_failures: l.max_auth_failures.unwrap_or(3),
+        idle_timeout: Duration::from_secs(l.idle_timeout_secs.unwrap_or(300)),
+        max_connections: l.max_connections.unwrap_or(1000),
+    };
+    if limits.max_message_size == 0 || limits.max_recipients == 0 || limits.max_connections == 0 {
+        return Err(invalid("limits", "sizes and counts must be positive"));
+    }
+    if limits.max_auth_failures == 0 {
+        return Err(invalid("limits.max_auth_failures", "must be at least 1"));
+    }
+
+    let listeners = if raw.listeners.is_empty() {
+        default_listeners()
+    } else {
+        raw.listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| listener(i, l))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut names = HashSet::new();
+    let mut addresses = HashSet::new();
+    for l in &listeners {
+        if !names.insert(l.name.clone()) {
+            return Err(invalid("listener.name", format!("{:?} is used twice", l.name)));
+        }
+        if !addresses.insert(l.address) {
+            return Err(invalid("listener.address", format!("{} is used twice", l.address)));
+        }
+    }
+
+    Ok(Config {
+        hostname: raw.hostname.unwrap_or_else(|| "localhost".to_string()),
+        spool_dir: in_data_dir(raw.spool.path.unwrap_or_else(|| "spool".into())),
+        cram_md5: raw.users.cram_md5.unwrap_or(true),
+        data_dir,
+        tls,
+        users,
+        limits,
+        listeners,
+    })
+}
+
+fn default_listeners() -> Vec<Listener> {
+    let listener = |name: &str, address: &str, tls| Listener {
+        name: name.to_string(),
+        // Invariant: literal loopback addresses parse.
+        address: address.parse().expect("valid literal address"),
+        tls,
+        auth: ListenerAuth::Required,
+        allow_insecure_auth: false,
+    };
+    vec![
+        listener("submission", "127.0.0.1:2587", ListenerTls::StartTls),
+        listener("submissions", "127.0.0.1:2465", ListenerTls::Implicit),
+    ]
+}
+
+fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
+    let key = |field: &str| format!("listener[{index}].{field}");
+    let address: SocketAddr = raw
+        .address
+        .parse()
+        .map_err(|_| invalid(key("address"), format!("{:?} is not ip:port", raw.address)))?;
+    let tls = match raw.tls.as_deref().unwrap_or("starttls") {
+        "starttls" => ListenerTls::StartTls,
+        "implicit" => ListenerTls::Implicit,
+        "none" => ListenerTls::None,
+        other => return Err(invalid(key("tls"), format!("{other:?}: use starttls, implicit or none"))),
+    };
+    let auth = match raw.auth.as_deref().unwrap_or("required") {
+        "required" => ListenerAuth::Required,
+        "disabled" => ListenerAuth::Disabled,
+        other => return Err(invalid(key("auth"), format!("{other:?}: use required or disabled"))),
+    };
+    let allow_insecure_auth = raw.allow_insecure_auth.unwrap_or(false);
+    if auth == ListenerAuth::Required && tls == ListenerTls::None && !allow_insecure_auth {
+        return Err(invalid(
+            key("auth"),
+            "AUTH on a listener without TLS would never be offered; set tls, or allow_insecure_auth = true",
+        ));
+    }
+    Ok(Listener {
+        name: raw.name.unwrap_or_else(|| format!("listener{index}")),
+        address,
+        tls,
+        auth,
+        allow_insecure_auth,
+    })
+}
