@@ -45,7 +45,9 @@ impl std::fmt::Display for Mechanism {
 }
 
 /// What the client presented, ready to be checked against a store.
+/// Non-exhaustive: new mechanisms bring new kinds of proof.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Credentials {
     /// PLAIN or LOGIN: the password itself.
     Password {

@@ -1,1 +1,162 @@
-//! portcullis-server
+//! The network edge: listeners, TLS, and the loop that drives one
+//! [`portcullis_session::Session`] per connection.
+//!
+//! Everything SMTP decides lives in the session crate; this crate only moves
+//! bytes and carries out the session's effects: it runs the TLS handshake,
+//! asks the [`portcullis_auth::Authenticator`] (on the blocking pool, since
+//! hashing and SQLite block), and writes messages to the
+//! [`portcullis_spool::Spool`] (also on the blocking pool, since fsync
+//! blocks). Replies are written once per batch: when the session has used up
+//! the input and wants more, which is what PIPELINING needs.
+
+mod connection;
+mod effects;
+mod listener;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use portcullis_auth::Authenticator;
+use portcullis_config::{Config, ListenerAuth, ListenerTls};
+use portcullis_sasl::Mechanism;
+use portcullis_session::{AuthPolicy, SessionConfig};
+use portcullis_spool::Spool;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("cannot listen on {address} ({name}): {source}")]
+    Bind {
+        name: String,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("credential store: {0}")]
+    Store(#[from] portcullis_credentials::StoreError),
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub authenticator: Authenticator,
+    pub spool: Arc<Spool>,
+    pub hostname: String,
+    pub idle_timeout: std::time::Duration,
+    pub connections: Arc<Semaphore>,
+    pub max_connections: usize,
+}
+
+/// One bound listener and how its sessions behave.
+pub(crate) struct BoundListener {
+    pub name: String,
+    pub socket: TcpListener,
+    pub implicit_tls: bool,
+    pub acceptor: Option<TlsAcceptor>,
+    pub session: Arc<SessionConfig>,
+}
+
+/// A server with its ports bound, ready to [`Server::run`].
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<BoundListener>,
+}
+
+impl Server {
+    /// Binds every listener and prepares TLS, so that any error shows before
+    /// the server starts taking connections.
+    pub async fn bind(
+        config: &Config,
+        authenticator: Authenticator,
+        spool: Arc<Spool>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Server, ServerError> {
+        let cram_md5 = {
+            let authenticator = authenticator.clone();
+            tokio::task::spawn_blocking(move || authenticator.cram_md5_available())
+                .await
+                .unwrap_or(Ok(false))?
+        };
+        let mut mechanisms = vec![Mechanism::Plain, Mechanism::Login];
+        if cram_md5 {
+            mechanisms.push(Mechanism::CramMd5);
+        }
+        let acceptor = tls.map(TlsAcceptor::from);
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let socket = TcpListener::bind(l.address).await.map_err(|source| ServerError::Bind {
+                name: l.name.clone(),
+                address: l.address,
+                source,
+            })?;
+            let uses_tls = l.tls != ListenerTls::None;
+            let session = SessionConfig {
+                hostname: config.hostname.clone(),
+                max_message_size: config.limits.max_message_size,
+                max_recipients: config.limits.max_recipients,
+                auth: match l.auth {
+                    ListenerAuth::Required => AuthPolicy::Required,
+                    ListenerAuth::Disabled => AuthPolicy::Disabled,
+                },
+                allow_insecure_auth: l.allow_insecure_auth,
+                starttls: l.tls == ListenerTls::StartTls && acceptor.is_some(),
+                mechanisms: mechanisms.clone(),
+                max_unauthenticated_commands: config.limits.max_unauthenticated_commands,
+                max_auth_failures: config.limits.max_auth_failures,
+            };
+            listeners.push(BoundListener {
+                name: l.name.clone(),
+                socket,
+                implicit_tls: l.tls == ListenerTls::Implicit,
+                acceptor: if uses_tls { acceptor.clone() } else { None },
+                session: Arc::new(session),
+            });
+        }
+        let shared = Arc::new(Shared {
+            authenticator,
+            spool,
+            hostname: config.hostname.clone(),
+            idle_timeout: config.limits.idle_timeout,
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            max_connections: config.limits.max_connections,
+        });
+        Ok(Server { shared, listeners })
+    }
+
+    /// The bound addresses, by listener name (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), l.socket.local_addr().ok()?)))
+            .collect()
+    }
+
+    /// Serves until `shutdown` turns true, then stops accepting and waits up
+    /// to `grace` for open sessions to finish. Messages already answered
+    /// with 250 are on disk, so the grace period only spares transactions
+    /// in flight.
+    pub async fn run(self, shutdown: watch::Receiver<bool>, grace: std::time::Duration) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in self.listeners {
+            tasks.spawn(listener::accept_loop(l, self.shared.clone(), shutdown.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+        // Every open connection holds a permit: all permits back means every
+        // session has ended.
+        let connections = self.shared.connections.clone();
+        let max = self.shared.max_connections;
+        let all_closed = async {
+            while connections.available_permits() < max {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(grace, all_closed).await.is_err() {
+            tracing::warn!("grace period over; closing the remaining connections");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `portcullis serve`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use portcullis_auth::Authenticator;
+use portcullis_config::Config;
+use portcullis_server::{tls, Server};
+use portcullis_spool::Spool;
+
+/// How long running sessions may go on after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(config: Config) -> Result<ExitCode> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = crate::stores::open(&config)?;
+    let spool = Arc::new(Spool::open(&config.spool_dir).context("opening the spool")?);
+    let tls = tls::server_config(&config.tls, &config.hostname)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(&config, Authenticator::new(store), spool, Some(tls)).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            tracing::info!("stop signal: no new connections, finishing open sessions");
+            let _ = stop.send(true);
+        });
+        server.run(stopped, SHUTDOWN_GRACE).await;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

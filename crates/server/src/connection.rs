@@ -1,0 +1,155 @@
+//! One connection: greeting, the read/feed/write loop, STARTTLS.
+
+use std::net::SocketAddr;
+
+use portcullis_proto::Reply;
+use portcullis_session::{ConnectionInfo, Effect, Session};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{effects, tls, BoundListener, Shared};
+
+/// Facts about the connection the spool records.
+pub(crate) struct Peer {
+    pub client: SocketAddr,
+    pub server: Option<SocketAddr>,
+    pub listener: String,
+}
+
+/// How [`drive`] ended.
+enum Ended {
+    Closed,
+    StartTls,
+}
+
+/// Read chunk: big enough for a pipelined group or a DATA burst.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub(crate) async fn serve(tcp: TcpStream, client: SocketAddr, listener: &BoundListener, shared: &Shared) {
+    let peer = Peer {
+        client,
+        server: tcp.local_addr().ok(),
+        listener: listener.name.clone(),
+    };
+    let conn = ConnectionInfo {
+        client_ip: client.ip().to_string(),
+        session_id: format!("{:016x}", rand::random::<u64>()),
+    };
+    let result = match (&listener.acceptor, listener.implicit_tls) {
+        (Some(acceptor), true) => match acceptor.accept(tcp).await {
+            Ok(mut stream) => {
+                let info = tls::info(stream.get_ref().1);
+                let mut out = Vec::new();
+                let mut session = Session::new(listener.session.clone(), conn, Some(info), &mut out);
+                drive(&mut stream, &mut session, out, &peer, shared).await.map(|_| ())
+            }
+            Err(error) => {
+                tracing::debug!(client = %client, %error, "TLS handshake failed");
+                Ok(())
+            }
+        },
+        _ => serve_starttls(tcp, conn, listener, &peer, shared).await,
+    };
+    if let Err(error) = result {
+        tracing::debug!(client = %client, %error, "connection ended with an error");
+    }
+}
+
+/// A plain-text start, upgraded in place if the client asks for STARTTLS.
+async fn serve_starttls(
+    mut tcp: TcpStream,
+    conn: ConnectionInfo,
+    listener: &BoundListener,
+    peer: &Peer,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    let mut session = Session::new(listener.session.clone(), conn, None, &mut out);
+    let Ended::StartTls = drive(&mut tcp, &mut session, out, peer, shared).await? else {
+        return Ok(());
+    };
+    // Invariant: the session offers STARTTLS only when the listener has an acceptor.
+    let Some(acceptor) = &listener.acceptor else {
+        return Ok(());
+    };
+    let mut stream = match acceptor.accept(tcp).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(client = %peer.client, %error, "STARTTLS handshake failed");
+            return Ok(());
+        }
+    };
+    session.tls_established(tls::info(stream.get_ref().1));
+    drive(&mut stream, &mut session, Vec::new(), peer, shared).await.map(|_| ())
+}
+
+/// Feeds input to the session and carries out its effects until the
+/// connection closes or switches to TLS. Replies are written when the
+/// session wants more input or before an effect that must be seen.
+async fn drive<S>(
+    stream: &mut S,
+    session: &mut Session,
+    mut out: Vec<u8>,
+    peer: &Peer,
+    shared: &Shared,
+) -> std::io::Result<Ended>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut input: Vec<u8> = Vec::new();
+    loop {
+        let progress = session.feed(&input, &mut out);
+        input.drain(..progress.consumed);
+        match progress.effect {
+            None => {
+                flush(stream, &mut out).await?;
+                input.reserve(READ_CHUNK);
+                let read = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)).await;
+                match read {
+                    Ok(Ok(0)) => return Ok(Ended::Closed),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return Err(error),
+                    Err(_elapsed) => {
+                        session.abort(Reply::idle_timeout(), &mut out);
+                        flush(stream, &mut out).await?;
+                        return Ok(Ended::Closed);
+                    }
+                }
+            }
+            Some(Effect::StartTls) => {
+                flush(stream, &mut out).await?;
+                return Ok(Ended::StartTls);
+            }
+            Some(Effect::Authenticate {
+                mechanism,
+                credentials,
+            }) => {
+                let outcome = effects::authenticate(shared, peer, mechanism, credentials).await;
+                if let Some(Effect::Close) = session.auth_finished(outcome, &mut out) {
+                    flush(stream, &mut out).await?;
+                    return Ok(Ended::Closed);
+                }
+            }
+            Some(Effect::Spool(message)) => {
+                let outcome = effects::spool(shared, peer, session, *message).await;
+                session.spool_finished(outcome, &mut out);
+            }
+            Some(Effect::Close) => {
+                flush(stream, &mut out).await?;
+                let _ = stream.shutdown().await;
+                return Ok(Ended::Closed);
+            }
+        }
+    }
+}
+
+async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(out).await?;
+    stream.flush().await?;
+    out.clear();
+    Ok(())
+}
+

@@ -1,0 +1,100 @@
+//! Carrying out the session's effects that leave the process: checking
+//! credentials and spooling messages. Both block, so both run on tokio's
+//! blocking pool.
+
+use portcullis_auth::Decision;
+use portcullis_proto::received::{received_header, ReceivedFields};
+use portcullis_sasl::{Credentials, Mechanism};
+use portcullis_session::{AuthOutcome, Message, Session, SpoolOutcome};
+use portcullis_spool::{AuthMeta, MessageMeta, TlsMeta};
+use time::format_description::well_known::{Rfc2822, Rfc3339};
+use time::OffsetDateTime;
+
+use crate::connection::Peer;
+use crate::Shared;
+
+/// Checks credentials and logs one line with the exact reason. The password
+/// never reaches the log: only the user name, mechanism and verdict do.
+pub(crate) async fn authenticate(
+    shared: &Shared,
+    peer: &Peer,
+    mechanism: Mechanism,
+    credentials: Credentials,
+) -> AuthOutcome {
+    let user = credentials.authcid().to_string();
+    let authzid = credentials.authzid().map(str::to_string);
+    let authenticator = shared.authenticator.clone();
+    let decision = tokio::task::spawn_blocking(move || authenticator.check(&credentials))
+        .await
+        .unwrap_or_else(|_| Decision::Unavailable("authentication task failed".into()));
+    let client = peer.client.ip();
+    match decision {
+        Decision::Accepted { authn_id, authz_id } => {
+            tracing::info!(%client, %mechanism, user = %authn_id, authz = %authz_id, result = "accepted", "auth");
+            AuthOutcome::Accepted { authn_id, authz_id }
+        }
+        Decision::Rejected(reason) => {
+            tracing::warn!(%client, %mechanism, %user, authzid = ?authzid, result = "rejected", %reason, "auth");
+            AuthOutcome::Rejected { reply: None }
+        }
+        Decision::Unavailable(reason) => {
+            tracing::error!(%client, %mechanism, %user, result = "deferred", reason = %reason, "auth: store unavailable");
+            AuthOutcome::TemporaryFailure { reply: None }
+        }
+    }
+}
+
+/// Writes the message durably, trace header first.
+pub(crate) async fn spool(shared: &Shared, peer: &Peer, session: &Session, message: Message) -> SpoolOutcome {
+    let now = OffsetDateTime::now_utc();
+    let date = now.format(&Rfc2822).unwrap_or_default();
+    let client_ip = peer.client.ip().to_string();
+    let tls = message.tls.as_ref().map(|t| (t.version.as_str(), t.cipher.as_str()));
+    let recipients = &message.envelope.rcpt_to;
+    let header = received_header(&ReceivedFields {
+        helo: &message.helo,
+        client_ip: &client_ip,
+        by: &shared.hostname,
+        protocol: message.protocol,
+        tls,
+        id: None,
+        for_recipient: (recipients.len() == 1).then(|| recipients[0].as_str()),
+        date: &date,
+    });
+    let mut data = header.into_bytes();
+    data.extend_from_slice(&message.data);
+    let meta = MessageMeta {
+        received_at: now.format(&Rfc3339).unwrap_or_default(),
+        mail_from: message.envelope.mail_from.as_str().to_string(),
+        rcpt_to: message.envelope.rcpt_to.clone(),
+        body: message.envelope.params.body.as_str().to_string(),
+        declared_size: message.envelope.params.size,
+        helo: Some(message.helo.clone()),
+        client_addr: peer.client.to_string(),
+        server_addr: peer.server.map(|a| a.to_string()).unwrap_or_default(),
+        listener: peer.listener.clone(),
+        tls: session.tls().map(|t| TlsMeta {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+        }),
+        auth: message.identity.as_ref().map(|i| AuthMeta {
+            authn_id: i.authn_id.clone(),
+            authz_id: i.authz_id.clone(),
+            mechanism: i.mechanism.name().to_string(),
+        }),
+        mail_auth_param: message.envelope.params.auth.clone(),
+    };
+    let spool = shared.spool.clone();
+    let stored = tokio::task::spawn_blocking(move || spool.store(&meta, &data)).await;
+    match stored {
+        Ok(Ok(id)) => {
+            tracing::info!(client = %peer.client.ip(), %id, recipients = recipients.len(), "message spooled");
+            SpoolOutcome::Stored { id: id.to_string() }
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "spool write failed; answering 451");
+            SpoolOutcome::Failed
+        }
+        Err(_) => SpoolOutcome::Failed,
+    }
+}
