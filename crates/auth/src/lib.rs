@@ -21,7 +21,10 @@ use portcullis_sasl::Credentials;
 /// The verdict on one authentication attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Accepted { authn_id: String, authz_id: String },
+    Accepted {
+        authn_id: String,
+        authz_id: String,
+    },
     Rejected(RejectReason),
     /// The store could not answer; the client should try again later.
     Unavailable(String),
@@ -96,7 +99,10 @@ impl Authenticator {
     }
 }
 
-fn verify_password(record: Option<&UserRecord>, password: &portcullis_sasl::Secret) -> Result<(), RejectReason> {
+fn verify_password(
+    record: Option<&UserRecord>,
+    password: &portcullis_sasl::Secret,
+) -> Result<(), RejectReason> {
     let Some(record) = record else {
         scheme::verify_dummy(password);
         return Err(RejectReason::UnknownUser);
@@ -112,9 +118,16 @@ fn verify_password(record: Option<&UserRecord>, password: &portcullis_sasl::Secr
     }
 }
 
-fn verify_cram_md5(record: Option<&UserRecord>, challenge: &[u8], digest: &[u8; 16]) -> Result<(), RejectReason> {
+fn verify_cram_md5(
+    record: Option<&UserRecord>,
+    challenge: &[u8],
+    digest: &[u8; 16],
+) -> Result<(), RejectReason> {
     let record = record.ok_or(RejectReason::UnknownUser)?;
-    let keys = record.cram_md5.as_ref().ok_or(RejectReason::NoUsableSecret)?;
+    let keys = record
+        .cram_md5
+        .as_ref()
+        .ok_or(RejectReason::NoUsableSecret)?;
     match keys.verify(challenge, digest) {
         Verification::Match => Ok(()),
         Verification::Mismatch => Err(RejectReason::WrongPassword),
@@ -124,7 +137,10 @@ fn verify_cram_md5(record: Option<&UserRecord>, challenge: &[u8], digest: &[u8; 
 /// The authorization identity (RFC 4616 §2, RFC 4422 §3.4.1): empty or the
 /// user's own name means the user itself; anything else only if the store
 /// lists it in `may_act_as` (or lists `*`).
-fn authorize(record: Option<&UserRecord>, credentials: &Credentials) -> Result<String, RejectReason> {
+fn authorize(
+    record: Option<&UserRecord>,
+    credentials: &Credentials,
+) -> Result<String, RejectReason> {
     let authcid = credentials.authcid();
     let Some(authzid) = credentials.authzid().filter(|z| *z != authcid) else {
         return Ok(authcid.to_string());

@@ -6,9 +6,13 @@ use portcullis_sasl::Secret;
 fn authenticator() -> (tempfile::TempDir, Authenticator) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("users.sqlite")).unwrap();
-    store.add_user("alice", &Secret::from("right"), true).unwrap();
+    store
+        .add_user("alice", &Secret::from("right"), true)
+        .unwrap();
     store.add_user("boss", &Secret::from("x"), false).unwrap();
-    store.set_may_act_as("alice", &["sales".to_string()]).unwrap();
+    store
+        .set_may_act_as("alice", &["sales".to_string()])
+        .unwrap();
     (dir, Authenticator::new(Arc::new(store)))
 }
 
@@ -30,14 +34,23 @@ fn right_password_is_accepted_as_itself() {
             authz_id: "alice".into()
         }
     );
-    assert!(matches!(a.check(&plain("alice", Some("alice"), "right")), Decision::Accepted { .. }));
+    assert!(matches!(
+        a.check(&plain("alice", Some("alice"), "right")),
+        Decision::Accepted { .. }
+    ));
 }
 
 #[test]
 fn reasons_are_precise() {
     let (_d, a) = authenticator();
-    assert_eq!(a.check(&plain("alice", None, "wrong")), Decision::Rejected(RejectReason::WrongPassword));
-    assert_eq!(a.check(&plain("nobody", None, "x")), Decision::Rejected(RejectReason::UnknownUser));
+    assert_eq!(
+        a.check(&plain("alice", None, "wrong")),
+        Decision::Rejected(RejectReason::WrongPassword)
+    );
+    assert_eq!(
+        a.check(&plain("nobody", None, "x")),
+        Decision::Rejected(RejectReason::UnknownUser)
+    );
     assert_eq!(
         a.check(&plain("alice", Some("boss"), "right")),
         Decision::Rejected(RejectReason::AuthzidRefused)
@@ -72,5 +85,8 @@ fn cram_md5_from_stored_keys() {
         challenge,
         digest,
     };
-    assert_eq!(a.check(&c), Decision::Rejected(RejectReason::NoUsableSecret));
+    assert_eq!(
+        a.check(&c),
+        Decision::Rejected(RejectReason::NoUsableSecret)
+    );
 }

@@ -40,7 +40,10 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
     };
     let password = if password_stdin {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading standard input")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading standard input")?;
         Secret::from(line.trim_end_matches(['\r', '\n']).to_string())
     } else {
         Secret::from(rpassword::prompt_password("Password: ").context("reading the password")?)
@@ -49,7 +52,8 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
         // Play the client: answer a challenge the way a client with this
         // password would, so the server side is checked as in a session.
         Mechanism::CramMd5 => {
-            let challenge = format!("<{}.0@{}>", rand::random::<u64>(), config.hostname).into_bytes();
+            let challenge =
+                format!("<{}.0@{}>", rand::random::<u64>(), config.hostname).into_bytes();
             let digest = CramMd5Keys::from_password(password.expose()).digest(&challenge);
             Credentials::CramMd5 {
                 authcid: user.clone(),

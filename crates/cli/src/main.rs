@@ -14,7 +14,11 @@ use clap::{Args, Parser, Subcommand};
 use portcullis_config::Config;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "ESMTP submission server with a careful SMTP AUTH layer")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "ESMTP submission server with a careful SMTP AUTH layer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,7 +101,10 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
                 loaded.spool_dir.display()
             );
             for l in &loaded.listeners {
-                println!("  {} {} tls={:?} auth={:?}", l.name, l.address, l.tls, l.auth);
+                println!(
+                    "  {} {} tls={:?} auth={:?}",
+                    l.name, l.address, l.tls, l.auth
+                );
             }
             Ok(std::process::ExitCode::SUCCESS)
         }

@@ -12,9 +12,10 @@ use portcullis_credentials::CredentialStore;
 pub fn open(config: &Config) -> Result<Arc<dyn CredentialStore>> {
     Ok(match &config.users {
         UserBackend::Sqlite { path } => Arc::new(open_sqlite(path)?),
-        UserBackend::File { path } => {
-            Arc::new(FileStore::load(path).with_context(|| format!("loading users from {}", path.display()))?)
-        }
+        UserBackend::File { path } => Arc::new(
+            FileStore::load(path)
+                .with_context(|| format!("loading users from {}", path.display()))?,
+        ),
     })
 }
 

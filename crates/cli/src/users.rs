@@ -51,7 +51,10 @@ pub struct PasswordSource {
 impl PasswordSource {
     fn read(&self) -> Result<(Secret, bool)> {
         if self.generate {
-            return Ok((Secret::from(Alphanumeric.sample_string(&mut rand::thread_rng(), 20)), true));
+            return Ok((
+                Secret::from(Alphanumeric.sample_string(&mut rand::thread_rng(), 20)),
+                true,
+            ));
         }
         if self.password_stdin {
             return Ok((read_stdin_line()?, false));
@@ -67,7 +70,10 @@ impl PasswordSource {
 
 fn read_stdin_line() -> Result<Secret> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading standard input")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
         bail!("empty password on standard input");

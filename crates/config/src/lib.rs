@@ -107,7 +107,11 @@ impl Config {
 
     /// Validates config text; `origin` names the file in errors and anchors
     /// relative certificate paths.
-    pub fn parse(text: &str, origin: &Path, data_dir: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn parse(
+        text: &str,
+        origin: &Path,
+        data_dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: origin.to_path_buf(),
             message: e.to_string(),

@@ -10,8 +10,18 @@ fn development_defaults() {
     assert_eq!(c.listeners.len(), 2);
     assert_eq!(c.listeners[0].address.to_string(), "127.0.0.1:2587");
     assert_eq!(c.listeners[1].tls, ListenerTls::Implicit);
-    assert_eq!(c.tls, TlsSource::SelfSigned { dir: "/tmp/d/tls".into() });
-    assert_eq!(c.users, UserBackend::Sqlite { path: "/tmp/d/users.sqlite".into() });
+    assert_eq!(
+        c.tls,
+        TlsSource::SelfSigned {
+            dir: "/tmp/d/tls".into()
+        }
+    );
+    assert_eq!(
+        c.users,
+        UserBackend::Sqlite {
+            path: "/tmp/d/users.sqlite".into()
+        }
+    );
     assert_eq!(c.spool_dir, PathBuf::from("/tmp/d/spool"));
     assert_eq!(c.limits.max_unauthenticated_commands, 10);
     assert_eq!(c.limits.max_auth_failures, 3);
@@ -48,7 +58,12 @@ auth = "disabled"
             private_key: "/keys/key.pem".into()
         }
     );
-    assert_eq!(c.users, UserBackend::File { path: "/var/lib/portcullis/users.toml".into() });
+    assert_eq!(
+        c.users,
+        UserBackend::File {
+            path: "/var/lib/portcullis/users.toml".into()
+        }
+    );
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(30));
     assert_eq!(c.listeners[0].auth, ListenerAuth::Disabled);
 }
@@ -60,13 +75,19 @@ fn errors_name_the_key() {
     assert!(err("[tls]\ncertificate = \"c\"").starts_with("tls:"));
     assert!(err("[users]\nbackend = \"ldap\"").starts_with("users.backend"));
     assert!(err("[[listener]]\naddress = \"nope\"").starts_with("listener[0].address"));
-    assert!(err("[[listener]]\naddress = \"127.0.0.1:1\"\ntls = \"none\"").starts_with("listener[0].auth"));
+    assert!(
+        err("[[listener]]\naddress = \"127.0.0.1:1\"\ntls = \"none\"")
+            .starts_with("listener[0].auth")
+    );
     let dup = "[[listener]]\naddress = \"127.0.0.1:1\"\n[[listener]]\naddress = \"127.0.0.1:1\"";
     assert!(err(dup).contains("used twice"));
 }
 
 #[test]
 fn insecure_auth_must_be_asked_for() {
-    let c = parse("[[listener]]\naddress = \"127.0.0.1:1\"\ntls = \"none\"\nallow_insecure_auth = true").unwrap();
+    let c = parse(
+        "[[listener]]\naddress = \"127.0.0.1:1\"\ntls = \"none\"\nallow_insecure_auth = true",
+    )
+    .unwrap();
     assert!(c.listeners[0].allow_insecure_auth);
 }

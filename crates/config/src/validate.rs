@@ -30,7 +30,11 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-pub(crate) fn validate(raw: RawConfig, base: &Path, data_dir: Option<&Path>) -> Result<Config, ConfigError> {
+pub(crate) fn validate(
+    raw: RawConfig,
+    base: &Path,
+    data_dir: Option<&Path>,
+) -> Result<Config, ConfigError> {
     let data_dir = data_dir
         .map(Path::to_path_buf)
         .or(raw.data_dir)
@@ -46,7 +50,12 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, data_dir: Option<&Path>) -> 
         (None, None) => TlsSource::SelfSigned {
             dir: data_dir.join("tls"),
         },
-        _ => return Err(invalid("tls", "give both certificate and private_key, or neither")),
+        _ => {
+            return Err(invalid(
+                "tls",
+                "give both certificate and private_key, or neither",
+            ))
+        }
     };
 
     let users = match raw.users.backend.as_deref().unwrap_or("sqlite") {
@@ -60,7 +69,12 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, data_dir: Option<&Path>) -> 
                     .ok_or_else(|| invalid("users.path", "the file backend needs a path"))?,
             ),
         },
-        other => return Err(invalid("users.backend", format!("unknown backend {other:?} (sqlite, file)"))),
+        other => {
+            return Err(invalid(
+                "users.backend",
+                format!("unknown backend {other:?} (sqlite, file)"),
+            ))
+        }
     };
 
     let l = raw.limits;
@@ -92,10 +106,16 @@ pub(crate) fn validate(raw: RawConfig, base: &Path, data_dir: Option<&Path>) -> 
     let mut addresses = HashSet::new();
     for l in &listeners {
         if !names.insert(l.name.clone()) {
-            return Err(invalid("listener.name", format!("{:?} is used twice", l.name)));
+            return Err(invalid(
+                "listener.name",
+                format!("{:?} is used twice", l.name),
+            ));
         }
         if !addresses.insert(l.address) {
-            return Err(invalid("listener.address", format!("{} is used twice", l.address)));
+            return Err(invalid(
+                "listener.address",
+                format!("{} is used twice", l.address),
+            ));
         }
     }
 
@@ -136,12 +156,22 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
         "starttls" => ListenerTls::StartTls,
         "implicit" => ListenerTls::Implicit,
         "none" => ListenerTls::None,
-        other => return Err(invalid(key("tls"), format!("{other:?}: use starttls, implicit or none"))),
+        other => {
+            return Err(invalid(
+                key("tls"),
+                format!("{other:?}: use starttls, implicit or none"),
+            ))
+        }
     };
     let auth = match raw.auth.as_deref().unwrap_or("required") {
         "required" => ListenerAuth::Required,
         "disabled" => ListenerAuth::Disabled,
-        other => return Err(invalid(key("auth"), format!("{other:?}: use required or disabled"))),
+        other => {
+            return Err(invalid(
+                key("auth"),
+                format!("{other:?}: use required or disabled"),
+            ))
+        }
     };
     let allow_insecure_auth = raw.allow_insecure_auth.unwrap_or(false);
     if auth == ListenerAuth::Required && tls == ListenerTls::None && !allow_insecure_auth {

@@ -171,9 +171,14 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
         };
         match (key.to_ascii_uppercase().as_str(), value) {
             ("SIZE", Some(v)) => {
-                parsed.size = Some(v.parse().map_err(|_| CommandError::Syntax("SIZE=<octets>"))?)
+                parsed.size = Some(
+                    v.parse()
+                        .map_err(|_| CommandError::Syntax("SIZE=<octets>"))?,
+                )
             }
-            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => parsed.body = Body::EightBitMime,
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
+                parsed.body = Body::EightBitMime
+            }
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => parsed.body = Body::SevenBit,
             ("AUTH", Some(v)) => parsed.auth = Some(decode_xtext(v)?),
             _ => return Err(CommandError::UnsupportedParameter(key.to_string())),
@@ -219,13 +224,20 @@ fn parse_path(path: &str, null_allowed: bool) -> Result<Path, CommandError> {
     }
     // Drop a source route (`@a,@b:user@d`, RFC 5321 §4.1.2): obsolete, ignored.
     let mailbox = match path.strip_prefix('@') {
-        Some(_) => path.split_once(':').map(|(_, m)| m).ok_or(CommandError::InvalidAddress)?,
+        Some(_) => path
+            .split_once(':')
+            .map(|(_, m)| m)
+            .ok_or(CommandError::InvalidAddress)?,
         None => path,
     };
     let valid = !mailbox.is_empty()
         && mailbox.len() <= MAX_ADDRESS_LEN
-        && mailbox.bytes().all(|b| b > b' ' && b != 0x7f && b != b'<' && b != b'>')
-        && mailbox.rfind('@').is_none_or(|i| i > 0 && i + 1 < mailbox.len());
+        && mailbox
+            .bytes()
+            .all(|b| b > b' ' && b != 0x7f && b != b'<' && b != b'>')
+        && mailbox
+            .rfind('@')
+            .is_none_or(|i| i > 0 && i + 1 < mailbox.len());
     if valid {
         Ok(Path::Mailbox(mailbox.to_string()))
     } else {

@@ -12,7 +12,10 @@ pub enum DataProgress {
     /// `consumed` bytes taken; the end has not come yet.
     More { consumed: usize },
     /// The end marker was seen; `consumed` includes it.
-    Done { consumed: usize, outcome: DataOutcome },
+    Done {
+        consumed: usize,
+        outcome: DataOutcome,
+    },
 }
 
 /// How the body ended.
@@ -148,7 +151,10 @@ mod tests {
     #[test]
     fn plain_body() {
         let (out, n) = receive(&[b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n"], 1000);
-        assert_eq!(out, DataOutcome::Complete(b"Subject: x\r\n\r\nhello\r\n".to_vec()));
+        assert_eq!(
+            out,
+            DataOutcome::Complete(b"Subject: x\r\n\r\nhello\r\n".to_vec())
+        );
         assert_eq!(n, 24);
     }
 
@@ -160,7 +166,10 @@ mod tests {
     #[test]
     fn dot_unstuffing() {
         let (out, _) = receive(&[b"..leading\r\n...\r\na.b\r\n.\r\n"], 1000);
-        assert_eq!(out, DataOutcome::Complete(b".leading\r\n..\r\na.b\r\n".to_vec()));
+        assert_eq!(
+            out,
+            DataOutcome::Complete(b".leading\r\n..\r\na.b\r\n".to_vec())
+        );
     }
 
     #[test]
@@ -174,7 +183,10 @@ mod tests {
         let (out, _) = receive(&[b"a\n.\nb\r\n.\r\n"], 1000);
         assert_eq!(out, DataOutcome::Complete(b"a\n.\nb\r\n".to_vec()));
         let (out, _) = receive(&[b"a\r\n.\nMAIL FROM:<x>\r\n.\r\n"], 1000);
-        assert_eq!(out, DataOutcome::Complete(b"a\r\n\nMAIL FROM:<x>\r\n".to_vec()));
+        assert_eq!(
+            out,
+            DataOutcome::Complete(b"a\r\n\nMAIL FROM:<x>\r\n".to_vec())
+        );
     }
 
     #[test]

@@ -57,7 +57,10 @@ impl LineFramer {
                 if line.len() > self.max_len {
                     Frame::TooLong { consumed: i + 1 }
                 } else {
-                    Frame::Line { line, consumed: i + 1 }
+                    Frame::Line {
+                        line,
+                        consumed: i + 1,
+                    }
                 }
             }
             // +1: a CR at the very end may belong to a CRLF still in flight.
@@ -99,8 +102,14 @@ mod tests {
     #[test]
     fn a_complete_overlong_line_is_reported_once() {
         let mut f = LineFramer::new(4);
-        assert_eq!(f.next_frame(b"abcdef\r\nok\r\n"), Frame::TooLong { consumed: 8 });
-        assert!(matches!(f.next_frame(b"ok\r\n"), Frame::Line { line: b"ok", .. }));
+        assert_eq!(
+            f.next_frame(b"abcdef\r\nok\r\n"),
+            Frame::TooLong { consumed: 8 }
+        );
+        assert!(matches!(
+            f.next_frame(b"ok\r\n"),
+            Frame::Line { line: b"ok", .. }
+        ));
     }
 
     #[test]
@@ -109,14 +118,23 @@ mod tests {
         assert_eq!(f.next_frame(b"abcdefgh"), Frame::TooLong { consumed: 8 });
         assert_eq!(f.next_frame(b"ijkl"), Frame::Discarded { consumed: 4 });
         assert_eq!(f.next_frame(b""), Frame::Incomplete);
-        assert_eq!(f.next_frame(b"mn\r\nNOOP\r\n"), Frame::Discarded { consumed: 4 });
-        assert!(matches!(f.next_frame(b"NOOP\r\n"), Frame::Line { line: b"NOOP", .. }));
+        assert_eq!(
+            f.next_frame(b"mn\r\nNOOP\r\n"),
+            Frame::Discarded { consumed: 4 }
+        );
+        assert!(matches!(
+            f.next_frame(b"NOOP\r\n"),
+            Frame::Line { line: b"NOOP", .. }
+        ));
     }
 
     #[test]
     fn exactly_the_limit_is_fine() {
         let mut f = LineFramer::new(4);
         assert_eq!(f.next_frame(b"abcd\r"), Frame::Incomplete);
-        assert!(matches!(f.next_frame(b"abcd\r\n"), Frame::Line { line: b"abcd", .. }));
+        assert!(matches!(
+            f.next_frame(b"abcd\r\n"),
+            Frame::Line { line: b"abcd", .. }
+        ));
     }
 }

@@ -59,7 +59,9 @@ mod tests {
             for_recipient: Some("a@b"),
             date: "Fri, 27 Nov 2026 09:00:00 +0000",
         });
-        assert!(h.starts_with("Received: from client.example ([192.0.2.1])\r\n\tby mx.example with ESMTPSA (TLSv1.3"));
+        assert!(h.starts_with(
+            "Received: from client.example ([192.0.2.1])\r\n\tby mx.example with ESMTPSA (TLSv1.3"
+        ));
         assert!(h.ends_with(";\r\n\tFri, 27 Nov 2026 09:00:00 +0000\r\n"));
     }
 }

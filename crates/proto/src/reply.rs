@@ -127,7 +127,11 @@ catalog! {
 
 impl Reply {
     /// A reply with a code, optional enhanced code and one line of text.
-    pub fn new(code: u16, status: Option<EnhancedCode>, text: impl Into<Cow<'static, str>>) -> Reply {
+    pub fn new(
+        code: u16,
+        status: Option<EnhancedCode>,
+        text: impl Into<Cow<'static, str>>,
+    ) -> Reply {
         // `0.0.0` in the catalog marks replies that carry no enhanced code
         // (354 is an intermediate reply, RFC 2034 §3).
         let status = status.filter(|s| s.0 != 0);
@@ -161,7 +165,11 @@ impl Reply {
 
     /// `250 2.0.0 OK queued as <id>` once the message is durable.
     pub fn queued(id: &str) -> Reply {
-        Reply::new(250, Some(EnhancedCode(2, 0, 0)), format!("OK queued as {id}"))
+        Reply::new(
+            250,
+            Some(EnhancedCode(2, 0, 0)),
+            format!("OK queued as {id}"),
+        )
     }
 
     /// A `334` SASL challenge, already base64-encoded.
@@ -171,7 +179,11 @@ impl Reply {
 
     /// A `501` that names the expected syntax.
     pub fn syntax_error(expected: &'static str) -> Reply {
-        Reply::new(501, Some(EnhancedCode(5, 5, 4)), format!("Syntax: {expected}"))
+        Reply::new(
+            501,
+            Some(EnhancedCode(5, 5, 4)),
+            format!("Syntax: {expected}"),
+        )
     }
 
     /// Replaces the text, keeping code and enhanced code.
@@ -232,20 +244,36 @@ mod tests {
 
     #[test]
     fn single_line_with_enhanced_code() {
-        assert_eq!(wire(&Reply::auth_failed()), "535 5.7.8 Authentication credentials invalid\r\n");
-        assert_eq!(wire(&Reply::encryption_required()).get(..10), Some("538 5.7.11"));
+        assert_eq!(
+            wire(&Reply::auth_failed()),
+            "535 5.7.8 Authentication credentials invalid\r\n"
+        );
+        assert_eq!(
+            wire(&Reply::encryption_required()).get(..10),
+            Some("538 5.7.11")
+        );
     }
 
     #[test]
     fn intermediate_replies_carry_no_enhanced_code() {
-        assert_eq!(wire(&Reply::start_data()), "354 End data with <CR><LF>.<CR><LF>\r\n");
+        assert_eq!(
+            wire(&Reply::start_data()),
+            "354 End data with <CR><LF>.<CR><LF>\r\n"
+        );
         assert_eq!(wire(&Reply::auth_challenge(String::new())), "334 \r\n");
     }
 
     #[test]
     fn multi_line_ehlo() {
-        let r = Reply::ehlo("mx", "[127.0.0.1]", vec!["PIPELINING".into(), "8BITMIME".into()]);
-        assert_eq!(wire(&r), "250-mx greets [127.0.0.1]\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+        let r = Reply::ehlo(
+            "mx",
+            "[127.0.0.1]",
+            vec!["PIPELINING".into(), "8BITMIME".into()],
+        );
+        assert_eq!(
+            wire(&r),
+            "250-mx greets [127.0.0.1]\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+        );
     }
 
     #[test]

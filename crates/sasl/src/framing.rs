@@ -74,16 +74,16 @@ mod tests {
             decode_continuation(b"not base64!"),
             Err(FramingError::InvalidBase64)
         );
-        assert_eq!(
-            decode_initial_response(b"AA=="),
-            Ok(vec![0])
-        );
+        assert_eq!(decode_initial_response(b"AA=="), Ok(vec![0]));
     }
 
     #[test]
     fn round_trip() {
         let s = encode_challenge(b"Username:");
         assert_eq!(s, "VXNlcm5hbWU6");
-        assert_eq!(decode_continuation(s.as_bytes()), Ok(Response::Data(b"Username:".to_vec())));
+        assert_eq!(
+            decode_continuation(s.as_bytes()),
+            Ok(Response::Data(b"Username:".to_vec()))
+        );
     }
 }

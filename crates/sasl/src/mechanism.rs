@@ -182,9 +182,12 @@ fn challenge(state: State, text: &[u8]) -> Step {
 /// RFC 4616: `[authzid] NUL authcid NUL passwd`.
 fn parse_plain(message: &[u8]) -> Result<Credentials, SaslError> {
     let mut fields = message.splitn(3, |&b| b == 0);
-    let (Some(authzid), Some(authcid), Some(passwd)) = (fields.next(), fields.next(), fields.next())
+    let (Some(authzid), Some(authcid), Some(passwd)) =
+        (fields.next(), fields.next(), fields.next())
     else {
-        return Err(SaslError::Malformed("PLAIN needs authzid NUL authcid NUL password"));
+        return Err(SaslError::Malformed(
+            "PLAIN needs authzid NUL authcid NUL password",
+        ));
     };
     if passwd.contains(&0) {
         return Err(SaslError::Malformed("NUL inside the password"));

@@ -25,7 +25,12 @@ enum Ended {
 /// Read chunk: big enough for a pipelined group or a DATA burst.
 const READ_CHUNK: usize = 16 * 1024;
 
-pub(crate) async fn serve(tcp: TcpStream, client: SocketAddr, listener: &BoundListener, shared: &Shared) {
+pub(crate) async fn serve(
+    tcp: TcpStream,
+    client: SocketAddr,
+    listener: &BoundListener,
+    shared: &Shared,
+) {
     let peer = Peer {
         client,
         server: tcp.local_addr().ok(),
@@ -40,8 +45,11 @@ pub(crate) async fn serve(tcp: TcpStream, client: SocketAddr, listener: &BoundLi
             Ok(mut stream) => {
                 let info = tls::info(stream.get_ref().1);
                 let mut out = Vec::new();
-                let mut session = Session::new(listener.session.clone(), conn, Some(info), &mut out);
-                drive(&mut stream, &mut session, out, &peer, shared).await.map(|_| ())
+                let mut session =
+                    Session::new(listener.session.clone(), conn, Some(info), &mut out);
+                drive(&mut stream, &mut session, out, &peer, shared)
+                    .await
+                    .map(|_| ())
             }
             Err(error) => {
                 tracing::debug!(client = %client, %error, "TLS handshake failed");
@@ -80,7 +88,9 @@ async fn serve_starttls(
         }
     };
     session.tls_established(tls::info(stream.get_ref().1));
-    drive(&mut stream, &mut session, Vec::new(), peer, shared).await.map(|_| ())
+    drive(&mut stream, &mut session, Vec::new(), peer, shared)
+        .await
+        .map(|_| ())
 }
 
 /// Feeds input to the session and carries out its effects until the
@@ -104,7 +114,8 @@ where
             None => {
                 flush(stream, &mut out).await?;
                 input.reserve(READ_CHUNK);
-                let read = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)).await;
+                let read =
+                    tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)).await;
                 match read {
                     Ok(Ok(0)) => return Ok(Ended::Closed),
                     Ok(Ok(_)) => {}
@@ -152,4 +163,3 @@ async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std:
     out.clear();
     Ok(())
 }
-

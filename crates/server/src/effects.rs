@@ -45,11 +45,19 @@ pub(crate) async fn authenticate(
 }
 
 /// Writes the message durably, trace header first.
-pub(crate) async fn spool(shared: &Shared, peer: &Peer, session: &Session, message: Message) -> SpoolOutcome {
+pub(crate) async fn spool(
+    shared: &Shared,
+    peer: &Peer,
+    session: &Session,
+    message: Message,
+) -> SpoolOutcome {
     let now = OffsetDateTime::now_utc();
     let date = now.format(&Rfc2822).unwrap_or_default();
     let client_ip = peer.client.ip().to_string();
-    let tls = message.tls.as_ref().map(|t| (t.version.as_str(), t.cipher.as_str()));
+    let tls = message
+        .tls
+        .as_ref()
+        .map(|t| (t.version.as_str(), t.cipher.as_str()));
     let recipients = &message.envelope.rcpt_to;
     let header = received_header(&ReceivedFields {
         helo: &message.helo,

@@ -89,11 +89,14 @@ impl Server {
         let acceptor = tls.map(TlsAcceptor::from);
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            let socket = TcpListener::bind(l.address).await.map_err(|source| ServerError::Bind {
-                name: l.name.clone(),
-                address: l.address,
-                source,
-            })?;
+            let socket =
+                TcpListener::bind(l.address)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        name: l.name.clone(),
+                        address: l.address,
+                        source,
+                    })?;
             let uses_tls = l.tls != ListenerTls::None;
             let session = SessionConfig {
                 hostname: config.hostname.clone(),
@@ -143,7 +146,11 @@ impl Server {
     pub async fn run(self, shutdown: watch::Receiver<bool>, grace: std::time::Duration) {
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.listeners {
-            tasks.spawn(listener::accept_loop(l, self.shared.clone(), shutdown.clone()));
+            tasks.spawn(listener::accept_loop(
+                l,
+                self.shared.clone(),
+                shutdown.clone(),
+            ));
         }
         while tasks.join_next().await.is_some() {}
         // Every open connection holds a permit: all permits back means every

@@ -8,7 +8,11 @@ use tokio::sync::watch;
 
 use crate::{connection, BoundListener, Shared};
 
-pub(crate) async fn accept_loop(listener: BoundListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn accept_loop(
+    listener: BoundListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let listener = Arc::new(listener);
     if let Ok(addr) = listener.socket.local_addr() {
         tracing::info!(listener = %listener.name, %addr, implicit_tls = listener.implicit_tls, "listening");

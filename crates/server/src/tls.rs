@@ -29,7 +29,10 @@ pub enum TlsError {
 }
 
 /// Builds the rustls server configuration from `source`.
-pub fn server_config(source: &TlsSource, hostname: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(
+    source: &TlsSource,
+    hostname: &str,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (cert_path, key_path) = match source {
         TlsSource::Files {
             certificate,
@@ -42,7 +45,10 @@ pub fn server_config(source: &TlsSource, hostname: &str) -> Result<Arc<rustls::S
         .map_err(|e| read_error(&cert_path, e))?;
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| read_error(&key_path, e))?;
     let Some(leaf) = certs.first() else {
-        return Err(TlsError::Invalid(format!("{} holds no certificate", cert_path.display())));
+        return Err(TlsError::Invalid(format!(
+            "{} holds no certificate",
+            cert_path.display()
+        )));
     };
     tracing::info!(
         certificate = %cert_path.display(),
@@ -63,7 +69,11 @@ pub fn server_config(source: &TlsSource, hostname: &str) -> Result<Arc<rustls::S
 /// The certificate's SHA-256 fingerprint as colon-separated hex.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let digest = Sha256::digest(cert.as_ref());
-    digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// What the session and spool record about a TLS connection.
@@ -99,7 +109,8 @@ fn ensure_self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), 
             names.push(extra.to_string());
         }
     }
-    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(&key_path, generated.key_pair.serialize_pem().as_bytes())?;
     std::fs::write(&cert_path, generated.cert.pem()).map_err(|source| TlsError::Write {
         path: cert_path.clone(),

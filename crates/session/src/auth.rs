@@ -35,8 +35,8 @@ pub(crate) fn start(
         reply.write_to(out);
         return Step::Continue;
     }
-    let Some(mechanism) = Mechanism::from_name(mechanism)
-        .filter(|m| session.config.mechanisms.contains(m))
+    let Some(mechanism) =
+        Mechanism::from_name(mechanism).filter(|m| session.config.mechanisms.contains(m))
     else {
         Reply::unknown_mechanism().write_to(out);
         return Step::Continue;
@@ -51,7 +51,12 @@ pub(crate) fn start(
         "<{}.{}@{}>",
         session.conn.session_id, session.auth_attempts, session.config.hostname
     );
-    advance(session, mechanism, Exchange::start(mechanism, initial_response, &challenge), out)
+    advance(
+        session,
+        mechanism,
+        Exchange::start(mechanism, initial_response, &challenge),
+        out,
+    )
 }
 
 /// A response line to our `334`.
@@ -102,8 +107,13 @@ fn advance(
 }
 
 /// The verdict from the driver.
-pub(crate) fn finished(session: &mut Session, outcome: AuthOutcome, out: &mut Vec<u8>) -> Option<Effect> {
-    let Phase::AwaitingAuth { mechanism } = std::mem::replace(&mut session.phase, Phase::Command) else {
+pub(crate) fn finished(
+    session: &mut Session,
+    outcome: AuthOutcome,
+    out: &mut Vec<u8>,
+) -> Option<Effect> {
+    let Phase::AwaitingAuth { mechanism } = std::mem::replace(&mut session.phase, Phase::Command)
+    else {
         // Invariant: only called after Effect::Authenticate.
         return None;
     };
@@ -124,7 +134,9 @@ pub(crate) fn finished(session: &mut Session, outcome: AuthOutcome, out: &mut Ve
             }
         }
         AuthOutcome::TemporaryFailure { reply } => {
-            reply.unwrap_or_else(Reply::auth_temporary_failure).write_to(out);
+            reply
+                .unwrap_or_else(Reply::auth_temporary_failure)
+                .write_to(out);
             None
         }
     }

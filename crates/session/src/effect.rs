@@ -42,11 +42,18 @@ pub struct Identity {
 /// The verdict on an [`Effect::Authenticate`].
 #[derive(Debug, Clone)]
 pub enum AuthOutcome {
-    Accepted { authn_id: String, authz_id: String },
+    Accepted {
+        authn_id: String,
+        authz_id: String,
+    },
     /// `535 5.7.8` unless `reply` says otherwise.
-    Rejected { reply: Option<Reply> },
+    Rejected {
+        reply: Option<Reply>,
+    },
     /// `454 4.7.0` unless `reply` says otherwise.
-    TemporaryFailure { reply: Option<Reply> },
+    TemporaryFailure {
+        reply: Option<Reply>,
+    },
 }
 
 /// The result of an [`Effect::Spool`].

@@ -11,13 +11,20 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
     let needs_auth = session.config.auth == AuthPolicy::Required && session.identity.is_none();
     let reply = if session.helo.is_none() {
         Reply::need_ehlo()
-    } else if needs_auth && session.tls.is_none() && session.config.starttls && !session.auth_offered() {
+    } else if needs_auth
+        && session.tls.is_none()
+        && session.config.starttls
+        && !session.auth_offered()
+    {
         Reply::tls_required()
     } else if needs_auth {
         Reply::auth_required()
     } else if session.transaction.is_some() {
         Reply::nested_mail()
-    } else if params.size.is_some_and(|size| size > session.config.max_message_size as u64) {
+    } else if params
+        .size
+        .is_some_and(|size| size > session.config.max_message_size as u64)
+    {
         Reply::message_too_big()
     } else {
         session.transaction = Some(Envelope {

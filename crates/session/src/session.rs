@@ -126,7 +126,9 @@ impl Session {
                 Phase::Command | Phase::AuthExchange { .. } => self.next_line(rest, out),
                 Phase::Data(receiver) => match receiver.feed(rest) {
                     DataProgress::More { consumed } => (consumed, Step::NeedInput),
-                    DataProgress::Done { consumed, outcome } => (consumed, self.data_done(outcome, out)),
+                    DataProgress::Done { consumed, outcome } => {
+                        (consumed, self.data_done(outcome, out))
+                    }
                 },
                 Phase::Closed => (rest.len(), Step::NeedInput),
                 Phase::AwaitingAuth { .. } | Phase::AwaitingSpool | Phase::AwaitingTls => {
@@ -136,7 +138,12 @@ impl Session {
             consumed += used;
             match step {
                 Step::Continue => continue,
-                Step::NeedInput => return Progress { consumed, effect: None },
+                Step::NeedInput => {
+                    return Progress {
+                        consumed,
+                        effect: None,
+                    }
+                }
                 // RFC 3207 §4: input the client sent after STARTTLS, before
                 // the handshake, is discarded, never read inside TLS.
                 Step::Effect(Effect::StartTls) => {
@@ -145,7 +152,12 @@ impl Session {
                         effect: Some(Effect::StartTls),
                     }
                 }
-                Step::Effect(effect) => return Progress { consumed, effect: Some(effect) },
+                Step::Effect(effect) => {
+                    return Progress {
+                        consumed,
+                        effect: Some(effect),
+                    }
+                }
             }
         }
     }
@@ -338,7 +350,11 @@ impl Session {
                     envelope,
                     data,
                     protocol: self.protocol(),
-                    helo: self.helo.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
+                    helo: self
+                        .helo
+                        .as_ref()
+                        .map(|h| h.name.clone())
+                        .unwrap_or_default(),
                     tls: self.tls.clone(),
                     identity: self.identity.clone(),
                 })))

@@ -49,7 +49,10 @@ impl Harness {
 
     fn replies(&mut self, input: &str) -> String {
         let (replies, effect) = self.send(input);
-        assert!(effect.is_none(), "unexpected effect {effect:?} after {input:?}");
+        assert!(
+            effect.is_none(),
+            "unexpected effect {effect:?} after {input:?}"
+        );
         replies
     }
 
@@ -61,7 +64,10 @@ impl Harness {
                 let mut words = l.split(' ');
                 let code = words.next().unwrap_or_default();
                 match words.next() {
-                    Some(w) if w.split('.').count() == 3 && w.starts_with(|c: char| c.is_ascii_digit()) => {
+                    Some(w)
+                        if w.split('.').count() == 3
+                            && w.starts_with(|c: char| c.is_ascii_digit()) =>
+                    {
                         format!("{code} {w}")
                     }
                     _ => code.to_string(),
@@ -99,7 +105,10 @@ fn greeting_then_ehlo_without_tls_offers_starttls_but_no_auth() {
 fn auth_before_tls_is_refused_with_538_and_nothing_decoded() {
     let mut h = Harness::plain();
     h.take();
-    assert_eq!(h.codes("EHLO c\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\n"), ["250", "538 5.7.11"]);
+    assert_eq!(
+        h.codes("EHLO c\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\n"),
+        ["250", "538 5.7.11"]
+    );
 }
 
 #[test]
@@ -115,11 +124,17 @@ fn insecure_auth_when_allowed() {
 fn mail_before_auth_needs_tls_then_auth() {
     let mut h = Harness::plain();
     h.take();
-    assert_eq!(h.codes("EHLO c\r\nMAIL FROM:<a@b>\r\n"), ["250", "530 5.7.0"]);
+    assert_eq!(
+        h.codes("EHLO c\r\nMAIL FROM:<a@b>\r\n"),
+        ["250", "530 5.7.0"]
+    );
     let mut h = Harness::over_tls();
     h.take();
     let replies = h.replies("EHLO c\r\nMAIL FROM:<a@b>\r\n");
-    assert!(replies.ends_with("530 5.7.0 Authentication required\r\n"), "{replies}");
+    assert!(
+        replies.ends_with("530 5.7.0 Authentication required\r\n"),
+        "{replies}"
+    );
 }
 
 #[test]
@@ -145,7 +160,8 @@ fn plain_with_initial_response_and_pipelined_transaction() {
     let mut h = Harness::over_tls();
     h.take();
     h.replies("EHLO c\r\n");
-    let input = "AUTH PLAIN AHVzZXIAcGFzcw==\r\nMAIL FROM:<u@x> AUTH=<>\r\nRCPT TO:<r@y>\r\nDATA\r\n";
+    let input =
+        "AUTH PLAIN AHVzZXIAcGFzcw==\r\nMAIL FROM:<u@x> AUTH=<>\r\nRCPT TO:<r@y>\r\nDATA\r\n";
     let progress = h.session.feed(input.as_bytes(), &mut h.out);
     let Some(Effect::Authenticate {
         mechanism,
@@ -167,13 +183,16 @@ fn plain_with_initial_response_and_pipelined_transaction() {
     let codes = h.codes(rest);
     assert_eq!(codes, ["235 2.7.0", "250 2.1.0", "250 2.1.5", "354"]);
     let (_, effect) = h.send("Subject: hi\r\n\r\nbody\r\n.\r\n");
-    let Some(Effect::Spool(message)) = effect else { panic!() };
+    let Some(Effect::Spool(message)) = effect else {
+        panic!()
+    };
     assert_eq!(message.protocol, "ESMTPSA");
     assert_eq!(message.data, b"Subject: hi\r\n\r\nbody\r\n");
     assert_eq!(message.envelope.rcpt_to, ["r@y"]);
     assert_eq!(message.envelope.params.auth.as_deref(), Some("<>"));
     assert_eq!(message.identity.as_ref().unwrap().authn_id, "user");
-    h.session.spool_finished(SpoolOutcome::Stored { id: "abc".into() }, &mut h.out);
+    h.session
+        .spool_finished(SpoolOutcome::Stored { id: "abc".into() }, &mut h.out);
     assert_eq!(h.take(), "250 2.0.0 OK queued as abc\r\n");
 }
 
@@ -187,7 +206,9 @@ fn login_continuation_path() {
     let (_, effect) = h.send("cGFzcw==\r\n");
     match effect {
         Some(Effect::Authenticate {
-            credentials: Credentials::Password { authcid, password, .. },
+            credentials: Credentials::Password {
+                authcid, password, ..
+            },
             ..
         }) => {
             assert_eq!(authcid, "user");
@@ -245,10 +266,14 @@ fn rejected_and_deferred_auth() {
     h.take();
     h.replies("EHLO c\r\n");
     h.send("AUTH PLAIN AHUAcA==\r\n");
-    assert!(h.session.auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out).is_none());
+    assert!(h
+        .session
+        .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out)
+        .is_none());
     assert_eq!(h.take(), "535 5.7.8 Authentication credentials invalid\r\n");
     h.send("AUTH PLAIN AHUAcA==\r\n");
-    h.session.auth_finished(AuthOutcome::TemporaryFailure { reply: None }, &mut h.out);
+    h.session
+        .auth_finished(AuthOutcome::TemporaryFailure { reply: None }, &mut h.out);
     assert!(h.take().starts_with("454 4.7.0"));
     assert!(h.session.identity().is_none());
 }
@@ -260,12 +285,19 @@ fn third_auth_failure_closes_with_421() {
     h.replies("EHLO c\r\n");
     for _ in 0..2 {
         h.send("AUTH PLAIN AHUAcA==\r\n");
-        assert!(h.session.auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out).is_none());
+        assert!(h
+            .session
+            .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out)
+            .is_none());
     }
     h.send("AUTH PLAIN AHUAcA==\r\n");
-    let effect = h.session.auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
+    let effect = h
+        .session
+        .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
     assert!(matches!(effect, Some(Effect::Close)));
-    assert!(h.take().ends_with("421 4.7.0 Too many failed authentication attempts, closing connection\r\n"));
+    assert!(h
+        .take()
+        .ends_with("421 4.7.0 Too many failed authentication attempts, closing connection\r\n"));
     assert!(h.session.is_closed());
 }
 
@@ -312,7 +344,9 @@ fn auth_disabled_listener_takes_mail_without_auth() {
         ["250 2.1.0", "250 2.1.5", "354"]
     );
     let (_, effect) = h.send(".\r\n");
-    let Some(Effect::Spool(message)) = effect else { panic!() };
+    let Some(Effect::Spool(message)) = effect else {
+        panic!()
+    };
     assert_eq!(message.protocol, "ESMTP");
 }
 
@@ -325,9 +359,15 @@ fn transaction_sequence_errors() {
     h.authenticate("u");
     assert_eq!(h.codes("RCPT TO:<a@b>\r\n"), ["503 5.5.1"]);
     assert_eq!(h.codes("DATA\r\n"), ["503 5.5.1"]);
-    assert_eq!(h.codes("MAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\n"), ["250 2.1.0", "503 5.5.1"]);
+    assert_eq!(
+        h.codes("MAIL FROM:<a@b>\r\nMAIL FROM:<a@b>\r\n"),
+        ["250 2.1.0", "503 5.5.1"]
+    );
     assert_eq!(h.codes("DATA\r\n"), ["503 5.5.1"]);
-    assert_eq!(h.codes("RSET\r\nRCPT TO:<a@b>\r\n"), ["250 2.0.0", "503 5.5.1"]);
+    assert_eq!(
+        h.codes("RSET\r\nRCPT TO:<a@b>\r\n"),
+        ["250 2.0.0", "503 5.5.1"]
+    );
 }
 
 #[test]
@@ -343,7 +383,10 @@ fn size_limits() {
         h.codes("MAIL FROM:<a@b> SIZE=10\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
         ["250 2.1.0", "250 2.1.5", "354"]
     );
-    assert_eq!(h.codes("0123456789abcdef\r\n.\r\nNOOP\r\n"), ["552 5.3.4", "250 2.0.0"]);
+    assert_eq!(
+        h.codes("0123456789abcdef\r\n.\r\nNOOP\r\n"),
+        ["552 5.3.4", "250 2.0.0"]
+    );
 }
 
 #[test]
@@ -352,7 +395,10 @@ fn overlong_lines_get_500_and_the_session_goes_on() {
     h.take();
     h.replies("EHLO c\r\n");
     let long = "X".repeat(70_000);
-    assert_eq!(h.codes(&format!("{long}\r\nNOOP\r\n")), ["500 5.5.6", "250 2.0.0"]);
+    assert_eq!(
+        h.codes(&format!("{long}\r\nNOOP\r\n")),
+        ["500 5.5.6", "250 2.0.0"]
+    );
     // A never-ending line: answered once, then swallowed.
     assert_eq!(h.codes(&long), ["500 5.5.6"]);
     assert!(h.codes(&long).is_empty());

@@ -14,7 +14,10 @@ fn mailbox(s: &str) -> Path {
 
 #[test]
 fn verbs_are_case_insensitive() {
-    assert_eq!(ok("ehlo client.example"), Command::Ehlo("client.example".into()));
+    assert_eq!(
+        ok("ehlo client.example"),
+        Command::Ehlo("client.example".into())
+    );
     assert_eq!(ok("HeLo x"), Command::Helo("x".into()));
     assert_eq!(ok("starttls"), Command::StartTls);
     assert_eq!(ok("quit"), Command::Quit);
@@ -52,23 +55,41 @@ fn auth_with_and_without_initial_response() {
             initial_response: None
         }
     );
-    assert_eq!(err("AUTH"), CommandError::Syntax("AUTH mechanism [initial-response]"));
+    assert_eq!(
+        err("AUTH"),
+        CommandError::Syntax("AUTH mechanism [initial-response]")
+    );
     assert!(matches!(err("AUTH PLAIN a b"), CommandError::Syntax(_)));
 }
 
 #[test]
 fn long_auth_lines_are_allowed_but_not_other_commands() {
     let ir = "A".repeat(10_000);
-    assert!(matches!(ok(&format!("AUTH PLAIN {ir}")), Command::Auth { .. }));
+    assert!(matches!(
+        ok(&format!("AUTH PLAIN {ir}")),
+        Command::Auth { .. }
+    ));
     assert_eq!(err(&format!("NOOP {ir}")), CommandError::TooLong);
 }
 
 #[test]
 fn mail_from_forms() {
-    assert_eq!(ok("MAIL FROM:<a@b.example>"), Command::Mail(mailbox("a@b.example"), MailParams::default()));
-    assert_eq!(ok("mail from: <a@b>"), Command::Mail(mailbox("a@b"), MailParams::default()));
-    assert_eq!(ok("MAIL FROM:<>"), Command::Mail(Path::Null, MailParams::default()));
-    assert_eq!(ok("MAIL FROM:<@relay,@r2:u@d>"), Command::Mail(mailbox("u@d"), MailParams::default()));
+    assert_eq!(
+        ok("MAIL FROM:<a@b.example>"),
+        Command::Mail(mailbox("a@b.example"), MailParams::default())
+    );
+    assert_eq!(
+        ok("mail from: <a@b>"),
+        Command::Mail(mailbox("a@b"), MailParams::default())
+    );
+    assert_eq!(
+        ok("MAIL FROM:<>"),
+        Command::Mail(Path::Null, MailParams::default())
+    );
+    assert_eq!(
+        ok("MAIL FROM:<@relay,@r2:u@d>"),
+        Command::Mail(mailbox("u@d"), MailParams::default())
+    );
 }
 
 #[test]
@@ -88,9 +109,18 @@ fn mail_parameters() {
         panic!()
     };
     assert_eq!(p.auth.as_deref(), Some("user@example.com"));
-    assert_eq!(err("MAIL FROM:<a@b> SIZE=x"), CommandError::Syntax("SIZE=<octets>"));
-    assert_eq!(err("MAIL FROM:<a@b> SMTPUTF8"), CommandError::UnsupportedParameter("SMTPUTF8".into()));
-    assert_eq!(err("MAIL FROM:<a@b> BODY=BINARYMIME"), CommandError::UnsupportedParameter("BODY".into()));
+    assert_eq!(
+        err("MAIL FROM:<a@b> SIZE=x"),
+        CommandError::Syntax("SIZE=<octets>")
+    );
+    assert_eq!(
+        err("MAIL FROM:<a@b> SMTPUTF8"),
+        CommandError::UnsupportedParameter("SMTPUTF8".into())
+    );
+    assert_eq!(
+        err("MAIL FROM:<a@b> BODY=BINARYMIME"),
+        CommandError::UnsupportedParameter("BODY".into())
+    );
 }
 
 #[test]
@@ -107,7 +137,13 @@ fn bad_paths() {
 
 #[test]
 fn rcpt_to() {
-    assert_eq!(ok("RCPT TO:<postmaster>"), Command::Rcpt(mailbox("postmaster")));
+    assert_eq!(
+        ok("RCPT TO:<postmaster>"),
+        Command::Rcpt(mailbox("postmaster"))
+    );
     assert_eq!(ok("rcpt to: <x@y>"), Command::Rcpt(mailbox("x@y")));
-    assert_eq!(err("RCPT TO:<x@y> NOTIFY=NEVER"), CommandError::UnsupportedParameter("NOTIFY".into()));
+    assert_eq!(
+        err("RCPT TO:<x@y> NOTIFY=NEVER"),
+        CommandError::UnsupportedParameter("NOTIFY".into())
+    );
 }

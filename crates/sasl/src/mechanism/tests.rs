@@ -34,13 +34,21 @@ fn mechanism_names_are_case_insensitive() {
 
 #[test]
 fn plain_with_initial_response() {
-    let c = done(Exchange::start(Mechanism::Plain, Some(b"\0tim\0tanstaaftanstaaf".to_vec()), ""));
+    let c = done(Exchange::start(
+        Mechanism::Plain,
+        Some(b"\0tim\0tanstaaftanstaaf".to_vec()),
+        "",
+    ));
     assert_eq!(password_of(&c), ("tim", None, &b"tanstaaftanstaaf"[..]));
 }
 
 #[test]
 fn plain_with_authzid() {
-    let c = done(Exchange::start(Mechanism::Plain, Some(b"Ursel\0Kurt\0xipj3plmq".to_vec()), ""));
+    let c = done(Exchange::start(
+        Mechanism::Plain,
+        Some(b"Ursel\0Kurt\0xipj3plmq".to_vec()),
+        "",
+    ));
     assert_eq!(password_of(&c), ("Kurt", Some("Ursel"), &b"xipj3plmq"[..]));
 }
 
@@ -64,7 +72,10 @@ fn plain_empty_initial_response_is_malformed() {
 fn plain_rejects_missing_fields_and_empty_authcid() {
     for bad in [&b"user\0pass"[..], b"\0\0pass", b"a\0b\0c\0d"] {
         assert!(
-            matches!(Exchange::start(Mechanism::Plain, Some(bad.to_vec()), ""), Err(SaslError::Malformed(_))),
+            matches!(
+                Exchange::start(Mechanism::Plain, Some(bad.to_vec()), ""),
+                Err(SaslError::Malformed(_))
+            ),
             "{bad:?}"
         );
     }
@@ -74,9 +85,16 @@ fn plain_rejects_missing_fields_and_empty_authcid() {
 fn plain_accepts_255_octet_fields() {
     let long = "x".repeat(255);
     let msg = format!("{long}\0{long}\0{long}");
-    let c = done(Exchange::start(Mechanism::Plain, Some(msg.into_bytes()), ""));
+    let c = done(Exchange::start(
+        Mechanism::Plain,
+        Some(msg.into_bytes()),
+        "",
+    ));
     let (authcid, authzid, password) = password_of(&c);
-    assert_eq!((authcid.len(), authzid.map(str::len), password.len()), (255, Some(255), 255));
+    assert_eq!(
+        (authcid.len(), authzid.map(str::len), password.len()),
+        (255, Some(255), 255)
+    );
 }
 
 #[test]
@@ -137,8 +155,15 @@ fn cram_md5_rfc2195_example() {
 
 #[test]
 fn cram_md5_rejects_bad_digests() {
-    for bad in [&b"tim"[..], b"tim xyz", b" b913a602c7eda7a495b4e6e7334d3890"] {
+    for bad in [
+        &b"tim"[..],
+        b"tim xyz",
+        b" b913a602c7eda7a495b4e6e7334d3890",
+    ] {
         let (exchange, _) = challenged(Exchange::start(Mechanism::CramMd5, None, "<c>"));
-        assert!(matches!(exchange.respond(bad.to_vec()), Err(SaslError::Malformed(_))), "{bad:?}");
+        assert!(
+            matches!(exchange.respond(bad.to_vec()), Err(SaslError::Malformed(_))),
+            "{bad:?}"
+        );
     }
 }
