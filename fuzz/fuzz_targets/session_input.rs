@@ -1,0 +1,57 @@
+//! Any bytes into a session over TLS, split at a fuzzer-chosen point, with
+//! every effect answered: the session never panics and never consumes more
+//! than it was given.
+#![no_main]
+
+use std::sync::Arc;
+
+use libfuzzer_sys::fuzz_target;
+use portcullis_session::{
+    AuthOutcome, ConnectionInfo, Effect, Session, SessionConfig, SpoolOutcome, TlsInfo,
+};
+
+fuzz_target!(|input: &[u8]| {
+    let tls = TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "x".into(),
+    };
+    let conn = ConnectionInfo {
+        client_ip: "192.0.2.1".into(),
+        session_id: "f".into(),
+    };
+    let mut config = SessionConfig::new("fuzz");
+    config.max_message_size = 4096;
+    let mut out = Vec::new();
+    let mut session = Session::new(Arc::new(config), conn, Some(tls.clone()), &mut out);
+    let split = input.first().map_or(0, |&b| b as usize).min(input.len());
+    let mut pending = input[..split].to_vec();
+    let mut later = input[split..].to_vec();
+    for _ in 0..10_000 {
+        let progress = session.feed(&pending, &mut out);
+        assert!(progress.consumed <= pending.len());
+        pending.drain(..progress.consumed);
+        match progress.effect {
+            None if later.is_empty() => break,
+            None => pending.append(&mut later),
+            Some(Effect::StartTls) => session.tls_established(tls.clone()),
+            Some(Effect::Authenticate { credentials, .. }) => {
+                let outcome = if credentials.authcid().len() % 2 == 0 {
+                    AuthOutcome::Accepted {
+                        authn_id: credentials.authcid().into(),
+                        authz_id: credentials.authcid().into(),
+                    }
+                } else {
+                    AuthOutcome::Rejected { reply: None }
+                };
+                if session.auth_finished(outcome, &mut out).is_some() {
+                    break;
+                }
+            }
+            Some(Effect::Spool(_)) => {
+                session.spool_finished(SpoolOutcome::Stored { id: "id".into() }, &mut out)
+            }
+            Some(Effect::Close) => break,
+        }
+        out.clear();
+    }
+});
