@@ -41,7 +41,7 @@ pub(crate) async fn serve(
         session_id: format!("{:016x}", rand::random::<u64>()),
     };
     let result = match (&listener.acceptor, listener.implicit_tls) {
-        (Some(acceptor), true) => match acceptor.accept(tcp).await {
+        (Some(acceptor), true) => match handshake(acceptor, tcp, shared).await {
             Ok(mut stream) => {
                 let info = tls::info(stream.get_ref().1);
                 let mut out = Vec::new();
@@ -80,7 +80,7 @@ async fn serve_starttls(
     let Some(acceptor) = &listener.acceptor else {
         return Ok(());
     };
-    let mut stream = match acceptor.accept(tcp).await {
+    let mut stream = match handshake(acceptor, tcp, shared).await {
         Ok(stream) => stream,
         Err(error) => {
             tracing::debug!(client = %peer.client, %error, "STARTTLS handshake failed");
@@ -112,7 +112,7 @@ where
         input.drain(..progress.consumed);
         match progress.effect {
             None => {
-                flush(stream, &mut out).await?;
+                flush(stream, &mut out, shared).await?;
                 input.reserve(READ_CHUNK);
                 let read =
                     tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)).await;
@@ -122,13 +122,13 @@ where
                     Ok(Err(error)) => return Err(error),
                     Err(_elapsed) => {
                         session.abort(Reply::idle_timeout(), &mut out);
-                        flush(stream, &mut out).await?;
+                        flush(stream, &mut out, shared).await?;
                         return Ok(Ended::Closed);
                     }
                 }
             }
             Some(Effect::StartTls) => {
-                flush(stream, &mut out).await?;
+                flush(stream, &mut out, shared).await?;
                 return Ok(Ended::StartTls);
             }
             Some(Effect::Authenticate {
@@ -137,7 +137,7 @@ where
             }) => {
                 let outcome = effects::authenticate(shared, peer, mechanism, credentials).await;
                 if let Some(Effect::Close) = session.auth_finished(outcome, &mut out) {
-                    flush(stream, &mut out).await?;
+                    flush(stream, &mut out, shared).await?;
                     return Ok(Ended::Closed);
                 }
             }
@@ -146,7 +146,7 @@ where
                 session.spool_finished(outcome, &mut out);
             }
             Some(Effect::Close) => {
-                flush(stream, &mut out).await?;
+                flush(stream, &mut out, shared).await?;
                 let _ = stream.shutdown().await;
                 return Ok(Ended::Closed);
             }
@@ -154,12 +154,35 @@ where
     }
 }
 
-async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Writes the pending replies. A client that stops reading is given the
+/// idle timeout, then dropped: it must not pin a connection slot forever.
+async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    shared: &Shared,
+) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    stream.write_all(out).await?;
-    stream.flush().await?;
+    let write = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(shared.idle_timeout, write)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
     out.clear();
     Ok(())
+}
+
+/// The TLS handshake, bounded by the idle timeout so a silent client does
+/// not hold a connection slot.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    shared: &Shared,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    tokio::time::timeout(shared.idle_timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
