@@ -29,14 +29,20 @@ pub struct Reply {
 impl Reply {
     /// `"<code> <first line>"`, handy for `starts_with` assertions.
     pub fn first_line(&self) -> String {
-        format!("{} {}", self.code, self.lines.first().map(String::as_str).unwrap_or(""))
+        format!(
+            "{} {}",
+            self.code,
+            self.lines.first().map(String::as_str).unwrap_or("")
+        )
     }
 
     /// Whether any line (case-insensitively) starts with `keyword`, as EHLO
     /// extensions do.
     pub fn has_line(&self, keyword: &str) -> bool {
         let keyword = keyword.to_ascii_uppercase();
-        self.lines.iter().any(|l| l.to_ascii_uppercase().starts_with(&keyword))
+        self.lines
+            .iter()
+            .any(|l| l.to_ascii_uppercase().starts_with(&keyword))
     }
 }
 
@@ -56,14 +62,20 @@ impl RawClient {
     /// Plain TCP connection; the greeting is read and returned with it.
     pub fn connect(port: u16) -> (RawClient, Reply) {
         let tcp = tcp(port);
-        let mut client = RawClient { stream: Stream::Plain(tcp), buffer: Vec::new() };
+        let mut client = RawClient {
+            stream: Stream::Plain(tcp),
+            buffer: Vec::new(),
+        };
         let greeting = client.read_reply();
         (client, greeting)
     }
 
     /// TLS from the first byte (implicit TLS listener).
     pub fn connect_tls(port: u16) -> (RawClient, Reply) {
-        let mut client = RawClient { stream: Stream::Plain(tcp(port)), buffer: Vec::new() };
+        let mut client = RawClient {
+            stream: Stream::Plain(tcp(port)),
+            buffer: Vec::new(),
+        };
         client.upgrade();
         let greeting = client.read_reply();
         (client, greeting)
@@ -80,13 +92,15 @@ impl RawClient {
 
     /// Sends `line` + CRLF and reads the reply.
     pub fn cmd(&mut self, line: &str) -> Reply {
-        self.send(format!("{line}\r\n").as_bytes()).expect("command can be sent");
+        self.send(format!("{line}\r\n").as_bytes())
+            .expect("command can be sent");
         self.read_reply()
     }
 
     /// `AUTH PLAIN` with an initial response and an empty authzid.
     pub fn auth_plain(&mut self, user: &str, password: &str) -> Reply {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
         self.cmd(&format!("AUTH PLAIN {token}"))
     }
 
@@ -111,10 +125,13 @@ impl RawClient {
             panic!("upgrade() on a stream that is already TLS");
         };
         let name = ServerName::try_from("localhost").expect("`localhost` is a valid server name");
-        let conn = ClientConnection::new(tls_config(), name).expect("client connection can be built");
+        let conn =
+            ClientConnection::new(tls_config(), name).expect("client connection can be built");
         let mut tls = StreamOwned::new(conn, tcp);
         while tls.conn.is_handshaking() {
-            tls.conn.complete_io(&mut tls.sock).expect("TLS handshake completes");
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .expect("TLS handshake completes");
         }
         self.stream = Stream::Tls(Box::new(tls));
     }
@@ -136,9 +153,15 @@ impl RawClient {
                 if lines.is_empty() {
                     return Ok(None);
                 }
-                return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "EOF inside a multi-line reply"));
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "EOF inside a multi-line reply",
+                ));
             };
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).ok_or_else(|| bad_line(&line))?;
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| bad_line(&line))?;
             let separator = line.as_bytes().get(3).copied().unwrap_or(b' ');
             lines.push(line.get(4..).unwrap_or("").to_string());
             match separator {
@@ -156,7 +179,9 @@ impl RawClient {
             match self.try_read_reply() {
                 Ok(None) => return true,
                 Ok(Some(_)) => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => return false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                    return false
+                }
                 Err(_) => return true,
             }
         }
@@ -188,13 +213,18 @@ impl RawClient {
 }
 
 fn bad_line(line: &str) -> std::io::Error {
-    std::io::Error::new(ErrorKind::InvalidData, format!("not an SMTP reply line: {line:?}"))
+    std::io::Error::new(
+        ErrorKind::InvalidData,
+        format!("not an SMTP reply line: {line:?}"),
+    )
 }
 
 fn tcp(port: u16) -> TcpStream {
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("server accepts TCP connections");
-    tcp.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout can be set");
-    tcp.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout can be set");
+    tcp.set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout can be set");
+    tcp.set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout can be set");
     tcp
 }
 
@@ -231,7 +261,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -240,7 +275,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

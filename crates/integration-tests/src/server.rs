@@ -47,8 +47,12 @@ pub fn portcullis_bin() -> PathBuf {
 /// could take the port before the server binds it; on loopback with
 /// ephemeral ports that race is rare enough for tests.
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work on loopback");
-    listener.local_addr().expect("a bound listener has an address").port()
+    let listener =
+        TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work on loopback");
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
 }
 
 /// Configures a [`TestServer`] before it starts.
@@ -57,9 +61,17 @@ pub struct Builder {
     users: Vec<(String, String)>,
     files: Vec<(String, String)>,
     default_listeners: bool,
+    log_filter: Option<String>,
 }
 
 impl Builder {
+    /// `PORTCULLIS_LOG` filter for the server (default: the test's own
+    /// `PORTCULLIS_LOG`, else `info`).
+    pub fn log_filter(mut self, filter: &str) -> Self {
+        self.log_filter = Some(filter.to_string());
+        self
+    }
+
     /// TOML appended to the generated config, after the top-level keys and
     /// before the default listeners. `{port:NAME}` is replaced by a fresh free
     /// port, later available as [`TestServer::port`]`("NAME")`.
@@ -72,13 +84,17 @@ impl Builder {
     /// Users added with `portcullis user add` before the server starts
     /// (replaces the default alice and bob). Empty for a `file` backend.
     pub fn users(mut self, users: &[(&str, &str)]) -> Self {
-        self.users = users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
+        self.users = users
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
         self
     }
 
     /// A file written into the data directory before start.
     pub fn file(mut self, relative: &str, contents: &str) -> Self {
-        self.files.push((relative.to_string(), contents.to_string()));
+        self.files
+            .push((relative.to_string(), contents.to_string()));
         self
     }
 
@@ -98,7 +114,10 @@ impl Builder {
             .expect("a temp dir can be created");
         let mut ports = BTreeMap::new();
         let extra = substitute_ports(&self.config, &mut ports);
-        let mut config = format!("hostname = \"mx.test\"\ndata_dir = {:?}\n\n{extra}\n", dir.path().display().to_string());
+        let mut config = format!(
+            "hostname = \"mx.test\"\ndata_dir = {:?}\n\n{extra}\n",
+            dir.path().display().to_string()
+        );
         if self.default_listeners {
             let submission = free_port();
             let implicit = free_port();
@@ -120,7 +139,19 @@ impl Builder {
             }
             fs::write(path, contents).expect("fixture file can be written");
         }
-        let mut server = TestServer { dir, config_path, config, child: None, ports, log_path: PathBuf::new() };
+        let log_filter = self
+            .log_filter
+            .clone()
+            .unwrap_or_else(|| std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info".into()));
+        let mut server = TestServer {
+            dir,
+            config_path,
+            config,
+            child: None,
+            ports,
+            log_path: PathBuf::new(),
+            log_filter,
+        };
         server.log_path = server.dir.path().join("server.log");
         for (user, password) in &self.users {
             server.add_user(user, password);
@@ -137,7 +168,9 @@ fn substitute_ports(text: &str, ports: &mut BTreeMap<String, u16>) -> String {
     while let Some(start) = rest.find("{port:") {
         out.push_str(&rest[..start]);
         let after = &rest[start + "{port:".len()..];
-        let end = after.find('}').expect("`{port:NAME}` placeholder must be closed");
+        let end = after
+            .find('}')
+            .expect("`{port:NAME}` placeholder must be closed");
         let name = &after[..end];
         let port = *ports.entry(name.to_string()).or_insert_with(free_port);
         out.push_str(&port.to_string());
@@ -175,7 +208,11 @@ impl SpooledMessage {
 
     /// `auth.<field>` of the metadata as a string, or `None` when absent/null.
     pub fn auth_field(&self, field: &str) -> Option<String> {
-        self.meta.get("auth")?.get(field)?.as_str().map(str::to_string)
+        self.meta
+            .get("auth")?
+            .get(field)?
+            .as_str()
+            .map(str::to_string)
     }
 
     /// Asserts the message was accepted from `user` authenticated with
@@ -183,16 +220,41 @@ impl SpooledMessage {
     /// `user` itself, and that the trace header says so.
     pub fn assert_submitted_by(&self, user: &str, mechanism: &str) {
         let meta = &self.meta;
-        assert_eq!(self.auth_field("authn_id").as_deref(), Some(user), "authn_id in {meta:#}");
+        assert_eq!(
+            self.auth_field("authn_id").as_deref(),
+            Some(user),
+            "authn_id in {meta:#}"
+        );
         let mech = self.auth_field("mechanism").unwrap_or_default();
-        assert!(mech.eq_ignore_ascii_case(mechanism), "mechanism {mech:?} != {mechanism:?} in {meta:#}");
+        assert!(
+            mech.eq_ignore_ascii_case(mechanism),
+            "mechanism {mech:?} != {mechanism:?} in {meta:#}"
+        );
         let authz = self.auth_field("authz_id");
-        assert!(authz.is_none() || authz.as_deref() == Some(user), "unexpected authz_id in {meta:#}");
-        assert!(meta.get("tls").is_some_and(|t| t.get("version").is_some_and(|v| !v.is_null())), "tls missing in {meta:#}");
+        assert!(
+            authz.is_none() || authz.as_deref() == Some(user),
+            "unexpected authz_id in {meta:#}"
+        );
+        assert!(
+            meta.get("tls")
+                .is_some_and(|t| t.get("version").is_some_and(|v| !v.is_null())),
+            "tls missing in {meta:#}"
+        );
         let received = self.first_header();
-        assert!(received.starts_with("Received:"), "message does not start with Received: {:?}", self.eml);
-        assert!(received.contains("ESMTPSA"), "Received header lacks `with ESMTPSA`: {received}");
-        assert!(self.eml.contains("Hello from the portcullis tests."), "body lost: {:?}", self.eml);
+        assert!(
+            received.starts_with("Received:"),
+            "message does not start with Received: {:?}",
+            self.eml
+        );
+        assert!(
+            received.contains("ESMTPSA"),
+            "Received header lacks `with ESMTPSA`: {received}"
+        );
+        assert!(
+            self.eml.contains("Hello from the portcullis tests."),
+            "body lost: {:?}",
+            self.eml
+        );
     }
 }
 
@@ -204,6 +266,7 @@ pub struct TestServer {
     child: Option<Child>,
     ports: BTreeMap<String, u16>,
     log_path: PathBuf,
+    log_filter: String,
 }
 
 impl TestServer {
@@ -217,9 +280,13 @@ impl TestServer {
     pub fn builder() -> Builder {
         Builder {
             config: String::new(),
-            users: [ALICE, BOB].iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
+            users: [ALICE, BOB]
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
             files: Vec::new(),
             default_listeners: true,
+            log_filter: None,
         }
     }
 
@@ -235,7 +302,10 @@ impl TestServer {
 
     /// Port of a listener by the name used in `{port:NAME}`.
     pub fn port(&self, name: &str) -> u16 {
-        *self.ports.get(name).unwrap_or_else(|| panic!("no port named {name:?}; have {:?}", self.ports))
+        *self
+            .ports
+            .get(name)
+            .unwrap_or_else(|| panic!("no port named {name:?}; have {:?}", self.ports))
     }
 
     /// The data directory (a temp dir removed on drop).
@@ -272,7 +342,9 @@ impl TestServer {
         let mut stdin = child.stdin.take().expect("stdin was piped");
         writeln!(stdin, "{password}").expect("password can be written to user add");
         drop(stdin);
-        let out = child.wait_with_output().expect("user add can be waited for");
+        let out = child
+            .wait_with_output()
+            .expect("user add can be waited for");
         assert!(
             out.status.success(),
             "`portcullis user add {user}` failed: {}\nstderr: {}\nconfig:\n{}",
@@ -293,7 +365,7 @@ impl TestServer {
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("PORTCULLIS_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -308,8 +380,16 @@ impl TestServer {
         let ports: Vec<u16> = self.ports.values().copied().collect();
         let mut pending = ports.clone();
         while !pending.is_empty() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("portcullis serve exited with {status} before listening\nconfig:\n{}\nlog:\n{}", self.config, self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "portcullis serve exited with {status} before listening\nconfig:\n{}\nlog:\n{}",
+                    self.config,
+                    self.log()
+                );
             }
             if Instant::now() > deadline {
                 panic!("ports {pending:?} not listening after {START_TIMEOUT:?}\nconfig:\n{}\nlog:\n{}", self.config, self.log());
@@ -324,7 +404,10 @@ impl TestServer {
     /// True while the server process runs.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
-            Some(child) => child.try_wait().expect("try_wait on our child works").is_none(),
+            Some(child) => child
+                .try_wait()
+                .expect("try_wait on our child works")
+                .is_none(),
             None => false,
         }
     }
@@ -360,11 +443,13 @@ impl TestServer {
             .into_iter()
             .map(|json_path| {
                 let text = fs::read_to_string(&json_path).expect("spool json readable");
-                let meta: Value = serde_json::from_str(&text)
-                    .unwrap_or_else(|e| panic!("{} is not valid JSON ({e}): {text:?}", json_path.display()));
+                let meta: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                    panic!("{} is not valid JSON ({e}): {text:?}", json_path.display())
+                });
                 let eml_path = json_path.with_extension("eml");
-                let eml = fs::read_to_string(&eml_path)
-                    .unwrap_or_else(|e| panic!("{} missing beside its json: {e}", eml_path.display()));
+                let eml = fs::read_to_string(&eml_path).unwrap_or_else(|e| {
+                    panic!("{} missing beside its json: {e}", eml_path.display())
+                });
                 SpooledMessage { meta, eml }
             })
             .collect()
@@ -373,7 +458,12 @@ impl TestServer {
     /// The only spooled message; panics (with the log) unless there is exactly one.
     pub fn single_message(&self) -> SpooledMessage {
         let mut messages = self.spool_messages();
-        assert_eq!(messages.len(), 1, "expected exactly one spooled message, got {messages:#?}\nlog:\n{}", self.log());
+        assert_eq!(
+            messages.len(),
+            1,
+            "expected exactly one spooled message, got {messages:#?}\nlog:\n{}",
+            self.log()
+        );
         messages.remove(0)
     }
 }
@@ -382,7 +472,11 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill_hard();
         if std::thread::panicking() {
-            eprintln!("---- portcullis config ----\n{}\n---- portcullis log ----\n{}", self.config, self.log());
+            eprintln!(
+                "---- portcullis config ----\n{}\n---- portcullis log ----\n{}",
+                self.config,
+                self.log()
+            );
         }
     }
 }

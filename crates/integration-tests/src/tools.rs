@@ -27,7 +27,10 @@ pub struct ToolOutput {
 impl ToolOutput {
     /// stdout followed by stderr.
     pub fn transcript(&self) -> String {
-        format!("$ {}\n[exit {}]\n--- stdout ---\n{}\n--- stderr ---\n{}", self.command, self.status, self.stdout, self.stderr)
+        format!(
+            "$ {}\n[exit {}]\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command, self.status, self.stdout, self.stderr
+        )
     }
 
     /// Panics with the transcript unless stdout or stderr contains `needle`.
@@ -52,7 +55,12 @@ impl ToolOutput {
 
     /// Panics with the transcript unless the exit status is `success`.
     pub fn assert_success(&self, success: bool) -> &Self {
-        assert_eq!(self.status.success(), success, "unexpected exit status\n{}", self.transcript());
+        assert_eq!(
+            self.status.success(),
+            success,
+            "unexpected exit status\n{}",
+            self.transcript()
+        );
         self
     }
 
@@ -69,14 +77,21 @@ impl ToolOutput {
     pub fn reply(&self, label: &str) -> String {
         match self.labelled().get(label) {
             Some(reply) => reply.clone(),
-            None => panic!("python printed nothing labelled {label:?}\n{}", self.transcript()),
+            None => panic!(
+                "python printed nothing labelled {label:?}\n{}",
+                self.transcript()
+            ),
         }
     }
 
     /// Asserts the reply under `label` starts with `expected` (e.g. `"535 5.7.8"`).
     pub fn assert_reply(&self, label: &str, expected: &str) -> &Self {
         let reply = self.reply(label);
-        assert!(reply.starts_with(expected), "{label}: expected {expected:?}, got {reply:?}\n{}", self.transcript());
+        assert!(
+            reply.starts_with(expected),
+            "{label}: expected {expected:?}, got {reply:?}\n{}",
+            self.transcript()
+        );
         self
     }
 }
@@ -86,10 +101,20 @@ fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> ToolOutput {
     let scratch = tempfile::tempdir().expect("a temp dir can be created");
     let out_path = scratch.path().join("stdout");
     let err_path = scratch.path().join("stderr");
-    let command = format!("{program} {}", args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+    let command = format!(
+        "{program} {}",
+        args.iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(File::create(&out_path).expect("stdout capture file"))
         .stderr(File::create(&err_path).expect("stderr capture file"))
         .spawn()
@@ -115,7 +140,12 @@ fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> ToolOutput {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    ToolOutput { command, status, stdout: read(&out_path), stderr: read(&err_path) }
+    ToolOutput {
+        command,
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+    }
 }
 
 fn read(path: &Path) -> String {
@@ -123,7 +153,10 @@ fn read(path: &Path) -> String {
 }
 
 fn shell_quote(arg: &str) -> String {
-    if arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,".contains(c)) {
+    if arg
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,".contains(c))
+    {
         arg.to_string()
     } else {
         format!("'{}'", arg.replace('\'', "'\\''"))
@@ -226,5 +259,8 @@ fn dedent(text: &str) -> String {
         .map(|l| l.len() - l.trim_start().len())
         .min()
         .unwrap_or(0);
-    text.lines().map(|l| l.get(indent..).unwrap_or("").trim_end()).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -1,9 +1,15 @@
 //! curl (libcurl, OpenSSL) submitting with PLAIN, LOGIN and CRAM-MD5 over
 //! STARTTLS (`smtp://` + `--ssl-reqd`) and implicit TLS (`smtps://`).
 
-use portcullis_integration_tests::{curl, sample_message, ToolOutput, TestServer, ALICE, FROM, TO};
+use portcullis_integration_tests::{curl, sample_message, TestServer, ToolOutput, ALICE, FROM, TO};
 
-fn submit(server: &TestServer, implicit: bool, mechanism: &str, user: &str, password: &str) -> ToolOutput {
+fn submit(
+    server: &TestServer,
+    implicit: bool,
+    mechanism: &str,
+    user: &str,
+    password: &str,
+) -> ToolOutput {
     let url = if implicit {
         format!("smtps://127.0.0.1:{}/client.test", server.implicit_port())
     } else {
@@ -13,8 +19,20 @@ fn submit(server: &TestServer, implicit: bool, mechanism: &str, user: &str, pass
     let login_options = format!("AUTH={mechanism}");
     curl(
         &[
-            "--url", &url, "--ssl-reqd", "-k", "--mail-from", FROM, "--mail-rcpt", TO, "--user", &credentials,
-            "--login-options", &login_options, "--upload-file", "-",
+            "--url",
+            &url,
+            "--ssl-reqd",
+            "-k",
+            "--mail-from",
+            FROM,
+            "--mail-rcpt",
+            TO,
+            "--user",
+            &credentials,
+            "--login-options",
+            &login_options,
+            "--upload-file",
+            "-",
         ],
         &sample_message("curl"),
     )
@@ -24,7 +42,9 @@ fn accepts_good_password(mechanism: &str, implicit: bool) {
     let server = TestServer::start("");
     let out = submit(&server, implicit, mechanism, ALICE.0, ALICE.1);
     out.assert_contains("< 235 2.7.0").assert_success(true);
-    server.single_message().assert_submitted_by(ALICE.0, mechanism);
+    server
+        .single_message()
+        .assert_submitted_by(ALICE.0, mechanism);
 }
 
 fn refuses_bad_password(mechanism: &str) {
@@ -32,10 +52,15 @@ fn refuses_bad_password(mechanism: &str) {
     for (user, password) in [(ALICE.0, "wrong horse"), ("nobody", ALICE.1)] {
         let out = submit(&server, false, mechanism, user, password);
         // curl exits 67 (CURLE_LOGIN_DENIED) on a refused AUTH.
-        out.assert_contains("< 535 5.7.8").assert_lacks("< 235").assert_success(false);
+        out.assert_contains("< 535 5.7.8")
+            .assert_lacks("< 235")
+            .assert_success(false);
         assert_eq!(out.status.code(), Some(67), "{}", out.transcript());
     }
-    assert!(server.spool_messages().is_empty(), "nothing may be spooled after failed AUTH");
+    assert!(
+        server.spool_messages().is_empty(),
+        "nothing may be spooled after failed AUTH"
+    );
 }
 
 #[test]

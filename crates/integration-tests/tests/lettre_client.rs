@@ -14,7 +14,13 @@ enum Wrap {
     Implicit,
 }
 
-fn transport(port: u16, wrap: Wrap, user: &str, password: &str, mechanism: Mechanism) -> SmtpTransport {
+fn transport(
+    port: u16,
+    wrap: Wrap,
+    user: &str,
+    password: &str,
+    mechanism: Mechanism,
+) -> SmtpTransport {
     let params = TlsParameters::builder("localhost".to_string())
         .certificate_store(CertificateStore::None)
         .dangerous_accept_invalid_certs(true)
@@ -54,25 +60,49 @@ fn submits_and_spools(wrap: Wrap, mechanism: Mechanism, name: &str) {
     let (user, password) = ALICE;
     let response = transport(port(&server, wrap), wrap, user, password, mechanism)
         .send(&message("lettre"))
-        .unwrap_or_else(|e| panic!("lettre {name} submission failed: {e:?}\nlog:\n{}", server.log()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "lettre {name} submission failed: {e:?}\nlog:\n{}",
+                server.log()
+            )
+        });
     assert_eq!(u16::from(response.code()), 250, "DATA reply: {response:?}");
     let spooled = server.single_message();
     spooled.assert_submitted_by(user, name);
     assert_eq!(spooled.meta["mail_from"], FROM, "{:#}", spooled.meta);
-    assert_eq!(spooled.meta["rcpt_to"], serde_json::json!([TO]), "{:#}", spooled.meta);
+    assert_eq!(
+        spooled.meta["rcpt_to"],
+        serde_json::json!([TO]),
+        "{:#}",
+        spooled.meta
+    );
 }
 
 fn refuses_wrong_password(wrap: Wrap, mechanism: Mechanism) {
     let server = TestServer::start("");
-    for (user, password) in [(ALICE.0, "wrong horse"), ("nobody", ALICE.1), (BOB.0, ALICE.1)] {
+    for (user, password) in [
+        (ALICE.0, "wrong horse"),
+        ("nobody", ALICE.1),
+        (BOB.0, ALICE.1),
+    ] {
         let error = transport(port(&server, wrap), wrap, user, password, mechanism)
             .send(&message("lettre-bad"))
             .expect_err("wrong credentials must not submit");
         let code = error.status().map(u16::from);
-        assert_eq!(code, Some(535), "{user}/{password}: expected 535, got {error:?}");
-        assert!(error.to_string().contains("5.7.8"), "{user}: expected 5.7.8 in {error}");
+        assert_eq!(
+            code,
+            Some(535),
+            "{user}/{password}: expected 535, got {error:?}"
+        );
+        assert!(
+            error.to_string().contains("5.7.8"),
+            "{user}: expected 5.7.8 in {error}"
+        );
     }
-    assert!(server.spool_messages().is_empty(), "nothing may be spooled without authentication");
+    assert!(
+        server.spool_messages().is_empty(),
+        "nothing may be spooled without authentication"
+    );
 }
 
 #[test]

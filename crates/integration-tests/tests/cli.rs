@@ -1,0 +1,198 @@
+//! The administrative subcommands, run against the same config a server uses.
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+use portcullis_integration_tests::TestServer;
+
+fn run_with_stdin(server: &TestServer, args: &[&str], stdin: &str) -> Output {
+    let mut child = server
+        .cli(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("portcullis can be spawned");
+    let mut pipe = child.stdin.take().expect("stdin was piped");
+    let _ = pipe.write_all(stdin.as_bytes());
+    drop(pipe);
+    child
+        .wait_with_output()
+        .expect("portcullis can be waited for")
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "[{}]\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn check_config_accepts_the_harness_config() {
+    let server = TestServer::start("");
+    let out = run_with_stdin(&server, &["check-config"], "");
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+#[test]
+fn check_config_rejects_an_unknown_tls_mode() {
+    let server = TestServer::start("");
+    let bad = server.data_dir().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[listener]]\nname = \"x\"\naddress = \"127.0.0.1:1\"\ntls = \"bogus\"\n",
+    )
+    .expect("write");
+    let out = portcullis_integration_tests_cli(&[
+        "check-config",
+        "--config",
+        bad.to_str().expect("utf-8 temp path"),
+    ]);
+    assert!(
+        !out.status.success(),
+        "an invalid tls mode must be rejected\n{}",
+        describe(&out)
+    );
+}
+
+fn portcullis_integration_tests_cli(args: &[&str]) -> Output {
+    std::process::Command::new(portcullis_integration_tests::portcullis_bin())
+        .args(args)
+        .output()
+        .expect("portcullis can be run")
+}
+
+#[test]
+fn auth_test_accepts_right_password_and_refuses_wrong_one() {
+    let server = TestServer::start("");
+    for mechanism in ["PLAIN", "LOGIN", "CRAM-MD5"] {
+        let good = run_with_stdin(
+            &server,
+            &[
+                "auth",
+                "test",
+                "alice",
+                "--mechanism",
+                mechanism,
+                "--password-stdin",
+            ],
+            "correct horse\n",
+        );
+        assert!(
+            good.status.success(),
+            "{mechanism} good password\n{}",
+            describe(&good)
+        );
+        let bad = run_with_stdin(
+            &server,
+            &[
+                "auth",
+                "test",
+                "alice",
+                "--mechanism",
+                mechanism,
+                "--password-stdin",
+            ],
+            "wrong horse\n",
+        );
+        assert!(
+            !bad.status.success(),
+            "{mechanism} wrong password accepted\n{}",
+            describe(&bad)
+        );
+    }
+}
+
+#[test]
+fn user_added_while_server_runs_can_submit_and_deleted_user_cannot() {
+    let server = TestServer::start("");
+    server.add_user("carol", "hunter2 hunter2");
+    let list = run_with_stdin(&server, &["user", "list"], "");
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("carol"),
+        "user list lacks carol\n{}",
+        describe(&list)
+    );
+    let script = r#"
+        s = connect()
+        login("carol", s, "carol", "hunter2 hunter2", "PLAIN")
+        s.quit()
+        "#;
+    portcullis_integration_tests::python(script, &[server.submission_port()])
+        .assert_reply("carol", "235 2.7.0");
+    let del = run_with_stdin(&server, &["user", "del", "carol"], "");
+    assert!(del.status.success(), "{}", describe(&del));
+    portcullis_integration_tests::python(script, &[server.submission_port()])
+        .assert_reply("carol", "535 5.7.8");
+}
+
+#[test]
+fn check_config_refuses_auth_on_cleartext_listener_without_allow_insecure_auth() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("portcullis.toml");
+    let listener = "[[listener]]\nname = \"cleartext\"\naddress = \"127.0.0.1:2525\"\ntls = \"none\"\nauth = \"required\"\n";
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n{listener}",
+            dir.path().display().to_string()
+        ),
+    )
+    .expect("write");
+    let out = portcullis_integration_tests_cli(&[
+        "check-config",
+        "--config",
+        config.to_str().expect("utf-8 temp path"),
+    ]);
+    assert!(
+        !out.status.success(),
+        "AUTH over cleartext accepted without allow_insecure_auth\n{}",
+        describe(&out)
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n{listener}allow_insecure_auth = true\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .expect("write");
+    let out = portcullis_integration_tests_cli(&[
+        "check-config",
+        "--config",
+        config.to_str().expect("utf-8 temp path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "allow_insecure_auth = true must make it valid\n{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn user_passwd_replaces_the_password_for_every_mechanism() {
+    let server = TestServer::start("");
+    let out = run_with_stdin(
+        &server,
+        &["user", "passwd", "alice", "--password-stdin"],
+        "new horse\n",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = portcullis_integration_tests::python(
+        r#"
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5"):
+            s = connect()
+            login(mech + ".old", s, "alice", "correct horse", mech)
+            login(mech + ".new", s, "alice", "new horse", mech)
+            s.close()
+        "#,
+        &[server.submission_port()],
+    );
+    for mech in ["PLAIN", "LOGIN", "CRAM-MD5"] {
+        out.assert_reply(&format!("{mech}.old"), "535 5.7.8")
+            .assert_reply(&format!("{mech}.new"), "235 2.7.0");
+    }
+}
