@@ -200,6 +200,12 @@ impl Reply {
         self.status
     }
 
+    /// The text, lines joined by a space (policy keeps it when it changes
+    /// only the code).
+    pub fn text(&self) -> String {
+        self.lines.join(" ")
+    }
+
     /// Whether this is a positive completion (2xx) or intermediate (3xx).
     pub fn is_positive(&self) -> bool {
         self.code < 400

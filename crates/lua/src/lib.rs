@@ -1,0 +1,168 @@
+//! Policy in Lua: the operator's script decides who gets in.
+//!
+//! A [`Policy`] owns one compiled script. It answers an AUTH attempt with a
+//! [`Verdict`] (accept with an identity and user data, reject, defer) by
+//! calling the script's hook:
+//!
+//! - `portcullis.on('smtp_server_auth', function(auth, conn) … end)`, the
+//!   general hook, for every mechanism; or
+//! - `kumo.on('smtp_server_auth_plain', function(authz, authc, password,
+//!   conn_meta) … end)`, KumoMTA's hook, for PLAIN and LOGIN, so KumoMTA
+//!   scripts run unchanged (with `require 'sqlite'`, `kumo.memoize` and
+//!   `kumo.secrets.load`).
+//!
+//! Every event the scripts may register is declared once, in [`events`].
+//!
+//! **States: a pool, on the blocking pool.** Each call borrows a Lua state
+//! from a pool (making one when all are busy) and runs the hook
+//! synchronously; the caller runs [`Policy::authenticate`] on tokio's
+//! blocking pool. So a hook that waits on SQLite or Vault holds one blocking
+//! thread and one state, never an async worker, and other sessions go on.
+//! One async state was the alternative: it needs every Rust function the
+//! script calls to be async, and a hook that computes (rather than waits)
+//! would run on an async worker and stall the sessions that share it. The
+//! pool costs memory per state (a few hundred KiB) and a script load per new
+//! state; measured numbers are in `docs/policy.md`.
+//!
+//! **Sandbox.** Only `string`, `table`, `math`, `utf8`, `coroutine` and a
+//! clock-only `os` are loaded; `io`, `os.execute`, `dofile`, `loadfile` and
+//! `require` of files do not exist. `require` knows only built-in modules.
+//! Each state has a memory limit, and each call a deadline enforced by an
+//! instruction-count hook: a script that loops is stopped and the attempt
+//! deferred.
+//!
+//! **Reload.** [`Policy::reload`] compiles the script into a fresh state
+//! first; only if that works does it replace the generation (and its
+//! states and memoize caches). Calls in flight finish on the old one.
+//!
+//! What this crate does not do: network I/O other than Vault's HTTP API, or
+//! any SMTP. The server maps a [`Verdict`] to its session's outcome.
+
+pub mod events;
+mod kumo;
+mod memoize;
+mod pool;
+mod request;
+mod sandbox;
+mod secrets;
+mod sqlite;
+mod verdict;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use portcullis_sasl::Secret;
+
+pub use request::{AuthRequest, ConnFacts, ConnMeta, TlsFacts};
+pub use verdict::Verdict;
+
+/// Why a script could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error("cannot read policy script {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The script does not compile, fails while loading, or misuses the API
+    /// (an unknown event, a hook registered twice).
+    #[error("policy script {path}: {message}")]
+    Script { path: PathBuf, message: String },
+}
+
+/// How a policy runs.
+#[derive(Debug, Clone)]
+pub struct PolicyOptions {
+    /// The Lua file.
+    pub script: PathBuf,
+    /// The longest a hook may run; past it the attempt is deferred.
+    pub hook_timeout: Duration,
+    /// Bytes of memory one Lua state may allocate.
+    pub memory_limit: usize,
+    /// Idle states kept for reuse.
+    pub max_idle_states: usize,
+    /// Vault's address (`VAULT_ADDR` when `None`).
+    pub vault_address: Option<String>,
+    /// Vault's token (`VAULT_TOKEN` when `None`).
+    pub vault_token: Option<Secret>,
+}
+
+impl PolicyOptions {
+    /// Defaults for `script`: 5 s per hook, 64 MiB per state, 8 idle states.
+    pub fn new(script: impl Into<PathBuf>) -> Self {
+        PolicyOptions {
+            script: script.into(),
+            hook_timeout: Duration::from_secs(5),
+            memory_limit: 64 * 1024 * 1024,
+            max_idle_states: 8,
+            vault_address: None,
+            vault_token: None,
+        }
+    }
+}
+
+/// A loaded policy script, safe to share between connections.
+pub struct Policy {
+    options: PolicyOptions,
+    current: RwLock<Arc<pool::Generation>>,
+}
+
+impl Policy {
+    /// Reads, compiles and runs the script once, so every error shows now.
+    pub fn load(options: PolicyOptions) -> Result<Policy, PolicyError> {
+        let generation = pool::Generation::load(&options)?;
+        Ok(Policy {
+            options,
+            current: RwLock::new(Arc::new(generation)),
+        })
+    }
+
+    /// The script file.
+    pub fn script(&self) -> &Path {
+        &self.options.script
+    }
+
+    /// Loads the script again. On error the running generation stays and the
+    /// error says why. May block (reads the file, runs the script).
+    pub fn reload(&self) -> Result<(), PolicyError> {
+        let generation = Arc::new(pool::Generation::load(&self.options)?);
+        // Invariant: the lock is only held to swap or clone an Arc, so it
+        // cannot be poisoned by a panicking hook.
+        *self.current.write().expect("policy lock") = generation;
+        Ok(())
+    }
+
+    /// The events the current script registered.
+    pub fn registered(&self) -> Vec<&'static str> {
+        self.generation().registered.clone()
+    }
+
+    /// Whether the script decides this mechanism (else the store does):
+    /// `smtp_server_auth` decides all; `smtp_server_auth_plain` decides
+    /// PLAIN and LOGIN.
+    pub fn decides(&self, mechanism: &str) -> bool {
+        self.generation().decides(mechanism)
+    }
+
+    /// The longest a hook may run.
+    pub fn hook_timeout(&self) -> Duration {
+        self.options.hook_timeout
+    }
+
+    /// Asks the script about one AUTH attempt. Blocks while the hook runs:
+    /// call it off the async workers. Never fails: a script error or a
+    /// timeout is a [`Verdict::Defer`], no answer a [`Verdict::Reject`].
+    pub fn authenticate(&self, request: &AuthRequest, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
+        self.generation().authenticate(request, conn, meta)
+    }
+
+    fn generation(&self) -> Arc<pool::Generation> {
+        // Invariant: see `reload`.
+        self.current.read().expect("policy lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

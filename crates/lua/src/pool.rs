@@ -1,0 +1,196 @@
+//! One generation of a policy: the script's source, the caches its states
+//! share, and the pool of idle states. A reload makes a new generation;
+//! the old one is dropped when its last call returns.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mlua::{Function, Lua, Value};
+
+use crate::events::{self, Namespace};
+use crate::memoize::Caches;
+use crate::request::{AuthRequest, ConnFacts, ConnMeta};
+use crate::sandbox::{State, TIMED_OUT};
+use crate::secrets::VaultSettings;
+use crate::verdict::{self, Verdict};
+use crate::{PolicyError, PolicyOptions};
+
+/// What every state of a generation shares (Lua app data).
+pub(crate) struct Shared {
+    pub memo: Caches,
+    pub vault: VaultSettings,
+}
+
+pub(crate) struct Generation {
+    path: PathBuf,
+    source: String,
+    shared: Arc<Shared>,
+    memory_limit: usize,
+    timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<State>>,
+    pub registered: Vec<&'static str>,
+}
+
+impl Generation {
+    pub fn load(options: &PolicyOptions) -> Result<Generation, PolicyError> {
+        let path = options.script.clone();
+        let source = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut generation = Generation {
+            path,
+            source,
+            shared: Arc::new(Shared {
+                memo: Caches::default(),
+                vault: VaultSettings {
+                    address: options.vault_address.clone(),
+                    token: options.vault_token.clone(),
+                    timeout: options.hook_timeout,
+                },
+            }),
+            memory_limit: options.memory_limit,
+            timeout: options.hook_timeout,
+            max_idle: options.max_idle_states,
+            idle: Mutex::default(),
+            registered: Vec::new(),
+        };
+        let first = generation.new_state()?;
+        generation.registered = events::all()
+            .filter(|e| {
+                crate::kumo::handler(&first.lua, e.namespace, e.name)
+                    .is_ok_and(|h| h.is_some())
+            })
+            .map(|e| e.name)
+            .collect();
+        generation.registered.dedup();
+        if generation.has(events::SMTP_SERVER_AUTH) && generation.has(events::SMTP_SERVER_AUTH_PLAIN) {
+            tracing::warn!(script = %generation.path.display(), "both smtp_server_auth and smtp_server_auth_plain are registered; smtp_server_auth decides");
+        }
+        generation.give_back(first);
+        Ok(generation)
+    }
+
+    fn has(&self, event: &str) -> bool {
+        self.registered.contains(&event)
+    }
+
+    pub fn decides(&self, mechanism: &str) -> bool {
+        self.has(events::SMTP_SERVER_AUTH)
+            || (self.has(events::SMTP_SERVER_AUTH_PLAIN)
+                && matches!(mechanism, "PLAIN" | "LOGIN"))
+    }
+
+    /// A state with the script run (and `init` called) in it.
+    fn new_state(&self) -> Result<State, PolicyError> {
+        let script_error = |e: mlua::Error| PolicyError::Script {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let state = State::new(self.shared.clone(), self.memory_limit).map_err(script_error)?;
+        state.set_deadline(Some(Instant::now() + self.timeout));
+        let loaded = state
+            .lua
+            .load(&self.source)
+            .set_name(format!("@{}", self.path.display()))
+            .exec()
+            .and_then(|()| match crate::kumo::handler(&state.lua, Namespace::Kumo, events::INIT)? {
+                Some(init) => init.call::<()>(()),
+                None => Ok(()),
+            });
+        state.set_deadline(None);
+        loaded.map_err(script_error)?;
+        Ok(state)
+    }
+
+    fn take(&self) -> Result<State, PolicyError> {
+        // Invariant: the idle lock is held only to push or pop.
+        let idle = self.idle.lock().expect("pool lock").pop();
+        match idle {
+            Some(state) => Ok(state),
+            None => self.new_state(),
+        }
+    }
+
+    fn give_back(&self, state: State) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < self.max_idle {
+            idle.push(state);
+        }
+    }
+
+    pub fn authenticate(&self, request: &AuthRequest, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
+        let state = match self.take() {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::error!(%error, "policy: cannot start a Lua state");
+                return Verdict::defer("cannot start a Lua state");
+            }
+        };
+        for (key, value) in conn.kumo_meta() {
+            if meta.get(key).is_none() {
+                meta.set(key, value);
+            }
+        }
+        let deadline = Instant::now() + self.timeout;
+        state.set_deadline(Some(deadline));
+        let result = self.call(&state.lua, request, conn, meta);
+        state.set_deadline(None);
+        self.give_back(state);
+        let verdict = match result {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(mistake)) => {
+                tracing::error!(script = %self.path.display(), error = %mistake, "policy: the hook's answer is invalid; deferring");
+                Verdict::defer(format!("invalid answer: {mistake}"))
+            }
+            Err(error) if error.to_string().contains(TIMED_OUT) || Instant::now() >= deadline => {
+                tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");
+                Verdict::defer("the hook timed out")
+            }
+            Err(error) => {
+                tracing::error!(script = %self.path.display(), %error, "policy: script error; deferring");
+                Verdict::defer("script error")
+            }
+        };
+        if let Verdict::Accept { authn_id, authz_id, user_data } = &verdict {
+            meta.set("authn_id", authn_id.clone().into());
+            meta.set("authz_id", authz_id.clone().into());
+            meta.set_user_data(user_data.clone());
+        }
+        verdict
+    }
+
+    /// Runs the hook that decides. The outer `Err` is a Lua error, the inner
+    /// one an answer the script should not have given.
+    fn call(
+        &self,
+        lua: &Lua,
+        request: &AuthRequest,
+        conn: &ConnFacts,
+        meta: &ConnMeta,
+    ) -> mlua::Result<Result<Verdict, String>> {
+        if let Some(hook) = crate::kumo::handler(lua, Namespace::Portcullis, events::SMTP_SERVER_AUTH)? {
+            let auth = lua.create_table()?;
+            auth.set("mechanism", request.mechanism.as_str())?;
+            auth.set("user", request.user.as_str())?;
+            if let Some(password) = &request.password {
+                auth.set("password", lua.create_string(password.expose())?)?;
+            }
+            auth.set("authzid", request.authzid.as_deref())?;
+            let answer: Value = hook.call((auth, conn.to_lua(lua, meta)?))?;
+            return Ok(verdict::from_general(lua, answer, &request.user, request.authzid.as_deref()));
+        }
+        let kumo: Option<Function> = crate::kumo::handler(lua, Namespace::Kumo, events::SMTP_SERVER_AUTH_PLAIN)?;
+        match (kumo, &request.password) {
+            (Some(hook), Some(password)) => {
+                let authz = request.authzid.as_deref().unwrap_or(&request.user);
+                let password = lua.create_string(password.expose())?;
+                let answer: Value = hook.call((authz, request.user.as_str(), password, meta.clone()))?;
+                Ok(verdict::from_kumo(answer, authz, &request.user))
+            }
+            _ => Ok(Err(format!("no hook decides {}", request.mechanism))),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! What a hook is told: the attempt ([`AuthRequest`]), the connection
+//! ([`ConnFacts`]) and the per-connection metadata ([`ConnMeta`]) that all
+//! hooks of one connection share, as KumoMTA's `conn_meta` is.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use mlua::{Lua, LuaSerdeExt, Table, UserData, UserDataMethods, Value};
+use portcullis_sasl::Secret;
+
+/// One AUTH attempt.
+#[derive(Debug)]
+pub struct AuthRequest {
+    /// The mechanism's name, upper case (`PLAIN`).
+    pub mechanism: String,
+    /// The authentication identity.
+    pub user: String,
+    /// The password: PLAIN and LOGIN only.
+    pub password: Option<Secret>,
+    /// The authorization identity the client asked for, if any.
+    pub authzid: Option<String>,
+}
+
+/// The negotiated TLS session.
+#[derive(Debug, Clone)]
+pub struct TlsFacts {
+    pub version: String,
+    pub cipher: String,
+}
+
+/// The connection, as the server knows it.
+#[derive(Debug, Clone)]
+pub struct ConnFacts {
+    pub client: SocketAddr,
+    pub server: Option<SocketAddr>,
+    pub helo: Option<String>,
+    pub listener: String,
+    pub tls: Option<TlsFacts>,
+}
+
+impl ConnFacts {
+    /// The `conn` table of `smtp_server_auth`.
+    pub(crate) fn to_lua(&self, lua: &Lua, meta: &ConnMeta) -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.set("client_ip", self.client.ip().to_string())?;
+        t.set("client_port", self.client.port())?;
+        if let Some(server) = self.server {
+            t.set("server_ip", server.ip().to_string())?;
+            t.set("server_port", server.port())?;
+        }
+        t.set("helo", self.helo.clone())?;
+        t.set("listener", self.listener.clone())?;
+        if let Some(tls) = &self.tls {
+            let tls_table = lua.create_table()?;
+            tls_table.set("version", tls.version.clone())?;
+            tls_table.set("cipher", tls.cipher.clone())?;
+            t.set("tls", tls_table)?;
+        }
+        t.set("meta", meta.clone())?;
+        Ok(t)
+    }
+
+    /// KumoMTA's names for the same facts, preset in `conn_meta`.
+    pub(crate) fn kumo_meta(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let mut v = vec![
+            ("received_from", self.client.to_string().into()),
+            ("listener", self.listener.clone().into()),
+        ];
+        if let Some(server) = self.server {
+            v.push(("received_via", server.to_string().into()));
+        }
+        if let Some(helo) = &self.helo {
+            v.push(("ehlo_domain", helo.clone().into()));
+        }
+        if let Some(tls) = &self.tls {
+            v.push(("tls_version", tls.version.clone().into()));
+            v.push(("tls_cipher", tls.cipher.clone().into()));
+        }
+        v
+    }
+}
+
+#[derive(Debug, Default)]
+struct MetaState {
+    values: HashMap<String, serde_json::Value>,
+    user_data: Option<serde_json::Value>,
+}
+
+/// Metadata of one connection, shared by its hooks (`conn_meta:get_meta`,
+/// `conn_meta:set_meta`), and the user data an accepting hook attached.
+/// Values are plain data (stored as JSON), so they outlive the Lua state
+/// that set them.
+#[derive(Debug, Clone, Default)]
+pub struct ConnMeta(Arc<Mutex<MetaState>>);
+
+impl ConnMeta {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A value, if set.
+    pub fn get(&self, key: &str) -> Option<serde_json::Value> {
+        self.lock().values.get(key).cloned()
+    }
+
+    /// Sets a value.
+    pub fn set(&self, key: &str, value: serde_json::Value) {
+        self.lock().values.insert(key.to_string(), value);
+    }
+
+    /// The user data of the accepted AUTH, for the message metadata.
+    pub fn user_data(&self) -> Option<serde_json::Value> {
+        self.lock().user_data.clone()
+    }
+
+    pub(crate) fn set_user_data(&self, data: Option<serde_json::Value>) {
+        self.lock().user_data = data;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MetaState> {
+        // Invariant: never held across a call into Lua.
+        self.0.lock().expect("conn meta lock")
+    }
+}
+
+impl UserData for ConnMeta {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("get_meta", |lua, meta, key: String| match meta.get(&key) {
+            Some(value) => lua.to_value_with(&value, crate::memoize::lua_options()),
+            None => Ok(Value::Nil),
+        });
+        methods.add_method("set_meta", |lua, meta, (key, value): (String, Value)| {
+            let value: serde_json::Value = lua.from_value(value)?;
+            meta.set(&key, value);
+            Ok(())
+        });
+    }
+}

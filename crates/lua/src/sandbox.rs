@@ -1,0 +1,117 @@
+//! One Lua state: the trimmed standard library, the memory limit, the
+//! deadline hook, and the `kumo` / `portcullis` / `require` globals.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+
+use crate::pool::Shared;
+
+/// How often (in VM instructions) the deadline is checked. Cheap enough to
+/// be invisible, frequent enough that a loop is stopped within microseconds
+/// of its deadline.
+const DEADLINE_CHECK_EVERY: u32 = 10_000;
+
+/// The message a stopped hook fails with; the caller treats it as a timeout.
+pub(crate) const TIMED_OUT: &str = "policy hook ran past its deadline";
+
+/// A Lua state and the deadline its hook enforces.
+pub(crate) struct State {
+    pub lua: Lua,
+    deadline: Arc<Mutex<Option<Instant>>>,
+}
+
+impl State {
+    /// A fresh sandboxed state whose globals know `shared`.
+    pub fn new(shared: Arc<Shared>, memory_limit: usize) -> mlua::Result<State> {
+        let libs = StdLib::STRING
+            | StdLib::TABLE
+            | StdLib::MATH
+            | StdLib::UTF8
+            | StdLib::COROUTINE
+            | StdLib::OS;
+        let lua = Lua::new_with(libs, LuaOptions::default())?;
+        trim(&lua)?;
+        lua.set_app_data(shared);
+        crate::kumo::install(&lua)?;
+        install_require(&lua)?;
+        install_print(&lua)?;
+        let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let seen = deadline.clone();
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(DEADLINE_CHECK_EVERY),
+            move |_, _| {
+                // Invariant: the lock is never held across a call into Lua.
+                let past = seen
+                    .lock()
+                    .expect("deadline lock")
+                    .is_some_and(|d| Instant::now() >= d);
+                if past {
+                    Err(mlua::Error::runtime(TIMED_OUT))
+                } else {
+                    Ok(VmState::Continue)
+                }
+            },
+        )?;
+        // Set last: loading the libraries above must not count.
+        lua.set_memory_limit(memory_limit)?;
+        Ok(State { lua, deadline })
+    }
+
+    /// Sets (or clears) the time after which running Lua code fails.
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        // Invariant: see the hook.
+        *self.deadline.lock().expect("deadline lock") = deadline;
+    }
+}
+
+/// Removes everything that reaches the file system or the process.
+fn trim(lua: &Lua) -> mlua::Result<()> {
+    let globals = lua.globals();
+    for name in ["dofile", "loadfile", "load"] {
+        globals.set(name, Value::Nil)?;
+    }
+    let os: Table = globals.get("os")?;
+    let kept = lua.create_table()?;
+    for name in ["time", "clock", "date", "difftime"] {
+        kept.set(name, os.get::<Value>(name)?)?;
+    }
+    globals.set("os", kept)?;
+    let string: Table = globals.get("string")?;
+    string.set("dump", Value::Nil)?;
+    Ok(())
+}
+
+/// `require` of built-in modules only; there is no search path.
+fn install_require(lua: &Lua) -> mlua::Result<()> {
+    let require = lua.create_function(|lua, name: String| match name.as_str() {
+        "sqlite" => crate::sqlite::module(lua).map(Value::Table),
+        "kumo" => lua.globals().get::<Value>("kumo"),
+        "portcullis" => lua.globals().get::<Value>("portcullis"),
+        other => Err(mlua::Error::runtime(format!(
+            "module '{other}' not found: policy scripts may require only 'sqlite', 'kumo' and 'portcullis'"
+        ))),
+    })?;
+    lua.globals().set("require", require)
+}
+
+/// `print` goes to the log, not to stdout.
+fn install_print(lua: &Lua) -> mlua::Result<()> {
+    let print = lua.create_function(|lua, args: mlua::Variadic<Value>| {
+        let mut line = String::new();
+        for (i, value) in args.iter().enumerate() {
+            if i > 0 {
+                line.push('\t');
+            }
+            let text: mlua::String = lua
+                .globals()
+                .get::<mlua::Function>("tostring")?
+                .call(value.clone())?;
+            line.push_str(&text.to_string_lossy());
+        }
+        tracing::info!(target: "portcullis::policy", "{line}");
+        Ok(())
+    })?;
+    lua.globals().set("print", print)
+}

@@ -1,0 +1,111 @@
+//! `kumo.secrets.load{…}`: a secret from the script itself (`key_data`), a
+//! file (`key_path`), or HashiCorp Vault / OpenBao KV version 2
+//! (`vault_mount`, `vault_path`, optional `vault_key`, default `"key"`).
+//!
+//! Vault's address and token come from the call (`vault_address`,
+//! `vault_token`), else the config, else `VAULT_ADDR` / `VAULT_TOKEN`. The
+//! token never appears in an error or a log line. The HTTP request blocks
+//! (the hook runs on the blocking pool) and is bounded by the hook timeout.
+
+use std::sync::Arc;
+
+use mlua::{Lua, Table};
+use portcullis_sasl::Secret;
+
+use crate::pool::Shared;
+
+/// Vault settings from the config.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VaultSettings {
+    pub address: Option<String>,
+    pub token: Option<Secret>,
+    pub timeout: std::time::Duration,
+}
+
+pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
+    if let Some(data) = params.get::<Option<mlua::String>>("key_data")? {
+        return Ok(data);
+    }
+    if let Some(path) = params.get::<Option<String>>("key_path")? {
+        let bytes = std::fs::read(&path)
+            .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {path}: {e}")))?;
+        return lua.create_string(bytes);
+    }
+    let mount: Option<String> = params.get("vault_mount")?;
+    let path: Option<String> = params.get("vault_path")?;
+    let (Some(mount), Some(path)) = (mount, path) else {
+        return Err(mlua::Error::runtime(
+            "kumo.secrets.load: give key_data, key_path, or vault_mount and vault_path",
+        ));
+    };
+    let key = params
+        .get::<Option<String>>("vault_key")?
+        .unwrap_or_else(|| "key".into());
+    let shared = lua
+        .app_data_ref::<Arc<Shared>>()
+        .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no policy context"))?
+        .clone();
+    let settings = &shared.vault;
+    let address = params
+        .get::<Option<String>>("vault_address")?
+        .or_else(|| settings.address.clone())
+        .or_else(|| std::env::var("VAULT_ADDR").ok())
+        .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no Vault address (vault_address, config or VAULT_ADDR)"))?;
+    let token = match params.get::<Option<String>>("vault_token")? {
+        Some(t) => Secret::from(t),
+        None => settings
+            .token
+            .clone()
+            .or_else(|| std::env::var("VAULT_TOKEN").ok().map(Secret::from))
+            .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no Vault token (config or VAULT_TOKEN)"))?,
+    };
+    let value = vault_kv2_get(&address, &token, &mount, &path, &key, settings.timeout)
+        .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {e}")))?;
+    lua.create_string(value)
+}
+
+/// `GET {address}/v1/{mount}/data/{path}` and `.data.data[key]`.
+fn vault_kv2_get(
+    address: &str,
+    token: &Secret,
+    mount: &str,
+    path: &str,
+    key: &str,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let url = format!(
+        "{}/v1/{}/data/{}",
+        address.trim_end_matches('/'),
+        mount.trim_matches('/'),
+        path.trim_start_matches('/')
+    );
+    let token = std::str::from_utf8(token.expose()).map_err(|_| "the token is not UTF-8")?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(&url)
+        .header("X-Vault-Token", token)
+        .call()
+        .map_err(|e| format!("Vault request failed: {e}"))?;
+    let status = response.status().as_u16();
+    if status == 404 {
+        return Err("no such secret".into());
+    }
+    if status != 200 {
+        return Err(format!("Vault answered HTTP {status}"));
+    }
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("reading Vault's answer: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("Vault's answer is not JSON: {e}"))?;
+    match json.pointer("/data/data").and_then(|d| d.get(key)) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Ok(other.to_string()),
+        None => Err(format!("the secret has no key {key:?}")),
+    }
+}

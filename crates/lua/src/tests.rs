@@ -1,0 +1,230 @@
+use std::time::Duration;
+
+use portcullis_sasl::Secret;
+
+use crate::*;
+
+fn policy(script: &str) -> (tempfile::TempDir, Result<Policy, PolicyError>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("policy.lua");
+    std::fs::write(&path, script).expect("write script");
+    let mut options = PolicyOptions::new(path);
+    options.hook_timeout = Duration::from_millis(300);
+    (dir, Policy::load(options))
+}
+
+fn request(mechanism: &str, user: &str, password: &str, authzid: Option<&str>) -> AuthRequest {
+    AuthRequest {
+        mechanism: mechanism.into(),
+        user: user.into(),
+        password: Some(Secret::from(password)),
+        authzid: authzid.map(str::to_string),
+    }
+}
+
+fn conn() -> ConnFacts {
+    ConnFacts {
+        client: "192.0.2.7:40000".parse().unwrap(),
+        server: Some("127.0.0.1:587".parse().unwrap()),
+        helo: Some("client.example".into()),
+        listener: "submission".into(),
+        tls: Some(TlsFacts {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        }),
+    }
+}
+
+fn decide(p: &Policy, r: &AuthRequest) -> Verdict {
+    p.authenticate(r, &conn(), &ConnMeta::new())
+}
+
+/// The first ```lua block of a fixture, byte for byte.
+pub(crate) fn lua_blocks(doc: &str) -> Vec<String> {
+    doc.split("```lua\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn kumo_seed_static_table_runs_unchanged() {
+    let doc = include_str!("../tests/fixtures/kumo_smtp_server_auth_plain.md");
+    let (_d, p) = policy(&lua_blocks(doc)[0]);
+    let p = p.expect("seed loads");
+    assert!(p.decides("PLAIN") && p.decides("LOGIN") && !p.decides("CRAM-MD5"));
+    let accepted = decide(&p, &request("PLAIN", "scott", "tiger", None));
+    assert_eq!(
+        accepted,
+        Verdict::Accept {
+            authn_id: "scott".into(),
+            authz_id: "scott".into(),
+            user_data: None
+        }
+    );
+    assert!(matches!(decide(&p, &request("LOGIN", "scott", "lion", None)), Verdict::Reject { .. }));
+    assert!(matches!(decide(&p, &request("PLAIN", "scott", "", None)), Verdict::Reject { .. }));
+}
+
+#[test]
+fn kumo_authz_defaults_to_authc_and_is_passed_through() {
+    let (_d, p) = policy(
+        "kumo.on('smtp_server_auth_plain', function(authz, authc, password, meta)\n\
+           return authz == 'sales' and authc == 'alice' and meta:get_meta('ehlo_domain') == 'client.example'\n\
+         end)",
+    );
+    let p = p.unwrap();
+    let v = decide(&p, &request("PLAIN", "alice", "x", Some("sales")));
+    assert!(matches!(v, Verdict::Accept { ref authz_id, .. } if authz_id == "sales"), "{v:?}");
+}
+
+#[test]
+fn sqlite_execute_returns_single_column_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("create table auth(user text, pass text); insert into auth values('daniel','tiger');")
+        .unwrap();
+    let script = format!(
+        "local sqlite = require 'sqlite'\n\
+         kumo.on('smtp_server_auth_plain', function(authz, authc, password)\n\
+           local db = sqlite.open '{}'\n\
+           local r = db:execute('select user from auth where user=? and pass=?', authc, password)\n\
+           return r[1] == authc\n\
+         end)",
+        db.display()
+    );
+    let (_d, p) = policy(&script);
+    let p = p.unwrap();
+    assert!(matches!(decide(&p, &request("PLAIN", "daniel", "tiger", None)), Verdict::Accept { .. }));
+    assert!(matches!(decide(&p, &request("PLAIN", "daniel", "x", None)), Verdict::Reject { .. }));
+}
+
+#[test]
+fn general_hook_answers() {
+    let (_d, p) = policy(
+        r#"portcullis.on('smtp_server_auth', function(auth, conn)
+          if auth.user == 'ok' then
+            return portcullis.accept{ user = 'ok@example', data = { quota = 10, tags = {'a'} } }
+          elseif auth.user == 'no' then
+            return portcullis.reject{ message = 'go\r\naway', code = 550, enhanced = '5.7.1', disconnect = true }
+          elseif auth.user == 'later' then
+            return portcullis.defer{ disconnect = true }
+          elseif auth.user == 'conn' then
+            return conn.client_ip == '192.0.2.7' and conn.tls.version == 'TLSv1.3' and conn.helo == 'client.example'
+          elseif auth.user == 'boom' then
+            error('kaput')
+          elseif auth.user == 'loop' then
+            while true do end
+          elseif auth.user == 'bad' then
+            return portcullis.reject{ code = 250 }
+          end
+        end)"#,
+    );
+    let p = p.unwrap();
+    assert!(p.decides("CRAM-MD5"));
+    let v = decide(&p, &request("PLAIN", "ok", "pw", None));
+    let Verdict::Accept { authn_id, user_data, .. } = v else { panic!("{v:?}") };
+    assert_eq!(authn_id, "ok@example");
+    assert_eq!(user_data, Some(serde_json::json!({"quota": 10, "tags": ["a"]})));
+    let v = decide(&p, &request("PLAIN", "no", "pw", None));
+    let Verdict::Reject { reply, disconnect: true, .. } = v else { panic!("{v:?}") };
+    assert_eq!(reply.to_string(), "550 5.7.1 go  away");
+    let v = decide(&p, &request("PLAIN", "later", "pw", None));
+    let Verdict::Defer { reply, disconnect: true, .. } = v else { panic!("{v:?}") };
+    assert_eq!(reply.code(), 454);
+    assert!(matches!(decide(&p, &request("PLAIN", "conn", "pw", None)), Verdict::Accept { .. }));
+    assert!(matches!(decide(&p, &request("PLAIN", "nobody", "pw", None)), Verdict::Reject { .. }));
+    assert!(matches!(decide(&p, &request("PLAIN", "boom", "pw", None)), Verdict::Defer { .. }));
+    assert!(matches!(decide(&p, &request("PLAIN", "bad", "pw", None)), Verdict::Defer { .. }));
+    let started = std::time::Instant::now();
+    assert!(matches!(decide(&p, &request("PLAIN", "loop", "pw", None)), Verdict::Defer { .. }));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The state survives the timeout and answers the next call.
+    assert!(matches!(decide(&p, &request("PLAIN", "ok", "pw", None)), Verdict::Accept { .. }));
+}
+
+#[test]
+fn sandbox_has_no_files_or_processes() {
+    for probe in ["io.open('/etc/passwd')", "os.execute('true')", "dofile('/etc/passwd')", "require('os')", "load('return 1')"] {
+        let (_d, p) = policy(probe);
+        assert!(matches!(p, Err(PolicyError::Script { .. })), "{probe} should fail");
+    }
+    let (_d, p) = policy("assert(os.time() > 0 and string.format('%d', 1) == '1')");
+    p.expect("clock and string remain");
+}
+
+#[test]
+fn memory_limit_stops_a_greedy_script() {
+    let (_d, p) = policy("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end");
+    assert!(matches!(p, Err(PolicyError::Script { .. })));
+}
+
+#[test]
+fn misuse_is_reported_at_load() {
+    let (_d, p) = policy("kumo.on('smtp_server_auth_plian', function() end)");
+    let message = p.err().expect("unknown event").to_string();
+    assert!(message.contains("unknown event 'smtp_server_auth_plian'"), "{message}");
+    let (_d, p) = policy("kumo.on('init', function() end) kumo.on('init', function() end)");
+    assert!(p.is_err());
+    // KumoMTA's other events and set-up calls load.
+    let (_d, p) = policy(
+        "kumo.on('init', function() kumo.start_esmtp_listener{ listen = '0:25' } end)\n\
+         kumo.on('get_queue_config', function() end)\n\
+         kumo.on('get_listener_domain', function() end)",
+    );
+    assert_eq!(p.unwrap().registered(), vec!["init", "get_queue_config", "get_listener_domain"]);
+}
+
+#[test]
+fn memoize_caches_across_calls_and_states() {
+    let (_d, p) = policy(
+        "calls = 0\n\
+         local lookup = kumo.memoize(function(user) calls = calls + 1 return { user = user, n = calls } end,\n\
+           { name = 'users', ttl = '5 minutes', capacity = 10 })\n\
+         portcullis.on('smtp_server_auth', function(auth)\n\
+           return portcullis.accept{ data = lookup(auth.user) }\n\
+         end)",
+    );
+    let p = p.unwrap();
+    for _ in 0..5 {
+        let v = decide(&p, &request("PLAIN", "u", "p", None));
+        let Verdict::Accept { user_data, .. } = v else { panic!() };
+        assert_eq!(user_data, Some(serde_json::json!({"user": "u", "n": 1})));
+    }
+}
+
+#[test]
+fn durations_as_kumomta_writes_them() {
+    use crate::memoize::parse_duration;
+    assert_eq!(parse_duration("5 minutes"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("1 hour"), Ok(Duration::from_secs(3600)));
+    assert!(parse_duration("soon").is_err());
+}
+
+#[test]
+fn secrets_from_data_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "from-file").unwrap();
+    let script = format!(
+        "assert(kumo.secrets.load{{ key_data = 'inline' }} == 'inline')\n\
+         assert(kumo.secrets.load{{ key_path = '{}' }} == 'from-file')",
+        key.display()
+    );
+    let (_d, p) = policy(&script);
+    p.expect("secrets load");
+}
+
+#[test]
+fn reload_keeps_the_old_script_when_the_new_one_fails() {
+    let (dir, p) = policy("portcullis.on('smtp_server_auth', function() return true end)");
+    let p = p.unwrap();
+    std::fs::write(dir.path().join("policy.lua"), "this is not lua").unwrap();
+    assert!(p.reload().is_err());
+    assert!(matches!(decide(&p, &request("PLAIN", "a", "b", None)), Verdict::Accept { .. }));
+    std::fs::write(dir.path().join("policy.lua"), "portcullis.on('smtp_server_auth', function() return false end)").unwrap();
+    p.reload().unwrap();
+    assert!(matches!(decide(&p, &request("PLAIN", "a", "b", None)), Verdict::Reject { .. }));
+}

@@ -1,0 +1,215 @@
+//! The answer of a hook, and how Lua values become one.
+//!
+//! `portcullis.accept{…}`, `portcullis.reject{…}` and `portcullis.defer{…}`
+//! build tagged tables; a hook may also return such a table itself, or a
+//! boolean. Codes and texts a script gives are checked here (a reject is
+//! `4xx`/`5xx`, a defer `4xx`, the enhanced code's class matches, CR and LF
+//! are removed from the text) so a script cannot break the protocol.
+
+use mlua::{Lua, LuaSerdeExt, Table, Value};
+use portcullis_proto::reply::EnhancedCode;
+use portcullis_proto::Reply;
+
+/// Longest reply text a script may set.
+const MAX_TEXT: usize = 400;
+
+/// What the policy decided about one AUTH attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// `235`: the client is `authn_id`, acting as `authz_id`.
+    Accept {
+        authn_id: String,
+        authz_id: String,
+        /// Plain data the script attached; it follows the session and is
+        /// stored with each message.
+        user_data: Option<serde_json::Value>,
+    },
+    /// `535` or the script's reply; the client may try again unless
+    /// `disconnect`.
+    Reject {
+        reply: Reply,
+        disconnect: bool,
+        /// For the log only.
+        reason: String,
+    },
+    /// `454` or the script's reply: a temporary failure.
+    Defer {
+        reply: Reply,
+        disconnect: bool,
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// The default reject.
+    pub(crate) fn reject(reason: impl Into<String>) -> Verdict {
+        Verdict::Reject {
+            reply: Reply::auth_failed(),
+            disconnect: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// The default defer.
+    pub(crate) fn defer(reason: impl Into<String>) -> Verdict {
+        Verdict::Defer {
+            reply: Reply::auth_temporary_failure(),
+            disconnect: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `portcullis.accept`, `portcullis.reject`, `portcullis.defer`.
+pub(crate) fn install_constructors(lua: &Lua, portcullis: &Table) -> mlua::Result<()> {
+    for kind in ["accept", "reject", "defer"] {
+        let f = lua.create_function(move |lua, options: Value| {
+            let t = match options {
+                Value::Table(t) => t,
+                Value::String(message) => {
+                    let t = lua.create_table()?;
+                    t.set("message", message)?;
+                    t
+                }
+                Value::Nil => lua.create_table()?,
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "portcullis.{kind}: expected a table or a message, got a {}",
+                        other.type_name()
+                    )))
+                }
+            };
+            t.set("verdict", kind)?;
+            Ok(t)
+        })?;
+        portcullis.set(kind, f)?;
+    }
+    Ok(())
+}
+
+/// The answer of `smtp_server_auth`. `Err` is a script mistake (the caller
+/// defers).
+pub(crate) fn from_general(
+    lua: &Lua,
+    value: Value,
+    user: &str,
+    authzid: Option<&str>,
+) -> Result<Verdict, String> {
+    let accept = |name: Option<String>, authz: Option<String>, data| Verdict::Accept {
+        authn_id: name.unwrap_or_else(|| user.to_string()),
+        authz_id: authz
+            .or_else(|| authzid.map(str::to_string))
+            .unwrap_or_else(|| user.to_string()),
+        user_data: data,
+    };
+    let t = match value {
+        Value::Nil => return Ok(Verdict::reject("the hook returned nothing")),
+        Value::Boolean(true) => return Ok(accept(None, None, None)),
+        Value::Boolean(false) => return Ok(Verdict::reject("the hook returned false")),
+        Value::Table(t) => t,
+        other => return Err(format!("the hook returned a {}", other.type_name())),
+    };
+    let kind: Option<String> = t.get("verdict").map_err(|e| e.to_string())?;
+    match kind.as_deref() {
+        Some("accept") => {
+            let get = |k: &str| t.get::<Option<String>>(k).map_err(|e| e.to_string());
+            let data = match t.get::<Value>("data").map_err(|e| e.to_string())? {
+                Value::Nil => None,
+                v => Some(
+                    lua.from_value::<serde_json::Value>(v)
+                        .map_err(|e| format!("accept: data is not plain data: {e}"))?,
+                ),
+            };
+            Ok(accept(get("user")?, get("authz")?, data))
+        }
+        Some("reject") => refusal(&t, Reply::auth_failed(), &[4, 5]).map(|(reply, disconnect, reason)| {
+            Verdict::Reject { reply, disconnect, reason }
+        }),
+        Some("defer") => refusal(&t, Reply::auth_temporary_failure(), &[4]).map(
+            |(reply, disconnect, reason)| Verdict::Defer { reply, disconnect, reason },
+        ),
+        other => Err(format!(
+            "the hook returned a table whose verdict is {other:?} (use portcullis.accept/reject/defer)"
+        )),
+    }
+}
+
+/// The answer of KumoMTA's `smtp_server_auth_plain`: a boolean.
+pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdict, String> {
+    match value {
+        Value::Boolean(true) => Ok(Verdict::Accept {
+            authn_id: authc.to_string(),
+            authz_id: authz.to_string(),
+            user_data: None,
+        }),
+        Value::Boolean(false) | Value::Nil => Ok(Verdict::reject("smtp_server_auth_plain returned false")),
+        other => Err(format!(
+            "smtp_server_auth_plain must return a boolean, not a {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// Reply, disconnect flag and log reason of a reject or defer table.
+fn refusal(t: &Table, default: Reply, classes: &[u16]) -> Result<(Reply, bool, String), String> {
+    let e = |e: mlua::Error| e.to_string();
+    let disconnect = t.get::<Option<bool>>("disconnect").map_err(e)?.unwrap_or(false);
+    let message: Option<String> = t.get("message").map_err(e)?;
+    let code: Option<u16> = t.get("code").map_err(e)?;
+    let enhanced = enhanced_code(&t.get::<Value>("enhanced").map_err(e)?)?;
+    let reason = message.clone().unwrap_or_else(|| "refused by the policy".into());
+    let code = code.unwrap_or(default.code());
+    if !classes.contains(&(code / 100)) || code % 100 > 59 {
+        return Err(format!("reply code {code} is not allowed here"));
+    }
+    let enhanced = match enhanced {
+        Some(s) => Some(s),
+        None if code == default.code() => default.status(),
+        None => default.status().map(|s| EnhancedCode((code / 100) as u8, s.1, s.2)),
+    };
+    if enhanced.is_some_and(|s| u16::from(s.0) != code / 100) {
+        return Err(format!("enhanced code class does not match reply code {code}"));
+    }
+    let text = match message {
+        Some(m) => clean_text(&m),
+        None => default.text(),
+    };
+    Ok((Reply::new(code, enhanced, text), disconnect, reason))
+}
+
+/// `"5.7.8"` or `{5, 7, 8}`.
+fn enhanced_code(value: &Value) -> Result<Option<EnhancedCode>, String> {
+    let parts: Vec<u16> = match value {
+        Value::Nil => return Ok(None),
+        Value::String(s) => s
+            .to_string_lossy()
+            .split('.')
+            .map(|p| p.parse().map_err(|_| format!("invalid enhanced code {s:?}")))
+            .collect::<Result<_, _>>()?,
+        Value::Table(t) => t
+            .sequence_values::<u16>()
+            .collect::<mlua::Result<_>>()
+            .map_err(|e| e.to_string())?,
+        other => return Err(format!("enhanced code must be a string, not a {}", other.type_name())),
+    };
+    match parts.as_slice() {
+        [c @ (2 | 4 | 5), s, d] if *s < 1000 && *d < 1000 => Ok(Some(EnhancedCode(*c as u8, *s, *d))),
+        _ => Err(format!("invalid enhanced code {parts:?}")),
+    }
+}
+
+/// One line of printable text, bounded.
+fn clean_text(text: &str) -> String {
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !clean.is_char_boundary(end) {
+            end -= 1;
+        }
+        clean.truncate(end);
+    }
+    clean
+}
