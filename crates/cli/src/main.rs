@@ -3,6 +3,7 @@
 //! them, and the only one that uses `anyhow`.
 
 mod auth_test;
+mod queue;
 mod serve;
 mod stores;
 mod users;
@@ -66,6 +67,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Inspect and manage the delivery queue (works beside a running server).
+    Queue {
+        #[command(subcommand)]
+        action: queue::QueueAction,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Authentication tools.
     Auth {
         #[command(subcommand)]
@@ -109,6 +117,7 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Auth { action, config } => auth_test::run(action, &config.load()?),
+        Command::Queue { action, config } => queue::run(action, &config.load()?),
     }
 }
 

@@ -7,6 +7,7 @@
 //! at all, [`Config::development`] gives loopback listeners, a self-signed
 //! certificate and a SQLite user database in the data directory.
 
+pub mod delivery;
 mod raw;
 mod validate;
 
@@ -32,6 +33,8 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub limits: Limits,
     pub listeners: Vec<Listener>,
+    /// How spooled messages are delivered; `None` keeps them in the spool.
+    pub delivery: Option<delivery::Delivery>,
 }
 
 /// Where the server certificate comes from.

@@ -19,6 +19,9 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<RawListener>,
+    pub delivery: Option<crate::delivery::RawDelivery>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<crate::delivery::RawRoute>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -91,3 +91,90 @@ fn insecure_auth_must_be_asked_for() {
     .unwrap();
     assert!(c.listeners[0].allow_insecure_auth);
 }
+
+#[test]
+fn no_delivery_section_means_no_delivery() {
+    assert!(parse("").unwrap().delivery.is_none());
+    assert!(parse("[[route]]\ntransport = \"maildir\"\npath = \"m\"\n").is_err());
+}
+
+#[test]
+fn delivery_routes() {
+    use crate::delivery::*;
+    let c = parse(
+        r#"
+data_dir = "/d"
+[delivery]
+retry_initial = "200ms"
+max_age = "2d"
+[[route]]
+name = "local"
+domains = ["Example.TEST"]
+transport = "maildir"
+path = "mail"
+[[route]]
+transport = "smtp"
+address = "relay.example:587"
+auth_username = "u"
+auth_password = "p"
+identity = "xclient"
+[[route]]
+transport = "lmtp"
+socket = "/run/lmtp"
+"#,
+    )
+    .unwrap();
+    let d = c.delivery.unwrap();
+    assert_eq!(d.retry_initial, Duration::from_millis(200));
+    assert_eq!(d.max_age, Duration::from_secs(2 * 86_400));
+    assert_eq!(d.routes[0].domains, vec!["example.test"]);
+    assert_eq!(
+        d.routes[0].transport,
+        Transport::Maildir {
+            path: "/d/mail".into()
+        }
+    );
+    let Transport::Smtp(relay) = &d.routes[1].transport else {
+        panic!("smtp expected")
+    };
+    assert_eq!(
+        relay.target,
+        Target::Tcp {
+            host: "relay.example".into(),
+            port: 587
+        }
+    );
+    assert_eq!(relay.tls, RelayTls::StartTls);
+    assert!(
+        !format!("{relay:?}").contains("\"p\""),
+        "password must not be in Debug"
+    );
+    assert_eq!(d.routes[1].identity, Identity::Xclient);
+    let Transport::Lmtp(lmtp) = &d.routes[2].transport else {
+        panic!("lmtp expected")
+    };
+    assert_eq!(lmtp.tls, RelayTls::None);
+}
+
+#[test]
+fn delivery_rejects_bad_values() {
+    for bad in [
+        "[delivery]\n",
+        "[delivery]\nretry_initial = \"soon\"\n[[route]]\ntransport = \"maildir\"\npath = \"m\"\n",
+        "[delivery]\n[[route]]\ntransport = \"smtp\"\n",
+        "[delivery]\n[[route]]\ntransport = \"smtp\"\nsocket = \"/s\"\n",
+        "[delivery]\n[[route]]\ntransport = \"smtp\"\naddress = \"h:25\"\nauth_username = \"u\"\n",
+        "[delivery]\n[[route]]\ntransport = \"pigeon\"\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+    }
+}
+
+#[test]
+fn durations_parse() {
+    use crate::delivery::parse_duration;
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration("m"), None);
+}

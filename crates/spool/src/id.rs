@@ -29,6 +29,14 @@ impl MessageId {
         &self.0
     }
 
+    /// When the message was spooled, in microseconds since the Unix epoch
+    /// (the time part of the id; the delivery stage ages messages by it).
+    pub fn spooled_at_micros(&self) -> u64 {
+        // Invariant: `FromStr` and `new` only make ids whose first
+        // TIME_DIGITS characters are lowercase hex.
+        u64::from_str_radix(&self.0[..TIME_DIGITS], 16).expect("id time part is hex")
+    }
+
     /// A fresh id whose time part is `micros`.
     pub(crate) fn new(micros: u64) -> Self {
         let random: [u8; RANDOM_DIGITS / 2] = rand::random();

@@ -32,6 +32,16 @@
 //!
 //! # What this crate does not do
 //!
+//! # Delivery state
+//!
+//! The delivery stage keeps a third, optional file per entry,
+//! `queue/<id>.state` (its retry state, opaque bytes to this crate), written
+//! atomically with [`Spool::write_state`]: `tmp/` → fsync → rename → fsync.
+//! [`Spool::remove`] deletes the `.json` first, so an interrupted removal
+//! leaves an incomplete entry that `open` cleans up, never a half entry that
+//! looks deliverable; [`Spool::remove_orphan_states`] sweeps `.state` files
+//! left behind.
+//!
 //! It does not deliver, relay, expire or lock entries, and it does not parse
 //! messages: it stores the bytes it is given (the caller has already
 //! prepended `Received:`). All calls block on the filesystem; call them off
@@ -54,6 +64,7 @@ const TMP: &str = "tmp";
 const QUEUE: &str = "queue";
 const EML: &str = "eml";
 const JSON: &str = "json";
+const STATE: &str = "state";
 
 /// A spool directory. Cheap to share: `store` takes `&self` and may be called
 /// from several threads at once.
@@ -78,6 +89,19 @@ impl Spool {
         sync_dir(&spool.root)?;
         spool.empty_tmp()?;
         spool.remove_incomplete()?;
+        Ok(spool)
+    }
+
+    /// Attaches to an existing spool without any recovery, for tools (the
+    /// `queue` command) that run beside a live server: `open` would empty
+    /// `tmp/` under the server's feet.
+    pub fn attach(dir: &Path) -> Result<Spool, SpoolError> {
+        let spool = Spool {
+            root: dir.to_path_buf(),
+            clock: id::Clock::default(),
+        };
+        let queue = spool.queue_dir();
+        fs::metadata(&queue).map_err(SpoolError::io("open spool", &queue))?;
         Ok(spool)
     }
 
@@ -128,6 +152,68 @@ impl Spool {
         let json = read(self.queued(id, JSON))?;
         let message = read(self.queued(id, EML))?;
         Ok((serde_json::from_slice(&json)?, message))
+    }
+
+    /// Removes an entry (delivered or bounced) with its state; `.json`
+    /// first, so a crash midway leaves an incomplete entry, which `open`
+    /// deletes. Removing an entry that is already gone is not an error.
+    pub fn remove(&self, id: &MessageId) -> Result<(), SpoolError> {
+        for ext in [JSON, EML, STATE] {
+            let path = self.queued(id, ext);
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(SpoolError::io("remove", &path)(e))
+                }
+                _ => {}
+            }
+        }
+        sync_dir(&self.queue_dir())
+    }
+
+    /// The delivery state of an entry, if any was written.
+    pub fn read_state(&self, id: &MessageId) -> Result<Option<Vec<u8>>, SpoolError> {
+        let path = self.queued(id, STATE);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SpoolError::io("read", &path)(e)),
+        }
+    }
+
+    /// Replaces the delivery state of an entry atomically and durably.
+    pub fn write_state(&self, id: &MessageId, state: &[u8]) -> Result<(), SpoolError> {
+        let random: [u8; 4] = rand::random();
+        let staged = self
+            .tmp_dir()
+            .join(format!("{id}.{STATE}-{}", hex::encode(random)));
+        if let Err(e) = write_synced(&staged, state) {
+            let _ = fs::remove_file(&staged);
+            return Err(e);
+        }
+        let target = self.queued(id, STATE);
+        if let Err(e) = fs::rename(&staged, &target) {
+            let _ = fs::remove_file(&staged);
+            return Err(SpoolError::io("rename into queue", &staged)(e));
+        }
+        sync_dir(&self.queue_dir())
+    }
+
+    /// Removes `.state` files whose entry is gone (a removal interrupted by
+    /// a crash). Returns how many were removed.
+    pub fn remove_orphan_states(&self) -> Result<usize, SpoolError> {
+        let queue = self.queue_dir();
+        let mut removed = 0;
+        for entry in fs::read_dir(&queue).map_err(SpoolError::io("read directory", &queue))? {
+            let path = entry
+                .map_err(SpoolError::io("read directory", &queue))?
+                .path();
+            let is_state = path.extension().is_some_and(|ext| ext == STATE);
+            if is_state && !path.with_extension(JSON).exists() {
+                fs::remove_file(&path).map_err(SpoolError::io("remove orphan state", &path))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The directory holding complete entries.

@@ -1,0 +1,101 @@
+//! `portcullis queue list|show|retry|delete`: the spool as an operator sees it.
+//!
+//! It attaches to the spool without recovery (`Spool::attach`), so it is
+//! safe beside a running server. `retry` clears the next-attempt time; the
+//! server picks the message up at its next scan. `delete` removes the entry
+//! for good (no bounce); a delivery already in progress may still complete.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use portcullis_config::Config;
+use portcullis_delivery::state;
+use portcullis_spool::{MessageId, Spool};
+
+#[derive(Subcommand)]
+pub enum QueueAction {
+    /// One line per message: id, age, size, sender, recipients, attempts, last failure.
+    List,
+    /// The envelope, the delivery state and the headers of one message.
+    Show { id: String },
+    /// Try the message again at the next scan.
+    Retry { id: String },
+    /// Remove the message without delivering or bouncing it.
+    Delete { id: String },
+}
+
+pub fn run(action: QueueAction, config: &Config) -> Result<ExitCode> {
+    let spool = Spool::attach(&config.spool_dir)
+        .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
+    match action {
+        QueueAction::List => list(&spool)?,
+        QueueAction::Show { id } => show(&spool, &id.parse()?)?,
+        QueueAction::Retry { id } => {
+            let id: MessageId = id.parse()?;
+            spool.read(&id)?;
+            let mut s = state::load(&spool, &id)?;
+            s.next_attempt_ms = 0;
+            state::save(&spool, &id, &s)?;
+            println!("{id}: will be retried at the next scan");
+        }
+        QueueAction::Delete { id } => {
+            let id: MessageId = id.parse()?;
+            spool.read(&id)?;
+            spool.remove(&id)?;
+            println!("{id}: deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(spool: &Spool) -> Result<()> {
+    let ids = spool.list()?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    for id in &ids {
+        let Ok((meta, _)) = spool.read(id) else {
+            continue;
+        };
+        let s = state::load(spool, id).unwrap_or_default();
+        let age_s = now_ms.saturating_sub(id.spooled_at_micros() / 1000) / 1000;
+        let pending = s
+            .pending
+            .clone()
+            .unwrap_or_else(|| meta.meta.rcpt_to.clone());
+        let from = if meta.meta.mail_from.is_empty() {
+            "<>"
+        } else {
+            &meta.meta.mail_from
+        };
+        let last = s
+            .last_failure
+            .as_ref()
+            .map(|f| f.diagnostic.as_str())
+            .unwrap_or("-");
+        println!(
+            "{id}  age={age_s}s  size={}  from={from}  to={}  attempts={}  last={last}",
+            meta.size,
+            pending.join(","),
+            s.attempts
+        );
+    }
+    println!("{} message(s)", ids.len());
+    Ok(())
+}
+
+fn show(spool: &Spool, id: &MessageId) -> Result<()> {
+    let (meta, data) = spool.read(id)?;
+    let s = state::load(spool, id)?;
+    println!("{}", serde_json::to_string_pretty(&meta)?);
+    println!("delivery state: {}", serde_json::to_string_pretty(&s)?);
+    println!();
+    print!(
+        "{}",
+        String::from_utf8_lossy(portcullis_delivery::message::headers(&data))
+    );
+    Ok(())
+}

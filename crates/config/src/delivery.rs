@@ -1,0 +1,341 @@
+//! The `[delivery]` section and the `[[route]]` tables: how spooled messages
+//! leave the server.
+//!
+//! Without a `[delivery]` section nothing is delivered and messages stay in
+//! the spool, as before delivery existed; that keeps a plain "submission
+//! into a directory" set-up working. With it, at least one route is needed.
+//! Routes are tried in file order; the first whose `domains` and `users`
+//! match a recipient carries it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::validate::{invalid, ConfigError};
+
+/// Validated delivery settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Messages delivered at the same time.
+    pub workers: usize,
+    /// How often the spool is scanned for new or due messages.
+    pub scan_interval: Duration,
+    /// Delay before the first retry; doubled after each failure.
+    pub retry_initial: Duration,
+    /// Longest delay between two attempts.
+    pub retry_max: Duration,
+    /// A message still undelivered this long after arrival bounces.
+    pub max_age: Duration,
+    /// Limit on connecting (and the greeting) to a next hop.
+    pub connect_timeout: Duration,
+    /// Limit on each command reply, and on the reply after the final dot.
+    pub command_timeout: Duration,
+    /// Routes in file order.
+    pub routes: Vec<Route>,
+}
+
+/// One route: which recipients it carries, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    /// Lowercase domains; `*` matches any, `.example.com` matches subdomains.
+    pub domains: Vec<String>,
+    /// Authenticated users (authn ids) this route is for; empty = everyone.
+    pub users: Vec<String>,
+    pub transport: Transport,
+    /// How the submitter's identity travels to the next hop.
+    pub identity: Identity,
+}
+
+/// How a route hands messages on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// SMTP relay to a smarthost.
+    Smtp(Relay),
+    /// LMTP (RFC 2033) to a mailbox server.
+    Lmtp(Relay),
+    /// A Maildir per recipient under this directory.
+    Maildir { path: PathBuf },
+}
+
+/// A next hop spoken to over SMTP or LMTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    pub target: Target,
+    pub tls: RelayTls,
+    /// Skip certificate verification (tests, or a next hop on loopback).
+    pub dangerous_accept_invalid_certs: bool,
+    pub auth: Option<RelayAuth>,
+}
+
+/// Where the next hop listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+/// TLS towards the next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTls {
+    /// STARTTLS required: no TLS, no delivery (a temporary failure).
+    StartTls,
+    /// STARTTLS when offered, plain text otherwise.
+    Opportunistic,
+    /// Never TLS.
+    None,
+}
+
+/// Credentials for AUTH PLAIN at the next hop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RelayAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// How the authenticated identity is passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    None,
+    /// An `X-Authenticated-User:` header (any such header from the client is removed).
+    Header,
+    /// `XCLIENT LOGIN=` (Postfix), when the next hop offers it.
+    Xclient,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDelivery {
+    workers: Option<usize>,
+    scan_interval: Option<String>,
+    retry_initial: Option<String>,
+    retry_max: Option<String>,
+    max_age: Option<String>,
+    connect_timeout: Option<String>,
+    command_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    name: Option<String>,
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    transport: String,
+    address: Option<String>,
+    socket: Option<PathBuf>,
+    path: Option<PathBuf>,
+    tls: Option<String>,
+    dangerous_accept_invalid_certs: Option<bool>,
+    auth_username: Option<String>,
+    auth_password: Option<String>,
+    auth_password_file: Option<PathBuf>,
+    identity: Option<String>,
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h` or `5d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(n.checked_mul(unit_ms)?))
+}
+
+pub(crate) fn validate(
+    raw: Option<RawDelivery>,
+    routes: Vec<RawRoute>,
+    in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Option<Delivery>, ConfigError> {
+    let Some(raw) = raw else {
+        if routes.is_empty() {
+            return Ok(None);
+        }
+        return Err(invalid("route", "routes need a [delivery] section"));
+    };
+    if routes.is_empty() {
+        return Err(invalid(
+            "delivery",
+            "[delivery] needs at least one [[route]]",
+        ));
+    }
+    let duration = |key: &str, value: Option<String>, default: &str| {
+        let text = value.unwrap_or_else(|| default.to_string());
+        parse_duration(&text)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                invalid(
+                    format!("delivery.{key}"),
+                    format!("{text:?}: use e.g. 500ms, 30s, 5m, 2h, 5d"),
+                )
+            })
+    };
+    let delivery = Delivery {
+        workers: raw.workers.unwrap_or(4),
+        scan_interval: duration("scan_interval", raw.scan_interval, "1s")?,
+        retry_initial: duration("retry_initial", raw.retry_initial, "1m")?,
+        retry_max: duration("retry_max", raw.retry_max, "1h")?,
+        max_age: duration("max_age", raw.max_age, "5d")?,
+        connect_timeout: duration("connect_timeout", raw.connect_timeout, "30s")?,
+        command_timeout: duration("command_timeout", raw.command_timeout, "5m")?,
+        routes: routes
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| route(i, r, in_data_dir))
+            .collect::<Result<_, _>>()?,
+    };
+    if delivery.workers == 0 {
+        return Err(invalid("delivery.workers", "must be at least 1"));
+    }
+    Ok(Some(delivery))
+}
+
+fn route(
+    index: usize,
+    raw: RawRoute,
+    in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Route, ConfigError> {
+    let key = |field: &str| format!("route[{index}].{field}");
+    let domains: Vec<String> = if raw.domains.is_empty() {
+        vec!["*".to_string()]
+    } else {
+        raw.domains
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect()
+    };
+    let identity = match raw.identity.as_deref().unwrap_or("none") {
+        "none" => Identity::None,
+        "header" => Identity::Header,
+        "xclient" => Identity::Xclient,
+        other => {
+            return Err(invalid(
+                key("identity"),
+                format!("{other:?}: use none, header or xclient"),
+            ))
+        }
+    };
+    let transport = match raw.transport.as_str() {
+        "maildir" => Transport::Maildir {
+            path: in_data_dir(
+                raw.path
+                    .clone()
+                    .ok_or_else(|| invalid(key("path"), "maildir needs a path"))?,
+            ),
+        },
+        "smtp" => Transport::Smtp(relay(&raw, &key, false)?),
+        "lmtp" => Transport::Lmtp(relay(&raw, &key, true)?),
+        other => {
+            return Err(invalid(
+                key("transport"),
+                format!("{other:?}: use smtp, lmtp or maildir"),
+            ))
+        }
+    };
+    Ok(Route {
+        name: raw.name.unwrap_or_else(|| format!("route{index}")),
+        domains,
+        users: raw.users,
+        transport,
+        identity,
+    })
+}
+
+fn relay(raw: &RawRoute, key: &dyn Fn(&str) -> String, lmtp: bool) -> Result<Relay, ConfigError> {
+    let target = match (&raw.address, &raw.socket) {
+        (Some(address), None) => {
+            let (host, port) = address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+                .filter(|(h, _)| !h.is_empty())
+                .ok_or_else(|| invalid(key("address"), format!("{address:?} is not host:port")))?;
+            Target::Tcp {
+                host: host.to_string(),
+                port,
+            }
+        }
+        (None, Some(socket)) if lmtp => Target::Unix(socket.clone()),
+        (None, Some(_)) => return Err(invalid(key("socket"), "only lmtp routes take a socket")),
+        _ => {
+            return Err(invalid(
+                key("address"),
+                "give an address (host:port) or, for lmtp, a socket",
+            ))
+        }
+    };
+    let default_tls = if matches!(target, Target::Unix(_)) {
+        "none"
+    } else {
+        "starttls"
+    };
+    let tls = match raw.tls.as_deref().unwrap_or(default_tls) {
+        "starttls" => RelayTls::StartTls,
+        "opportunistic" => RelayTls::Opportunistic,
+        "none" => RelayTls::None,
+        other => {
+            return Err(invalid(
+                key("tls"),
+                format!("{other:?}: use starttls, opportunistic or none"),
+            ))
+        }
+    };
+    let password = match (&raw.auth_password, &raw.auth_password_file) {
+        (Some(p), None) => Some(p.clone()),
+        (None, Some(file)) => {
+            Some(read_password(file).map_err(|e| invalid(key("auth_password_file"), e))?)
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                key("auth_password"),
+                "give auth_password or auth_password_file, not both",
+            ))
+        }
+    };
+    let auth = match (&raw.auth_username, password) {
+        (Some(username), Some(password)) => Some(RelayAuth {
+            username: username.clone(),
+            password,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                key("auth_username"),
+                "AUTH needs both a username and a password",
+            ))
+        }
+    };
+    Ok(Relay {
+        target,
+        tls,
+        dangerous_accept_invalid_certs: raw.dangerous_accept_invalid_certs.unwrap_or(false),
+        auth,
+    })
+}
+
+fn read_password(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}

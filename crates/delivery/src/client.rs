@@ -1,0 +1,441 @@
+//! A small SMTP and LMTP client on tokio, written for this crate.
+//!
+//! Why not lettre: lettre speaks SMTP only (no LMTP, whose per-recipient
+//! replies after the dot are the point of LMTP), hides per-recipient RCPT
+//! outcomes behind one error, and does not send XCLIENT. What we need is
+//! small: greeting, EHLO/LHLO, STARTTLS, AUTH PLAIN, XCLIENT, then
+//! MAIL/RCPT/DATA, pipelined when offered (RFC 2920), reading one reply per
+//! command with [`crate::reply::parse_reply`]. Every read and write has a
+//! timeout; credentials are never logged.
+//!
+//! A [`Client`] is one connection in the "ready for MAIL" state; the engine
+//! keeps idle ones per route and reuses them for later messages.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use portcullis_config::delivery::{Relay, RelayTls, Target};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+use crate::error::DeliveryError;
+use crate::message::dot_stuffed;
+use crate::outcome::{outcome_of, Outcome};
+use crate::reply::{parse_reply, ReplyClass, ServerReply};
+
+/// A byte stream we can speak SMTP over: TCP, a Unix socket, or TLS on one.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How to reach and greet a next hop.
+pub struct Settings<'a> {
+    pub relay: &'a Relay,
+    pub lmtp: bool,
+    /// Our name in EHLO/LHLO.
+    pub helo_name: &'a str,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub tls: Arc<ClientConfig>,
+}
+
+/// One transaction's envelope.
+pub struct Envelope<'a> {
+    pub mail_from: &'a str,
+    pub rcpt_to: &'a [String],
+    /// The message was submitted with BODY=8BITMIME.
+    pub eight_bit: bool,
+}
+
+/// A connection ready for `MAIL FROM`.
+pub struct Client {
+    stream: Box<dyn Io>,
+    buf: Vec<u8>,
+    ehlo: ServerReply,
+    lmtp: bool,
+    tls: bool,
+    command_timeout: Duration,
+    broken: bool,
+    /// When the connection last finished a transaction.
+    pub idle_since: Instant,
+}
+
+impl Client {
+    /// Connects, reads the greeting, says EHLO (LHLO), does STARTTLS and
+    /// AUTH as the route says.
+    pub async fn connect(s: &Settings<'_>) -> Result<Client, DeliveryError> {
+        let stream = open(&s.relay.target, s.connect_timeout).await?;
+        let mut client = Client {
+            stream,
+            buf: Vec::new(),
+            ehlo: ServerReply {
+                code: 250,
+                status: None,
+                lines: Vec::new(),
+            },
+            lmtp: s.lmtp,
+            tls: false,
+            command_timeout: s.connect_timeout,
+            broken: false,
+            idle_since: Instant::now(),
+        };
+        client.expect("greeting", 220).await?;
+        client.command_timeout = s.command_timeout;
+        client.hello(s.helo_name).await?;
+        let offered = client.ehlo.has_extension("STARTTLS");
+        match (s.relay.tls, offered) {
+            (RelayTls::StartTls, false) => return Err(DeliveryError::TlsNotOffered),
+            (RelayTls::StartTls, true) | (RelayTls::Opportunistic, true) => {
+                client.starttls(s).await?;
+                client.hello(s.helo_name).await?;
+            }
+            _ => {}
+        }
+        if let Some(auth) = &s.relay.auth {
+            if !client.tls {
+                return Err(DeliveryError::AuthWithoutTls);
+            }
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("\0{}\0{}", auth.username, auth.password));
+            client
+                .write(format!("AUTH PLAIN {token}\r\n").as_bytes(), "AUTH")
+                .await?;
+            client.expect("AUTH", 235).await?;
+        }
+        Ok(client)
+    }
+
+    /// Whether the connection may carry another transaction.
+    pub fn reusable(&self) -> bool {
+        !self.broken
+    }
+
+    /// Sends `XCLIENT LOGIN=<user>` (Postfix) when offered with LOGIN, then
+    /// greets again; returns whether it was sent. The connection must not be
+    /// reused afterwards: the next hop now believes we are that user.
+    pub async fn xclient_login(
+        &mut self,
+        user: &str,
+        helo_name: &str,
+    ) -> Result<bool, DeliveryError> {
+        let offers_login = self.ehlo.extension("XCLIENT").is_some_and(|attrs| {
+            attrs
+                .split_whitespace()
+                .any(|a| a.eq_ignore_ascii_case("LOGIN"))
+        });
+        if !offers_login {
+            return Ok(false);
+        }
+        self.broken = true; // one identity per connection
+        self.write(
+            format!("XCLIENT LOGIN={}\r\n", xtext(user)).as_bytes(),
+            "XCLIENT",
+        )
+        .await?;
+        self.expect("XCLIENT", 220).await?;
+        self.hello(helo_name).await?;
+        Ok(true)
+    }
+
+    /// One transaction: an outcome per recipient, in envelope order.
+    pub async fn send(
+        &mut self,
+        env: &Envelope<'_>,
+        message: &[u8],
+    ) -> Result<Vec<Outcome>, DeliveryError> {
+        let result = self.transaction(env, message).await;
+        if result.is_err() {
+            self.broken = true;
+        }
+        self.idle_since = Instant::now();
+        result
+    }
+
+    async fn transaction(
+        &mut self,
+        env: &Envelope<'_>,
+        message: &[u8],
+    ) -> Result<Vec<Outcome>, DeliveryError> {
+        let mut mail = format!("MAIL FROM:<{}>", env.mail_from);
+        if env.eight_bit && self.ehlo.has_extension("8BITMIME") {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if self.ehlo.has_extension("SIZE") {
+            mail.push_str(&format!(" SIZE={}", message.len()));
+        }
+        let rcpts: Vec<String> = env
+            .rcpt_to
+            .iter()
+            .map(|r| format!("RCPT TO:<{r}>"))
+            .collect();
+        let (mail_reply, rcpt_replies, data_reply) = if self.ehlo.has_extension("PIPELINING") {
+            let mut group = format!("{mail}\r\n");
+            for r in &rcpts {
+                group.push_str(r);
+                group.push_str("\r\n");
+            }
+            group.push_str("DATA\r\n");
+            self.write(group.as_bytes(), "MAIL/RCPT/DATA").await?;
+            let mail_reply = self.read_reply("MAIL FROM").await?;
+            let mut rcpt_replies = Vec::with_capacity(rcpts.len());
+            for _ in &rcpts {
+                rcpt_replies.push(self.read_reply("RCPT TO").await?);
+            }
+            (
+                mail_reply,
+                rcpt_replies,
+                Some(self.read_reply("DATA").await?),
+            )
+        } else {
+            self.lockstep(&mail, &rcpts).await?
+        };
+        if mail_reply.class() != ReplyClass::Positive {
+            self.abandon(data_reply.as_ref()).await?;
+            let failure = DeliveryError::Rejected {
+                during: "MAIL FROM",
+                reply: mail_reply,
+            }
+            .failure();
+            return Ok(vec![Outcome::NotDelivered(failure); env.rcpt_to.len()]);
+        }
+        let mut outcomes: Vec<Outcome> = rcpt_replies.iter().map(outcome_of).collect();
+        let accepted: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i] == Outcome::Delivered)
+            .collect();
+        let data_reply = match data_reply {
+            Some(r) if r.code == 354 && !accepted.is_empty() => r,
+            other => {
+                self.abandon(other.as_ref()).await?;
+                if let Some(r) = other {
+                    let failed = match r.class() {
+                        // A 2xx to DATA is nonsense; treat it as transient.
+                        ReplyClass::Positive => outcome_of(&ServerReply { code: 451, ..r }),
+                        _ => outcome_of(&r),
+                    };
+                    accepted.iter().for_each(|&i| outcomes[i] = failed.clone());
+                }
+                return Ok(outcomes);
+            }
+        };
+        debug_assert_eq!(data_reply.code, 354);
+        self.write(&dot_stuffed(message), "message data").await?;
+        if self.lmtp {
+            for &i in &accepted {
+                outcomes[i] = outcome_of(&self.read_reply("end of data").await?);
+            }
+        } else {
+            let reply = self.read_reply("end of data").await?;
+            accepted
+                .iter()
+                .for_each(|&i| outcomes[i] = outcome_of(&reply));
+        }
+        Ok(outcomes)
+    }
+
+    /// MAIL, RCPT and DATA one at a time, stopping early on failure.
+    async fn lockstep(
+        &mut self,
+        mail: &str,
+        rcpts: &[String],
+    ) -> Result<(ServerReply, Vec<ServerReply>, Option<ServerReply>), DeliveryError> {
+        let mail_reply = self.command(mail, "MAIL FROM").await?;
+        if mail_reply.class() != ReplyClass::Positive {
+            return Ok((mail_reply, Vec::new(), None));
+        }
+        let mut replies = Vec::with_capacity(rcpts.len());
+        for r in rcpts {
+            replies.push(self.command(r, "RCPT TO").await?);
+        }
+        let any = replies.iter().any(|r| r.class() == ReplyClass::Positive);
+        let data = if any {
+            Some(self.command("DATA", "DATA").await?)
+        } else {
+            None
+        };
+        Ok((mail_reply, replies, data))
+    }
+
+    /// Ends a transaction that will not carry the message: an empty body
+    /// if the server (wrongly) said 354, then RSET.
+    async fn abandon(&mut self, data_reply: Option<&ServerReply>) -> Result<(), DeliveryError> {
+        if data_reply.is_some_and(|r| r.code == 354) {
+            self.write(b".\r\n", "empty data").await?;
+            let n = if self.lmtp { 0 } else { 1 };
+            for _ in 0..n {
+                self.read_reply("end of data").await?;
+            }
+            self.broken |= self.lmtp; // LMTP would answer per recipient: do not guess
+        }
+        let reply = self.command("RSET", "RSET").await?;
+        self.broken |= reply.class() != ReplyClass::Positive;
+        Ok(())
+    }
+
+    /// Sends QUIT and closes, ignoring errors: the work is done.
+    pub async fn quit(mut self) {
+        let _ = timeout(Duration::from_secs(5), async {
+            let _ = self.stream.write_all(b"QUIT\r\n").await;
+            let _ = self.stream.flush().await;
+            let _ = self.stream.read(&mut [0u8; 512]).await;
+        })
+        .await;
+    }
+
+    async fn hello(&mut self, name: &str) -> Result<(), DeliveryError> {
+        let verb = if self.lmtp { "LHLO" } else { "EHLO" };
+        self.ehlo = self.command(&format!("{verb} {name}"), "EHLO").await?;
+        if self.ehlo.code != 250 {
+            return Err(DeliveryError::Rejected {
+                during: "EHLO",
+                reply: self.ehlo.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn starttls(&mut self, s: &Settings<'_>) -> Result<(), DeliveryError> {
+        self.write(b"STARTTLS\r\n", "STARTTLS").await?;
+        self.expect("STARTTLS", 220).await?;
+        if !self.buf.is_empty() {
+            return Err(DeliveryError::Protocol {
+                during: "STARTTLS",
+                detail: "plaintext after the 220 (possible injection)".into(),
+            });
+        }
+        let host = match &s.relay.target {
+            Target::Tcp { host, .. } => host.clone(),
+            Target::Unix(_) => "localhost".to_string(),
+        };
+        let name = ServerName::try_from(host).map_err(|e| DeliveryError::Tls(e.to_string()))?;
+        let placeholder: Box<dyn Io> = Box::new(tokio::io::duplex(1).0);
+        let plain = std::mem::replace(&mut self.stream, placeholder);
+        let connector = tokio_rustls::TlsConnector::from(s.tls.clone());
+        let tls = timeout(self.command_timeout, connector.connect(name, plain))
+            .await
+            .map_err(|_| DeliveryError::Timeout {
+                during: "TLS handshake",
+            })?
+            .map_err(|e| DeliveryError::Tls(e.to_string()))?;
+        self.stream = Box::new(tls);
+        self.tls = true;
+        Ok(())
+    }
+
+    async fn command(
+        &mut self,
+        line: &str,
+        during: &'static str,
+    ) -> Result<ServerReply, DeliveryError> {
+        self.write(format!("{line}\r\n").as_bytes(), during).await?;
+        self.read_reply(during).await
+    }
+
+    async fn expect(
+        &mut self,
+        during: &'static str,
+        code: u16,
+    ) -> Result<ServerReply, DeliveryError> {
+        let reply = self.read_reply(during).await?;
+        if reply.code != code {
+            return Err(DeliveryError::Rejected { during, reply });
+        }
+        Ok(reply)
+    }
+
+    async fn write(&mut self, bytes: &[u8], during: &'static str) -> Result<(), DeliveryError> {
+        let io = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        match timeout(self.command_timeout, io).await {
+            Ok(result) => result.map_err(|source| DeliveryError::Io { during, source }),
+            Err(_) => Err(DeliveryError::Timeout { during }),
+        }
+    }
+
+    async fn read_reply(&mut self, during: &'static str) -> Result<ServerReply, DeliveryError> {
+        loop {
+            match parse_reply(&self.buf) {
+                Ok(Some((reply, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(DeliveryError::Protocol {
+                        during,
+                        detail: format!("{e:?}"),
+                    });
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = match timeout(self.command_timeout, self.stream.read(&mut chunk)).await {
+                Err(_) => return Err(DeliveryError::Timeout { during }),
+                Ok(Err(source)) => return Err(DeliveryError::Io { during, source }),
+                Ok(Ok(n)) => n,
+            };
+            if n == 0 {
+                let source =
+                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed");
+                return Err(DeliveryError::Io { during, source });
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+async fn open(target: &Target, limit: Duration) -> Result<Box<dyn Io>, DeliveryError> {
+    let describe = || match target {
+        Target::Tcp { host, port } => format!("{host}:{port}"),
+        Target::Unix(path) => path.display().to_string(),
+    };
+    let connect = async {
+        match target {
+            Target::Tcp { host, port } => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                tcp.set_nodelay(true)?;
+                Ok(Box::new(tcp) as Box<dyn Io>)
+            }
+            #[cfg(unix)]
+            Target::Unix(path) => {
+                Ok(Box::new(tokio::net::UnixStream::connect(path).await?) as Box<dyn Io>)
+            }
+            #[cfg(not(unix))]
+            Target::Unix(_) => Err(std::io::Error::other("Unix sockets need a Unix system")),
+        }
+    };
+    match timeout(limit, connect).await {
+        Ok(result) => result.map_err(|source| DeliveryError::Connect {
+            target: describe(),
+            source,
+        }),
+        Err(_) => Err(DeliveryError::Timeout { during: "connect" }),
+    }
+}
+
+/// xtext (RFC 3461 §4): `+HH` for `+`, `=` and anything outside `!`..`~`.
+pub fn xtext(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xtext;
+
+    #[test]
+    fn xtext_escapes() {
+        assert_eq!(xtext("alice"), "alice");
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+        assert_eq!(xtext("é"), "+C3+A9");
+    }
+}

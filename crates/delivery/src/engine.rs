@@ -1,0 +1,516 @@
+//! The delivery workers: scan the spool, deliver what is due, settle each
+//! recipient's fate, and keep idle connections for reuse.
+//!
+//! One dispatcher task scans the spool every `scan_interval`, oldest first,
+//! and hands each due message to a task holding one of `workers` semaphore
+//! permits, so at most that many messages are in flight and they start in
+//! arrival order. A message is "due" when it has no `.state` file or its
+//! `next_attempt_ms` has passed; the state is read again inside the task,
+//! so a message is never tried twice for one due time.
+//!
+//! Settling a message, in this order: spool the bounce (if any recipient
+//! failed for good), then either remove the entry (nothing pending) or write
+//! its new state (pending recipients, next attempt). A crash between the
+//! steps repeats work — a second bounce, or a second delivery to a
+//! recipient already accepted — and never loses it: at-least-once. The
+//! window for a duplicate delivery is from the next hop's `250` after the
+//! dot to the spool update that follows, a few milliseconds per message.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use portcullis_config::delivery::{Delivery, Identity, Relay, Route, Transport};
+use portcullis_spool::{MessageId, Spool, SpoolError, StoredMeta};
+use time::OffsetDateTime;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::backoff::{expired, retry_delay};
+use crate::client::{Client, Envelope, Settings};
+use crate::dsn::Bounce;
+use crate::error::status;
+use crate::message::with_identity_header;
+use crate::outcome::{Failure, Outcome};
+use crate::route::select;
+use crate::state::{self, DeliveryState};
+use crate::tls::TlsConfigs;
+use crate::DeliveryError;
+
+/// An idle connection older than this is closed instead of reused (next
+/// hops commonly time idle clients out after 30-300 s).
+const POOL_IDLE: Duration = Duration::from_secs(20);
+/// How long running deliveries may finish after a stop signal.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The delivery stage of one server.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    spool: Arc<Spool>,
+    config: Delivery,
+    hostname: String,
+    tls: TlsConfigs,
+    /// Idle connections by route name. Never locked across an `.await`.
+    pool: Mutex<HashMap<String, Vec<Client>>>,
+    /// Messages being delivered now.
+    in_flight: Mutex<HashSet<MessageId>>,
+}
+
+impl Engine {
+    pub fn new(spool: Arc<Spool>, config: Delivery, hostname: String) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                spool,
+                config,
+                hostname,
+                tls: TlsConfigs::new(),
+                pool: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// Runs until `stop` turns true (or its sender is dropped).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let spool = self.inner.spool.clone();
+        match tokio::task::spawn_blocking(move || spool.remove_orphan_states()).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::warn!(removed = n, "removed delivery state of vanished messages")
+            }
+            Ok(Err(error)) => tracing::error!(%error, "cannot sweep delivery state files"),
+            _ => {}
+        }
+        let permits = Arc::new(Semaphore::new(self.inner.config.workers));
+        let mut tasks = JoinSet::new();
+        tracing::info!(
+            workers = self.inner.config.workers,
+            routes = self.inner.config.routes.len(),
+            "delivery started"
+        );
+        'scan: loop {
+            for id in self.due().await {
+                let permit = tokio::select! {
+                    // A worker is free.
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    // Stop: what is not started stays spooled for the next run.
+                    _ = stop.changed() => break 'scan,
+                };
+                if !lock(&self.inner.in_flight).insert(id.clone()) {
+                    continue;
+                }
+                let inner = self.inner.clone();
+                tasks.spawn(async move {
+                    inner.deliver(&id).await;
+                    lock(&inner.in_flight).remove(&id);
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            tokio::select! {
+                // Time for the next scan.
+                _ = tokio::time::sleep(self.inner.config.scan_interval) => {}
+                // Stop requested (or the sender is gone).
+                _ = stop.changed() => break,
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        tracing::info!(running = tasks.len(), "delivery stopping");
+        let _ = tokio::time::timeout(STOP_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.abort_all();
+        let idle: Vec<Client> = lock(&self.inner.pool)
+            .drain()
+            .flat_map(|(_, v)| v)
+            .collect();
+        for client in idle {
+            client.quit().await;
+        }
+    }
+
+    /// Ids due now, oldest first, skipping those in flight.
+    async fn due(&self) -> Vec<MessageId> {
+        let inner = self.inner.clone();
+        let scanned = tokio::task::spawn_blocking(move || -> Result<Vec<MessageId>, SpoolError> {
+            let now = now_ms();
+            let ids = inner.spool.list()?;
+            let in_flight = lock(&inner.in_flight).clone();
+            Ok(ids
+                .into_iter()
+                .filter(|id| !in_flight.contains(id))
+                .filter(|id| {
+                    state::load(&inner.spool, id)
+                        .map(|s| s.is_due(now))
+                        .unwrap_or(true)
+                })
+                .collect())
+        })
+        .await;
+        match scanned {
+            Ok(Ok(ids)) => ids,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot scan the spool");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Inner {
+    /// One attempt at one message.
+    async fn deliver(self: &Arc<Self>, id: &MessageId) {
+        let spool = self.spool.clone();
+        let read_id = id.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let (meta, data) = spool.read(&read_id)?;
+            let state = state::load(&spool, &read_id).unwrap_or_else(|error| {
+                tracing::warn!(id = %read_id, %error, "unreadable delivery state; starting afresh");
+                DeliveryState::default()
+            });
+            Ok::<_, DeliveryError>((meta, data, state))
+        })
+        .await;
+        let (meta, data, state) = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            // Delivered and removed meanwhile, or deleted with `queue delete`.
+            Ok(Err(DeliveryError::Spool(SpoolError::NotFound(_)))) => return,
+            Ok(Err(error)) => {
+                tracing::error!(%id, %error, "cannot read spooled message");
+                return;
+            }
+            Err(_) => return,
+        };
+        if !state.is_due(now_ms()) {
+            return;
+        }
+        let pending = state
+            .pending
+            .clone()
+            .unwrap_or_else(|| meta.meta.rcpt_to.clone());
+        let user = meta.meta.auth.as_ref().map(|a| a.authn_id.as_str());
+        let mut groups: Vec<(Option<usize>, Vec<String>)> = Vec::new();
+        for rcpt in pending {
+            let route = select(&self.config.routes, &rcpt, user)
+                .and_then(|r| self.config.routes.iter().position(|x| std::ptr::eq(x, r)));
+            match groups.iter_mut().find(|(r, _)| *r == route) {
+                Some((_, rcpts)) => rcpts.push(rcpt),
+                None => groups.push((route, vec![rcpt])),
+            }
+        }
+        let mut results = Vec::new();
+        for (route, rcpts) in groups {
+            let outcomes = match route {
+                Some(i) => {
+                    self.deliver_route(&self.config.routes[i], id, &meta, &data, &rcpts)
+                        .await
+                }
+                None => vec![Outcome::NotDelivered(DeliveryError::NoRoute.failure()); rcpts.len()],
+            };
+            let name = route
+                .map(|i| self.config.routes[i].name.as_str())
+                .unwrap_or("-");
+            for (rcpt, outcome) in rcpts.into_iter().zip(outcomes) {
+                log_outcome(id, &rcpt, name, &outcome);
+                results.push((rcpt, outcome));
+            }
+        }
+        if let Err(error) = self.settle(id, &meta, &data, state, results).await {
+            tracing::error!(%id, %error, "cannot record delivery results; the message will be tried again");
+        }
+    }
+
+    async fn deliver_route(
+        self: &Arc<Self>,
+        route: &Route,
+        id: &MessageId,
+        meta: &StoredMeta,
+        data: &[u8],
+        rcpts: &[String],
+    ) -> Vec<Outcome> {
+        match &route.transport {
+            Transport::Maildir { path } => {
+                let count = rcpts.len();
+                let (path, id, host, data, rcpts) = (
+                    path.clone(),
+                    id.to_string(),
+                    self.hostname.clone(),
+                    data.to_vec(),
+                    rcpts.to_vec(),
+                );
+                let done = tokio::task::spawn_blocking(move || {
+                    rcpts
+                        .iter()
+                        .map(
+                            |r| match crate::maildir::deliver(&path, r, &id, &host, &data) {
+                                Ok(_) => Outcome::Delivered,
+                                Err(e) => Outcome::NotDelivered(e.failure()),
+                            },
+                        )
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                done.unwrap_or_else(|_| vec![Outcome::NotDelivered(failure_local()); count])
+            }
+            Transport::Smtp(relay) => self.relay(route, relay, false, meta, data, rcpts).await,
+            Transport::Lmtp(relay) => self.relay(route, relay, true, meta, data, rcpts).await,
+        }
+    }
+
+    async fn relay(
+        &self,
+        route: &Route,
+        relay: &Relay,
+        lmtp: bool,
+        meta: &StoredMeta,
+        data: &[u8],
+        rcpts: &[String],
+    ) -> Vec<Outcome> {
+        let user = meta.meta.auth.as_ref().map(|a| a.authn_id.as_str());
+        let body = match route.identity {
+            Identity::Header => with_identity_header(data, user),
+            _ => data.to_vec(),
+        };
+        let xclient_user = if route.identity == Identity::Xclient {
+            user
+        } else {
+            None
+        };
+        let env = Envelope {
+            mail_from: &meta.meta.mail_from,
+            rcpt_to: rcpts,
+            eight_bit: meta.meta.body.eq_ignore_ascii_case("8bitmime"),
+        };
+        // A pooled connection may have been closed by the next hop while
+        // idle; on any error try the next one, then a fresh connection.
+        while xclient_user.is_none() {
+            let Some(mut client) = self.take_pooled(&route.name) else {
+                break;
+            };
+            match client.send(&env, &body).await {
+                Ok(outcomes) => {
+                    self.give_back(&route.name, client).await;
+                    return outcomes;
+                }
+                Err(error) => {
+                    tracing::debug!(route = %route.name, %error, "reused connection failed; trying another")
+                }
+            }
+        }
+        let all_failed = |e: DeliveryError| vec![Outcome::NotDelivered(e.failure()); rcpts.len()];
+        let settings = Settings {
+            relay,
+            lmtp,
+            helo_name: &self.hostname,
+            connect_timeout: self.config.connect_timeout,
+            command_timeout: self.config.command_timeout,
+            tls: self.tls.get(relay.dangerous_accept_invalid_certs),
+        };
+        let mut client = match Client::connect(&settings).await {
+            Ok(client) => client,
+            Err(error) => return all_failed(error),
+        };
+        if let Some(user) = xclient_user {
+            match client.xclient_login(user, &self.hostname).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(route = %route.name, "next hop does not offer XCLIENT LOGIN; identity not passed")
+                }
+                Err(error) => return all_failed(error),
+            }
+        }
+        match client.send(&env, &body).await {
+            Ok(outcomes) => {
+                self.give_back(&route.name, client).await;
+                outcomes
+            }
+            Err(error) => all_failed(error),
+        }
+    }
+
+    fn take_pooled(&self, route: &str) -> Option<Client> {
+        let mut pool = lock(&self.pool);
+        let idle = pool.get_mut(route)?;
+        while let Some(client) = idle.pop() {
+            if client.idle_since.elapsed() < POOL_IDLE {
+                return Some(client);
+            }
+        }
+        None
+    }
+
+    async fn give_back(&self, route: &str, client: Client) {
+        if !client.reusable() {
+            client.quit().await;
+            return;
+        }
+        let surplus = {
+            let mut pool = lock(&self.pool);
+            let idle = pool.entry(route.to_string()).or_default();
+            idle.retain(|c| c.idle_since.elapsed() < POOL_IDLE);
+            if idle.len() < self.config.workers {
+                idle.push(client);
+                None
+            } else {
+                Some(client)
+            }
+        };
+        if let Some(client) = surplus {
+            client.quit().await;
+        }
+    }
+
+    /// Bounce, then remove or reschedule; see the module docs for the order.
+    async fn settle(
+        &self,
+        id: &MessageId,
+        meta: &StoredMeta,
+        data: &[u8],
+        mut state: DeliveryState,
+        results: Vec<(String, Outcome)>,
+    ) -> Result<(), DeliveryError> {
+        let now = now_ms();
+        let too_old = expired(id.spooled_at_micros() / 1000, now, self.config.max_age);
+        let mut pending = Vec::new();
+        let mut failed = Vec::new();
+        for (rcpt, outcome) in results {
+            match outcome {
+                Outcome::Delivered => state.delivered.push(rcpt),
+                Outcome::NotDelivered(f) if f.permanent => failed.push((rcpt, f)),
+                Outcome::NotDelivered(f) if too_old => {
+                    let diagnostic = format!(
+                        "{}; gave up after {} attempts",
+                        f.diagnostic,
+                        state.attempts + 1
+                    );
+                    tracing::warn!(%id, %rcpt, "maximum age reached; bouncing");
+                    failed.push((
+                        rcpt,
+                        Failure {
+                            permanent: true,
+                            status: status::EXPIRED,
+                            diagnostic,
+                            remote: f.remote,
+                        },
+                    ));
+                }
+                Outcome::NotDelivered(f) => {
+                    pending.push(rcpt);
+                    state.last_failure = Some(f);
+                }
+            }
+        }
+        if !failed.is_empty() {
+            match self.bounce(id, meta, data, &failed).await {
+                Ok(()) => state.bounced.extend(failed.into_iter().map(|(r, _)| r)),
+                Err(error) => {
+                    tracing::error!(%id, %error, "cannot spool the bounce; will try again");
+                    pending.extend(failed.into_iter().map(|(r, _)| r));
+                }
+            }
+        }
+        let spool = self.spool.clone();
+        let id = id.clone();
+        if pending.is_empty() {
+            tokio::task::spawn_blocking(move || spool.remove(&id))
+                .await
+                .map_err(|_| failure_join())??;
+            return Ok(());
+        }
+        state.attempts += 1;
+        let delay = retry_delay(
+            state.attempts,
+            self.config.retry_initial,
+            self.config.retry_max,
+        );
+        state.next_attempt_ms = now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2);
+        state.pending = Some(pending);
+        tracing::info!(%id, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, "deferred");
+        tokio::task::spawn_blocking(move || state::save(&spool, &id, &state))
+            .await
+            .map_err(|_| failure_join())?
+    }
+
+    /// Spools a DSN to the sender, or drops it (with a log line) for `<>`.
+    async fn bounce(
+        &self,
+        id: &MessageId,
+        meta: &StoredMeta,
+        data: &[u8],
+        failed: &[(String, Failure)],
+    ) -> Result<(), DeliveryError> {
+        let sender = meta.meta.mail_from.as_str();
+        if sender.is_empty() {
+            for (rcpt, failure) in failed {
+                tracing::warn!(%id, %rcpt, diagnostic = %failure.diagnostic, "undeliverable message with null sender dropped");
+            }
+            return Ok(());
+        }
+        let now = OffsetDateTime::now_utc();
+        let arrival =
+            OffsetDateTime::from_unix_timestamp((id.spooled_at_micros() / 1_000_000) as i64)
+                .unwrap_or(now);
+        let boundary = format!("{id}/{}", self.hostname);
+        let bounce = Bounce {
+            hostname: &self.hostname,
+            original_id: id.as_str(),
+            sender,
+            arrival,
+            failures: failed,
+            original: data,
+            now,
+            boundary: &boundary,
+        };
+        let (bytes, bounce_meta) = (bounce.render(), bounce.meta(&self.hostname));
+        let spool = self.spool.clone();
+        let bounce_id = tokio::task::spawn_blocking(move || spool.store(&bounce_meta, &bytes))
+            .await
+            .map_err(|_| failure_join())??;
+        tracing::info!(%id, %bounce_id, %sender, recipients = failed.len(), "bounce spooled");
+        Ok(())
+    }
+}
+
+fn log_outcome(id: &MessageId, rcpt: &str, route: &str, outcome: &Outcome) {
+    match outcome {
+        Outcome::Delivered => tracing::info!(%id, %rcpt, %route, result = "delivered", "delivery"),
+        Outcome::NotDelivered(f) => {
+            let result = if f.permanent { "failed" } else { "deferred" };
+            tracing::info!(%id, %rcpt, %route, result, status = %f.status, diagnostic = %f.diagnostic, "delivery");
+        }
+    }
+}
+
+fn failure_local() -> Failure {
+    Failure {
+        permanent: false,
+        status: status::LOCAL,
+        diagnostic: "x-portcullis; local error".into(),
+        remote: false,
+    }
+}
+
+fn failure_join() -> DeliveryError {
+    DeliveryError::Io {
+        during: "blocking task",
+        source: std::io::Error::other("task panicked or was cancelled"),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Locks a mutex; a poisoned lock still holds consistent data here (sets
+/// and maps whose updates are single calls), so it is used anyway.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
