@@ -3,7 +3,7 @@
 //! them, and the only one that uses `anyhow`.
 
 mod auth_test;
-mod queue;
+mod policy;
 mod serve;
 mod stores;
 mod users;
@@ -67,13 +67,6 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Inspect and manage the delivery queue (works beside a running server).
-    Queue {
-        #[command(subcommand)]
-        action: queue::QueueAction,
-        #[command(flatten)]
-        config: ConfigArgs,
-    },
     /// Authentication tools.
     Auth {
         #[command(subcommand)]
@@ -114,10 +107,16 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
                     l.name, l.address, l.tls, l.auth
                 );
             }
+            if let Some(policy) = policy::load(&loaded)? {
+                println!(
+                    "  policy {}: events {:?}",
+                    policy.script().display(),
+                    policy.registered()
+                );
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Auth { action, config } => auth_test::run(action, &config.load()?),
-        Command::Queue { action, config } => queue::run(action, &config.load()?),
     }
 }
 

@@ -19,25 +19,24 @@ pub fn run(config: Config) -> Result<ExitCode> {
     let store = crate::stores::open(&config)?;
     let spool = Arc::new(Spool::open(&config.spool_dir).context("opening the spool")?);
     let tls = tls::server_config(&config.tls, &config.hostname)?;
+    let policy = crate::policy::load(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
-        let server =
-            Server::bind(&config, Authenticator::new(store), spool.clone(), Some(tls)).await?;
+        let server = Server::bind(&config, Authenticator::new(store), spool, Some(tls)).await?;
+        let server = match policy {
+            Some(policy) => {
+                tokio::spawn(crate::policy::reload_on_sighup(policy.clone()));
+                server.with_policy(policy)
+            }
+            None => server,
+        };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_stop_signal().await;
             tracing::info!("stop signal: no new connections, finishing open sessions");
             let _ = stop.send(true);
         });
-        let delivery = config.delivery.clone().map(|d| {
-            let engine =
-                portcullis_delivery::Engine::new(spool.clone(), d, config.hostname.clone());
-            tokio::spawn(engine.run(stopped.clone()))
-        });
         server.run(stopped, SHUTDOWN_GRACE).await;
-        if let Some(delivery) = delivery {
-            let _ = delivery.await;
-        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

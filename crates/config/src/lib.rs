@@ -7,7 +7,7 @@
 //! at all, [`Config::development`] gives loopback listeners, a self-signed
 //! certificate and a SQLite user database in the data directory.
 
-pub mod delivery;
+pub mod policy;
 mod raw;
 mod validate;
 
@@ -33,8 +33,8 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub limits: Limits,
     pub listeners: Vec<Listener>,
-    /// How spooled messages are delivered; `None` keeps them in the spool.
-    pub delivery: Option<delivery::Delivery>,
+    /// The Lua policy script, if any (`policy = "policy.lua"`).
+    pub policy: Option<policy::Policy>,
 }
 
 /// Where the server certificate comes from.

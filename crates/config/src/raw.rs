@@ -19,9 +19,9 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<RawListener>,
-    pub delivery: Option<crate::delivery::RawDelivery>,
-    #[serde(default, rename = "route")]
-    pub routes: Vec<crate::delivery::RawRoute>,
+    /// The Lua policy script, relative to the config file.
+    pub policy: Option<PathBuf>,
+    pub lua: Option<crate::policy::RawLua>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,6 +15,7 @@ const MAX_TEXT: usize = 400;
 
 /// What the policy decided about one AUTH attempt.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// `235`: the client is `authn_id`, acting as `authz_id`.
     Accept {

@@ -14,6 +14,8 @@ pub(crate) struct Peer {
     pub client: SocketAddr,
     pub server: Option<SocketAddr>,
     pub listener: String,
+    /// What policy hooks of this connection share (`conn_meta`, user data).
+    pub meta: portcullis_lua::ConnMeta,
 }
 
 /// How [`drive`] ended.
@@ -35,6 +37,7 @@ pub(crate) async fn serve(
         client,
         server: tcp.local_addr().ok(),
         listener: listener.name.clone(),
+        meta: portcullis_lua::ConnMeta::new(),
     };
     let conn = ConnectionInfo {
         client_ip: client.ip().to_string(),
@@ -135,7 +138,12 @@ where
                 mechanism,
                 credentials,
             }) => {
-                let outcome = effects::authenticate(shared, peer, mechanism, credentials).await;
+                let decided =
+                    crate::policy::authenticate(shared, peer, session, mechanism, &credentials);
+                let outcome = match decided.await {
+                    Some(outcome) => outcome,
+                    None => effects::authenticate(shared, peer, mechanism, credentials).await,
+                };
                 if let Some(Effect::Close) = session.auth_finished(outcome, &mut out) {
                     flush(stream, &mut out, shared).await?;
                     return Ok(Ended::Closed);

@@ -89,6 +89,7 @@ pub(crate) async fn spool(
             authn_id: i.authn_id.clone(),
             authz_id: i.authz_id.clone(),
             mechanism: i.mechanism.name().to_string(),
+            user_data: peer.meta.user_data(),
         }),
         mail_auth_param: message.envelope.params.auth.clone(),
     };

@@ -12,6 +12,7 @@
 mod connection;
 mod effects;
 mod listener;
+mod policy;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub idle_timeout: std::time::Duration,
     pub connections: Arc<Semaphore>,
     pub max_connections: usize,
+    /// The Lua policy, when the config names a script.
+    pub policy: Option<Arc<portcullis_lua::Policy>>,
 }
 
 /// One bound listener and how its sessions behave.
@@ -127,8 +130,19 @@ impl Server {
             idle_timeout: config.limits.idle_timeout,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             max_connections: config.limits.max_connections,
+            policy: None,
         });
         Ok(Server { shared, listeners })
+    }
+
+    /// Lets `policy` decide AUTH for the mechanisms its script hooks. Keep
+    /// the `Arc` to reload the script (e.g. on SIGHUP).
+    pub fn with_policy(mut self, policy: Arc<portcullis_lua::Policy>) -> Server {
+        // Invariant: before `run`, `bind` made the only reference to `shared`.
+        Arc::get_mut(&mut self.shared)
+            .expect("the server is not running yet")
+            .policy = Some(policy);
+        self
     }
 
     /// The bound addresses, by listener name (useful with port 0).

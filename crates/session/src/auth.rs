@@ -139,6 +139,7 @@ pub(crate) fn finished(
                 .write_to(out);
             None
         }
+        AuthOutcome::Disconnect { reply } => Some(session.abort(reply, out)),
     }
 }
 

@@ -54,6 +54,11 @@ pub enum AuthOutcome {
     TemporaryFailure {
         reply: Option<Reply>,
     },
+    /// Policy refused and asked to end the connection: send `reply`, then
+    /// close.
+    Disconnect {
+        reply: Reply,
+    },
 }
 
 /// The result of an [`Effect::Spool`].

@@ -111,6 +111,11 @@ impl Session {
         self.tls.as_ref()
     }
 
+    /// The HELO/EHLO name, once the client gave one.
+    pub fn helo_name(&self) -> Option<&str> {
+        self.helo.as_ref().map(|h| h.name.as_str())
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)

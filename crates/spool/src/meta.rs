@@ -52,6 +52,9 @@ pub struct AuthMeta {
     pub authz_id: String,
     /// The SASL mechanism, e.g. `"PLAIN"`.
     pub mechanism: String,
+    /// Data the policy script attached when it accepted the AUTH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<serde_json::Value>,
 }
 
 /// The JSON on disk: the [`MessageMeta`] plus the spool's own fields.

@@ -1,0 +1,84 @@
+//! The `policy` key and the `[lua]` table: which Lua script decides AUTH,
+//! and the limits it runs under. The script itself is compiled by
+//! `portcullis-lua`; here only paths and numbers are checked.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::validate::ConfigError;
+
+fn invalid(key: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// `[lua]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLua {
+    pub hook_timeout_ms: Option<u64>,
+    pub memory_limit: Option<usize>,
+    pub max_idle_states: Option<usize>,
+    pub vault_address: Option<String>,
+    pub vault_token: Option<String>,
+}
+
+/// The policy script and how it runs.
+#[derive(Clone)]
+pub struct Policy {
+    /// The script; relative paths are taken from the config file's directory.
+    pub script: PathBuf,
+    pub hook_timeout: Duration,
+    pub memory_limit: usize,
+    pub max_idle_states: usize,
+    /// Vault for `kumo.secrets.load`; `VAULT_ADDR` / `VAULT_TOKEN` otherwise.
+    pub vault_address: Option<String>,
+    pub vault_token: Option<String>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("script", &self.script)
+            .field("hook_timeout", &self.hook_timeout)
+            .field("memory_limit", &self.memory_limit)
+            .field("max_idle_states", &self.max_idle_states)
+            .field("vault_address", &self.vault_address)
+            .field("vault_token", &self.vault_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+pub(crate) fn validate(
+    script: Option<PathBuf>,
+    lua: Option<RawLua>,
+    base: &Path,
+) -> Result<Option<Policy>, ConfigError> {
+    let Some(script) = script else {
+        if lua.is_some() {
+            return Err(invalid("lua", "set `policy` to the script these settings are for"));
+        }
+        return Ok(None);
+    };
+    let lua = lua.unwrap_or_default();
+    let hook_timeout = Duration::from_millis(lua.hook_timeout_ms.unwrap_or(5000));
+    if hook_timeout.is_zero() {
+        return Err(invalid("lua.hook_timeout_ms", "must be at least 1"));
+    }
+    let memory_limit = lua.memory_limit.unwrap_or(64 * 1024 * 1024);
+    if memory_limit < 1024 * 1024 {
+        return Err(invalid("lua.memory_limit", "must be at least 1 MiB (1048576)"));
+    }
+    Ok(Some(Policy {
+        script: if script.is_absolute() { script } else { base.join(script) },
+        hook_timeout,
+        memory_limit,
+        max_idle_states: lua.max_idle_states.unwrap_or(8),
+        vault_address: lua.vault_address,
+        vault_token: lua.vault_token,
+    }))
+}
