@@ -4,6 +4,7 @@
 
 mod auth_test;
 mod policy;
+mod queue;
 mod serve;
 mod stores;
 mod users;
@@ -67,6 +68,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Inspect and manage the delivery queue (works beside a running server).
+    Queue {
+        #[command(subcommand)]
+        action: queue::QueueAction,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Authentication tools.
     Auth {
         #[command(subcommand)]
@@ -117,6 +125,7 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Auth { action, config } => auth_test::run(action, &config.load()?),
+        Command::Queue { action, config } => queue::run(action, &config.load()?),
     }
 }
 

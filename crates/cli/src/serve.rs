@@ -22,7 +22,8 @@ pub fn run(config: Config) -> Result<ExitCode> {
     let policy = crate::policy::load(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(&config, Authenticator::new(store), spool, Some(tls)).await?;
+        let server =
+            Server::bind(&config, Authenticator::new(store), spool.clone(), Some(tls)).await?;
         let server = match policy {
             Some(policy) => {
                 tokio::spawn(crate::policy::reload_on_sighup(policy.clone()));
@@ -36,7 +37,15 @@ pub fn run(config: Config) -> Result<ExitCode> {
             tracing::info!("stop signal: no new connections, finishing open sessions");
             let _ = stop.send(true);
         });
+        let delivery = config.delivery.clone().map(|d| {
+            let engine =
+                portcullis_delivery::Engine::new(spool.clone(), d, config.hostname.clone());
+            tokio::spawn(engine.run(stopped.clone()))
+        });
         server.run(stopped, SHUTDOWN_GRACE).await;
+        if let Some(delivery) = delivery {
+            let _ = delivery.await;
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -7,6 +7,7 @@
 //! at all, [`Config::development`] gives loopback listeners, a self-signed
 //! certificate and a SQLite user database in the data directory.
 
+pub mod delivery;
 pub mod policy;
 mod raw;
 mod validate;
@@ -35,6 +36,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// The Lua policy script, if any (`policy = "policy.lua"`).
     pub policy: Option<policy::Policy>,
+    /// How spooled messages are delivered; `None` keeps them in the spool.
+    pub delivery: Option<delivery::Delivery>,
 }
 
 /// Where the server certificate comes from.

@@ -22,6 +22,9 @@ pub struct RawConfig {
     /// The Lua policy script, relative to the config file.
     pub policy: Option<PathBuf>,
     pub lua: Option<crate::policy::RawLua>,
+    pub delivery: Option<crate::delivery::RawDelivery>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<crate::delivery::RawRoute>,
 }
 
 #[derive(Debug, Default, Deserialize)]

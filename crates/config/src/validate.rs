@@ -23,7 +23,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
@@ -119,10 +119,13 @@ pub(crate) fn validate(
         }
     }
 
+    let delivery = crate::delivery::validate(raw.delivery, raw.routes, &in_data_dir)?;
+
     let policy = crate::policy::validate(raw.policy, raw.lua, base)?;
 
     Ok(Config {
         policy,
+        delivery,
         hostname: raw.hostname.unwrap_or_else(|| "localhost".to_string()),
         spool_dir: in_data_dir(raw.spool.path.unwrap_or_else(|| "spool".into())),
         cram_md5: raw.users.cram_md5.unwrap_or(true),

@@ -208,3 +208,54 @@ fn store_of_a_ten_mib_message() {
     assert_eq!(stored.size, message.len() as u64);
     assert!(bytes == message);
 }
+
+#[test]
+fn state_is_written_replaced_and_removed_with_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = spool.store(&meta(), MESSAGE).unwrap();
+    assert_eq!(spool.read_state(&id).unwrap(), None);
+    spool.write_state(&id, b"{\"attempts\":1}").unwrap();
+    spool.write_state(&id, b"{\"attempts\":2}").unwrap();
+    assert_eq!(
+        spool.read_state(&id).unwrap().as_deref(),
+        Some(&b"{\"attempts\":2}"[..])
+    );
+    assert!(
+        names(&dir.path().join("tmp")).is_empty(),
+        "no staged state left behind"
+    );
+    assert_eq!(
+        spool.list().unwrap(),
+        vec![id.clone()],
+        "a state file is not an entry"
+    );
+    spool.remove(&id).unwrap();
+    assert!(names(&dir.path().join("queue")).is_empty());
+    spool.remove(&id).unwrap();
+}
+
+#[test]
+fn orphan_states_are_swept_and_attach_does_no_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let id = spool.store(&meta(), MESSAGE).unwrap();
+    spool.write_state(&id, b"{}").unwrap();
+    fs::write(
+        dir.path().join("queue/0000000000000001-00000000.state"),
+        b"{}",
+    )
+    .unwrap();
+    fs::write(dir.path().join("tmp/in-flight.eml"), b"x").unwrap();
+    let attached = Spool::attach(dir.path()).unwrap();
+    assert_eq!(names(&dir.path().join("tmp")), vec!["in-flight.eml"]);
+    assert_eq!(attached.remove_orphan_states().unwrap(), 1);
+    assert!(attached.read_state(&id).unwrap().is_some());
+    assert!(Spool::attach(&dir.path().join("missing")).is_err());
+}
+
+#[test]
+fn id_tells_when_it_was_spooled() {
+    let id: MessageId = "00062f1c3a9b2e10-9f03a1c7".parse().unwrap();
+    assert_eq!(id.spooled_at_micros(), 0x62f1c3a9b2e10);
+}
