@@ -7,13 +7,17 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_session::{
-    AuthOutcome, ConnectionInfo, Effect, Session, SessionConfig, SpoolOutcome, TlsInfo,
+    AuthOutcome, ConnectionInfo, Effect, ScramLookup, Session, SessionConfig, SpoolOutcome, TlsInfo,
 };
 
 fuzz_target!(|input: &[u8]| {
     let tls = TlsInfo {
         version: "TLSv1.3".into(),
         cipher: "x".into(),
+        channel_binding: portcullis_sasl::ChannelBinding {
+            tls_exporter: Some(vec![1; 32]),
+            tls_server_end_point: Some(vec![2; 32]),
+        },
     };
     let conn = ConnectionInfo {
         client_ip: "192.0.2.1".into(),
@@ -21,6 +25,7 @@ fuzz_target!(|input: &[u8]| {
     };
     let mut config = SessionConfig::new("fuzz");
     config.max_message_size = 4096;
+    config.mechanisms = portcullis_sasl::Mechanism::ALL.to_vec();
     let mut out = Vec::new();
     let mut session = Session::new(Arc::new(config), conn, Some(tls.clone()), &mut out);
     let split = input.first().map_or(0, |&b| b as usize).min(input.len());
@@ -44,6 +49,18 @@ fuzz_target!(|input: &[u8]| {
                     AuthOutcome::Rejected { reply: None }
                 };
                 if session.auth_finished(outcome, &mut out).is_some() {
+                    break;
+                }
+            }
+            Some(Effect::LookupScramSecrets { hash, .. }) => {
+                let secrets =
+                    portcullis_sasl::ScramSecrets::derive(hash, b"pencil", vec![1; 16], 1)
+                        .expect("ASCII passwords pass SASLprep");
+                let lookup = ScramLookup::Found {
+                    secrets,
+                    nonce: [3; 18],
+                };
+                if session.scram_secrets_found(lookup, &mut out).is_some() {
                     break;
                 }
             }

@@ -16,7 +16,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use portcullis_credentials::{scheme, CredentialStore, StoreError, UserRecord, Verification};
-use portcullis_sasl::Credentials;
+use portcullis_sasl::{Credentials, Secret};
+
+mod scram;
+
+pub use scram::ScramUpgrade;
 
 /// The verdict on one authentication attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub enum RejectReason {
     NoUsableSecret,
     /// The authzid is neither the user nor one it may act as.
     AuthzidRefused,
+    /// SCRAM -PLUS: the client bound to another TLS channel than ours.
+    ChannelBindingMismatch,
 }
 
 impl fmt::Display for RejectReason {
@@ -49,6 +55,7 @@ impl fmt::Display for RejectReason {
             RejectReason::WrongPassword => "wrong password",
             RejectReason::NoUsableSecret => "no usable secret for this mechanism",
             RejectReason::AuthzidRefused => "authorization identity refused",
+            RejectReason::ChannelBindingMismatch => "channel binding does not match (MITM?)",
         })
     }
 }
@@ -57,11 +64,32 @@ impl fmt::Display for RejectReason {
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<dyn CredentialStore>,
+    /// Key for the fake SCRAM secrets of unknown users.
+    scram_key: Arc<Secret>,
 }
 
 impl Authenticator {
+    /// An authenticator with a random key for fake SCRAM salts; use
+    /// [`Authenticator::with_scram_key`] to keep them stable across restarts.
     pub fn new(store: Arc<dyn CredentialStore>) -> Self {
-        Authenticator { store }
+        let key: [u8; 32] = rand::random();
+        Authenticator {
+            store,
+            scram_key: Arc::new(Secret::new(key.to_vec())),
+        }
+    }
+
+    /// Sets the key fake SCRAM secrets are derived from. A key that
+    /// changed at a restart would change every unknown user's salt while
+    /// real users' stay: keep it in the data directory.
+    pub fn with_scram_key(mut self, key: Secret) -> Self {
+        self.scram_key = Arc::new(key);
+        self
+    }
+
+    /// Whether SCRAM can be offered: some user has SCRAM secrets. May block.
+    pub fn scram_available(&self) -> Result<bool, StoreError> {
+        self.store.has_scram_secrets()
     }
 
     /// Whether CRAM-MD5 can be offered: some user has CRAM-MD5 keys.
@@ -87,6 +115,9 @@ impl Authenticator {
             Credentials::CramMd5 {
                 challenge, digest, ..
             } => verify_cram_md5(record.as_ref(), challenge, digest),
+            Credentials::Scram { hash, outcome, .. } => {
+                scram::verify(record.as_ref(), *hash, outcome)
+            }
             _ => Err(RejectReason::NoUsableSecret),
         };
         match verified.and_then(|()| authorize(record.as_ref(), credentials)) {

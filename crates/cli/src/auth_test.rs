@@ -16,10 +16,11 @@ pub enum AuthAction {
     /// Check USER's password through a mechanism.
     Test {
         user: String,
-        /// PLAIN, LOGIN or CRAM-MD5.
+        /// PLAIN, LOGIN, CRAM-MD5 or SCRAM-SHA-1/SCRAM-SHA-256 (played as
+        /// a full exchange against the store's SCRAM secrets).
         #[arg(long, default_value = "PLAIN")]
         mechanism: String,
-        /// Authorization identity to ask for (PLAIN only).
+        /// Authorization identity to ask for (PLAIN and SCRAM).
         #[arg(long)]
         authzid: Option<String>,
         /// Read the password from standard input instead of a prompt.
@@ -48,6 +49,7 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
     } else {
         Secret::from(rpassword::prompt_password("Password: ").context("reading the password")?)
     };
+    let authenticator = Authenticator::new(crate::stores::open(config)?);
     let credentials = match mechanism {
         // Play the client: answer a challenge the way a client with this
         // password would, so the server side is checked as in a session.
@@ -66,8 +68,13 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
             authzid,
             password,
         },
+        Mechanism::ScramSha1 | Mechanism::ScramSha256 => {
+            scram_exchange(&authenticator, mechanism, &user, authzid, &password)?
+        }
+        Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus => {
+            bail!("{mechanism} needs a TLS channel: test {mechanism} without -PLUS")
+        }
     };
-    let authenticator = Authenticator::new(crate::stores::open(config)?);
     Ok(match authenticator.check(&credentials) {
         Decision::Accepted { authn_id, authz_id } => {
             println!("passdb: {user} auth succeeded ({mechanism}): authn_id={authn_id} authz_id={authz_id}");
@@ -82,4 +89,60 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
             ExitCode::from(3)
         }
     })
+}
+
+/// Plays a SCRAM client against the server side of the exchange, with the
+/// secrets the store holds, and returns what the exchange concluded.
+fn scram_exchange(
+    authenticator: &Authenticator,
+    mechanism: Mechanism,
+    user: &str,
+    authzid: Option<String>,
+    password: &Secret,
+) -> Result<Credentials> {
+    use portcullis_sasl::framing::{decode_initial_response as decode, encode_challenge as encode};
+    use portcullis_sasl::{scram, Exchange, Step};
+
+    let Some((hash, _)) = mechanism.scram() else {
+        bail!("{mechanism} is not SCRAM");
+    };
+    let escape = |name: &str| name.replace('=', "=3D").replace(',', "=2C");
+    let gs2 = match &authzid {
+        Some(z) => format!("n,a={},", escape(z)),
+        None => "n,,".to_string(),
+    };
+    let first_bare = format!("n={},r={:032x}", escape(user), rand::random::<u128>());
+    let first = format!("{gs2}{first_bare}").into_bytes();
+    let Step::NeedSecrets(request) = Exchange::start(mechanism, Some(first), "")? else {
+        bail!("the exchange did not ask for SCRAM secrets");
+    };
+    let secrets = authenticator.scram_secrets(request.authcid(), hash)?;
+    let nonce = format!("{:032x}", rand::random::<u128>());
+    let Step::Challenge(exchange, server_first) = request.resume(secrets, &nonce)? else {
+        bail!("no server-first message");
+    };
+    let server_first = String::from_utf8(server_first)?;
+    let field = |name: &str| {
+        server_first
+            .split(',')
+            .find_map(|f| f.strip_prefix(name))
+            .map(str::to_string)
+            .context("malformed server-first message")
+    };
+    let (full_nonce, salt, iterations) = (field("r=")?, field("s=")?, field("i=")?);
+    let without_proof = format!("c={},r={full_nonce}", encode(gs2.as_bytes()));
+    let auth_message = format!("{first_bare},{server_first},{without_proof}");
+    let prepared = scram::saslprep(std::str::from_utf8(password.expose())?)?;
+    let (proof, _) = scram::client_proof(
+        hash,
+        prepared.as_bytes(),
+        &decode(salt.as_bytes())?,
+        iterations.parse()?,
+        auth_message.as_bytes(),
+    );
+    let last = format!("{without_proof},p={}", encode(&proof));
+    match exchange.respond(last.into_bytes())? {
+        Step::Done(credentials) => Ok(credentials),
+        _ => bail!("the exchange did not finish"),
+    }
 }

@@ -6,6 +6,8 @@
 //! name = "alice@example.org"
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."   # any form `scheme` verifies
 //! cram_md5 = "{CRAM-MD5}0123...cdef"                # optional
+//! scram_sha256 = "{SCRAM-SHA-256}4096,salt,stored,server"  # optional, see `scram`
+//! scram_sha1 = "{SCRAM-SHA-1}4096,salt,stored,server"      # optional
 //! may_act_as = ["postmaster@example.org"]           # optional, "*" = any
 //! ```
 //!
@@ -19,8 +21,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use portcullis_sasl::ScramHash;
+
 use crate::{
-    check_identity, scheme, CramMd5Keys, CredentialStore, StoreError, StoredPassword, UserRecord,
+    check_identity, scheme, scram, CramMd5Keys, CredentialStore, ScramKeys, StoreError,
+    StoredPassword, UserRecord,
 };
 
 /// A read-only [`CredentialStore`] held in memory. Lookups do no I/O.
@@ -28,6 +33,7 @@ use crate::{
 pub struct FileStore {
     users: HashMap<String, UserRecord>,
     has_cram_md5_keys: bool,
+    has_scram_secrets: bool,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +49,8 @@ struct RawUser {
     name: String,
     password: Option<String>,
     cram_md5: Option<String>,
+    scram_sha1: Option<String>,
+    scram_sha256: Option<String>,
     #[serde(default)]
     may_act_as: Vec<String>,
 }
@@ -67,9 +75,11 @@ impl FileStore {
             }
         }
         let has_cram_md5_keys = users.values().any(|u| u.cram_md5.is_some());
+        let has_scram_secrets = users.values().any(|u| !u.scram.is_empty());
         Ok(FileStore {
             users,
             has_cram_md5_keys,
+            has_scram_secrets,
         })
     }
 }
@@ -97,6 +107,12 @@ fn validate(raw: RawUser) -> Result<UserRecord, String> {
         .map(|s| CramMd5Keys::from_stored(&s))
         .transpose()
         .map_err(|e| e.to_string())?;
+    let parse =
+        |hash, stored: Option<String>| stored.map(|s| scram::from_stored(hash, &s)).transpose();
+    let scram = ScramKeys {
+        sha1: parse(ScramHash::Sha1, raw.scram_sha1)?,
+        sha256: parse(ScramHash::Sha256, raw.scram_sha256)?,
+    };
     for identity in &raw.may_act_as {
         if identity.is_empty() || identity.chars().any(char::is_control) {
             return Err("may_act_as entries must be non-empty printable names".into());
@@ -106,6 +122,7 @@ fn validate(raw: RawUser) -> Result<UserRecord, String> {
         name: raw.name,
         password,
         cram_md5,
+        scram,
         may_act_as: raw.may_act_as,
     })
 }
@@ -117,6 +134,10 @@ impl CredentialStore for FileStore {
 
     fn has_cram_md5_keys(&self) -> Result<bool, StoreError> {
         Ok(self.has_cram_md5_keys)
+    }
+
+    fn has_scram_secrets(&self) -> Result<bool, StoreError> {
+        Ok(self.has_scram_secrets)
     }
 }
 
@@ -154,6 +175,7 @@ mod tests {
             "[[user]]\nname = \"a\"\ncram_md5 = \"{CRAM-MD5}12\"\n",
             "[[user]]\nname = \"a\"\n[[user]]\nname = \"a\"\n",
             "[[user]]\nname = \"\"\n",
+            "[[user]]\nname = \"a\"\nscram_sha256 = \"{SCRAM-SHA-256}4096,AAAA\"\n",
         ];
         for text in cases {
             let (_file, result) = load_str(text);
@@ -162,6 +184,21 @@ mod tests {
                 "{text}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn scram_secrets_from_the_file() {
+        let secrets =
+            portcullis_sasl::ScramSecrets::derive(ScramHash::Sha256, b"pencil", vec![3; 16], 4096)
+                .expect("derives");
+        let stored = scram::to_stored(ScramHash::Sha256, &secrets);
+        let (_file, result) = load_str(&format!(
+            "[[user]]\nname = \"a\"\nscram_sha256 = \"{stored}\"\n"
+        ));
+        let store = result.expect("loads");
+        assert!(store.has_scram_secrets().expect("ok"));
+        let record = store.lookup("a").expect("ok").expect("present");
+        assert_eq!(record.scram.sha256, Some(secrets));
     }
 
     #[test]

@@ -23,6 +23,7 @@
 pub mod cram_md5;
 pub mod file;
 pub mod scheme;
+pub mod scram;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use zeroize::Zeroizing;
 pub use cram_md5::CramMd5Keys;
 pub use portcullis_sasl::Secret;
 pub use scheme::SchemeError;
+pub use scram::ScramKeys;
 
 /// A user as a store knows it. `Debug` never prints secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct UserRecord {
     pub password: Option<StoredPassword>,
     /// Precomputed HMAC-MD5 states for CRAM-MD5, if enabled for this user.
     pub cram_md5: Option<CramMd5Keys>,
+    /// SCRAM secrets (salt, iterations, StoredKey, ServerKey) per hash.
+    pub scram: ScramKeys,
     /// Authorization identities this user may use besides its own name
     /// (`"*"` = any).
     pub may_act_as: Vec<String>,
@@ -88,6 +92,28 @@ pub trait CredentialStore: Send + Sync + 'static {
     /// Whether any user has CRAM-MD5 keys (the server advertises CRAM-MD5
     /// only then).
     fn has_cram_md5_keys(&self) -> Result<bool, StoreError>;
+
+    /// Whether any user has SCRAM secrets (the server advertises SCRAM only
+    /// then: a client picks the strongest mechanism offered and gives up if
+    /// it fails).
+    fn has_scram_secrets(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Stores SCRAM secrets derived at a successful password login, for a
+    /// user who had none. Read-only stores answer [`ScramSave::ReadOnly`].
+    fn save_scram_secrets(&self, name: &str, keys: &ScramKeys) -> Result<ScramSave, StoreError> {
+        let _ = (name, keys);
+        Ok(ScramSave::ReadOnly)
+    }
+}
+
+/// What [`CredentialStore::save_scram_secrets`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScramSave {
+    Saved,
+    /// The store cannot be written (a TOML file): nothing changed.
+    ReadOnly,
 }
 
 /// Stores that the `portcullis user` CLI can change.
@@ -180,12 +206,18 @@ mod tests {
             name: "alice".into(),
             password: Some(StoredPassword::new("{PLAIN}hunter2".into())),
             cram_md5: Some(CramMd5Keys::from_password(b"hunter2")),
+            scram: ScramKeys::from_password(&Secret::from("hunter2")).expect("derives"),
             may_act_as: vec![],
         };
         let debug = format!("{record:?}");
         assert!(debug.contains("alice"));
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains(&record.cram_md5.as_ref().expect("set").to_stored()[10..]));
+        let stored = scram::to_stored(
+            portcullis_sasl::ScramHash::Sha256,
+            record.scram.sha256.as_ref().expect("set"),
+        );
+        assert!(!debug.contains(&stored[20..30]), "{debug}");
     }
 
     #[test]

@@ -9,9 +9,16 @@
 //!     password   TEXT,                       -- stored form, see `scheme`
 //!     cram_md5   TEXT,                       -- "{CRAM-MD5}" + 64 hex, or NULL
 //!     may_act_as TEXT NOT NULL DEFAULT '',   -- comma-separated identities
-//!     created_at INTEGER NOT NULL            -- Unix seconds
+//!     created_at INTEGER NOT NULL,           -- Unix seconds
+//!     scram_sha1   TEXT,                     -- see `scram`: "{SCRAM-SHA-1}i,salt,…"
+//!     scram_sha256 TEXT                      -- "{SCRAM-SHA-256}i,salt,stored,server"
 //! );
 //! ```
+//!
+//! The SCRAM columns came later: [`SqliteStore::open`] adds them to an
+//! older database (`ALTER TABLE ADD COLUMN`), leaving them NULL: those
+//! users get SCRAM secrets when they next log in with PLAIN or LOGIN, or
+//! when their password is set.
 //!
 //! The connection sits behind a `std::sync::Mutex`: every call blocks, so
 //! run it off the async workers. The database uses WAL mode so the CLI can
@@ -25,9 +32,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use portcullis_sasl::Secret;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use portcullis_sasl::ScramHash;
+
 use crate::{
-    check_identity, scheme, CramMd5Keys, CredentialStore, StoreError, StoredPassword, UserAdmin,
-    UserRecord,
+    check_identity, scheme, scram, CramMd5Keys, CredentialStore, ScramKeys, ScramSave, StoreError,
+    StoredPassword, UserAdmin, UserRecord,
 };
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
@@ -37,6 +46,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
     may_act_as TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL
 )";
+
+/// Columns added after the first schema, with their type.
+const ADDED_COLUMNS: [(&str, &str); 2] = [("scram_sha1", "TEXT"), ("scram_sha256", "TEXT")];
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,6 +75,7 @@ impl SqliteStore {
         conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0))
             .map_err(|e| sql_error(path, e))?;
         conn.execute_batch(SCHEMA).map_err(|e| sql_error(path, e))?;
+        migrate(&conn).map_err(|e| sql_error(path, e))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -95,6 +108,20 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Adds the columns an older database lacks.
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let mut statement = conn.prepare("SELECT name FROM pragma_table_info('users')")?;
+    let present = statement
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (column, kind) in ADDED_COLUMNS {
+        if !present.iter().any(|p| p == column) {
+            conn.execute_batch(&format!("ALTER TABLE users ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn sql_error(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("{}: {e}", path.display()))
 }
@@ -110,11 +137,59 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// The stored password and optional CRAM-MD5 keys for a new password.
-fn credentials_for(password: &Secret, with_cram_md5: bool) -> (String, Option<String>) {
+/// The stored forms for a new password: the hash, optional CRAM-MD5
+/// keys, and SCRAM secrets (SHA-1, SHA-256) unless SASLprep refuses it.
+struct NewCredentials {
+    hash: String,
+    cram: Option<String>,
+    scram_sha1: Option<String>,
+    scram_sha256: Option<String>,
+}
+
+fn credentials_for(password: &Secret, with_cram_md5: bool) -> NewCredentials {
     let hash = scheme::hash_password(password);
     let cram = with_cram_md5.then(|| CramMd5Keys::from_password(password.expose()).to_stored());
-    (hash, cram)
+    let scram = ScramKeys::from_password(password).unwrap_or_default();
+    let (scram_sha1, scram_sha256) = scram_columns(&scram);
+    NewCredentials {
+        hash,
+        cram,
+        scram_sha1,
+        scram_sha256,
+    }
+}
+
+fn scram_columns(keys: &ScramKeys) -> (Option<String>, Option<String>) {
+    (
+        keys.sha1
+            .as_ref()
+            .map(|s| scram::to_stored(ScramHash::Sha1, s)),
+        keys.sha256
+            .as_ref()
+            .map(|s| scram::to_stored(ScramHash::Sha256, s)),
+    )
+}
+
+/// Parses the SCRAM columns of `name`'s row.
+fn scram_keys(
+    name: &str,
+    sha1: Option<String>,
+    sha256: Option<String>,
+) -> Result<ScramKeys, StoreError> {
+    let parse = |hash, column: Option<String>| {
+        column
+            .filter(|s| !s.is_empty())
+            .map(|s| scram::from_stored(hash, &s))
+            .transpose()
+            .map_err(|reason| StoreError::InvalidRecord {
+                user: name.to_owned(),
+                reason,
+            })
+    };
+    Ok(ScramKeys {
+        sha1: parse(ScramHash::Sha1, sha1)?,
+        sha256: parse(ScramHash::Sha256, sha256)?,
+    })
 }
 
 impl CredentialStore for SqliteStore {
@@ -122,21 +197,27 @@ impl CredentialStore for SqliteStore {
         let row = self
             .conn()
             .query_row(
-                "SELECT password, cram_md5, may_act_as FROM users WHERE name = ?1",
+                "SELECT password, cram_md5, may_act_as, scram_sha1, scram_sha256
+                 FROM users WHERE name = ?1",
                 [name],
                 |row| {
                     Ok((
                         row.get::<_, Option<String>>(0)?,
                         row.get::<_, Option<String>>(1)?,
                         row.get::<_, String>(2)?,
+                        (
+                            row.get::<_, Option<String>>(3)?,
+                            row.get::<_, Option<String>>(4)?,
+                        ),
                     ))
                 },
             )
             .optional()
             .map_err(db_error)?;
-        let Some((password, cram_md5, may_act_as)) = row else {
+        let Some((password, cram_md5, may_act_as, (sha1, sha256))) = row else {
             return Ok(None);
         };
+        let scram = scram_keys(name, sha1, sha256)?;
         let cram_md5 =
             match cram_md5.filter(|s| !s.is_empty()) {
                 Some(stored) => Some(CramMd5Keys::from_stored(&stored).map_err(|e| {
@@ -151,6 +232,7 @@ impl CredentialStore for SqliteStore {
             name: name.to_owned(),
             password: password.map(StoredPassword::new),
             cram_md5,
+            scram,
             may_act_as: may_act_as
                 .split(',')
                 .filter(|s| !s.is_empty())
@@ -168,6 +250,28 @@ impl CredentialStore for SqliteStore {
             )
             .map_err(db_error)
     }
+
+    fn has_scram_secrets(&self) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE scram_sha256 <> '' OR scram_sha1 <> '')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(db_error)
+    }
+
+    fn save_scram_secrets(&self, name: &str, keys: &ScramKeys) -> Result<ScramSave, StoreError> {
+        let (sha1, sha256) = scram_columns(keys);
+        let updated = self
+            .conn()
+            .execute(
+                "UPDATE users SET scram_sha1 = ?2, scram_sha256 = ?3 WHERE name = ?1",
+                params![name, sha1, sha256],
+            )
+            .map_err(db_error)?;
+        expect_one_row(updated, name).map(|()| ScramSave::Saved)
+    }
 }
 
 impl UserAdmin for SqliteStore {
@@ -178,13 +282,21 @@ impl UserAdmin for SqliteStore {
         with_cram_md5: bool,
     ) -> Result<(), StoreError> {
         check_identity(name, name)?;
-        let (hash, cram) = credentials_for(password, with_cram_md5);
+        let new = credentials_for(password, with_cram_md5);
         let inserted = self
             .conn()
             .execute(
-                "INSERT INTO users (name, password, cram_md5, created_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO users (name, password, cram_md5, created_at, scram_sha1, scram_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (name) DO NOTHING",
-                params![name, hash, cram, now_unix()],
+                params![
+                    name,
+                    new.hash,
+                    new.cram,
+                    now_unix(),
+                    new.scram_sha1,
+                    new.scram_sha256
+                ],
             )
             .map_err(db_error)?;
         match inserted {
@@ -199,12 +311,13 @@ impl UserAdmin for SqliteStore {
         password: &Secret,
         with_cram_md5: bool,
     ) -> Result<(), StoreError> {
-        let (hash, cram) = credentials_for(password, with_cram_md5);
+        let new = credentials_for(password, with_cram_md5);
         let updated = self
             .conn()
             .execute(
-                "UPDATE users SET password = ?2, cram_md5 = ?3 WHERE name = ?1",
-                params![name, hash, cram],
+                "UPDATE users SET password = ?2, cram_md5 = ?3, scram_sha1 = ?4, scram_sha256 = ?5
+                 WHERE name = ?1",
+                params![name, new.hash, new.cram, new.scram_sha1, new.scram_sha256],
             )
             .map_err(db_error)?;
         expect_one_row(updated, name)
@@ -309,6 +422,62 @@ mod tests {
             store.add_user("", &pw, false),
             Err(StoreError::InvalidRecord { .. })
         ));
+    }
+
+    #[test]
+    fn passwords_come_with_scram_secrets_that_verify() {
+        let (_dir, store) = temp_store();
+        assert!(!store.has_scram_secrets().expect("ok"));
+        store
+            .add_user("ann", &Secret::from("pencil"), false)
+            .expect("added");
+        assert!(store.has_scram_secrets().expect("ok"));
+        let ann = store.lookup("ann").expect("ok").expect("present");
+        let stored = ann.scram.sha256.expect("SHA-256 secrets");
+        let again = portcullis_sasl::ScramSecrets::derive(
+            ScramHash::Sha256,
+            b"pencil",
+            stored.salt.clone(),
+            stored.iterations,
+        )
+        .expect("derives");
+        assert_eq!(stored, again);
+        assert!(ann.scram.sha1.is_some());
+        store
+            .conn()
+            .execute(
+                "UPDATE users SET scram_sha1 = NULL, scram_sha256 = NULL",
+                [],
+            )
+            .expect("ok");
+        assert!(!store.has_scram_secrets().expect("ok"));
+        let keys = ScramKeys::from_password(&Secret::from("pencil")).expect("derives");
+        assert_eq!(
+            store.save_scram_secrets("ann", &keys).expect("ok"),
+            ScramSave::Saved
+        );
+        assert_eq!(
+            store.lookup("ann").expect("ok").expect("present").scram,
+            keys
+        );
+    }
+
+    #[test]
+    fn an_old_database_gains_the_scram_columns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("users.db");
+        let old = Connection::open(&path).expect("opens");
+        old.execute_batch(
+            "CREATE TABLE users (name TEXT PRIMARY KEY NOT NULL, password TEXT, cram_md5 TEXT,
+             may_act_as TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL);
+             INSERT INTO users (name, password, created_at) VALUES ('old', '{PLAIN}x', 0);",
+        )
+        .expect("old schema");
+        drop(old);
+        let store = SqliteStore::open(&path).expect("migrates");
+        let record = store.lookup("old").expect("ok").expect("present");
+        assert!(record.scram.is_empty());
+        SqliteStore::open(&path).expect("migrating twice is harmless");
     }
 
     #[test]

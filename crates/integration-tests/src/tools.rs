@@ -179,6 +179,12 @@ pub fn curl(args: &[&str], stdin: &str) -> ToolOutput {
     run("curl", &all, Some(stdin.as_bytes()))
 }
 
+/// Runs GNU SASL's `gsasl` client (add `--smtp --connect=127.0.0.1:PORT`).
+/// The SMTP dialogue, both sides, shows in stderr with `--verbose`.
+pub fn gsasl(args: &[&str]) -> ToolOutput {
+    run("gsasl", args, None)
+}
+
 /// Helpers every python script can use; `sys.argv[1:]` are the ports given.
 const PYTHON_PRELUDE: &str = r#"
 import base64, smtplib, socket, ssl, sys

@@ -7,15 +7,21 @@
 //! a slow store never blocks inside a mechanism and every mechanism shares
 //! one decision path.
 //!
+//! SCRAM is the one mechanism that needs the store *during* the exchange
+//! (the salt goes into the server's first message): it pauses with
+//! [`Step::NeedSecrets`] and the driver resumes it, see [`scram`].
+//!
 //! Base64 framing of SMTP AUTH (RFC 4954 §4: `*` cancels, `=` is an empty
 //! initial response) lives in [`framing`]; the mechanisms only ever see
 //! decoded octets.
 
 pub mod framing;
 mod mechanism;
+pub mod scram;
 mod secret;
 
-pub use mechanism::{Credentials, Exchange, Mechanism, SaslError, Step};
+pub use mechanism::{Credentials, Exchange, Mechanism, SaslError, StartContext, Step};
+pub use scram::{ChannelBinding, ScramHash, ScramOutcome, ScramSecrets, SecretsRequest};
 pub use secret::Secret;
 
 /// Longest user name or authorization identity we accept, in octets.

@@ -2,7 +2,8 @@
 //! returns either the next challenge (with the exchange that expects the
 //! answer) or the finished [`Credentials`].
 
-use crate::{Secret, MAX_IDENTITY_LEN, MAX_PASSWORD_LEN};
+use crate::scram::{self, AwaitingFinal, ChannelBinding, ScramHash, ScramOutcome, ScramStart};
+use crate::{Secret, SecretsRequest, MAX_IDENTITY_LEN, MAX_PASSWORD_LEN};
 
 /// A SASL mechanism this crate implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -10,11 +11,23 @@ pub enum Mechanism {
     Plain,
     Login,
     CramMd5,
+    ScramSha1,
+    ScramSha1Plus,
+    ScramSha256,
+    ScramSha256Plus,
 }
 
 impl Mechanism {
     /// Every mechanism, strongest first (the order of the EHLO keyword).
-    pub const ALL: [Mechanism; 3] = [Mechanism::CramMd5, Mechanism::Plain, Mechanism::Login];
+    pub const ALL: [Mechanism; 7] = [
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha256,
+        Mechanism::ScramSha1Plus,
+        Mechanism::ScramSha1,
+        Mechanism::CramMd5,
+        Mechanism::Plain,
+        Mechanism::Login,
+    ];
 
     /// Looks a mechanism up by its registered name, ignoring case.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -29,6 +42,36 @@ impl Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::Login => "LOGIN",
             Mechanism::CramMd5 => "CRAM-MD5",
+            Mechanism::ScramSha1 => "SCRAM-SHA-1",
+            Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+        }
+    }
+
+    /// For the SCRAM family: the hash, and whether this is the -PLUS
+    /// (channel-binding) variant.
+    pub fn scram(self) -> Option<(ScramHash, bool)> {
+        match self {
+            Mechanism::ScramSha1 => Some((ScramHash::Sha1, false)),
+            Mechanism::ScramSha1Plus => Some((ScramHash::Sha1, true)),
+            Mechanism::ScramSha256 => Some((ScramHash::Sha256, false)),
+            Mechanism::ScramSha256Plus => Some((ScramHash::Sha256, true)),
+            _ => None,
+        }
+    }
+
+    /// Whether the mechanism binds to the TLS channel (so needs TLS).
+    pub fn needs_channel_binding(self) -> bool {
+        self.scram().is_some_and(|(_, plus)| plus)
+    }
+
+    /// The channel-binding (-PLUS) variant of a SCRAM mechanism.
+    pub fn plus_variant(self) -> Option<Mechanism> {
+        match self {
+            Mechanism::ScramSha1 | Mechanism::ScramSha1Plus => Some(Mechanism::ScramSha1Plus),
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => Some(Mechanism::ScramSha256Plus),
+            _ => None,
         }
     }
 
@@ -61,13 +104,23 @@ pub enum Credentials {
         challenge: Vec<u8>,
         digest: [u8; 16],
     },
+    /// SCRAM (RFC 5802): the proof was checked inside the exchange against
+    /// the secrets the driver supplied; this is how it turned out.
+    Scram {
+        authcid: String,
+        authzid: Option<String>,
+        hash: ScramHash,
+        outcome: ScramOutcome,
+    },
 }
 
 impl Credentials {
     /// The authentication identity: whose secret proves this.
     pub fn authcid(&self) -> &str {
         match self {
-            Credentials::Password { authcid, .. } | Credentials::CramMd5 { authcid, .. } => authcid,
+            Credentials::Password { authcid, .. }
+            | Credentials::CramMd5 { authcid, .. }
+            | Credentials::Scram { authcid, .. } => authcid,
         }
     }
 
@@ -75,8 +128,23 @@ impl Credentials {
     /// authentication identity. An empty authzid is reported as `None`.
     pub fn authzid(&self) -> Option<&str> {
         match self {
-            Credentials::Password { authzid, .. } => authzid.as_deref(),
+            Credentials::Password { authzid, .. } | Credentials::Scram { authzid, .. } => {
+                authzid.as_deref()
+            }
             Credentials::CramMd5 { .. } => None,
+        }
+    }
+
+    /// Data to send the client (as a `334` it answers with an empty line)
+    /// once the decision accepted it, before `235`: SCRAM's server
+    /// signature, which proves the server knew the user's secrets too.
+    pub fn success_data(&self) -> Option<&[u8]> {
+        match self {
+            Credentials::Scram {
+                outcome: ScramOutcome::Verified { server_final },
+                ..
+            } => Some(server_final),
+            _ => None,
         }
     }
 }
@@ -91,6 +159,10 @@ pub enum SaslError {
     Malformed(&'static str),
     #[error("a field is longer than we accept")]
     TooLong,
+    /// Well-formed, but refused by the mechanism's own rules (a channel
+    /// binding downgrade, for instance): `535`, not `501`.
+    #[error("refused: {0}")]
+    Refused(&'static str),
 }
 
 /// The result of one step.
@@ -100,20 +172,48 @@ pub enum Step {
     Challenge(Exchange, Vec<u8>),
     /// The exchange is over; check these credentials.
     Done(Credentials),
+    /// SCRAM needs the user's stored secrets to go on: look them up, then
+    /// [`SecretsRequest::resume`].
+    NeedSecrets(SecretsRequest),
+}
+
+/// What an exchange may know about the connection when it starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartContext<'a> {
+    /// The CRAM-MD5 challenge (a msg-id the caller made unique, RFC 2195).
+    pub unique_challenge: &'a str,
+    /// The TLS channel-binding data; `None` without TLS.
+    pub channel_binding: Option<&'a ChannelBinding>,
+    /// Whether the -PLUS variant of the chosen SCRAM mechanism is offered
+    /// on this connection (a client saying `y` is then being downgraded).
+    pub plus_offered: bool,
 }
 
 /// An exchange that is waiting for the client's next response.
 #[derive(Debug)]
 pub struct Exchange {
-    state: State,
+    pub(crate) state: State,
 }
 
 #[derive(Debug)]
-enum State {
+pub(crate) enum State {
     PlainAwaitingResponse,
     LoginAwaitingUser,
-    LoginAwaitingPassword { user: String },
-    CramMd5AwaitingDigest { challenge: Vec<u8> },
+    LoginAwaitingPassword {
+        user: String,
+    },
+    CramMd5AwaitingDigest {
+        challenge: Vec<u8>,
+    },
+    ScramAwaitingFirst {
+        hash: ScramHash,
+        plus: bool,
+        binding: Option<ChannelBinding>,
+        plus_offered: bool,
+    },
+    ScramAwaitingFinal(Box<AwaitingFinal>),
+    /// A `server-error` was sent; the exchange fails whatever comes back.
+    Refused(&'static str),
 }
 
 impl Exchange {
@@ -126,7 +226,28 @@ impl Exchange {
         initial_response: Option<Vec<u8>>,
         unique_challenge: &str,
     ) -> Result<Step, SaslError> {
+        let context = StartContext {
+            unique_challenge,
+            ..StartContext::default()
+        };
+        Self::start_with(mechanism, initial_response, &context)
+    }
+
+    /// Starts `mechanism` knowing about the connection (what SCRAM needs).
+    pub fn start_with(
+        mechanism: Mechanism,
+        initial_response: Option<Vec<u8>>,
+        context: &StartContext<'_>,
+    ) -> Result<Step, SaslError> {
+        let unique_challenge = context.unique_challenge;
         match (mechanism, initial_response) {
+            (
+                Mechanism::ScramSha1
+                | Mechanism::ScramSha1Plus
+                | Mechanism::ScramSha256
+                | Mechanism::ScramSha256Plus,
+                initial_response,
+            ) => start_scram(mechanism, initial_response, context),
             (Mechanism::Plain, Some(response)) => parse_plain(&response).map(Step::Done),
             (Mechanism::Plain, None) => Ok(challenge(State::PlainAwaitingResponse, b"")),
             (Mechanism::Login, None) => Ok(challenge(State::LoginAwaitingUser, b"Username:")),
@@ -171,7 +292,55 @@ impl Exchange {
             State::CramMd5AwaitingDigest { challenge } => {
                 parse_cram_md5(&response, challenge).map(Step::Done)
             }
+            State::ScramAwaitingFirst {
+                hash,
+                plus,
+                binding,
+                plus_offered,
+            } => {
+                let start = ScramStart {
+                    hash,
+                    plus,
+                    binding: binding.as_ref(),
+                    plus_offered,
+                };
+                scram::client_first(start, &response)
+            }
+            State::ScramAwaitingFinal(state) => scram::client_final(state, &response),
+            State::Refused(reason) => Err(SaslError::Refused(reason)),
         }
+    }
+}
+
+/// SCRAM: the client speaks first, in the initial response or after an
+/// empty challenge.
+fn start_scram(
+    mechanism: Mechanism,
+    initial_response: Option<Vec<u8>>,
+    context: &StartContext<'_>,
+) -> Result<Step, SaslError> {
+    let Some((hash, plus)) = mechanism.scram() else {
+        return Err(SaslError::Malformed("not a SCRAM mechanism"));
+    };
+    match initial_response {
+        Some(message) => scram::client_first(
+            ScramStart {
+                hash,
+                plus,
+                binding: context.channel_binding,
+                plus_offered: context.plus_offered,
+            },
+            &message,
+        ),
+        None => Ok(challenge(
+            State::ScramAwaitingFirst {
+                hash,
+                plus,
+                binding: context.channel_binding.cloned(),
+                plus_offered: context.plus_offered,
+            },
+            b"",
+        )),
     }
 }
 

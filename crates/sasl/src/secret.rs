@@ -32,6 +32,15 @@ impl Secret {
     }
 }
 
+/// Equality in constant time (see [`Secret::ct_eq`]).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.ct_eq(other.expose())
+    }
+}
+
+impl Eq for Secret {}
+
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
         Secret::new(s.as_bytes().to_vec())

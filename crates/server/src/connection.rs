@@ -46,7 +46,7 @@ pub(crate) async fn serve(
     let result = match (&listener.acceptor, listener.implicit_tls) {
         (Some(acceptor), true) => match handshake(acceptor, tcp, shared).await {
             Ok(mut stream) => {
-                let info = tls::info(stream.get_ref().1);
+                let info = tls::info(stream.get_ref().1, shared.certificate_hash.as_deref());
                 let mut out = Vec::new();
                 let mut session =
                     Session::new(listener.session.clone(), conn, Some(info), &mut out);
@@ -90,7 +90,10 @@ async fn serve_starttls(
             return Ok(());
         }
     };
-    session.tls_established(tls::info(stream.get_ref().1));
+    session.tls_established(tls::info(
+        stream.get_ref().1,
+        shared.certificate_hash.as_deref(),
+    ));
     drive(&mut stream, &mut session, Vec::new(), peer, shared)
         .await
         .map(|_| ())
@@ -145,6 +148,13 @@ where
                     None => effects::authenticate(shared, peer, mechanism, credentials).await,
                 };
                 if let Some(Effect::Close) = session.auth_finished(outcome, &mut out) {
+                    flush(stream, &mut out, shared).await?;
+                    return Ok(Ended::Closed);
+                }
+            }
+            Some(Effect::LookupScramSecrets { authcid, hash }) => {
+                let lookup = effects::lookup_scram(shared, peer, authcid, hash).await;
+                if let Some(Effect::Close) = session.scram_secrets_found(lookup, &mut out) {
                     flush(stream, &mut out, shared).await?;
                     return Ok(Ended::Closed);
                 }

@@ -2,10 +2,10 @@
 //! credentials and spooling messages. Both block, so both run on tokio's
 //! blocking pool.
 
-use portcullis_auth::Decision;
+use portcullis_auth::{Decision, ScramUpgrade};
 use portcullis_proto::received::{received_header, ReceivedFields};
-use portcullis_sasl::{Credentials, Mechanism};
-use portcullis_session::{AuthOutcome, Message, Session, SpoolOutcome};
+use portcullis_sasl::{Credentials, Mechanism, ScramHash};
+use portcullis_session::{AuthOutcome, Message, ScramLookup, Session, SpoolOutcome};
 use portcullis_spool::{AuthMeta, MessageMeta, TlsMeta};
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
@@ -24,10 +24,21 @@ pub(crate) async fn authenticate(
     let user = credentials.authcid().to_string();
     let authzid = credentials.authzid().map(str::to_string);
     let authenticator = shared.authenticator.clone();
-    let decision = tokio::task::spawn_blocking(move || authenticator.check(&credentials))
-        .await
-        .unwrap_or_else(|_| Decision::Unavailable("authentication task failed".into()));
+    let checked = tokio::task::spawn_blocking(move || {
+        let decision = authenticator.check(&credentials);
+        let upgrade = match decision {
+            Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
+            _ => ScramUpgrade::NotNeeded,
+        };
+        (decision, upgrade)
+    })
+    .await;
+    let (decision, upgrade) = checked.unwrap_or_else(|_| {
+        let failed = Decision::Unavailable("authentication task failed".into());
+        (failed, ScramUpgrade::NotNeeded)
+    });
     let client = peer.client.ip();
+    log_scram_upgrade(&user, &upgrade);
     match decision {
         Decision::Accepted { authn_id, authz_id } => {
             tracing::info!(%client, %mechanism, user = %authn_id, authz = %authz_id, result = "accepted", "auth");
@@ -41,6 +52,49 @@ pub(crate) async fn authenticate(
             tracing::error!(%client, %mechanism, %user, result = "deferred", reason = %reason, "auth: store unavailable");
             AuthOutcome::TemporaryFailure { reply: None }
         }
+    }
+}
+
+/// Says in the log (never to the client) that a password login gave the
+/// user SCRAM secrets, or why it could not.
+fn log_scram_upgrade(user: &str, upgrade: &ScramUpgrade) {
+    match upgrade {
+        ScramUpgrade::Saved => {
+            tracing::info!(%user, "derived and stored SCRAM secrets at password login")
+        }
+        ScramUpgrade::Failed(error) => {
+            tracing::warn!(%user, %error, "could not store SCRAM secrets")
+        }
+        ScramUpgrade::PasswordNotPreparable => {
+            tracing::info!(%user, "password refused by SASLprep: no SCRAM secrets for this user")
+        }
+        _ => {}
+    }
+}
+
+/// Fetches the SCRAM secrets an exchange needs (fake ones for unknown
+/// users, see [`portcullis_auth::Authenticator::scram_secrets`]) and makes
+/// the server nonce from the CSPRNG.
+pub(crate) async fn lookup_scram(
+    shared: &Shared,
+    peer: &Peer,
+    authcid: String,
+    hash: ScramHash,
+) -> ScramLookup {
+    let authenticator = shared.authenticator.clone();
+    let user = authcid.clone();
+    let found =
+        tokio::task::spawn_blocking(move || authenticator.scram_secrets(&authcid, hash)).await;
+    match found {
+        Ok(Ok(secrets)) => ScramLookup::Found {
+            secrets,
+            nonce: rand::random(),
+        },
+        Ok(Err(error)) => {
+            tracing::error!(client = %peer.client.ip(), %user, %error, "auth: store unavailable for SCRAM");
+            ScramLookup::Unavailable
+        }
+        Err(_) => ScramLookup::Unavailable,
     }
 }
 

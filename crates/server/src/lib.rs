@@ -13,6 +13,7 @@ mod connection;
 mod effects;
 mod listener;
 mod policy;
+mod scram_key;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -41,6 +42,41 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error("credential store: {0}")]
     Store(#[from] portcullis_credentials::StoreError),
+    #[error("SCRAM key file {path}: {source}")]
+    ScramKey {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The mechanisms every listener offers: PLAIN and LOGIN always; CRAM-MD5
+/// and SCRAM only when some user has the secrets they need (a client picks
+/// the strongest mechanism advertised and gives up if it fails). The -PLUS
+/// variants are listed but offered only under TLS (the session checks).
+async fn offered_mechanisms(authenticator: &Authenticator) -> Result<Vec<Mechanism>, ServerError> {
+    let probe = authenticator.clone();
+    let (cram_md5, scram) = tokio::task::spawn_blocking(move || {
+        Ok::<_, portcullis_credentials::StoreError>((
+            probe.cram_md5_available()?,
+            probe.scram_available()?,
+        ))
+    })
+    .await
+    .unwrap_or(Ok((false, false)))?;
+    let mut mechanisms = Vec::new();
+    if scram {
+        mechanisms.extend([
+            Mechanism::ScramSha256Plus,
+            Mechanism::ScramSha256,
+            Mechanism::ScramSha1Plus,
+            Mechanism::ScramSha1,
+        ]);
+    }
+    if cram_md5 {
+        mechanisms.push(Mechanism::CramMd5);
+    }
+    mechanisms.extend([Mechanism::Plain, Mechanism::Login]);
+    Ok(mechanisms)
 }
 
 /// What every connection shares.
@@ -51,6 +87,8 @@ pub(crate) struct Shared {
     pub idle_timeout: std::time::Duration,
     pub connections: Arc<Semaphore>,
     pub max_connections: usize,
+    /// SHA-256 of our certificate: SCRAM's `tls-server-end-point` binding.
+    pub certificate_hash: Option<Vec<u8>>,
     /// The Lua policy, when the config names a script.
     pub policy: Option<Arc<portcullis_lua::Policy>>,
 }
@@ -79,16 +117,13 @@ impl Server {
         spool: Arc<Spool>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Server, ServerError> {
-        let cram_md5 = {
-            let authenticator = authenticator.clone();
-            tokio::task::spawn_blocking(move || authenticator.cram_md5_available())
-                .await
-                .unwrap_or(Ok(false))?
+        let authenticator =
+            authenticator.with_scram_key(scram_key::load_or_create(&config.data_dir)?);
+        let mechanisms = offered_mechanisms(&authenticator).await?;
+        let certificate_hash = match &tls {
+            Some(_) => Some(tls::certificate_hash(&config.tls, &config.hostname)?),
+            None => None,
         };
-        let mut mechanisms = vec![Mechanism::Plain, Mechanism::Login];
-        if cram_md5 {
-            mechanisms.push(Mechanism::CramMd5);
-        }
         let acceptor = tls.map(TlsAcceptor::from);
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -131,6 +166,7 @@ impl Server {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             max_connections: config.limits.max_connections,
             policy: None,
+            certificate_hash,
         });
         Ok(Server { shared, listeners })
     }

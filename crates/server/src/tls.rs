@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use portcullis_config::TlsSource;
+use portcullis_sasl::ChannelBinding;
 use portcullis_session::TlsInfo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -33,23 +34,10 @@ pub fn server_config(
     source: &TlsSource,
     hostname: &str,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let (cert_path, key_path) = match source {
-        TlsSource::Files {
-            certificate,
-            private_key,
-        } => (certificate.clone(), private_key.clone()),
-        TlsSource::SelfSigned { dir } => ensure_self_signed(dir, hostname)?,
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| read_error(&cert_path, e))?;
+    let (cert_path, key_path) = paths(source, hostname)?;
+    let certs = read_chain(&cert_path)?;
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| read_error(&key_path, e))?;
-    let Some(leaf) = certs.first() else {
-        return Err(TlsError::Invalid(format!(
-            "{} holds no certificate",
-            cert_path.display()
-        )));
-    };
+    let leaf = &certs[0];
     tracing::info!(
         certificate = %cert_path.display(),
         sha256 = %fingerprint(leaf),
@@ -66,6 +54,40 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+fn paths(source: &TlsSource, hostname: &str) -> Result<(PathBuf, PathBuf), TlsError> {
+    match source {
+        TlsSource::Files {
+            certificate,
+            private_key,
+        } => Ok((certificate.clone(), private_key.clone())),
+        TlsSource::SelfSigned { dir } => ensure_self_signed(dir, hostname),
+    }
+}
+
+/// The certificate chain in `path`; never empty.
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| read_error(path, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::Invalid(format!(
+            "{} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// SCRAM's `tls-server-end-point` data (RFC 5929 §4.1): the hash of our
+/// leaf certificate. SHA-256, which is right for certificates signed with
+/// SHA-256 or weaker (what rcgen and most CAs issue); a certificate signed
+/// with SHA-384 or SHA-512 would need that hash instead.
+pub fn certificate_hash(source: &TlsSource, hostname: &str) -> Result<Vec<u8>, TlsError> {
+    let (cert_path, _) = paths(source, hostname)?;
+    let certs = read_chain(&cert_path)?;
+    Ok(Sha256::digest(certs[0].as_ref()).to_vec())
+}
+
 /// The certificate's SHA-256 fingerprint as colon-separated hex.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let digest = Sha256::digest(cert.as_ref());
@@ -76,8 +98,11 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
-/// What the session and spool record about a TLS connection.
-pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
+/// What the session and spool record about a TLS connection, and what
+/// SCRAM -PLUS binds to: `tls-exporter` (RFC 9266) on TLS 1.3 only (on
+/// TLS 1.2 it is safe only with the extended master secret, which rustls
+/// does not report), and `certificate_hash` as `tls-server-end-point`.
+pub fn info(conn: &rustls::ServerConnection, certificate_hash: Option<&[u8]>) -> TlsInfo {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
@@ -89,7 +114,21 @@ pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
         .and_then(|s| s.suite().as_str())
         .unwrap_or("unknown")
         .to_string();
-    TlsInfo { version, cipher }
+    let tls_exporter = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => conn
+            .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()
+            .map(|out| out.to_vec()),
+        _ => None,
+    };
+    TlsInfo {
+        version,
+        cipher,
+        channel_binding: ChannelBinding {
+            tls_exporter,
+            tls_server_end_point: certificate_hash.map(<[u8]>::to_vec),
+        },
+    }
 }
 
 /// Makes `cert.pem` and `key.pem` in `dir` unless they are there already.

@@ -4,10 +4,10 @@
 
 use portcullis_proto::Reply;
 use portcullis_sasl::framing::{self, Response};
-use portcullis_sasl::{Exchange, Mechanism, SaslError, Step as SaslStep};
+use portcullis_sasl::{Exchange, Mechanism, SaslError, StartContext, Step as SaslStep};
 
 use crate::config::AuthPolicy;
-use crate::effect::{AuthOutcome, Effect, Identity};
+use crate::effect::{AuthOutcome, Effect, Identity, ScramLookup};
 use crate::session::{Phase, Session, Step};
 
 /// `AUTH mechanism [initial-response]`.
@@ -35,8 +35,7 @@ pub(crate) fn start(
         reply.write_to(out);
         return Step::Continue;
     }
-    let Some(mechanism) =
-        Mechanism::from_name(mechanism).filter(|m| session.config.mechanisms.contains(m))
+    let Some(mechanism) = Mechanism::from_name(mechanism).filter(|m| session.mechanism_usable(*m))
     else {
         Reply::unknown_mechanism().write_to(out);
         return Step::Continue;
@@ -51,12 +50,15 @@ pub(crate) fn start(
         "<{}.{}@{}>",
         session.conn.session_id, session.auth_attempts, session.config.hostname
     );
-    advance(
-        session,
-        mechanism,
-        Exchange::start(mechanism, initial_response, &challenge),
-        out,
-    )
+    let context = StartContext {
+        unique_challenge: &challenge,
+        channel_binding: session.tls.as_ref().map(|tls| &tls.channel_binding),
+        plus_offered: mechanism
+            .plus_variant()
+            .is_some_and(|plus| session.mechanism_usable(plus)),
+    };
+    let step = Exchange::start_with(mechanism, initial_response, &context);
+    advance(session, mechanism, step, out)
 }
 
 /// A response line to our `334`.
@@ -93,15 +95,27 @@ fn advance(
             Step::Continue
         }
         Ok(SaslStep::Done(credentials)) => {
-            session.phase = Phase::AwaitingAuth { mechanism };
+            session.phase = Phase::AwaitingAuth {
+                mechanism,
+                success_data: credentials.success_data().map(<[u8]>::to_vec),
+            };
             Step::Effect(Effect::Authenticate {
                 mechanism,
                 credentials,
             })
         }
+        Ok(SaslStep::NeedSecrets(request)) => {
+            let effect = Effect::LookupScramSecrets {
+                authcid: request.authcid().to_string(),
+                hash: request.hash(),
+            };
+            session.phase = Phase::AwaitingScramSecrets { mechanism, request };
+            Step::Effect(effect)
+        }
         Err(SaslError::InitialResponseNotAllowed) => {
             fail(session, Reply::initial_response_not_allowed(), out)
         }
+        Err(SaslError::Refused(_)) => fail(session, Reply::auth_failed(), out),
         Err(_) => fail(session, Reply::malformed_auth_data(), out),
     }
 }
@@ -112,19 +126,31 @@ pub(crate) fn finished(
     outcome: AuthOutcome,
     out: &mut Vec<u8>,
 ) -> Option<Effect> {
-    let Phase::AwaitingAuth { mechanism } = std::mem::replace(&mut session.phase, Phase::Command)
+    let Phase::AwaitingAuth {
+        mechanism,
+        success_data,
+    } = std::mem::replace(&mut session.phase, Phase::Command)
     else {
         // Invariant: only called after Effect::Authenticate.
         return None;
     };
     match outcome {
         AuthOutcome::Accepted { authn_id, authz_id } => {
-            session.identity = Some(Identity {
+            let identity = Identity {
                 authn_id,
                 authz_id,
                 mechanism,
-            });
-            Reply::auth_succeeded().write_to(out);
+            };
+            match success_data {
+                Some(data) => {
+                    Reply::auth_challenge(framing::encode_challenge(&data)).write_to(out);
+                    session.phase = Phase::AuthSuccessAck { identity };
+                }
+                None => {
+                    session.identity = Some(identity);
+                    Reply::auth_succeeded().write_to(out);
+                }
+            }
             None
         }
         AuthOutcome::Rejected { reply } => {
@@ -140,6 +166,55 @@ pub(crate) fn finished(
             None
         }
         AuthOutcome::Disconnect { reply } => Some(session.abort(reply, out)),
+    }
+}
+
+/// The driver's answer to [`Effect::LookupScramSecrets`]: send the
+/// server-first message, or `454` if the store is down.
+pub(crate) fn scram_secrets_found(
+    session: &mut Session,
+    lookup: ScramLookup,
+    out: &mut Vec<u8>,
+) -> Option<Effect> {
+    let Phase::AwaitingScramSecrets { mechanism, request } =
+        std::mem::replace(&mut session.phase, Phase::Command)
+    else {
+        // Invariant: only called after Effect::LookupScramSecrets.
+        return None;
+    };
+    match lookup {
+        ScramLookup::Found { secrets, nonce } => {
+            let nonce = framing::encode_challenge(&nonce);
+            match advance(session, mechanism, request.resume(secrets, &nonce), out) {
+                Step::Effect(effect) => Some(effect),
+                _ => None,
+            }
+        }
+        ScramLookup::Unavailable => {
+            Reply::auth_temporary_failure().write_to(out);
+            None
+        }
+    }
+}
+
+/// The client's answer to the success data (RFC 4954 §4: an empty line).
+pub(crate) fn success_acknowledged(
+    session: &mut Session,
+    identity: Identity,
+    line: &[u8],
+    out: &mut Vec<u8>,
+) -> Step {
+    match line {
+        b"" => {
+            session.identity = Some(identity);
+            Reply::auth_succeeded().write_to(out);
+            Step::Continue
+        }
+        b"*" => {
+            Reply::auth_cancelled().write_to(out);
+            Step::Continue
+        }
+        _ => fail(session, Reply::malformed_auth_data(), out),
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the session asks of its driver, and what comes back.
 
 use portcullis_proto::{MailParams, Path, Reply};
-use portcullis_sasl::{Credentials, Mechanism};
+use portcullis_sasl::{ChannelBinding, Credentials, Mechanism, ScramHash, ScramSecrets};
 
 /// Work the session cannot do itself. After returning one, the session waits
 /// for the matching `*_finished` / `tls_established` call.
@@ -15,6 +15,11 @@ pub enum Effect {
         mechanism: Mechanism,
         credentials: Credentials,
     },
+    /// Fetch the SCRAM secrets of `authcid` for `hash` (fake but stable
+    /// ones for a user who does not exist or has none, so that the answer
+    /// does not reveal who exists), and a fresh nonce; then call
+    /// [`crate::Session::scram_secrets_found`].
+    LookupScramSecrets { authcid: String, hash: ScramHash },
     /// Store the message durably; then call [`crate::Session::spool_finished`].
     Spool(Box<Message>),
     /// Flush the output and close the connection.
@@ -26,6 +31,21 @@ pub enum Effect {
 pub struct TlsInfo {
     pub version: String,
     pub cipher: String,
+    /// What SCRAM -PLUS binds to (RFC 9266, RFC 5929).
+    pub channel_binding: ChannelBinding,
+}
+
+/// The driver's answer to [`Effect::LookupScramSecrets`].
+#[derive(Debug)]
+pub enum ScramLookup {
+    /// The secrets (real or fake) and random bytes from a CSPRNG for the
+    /// server nonce.
+    Found {
+        secrets: ScramSecrets,
+        nonce: [u8; 18],
+    },
+    /// The store could not answer: `454`.
+    Unavailable,
 }
 
 /// Who the client proved to be, and whom it acts as.

@@ -20,7 +20,9 @@ mod mail;
 mod session;
 
 pub use config::{AuthPolicy, SessionConfig};
-pub use effect::{AuthOutcome, Effect, Envelope, Identity, Message, SpoolOutcome, TlsInfo};
+pub use effect::{
+    AuthOutcome, Effect, Envelope, Identity, Message, ScramLookup, SpoolOutcome, TlsInfo,
+};
 pub use session::{ConnectionInfo, Progress, Session};
 
 #[cfg(test)]

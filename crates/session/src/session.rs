@@ -7,10 +7,12 @@ use portcullis_proto::command::{self, CommandError};
 use portcullis_proto::data::{DataOutcome, DataProgress, DataReceiver};
 use portcullis_proto::line::{Frame, LineFramer};
 use portcullis_proto::{Command, Reply, MAX_LINE_LEN};
-use portcullis_sasl::{Exchange, Mechanism};
+use portcullis_sasl::{Exchange, Mechanism, SecretsRequest};
 
 use crate::config::{AuthPolicy, SessionConfig};
-use crate::effect::{AuthOutcome, Effect, Envelope, Identity, Message, SpoolOutcome, TlsInfo};
+use crate::effect::{
+    AuthOutcome, Effect, Envelope, Identity, Message, ScramLookup, SpoolOutcome, TlsInfo,
+};
 
 /// Facts about the connection, from the driver.
 #[derive(Debug, Clone)]
@@ -41,8 +43,20 @@ pub(crate) enum Phase {
         mechanism: Mechanism,
         exchange: Exchange,
     },
-    /// Waiting for the driver's [`Session::auth_finished`].
-    AwaitingAuth { mechanism: Mechanism },
+    /// Waiting for the driver's [`Session::scram_secrets_found`].
+    AwaitingScramSecrets {
+        mechanism: Mechanism,
+        request: SecretsRequest,
+    },
+    /// Waiting for the driver's [`Session::auth_finished`]. `success_data`
+    /// goes to the client in a `334` before `235` (SCRAM's `v=`).
+    AwaitingAuth {
+        mechanism: Mechanism,
+        success_data: Option<Vec<u8>>,
+    },
+    /// The decision accepted the client and we sent its success data; the
+    /// client's empty answer completes AUTH.
+    AuthSuccessAck { identity: Identity },
     /// Reading a DATA body.
     Data(DataReceiver),
     /// Waiting for [`Session::spool_finished`].
@@ -128,7 +142,9 @@ impl Session {
         loop {
             let rest = &input[consumed..];
             let (used, step) = match &mut self.phase {
-                Phase::Command | Phase::AuthExchange { .. } => self.next_line(rest, out),
+                Phase::Command | Phase::AuthExchange { .. } | Phase::AuthSuccessAck { .. } => {
+                    self.next_line(rest, out)
+                }
                 Phase::Data(receiver) => match receiver.feed(rest) {
                     DataProgress::More { consumed } => (consumed, Step::NeedInput),
                     DataProgress::Done { consumed, outcome } => {
@@ -136,9 +152,10 @@ impl Session {
                     }
                 },
                 Phase::Closed => (rest.len(), Step::NeedInput),
-                Phase::AwaitingAuth { .. } | Phase::AwaitingSpool | Phase::AwaitingTls => {
-                    (0, Step::NeedInput)
-                }
+                Phase::AwaitingAuth { .. }
+                | Phase::AwaitingScramSecrets { .. }
+                | Phase::AwaitingSpool
+                | Phase::AwaitingTls => (0, Step::NeedInput),
             };
             consumed += used;
             match step {
@@ -173,6 +190,15 @@ impl Session {
         self.helo = None;
         self.transaction = None;
         self.phase = Phase::Command;
+    }
+
+    /// The driver's answer to [`Effect::LookupScramSecrets`].
+    pub fn scram_secrets_found(
+        &mut self,
+        lookup: ScramLookup,
+        out: &mut Vec<u8>,
+    ) -> Option<Effect> {
+        crate::auth::scram_secrets_found(self, lookup, out)
     }
 
     /// The driver's verdict on [`Effect::Authenticate`].
@@ -213,7 +239,10 @@ impl Session {
             Frame::Incomplete => (0, Step::NeedInput),
             Frame::Discarded { consumed } => (consumed, Step::Continue),
             Frame::TooLong { consumed } => {
-                if matches!(self.phase, Phase::AuthExchange { .. }) {
+                if matches!(
+                    self.phase,
+                    Phase::AuthExchange { .. } | Phase::AuthSuccessAck { .. }
+                ) {
                     self.phase = Phase::Command;
                 }
                 Reply::line_too_long().write_to(out);
@@ -225,6 +254,9 @@ impl Session {
                         mechanism,
                         exchange,
                     } => crate::auth::respond(self, mechanism, exchange, line, out),
+                    Phase::AuthSuccessAck { identity } => {
+                        crate::auth::success_acknowledged(self, identity, line, out)
+                    }
                     _ => self.command(line, out),
                 };
                 (consumed, step)
@@ -306,7 +338,13 @@ impl Session {
             keywords.push("STARTTLS".to_string());
         }
         if self.auth_offered() {
-            let names: Vec<&str> = self.config.mechanisms.iter().map(|m| m.name()).collect();
+            let names: Vec<&str> = self
+                .config
+                .mechanisms
+                .iter()
+                .filter(|m| self.mechanism_usable(**m))
+                .map(|m| m.name())
+                .collect();
             keywords.push(format!("AUTH {}", names.join(" ")));
         }
         keywords.push("HELP".to_string());
@@ -319,6 +357,13 @@ impl Session {
         self.config.auth != AuthPolicy::Disabled
             && (self.tls.is_some() || self.config.allow_insecure_auth)
             && !self.config.mechanisms.is_empty()
+    }
+
+    /// Whether `mechanism` can be used on this connection now: offered on
+    /// this listener and, for channel binding, under TLS.
+    pub(crate) fn mechanism_usable(&self, mechanism: Mechanism) -> bool {
+        self.config.mechanisms.contains(&mechanism)
+            && (!mechanism.needs_channel_binding() || self.tls.is_some())
     }
 
     fn start_tls(&mut self, out: &mut Vec<u8>) -> Step {

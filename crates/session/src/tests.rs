@@ -6,6 +6,8 @@ use portcullis_sasl::{Credentials, Mechanism};
 
 use crate::*;
 
+mod scram;
+
 struct Harness {
     session: Session,
     out: Vec<u8>,
@@ -15,6 +17,10 @@ fn tls() -> TlsInfo {
     TlsInfo {
         version: "TLSv1.3".into(),
         cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        channel_binding: portcullis_sasl::ChannelBinding {
+            tls_exporter: Some(vec![1; 32]),
+            tls_server_end_point: Some(vec![2; 32]),
+        },
     }
 }
 
