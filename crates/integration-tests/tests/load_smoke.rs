@@ -1,0 +1,91 @@
+//! Smoke run of `portcullis-load` against the real server: a few sessions
+//! must end with zero errors, and every message the tool counted must be in
+//! the spool. No timing assertions: CI machines are too noisy for them.
+//!
+//! The load binary is looked up beside `portcullis` (both are built by
+//! `cargo build --workspace --bins`); `PORTCULLIS_LOAD_BIN` overrides it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use portcullis_integration_tests::{portcullis_bin, TestServer, ALICE};
+use serde_json::Value;
+
+fn load_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PORTCULLIS_LOAD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let bin = portcullis_bin().with_file_name("portcullis-load");
+    assert!(
+        bin.is_file(),
+        "{} not found: run `cargo build --workspace --bins` first or set PORTCULLIS_LOAD_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs portcullis-load with `--json` and returns the parsed report.
+fn run_load(server: &TestServer, port: u16, args: &[&str]) -> Value {
+    let target = format!("127.0.0.1:{port}");
+    let out = Command::new(load_bin())
+        .arg(&target)
+        .args(["--user", ALICE.0, "--password", ALICE.1, "--insecure"])
+        .args(["--json", "--quiet", "--timeout", "30", "-c", "2"])
+        .args(args)
+        .output()
+        .expect("portcullis-load can be run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); status {}\nstdout: {stdout}\nstderr: {stderr}\nserver log:\n{}",
+            out.status,
+            server.log()
+        )
+    });
+    assert_eq!(
+        report["errors_total"], 0,
+        "portcullis-load saw errors: {report:#}\nserver log:\n{}",
+        server.log()
+    );
+    assert!(out.status.success(), "exit status {}", out.status);
+    report
+}
+
+#[test]
+fn starttls_plain_sessions_with_two_messages_each_all_land_in_the_spool() {
+    let server = TestServer::start("");
+    let report = run_load(
+        &server,
+        server.submission_port(),
+        &["--starttls", "--auth", "PLAIN", "--sessions", "4", "-n", "2"],
+    );
+    assert_eq!(report["sessions"], 4, "{report:#}");
+    assert_eq!(report["auths"], 4, "{report:#}");
+    assert_eq!(report["messages"], 8, "{report:#}");
+
+    let spooled = server.spool_messages();
+    assert_eq!(spooled.len(), 8, "spool holds {} messages", spooled.len());
+    for message in &spooled {
+        assert_eq!(message.auth_field("authn_id").as_deref(), Some(ALICE.0));
+        assert!(
+            message.eml.contains("Subject: portcullis-load"),
+            "not our message: {:?}",
+            &message.eml[..message.eml.len().min(400)]
+        );
+    }
+}
+
+#[test]
+fn auth_only_sessions_over_implicit_tls_with_login_spool_nothing() {
+    let server = TestServer::start("");
+    let report = run_load(
+        &server,
+        server.implicit_port(),
+        &["--tls", "--auth", "LOGIN", "--sessions", "3", "-n", "0"],
+    );
+    assert_eq!(report["sessions"], 3, "{report:#}");
+    assert_eq!(report["auths"], 3, "{report:#}");
+    assert_eq!(report["messages"], 0, "{report:#}");
+    assert!(server.spool_messages().is_empty());
+}

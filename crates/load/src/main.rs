@@ -1,0 +1,120 @@
+//! `portcullis-load`: closed-loop load against any SMTP submission server,
+//! as `redis-benchmark` is for Redis.
+//!
+//! It answers the operator's question "how many logins (or messages) per
+//! second does my deployment take, and at what latency?" and, with
+//! `--hold`, "how much memory does an idle client cost?". It speaks plain
+//! SMTP, STARTTLS and implicit TLS, and PLAIN, LOGIN, CRAM-MD5, XOAUTH2 and
+//! SCRAM-SHA-256, so it measures portcullis and its peers the same way.
+//!
+//! Modules, one concern each: `args` (flags → validated plan), `conn`
+//! (stream, bounded reply reader, step timeouts), `tls`, `mech` and `scram`
+//! (SASL client step machines, no I/O), `message`, `session` (the SMTP
+//! steps), `stats` (window and recorders), `run` (the closed loop and
+//! progress line), `hold`, and `report` (table and JSON).
+//!
+//! Exit status: 0 when no session failed, 1 when some did, 2 on bad usage.
+
+mod args;
+mod conn;
+mod hold;
+mod mech;
+mod message;
+mod report;
+mod run;
+mod scram;
+mod session;
+mod stats;
+mod tls;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::args::{Args, Mode, Plan, TlsMode};
+use crate::report::{HoldReport, LoadReport, Setup};
+use crate::session::Script;
+
+fn main() -> std::process::ExitCode {
+    let plan = match Args::parse().into_plan() {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("portcullis-load: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(plan) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("portcullis-load: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the plan; true when nothing failed.
+fn run(plan: Plan) -> anyhow::Result<bool> {
+    let runtime = match plan.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the tokio runtime")?;
+    let tls = match plan.tls {
+        TlsMode::None => None,
+        TlsMode::StartTls | TlsMode::Implicit => Some(tls::client(
+            &plan.server_name,
+            plan.insecure,
+            plan.ca_file.as_deref(),
+            plan.tls_resume,
+        )?),
+    };
+    let script = Arc::new(Script::new(&plan, tls));
+    let setup = Setup::new(&plan, script.message_size());
+    let (text, json, clean) = match plan.mode {
+        Mode::Load(stop) => {
+            let outcome = runtime.block_on(run::load(
+                script,
+                plan.connections,
+                stop,
+                plan.step_timeout,
+                plan.quiet,
+            ));
+            let report = LoadReport::new(setup, &outcome);
+            let json = serde_json::to_string(&report).context("report to JSON")?;
+            (report.text(), json, report.errors_total == 0)
+        }
+        Mode::Hold {
+            count,
+            duration,
+            server_pid,
+        } => {
+            let outcome = runtime.block_on(hold::hold(
+                script,
+                count,
+                plan.connections,
+                duration,
+                server_pid,
+                plan.quiet,
+            ));
+            let report = HoldReport::new(setup, &outcome);
+            let json = serde_json::to_string(&report).context("report to JSON")?;
+            (report.text(), json, report.errors_total == 0)
+        }
+    };
+    if plan.json {
+        println!("{json}");
+    } else {
+        print!("{text}");
+    }
+    Ok(clean)
+}
