@@ -228,3 +228,20 @@ fn reload_keeps_the_old_script_when_the_new_one_fails() {
     p.reload().unwrap();
     assert!(matches!(decide(&p, &request("PLAIN", "a", "b", None)), Verdict::Reject { .. }));
 }
+
+/// `cargo test -p portcullis-lua --release -- --ignored --nocapture cost`:
+/// the cost of one hook call (pool take, tables, call, verdict).
+#[test]
+#[ignore]
+fn cost_of_one_hook_call() {
+    let doc = include_str!("../tests/fixtures/kumo_smtp_server_auth_plain.md");
+    let (_d, p) = policy(&lua_blocks(doc)[0]);
+    let p = p.unwrap();
+    let r = request("PLAIN", "scott", "tiger", None);
+    let n = 20_000;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(matches!(decide(&p, &r), Verdict::Accept { .. }));
+    }
+    println!("kumo static table: {:?} per AUTH", started.elapsed() / n);
+}

