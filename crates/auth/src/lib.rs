@@ -18,8 +18,10 @@ use std::sync::Arc;
 use portcullis_credentials::{scheme, CredentialStore, StoreError, UserRecord, Verification};
 use portcullis_sasl::{Credentials, Secret};
 
+mod oauth;
 mod scram;
 
+pub use oauth::{OAuthError, TokenValidator};
 pub use scram::ScramUpgrade;
 
 /// The verdict on one authentication attempt.
@@ -46,6 +48,11 @@ pub enum RejectReason {
     AuthzidRefused,
     /// SCRAM -PLUS: the client bound to another TLS channel than ours.
     ChannelBindingMismatch,
+    /// A bearer token that is not valid (signature, issuer, audience,
+    /// expiry, or no user claim).
+    InvalidToken,
+    /// A valid bearer token, but for another user than the one named.
+    TokenForAnotherUser,
 }
 
 impl fmt::Display for RejectReason {
@@ -56,6 +63,8 @@ impl fmt::Display for RejectReason {
             RejectReason::NoUsableSecret => "no usable secret for this mechanism",
             RejectReason::AuthzidRefused => "authorization identity refused",
             RejectReason::ChannelBindingMismatch => "channel binding does not match (MITM?)",
+            RejectReason::InvalidToken => "invalid bearer token",
+            RejectReason::TokenForAnotherUser => "bearer token is for another user",
         })
     }
 }
@@ -66,6 +75,8 @@ pub struct Authenticator {
     store: Arc<dyn CredentialStore>,
     /// Key for the fake SCRAM secrets of unknown users.
     scram_key: Arc<Secret>,
+    /// Checks OAUTHBEARER/XOAUTH2 tokens; `None`: those are not offered.
+    tokens: Option<Arc<TokenValidator>>,
 }
 
 impl Authenticator {
@@ -76,7 +87,29 @@ impl Authenticator {
         Authenticator {
             store,
             scram_key: Arc::new(Secret::new(key.to_vec())),
+            tokens: None,
         }
+    }
+
+    /// Accepts bearer tokens (OAUTHBEARER, XOAUTH2) that `validator` accepts.
+    pub fn with_token_validator(mut self, validator: TokenValidator) -> Self {
+        self.tokens = Some(Arc::new(validator));
+        self
+    }
+
+    /// Whether OAUTHBEARER and XOAUTH2 can be offered.
+    pub fn tokens_available(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// The decision on a bearer token, and why it was refused (for the
+    /// log: "expired", "token is for bob"...). No I/O.
+    pub fn check_token(
+        &self,
+        named_user: Option<&str>,
+        token: &Secret,
+    ) -> (Decision, Option<String>) {
+        oauth::decide(self.tokens.as_deref(), named_user, token)
     }
 
     /// Sets the key fake SCRAM secrets are derived from. A key that
@@ -100,6 +133,9 @@ impl Authenticator {
 
     /// Decides on `credentials`. May block: call off the async workers.
     pub fn check(&self, credentials: &Credentials) -> Decision {
+        if let Credentials::Bearer { user, token } = credentials {
+            return self.check_token(user.as_deref(), token).0;
+        }
         let record = match self.store.lookup(credentials.authcid()) {
             Ok(record) => record,
             Err(error) => {

@@ -49,7 +49,16 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
     } else {
         Secret::from(rpassword::prompt_password("Password: ").context("reading the password")?)
     };
-    let authenticator = Authenticator::new(crate::stores::open(config)?);
+    let mut authenticator = Authenticator::new(crate::stores::open(config)?);
+    if let Some(oauth) = &config.oauth {
+        authenticator = authenticator.with_token_validator(portcullis_auth::TokenValidator::load(
+            &oauth.jwks_file,
+            &oauth.issuer,
+            &oauth.audience,
+            &oauth.user_claim,
+            oauth.leeway,
+        )?);
+    }
     let credentials = match mechanism {
         // Play the client: answer a challenge the way a client with this
         // password would, so the server side is checked as in a session.
@@ -71,6 +80,11 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
         Mechanism::ScramSha1 | Mechanism::ScramSha256 => {
             scram_exchange(&authenticator, mechanism, &user, authzid, &password)?
         }
+        // The "password" is the bearer token.
+        Mechanism::OAuthBearer | Mechanism::XOAuth2 => Credentials::Bearer {
+            user: Some(user.clone()),
+            token: password,
+        },
         Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus => {
             bail!("{mechanism} needs a TLS channel: test {mechanism} without -PLUS")
         }

@@ -8,6 +8,7 @@
 //! certificate and a SQLite user database in the data directory.
 
 pub mod delivery;
+pub mod oauth;
 pub mod policy;
 mod raw;
 mod validate;
@@ -38,6 +39,8 @@ pub struct Config {
     pub policy: Option<policy::Policy>,
     /// How spooled messages are delivered; `None` keeps them in the spool.
     pub delivery: Option<delivery::Delivery>,
+    /// How OAUTHBEARER/XOAUTH2 tokens are checked; `None`: not offered.
+    pub oauth: Option<oauth::OAuth>,
 }
 
 /// Where the server certificate comes from.
@@ -99,6 +102,10 @@ pub struct Listener {
     pub auth: ListenerAuth,
     /// Offer AUTH before TLS: passwords cross the network in clear.
     pub allow_insecure_auth: bool,
+    /// The SASL mechanisms offered here, upper-case, in this order; `None`:
+    /// every mechanism the configured stores can serve. Names are checked
+    /// against the mechanisms the server knows when it binds.
+    pub mechanisms: Option<Vec<String>>,
 }
 
 impl Config {

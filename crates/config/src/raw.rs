@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub policy: Option<PathBuf>,
     pub lua: Option<crate::policy::RawLua>,
     pub delivery: Option<crate::delivery::RawDelivery>,
+    /// Bearer-token (OAUTHBEARER, XOAUTH2) validation.
+    pub oauth: Option<crate::oauth::RawOAuth>,
     #[serde(default, rename = "route")]
     pub routes: Vec<crate::delivery::RawRoute>,
 }
@@ -67,4 +69,6 @@ pub struct RawListener {
     pub tls: Option<String>,
     pub auth: Option<String>,
     pub allow_insecure_auth: Option<bool>,
+    /// SASL mechanisms this listener offers (default: all the stores serve).
+    pub mechanisms: Option<Vec<String>>,
 }

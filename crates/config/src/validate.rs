@@ -122,8 +122,10 @@ pub(crate) fn validate(
     let delivery = crate::delivery::validate(raw.delivery, raw.routes, &in_data_dir)?;
 
     let policy = crate::policy::validate(raw.policy, raw.lua, base)?;
+    let oauth = crate::oauth::validate(raw.oauth, base)?;
 
     Ok(Config {
+        oauth,
         policy,
         delivery,
         hostname: raw.hostname.unwrap_or_else(|| "localhost".to_string()),
@@ -145,6 +147,7 @@ fn default_listeners() -> Vec<Listener> {
         tls,
         auth: ListenerAuth::Required,
         allow_insecure_auth: false,
+        mechanisms: None,
     };
     vec![
         listener("submission", "127.0.0.1:2587", ListenerTls::StartTls),
@@ -186,11 +189,15 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
             "AUTH on a listener without TLS would never be offered; set tls, or allow_insecure_auth = true",
         ));
     }
+    let mechanisms = raw
+        .mechanisms
+        .map(|names| names.iter().map(|n| n.to_ascii_uppercase()).collect());
     Ok(Listener {
         name: raw.name.unwrap_or_else(|| format!("listener{index}")),
         address,
         tls,
         auth,
         allow_insecure_auth,
+        mechanisms,
     })
 }

@@ -22,7 +22,7 @@ mod tools;
 
 pub use raw::{RawClient, Reply};
 pub use server::{portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
-pub use tools::{curl, gsasl, python, swaks, ToolOutput};
+pub use tools::{curl, gsasl, msmtp, python, swaks, ToolOutput};
 
 /// Envelope sender every test uses.
 pub const FROM: &str = "alice@example.test";

@@ -185,6 +185,12 @@ pub fn gsasl(args: &[&str]) -> ToolOutput {
     run("gsasl", args, None)
 }
 
+/// Runs `msmtp` with the given arguments, `stdin` as the message. With
+/// `--debug` the SMTP dialogue shows in stdout (`<-- 235 ...`).
+pub fn msmtp(args: &[&str], stdin: &str) -> ToolOutput {
+    run("msmtp", args, Some(stdin.as_bytes()))
+}
+
 /// Helpers every python script can use; `sys.argv[1:]` are the ports given.
 const PYTHON_PRELUDE: &str = r#"
 import base64, smtplib, socket, ssl, sys

@@ -17,6 +17,7 @@
 
 pub mod framing;
 mod mechanism;
+pub mod oauth;
 pub mod scram;
 mod secret;
 

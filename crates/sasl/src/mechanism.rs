@@ -15,11 +15,15 @@ pub enum Mechanism {
     ScramSha1Plus,
     ScramSha256,
     ScramSha256Plus,
+    /// RFC 7628 bearer token.
+    OAuthBearer,
+    /// Google's XOAUTH2, the older form of OAUTHBEARER.
+    XOAuth2,
 }
 
 impl Mechanism {
     /// Every mechanism, strongest first (the order of the EHLO keyword).
-    pub const ALL: [Mechanism; 7] = [
+    pub const ALL: [Mechanism; 9] = [
         Mechanism::ScramSha256Plus,
         Mechanism::ScramSha256,
         Mechanism::ScramSha1Plus,
@@ -27,6 +31,8 @@ impl Mechanism {
         Mechanism::CramMd5,
         Mechanism::Plain,
         Mechanism::Login,
+        Mechanism::OAuthBearer,
+        Mechanism::XOAuth2,
     ];
 
     /// Looks a mechanism up by its registered name, ignoring case.
@@ -46,6 +52,8 @@ impl Mechanism {
             Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
+            Mechanism::XOAuth2 => "XOAUTH2",
         }
     }
 
@@ -78,6 +86,11 @@ impl Mechanism {
     /// Whether the client sends the password itself (so only over TLS).
     pub fn reveals_password(self) -> bool {
         matches!(self, Mechanism::Plain | Mechanism::Login)
+    }
+
+    /// Whether the client sends a bearer token (OAUTHBEARER, XOAUTH2).
+    pub fn uses_bearer_token(self) -> bool {
+        matches!(self, Mechanism::OAuthBearer | Mechanism::XOAuth2)
     }
 }
 
@@ -112,6 +125,9 @@ pub enum Credentials {
         hash: ScramHash,
         outcome: ScramOutcome,
     },
+    /// OAUTHBEARER or XOAUTH2: a bearer token, and the user it is said to
+    /// be for (OAUTHBEARER may leave that to the token).
+    Bearer { user: Option<String>, token: Secret },
 }
 
 impl Credentials {
@@ -121,6 +137,7 @@ impl Credentials {
             Credentials::Password { authcid, .. }
             | Credentials::CramMd5 { authcid, .. }
             | Credentials::Scram { authcid, .. } => authcid,
+            Credentials::Bearer { user, .. } => user.as_deref().unwrap_or(""),
         }
     }
 
@@ -131,7 +148,16 @@ impl Credentials {
             Credentials::Password { authzid, .. } | Credentials::Scram { authzid, .. } => {
                 authzid.as_deref()
             }
-            Credentials::CramMd5 { .. } => None,
+            Credentials::CramMd5 { .. } | Credentials::Bearer { .. } => None,
+        }
+    }
+
+    /// Data to send the client (as a `334`) when the decision refused it,
+    /// before `535`: the RFC 7628 error JSON for bearer tokens.
+    pub fn failure_data(&self) -> Option<&'static [u8]> {
+        match self {
+            Credentials::Bearer { .. } => Some(crate::oauth::INVALID_TOKEN_JSON.as_bytes()),
+            _ => None,
         }
     }
 
@@ -212,6 +238,9 @@ pub(crate) enum State {
         plus_offered: bool,
     },
     ScramAwaitingFinal(Box<AwaitingFinal>),
+    OAuthAwaitingResponse {
+        mechanism: Mechanism,
+    },
     /// A `server-error` was sent; the exchange fails whatever comes back.
     Refused(&'static str),
 }
@@ -248,6 +277,12 @@ impl Exchange {
                 | Mechanism::ScramSha256Plus,
                 initial_response,
             ) => start_scram(mechanism, initial_response, context),
+            (Mechanism::OAuthBearer | Mechanism::XOAuth2, Some(response)) => {
+                parse_bearer(mechanism, &response)
+            }
+            (Mechanism::OAuthBearer | Mechanism::XOAuth2, None) => {
+                Ok(challenge(State::OAuthAwaitingResponse { mechanism }, b""))
+            }
             (Mechanism::Plain, Some(response)) => parse_plain(&response).map(Step::Done),
             (Mechanism::Plain, None) => Ok(challenge(State::PlainAwaitingResponse, b"")),
             (Mechanism::Login, None) => Ok(challenge(State::LoginAwaitingUser, b"Username:")),
@@ -307,6 +342,7 @@ impl Exchange {
                 scram::client_first(start, &response)
             }
             State::ScramAwaitingFinal(state) => scram::client_final(state, &response),
+            State::OAuthAwaitingResponse { mechanism } => parse_bearer(mechanism, &response),
             State::Refused(reason) => Err(SaslError::Refused(reason)),
         }
     }
@@ -342,6 +378,14 @@ fn start_scram(
             b"",
         )),
     }
+}
+
+fn parse_bearer(mechanism: Mechanism, response: &[u8]) -> Result<Step, SaslError> {
+    let credentials = match mechanism {
+        Mechanism::XOAuth2 => crate::oauth::parse_xoauth2(response)?,
+        _ => crate::oauth::parse_oauthbearer(response)?,
+    };
+    Ok(Step::Done(credentials))
 }
 
 fn challenge(state: State, text: &[u8]) -> Step {

@@ -23,7 +23,7 @@
 //! we do offer -PLUS is being downgraded and is refused, as is a -PLUS
 //! exchange without binding and a binding to data other than ours.
 
-mod message;
+pub(crate) mod message;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

@@ -25,17 +25,22 @@ pub(crate) async fn authenticate(
     let authzid = credentials.authzid().map(str::to_string);
     let authenticator = shared.authenticator.clone();
     let checked = tokio::task::spawn_blocking(move || {
-        let decision = authenticator.check(&credentials);
+        let (decision, detail) = match &credentials {
+            Credentials::Bearer { user, token } => {
+                authenticator.check_token(user.as_deref(), token)
+            }
+            _ => (authenticator.check(&credentials), None),
+        };
         let upgrade = match decision {
             Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
             _ => ScramUpgrade::NotNeeded,
         };
-        (decision, upgrade)
+        (decision, upgrade, detail)
     })
     .await;
-    let (decision, upgrade) = checked.unwrap_or_else(|_| {
+    let (decision, upgrade, detail) = checked.unwrap_or_else(|_| {
         let failed = Decision::Unavailable("authentication task failed".into());
-        (failed, ScramUpgrade::NotNeeded)
+        (failed, ScramUpgrade::NotNeeded, None)
     });
     let client = peer.client.ip();
     log_scram_upgrade(&user, &upgrade);
@@ -45,7 +50,8 @@ pub(crate) async fn authenticate(
             AuthOutcome::Accepted { authn_id, authz_id }
         }
         Decision::Rejected(reason) => {
-            tracing::warn!(%client, %mechanism, %user, authzid = ?authzid, result = "rejected", %reason, "auth");
+            let detail = detail.unwrap_or_default();
+            tracing::warn!(%client, %mechanism, %user, authzid = ?authzid, result = "rejected", %reason, %detail, "auth");
             AuthOutcome::Rejected { reply: None }
         }
         Decision::Unavailable(reason) => {

@@ -19,7 +19,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use portcullis_auth::Authenticator;
+use portcullis_auth::{Authenticator, TokenValidator};
 use portcullis_config::{Config, ListenerAuth, ListenerTls};
 use portcullis_sasl::Mechanism;
 use portcullis_session::{AuthPolicy, SessionConfig};
@@ -42,6 +42,10 @@ pub enum ServerError {
     Tls(#[from] tls::TlsError),
     #[error("credential store: {0}")]
     Store(#[from] portcullis_credentials::StoreError),
+    #[error(transparent)]
+    OAuth(#[from] portcullis_auth::OAuthError),
+    #[error("listener {listener}: unknown SASL mechanism {name:?}")]
+    UnknownMechanism { listener: String, name: String },
     #[error("SCRAM key file {path}: {source}")]
     ScramKey {
         path: std::path::PathBuf,
@@ -76,7 +80,34 @@ async fn offered_mechanisms(authenticator: &Authenticator) -> Result<Vec<Mechani
         mechanisms.push(Mechanism::CramMd5);
     }
     mechanisms.extend([Mechanism::Plain, Mechanism::Login]);
+    if authenticator.tokens_available() {
+        mechanisms.extend([Mechanism::OAuthBearer, Mechanism::XOAuth2]);
+    }
     Ok(mechanisms)
+}
+
+/// The listener's `mechanisms` list, if it has one: those of `offered`
+/// it names, in its order. A name we do not know is a config error; one
+/// the stores cannot serve (SCRAM without secrets) is left out.
+fn listener_mechanisms(
+    offered: &[Mechanism],
+    listener: &portcullis_config::Listener,
+) -> Result<Vec<Mechanism>, ServerError> {
+    let Some(names) = &listener.mechanisms else {
+        return Ok(offered.to_vec());
+    };
+    let mut chosen = Vec::new();
+    for name in names {
+        let mechanism =
+            Mechanism::from_name(name).ok_or_else(|| ServerError::UnknownMechanism {
+                listener: listener.name.clone(),
+                name: name.clone(),
+            })?;
+        if offered.contains(&mechanism) && !chosen.contains(&mechanism) {
+            chosen.push(mechanism);
+        }
+    }
+    Ok(chosen)
 }
 
 /// What every connection shares.
@@ -117,8 +148,17 @@ impl Server {
         spool: Arc<Spool>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Server, ServerError> {
-        let authenticator =
+        let mut authenticator =
             authenticator.with_scram_key(scram_key::load_or_create(&config.data_dir)?);
+        if let Some(oauth) = &config.oauth {
+            authenticator = authenticator.with_token_validator(TokenValidator::load(
+                &oauth.jwks_file,
+                &oauth.issuer,
+                &oauth.audience,
+                &oauth.user_claim,
+                oauth.leeway,
+            )?);
+        }
         let mechanisms = offered_mechanisms(&authenticator).await?;
         let certificate_hash = match &tls {
             Some(_) => Some(tls::certificate_hash(&config.tls, &config.hostname)?),
@@ -146,7 +186,7 @@ impl Server {
                 },
                 allow_insecure_auth: l.allow_insecure_auth,
                 starttls: l.tls == ListenerTls::StartTls && acceptor.is_some(),
-                mechanisms: mechanisms.clone(),
+                mechanisms: listener_mechanisms(&mechanisms, l)?,
                 max_unauthenticated_commands: config.limits.max_unauthenticated_commands,
                 max_auth_failures: config.limits.max_auth_failures,
             };

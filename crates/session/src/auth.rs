@@ -98,6 +98,7 @@ fn advance(
             session.phase = Phase::AwaitingAuth {
                 mechanism,
                 success_data: credentials.success_data().map(<[u8]>::to_vec),
+                failure_data: credentials.failure_data(),
             };
             Step::Effect(Effect::Authenticate {
                 mechanism,
@@ -129,6 +130,7 @@ pub(crate) fn finished(
     let Phase::AwaitingAuth {
         mechanism,
         success_data,
+        failure_data,
     } = std::mem::replace(&mut session.phase, Phase::Command)
     else {
         // Invariant: only called after Effect::Authenticate.
@@ -154,7 +156,15 @@ pub(crate) fn finished(
             None
         }
         AuthOutcome::Rejected { reply } => {
-            match fail(session, reply.unwrap_or_else(Reply::auth_failed), out) {
+            let reply = reply.unwrap_or_else(Reply::auth_failed);
+            if let Some(data) = failure_data {
+                // RFC 7628 §3.2.2: the error goes out as a challenge; the
+                // failure reply follows the client's acknowledgement.
+                Reply::auth_challenge(framing::encode_challenge(data)).write_to(out);
+                session.phase = Phase::AuthFailureAck { reply };
+                return None;
+            }
+            match fail(session, reply, out) {
                 Step::Effect(effect) => Some(effect),
                 _ => None,
             }
@@ -216,6 +226,12 @@ pub(crate) fn success_acknowledged(
         }
         _ => fail(session, Reply::malformed_auth_data(), out),
     }
+}
+
+/// The client acknowledged the failure data (with anything, `*` included):
+/// now the failure reply, counted like any failed attempt.
+pub(crate) fn failure_acknowledged(session: &mut Session, reply: Reply, out: &mut Vec<u8>) -> Step {
+    fail(session, reply, out)
 }
 
 /// Answers a failed attempt; past the per-connection limit, `421` and close.

@@ -53,7 +53,12 @@ pub(crate) enum Phase {
     AwaitingAuth {
         mechanism: Mechanism,
         success_data: Option<Vec<u8>>,
+        /// Sent in a `334` before the failure reply (RFC 7628's error JSON).
+        failure_data: Option<&'static [u8]>,
     },
+    /// The decision refused the client and we sent its failure data; the
+    /// client's answer (empty, `^A`, or `*`) gets `reply`.
+    AuthFailureAck { reply: Reply },
     /// The decision accepted the client and we sent its success data; the
     /// client's empty answer completes AUTH.
     AuthSuccessAck { identity: Identity },
@@ -142,9 +147,10 @@ impl Session {
         loop {
             let rest = &input[consumed..];
             let (used, step) = match &mut self.phase {
-                Phase::Command | Phase::AuthExchange { .. } | Phase::AuthSuccessAck { .. } => {
-                    self.next_line(rest, out)
-                }
+                Phase::Command
+                | Phase::AuthExchange { .. }
+                | Phase::AuthSuccessAck { .. }
+                | Phase::AuthFailureAck { .. } => self.next_line(rest, out),
                 Phase::Data(receiver) => match receiver.feed(rest) {
                     DataProgress::More { consumed } => (consumed, Step::NeedInput),
                     DataProgress::Done { consumed, outcome } => {
@@ -241,7 +247,9 @@ impl Session {
             Frame::TooLong { consumed } => {
                 if matches!(
                     self.phase,
-                    Phase::AuthExchange { .. } | Phase::AuthSuccessAck { .. }
+                    Phase::AuthExchange { .. }
+                        | Phase::AuthSuccessAck { .. }
+                        | Phase::AuthFailureAck { .. }
                 ) {
                     self.phase = Phase::Command;
                 }
@@ -256,6 +264,9 @@ impl Session {
                     } => crate::auth::respond(self, mechanism, exchange, line, out),
                     Phase::AuthSuccessAck { identity } => {
                         crate::auth::success_acknowledged(self, identity, line, out)
+                    }
+                    Phase::AuthFailureAck { reply } => {
+                        crate::auth::failure_acknowledged(self, reply, out)
                     }
                     _ => self.command(line, out),
                 };

@@ -6,6 +6,7 @@ use portcullis_sasl::{Credentials, Mechanism};
 
 use crate::*;
 
+mod oauth;
 mod scram;
 
 struct Harness {

@@ -125,7 +125,7 @@ fn base64(text: &str) -> Result<Vec<u8>, SaslError> {
 }
 
 /// RFC 5802 `saslname`: `=2C` is `,`, `=3D` is `=`, any other `=` is an error.
-fn saslname(text: &str) -> Result<String, SaslError> {
+pub(crate) fn saslname(text: &str) -> Result<String, SaslError> {
     if text.len() > MAX_IDENTITY_LEN {
         return Err(SaslError::TooLong);
     }
