@@ -10,10 +10,20 @@
 //! same hashing time as a wrong password.
 //!
 //! The check may block (the store reads disk, hashing takes tens of
-//! milliseconds by design): callers run it on a blocking pool.
+//! milliseconds by design): callers run it on a blocking pool. Two things
+//! keep that cost in check: a [verified-credential cache](cache) so a
+//! user's slow hash is paid once per TTL, and a bound on concurrent slow
+//! verifications that answers "try later" at once under a flood instead of
+//! letting every login queue behind it.
+
+mod cache;
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use cache::VerifiedCache;
 
 use portcullis_credentials::{scheme, CredentialStore, StoreError, UserRecord, Verification};
 use portcullis_sasl::{Credentials, Secret};
@@ -69,6 +79,27 @@ impl fmt::Display for RejectReason {
     }
 }
 
+/// Tuning of the decision's cost.
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    /// How long a verified password is remembered; zero disables the cache.
+    pub verified_cache_ttl: Duration,
+    /// Users remembered at most.
+    pub verified_cache_capacity: u64,
+    /// Slow hash verifications allowed at once; past it, `Unavailable`.
+    pub max_concurrent_verifications: usize,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            verified_cache_ttl: Duration::from_secs(300),
+            verified_cache_capacity: 100_000,
+            max_concurrent_verifications: 32,
+        }
+    }
+}
+
 /// Checks credentials against one store.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -77,17 +108,57 @@ pub struct Authenticator {
     scram_key: Arc<Secret>,
     /// Checks OAUTHBEARER/XOAUTH2 tokens; `None`: those are not offered.
     tokens: Option<Arc<TokenValidator>>,
+    cache: Option<Arc<VerifiedCache>>,
+    verifications: Arc<VerificationSlots>,
+}
+
+/// Counts slow verifications in flight.
+struct VerificationSlots {
+    in_flight: AtomicUsize,
+    max: usize,
+}
+
+/// A slow verification in flight; frees its slot when dropped.
+struct Slot<'a>(&'a VerificationSlots);
+
+impl VerificationSlots {
+    fn try_take(&self) -> Option<Slot<'_>> {
+        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(self);
+        (previous < self.max).then_some(slot)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Authenticator {
     /// An authenticator with a random key for fake SCRAM salts; use
     /// [`Authenticator::with_scram_key`] to keep them stable across restarts.
     pub fn new(store: Arc<dyn CredentialStore>) -> Self {
+        Self::with_options(store, &AuthOptions::default())
+    }
+
+    pub fn with_options(store: Arc<dyn CredentialStore>, options: &AuthOptions) -> Self {
+        let cache = (!options.verified_cache_ttl.is_zero()).then(|| {
+            Arc::new(VerifiedCache::new(
+                options.verified_cache_ttl,
+                options.verified_cache_capacity,
+            ))
+        });
         let key: [u8; 32] = rand::random();
         Authenticator {
             store,
             scram_key: Arc::new(Secret::new(key.to_vec())),
             tokens: None,
+            cache,
+            verifications: Arc::new(VerificationSlots {
+                in_flight: AtomicUsize::new(0),
+                max: options.max_concurrent_verifications.max(1),
+            }),
         }
     }
 
@@ -147,7 +218,18 @@ impl Authenticator {
             }
         };
         let verified = match credentials {
-            Credentials::Password { password, .. } => verify_password(record.as_ref(), password),
+            Credentials::Password { password, .. } => {
+                match self.verify_password(record.as_ref(), password) {
+                    Ok(verified) => verified,
+                    Err(Busy) => {
+                        metrics::counter!("portcullis_auth_verifications_refused_total")
+                            .increment(1);
+                        return Decision::Unavailable(
+                            "too many password verifications in flight".into(),
+                        );
+                    }
+                }
+            }
             Credentials::CramMd5 {
                 challenge, digest, ..
             } => verify_cram_md5(record.as_ref(), challenge, digest),
@@ -166,22 +248,46 @@ impl Authenticator {
     }
 }
 
-fn verify_password(
-    record: Option<&UserRecord>,
-    password: &portcullis_sasl::Secret,
-) -> Result<(), RejectReason> {
-    let Some(record) = record else {
-        scheme::verify_dummy(password);
-        return Err(RejectReason::UnknownUser);
-    };
-    let Some(stored) = &record.password else {
-        scheme::verify_dummy(password);
-        return Err(RejectReason::NoUsableSecret);
-    };
-    match scheme::verify(stored, password) {
-        Ok(Verification::Match) => Ok(()),
-        Ok(Verification::Mismatch) => Err(RejectReason::WrongPassword),
-        Err(_) => Err(RejectReason::NoUsableSecret),
+/// Every slow-verification slot is taken.
+struct Busy;
+
+impl Authenticator {
+    /// Verifies a password: from the cache when this exact (user, stored
+    /// hash, password) was verified lately, else by the slow hash, within a
+    /// bounded number of concurrent verifications. Unknown users and users
+    /// without a password pay a dummy verification so timing tells nothing.
+    fn verify_password(
+        &self,
+        record: Option<&UserRecord>,
+        password: &portcullis_sasl::Secret,
+    ) -> Result<Result<(), RejectReason>, Busy> {
+        let stored = record.and_then(|r| r.password.as_ref().map(|p| (r.name.as_str(), p)));
+        if let (Some((user, stored)), Some(cache)) = (stored, &self.cache) {
+            if cache.contains(user, stored, password) {
+                metrics::counter!("portcullis_auth_cache_total", "result" => "hit").increment(1);
+                return Ok(Ok(()));
+            }
+            metrics::counter!("portcullis_auth_cache_total", "result" => "miss").increment(1);
+        }
+        let _slot = self.verifications.try_take().ok_or(Busy)?;
+        let Some((user, stored)) = stored else {
+            scheme::verify_dummy(password);
+            let reason = match record {
+                None => RejectReason::UnknownUser,
+                Some(_) => RejectReason::NoUsableSecret,
+            };
+            return Ok(Err(reason));
+        };
+        Ok(match scheme::verify(stored, password) {
+            Ok(Verification::Match) => {
+                if let Some(cache) = &self.cache {
+                    cache.insert(user, stored, password);
+                }
+                Ok(())
+            }
+            Ok(Verification::Mismatch) => Err(RejectReason::WrongPassword),
+            Err(_) => Err(RejectReason::NoUsableSecret),
+        })
     }
 }
 

@@ -90,3 +90,59 @@ fn cram_md5_from_stored_keys() {
         Decision::Rejected(RejectReason::NoUsableSecret)
     );
 }
+
+#[test]
+fn a_changed_password_invalidates_the_verified_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("u.sqlite")).unwrap());
+    store
+        .add_user("carol", &Secret::from("old"), false)
+        .unwrap();
+    let a = Authenticator::new(store.clone());
+    assert!(matches!(
+        a.check(&plain("carol", None, "old")),
+        Decision::Accepted { .. }
+    ));
+    assert!(matches!(
+        a.check(&plain("carol", None, "old")),
+        Decision::Accepted { .. }
+    ));
+    store
+        .set_password("carol", &Secret::from("new"), false)
+        .unwrap();
+    assert_eq!(
+        a.check(&plain("carol", None, "old")),
+        Decision::Rejected(RejectReason::WrongPassword)
+    );
+    assert!(matches!(
+        a.check(&plain("carol", None, "new")),
+        Decision::Accepted { .. }
+    ));
+}
+
+#[test]
+fn verifications_past_the_bound_are_deferred_but_cache_hits_are_not() {
+    let (_d, store_dir_authenticator) = authenticator();
+    let options = AuthOptions {
+        max_concurrent_verifications: 1,
+        ..AuthOptions::default()
+    };
+    let a = Authenticator::with_options(store_dir_authenticator.store.clone(), &options);
+    assert!(matches!(
+        a.check(&plain("alice", None, "right")),
+        Decision::Accepted { .. }
+    ));
+    let _held = a.verifications.try_take();
+    assert!(matches!(
+        a.check(&plain("alice", None, "wrong")),
+        Decision::Unavailable(_)
+    ));
+    assert!(matches!(
+        a.check(&plain("nobody", None, "x")),
+        Decision::Unavailable(_)
+    ));
+    assert!(matches!(
+        a.check(&plain("alice", None, "right")),
+        Decision::Accepted { .. }
+    ));
+}
