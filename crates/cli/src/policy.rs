@@ -38,8 +38,12 @@ pub async fn reload_on_sighup(policy: Arc<Policy>) {
             let p = policy.clone();
             let reloaded = tokio::task::spawn_blocking(move || p.reload()).await;
             match reloaded {
-                Ok(Ok(())) => tracing::info!(script = %policy.script().display(), events = ?policy.registered(), "policy reloaded"),
-                Ok(Err(error)) => tracing::error!(%error, "policy reload failed; keeping the running script"),
+                Ok(Ok(())) => {
+                    tracing::info!(script = %policy.script().display(), events = ?policy.registered(), "policy reloaded")
+                }
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "policy reload failed; keeping the running script")
+                }
                 Err(_) => tracing::error!("policy reload task failed; keeping the running script"),
             }
         }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use portcullis_auth::Authenticator;
+use portcullis_auth::{AuthOptions, Authenticator};
 use portcullis_config::Config;
-use portcullis_server::{tls, Server};
+use portcullis_server::{admin, telemetry, tls, Server};
 use portcullis_spool::Spool;
 
 /// How long running sessions may go on after a stop signal.
@@ -22,8 +22,28 @@ pub fn run(config: Config) -> Result<ExitCode> {
     let policy = crate::policy::load(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
-        let server =
-            Server::bind(&config, Authenticator::new(store), spool.clone(), Some(tls)).await?;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        if let Some(address) = config.admin {
+            let metrics = install_metrics_recorder()?;
+            let listener = admin::bind(address)
+                .await
+                .with_context(|| format!("admin listener on {address}"))?;
+            tokio::spawn(admin::serve(listener, metrics, stopping.clone()));
+        }
+        let options = AuthOptions {
+            verified_cache_ttl: config.auth.verified_cache_ttl,
+            max_concurrent_verifications: config.auth.max_concurrent_verifications,
+            ..AuthOptions::default()
+        };
+        let authenticator = Authenticator::with_options(store, &options);
+        let server = Server::bind(
+            &config,
+            authenticator,
+            spool.clone(),
+            Some(tls),
+            stopping.clone(),
+        )
+        .await?;
         let server = match policy {
             Some(policy) => {
                 tokio::spawn(crate::policy::reload_on_sighup(policy.clone()));
@@ -31,7 +51,6 @@ pub fn run(config: Config) -> Result<ExitCode> {
             }
             None => server,
         };
-        let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_stop_signal().await;
             tracing::info!("stop signal: no new connections, finishing open sessions");
@@ -40,15 +59,26 @@ pub fn run(config: Config) -> Result<ExitCode> {
         let delivery = config.delivery.clone().map(|d| {
             let engine =
                 portcullis_delivery::Engine::new(spool.clone(), d, config.hostname.clone());
-            tokio::spawn(engine.run(stopped.clone()))
+            tokio::spawn(engine.run(stopping.clone()))
         });
-        server.run(stopped, SHUTDOWN_GRACE).await;
+        server.run(SHUTDOWN_GRACE).await;
         if let Some(delivery) = delivery {
             let _ = delivery.await;
         }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Installs the Prometheus recorder that the admin listener renders.
+fn install_metrics_recorder() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(telemetry::LATENCY_BUCKETS)
+        .context("histogram buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    telemetry::describe();
+    Ok(handle)
 }
 
 async fn wait_for_stop_signal() {

@@ -19,6 +19,11 @@ use std::time::Duration;
 
 pub use validate::ConfigError;
 
+/// The admin port of the development defaults. A config file has no admin
+/// listener unless it asks for one, so that several servers can run side
+/// by side from their own files.
+pub const DEVELOPMENT_ADMIN_PORT: u16 = 2580;
+
 /// The default data directory, relative to where the server starts.
 pub const DEFAULT_DATA_DIR: &str = "portcullis-data";
 
@@ -34,6 +39,9 @@ pub struct Config {
     pub cram_md5: bool,
     pub spool_dir: PathBuf,
     pub limits: Limits,
+    pub auth: AuthTuning,
+    /// The admin HTTP listener (`/metrics`, `/health`), if any.
+    pub admin: Option<SocketAddr>,
     pub listeners: Vec<Listener>,
     /// The Lua policy script, if any (`policy = "policy.lua"`).
     pub policy: Option<policy::Policy>,
@@ -41,6 +49,15 @@ pub struct Config {
     pub delivery: Option<delivery::Delivery>,
     /// How OAUTHBEARER/XOAUTH2 tokens are checked; `None`: not offered.
     pub oauth: Option<oauth::OAuth>,
+}
+
+/// How much the AUTH decision may cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthTuning {
+    /// How long a verified password is remembered (zero: never).
+    pub verified_cache_ttl: Duration,
+    /// Slow hash verifications at once; past it, `454 4.7.0`.
+    pub max_concurrent_verifications: usize,
 }
 
 /// Where the server certificate comes from.
@@ -134,11 +151,14 @@ impl Config {
     }
 
     /// The development defaults: loopback STARTTLS on 2587, implicit TLS on
-    /// 2465, a self-signed certificate and SQLite users in `data_dir`.
+    /// 2465, metrics on 2580, a self-signed certificate and SQLite users in
+    /// `data_dir`.
     pub fn development(data_dir: Option<&Path>) -> Config {
         // Invariant: the empty document is valid; every field has a default.
-        validate::validate(raw::RawConfig::default(), Path::new("."), data_dir)
-            .expect("the built-in defaults validate")
+        let mut config = validate::validate(raw::RawConfig::default(), Path::new("."), data_dir)
+            .expect("the built-in defaults validate");
+        config.admin = Some(SocketAddr::from(([127, 0, 0, 1], DEVELOPMENT_ADMIN_PORT)));
+        config
     }
 }
 

@@ -17,6 +17,10 @@ pub struct RawConfig {
     pub spool: RawSpool,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub admin: RawAdmin,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<RawListener>,
     /// The Lua policy script, relative to the config file.
@@ -71,4 +75,17 @@ pub struct RawListener {
     pub allow_insecure_auth: Option<bool>,
     /// SASL mechanisms this listener offers (default: all the stores serve).
     pub mechanisms: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub verified_cache_ttl_secs: Option<u64>,
+    pub max_concurrent_verifications: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: Option<String>,
 }

@@ -93,6 +93,24 @@ pub(crate) fn validate(
         return Err(invalid("limits.max_auth_failures", "must be at least 1"));
     }
 
+    let auth = AuthTuning {
+        verified_cache_ttl: Duration::from_secs(raw.auth.verified_cache_ttl_secs.unwrap_or(300)),
+        max_concurrent_verifications: raw.auth.max_concurrent_verifications.unwrap_or(32),
+    };
+    if auth.max_concurrent_verifications == 0 {
+        return Err(invalid(
+            "auth.max_concurrent_verifications",
+            "must be at least 1",
+        ));
+    }
+    let admin = match raw.admin.address {
+        None => None,
+        Some(text) => Some(
+            text.parse::<SocketAddr>()
+                .map_err(|_| invalid("admin.address", format!("{text:?} is not ip:port")))?,
+        ),
+    };
+
     let listeners = if raw.listeners.is_empty() {
         default_listeners()
     } else {
@@ -135,6 +153,8 @@ pub(crate) fn validate(
         tls,
         users,
         limits,
+        auth,
+        admin,
         listeners,
     })
 }

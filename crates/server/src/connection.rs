@@ -113,15 +113,25 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut input: Vec<u8> = Vec::new();
+    let mut stopping = shared.stopping.clone();
     loop {
         let progress = session.feed(&input, &mut out);
         input.drain(..progress.consumed);
         match progress.effect {
             None => {
+                if *stopping.borrow() && !session.in_transaction() {
+                    session.abort(Reply::shutting_down(), &mut out);
+                    flush(stream, &mut out, shared).await?;
+                    return Ok(Ended::Closed);
+                }
                 flush(stream, &mut out, shared).await?;
                 input.reserve(READ_CHUNK);
-                let read =
-                    tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)).await;
+                let read = tokio::select! {
+                    read = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)) => read,
+                    // The server is stopping: an idle session is told now;
+                    // one inside a transaction reads on until it ends.
+                    _ = stopping.wait_for(|stop| *stop), if !session.in_transaction() => continue,
+                };
                 match read {
                     Ok(Ok(0)) => return Ok(Ended::Closed),
                     Ok(Ok(_)) => {}

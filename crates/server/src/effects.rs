@@ -11,7 +11,7 @@ use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
 use crate::connection::Peer;
-use crate::Shared;
+use crate::{telemetry, Shared};
 
 /// Checks credentials and logs one line with the exact reason. The password
 /// never reaches the log: only the user name, mechanism and verdict do.
@@ -24,6 +24,7 @@ pub(crate) async fn authenticate(
     let user = credentials.authcid().to_string();
     let authzid = credentials.authzid().map(str::to_string);
     let authenticator = shared.authenticator.clone();
+    let started = std::time::Instant::now();
     let checked = tokio::task::spawn_blocking(move || {
         let (decision, detail) = match &credentials {
             Credentials::Bearer { user, token } => {
@@ -42,6 +43,14 @@ pub(crate) async fn authenticate(
         let failed = Decision::Unavailable("authentication task failed".into());
         (failed, ScramUpgrade::NotNeeded, None)
     });
+    metrics::histogram!(telemetry::AUTH_DURATION).record(started.elapsed().as_secs_f64());
+    let result = match &decision {
+        Decision::Accepted { .. } => "accepted",
+        Decision::Rejected(_) => "rejected",
+        Decision::Unavailable(_) => "deferred",
+    };
+    metrics::counter!(telemetry::AUTH_ATTEMPTS, "mechanism" => mechanism.name(), "result" => result)
+        .increment(1);
     let client = peer.client.ip();
     log_scram_upgrade(&user, &upgrade);
     match decision {
@@ -154,16 +163,23 @@ pub(crate) async fn spool(
         mail_auth_param: message.envelope.params.auth.clone(),
     };
     let spool = shared.spool.clone();
+    let started = std::time::Instant::now();
     let stored = tokio::task::spawn_blocking(move || spool.store(&meta, &data)).await;
+    metrics::histogram!(telemetry::SPOOL_WRITE_DURATION).record(started.elapsed().as_secs_f64());
     match stored {
         Ok(Ok(id)) => {
             tracing::info!(client = %peer.client.ip(), %id, recipients = recipients.len(), "message spooled");
+            metrics::counter!(telemetry::MESSAGES_SPOOLED).increment(1);
             SpoolOutcome::Stored { id: id.to_string() }
         }
         Ok(Err(error)) => {
             tracing::error!(%error, "spool write failed; answering 451");
+            metrics::counter!(telemetry::SPOOL_FAILURES).increment(1);
             SpoolOutcome::Failed
         }
-        Err(_) => SpoolOutcome::Failed,
+        Err(_) => {
+            metrics::counter!(telemetry::SPOOL_FAILURES).increment(1);
+            SpoolOutcome::Failed
+        }
     }
 }

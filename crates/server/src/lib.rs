@@ -9,11 +9,13 @@
 //! blocks). Replies are written once per batch: when the session has used up
 //! the input and wants more, which is what PIPELINING needs.
 
+pub mod admin;
 mod connection;
 mod effects;
 mod listener;
 mod policy;
 mod scram_key;
+pub mod telemetry;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -122,6 +124,9 @@ pub(crate) struct Shared {
     pub certificate_hash: Option<Vec<u8>>,
     /// The Lua policy, when the config names a script.
     pub policy: Option<Arc<portcullis_lua::Policy>>,
+    /// Turns true when the server stops: sessions between transactions get
+    /// `421 4.3.2`, sessions inside one finish it first.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// One bound listener and how its sessions behave.
@@ -147,6 +152,7 @@ impl Server {
         authenticator: Authenticator,
         spool: Arc<Spool>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        stopping: watch::Receiver<bool>,
     ) -> Result<Server, ServerError> {
         let mut authenticator =
             authenticator.with_scram_key(scram_key::load_or_create(&config.data_dir)?);
@@ -207,6 +213,7 @@ impl Server {
             max_connections: config.limits.max_connections,
             policy: None,
             certificate_hash,
+            stopping,
         });
         Ok(Server { shared, listeners })
     }
@@ -229,18 +236,15 @@ impl Server {
             .collect()
     }
 
-    /// Serves until `shutdown` turns true, then stops accepting and waits up
-    /// to `grace` for open sessions to finish. Messages already answered
-    /// with 250 are on disk, so the grace period only spares transactions
-    /// in flight.
-    pub async fn run(self, shutdown: watch::Receiver<bool>, grace: std::time::Duration) {
+    /// Serves until the `stopping` flag given to [`Server::bind`] turns
+    /// true, then stops accepting and waits up to `grace` for open sessions
+    /// to finish: idle sessions are told `421 4.3.2` at once, sessions in a
+    /// transaction finish it first. Messages already answered with 250 are
+    /// on disk, so the grace period only spares transactions in flight.
+    pub async fn run(self, grace: std::time::Duration) {
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.listeners {
-            tasks.spawn(listener::accept_loop(
-                l,
-                self.shared.clone(),
-                shutdown.clone(),
-            ));
+            tasks.spawn(listener::accept_loop(l, self.shared.clone()));
         }
         while tasks.join_next().await.is_some() {}
         // Every open connection holds a permit: all permits back means every

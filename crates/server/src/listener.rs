@@ -4,15 +4,11 @@ use std::sync::Arc;
 
 use portcullis_proto::Reply;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
 
-use crate::{connection, BoundListener, Shared};
+use crate::{connection, telemetry, BoundListener, Shared};
 
-pub(crate) async fn accept_loop(
-    listener: BoundListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn accept_loop(listener: BoundListener, shared: Arc<Shared>) {
+    let mut stopping = shared.stopping.clone();
     let listener = Arc::new(listener);
     if let Ok(addr) = listener.socket.local_addr() {
         tracing::info!(listener = %listener.name, %addr, implicit_tls = listener.implicit_tls, "listening");
@@ -20,7 +16,7 @@ pub(crate) async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             // Shutdown: stop taking connections; running sessions go on.
-            _ = shutdown.changed() => break,
+            _ = stopping.wait_for(|stop| *stop) => break,
             accepted = listener.socket.accept() => accepted,
         };
         let (mut stream, peer) = match accepted {
@@ -35,6 +31,7 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             tracing::warn!(client = %peer, "connection limit reached");
+            metrics::counter!(telemetry::CONNECTIONS_REFUSED).increment(1);
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 Reply::too_many_connections().write_to(&mut out);
@@ -42,10 +39,14 @@ pub(crate) async fn accept_loop(
             });
             continue;
         };
+        metrics::counter!(telemetry::CONNECTIONS, "listener" => listener.name.clone()).increment(1);
         let listener = listener.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
+            let active = metrics::gauge!(telemetry::CONNECTIONS_ACTIVE);
+            active.increment(1.0);
             connection::serve(stream, peer, &listener, &shared).await;
+            active.decrement(1.0);
             drop(permit);
         });
     }

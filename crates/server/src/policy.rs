@@ -61,18 +61,28 @@ pub(crate) async fn authenticate(
         }
     };
     Some(match verdict {
-        Verdict::Accept { authn_id, authz_id, .. } => {
+        Verdict::Accept {
+            authn_id, authz_id, ..
+        } => {
             tracing::info!(%client, %mechanism, user = %authn_id, authz = %authz_id, result = "accepted", by = "policy", "auth");
             AuthOutcome::Accepted { authn_id, authz_id }
         }
-        Verdict::Reject { reply, disconnect, reason } => {
+        Verdict::Reject {
+            reply,
+            disconnect,
+            reason,
+        } => {
             tracing::warn!(%client, %mechanism, %user, result = "rejected", %reason, disconnect, by = "policy", "auth");
             match disconnect {
                 true => AuthOutcome::Disconnect { reply },
                 false => AuthOutcome::Rejected { reply: Some(reply) },
             }
         }
-        Verdict::Defer { reply, disconnect, reason } => {
+        Verdict::Defer {
+            reply,
+            disconnect,
+            reason,
+        } => {
             tracing::warn!(%client, %mechanism, %user, result = "deferred", %reason, disconnect, by = "policy", "auth");
             match disconnect {
                 true => AuthOutcome::Disconnect { reply },

@@ -135,6 +135,12 @@ impl Session {
         self.helo.as_ref().map(|h| h.name.as_str())
     }
 
+    /// Whether a mail transaction is under way (MAIL given, or DATA being
+    /// read or stored): a stopping server lets it finish.
+    pub fn in_transaction(&self) -> bool {
+        self.transaction.is_some() || matches!(self.phase, Phase::Data(_) | Phase::AwaitingSpool)
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)

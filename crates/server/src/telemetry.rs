@@ -1,0 +1,59 @@
+//! Every metric the server exports, declared once: name, kind and meaning.
+//! Code records through these names; `describe` publishes the help texts.
+
+/// Connections accepted, by listener.
+pub const CONNECTIONS: &str = "portcullis_connections_total";
+/// Connections open now.
+pub const CONNECTIONS_ACTIVE: &str = "portcullis_connections_active";
+/// Connections refused at the limit.
+pub const CONNECTIONS_REFUSED: &str = "portcullis_connections_refused_total";
+/// AUTH attempts, by mechanism and result (accepted, rejected, deferred).
+pub const AUTH_ATTEMPTS: &str = "portcullis_auth_attempts_total";
+/// Time to decide an AUTH attempt (store look-up and verification).
+pub const AUTH_DURATION: &str = "portcullis_auth_duration_seconds";
+/// Verified-credential cache look-ups, by result (hit, miss). Recorded by
+/// the auth crate.
+pub const AUTH_CACHE: &str = "portcullis_auth_cache_total";
+/// Slow verifications refused because too many were in flight.
+pub const AUTH_VERIFICATIONS_REFUSED: &str = "portcullis_auth_verifications_refused_total";
+/// Messages durably spooled.
+pub const MESSAGES_SPOOLED: &str = "portcullis_messages_spooled_total";
+/// Spool writes that failed (answered 451).
+pub const SPOOL_FAILURES: &str = "portcullis_spool_failures_total";
+/// Time to store a message durably (writes, fsyncs, renames).
+pub const SPOOL_WRITE_DURATION: &str = "portcullis_spool_write_seconds";
+
+/// Histogram buckets for latencies, in seconds: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Publishes the help text of every metric.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(CONNECTIONS, "Connections accepted, by listener");
+    describe_gauge!(CONNECTIONS_ACTIVE, "Connections open now");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused at the connection limit"
+    );
+    describe_counter!(AUTH_ATTEMPTS, "AUTH attempts by mechanism and result");
+    describe_histogram!(
+        AUTH_DURATION,
+        Unit::Seconds,
+        "Time to decide an AUTH attempt"
+    );
+    describe_counter!(AUTH_CACHE, "Verified-credential cache look-ups by result");
+    describe_counter!(
+        AUTH_VERIFICATIONS_REFUSED,
+        "Slow verifications refused under load (454)"
+    );
+    describe_counter!(MESSAGES_SPOOLED, "Messages durably spooled");
+    describe_counter!(SPOOL_FAILURES, "Spool writes that failed");
+    describe_histogram!(
+        SPOOL_WRITE_DURATION,
+        Unit::Seconds,
+        "Time to store a message durably"
+    );
+}
