@@ -48,6 +48,7 @@
 //! the async workers (`spawn_blocking`).
 
 mod error;
+mod group_sync;
 mod id;
 mod meta;
 
@@ -72,6 +73,7 @@ const STATE: &str = "state";
 pub struct Spool {
     root: PathBuf,
     clock: id::Clock,
+    queue_sync: group_sync::GroupSync,
 }
 
 impl Spool {
@@ -82,6 +84,7 @@ impl Spool {
         let spool = Spool {
             root: dir.to_path_buf(),
             clock: id::Clock::default(),
+            queue_sync: group_sync::GroupSync::default(),
         };
         for d in [spool.root.clone(), spool.tmp_dir(), spool.queue_dir()] {
             fs::create_dir_all(&d).map_err(SpoolError::io("create directory", &d))?;
@@ -99,6 +102,7 @@ impl Spool {
         let spool = Spool {
             root: dir.to_path_buf(),
             clock: id::Clock::default(),
+            queue_sync: group_sync::GroupSync::default(),
         };
         let queue = spool.queue_dir();
         fs::metadata(&queue).map_err(SpoolError::io("open spool", &queue))?;
@@ -252,7 +256,10 @@ impl Spool {
             let (from, to) = (self.staged(id, ext), self.queued(id, ext));
             fs::rename(&from, &to).map_err(SpoolError::io("rename into queue", &from))?;
         }
-        sync_dir(&self.queue_dir())
+        let queue = self.queue_dir();
+        self.queue_sync
+            .sync(&queue)
+            .map_err(SpoolError::io("fsync directory", &queue))
     }
 
     /// Best effort removal of every file `store` may have made for `id`,
