@@ -62,9 +62,7 @@ impl GroupSync {
                 Err(_) => state.failed_through = state.failed_through.max(covers),
             }
             self.finished.notify_all();
-            if let Err(error) = result {
-                return Err(error);
-            }
+            result?;
         }
     }
 }
