@@ -246,3 +246,22 @@ s.quit()
     );
     out.assert_contains("LOGIN 235");
 }
+
+/// A script sees no secret for CRAM-MD5, SCRAM or bearer tokens, so it must
+/// never be the one to accept them: a hook that says yes to everyone must not
+/// let a wrong CRAM-MD5 digest in.
+#[test]
+fn a_permissive_hook_cannot_accept_a_proof_it_cannot_see() {
+    let server = with_policy("portcullis.on('smtp_server_auth', function(auth, conn) return true end)\n", "");
+    let address = format!("127.0.0.1:{}", server.submission_port());
+    let attempt = |password: &str| {
+        swaks(&[
+            "--server", &address, "--tls", "--auth", "CRAM-MD5", "--auth-user", "alice",
+            "--auth-password", password, "--from", FROM, "--to", TO, "--body", "policy test",
+        ])
+    };
+    attempt("not the password").assert_contains("535 5.7.8");
+    assert!(server.spool_messages().is_empty());
+    // PLAIN carries the password, so there the script does decide.
+    swaks_auth(&server, "anyone", "anything").assert_contains("235 2.7.0");
+}

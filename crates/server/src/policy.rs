@@ -17,7 +17,11 @@ use crate::Shared;
 /// Extra wait beyond the hook timeout before the server stops waiting.
 const GRACE: Duration = Duration::from_millis(250);
 
-/// `None` when the policy does not decide this mechanism.
+/// `None` when the policy does not decide this attempt. A script decides
+/// only where it sees the secret itself (PLAIN and LOGIN carry the
+/// password). CRAM-MD5, SCRAM and bearer tokens carry proofs only our own
+/// verification can check: handing them to a script that answers "accept"
+/// for a user name would let anyone in, so those always go to the store.
 pub(crate) async fn authenticate(
     shared: &Shared,
     peer: &Peer,
@@ -26,6 +30,9 @@ pub(crate) async fn authenticate(
     credentials: &Credentials,
 ) -> Option<AuthOutcome> {
     let policy = shared.policy.as_ref()?.clone();
+    let Credentials::Password { .. } = credentials else {
+        return None;
+    };
     if !policy.decides(mechanism.name()) {
         return None;
     }
