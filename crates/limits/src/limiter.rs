@@ -1,0 +1,335 @@
+//! The decisions: admit a connection or not, let an AUTH attempt through or
+//! cool it down, and what a failure costs (delay, cool-down, ban).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::net::canonical;
+use crate::{failure_delay, network_of, Ban, Counter, LimitsBackend, LimitsConfig, LimitsError};
+use crate::{MemoryBackend, Timestamp};
+
+/// Whether a new connection may go on to the greeting.
+#[derive(Debug)]
+pub enum Admission {
+    /// Go on; keep the slot for the life of the connection.
+    Admitted(ConnectionSlot),
+    /// The address is banned: `421 4.7.0` at the greeting.
+    Banned(Ban),
+    /// Too many open connections from this address.
+    TooManyConnections,
+    /// Too many new connections from this address lately.
+    TooFast,
+}
+
+/// Whether an AUTH attempt is checked at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthGate {
+    /// Check the credentials.
+    Proceed,
+    /// The user is cooling down after too many failures and this address
+    /// has not logged in as them lately: `454 4.7.0`, no check.
+    CoolDown,
+}
+
+/// What one failed AUTH attempt costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureVerdict {
+    /// Wait this long before the failure reply.
+    pub delay: Duration,
+    /// The same wrong password as a recent failure from this address: not
+    /// counted again (a client with a stale password, not a guesser).
+    pub stale: bool,
+    /// Recent failures from the address, its network, for the user, and
+    /// for the (address, user) pair, this one included.
+    pub address_failures: u64,
+    pub network_failures: u64,
+    pub user_failures: u64,
+    pub pair_failures: u64,
+    /// This failure started (or extended) the user's cool-down.
+    pub cooldown: bool,
+    /// This failure got the address banned.
+    pub banned: Option<Ban>,
+}
+
+/// One open connection, counted against its address until dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    open: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The brute-force defence of one server. Cheap to share behind an `Arc`.
+pub struct Limiter {
+    config: LimitsConfig,
+    backend: Arc<dyn LimitsBackend>,
+    /// Counts used when `backend` fails (the same object when it is the
+    /// memory backend).
+    local: Arc<MemoryBackend>,
+    /// Keys the HMAC of wrong passwords; never leaves the process.
+    key: [u8; 32],
+    open: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    degraded: AtomicBool,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limiter {
+    /// A limiter counting in this process only.
+    pub fn in_memory(config: LimitsConfig) -> Limiter {
+        let local = Arc::new(MemoryBackend::new());
+        Limiter::new(config, local.clone(), local)
+    }
+
+    /// A limiter on a shared `backend`, falling back to `local` when it
+    /// fails.
+    pub fn new(
+        config: LimitsConfig,
+        backend: Arc<dyn LimitsBackend>,
+        local: Arc<MemoryBackend>,
+    ) -> Limiter {
+        Limiter {
+            config,
+            backend,
+            local,
+            key: rand::random(),
+            open: Arc::default(),
+            degraded: AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
+    }
+
+    /// The local counts and bans (the ban file is loaded into these).
+    pub fn local(&self) -> &Arc<MemoryBackend> {
+        &self.local
+    }
+
+    /// Bans, connection count and rate, in that order. The allow-list
+    /// skips all three.
+    pub async fn admit(&self, ip: IpAddr, now: Timestamp) -> Admission {
+        let ip = canonical(ip);
+        if !self.config.allowed(ip) {
+            if let Some(ban) = self.banned(ip, now).await {
+                return Admission::Banned(ban);
+            }
+            if self.config.max_connection_rate > 0 {
+                let counter = [Counter {
+                    key: format!("conn:{ip}"),
+                    window: self.config.connection_rate_window,
+                }];
+                let rate = self.hit(&counter, now).await[0];
+                if rate > self.config.max_connection_rate {
+                    return Admission::TooFast;
+                }
+            }
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        let max = self.config.max_connections_per_address;
+        if max > 0 && *n >= max && !self.config.allowed(ip) {
+            return Admission::TooManyConnections;
+        }
+        *n += 1;
+        Admission::Admitted(ConnectionSlot {
+            open: self.open.clone(),
+            ip,
+        })
+    }
+
+    /// Whether to check an AUTH attempt for `user` from `ip` at all.
+    pub async fn before_auth(&self, ip: IpAddr, user: &str, now: Timestamp) -> AuthGate {
+        let ip = canonical(ip);
+        let user = user.to_lowercase();
+        if self.config.allowed(ip) || !self.marked(&format!("cool:{user}"), now).await {
+            return AuthGate::Proceed;
+        }
+        if self.marked(&format!("ok:{ip}:{user}"), now).await {
+            return AuthGate::Proceed;
+        }
+        AuthGate::CoolDown
+    }
+
+    /// Counts a failure and says what it costs. `password` is the clear
+    /// password when the mechanism carried one (PLAIN, LOGIN): only its
+    /// keyed hash is kept, to recognise the same wrong password repeated.
+    pub async fn auth_failed(
+        &self,
+        ip: IpAddr,
+        user: &str,
+        password: Option<&[u8]>,
+        now: Timestamp,
+    ) -> FailureVerdict {
+        let ip = canonical(ip);
+        let user = user.to_lowercase();
+        let window = self.config.failure_window;
+        let counters = failure_counters(ip, &user, window);
+        let stale = match password {
+            Some(password) => {
+                let key = format!("stale:{ip}:{}", self.password_mac(&user, password));
+                let seen = self.marked(&key, now).await;
+                self.mark(&key, now + window, now).await;
+                seen
+            }
+            None => false,
+        };
+        let counts = if stale {
+            self.peek(&counters, now).await
+        } else {
+            self.hit(&counters, now).await
+        };
+        let (address, network, user_count, pair) = (counts[0], counts[1], counts[2], counts[3]);
+        let weighted = address.max(network.div_ceil(self.config.network_divisor.max(1)));
+        let mut verdict = FailureVerdict {
+            delay: failure_delay(
+                weighted.max(1),
+                self.config.delay_initial,
+                self.config.delay_max,
+            ),
+            stale,
+            address_failures: address,
+            network_failures: network,
+            user_failures: user_count,
+            pair_failures: pair,
+            cooldown: false,
+            banned: None,
+        };
+        if stale {
+            return verdict;
+        }
+        if user_count >= self.config.user_max_failures {
+            let until = now + self.config.user_cooldown;
+            self.mark(&format!("cool:{user}"), until, now).await;
+            verdict.cooldown = true;
+        }
+        if address >= self.config.ban_after && !self.config.allowed(ip) {
+            let ban = Ban {
+                ip,
+                reason: format!(
+                    "{address} failed logins in {}s",
+                    self.config.failure_window.as_secs()
+                ),
+                created_ms: now.millis(),
+                expires_ms: (now + self.config.ban_duration).millis(),
+            };
+            self.ban(ban.clone()).await;
+            verdict.banned = Some(ban);
+        }
+        verdict
+    }
+
+    /// Remembers that `ip` logged in as `user`: it is exempt from that
+    /// user's cool-down for `trusted_for`. A success is never delayed.
+    pub async fn auth_succeeded(&self, ip: IpAddr, user: &str, now: Timestamp) {
+        let key = format!("ok:{}:{}", canonical(ip), user.to_lowercase());
+        self.mark(&key, now + self.config.trusted_for, now).await;
+    }
+
+    /// The ban on `ip` in force at `now`, if any.
+    pub async fn banned(&self, ip: IpAddr, now: Timestamp) -> Option<Ban> {
+        let ip = canonical(ip);
+        let shared = self.backend.banned(ip, now).await;
+        self.or_local(shared, || self.local.banned_now(ip, now))
+    }
+
+    /// Records a ban (shared when the backend is).
+    pub async fn ban(&self, ban: Ban) {
+        let shared = self.backend.ban(ban.clone()).await;
+        self.or_local(shared, || self.local.ban_now(ban))
+    }
+
+    /// Every ban in force.
+    pub async fn bans(&self, now: Timestamp) -> Result<Vec<Ban>, LimitsError> {
+        self.backend.bans(now).await
+    }
+
+    /// Lifts a ban; whether there was one.
+    pub async fn unban(&self, ip: IpAddr) -> Result<bool, LimitsError> {
+        let local = self.local.unban_now(canonical(ip));
+        Ok(self.backend.unban(canonical(ip)).await? || local)
+    }
+
+    fn password_mac(&self, user: &str, password: &[u8]) -> String {
+        // Invariant: HMAC accepts keys of any length.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(user.as_bytes());
+        mac.update(&[0]);
+        mac.update(password);
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    async fn hit(&self, counters: &[Counter], now: Timestamp) -> Vec<u64> {
+        let shared = self.backend.hit(counters, now).await;
+        self.or_local(shared, || self.local.hit_now(counters, now))
+    }
+
+    async fn peek(&self, counters: &[Counter], now: Timestamp) -> Vec<u64> {
+        let shared = self.backend.peek(counters, now).await;
+        self.or_local(shared, || self.local.peek_now(counters, now))
+    }
+
+    async fn mark(&self, key: &str, until: Timestamp, now: Timestamp) {
+        let shared = self.backend.mark(key, until, now).await;
+        self.or_local(shared, || self.local.mark_now(key, until))
+    }
+
+    async fn marked(&self, key: &str, now: Timestamp) -> bool {
+        let shared = self.backend.marked(key, now).await;
+        self.or_local(shared, || self.local.marked_now(key, now))
+    }
+
+    /// Fail open for counting: a shared backend that fails is logged once
+    /// (and once more when it is back) and local counts stand in.
+    fn or_local<T>(&self, shared: Result<T, LimitsError>, local: impl FnOnce() -> T) -> T {
+        match shared {
+            Ok(value) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("limits backend is back; counting shared again");
+                }
+                value
+            }
+            Err(error) => {
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::error!(%error, "limits backend unavailable; counting locally");
+                }
+                local()
+            }
+        }
+    }
+}
+
+/// Address, network, user and (address, user), in that order.
+fn failure_counters(ip: IpAddr, user: &str, window: Duration) -> [Counter; 4] {
+    let counter = |key: String| Counter { key, window };
+    [
+        counter(format!("fail:ip:{ip}")),
+        counter(format!("fail:net:{}", network_of(ip))),
+        counter(format!("fail:user:{user}")),
+        counter(format!("fail:pair:{ip}:{user}")),
+    ]
+}
