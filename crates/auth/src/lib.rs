@@ -236,6 +236,13 @@ impl Authenticator {
             Credentials::Scram { hash, outcome, .. } => {
                 scram::verify(record.as_ref(), *hash, outcome)
             }
+            // The TLS layer verified the certificate against our CA; the
+            // user must still exist, so removing a user locks out their
+            // certificate too without revoking it.
+            Credentials::External { .. } => match record {
+                Some(_) => Ok(()),
+                None => Err(RejectReason::UnknownUser),
+            },
             _ => Err(RejectReason::NoUsableSecret),
         };
         match verified.and_then(|()| authorize(record.as_ref(), credentials)) {

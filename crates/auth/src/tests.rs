@@ -146,3 +146,37 @@ fn verifications_past_the_bound_are_deferred_but_cache_hits_are_not() {
         Decision::Accepted { .. }
     ));
 }
+
+fn external(authcid: &str, authzid: Option<&str>) -> Credentials {
+    Credentials::External {
+        authcid: authcid.into(),
+        authzid: authzid.map(Into::into),
+    }
+}
+
+#[test]
+fn external_needs_an_existing_user_and_follows_the_authzid_rule() {
+    let (_d, a) = authenticator();
+    assert_eq!(
+        a.check(&external("alice", None)),
+        Decision::Accepted {
+            authn_id: "alice".into(),
+            authz_id: "alice".into()
+        }
+    );
+    assert_eq!(
+        a.check(&external("alice", Some("sales"))),
+        Decision::Accepted {
+            authn_id: "alice".into(),
+            authz_id: "sales".into()
+        }
+    );
+    assert_eq!(
+        a.check(&external("alice", Some("boss"))),
+        Decision::Rejected(RejectReason::AuthzidRefused)
+    );
+    assert_eq!(
+        a.check(&external("mallory", None)),
+        Decision::Rejected(RejectReason::UnknownUser)
+    );
+}

@@ -88,6 +88,9 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
         Mechanism::ScramSha1Plus | Mechanism::ScramSha256Plus => {
             bail!("{mechanism} needs a TLS channel: test {mechanism} without -PLUS")
         }
+        Mechanism::External => {
+            bail!("EXTERNAL needs a TLS client certificate: try it with a client")
+        }
     };
     Ok(match authenticator.check(&credentials) {
         Decision::Accepted { authn_id, authz_id } => {

@@ -18,7 +18,11 @@ pub fn run(config: Config) -> Result<ExitCode> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = crate::stores::open(&config)?;
     let spool = Arc::new(Spool::open(&config.spool_dir).context("opening the spool")?);
-    let tls = tls::server_config(&config.tls, &config.hostname)?;
+    let tls = tls::server_config(
+        &config.tls,
+        &config.hostname,
+        config.client_certificates.as_ref(),
+    )?;
     let policy = crate::policy::load(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {

@@ -34,6 +34,8 @@ pub struct Config {
     pub hostname: String,
     pub data_dir: PathBuf,
     pub tls: TlsSource,
+    /// Client certificates (SASL EXTERNAL); `None`: none are asked for.
+    pub client_certificates: Option<ClientCertificates>,
     pub users: UserBackend,
     /// Store CRAM-MD5 keys beside password hashes, so CRAM-MD5 can be offered.
     pub cram_md5: bool,
@@ -70,6 +72,26 @@ pub enum TlsSource {
     },
     /// Made on first start and kept in this directory (development only).
     SelfSigned { dir: PathBuf },
+}
+
+/// Optional TLS client certificates, verified against `ca`: a client
+/// without one still connects; one the CA does not vouch for fails the
+/// handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificates {
+    /// PEM file with the CA certificate(s).
+    pub ca: PathBuf,
+    /// Which field of the verified leaf names the user.
+    pub identity: ClientIdentity,
+}
+
+/// The certificate field a client certificate is mapped to a user by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIdentity {
+    /// The subject's common name (the default).
+    CommonName,
+    /// The first rfc822Name (e-mail) of the subject alternative names.
+    Email,
 }
 
 /// The credential store.

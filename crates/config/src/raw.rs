@@ -38,6 +38,10 @@ pub struct RawConfig {
 pub struct RawTls {
     pub certificate: Option<PathBuf>,
     pub private_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that vouch for client certificates (EXTERNAL).
+    pub client_ca: Option<PathBuf>,
+    /// Which certificate field names the user: `"cn"` or `"email"`.
+    pub client_identity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -178,3 +178,25 @@ fn durations_parse() {
     assert_eq!(parse_duration("5"), None);
     assert_eq!(parse_duration("m"), None);
 }
+
+#[test]
+fn client_certificates_need_a_ca_and_default_to_the_common_name() {
+    assert_eq!(parse("").unwrap().client_certificates, None);
+    let c = parse("[tls]\nclient_ca = \"ca.pem\"").unwrap();
+    assert_eq!(
+        c.client_certificates,
+        Some(ClientCertificates {
+            ca: "/etc/portcullis/ca.pem".into(),
+            identity: ClientIdentity::CommonName,
+        })
+    );
+    let c = parse("[tls]\nclient_ca = \"/x/ca.pem\"\nclient_identity = \"email\"").unwrap();
+    assert_eq!(
+        c.client_certificates.map(|c| c.identity),
+        Some(ClientIdentity::Email)
+    );
+    let err = |t: &str| parse(t).unwrap_err().to_string();
+    assert!(err("[tls]\nclient_identity = \"cn\"").starts_with("tls.client_identity"));
+    assert!(err("[tls]\nclient_ca = \"c\"\nclient_identity = \"uid\"")
+        .starts_with("tls.client_identity"));
+}

@@ -58,6 +58,14 @@ pub(crate) fn validate(
         }
     };
 
+    let client_certificates =
+        client_certificates(raw.tls.client_ca, raw.tls.client_identity)?.map(|(ca, identity)| {
+            ClientCertificates {
+                ca: beside_config(ca),
+                identity,
+            }
+        });
+
     let users = match raw.users.backend.as_deref().unwrap_or("sqlite") {
         "sqlite" => UserBackend::Sqlite {
             path: in_data_dir(raw.users.path.unwrap_or_else(|| "users.sqlite".into())),
@@ -151,12 +159,34 @@ pub(crate) fn validate(
         cram_md5: raw.users.cram_md5.unwrap_or(true),
         data_dir,
         tls,
+        client_certificates,
         users,
         limits,
         auth,
         admin,
         listeners,
     })
+}
+
+/// `[tls] client_ca` and `client_identity`: the identity needs a CA.
+fn client_certificates(
+    ca: Option<PathBuf>,
+    identity: Option<String>,
+) -> Result<Option<(PathBuf, ClientIdentity)>, ConfigError> {
+    if ca.is_none() && identity.is_some() {
+        return Err(invalid("tls.client_identity", "needs tls.client_ca"));
+    }
+    let identity = match identity.as_deref() {
+        None | Some("cn") => ClientIdentity::CommonName,
+        Some("email") => ClientIdentity::Email,
+        Some(other) => {
+            return Err(invalid(
+                "tls.client_identity",
+                format!("{other:?}: use cn or email"),
+            ))
+        }
+    };
+    Ok(ca.map(|ca| (ca, identity)))
 }
 
 fn default_listeners() -> Vec<Listener> {

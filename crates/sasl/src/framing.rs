@@ -29,10 +29,14 @@ pub fn decode_initial_response(arg: &[u8]) -> Result<Vec<u8>, FramingError> {
     decode(arg)
 }
 
-/// Decodes a response line sent after a `334` challenge.
+/// Decodes a response line sent after a `334` challenge. RFC 4954 sends an
+/// empty response as an empty line, but curl sends `=` (the initial
+/// response form) there too; a lone `=` is never valid base64, so reading
+/// it as empty is unambiguous, and Dovecot and Cyrus do the same.
 pub fn decode_continuation(line: &[u8]) -> Result<Response, FramingError> {
     match line {
         b"*" => Ok(Response::Cancel),
+        b"=" => Ok(Response::Data(Vec::new())),
         _ => decode(line).map(Response::Data),
     }
 }
@@ -66,6 +70,12 @@ mod tests {
     #[test]
     fn empty_continuation_is_empty_data() {
         assert_eq!(decode_continuation(b""), Ok(Response::Data(vec![])));
+    }
+
+    #[test]
+    fn equals_sign_continuation_from_curl_is_empty_data() {
+        assert_eq!(decode_continuation(b"="), Ok(Response::Data(vec![])));
+        assert_eq!(decode_continuation(b"=="), Err(FramingError::InvalidBase64));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! initial response) lives in [`framing`]; the mechanisms only ever see
 //! decoded octets.
 
+mod external;
 pub mod framing;
 mod mechanism;
 pub mod oauth;

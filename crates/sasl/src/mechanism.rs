@@ -19,11 +19,14 @@ pub enum Mechanism {
     OAuthBearer,
     /// Google's XOAUTH2, the older form of OAUTHBEARER.
     XOAuth2,
+    /// RFC 4422 appendix A: the identity of a verified TLS client certificate.
+    External,
 }
 
 impl Mechanism {
     /// Every mechanism, strongest first (the order of the EHLO keyword).
-    pub const ALL: [Mechanism; 9] = [
+    pub const ALL: [Mechanism; 10] = [
+        Mechanism::External,
         Mechanism::ScramSha256Plus,
         Mechanism::ScramSha256,
         Mechanism::ScramSha1Plus,
@@ -54,6 +57,7 @@ impl Mechanism {
             Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
             Mechanism::OAuthBearer => "OAUTHBEARER",
             Mechanism::XOAuth2 => "XOAUTH2",
+            Mechanism::External => "EXTERNAL",
         }
     }
 
@@ -92,6 +96,12 @@ impl Mechanism {
     pub fn uses_bearer_token(self) -> bool {
         matches!(self, Mechanism::OAuthBearer | Mechanism::XOAuth2)
     }
+
+    /// Whether the identity comes from a verified TLS client certificate
+    /// (EXTERNAL), so the mechanism is usable only on such a connection.
+    pub fn needs_client_certificate(self) -> bool {
+        matches!(self, Mechanism::External)
+    }
 }
 
 impl std::fmt::Display for Mechanism {
@@ -128,6 +138,12 @@ pub enum Credentials {
     /// OAUTHBEARER or XOAUTH2: a bearer token, and the user it is said to
     /// be for (OAUTHBEARER may leave that to the token).
     Bearer { user: Option<String>, token: Secret },
+    /// EXTERNAL: `authcid` is what the verified client certificate maps to
+    /// (given by the driver, not the client); `authzid` is the client's.
+    External {
+        authcid: String,
+        authzid: Option<String>,
+    },
 }
 
 impl Credentials {
@@ -136,7 +152,8 @@ impl Credentials {
         match self {
             Credentials::Password { authcid, .. }
             | Credentials::CramMd5 { authcid, .. }
-            | Credentials::Scram { authcid, .. } => authcid,
+            | Credentials::Scram { authcid, .. }
+            | Credentials::External { authcid, .. } => authcid,
             Credentials::Bearer { user, .. } => user.as_deref().unwrap_or(""),
         }
     }
@@ -145,9 +162,9 @@ impl Credentials {
     /// authentication identity. An empty authzid is reported as `None`.
     pub fn authzid(&self) -> Option<&str> {
         match self {
-            Credentials::Password { authzid, .. } | Credentials::Scram { authzid, .. } => {
-                authzid.as_deref()
-            }
+            Credentials::Password { authzid, .. }
+            | Credentials::Scram { authzid, .. }
+            | Credentials::External { authzid, .. } => authzid.as_deref(),
             Credentials::CramMd5 { .. } | Credentials::Bearer { .. } => None,
         }
     }
@@ -213,6 +230,9 @@ pub struct StartContext<'a> {
     /// Whether the -PLUS variant of the chosen SCRAM mechanism is offered
     /// on this connection (a client saying `y` is then being downgraded).
     pub plus_offered: bool,
+    /// The identity a verified TLS client certificate maps to (EXTERNAL);
+    /// `None` without one.
+    pub external_identity: Option<&'a str>,
 }
 
 /// An exchange that is waiting for the client's next response.
@@ -240,6 +260,9 @@ pub(crate) enum State {
     ScramAwaitingFinal(Box<AwaitingFinal>),
     OAuthAwaitingResponse {
         mechanism: Mechanism,
+    },
+    ExternalAwaitingAuthzid {
+        identity: String,
     },
     /// A `server-error` was sent; the exchange fails whatever comes back.
     Refused(&'static str),
@@ -283,6 +306,7 @@ impl Exchange {
             (Mechanism::OAuthBearer | Mechanism::XOAuth2, None) => {
                 Ok(challenge(State::OAuthAwaitingResponse { mechanism }, b""))
             }
+            (Mechanism::External, initial_response) => start_external(initial_response, context),
             (Mechanism::Plain, Some(response)) => parse_plain(&response).map(Step::Done),
             (Mechanism::Plain, None) => Ok(challenge(State::PlainAwaitingResponse, b"")),
             (Mechanism::Login, None) => Ok(challenge(State::LoginAwaitingUser, b"Username:")),
@@ -343,6 +367,9 @@ impl Exchange {
             }
             State::ScramAwaitingFinal(state) => scram::client_final(state, &response),
             State::OAuthAwaitingResponse { mechanism } => parse_bearer(mechanism, &response),
+            State::ExternalAwaitingAuthzid { identity } => {
+                crate::external::finish(identity, &response).map(Step::Done)
+            }
             State::Refused(reason) => Err(SaslError::Refused(reason)),
         }
     }
@@ -374,6 +401,27 @@ fn start_scram(
                 plus,
                 binding: context.channel_binding.cloned(),
                 plus_offered: context.plus_offered,
+            },
+            b"",
+        )),
+    }
+}
+
+/// EXTERNAL: only with an identity from a verified client certificate; the
+/// client's message (initial response, or answer to an empty challenge) is
+/// the authzid.
+fn start_external(
+    initial_response: Option<Vec<u8>>,
+    context: &StartContext<'_>,
+) -> Result<Step, SaslError> {
+    let Some(identity) = context.external_identity else {
+        return Err(SaslError::Refused(crate::external::NO_EXTERNAL_IDENTITY));
+    };
+    match initial_response {
+        Some(message) => crate::external::finish(identity.to_string(), &message).map(Step::Done),
+        None => Ok(challenge(
+            State::ExternalAwaitingAuthzid {
+                identity: identity.to_string(),
             },
             b"",
         )),

@@ -46,7 +46,11 @@ pub(crate) async fn serve(
     let result = match (&listener.acceptor, listener.implicit_tls) {
         (Some(acceptor), true) => match handshake(acceptor, tcp, shared).await {
             Ok(mut stream) => {
-                let info = tls::info(stream.get_ref().1, shared.certificate_hash.as_deref());
+                let info = tls::info(
+                    stream.get_ref().1,
+                    shared.certificate_hash.as_deref(),
+                    shared.client_identity,
+                );
                 let mut out = Vec::new();
                 let mut session =
                     Session::new(listener.session.clone(), conn, Some(info), &mut out);
@@ -93,6 +97,7 @@ async fn serve_starttls(
     session.tls_established(tls::info(
         stream.get_ref().1,
         shared.certificate_hash.as_deref(),
+        shared.client_identity,
     ));
     drive(&mut stream, &mut session, Vec::new(), peer, shared)
         .await

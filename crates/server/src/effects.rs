@@ -6,7 +6,7 @@ use portcullis_auth::{Decision, ScramUpgrade};
 use portcullis_proto::received::{received_header, ReceivedFields};
 use portcullis_sasl::{Credentials, Mechanism, ScramHash};
 use portcullis_session::{AuthOutcome, Message, ScramLookup, Session, SpoolOutcome};
-use portcullis_spool::{AuthMeta, MessageMeta, TlsMeta};
+use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, TlsMeta};
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
@@ -153,6 +153,11 @@ pub(crate) async fn spool(
         tls: session.tls().map(|t| TlsMeta {
             version: t.version.clone(),
             cipher: t.cipher.clone(),
+            client_certificate: t.client_certificate.as_ref().map(|c| ClientCertMeta {
+                subject: c.subject.clone(),
+                issuer: c.issuer.clone(),
+                sha256: c.sha256.clone(),
+            }),
         }),
         auth: message.identity.as_ref().map(|i| AuthMeta {
             authn_id: i.authn_id.clone(),

@@ -10,6 +10,7 @@
 //! the input and wants more, which is what PIPELINING needs.
 
 pub mod admin;
+mod client_cert;
 mod connection;
 mod effects;
 mod listener;
@@ -122,6 +123,9 @@ pub(crate) struct Shared {
     pub max_connections: usize,
     /// SHA-256 of our certificate: SCRAM's `tls-server-end-point` binding.
     pub certificate_hash: Option<Vec<u8>>,
+    /// How a verified client certificate names its user (EXTERNAL); `None`
+    /// when no client CA is configured.
+    pub client_identity: Option<portcullis_config::ClientIdentity>,
     /// The Lua policy, when the config names a script.
     pub policy: Option<Arc<portcullis_lua::Policy>>,
     /// Turns true when the server stops: sessions between transactions get
@@ -165,7 +169,12 @@ impl Server {
                 oauth.leeway,
             )?);
         }
-        let mechanisms = offered_mechanisms(&authenticator).await?;
+        let mut mechanisms = offered_mechanisms(&authenticator).await?;
+        if config.client_certificates.is_some() && tls.is_some() {
+            // First: a client that presented a certificate it can use
+            // wants it; the session offers EXTERNAL only to such clients.
+            mechanisms.insert(0, Mechanism::External);
+        }
         let certificate_hash = match &tls {
             Some(_) => Some(tls::certificate_hash(&config.tls, &config.hostname)?),
             None => None,
@@ -213,6 +222,7 @@ impl Server {
             max_connections: config.limits.max_connections,
             policy: None,
             certificate_hash,
+            client_identity: config.client_certificates.as_ref().map(|c| c.identity),
             stopping,
         });
         Ok(Server { shared, listeners })

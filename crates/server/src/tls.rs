@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use portcullis_config::TlsSource;
+use portcullis_config::{ClientCertificates, ClientIdentity, TlsSource};
 use portcullis_sasl::ChannelBinding;
 use portcullis_session::TlsInfo;
 use rustls::pki_types::pem::PemObject;
@@ -29,10 +29,12 @@ pub enum TlsError {
     Invalid(String),
 }
 
-/// Builds the rustls server configuration from `source`.
+/// Builds the rustls server configuration from `source`; with `clients`,
+/// clients may present a certificate, which must chain to that CA.
 pub fn server_config(
     source: &TlsSource,
     hostname: &str,
+    clients: Option<&ClientCertificates>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (cert_path, key_path) = paths(source, hostname)?;
     let certs = read_chain(&cert_path)?;
@@ -45,10 +47,16 @@ pub fn server_config(
         "TLS certificate"
     );
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Invalid(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Invalid(e.to_string()))?;
+    let builder = match clients {
+        Some(clients) => {
+            builder.with_client_cert_verifier(crate::client_cert::verifier(clients, provider)?)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Invalid(e.to_string()))?;
     Ok(Arc::new(config))
@@ -102,7 +110,13 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 /// SCRAM -PLUS binds to: `tls-exporter` (RFC 9266) on TLS 1.3 only (on
 /// TLS 1.2 it is safe only with the extended master secret, which rustls
 /// does not report), and `certificate_hash` as `tls-server-end-point`.
-pub fn info(conn: &rustls::ServerConnection, certificate_hash: Option<&[u8]>) -> TlsInfo {
+/// With `client_identity`, a verified client certificate is mapped to a
+/// user by that field (EXTERNAL).
+pub fn info(
+    conn: &rustls::ServerConnection,
+    certificate_hash: Option<&[u8]>,
+    client_identity: Option<ClientIdentity>,
+) -> TlsInfo {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
@@ -128,6 +142,10 @@ pub fn info(conn: &rustls::ServerConnection, certificate_hash: Option<&[u8]>) ->
             tls_exporter,
             tls_server_end_point: certificate_hash.map(<[u8]>::to_vec),
         },
+        client_certificate: client_identity.and_then(|identity| {
+            let leaf = conn.peer_certificates()?.first()?;
+            crate::client_cert::facts(leaf, identity)
+        }),
     }
 }
 

@@ -56,6 +56,7 @@ pub(crate) fn start(
         plus_offered: mechanism
             .plus_variant()
             .is_some_and(|plus| session.mechanism_usable(plus)),
+        external_identity: session.external_identity(),
     };
     let step = Exchange::start_with(mechanism, initial_response, &context);
     advance(session, mechanism, step, out)

@@ -33,6 +33,26 @@ pub struct TlsInfo {
     pub cipher: String,
     /// What SCRAM -PLUS binds to (RFC 9266, RFC 5929).
     pub channel_binding: ChannelBinding,
+    /// The client certificate, when the client sent one and our CA
+    /// verified it (an unverified one never gets this far: the handshake
+    /// fails).
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// Facts about a verified TLS client certificate, for EXTERNAL, the spool
+/// and policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// Subject distinguished name, RFC 4514 style.
+    pub subject: String,
+    /// Issuer distinguished name, RFC 4514 style.
+    pub issuer: String,
+    /// SHA-256 of the DER certificate, colon-separated upper-case hex.
+    pub sha256: String,
+    /// The user name the listener maps the certificate to (subject CN or
+    /// SAN e-mail, as configured); `None` when the certificate lacks that
+    /// field, and then EXTERNAL is not offered.
+    pub identity: Option<String>,
 }
 
 /// The driver's answer to [`Effect::LookupScramSecrets`].

@@ -21,7 +21,8 @@ mod session;
 
 pub use config::{AuthPolicy, SessionConfig};
 pub use effect::{
-    AuthOutcome, Effect, Envelope, Identity, Message, ScramLookup, SpoolOutcome, TlsInfo,
+    AuthOutcome, ClientCertificate, Effect, Envelope, Identity, Message, ScramLookup, SpoolOutcome,
+    TlsInfo,
 };
 pub use session::{ConnectionInfo, Progress, Session};
 

@@ -377,10 +377,22 @@ impl Session {
     }
 
     /// Whether `mechanism` can be used on this connection now: offered on
-    /// this listener and, for channel binding, under TLS.
+    /// this listener and, for channel binding, under TLS; EXTERNAL only
+    /// with a verified client certificate that maps to a user.
     pub(crate) fn mechanism_usable(&self, mechanism: Mechanism) -> bool {
         self.config.mechanisms.contains(&mechanism)
             && (!mechanism.needs_channel_binding() || self.tls.is_some())
+            && (!mechanism.needs_client_certificate() || self.external_identity().is_some())
+    }
+
+    /// The user a verified TLS client certificate maps to (EXTERNAL).
+    pub(crate) fn external_identity(&self) -> Option<&str> {
+        self.tls
+            .as_ref()?
+            .client_certificate
+            .as_ref()?
+            .identity
+            .as_deref()
     }
 
     fn start_tls(&mut self, out: &mut Vec<u8>) -> Step {

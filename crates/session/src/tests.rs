@@ -6,6 +6,7 @@ use portcullis_sasl::{Credentials, Mechanism};
 
 use crate::*;
 
+mod external;
 mod oauth;
 mod scram;
 
@@ -22,6 +23,7 @@ fn tls() -> TlsInfo {
             tls_exporter: Some(vec![1; 32]),
             tls_server_end_point: Some(vec![2; 32]),
         },
+        client_certificate: None,
     }
 }
 

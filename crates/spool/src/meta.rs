@@ -41,6 +41,20 @@ pub struct TlsMeta {
     pub version: String,
     /// Cipher suite name.
     pub cipher: String,
+    /// The client certificate our CA verified, if the client sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertMeta>,
+}
+
+/// A verified TLS client certificate (SASL EXTERNAL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCertMeta {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// SHA-256 of the DER certificate, colon-separated hex.
+    pub sha256: String,
 }
 
 /// The SASL identity of the submitting client.

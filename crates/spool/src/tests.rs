@@ -16,6 +16,7 @@ fn meta() -> MessageMeta {
         tls: Some(TlsMeta {
             version: "TLSv1.3".into(),
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            client_certificate: None,
         }),
         auth: Some(AuthMeta {
             authn_id: "alice".into(),

@@ -142,6 +142,7 @@ fn plus_context(binding: &ChannelBinding) -> StartContext<'_> {
         unique_challenge: "",
         channel_binding: Some(binding),
         plus_offered: true,
+        external_identity: None,
     }
 }
 
