@@ -3,6 +3,7 @@
 //! them, and the only one that uses `anyhow`.
 
 mod auth_test;
+mod bans;
 mod policy;
 mod queue;
 mod serve;
@@ -75,6 +76,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// See, add and lift bans (brute-force defence).
+    Ban {
+        #[command(subcommand)]
+        action: bans::BanAction,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Authentication tools.
     Auth {
         #[command(subcommand)]
@@ -126,6 +134,7 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
         }
         Command::Auth { action, config } => auth_test::run(action, &config.load()?),
         Command::Queue { action, config } => queue::run(action, &config.load()?),
+        Command::Ban { action, config } => bans::run(action, &config.load()?),
     }
 }
 

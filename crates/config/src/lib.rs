@@ -7,6 +7,7 @@
 //! at all, [`Config::development`] gives loopback listeners, a self-signed
 //! certificate and a SQLite user database in the data directory.
 
+pub mod defence;
 pub mod delivery;
 pub mod oauth;
 pub mod policy;
@@ -110,6 +111,12 @@ pub struct Limits {
     pub max_auth_failures: u32,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Invalid commands on one connection before `421` and close.
+    pub max_invalid_commands: u32,
+    /// Where brute-force counts and bans live.
+    pub store: defence::LimitsStore,
+    /// Failure delays, cool-downs, bans, per-address connection limits.
+    pub defence: portcullis_limits::LimitsConfig,
 }
 
 /// How a listener uses TLS.
@@ -145,6 +152,9 @@ pub struct Listener {
     /// every mechanism the configured stores can serve. Names are checked
     /// against the mechanisms the server knows when it binds.
     pub mechanisms: Option<Vec<String>>,
+    /// Clients in these networks may send XCLIENT (Postfix): proxies that
+    /// vouch for the real client and its login. Empty: nobody.
+    pub xclient_trusted: Vec<portcullis_limits::IpNet>,
 }
 
 impl Config {

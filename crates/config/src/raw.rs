@@ -67,6 +67,16 @@ pub struct RawLimits {
     pub max_auth_failures: Option<u32>,
     pub idle_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    /// `"memory"` (default) or `"redis://host:port"`.
+    pub backend: Option<String>,
+    /// Invalid commands (unknown or malformed) before `421` and close.
+    pub max_invalid_commands: Option<u32>,
+    pub max_connections_per_address: Option<u32>,
+    /// New connections per address per `connection_rate_window`.
+    pub max_connection_rate: Option<u64>,
+    pub connection_rate_window: Option<String>,
+    /// `[limits.auth]`: failure delays, cool-downs, bans.
+    pub auth: Option<crate::defence::RawAuthLimits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +89,8 @@ pub struct RawListener {
     pub allow_insecure_auth: Option<bool>,
     /// SASL mechanisms this listener offers (default: all the stores serve).
     pub mechanisms: Option<Vec<String>>,
+    /// Networks (CIDR) whose clients may send XCLIENT (default: none).
+    pub xclient_trusted: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

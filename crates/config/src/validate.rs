@@ -86,6 +86,13 @@ pub(crate) fn validate(
     };
 
     let l = raw.limits;
+    let (store, defence) = crate::defence::validate(crate::defence::RawDefence {
+        backend: l.backend,
+        max_connections_per_address: l.max_connections_per_address,
+        max_connection_rate: l.max_connection_rate,
+        connection_rate_window: l.connection_rate_window,
+        auth: l.auth,
+    })?;
     let limits = Limits {
         max_message_size: l.max_message_size.unwrap_or(25 * 1024 * 1024),
         max_recipients: l.max_recipients.unwrap_or(100),
@@ -93,6 +100,9 @@ pub(crate) fn validate(
         max_auth_failures: l.max_auth_failures.unwrap_or(3),
         idle_timeout: Duration::from_secs(l.idle_timeout_secs.unwrap_or(300)),
         max_connections: l.max_connections.unwrap_or(1000),
+        max_invalid_commands: l.max_invalid_commands.unwrap_or(10),
+        store,
+        defence,
     };
     if limits.max_message_size == 0 || limits.max_recipients == 0 || limits.max_connections == 0 {
         return Err(invalid("limits", "sizes and counts must be positive"));
@@ -198,6 +208,7 @@ fn default_listeners() -> Vec<Listener> {
         auth: ListenerAuth::Required,
         allow_insecure_auth: false,
         mechanisms: None,
+        xclient_trusted: Vec::new(),
     };
     vec![
         listener("submission", "127.0.0.1:2587", ListenerTls::StartTls),
@@ -242,6 +253,13 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
     let mechanisms = raw
         .mechanisms
         .map(|names| names.iter().map(|n| n.to_ascii_uppercase()).collect());
+    let xclient_trusted = raw
+        .xclient_trusted
+        .unwrap_or_default()
+        .iter()
+        .map(|net| net.parse())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|message| invalid(key("xclient_trusted"), message))?;
     Ok(Listener {
         name: raw.name.unwrap_or_else(|| format!("listener{index}")),
         address,
@@ -249,5 +267,6 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
         auth,
         allow_insecure_auth,
         mechanisms,
+        xclient_trusted,
     })
 }

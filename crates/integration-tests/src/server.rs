@@ -118,6 +118,11 @@ impl Builder {
             "hostname = \"mx.test\"\ndata_dir = {:?}\n\n{extra}\n",
             dir.path().display().to_string()
         );
+        // Failure delays (2 s and up by default) would make every test with
+        // a wrong password crawl; tests of the defence set their own.
+        if !extra.contains("[limits.auth]") {
+            config.push_str("[limits.auth]\ndelay_initial = \"0ms\"\ndelay_max = \"0ms\"\n\n");
+        }
         if self.default_listeners {
             let submission = free_port();
             let implicit = free_port();

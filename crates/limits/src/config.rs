@@ -29,7 +29,8 @@ pub struct LimitsConfig {
     /// Failures from one address in the window before it is banned.
     pub ban_after: u64,
     pub ban_duration: Duration,
-    /// Addresses never banned, cooled down or connection-limited.
+    /// Addresses never banned, cooled down or connection-limited (their
+    /// failures are still delayed). Default: loopback.
     pub allow: Vec<IpNet>,
     /// Open connections from one address (0: no limit).
     pub max_connections_per_address: u32,
@@ -51,7 +52,11 @@ impl Default for LimitsConfig {
             trusted_for: Duration::from_secs(30 * 24 * 3600),
             ban_after: 20,
             ban_duration: Duration::from_secs(3600),
-            allow: Vec::new(),
+            // As fail2ban's `ignoreip`: the host itself (webmail, monitoring).
+            allow: vec![
+                "127.0.0.0/8".parse().expect("valid literal network"),
+                "::1".parse().expect("valid literal network"),
+            ],
             max_connections_per_address: 20,
             max_connection_rate: 60,
             connection_rate_window: Duration::from_secs(60),

@@ -69,6 +69,14 @@ catalog! {
     too_many_unauthenticated_commands => 421 (4, 7, 0) "Too many commands without authentication, closing connection";
     /// `421` after too many failed AUTH attempts on one connection.
     too_many_auth_failures => 421 (4, 7, 0) "Too many failed authentication attempts, closing connection";
+    /// `421` after too many unknown or malformed commands.
+    too_many_invalid_commands => 421 (4, 7, 0) "Too many invalid commands, closing connection";
+    /// `421` at the greeting: the address is banned (brute-force defence).
+    banned => 421 (4, 7, 0) "Too many failed logins from your address, try again later";
+    /// `421` at connect: too many connections or too many lately from one address.
+    too_many_connections_from_address => 421 (4, 7, 0) "Too many connections from your address, try again later";
+    /// `454` during a user's cool-down after repeated failed logins.
+    auth_cooling_down => 454 (4, 7, 0) "Temporary authentication failure, try again later";
     /// `451` when the message could not be stored.
     local_error => 451 (4, 3, 0) "Local error in processing, message not accepted, try again later";
     /// `452` when a transaction has too many recipients.

@@ -39,9 +39,23 @@ pub(crate) async fn serve(
         listener: listener.name.clone(),
         meta: portcullis_lua::ConnMeta::new(),
     };
+    // Bans and per-address limits, before the greeting (and before any TLS
+    // work). The slot counts this connection until it ends.
+    let _slot = match crate::defence::admit(shared, &peer).await {
+        Ok(slot) => slot,
+        Err(reply) => {
+            refuse(tcp, listener, reply, shared).await;
+            return;
+        }
+    };
     let conn = ConnectionInfo {
         client_ip: client.ip().to_string(),
         session_id: format!("{:016x}", rand::random::<u64>()),
+        // The trust check is ours; what XCLIENT means is the session's.
+        xclient_trusted: listener
+            .xclient_trusted
+            .iter()
+            .any(|net| net.contains(client.ip())),
     };
     let result = match (&listener.acceptor, listener.implicit_tls) {
         (Some(acceptor), true) => match handshake(acceptor, tcp, shared).await {
@@ -156,12 +170,9 @@ where
                 mechanism,
                 credentials,
             }) => {
-                let decided =
-                    crate::policy::authenticate(shared, peer, session, mechanism, &credentials);
-                let outcome = match decided.await {
-                    Some(outcome) => outcome,
-                    None => effects::authenticate(shared, peer, mechanism, credentials).await,
-                };
+                let outcome =
+                    crate::defence::authenticate(shared, peer, session, mechanism, credentials)
+                        .await;
                 if let Some(Effect::Close) = session.auth_finished(outcome, &mut out) {
                     flush(stream, &mut out, shared).await?;
                     return Ok(Ended::Closed);
@@ -218,4 +229,16 @@ async fn handshake(
     tokio::time::timeout(shared.idle_timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+/// Sends `reply` in clear and closes. On an implicit-TLS listener the
+/// client expects a handshake, not text, so it is simply closed.
+async fn refuse(mut tcp: TcpStream, listener: &BoundListener, reply: Reply, shared: &Shared) {
+    if listener.implicit_tls {
+        return;
+    }
+    let mut out = Vec::new();
+    reply.write_to(&mut out);
+    let _ = flush(&mut tcp, &mut out, shared).await;
+    let _ = tcp.shutdown().await;
 }

@@ -12,6 +12,7 @@
 pub mod admin;
 mod client_cert;
 mod connection;
+pub mod defence;
 mod effects;
 mod listener;
 mod policy;
@@ -49,6 +50,8 @@ pub enum ServerError {
     OAuth(#[from] portcullis_auth::OAuthError),
     #[error("listener {listener}: unknown SASL mechanism {name:?}")]
     UnknownMechanism { listener: String, name: String },
+    #[error("limits backend: {0}")]
+    Limits(String),
     #[error("SCRAM key file {path}: {source}")]
     ScramKey {
         path: std::path::PathBuf,
@@ -128,6 +131,10 @@ pub(crate) struct Shared {
     pub client_identity: Option<portcullis_config::ClientIdentity>,
     /// The Lua policy, when the config names a script.
     pub policy: Option<Arc<portcullis_lua::Policy>>,
+    /// The brute-force defence: delays, cool-downs, bans, per-address limits.
+    pub limiter: Arc<portcullis_limits::Limiter>,
+    /// Where bans are persisted without a shared backend.
+    pub ban_file: Option<portcullis_limits::BanFile>,
     /// Turns true when the server stops: sessions between transactions get
     /// `421 4.3.2`, sessions inside one finish it first.
     pub stopping: watch::Receiver<bool>,
@@ -140,6 +147,8 @@ pub(crate) struct BoundListener {
     pub implicit_tls: bool,
     pub acceptor: Option<TlsAcceptor>,
     pub session: Arc<SessionConfig>,
+    /// Clients in these networks may send XCLIENT.
+    pub xclient_trusted: Vec<portcullis_limits::IpNet>,
 }
 
 /// A server with its ports bound, ready to [`Server::run`].
@@ -204,6 +213,7 @@ impl Server {
                 mechanisms: listener_mechanisms(&mechanisms, l)?,
                 max_unauthenticated_commands: config.limits.max_unauthenticated_commands,
                 max_auth_failures: config.limits.max_auth_failures,
+                max_invalid_commands: config.limits.max_invalid_commands,
             };
             listeners.push(BoundListener {
                 name: l.name.clone(),
@@ -211,9 +221,13 @@ impl Server {
                 implicit_tls: l.tls == ListenerTls::Implicit,
                 acceptor: if uses_tls { acceptor.clone() } else { None },
                 session: Arc::new(session),
+                xclient_trusted: l.xclient_trusted.clone(),
             });
         }
+        let (limiter, ban_file) = defence_backend(config).await?;
         let shared = Arc::new(Shared {
+            limiter,
+            ban_file,
             authenticator,
             spool,
             hostname: config.hostname.clone(),
@@ -253,6 +267,13 @@ impl Server {
     /// on disk, so the grace period only spares transactions in flight.
     pub async fn run(self, grace: std::time::Duration) {
         let mut tasks = tokio::task::JoinSet::new();
+        // Stopped when `run` returns (drop guard below).
+        let ban_watch = self
+            .shared
+            .ban_file
+            .clone()
+            .map(|file| defence::watch_ban_file(self.shared.limiter.clone(), file));
+        let _ban_watch = AbortOnDrop(ban_watch);
         for l in self.listeners {
             tasks.spawn(listener::accept_loop(l, self.shared.clone()));
         }
@@ -269,5 +290,39 @@ impl Server {
         if tokio::time::timeout(grace, all_closed).await.is_err() {
             tracing::warn!("grace period over; closing the remaining connections");
         }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The limiter, and the ban file when bans are not shared.
+type Defence = (
+    Arc<portcullis_limits::Limiter>,
+    Option<portcullis_limits::BanFile>,
+);
+
+/// The limiter the config asks for. Local counting keeps bans in
+/// `bans.json` in the data directory as well.
+async fn defence_backend(config: &Config) -> Result<Defence, ServerError> {
+    use portcullis_config::defence::LimitsStore;
+    use portcullis_limits::{BanFile, Limiter};
+    match &config.limits.store {
+        LimitsStore::Local => {
+            let limiter = Limiter::in_memory(config.limits.defence.clone());
+            let file = BanFile::new(config.data_dir.join(defence::BAN_FILE));
+            Ok((Arc::new(limiter), Some(file)))
+        }
+        LimitsStore::Redis { url } => Err(ServerError::Limits(format!(
+            "{url}: the Redis backend is not available in this build"
+        ))),
     }
 }

@@ -23,6 +23,18 @@ pub const SPOOL_FAILURES: &str = "portcullis_spool_failures_total";
 /// Time to store a message durably (writes, fsyncs, renames).
 pub const SPOOL_WRITE_DURATION: &str = "portcullis_spool_write_seconds";
 
+/// Connections refused by the brute-force defence, by reason (banned,
+/// per_address, rate).
+pub const CONNECTIONS_LIMITED: &str = "portcullis_connections_limited_total";
+/// Addresses banned after repeated failures.
+pub const BANS: &str = "portcullis_bans_total";
+/// The delay put before each failed AUTH reply.
+pub const AUTH_FAILURE_DELAY: &str = "portcullis_auth_failure_delay_seconds";
+/// AUTH attempts answered `454` because the user is cooling down.
+pub const AUTH_COOLDOWNS: &str = "portcullis_auth_cooldowns_total";
+/// Failures repeating the same wrong password (stale clients).
+pub const AUTH_STALE: &str = "portcullis_auth_stale_password_total";
+
 /// Histogram buckets for latencies, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -49,6 +61,21 @@ pub fn describe() {
         AUTH_VERIFICATIONS_REFUSED,
         "Slow verifications refused under load (454)"
     );
+    describe_counter!(
+        CONNECTIONS_LIMITED,
+        "Connections refused by the brute-force defence, by reason"
+    );
+    describe_counter!(BANS, "Addresses banned after repeated failures");
+    describe_histogram!(
+        AUTH_FAILURE_DELAY,
+        Unit::Seconds,
+        "Delay before each failed AUTH reply"
+    );
+    describe_counter!(
+        AUTH_COOLDOWNS,
+        "AUTH attempts refused during a user cool-down"
+    );
+    describe_counter!(AUTH_STALE, "Failures repeating the same wrong password");
     describe_counter!(MESSAGES_SPOOLED, "Messages durably spooled");
     describe_counter!(SPOOL_FAILURES, "Spool writes that failed");
     describe_histogram!(

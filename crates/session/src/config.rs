@@ -30,6 +30,9 @@ pub struct SessionConfig {
     pub max_unauthenticated_commands: u32,
     /// Failed AUTH attempts allowed on one connection.
     pub max_auth_failures: u32,
+    /// Unknown or malformed commands allowed on one connection; past it,
+    /// `421` and close.
+    pub max_invalid_commands: u32,
 }
 
 impl SessionConfig {
@@ -45,6 +48,7 @@ impl SessionConfig {
             mechanisms: vec![Mechanism::Plain, Mechanism::Login],
             max_unauthenticated_commands: 10,
             max_auth_failures: 3,
+            max_invalid_commands: 10,
         }
     }
 }

@@ -93,6 +93,7 @@ pub struct Session {
     pub(crate) unauthenticated_commands: u32,
     pub(crate) auth_failures: u32,
     pub(crate) auth_attempts: u32,
+    pub(crate) invalid_commands: u32,
 }
 
 impl Session {
@@ -117,6 +118,7 @@ impl Session {
             unauthenticated_commands: 0,
             auth_failures: 0,
             auth_attempts: 0,
+            invalid_commands: 0,
         }
     }
 
@@ -288,6 +290,10 @@ impl Session {
         let command = match command::parse(line) {
             Ok(command) => command,
             Err(error) => {
+                self.invalid_commands += 1;
+                if self.invalid_commands > self.config.max_invalid_commands {
+                    return Step::Effect(self.abort(Reply::too_many_invalid_commands(), out));
+                }
                 command_error_reply(&error).write_to(out);
                 return Step::Continue;
             }

@@ -454,3 +454,5 @@ fn protocol_names() {
     h.authenticate("u");
     assert_eq!(h.session.protocol(), "ESMTPSA");
 }
+
+mod limits;

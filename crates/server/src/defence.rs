@@ -1,0 +1,168 @@
+//! The brute-force defence at the edge: asks [`portcullis_limits::Limiter`]
+//! and carries out its verdicts — `421` at the greeting for a banned or
+//! flooding address, `454` during a user's cool-down, and the delay before
+//! every failure reply.
+//!
+//! The address counted is the client's as the connection reports it
+//! ([`Peer::client`]): behind PROXY or XCLIENT that is the real client,
+//! never the proxy.
+//!
+//! Without a shared backend, bans are also written to `bans.json` in the
+//! data directory and the file is reloaded when it changes, so that
+//! `portcullis ban list|add|del` sees and lifts the bans this server
+//! enforces.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_limits::{Admission, AuthGate, Ban, BanFile, ConnectionSlot, Limiter, Timestamp};
+use portcullis_proto::Reply;
+use portcullis_sasl::{Credentials, Mechanism, Secret};
+use portcullis_session::{AuthOutcome, Session};
+
+use crate::connection::Peer;
+use crate::{effects, telemetry, Shared};
+
+/// The ban file's name in the data directory.
+pub const BAN_FILE: &str = "bans.json";
+
+/// How often the ban file is checked for changes.
+const BAN_FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Lets a new connection through, or says why not (the reply to send
+/// before closing).
+pub(crate) async fn admit(shared: &Shared, peer: &Peer) -> Result<ConnectionSlot, Reply> {
+    let ip = peer.client.ip();
+    let (reason, reply) = match shared.limiter.admit(ip, Timestamp::now()).await {
+        Admission::Admitted(slot) => return Ok(slot),
+        Admission::Banned(ban) => {
+            tracing::info!(client = %ip, reason = %ban.reason, remaining_secs = ban.remaining_secs(Timestamp::now()), "refused: banned");
+            ("banned", Reply::banned())
+        }
+        Admission::TooManyConnections => {
+            tracing::warn!(client = %ip, "refused: too many connections from the address");
+            ("per_address", Reply::too_many_connections_from_address())
+        }
+        Admission::TooFast => {
+            tracing::warn!(client = %ip, "refused: connection rate from the address");
+            ("rate", Reply::too_many_connections_from_address())
+        }
+    };
+    metrics::counter!(telemetry::CONNECTIONS_LIMITED, "reason" => reason).increment(1);
+    Err(reply)
+}
+
+/// An AUTH attempt through the defence: a user cooling down gets `454`
+/// unchecked; a failure is counted and its reply delayed; a success is
+/// remembered (and never delayed).
+pub(crate) async fn authenticate(
+    shared: &Shared,
+    peer: &Peer,
+    session: &Session,
+    mechanism: Mechanism,
+    credentials: Credentials,
+) -> AuthOutcome {
+    let ip = peer.client.ip();
+    let user = credentials.authcid().to_string();
+    let limiter = &shared.limiter;
+    if limiter.before_auth(ip, &user, Timestamp::now()).await == AuthGate::CoolDown {
+        tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: user cooling down after repeated failures");
+        metrics::counter!(telemetry::AUTH_COOLDOWNS).increment(1);
+        return AuthOutcome::TemporaryFailure {
+            reply: Some(Reply::auth_cooling_down()),
+        };
+    }
+    // Kept only to recognise a repeated wrong password; zeroized on drop.
+    let password: Option<Secret> = match &credentials {
+        Credentials::Password { password, .. } => Some(password.clone()),
+        _ => None,
+    };
+    let decided = crate::policy::authenticate(shared, peer, session, mechanism, &credentials);
+    let outcome = match decided.await {
+        Some(outcome) => outcome,
+        None => effects::authenticate(shared, peer, mechanism, credentials).await,
+    };
+    match &outcome {
+        AuthOutcome::Accepted { .. } => {
+            limiter.auth_succeeded(ip, &user, Timestamp::now()).await;
+            outcome
+        }
+        AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
+            let secret = password.as_ref().map(Secret::expose);
+            failed(shared, ip, &user, secret, outcome).await
+        }
+        AuthOutcome::TemporaryFailure { .. } => outcome,
+    }
+}
+
+/// Counts a failure, waits the delay, and bans when the count says so.
+async fn failed(
+    shared: &Shared,
+    ip: std::net::IpAddr,
+    user: &str,
+    password: Option<&[u8]>,
+    outcome: AuthOutcome,
+) -> AuthOutcome {
+    let verdict = shared
+        .limiter
+        .auth_failed(ip, user, password, Timestamp::now())
+        .await;
+    if verdict.stale {
+        tracing::info!(client = %ip, %user, hint = "a client repeating an old password? not counted again", "auth: same wrong password repeated");
+        metrics::counter!(telemetry::AUTH_STALE).increment(1);
+    }
+    if verdict.cooldown {
+        tracing::warn!(%user, failures = verdict.user_failures, "auth: user cool-down started");
+    }
+    tracing::debug!(client = %ip, %user, delay_ms = verdict.delay.as_millis() as u64, address = verdict.address_failures, network = verdict.network_failures, pair = verdict.pair_failures, "auth: failure delay");
+    metrics::histogram!(telemetry::AUTH_FAILURE_DELAY).record(verdict.delay.as_secs_f64());
+    tokio::time::sleep(verdict.delay).await;
+    match verdict.banned {
+        Some(ban) => {
+            tracing::warn!(client = %ip, reason = %ban.reason, until_ms = ban.expires_ms, "banned");
+            metrics::counter!(telemetry::BANS).increment(1);
+            persist(shared, ban);
+            AuthOutcome::Disconnect {
+                reply: Reply::banned(),
+            }
+        }
+        None => outcome,
+    }
+}
+
+/// Writes a new ban to the ban file (local backend only), off the async
+/// workers; the server goes on whether or not that works.
+fn persist(shared: &Shared, ban: Ban) {
+    let Some(file) = shared.ban_file.clone() else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = file.add(ban, Timestamp::now()) {
+            tracing::error!(%error, "could not write the ban file");
+        }
+    });
+}
+
+/// Reloads the ban file into the limiter whenever it changes (so that
+/// `portcullis ban del` lifts a ban at once), until dropped.
+pub(crate) fn watch_ban_file(limiter: Arc<Limiter>, file: BanFile) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen = None;
+        loop {
+            let modified = tokio::fs::metadata(file.path())
+                .await
+                .and_then(|m| m.modified())
+                .ok();
+            if modified != seen {
+                seen = modified;
+                let reader = file.clone();
+                match tokio::task::spawn_blocking(move || reader.load()).await {
+                    Ok(Ok(bans)) => limiter.local().replace_bans(bans),
+                    Ok(Err(error)) => tracing::error!(%error, "could not read the ban file"),
+                    Err(_) => {}
+                }
+            }
+            tokio::time::sleep(BAN_FILE_POLL).await;
+        }
+    })
+}
