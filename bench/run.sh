@@ -22,9 +22,13 @@
 # memory). Client and server share the machine's cores; the client runs on
 # one thread (LOAD_THREADS) to leave the most CPU to the server.
 #
+# Commands go one at a time, as in the harness (its table is the reference);
+# PIPELINING=1 lets portcullis-load pipeline MAIL/RCPT/DATA.
+#
 # Environment: CONNS (50) DURATION (10) WARMUP (2) REPEATS (1, median is
 # shown) SIZE (1024) HOLD (1000) HOLD_SECS (5) PORT (2700) LOAD_THREADS (1)
-# OUT (results directory; default bench/results/<stamp>) PORTCULLIS_LOG (warn).
+# OUT (results directory; default bench/results/<stamp>) PORTCULLIS_LOG (warn)
+# BENCH_MMAP_THRESHOLD (see lib.sh).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/bench/lib.sh"
@@ -76,6 +80,7 @@ load() { # NAME ARGS...: one run, JSON to $OUT/NAME.json
 }
 
 common=(-c "$CONNS" -d "$DURATION" -w "$WARMUP" -s "$SIZE")
+[ "${PIPELINING:-0}" = 1 ] || common+=(--no-pipelining)
 for i in $(seq "$REPEATS"); do
   load "a-$i" "${common[@]}" -n 0
   load "b-$i" "${common[@]}" -n 1

@@ -16,7 +16,8 @@ REPO="${PORTCULLIS_REPO:-$(cd -P "$HERE/../../.." && pwd)}"
 if [ -n "${BENCH_HARNESS:-}" ]; then
   source "$BENCH_HARNESS/peers/common.sh"
 else
-  source "$HERE/../common.sh"
+  # dirname, not "..": the kernel would resolve ".." from the link's target
+  source "$(dirname "$HERE")/common.sh"
 fi
 source "$REPO/bench/lib.sh"
 

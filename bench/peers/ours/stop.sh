@@ -5,6 +5,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if [ -n "${BENCH_HARNESS:-}" ]; then
   source "$BENCH_HARNESS/peers/common.sh"
 else
-  source "$HERE/../common.sh"
+  # dirname, not "..": the kernel would resolve ".." from the link's target
+  source "$(dirname "$HERE")/common.sh"
 fi
 stop_pid ours

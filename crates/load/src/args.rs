@@ -90,7 +90,8 @@ pub struct Args {
     #[arg(long)]
     pub insecure: bool,
 
-    /// Trust the certificates in this PEM file instead of the built-in roots.
+    /// Trust the CA certificates in this PEM file instead of the built-in
+    /// roots (a self-signed server certificate is not a CA: use --insecure).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
 
