@@ -200,3 +200,23 @@ fn client_certificates_need_a_ca_and_default_to_the_common_name() {
     assert!(err("[tls]\nclient_ca = \"c\"\nclient_identity = \"uid\"")
         .starts_with("tls.client_identity"));
 }
+
+#[test]
+fn xclient_trusted_networks_parse_and_default_to_none() {
+    let c = parse(
+        "[[listener]]\naddress = \"127.0.0.1:1\"\nxclient_trusted = [\"127.0.0.1/32\", \"::1\"]",
+    )
+    .unwrap();
+    let trusted = &c.listeners[0].xclient_trusted;
+    assert!(trusted
+        .iter()
+        .any(|n| n.contains("127.0.0.1".parse().unwrap())));
+    assert!(!trusted
+        .iter()
+        .any(|n| n.contains("127.0.0.2".parse().unwrap())));
+    assert!(parse("").unwrap().listeners[0].xclient_trusted.is_empty());
+    let err = parse("[[listener]]\naddress = \"127.0.0.1:1\"\nxclient_trusted = [\"nope\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("listener[0].xclient_trusted"), "{err}");
+}

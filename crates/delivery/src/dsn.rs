@@ -115,6 +115,7 @@ impl Bounce<'_> {
             tls: None,
             auth: None,
             mail_auth_param: None,
+            xclient: None,
         }
     }
 }

@@ -4,6 +4,10 @@
 //! it cannot, says what syntax it expected. Verbs are case-insensitive;
 //! `MAIL FROM: <a@b>` (with a space) is accepted because real clients send it.
 
+mod xclient;
+
+pub use xclient::{XclientAttribute, XclientAttributes};
+
 /// An SMTP command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -25,6 +29,8 @@ pub enum Command {
     Help,
     /// A verb we know and refuse (EXPN, TURN, ETRN…).
     NotImplemented,
+    /// `XCLIENT attr=value ...` (Postfix), values xtext-decoded.
+    Xclient(XclientAttributes),
 }
 
 /// A reverse- or forward-path; `Null` is `<>`.
@@ -115,6 +121,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "VRFY" if !rest.is_empty() => Ok(Command::Vrfy),
         "VRFY" => Err(CommandError::Syntax("VRFY string")),
         "HELP" => Ok(Command::Help),
+        "XCLIENT" => xclient::parse_xclient(rest),
         "EXPN" | "TURN" | "ETRN" | "SEND" | "SOML" | "SAML" => Ok(Command::NotImplemented),
         _ => Err(CommandError::UnknownCommand),
     }
@@ -180,7 +187,7 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
                 parsed.body = Body::EightBitMime
             }
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => parsed.body = Body::SevenBit,
-            ("AUTH", Some(v)) => parsed.auth = Some(decode_xtext(v)?),
+            ("AUTH", Some(v)) => parsed.auth = Some(decode_xtext(v, "AUTH=<> or AUTH=xtext")?),
             _ => return Err(CommandError::UnsupportedParameter(key.to_string())),
         }
     }
@@ -246,22 +253,22 @@ fn parse_path(path: &str, null_allowed: bool) -> Result<Path, CommandError> {
 }
 
 /// Decodes xtext (RFC 3461 §4): `+XX` is a hex-encoded octet.
-fn decode_xtext(s: &str) -> Result<String, CommandError> {
-    const SYNTAX: &str = "AUTH=<> or AUTH=xtext";
+/// `syntax` is what a malformed value is told to look like.
+fn decode_xtext(s: &str, syntax: &'static str) -> Result<String, CommandError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'+' {
-            let hex = s.get(i + 1..i + 3).ok_or(CommandError::Syntax(SYNTAX))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| CommandError::Syntax(SYNTAX))?);
+            let hex = s.get(i + 1..i + 3).ok_or(CommandError::Syntax(syntax))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| CommandError::Syntax(syntax))?);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| CommandError::Syntax(SYNTAX))
+    String::from_utf8(out).map_err(|_| CommandError::Syntax(syntax))
 }
 
 #[cfg(test)]

@@ -117,6 +117,10 @@ catalog! {
     need_rcpt => 503 (5, 5, 1) "Need RCPT command first";
     /// `503` for STARTTLS inside TLS.
     already_tls => 503 (5, 5, 1) "TLS already active";
+    /// `503` for XCLIENT inside a mail transaction (as Postfix).
+    xclient_in_transaction => 503 (5, 5, 1) "Error: MAIL transaction in progress";
+    /// `550` for XCLIENT from a client outside the trusted networks (as Postfix).
+    xclient_refused => 550 (5, 7, 0) "Error: insufficient authorization";
     /// `504` for a SASL mechanism we do not offer.
     unknown_mechanism => 504 (5, 5, 4) "Unrecognized authentication mechanism";
     /// `530` for MAIL before AUTH where AUTH is required.

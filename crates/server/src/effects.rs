@@ -5,8 +5,8 @@
 use portcullis_auth::{Decision, ScramUpgrade};
 use portcullis_proto::received::{received_header, ReceivedFields};
 use portcullis_sasl::{Credentials, Mechanism, ScramHash};
-use portcullis_session::{AuthOutcome, Message, ScramLookup, Session, SpoolOutcome};
-use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, TlsMeta};
+use portcullis_session::{AuthOutcome, Message, ScramLookup, Session, SpoolOutcome, Xclient};
+use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, TlsMeta, XclientMeta};
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
@@ -122,14 +122,14 @@ pub(crate) async fn spool(
 ) -> SpoolOutcome {
     let now = OffsetDateTime::now_utc();
     let date = now.format(&Rfc2822).unwrap_or_default();
-    let client_ip = peer.client.ip().to_string();
+    let (client_ip, client_addr, helo) = client_of(peer, &message);
     let tls = message
         .tls
         .as_ref()
         .map(|t| (t.version.as_str(), t.cipher.as_str()));
     let recipients = &message.envelope.rcpt_to;
     let header = received_header(&ReceivedFields {
-        helo: &message.helo,
+        helo: &helo,
         client_ip: &client_ip,
         by: &shared.hostname,
         protocol: message.protocol,
@@ -146,8 +146,8 @@ pub(crate) async fn spool(
         rcpt_to: message.envelope.rcpt_to.clone(),
         body: message.envelope.params.body.as_str().to_string(),
         declared_size: message.envelope.params.size,
-        helo: Some(message.helo.clone()),
-        client_addr: peer.client.to_string(),
+        helo: Some(helo.clone()),
+        client_addr,
         server_addr: peer.server.map(|a| a.to_string()).unwrap_or_default(),
         listener: peer.listener.clone(),
         tls: session.tls().map(|t| TlsMeta {
@@ -159,13 +159,9 @@ pub(crate) async fn spool(
                 sha256: c.sha256.clone(),
             }),
         }),
-        auth: message.identity.as_ref().map(|i| AuthMeta {
-            authn_id: i.authn_id.clone(),
-            authz_id: i.authz_id.clone(),
-            mechanism: i.mechanism.name().to_string(),
-            user_data: peer.meta.user_data(),
-        }),
+        auth: auth_meta(peer, &message),
         mail_auth_param: message.envelope.params.auth.clone(),
+        xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
     };
     let spool = shared.spool.clone();
     let started = std::time::Instant::now();
@@ -186,5 +182,59 @@ pub(crate) async fn spool(
             metrics::counter!(telemetry::SPOOL_FAILURES).increment(1);
             SpoolOutcome::Failed
         }
+    }
+}
+
+/// The client as the trace header and spool see it: `(ip, ip:port, helo)`
+/// of the client a trusted proxy named with XCLIENT (each fact it did not
+/// give falls back to the connection's), else of the TCP peer.
+fn client_of(peer: &Peer, message: &Message) -> (String, String, String) {
+    let x = message.xclient.as_ref();
+    let ip = x
+        .and_then(|x| x.addr.clone())
+        .unwrap_or_else(|| peer.client.ip().to_string());
+    let port = x
+        .and_then(|x| x.port.clone())
+        .unwrap_or_else(|| peer.client.port().to_string());
+    let addr = match ip.contains(':') {
+        true => format!("[{ip}]:{port}"),
+        false => format!("{ip}:{port}"),
+    };
+    let helo = x
+        .and_then(|x| x.helo.clone())
+        .unwrap_or_else(|| message.helo.clone());
+    (ip, addr, helo)
+}
+
+/// Who submitted: the SASL identity, or the login a trusted proxy vouched
+/// for with `XCLIENT LOGIN=` (mechanism `XCLIENT`).
+fn auth_meta(peer: &Peer, message: &Message) -> Option<AuthMeta> {
+    let (authn_id, authz_id, mechanism) = match (&message.identity, &message.xclient) {
+        (Some(i), _) => (&i.authn_id, &i.authz_id, i.mechanism.name()),
+        (
+            None,
+            Some(Xclient {
+                login: Some(login), ..
+            }),
+        ) => (login, login, "XCLIENT"),
+        _ => return None,
+    };
+    Some(AuthMeta {
+        authn_id: authn_id.clone(),
+        authz_id: authz_id.clone(),
+        mechanism: mechanism.to_string(),
+        user_data: peer.meta.user_data(),
+    })
+}
+
+fn xclient_meta(peer: &Peer, x: &Xclient) -> XclientMeta {
+    XclientMeta {
+        proxy_addr: peer.client.to_string(),
+        name: x.name.clone(),
+        proto: x.proto.clone(),
+        helo: x.helo.clone(),
+        login: x.login.clone(),
+        dest_addr: x.dest_addr.clone(),
+        dest_port: x.dest_port.clone(),
     }
 }

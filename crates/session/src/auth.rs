@@ -21,7 +21,7 @@ pub(crate) fn start(
         Some(Reply::auth_not_offered())
     } else if session.helo.is_none() {
         Some(Reply::need_ehlo())
-    } else if session.identity.is_some() {
+    } else if session.authenticated() {
         Some(Reply::already_authenticated())
     } else if session.transaction.is_some() {
         Some(Reply::auth_in_transaction())

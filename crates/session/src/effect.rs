@@ -127,4 +127,6 @@ pub struct Message {
     pub helo: String,
     pub tls: Option<TlsInfo>,
     pub identity: Option<Identity>,
+    /// What a trusted proxy said about the client (XCLIENT), if anything.
+    pub xclient: Option<crate::xclient::Xclient>,
 }

@@ -18,6 +18,7 @@ mod config;
 mod effect;
 mod mail;
 mod session;
+mod xclient;
 
 pub use config::{AuthPolicy, SessionConfig};
 pub use effect::{
@@ -25,6 +26,7 @@ pub use effect::{
     TlsInfo,
 };
 pub use session::{ConnectionInfo, Progress, Session};
+pub use xclient::Xclient;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use crate::effect::Envelope;
 use crate::session::{Phase, Session};
 
 pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &mut Vec<u8>) {
-    let needs_auth = session.config.auth == AuthPolicy::Required && session.identity.is_none();
+    let needs_auth = session.config.auth == AuthPolicy::Required && !session.authenticated();
     let reply = if session.helo.is_none() {
         Reply::need_ehlo()
     } else if needs_auth

@@ -22,6 +22,9 @@ pub struct ConnectionInfo {
     /// A unique, unguessable id for this session (the driver makes it from
     /// a CSPRNG); it makes CRAM-MD5 challenges unique.
     pub session_id: String,
+    /// The client is in the listener's XCLIENT trusted networks: XCLIENT
+    /// is advertised and obeyed.
+    pub xclient_trusted: bool,
 }
 
 /// How far one call to [`Session::feed`] got.
@@ -89,6 +92,8 @@ pub struct Session {
     pub(crate) helo: Option<Helo>,
     pub(crate) tls: Option<TlsInfo>,
     pub(crate) identity: Option<Identity>,
+    /// What a trusted proxy said with XCLIENT.
+    pub(crate) xclient: Option<crate::xclient::Xclient>,
     pub(crate) transaction: Option<Envelope>,
     pub(crate) unauthenticated_commands: u32,
     pub(crate) auth_failures: u32,
@@ -114,6 +119,7 @@ impl Session {
             helo: None,
             tls,
             identity: None,
+            xclient: None,
             transaction: None,
             unauthenticated_commands: 0,
             auth_failures: 0,
@@ -125,6 +131,17 @@ impl Session {
     /// The identity AUTH established, if any.
     pub fn identity(&self) -> Option<&Identity> {
         self.identity.as_ref()
+    }
+
+    /// What a trusted proxy said about the client with XCLIENT, if it did.
+    pub fn xclient(&self) -> Option<&crate::xclient::Xclient> {
+        self.xclient.as_ref()
+    }
+
+    /// Authenticated by AUTH, or vouched for by a trusted proxy's
+    /// `XCLIENT LOGIN=`.
+    pub(crate) fn authenticated(&self) -> bool {
+        self.identity.is_some() || self.xclient.as_ref().is_some_and(|x| x.login.is_some())
     }
 
     /// The TLS parameters, once TLS is up.
@@ -239,7 +256,7 @@ impl Session {
     /// `ESMTPSA` and friends (RFC 3848), for the trace header.
     pub fn protocol(&self) -> &'static str {
         let extended = self.helo.as_ref().is_none_or(|h| h.extended);
-        match (extended, self.tls.is_some(), self.identity.is_some()) {
+        match (extended, self.tls.is_some(), self.authenticated()) {
             (false, _, _) => "SMTP",
             (true, true, true) => "ESMTPSA",
             (true, false, true) => "ESMTPA",
@@ -317,6 +334,7 @@ impl Session {
             Command::Vrfy => Reply::cannot_verify().write_to(out),
             Command::Help => Reply::help().write_to(out),
             Command::NotImplemented => Reply::not_implemented().write_to(out),
+            Command::Xclient(attributes) => return crate::xclient::xclient(self, attributes, out),
             Command::Quit => {
                 Reply::closing().write_to(out);
                 self.phase = Phase::Closed;
@@ -329,7 +347,7 @@ impl Session {
     /// Counts a command against the limit for sessions that must AUTH and
     /// have not; past it, `421` and close.
     fn count_unauthenticated(&mut self, out: &mut Vec<u8>) -> Step {
-        if self.config.auth != AuthPolicy::Required || self.identity.is_some() {
+        if self.config.auth != AuthPolicy::Required || self.authenticated() {
             return Step::Continue;
         }
         self.unauthenticated_commands += 1;
@@ -369,6 +387,9 @@ impl Session {
                 .map(|m| m.name())
                 .collect();
             keywords.push(format!("AUTH {}", names.join(" ")));
+        }
+        if self.conn.xclient_trusted {
+            keywords.push(crate::xclient::keyword());
         }
         keywords.push("HELP".to_string());
         keywords
@@ -442,6 +463,7 @@ impl Session {
                         .unwrap_or_default(),
                     tls: self.tls.clone(),
                     identity: self.identity.clone(),
+                    xclient: self.xclient.clone(),
                 })))
             }
         }

@@ -9,6 +9,7 @@ use crate::*;
 mod external;
 mod oauth;
 mod scram;
+mod xclient;
 
 struct Harness {
     session: Session,
@@ -33,6 +34,7 @@ impl Harness {
         let conn = ConnectionInfo {
             client_ip: "192.0.2.7".into(),
             session_id: "s1".into(),
+            xclient_trusted: false,
         };
         let session = Session::new(Arc::new(config), conn, tls, &mut out);
         Harness { session, out }

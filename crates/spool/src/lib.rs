@@ -59,7 +59,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::SpoolError;
 pub use id::MessageId;
-pub use meta::{AuthMeta, ClientCertMeta, MessageMeta, StoredMeta, TlsMeta};
+pub use meta::{AuthMeta, ClientCertMeta, MessageMeta, StoredMeta, TlsMeta, XclientMeta};
 
 const TMP: &str = "tmp";
 const QUEUE: &str = "queue";

@@ -32,6 +32,31 @@ pub struct MessageMeta {
     pub auth: Option<AuthMeta>,
     /// The AUTH= parameter of MAIL FROM (RFC 4954 §5) as received, `<>` included.
     pub mail_auth_param: Option<String>,
+    /// What a trusted proxy said with XCLIENT; `client_addr` is then the
+    /// client it named, and `xclient.proxy_addr` the proxy itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xclient: Option<XclientMeta>,
+}
+
+/// The XCLIENT facts of a proxied session (absent fields were not given
+/// or were `[UNAVAILABLE]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XclientMeta {
+    /// The proxy's own `ip:port`: the TCP peer that sent XCLIENT.
+    pub proxy_addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helo: Option<String>,
+    /// The login the proxy vouched for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_port: Option<String>,
 }
 
 /// The TLS session a message arrived over.

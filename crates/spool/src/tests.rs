@@ -25,6 +25,7 @@ fn meta() -> MessageMeta {
             user_data: None,
         }),
         mail_auth_param: Some("<>".into()),
+        xclient: None,
     }
 }
 

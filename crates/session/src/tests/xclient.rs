@@ -1,0 +1,80 @@
+//! XCLIENT: obeyed only from a trusted proxy, answered with a fresh
+//! greeting, and `LOGIN=` counting as authentication.
+
+use super::*;
+
+fn proxied(trusted: bool) -> Harness {
+    let mut out = Vec::new();
+    let conn = ConnectionInfo {
+        client_ip: "10.0.0.1".into(),
+        session_id: "s1".into(),
+        xclient_trusted: trusted,
+    };
+    let session = Session::new(
+        Arc::new(SessionConfig::new("mx.test")),
+        conn,
+        Some(tls()),
+        &mut out,
+    );
+    let mut h = Harness { session, out };
+    h.take();
+    h
+}
+
+#[test]
+fn untrusted_clients_neither_see_nor_use_xclient() {
+    let mut h = proxied(false);
+    assert!(!h.replies("EHLO proxy\r\n").contains("XCLIENT"));
+    assert_eq!(h.codes("XCLIENT LOGIN=ann\r\n"), ["550 5.7.0"]);
+    assert_eq!(h.session.xclient(), None);
+    assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["530 5.7.0"]);
+}
+
+#[test]
+fn login_authenticates_after_a_fresh_greeting() {
+    let mut h = proxied(true);
+    let ehlo = h.replies("EHLO proxy\r\n");
+    assert!(
+        ehlo.contains("250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT"),
+        "{ehlo}"
+    );
+    assert_eq!(
+        h.replies("XCLIENT ADDR=192.0.2.7 PORT=4711 LOGIN=ann HELO=laptop\r\n"),
+        "220 mx.test ESMTP portcullis\r\n"
+    );
+    // The greeting reset the SMTP state: EHLO again.
+    assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["503 5.5.1"]);
+    h.replies("EHLO proxy\r\n");
+    assert_eq!(h.codes("AUTH PLAIN AGFubgB4\r\n"), ["503 5.5.1"]);
+    assert_eq!(
+        h.codes("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
+        ["250 2.1.0", "250 2.1.5", "354"]
+    );
+    let (_, effect) = h.send("hi\r\n.\r\n");
+    let Some(Effect::Spool(message)) = effect else {
+        panic!("expected Spool, got {effect:?}");
+    };
+    let xclient = message
+        .xclient
+        .expect("XCLIENT facts travel with the message");
+    assert_eq!(xclient.login.as_deref(), Some("ann"));
+    assert_eq!(xclient.addr.as_deref(), Some("192.0.2.7"));
+    assert_eq!(xclient.helo.as_deref(), Some("laptop"));
+    assert_eq!(message.identity, None);
+    assert_eq!(message.protocol, "ESMTPSA");
+}
+
+#[test]
+fn not_inside_a_transaction_and_unavailable_clears() {
+    let mut h = proxied(true);
+    h.replies("EHLO proxy\r\nXCLIENT LOGIN=ann\r\nEHLO proxy\r\n");
+    assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["250 2.1.0"]);
+    assert_eq!(h.codes("XCLIENT LOGIN=[UNAVAILABLE]\r\n"), ["503 5.5.1"]);
+    h.replies("RSET\r\n");
+    assert!(h
+        .replies("XCLIENT LOGIN=[UNAVAILABLE]\r\n")
+        .starts_with("220 "));
+    h.replies("EHLO proxy\r\n");
+    assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["530 5.7.0"]);
+    assert_eq!(h.codes("XCLIENT BOGUS=1\r\n"), ["501 5.5.4"]);
+}
