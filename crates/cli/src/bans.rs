@@ -13,7 +13,7 @@ use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use portcullis_config::defence::LimitsStore;
 use portcullis_config::Config;
-use portcullis_limits::{Ban, BanFile, Timestamp};
+use portcullis_limits::{Ban, BanFile, LimitsBackend, RedisBackend, Timestamp};
 
 #[derive(Subcommand)]
 pub enum BanAction {
@@ -37,11 +37,7 @@ pub fn run(action: BanAction, config: &Config) -> Result<ExitCode> {
         LimitsStore::Local => {
             BanFile::new(config.data_dir.join(portcullis_server::defence::BAN_FILE))
         }
-        LimitsStore::Redis { url } => {
-            return Err(anyhow!(
-                "{url}: the Redis backend is not available in this build"
-            ))
-        }
+        LimitsStore::Redis { url } => return run_redis(action, url),
     };
     let now = Timestamp::now();
     match action {
@@ -96,4 +92,34 @@ pub(crate) fn print_bans(bans: &[Ban], now: Timestamp) {
             ban.reason
         );
     }
+}
+
+/// The same actions against the bans in Redis, which every instance reads.
+fn run_redis(action: BanAction, url: &str) -> Result<ExitCode> {
+    let redis = RedisBackend::new(url)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let now = Timestamp::now();
+    runtime.block_on(async {
+        match action {
+            BanAction::List => print_bans(&redis.bans(now).await?, now),
+            BanAction::Add {
+                ip,
+                duration,
+                reason,
+            } => {
+                redis.ban(new_ban(ip, &duration, reason, now)?).await?;
+                println!("banned {ip}");
+            }
+            BanAction::Del { ip } => {
+                if !redis.unban(ip).await? {
+                    println!("{ip} was not banned");
+                    return Ok(ExitCode::from(1));
+                }
+                println!("lifted the ban on {ip}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -46,7 +46,7 @@ pub fn portcullis_bin() -> PathBuf {
 /// A free loopback port. The listener is dropped at once, so another process
 /// could take the port before the server binds it; on loopback with
 /// ephemeral ports that race is rare enough for tests.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener =
         TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work on loopback");
     listener

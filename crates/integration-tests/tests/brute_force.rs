@@ -3,7 +3,7 @@
 //! (127.0.0.2, .3, …: Linux routes all of 127/8 to `lo`), bound with
 //! Python's `source_address`; the allow-list is emptied so loopback counts.
 
-use portcullis_integration_tests::{python, TestServer};
+use portcullis_integration_tests::{python, RedisServer, TestServer};
 
 /// Small delays so the test is quick; the cool-down and ban are long
 /// enough not to end during the test.
@@ -213,4 +213,75 @@ fn connections_per_address_and_invalid_commands_are_limited() {
         .assert_reply("bad0", "500")
         .assert_reply("bad1", "500")
         .assert_reply("bad2", "421 4.7.0");
+}
+
+/// Two servers sharing one Redis: a ban earned on one is enforced by the
+/// other, `portcullis ban` sees and lifts it there, and when Redis dies
+/// logins go on (counted locally).
+#[test]
+fn two_servers_share_bans_through_redis_and_survive_its_death() {
+    let mut redis = RedisServer::start()
+        .expect("redis-server is not installed: apt-get install -y redis-server");
+    let config = format!(
+        "[limits]\nbackend = \"{}\"\nmax_connection_rate = 1000\n\
+         [limits.auth]\nallow = []\ndelay_initial = \"10ms\"\ndelay_max = \"10ms\"\n\
+         ban_after = 3\nuser_max_failures = 100\n",
+        redis.url()
+    );
+    let one = TestServer::builder().config(&config).start();
+    let two = TestServer::builder().config(&config).start();
+    let ports = [one.submission_port(), two.submission_port()];
+    // Two failures on the first server, the third on the second: banned
+    // there, and the first refuses the address at the greeting.
+    let out = python(
+        &script(
+            r#"
+            PORT = PORTS[0]
+            attempt("one-a", "127.0.0.3", "alice", "guess-a")
+            attempt("one-b", "127.0.0.3", "bob", "guess-b")
+            PORT = PORTS[1]
+            attempt("two-c", "127.0.0.3", "alice", "guess-c")
+            PORT = PORTS[0]
+            attempt("one-after", "127.0.0.3", "alice", "correct horse")
+            attempt("one-other", "127.0.0.2", "alice", "correct horse")
+            "#,
+        ),
+        &ports,
+    );
+    out.assert_reply("one-a", "535")
+        .assert_reply("one-b", "535")
+        .assert_reply("two-c", "421 4.7.0")
+        .assert_reply("one-after", "421 4.7.0")
+        .assert_reply("one-other", "235");
+
+    let list = one.cli(&["ban", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(listed.contains("127.0.0.3"), "{list:?}");
+    let del = two.cli(&["ban", "del", "127.0.0.3"]).output().unwrap();
+    assert!(del.status.success(), "{del:?}");
+
+    redis.kill();
+    let out = python(
+        &script(
+            r#"
+            PORT = PORTS[0]
+            attempt("lifted", "127.0.0.3", "alice", "correct horse")
+            attempt("down-wrong", "127.0.0.5", "alice", "nope")
+            attempt("down-right", "127.0.0.5", "alice", "correct horse")
+            PORT = PORTS[1]
+            attempt("down-two", "127.0.0.6", "bob", "battery staple")
+            "#,
+        ),
+        &ports,
+    );
+    out.assert_reply("lifted", "235")
+        .assert_reply("down-wrong", "535")
+        .assert_reply("down-right", "235")
+        .assert_reply("down-two", "235");
+    assert!(
+        one.log()
+            .contains("limits backend unavailable; counting locally"),
+        "{}",
+        one.log()
+    );
 }

@@ -27,6 +27,8 @@ mod delay;
 mod limiter;
 mod memory;
 mod net;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +40,8 @@ pub use delay::failure_delay;
 pub use limiter::{Admission, AuthGate, ConnectionSlot, FailureVerdict, Limiter};
 pub use memory::MemoryBackend;
 pub use net::{network_of, IpNet};
+#[cfg(feature = "redis")]
+pub use redis::RedisBackend;
 
 /// Wall-clock time in milliseconds since the Unix epoch. Wall clock, not
 /// monotonic, because bans and counts are shared with other processes

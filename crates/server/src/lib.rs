@@ -311,7 +311,8 @@ type Defence = (
 );
 
 /// The limiter the config asks for. Local counting keeps bans in
-/// `bans.json` in the data directory as well.
+/// `bans.json` in the data directory as well; Redis is shared, with local
+/// counts standing in while it is down.
 async fn defence_backend(config: &Config) -> Result<Defence, ServerError> {
     use portcullis_config::defence::LimitsStore;
     use portcullis_limits::{BanFile, Limiter};
@@ -321,8 +322,12 @@ async fn defence_backend(config: &Config) -> Result<Defence, ServerError> {
             let file = BanFile::new(config.data_dir.join(defence::BAN_FILE));
             Ok((Arc::new(limiter), Some(file)))
         }
-        LimitsStore::Redis { url } => Err(ServerError::Limits(format!(
-            "{url}: the Redis backend is not available in this build"
-        ))),
+        LimitsStore::Redis { url } => {
+            let redis = portcullis_limits::RedisBackend::new(url)
+                .map_err(|e| ServerError::Limits(e.to_string()))?;
+            let local = Arc::new(portcullis_limits::MemoryBackend::new());
+            let limiter = Limiter::new(config.limits.defence.clone(), Arc::new(redis), local);
+            Ok((Arc::new(limiter), None))
+        }
     }
 }
