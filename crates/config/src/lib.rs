@@ -155,6 +155,11 @@ pub struct Listener {
     /// Clients in these networks may send XCLIENT (Postfix): proxies that
     /// vouch for the real client and its login. Empty: nobody.
     pub xclient_trusted: Vec<portcullis_limits::IpNet>,
+    /// Connections come through a TCP load balancer that sends a HAProxy
+    /// PROXY header (v1 or v2) first, from one of these networks; the
+    /// client address is taken from it. Connections from anywhere else
+    /// are closed. Empty: no PROXY protocol on this listener.
+    pub proxy_trusted: Vec<portcullis_limits::IpNet>,
 }
 
 impl Config {

@@ -91,6 +91,10 @@ pub struct RawListener {
     pub mechanisms: Option<Vec<String>>,
     /// Networks (CIDR) whose clients may send XCLIENT (default: none).
     pub xclient_trusted: Option<Vec<String>>,
+    /// Every connection starts with a HAProxy PROXY header (v1 or v2).
+    pub proxy_protocol: Option<bool>,
+    /// Networks (CIDR) allowed to send that header; needed with it.
+    pub proxy_trusted: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -220,3 +220,20 @@ fn xclient_trusted_networks_parse_and_default_to_none() {
         .to_string();
     assert!(err.starts_with("listener[0].xclient_trusted"), "{err}");
 }
+
+#[test]
+fn proxy_protocol_needs_trusted_networks() {
+    let listener = "[[listener]]\naddress = \"127.0.0.1:1\"\n";
+    let c = parse(&format!(
+        "{listener}proxy_protocol = true\nproxy_trusted = [\"10.0.0.0/8\"]"
+    ))
+    .unwrap();
+    assert!(c.listeners[0].proxy_trusted[0].contains("10.1.2.3".parse().unwrap()));
+    assert!(parse(listener).unwrap().listeners[0]
+        .proxy_trusted
+        .is_empty());
+    for bad in ["proxy_protocol = true", "proxy_trusted = [\"10.0.0.0/8\"]"] {
+        let err = parse(&format!("{listener}{bad}")).unwrap_err().to_string();
+        assert!(err.starts_with("listener[0].proxy_trusted"), "{err}");
+    }
+}

@@ -209,6 +209,7 @@ fn default_listeners() -> Vec<Listener> {
         allow_insecure_auth: false,
         mechanisms: None,
         xclient_trusted: Vec::new(),
+        proxy_trusted: Vec::new(),
     };
     vec![
         listener("submission", "127.0.0.1:2587", ListenerTls::StartTls),
@@ -253,13 +254,28 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
     let mechanisms = raw
         .mechanisms
         .map(|names| names.iter().map(|n| n.to_ascii_uppercase()).collect());
-    let xclient_trusted = raw
-        .xclient_trusted
-        .unwrap_or_default()
-        .iter()
-        .map(|net| net.parse())
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|message| invalid(key("xclient_trusted"), message))?;
+    let networks = |list: Option<Vec<String>>, field: &str| {
+        list.unwrap_or_default()
+            .iter()
+            .map(|net| net.parse())
+            .collect::<Result<Vec<portcullis_limits::IpNet>, String>>()
+            .map_err(|message| invalid(key(field), message))
+    };
+    let xclient_trusted = networks(raw.xclient_trusted, "xclient_trusted")?;
+    let proxy_trusted = networks(raw.proxy_trusted, "proxy_trusted")?;
+    match (
+        raw.proxy_protocol.unwrap_or(false),
+        proxy_trusted.is_empty(),
+    ) {
+        (true, true) => {
+            return Err(invalid(
+                key("proxy_trusted"),
+                "proxy_protocol needs the networks of the load balancers",
+            ))
+        }
+        (false, false) => return Err(invalid(key("proxy_trusted"), "set proxy_protocol = true")),
+        _ => {}
+    }
     Ok(Listener {
         name: raw.name.unwrap_or_else(|| format!("listener{index}")),
         address,
@@ -268,5 +284,6 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
         allow_insecure_auth,
         mechanisms,
         xclient_trusted,
+        proxy_trusted,
     })
 }

@@ -28,14 +28,23 @@ enum Ended {
 const READ_CHUNK: usize = 16 * 1024;
 
 pub(crate) async fn serve(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     client: SocketAddr,
     listener: &BoundListener,
     shared: &Shared,
 ) {
+    // Behind a load balancer the client is who its PROXY header says.
+    let (client, server) = if listener.proxy_trusted.is_empty() {
+        (client, tcp.local_addr().ok())
+    } else {
+        match crate::proxy_protocol::read_addresses(&mut tcp, client, listener, shared).await {
+            Some((client, destination)) => (client, destination.or(tcp.local_addr().ok())),
+            None => return,
+        }
+    };
     let peer = Peer {
         client,
-        server: tcp.local_addr().ok(),
+        server,
         listener: listener.name.clone(),
         meta: portcullis_lua::ConnMeta::new(),
     };

@@ -16,6 +16,7 @@ pub mod defence;
 mod effects;
 mod listener;
 mod policy;
+mod proxy_protocol;
 mod scram_key;
 pub mod telemetry;
 pub mod tls;
@@ -149,6 +150,8 @@ pub(crate) struct BoundListener {
     pub session: Arc<SessionConfig>,
     /// Clients in these networks may send XCLIENT.
     pub xclient_trusted: Vec<portcullis_limits::IpNet>,
+    /// Load balancers that send a PROXY header; empty: no PROXY protocol.
+    pub proxy_trusted: Vec<portcullis_limits::IpNet>,
 }
 
 /// A server with its ports bound, ready to [`Server::run`].
@@ -222,6 +225,7 @@ impl Server {
                 acceptor: if uses_tls { acceptor.clone() } else { None },
                 session: Arc::new(session),
                 xclient_trusted: l.xclient_trusted.clone(),
+                proxy_trusted: l.proxy_trusted.clone(),
             });
         }
         let (limiter, ban_file) = defence_backend(config).await?;

@@ -35,6 +35,9 @@ pub const AUTH_COOLDOWNS: &str = "portcullis_auth_cooldowns_total";
 /// Failures repeating the same wrong password (stale clients).
 pub const AUTH_STALE: &str = "portcullis_auth_stale_password_total";
 
+/// Connections closed at the PROXY header, by reason (untrusted, malformed).
+pub const PROXY_REFUSED: &str = "portcullis_proxy_refused_total";
+
 /// Histogram buckets for latencies, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -76,6 +79,10 @@ pub fn describe() {
         "AUTH attempts refused during a user cool-down"
     );
     describe_counter!(AUTH_STALE, "Failures repeating the same wrong password");
+    describe_counter!(
+        PROXY_REFUSED,
+        "Connections closed at the PROXY header, by reason"
+    );
     describe_counter!(MESSAGES_SPOOLED, "Messages durably spooled");
     describe_counter!(SPOOL_FAILURES, "Spool writes that failed");
     describe_histogram!(

@@ -1,0 +1,69 @@
+//! The PROXY protocol on a listener behind a TCP load balancer: the header
+//! is read before anything else (before TLS on an implicit-TLS listener)
+//! and names the client. Only the configured load balancers may send one;
+//! a connection from anywhere else, or with a bad or missing header, is
+//! closed without a word, since its first bytes cannot be trusted to be
+//! either a header or SMTP.
+//!
+//! The pure parser is [`portcullis_proto::proxy`]; this module reads exactly
+//! the bytes it asks for, so nothing after the header is consumed.
+
+use std::net::SocketAddr;
+
+use portcullis_proto::proxy::{self, ProxyHeader, ProxyParse};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::{telemetry, BoundListener, Shared};
+
+/// The client and server addresses a load balancer's header names, or
+/// `None` if the connection must be closed (the reason is logged).
+pub(crate) async fn read_addresses(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    listener: &BoundListener,
+    shared: &Shared,
+) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    if !listener
+        .proxy_trusted
+        .iter()
+        .any(|net| net.contains(peer.ip()))
+    {
+        tracing::warn!(%peer, listener = %listener.name, "PROXY header expected from a trusted load balancer; closing");
+        metrics::counter!(telemetry::PROXY_REFUSED, "reason" => "untrusted").increment(1);
+        return None;
+    }
+    let read = tokio::time::timeout(shared.idle_timeout, read_header(tcp)).await;
+    match read {
+        Ok(Ok(ProxyHeader::Proxied {
+            source,
+            destination,
+        })) => Some((source, Some(destination))),
+        Ok(Ok(ProxyHeader::Local)) => Some((peer, None)),
+        Ok(Err(error)) => {
+            tracing::warn!(%peer, %error, "bad PROXY header; closing");
+            metrics::counter!(telemetry::PROXY_REFUSED, "reason" => "malformed").increment(1);
+            None
+        }
+        Err(_elapsed) => {
+            tracing::debug!(%peer, "no PROXY header in time; closing");
+            None
+        }
+    }
+}
+
+async fn read_header(tcp: &mut TcpStream) -> std::io::Result<ProxyHeader> {
+    let mut buffer = Vec::with_capacity(108);
+    loop {
+        let step = proxy::parse(&buffer)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        match step {
+            ProxyParse::Done { header, .. } => return Ok(header),
+            ProxyParse::Incomplete { needed } => {
+                let start = buffer.len();
+                buffer.resize(start + needed, 0);
+                tcp.read_exact(&mut buffer[start..]).await?;
+            }
+        }
+    }
+}
