@@ -285,3 +285,39 @@ fn two_servers_share_bans_through_redis_and_survive_its_death() {
         one.log()
     );
 }
+
+/// Behind a trusted XCLIENT proxy the client it names is counted and
+/// banned, never the proxy.
+#[test]
+fn behind_xclient_the_named_client_is_banned_not_the_proxy() {
+    let server = TestServer::builder()
+        .without_default_listeners()
+        .config(
+            "[[listener]]\nname = \"proxied\"\naddress = \"127.0.0.1:{port:proxied}\"\n\
+             tls = \"starttls\"\nxclient_trusted = [\"127.0.0.1/32\"]\n\n\
+             [limits.auth]\nallow = []\ndelay_initial = \"0ms\"\ndelay_max = \"0ms\"\nban_after = 2\n",
+        )
+        .start();
+    let out = python(
+        r#"
+        def via_proxy(label, addr, password):
+            s = connect()
+            s.docmd("XCLIENT", f"ADDR={addr} NAME=[UNAVAILABLE]")
+            s.ehlo()
+            show(label, s.docmd("AUTH", "PLAIN " + b64("\0alice\0" + password)))
+        via_proxy("first", "192.0.2.7", "wrong-1")
+        via_proxy("second", "192.0.2.7", "wrong-2")
+        via_proxy("banned", "192.0.2.7", "correct horse")
+        via_proxy("neighbour", "192.0.2.8", "correct horse")
+        "#,
+        &[server.port("proxied")],
+    );
+    out.assert_reply("first", "535")
+        .assert_reply("second", "421 4.7.0")
+        .assert_reply("banned", "421 4.7.0")
+        .assert_reply("neighbour", "235");
+    let list = server.cli(&["ban", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(listed.contains("192.0.2.7"), "{listed}");
+    assert!(!listed.contains("127.0.0.1"), "{listed}");
+}

@@ -3,15 +3,16 @@
 //! flooding address, `454` during a user's cool-down, and the delay before
 //! every failure reply.
 //!
-//! The address counted is the client's as the connection reports it
-//! ([`Peer::client`]): behind PROXY or XCLIENT that is the real client,
-//! never the proxy.
+//! The address counted is the real client's: the PROXY header's (already
+//! in [`Peer::client`]), or the address a trusted proxy named with XCLIENT
+//! ([`client_ip`]), never the proxy's.
 //!
 //! Without a shared backend, bans are also written to `bans.json` in the
 //! data directory and the file is reloaded when it changes, so that
 //! `portcullis ban list|add|del` sees and lifts the bans this server
 //! enforces.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,9 +63,19 @@ pub(crate) async fn authenticate(
     mechanism: Mechanism,
     credentials: Credentials,
 ) -> AuthOutcome {
-    let ip = peer.client.ip();
+    let ip = client_ip(peer, session);
     let user = credentials.authcid().to_string();
     let limiter = &shared.limiter;
+    // A client named by XCLIENT was not checked at connect (its proxy was).
+    if ip != peer.client.ip() {
+        if let Some(ban) = limiter.banned(ip, Timestamp::now()).await {
+            tracing::info!(client = %ip, proxy = %peer.client.ip(), reason = %ban.reason, "refused: banned (XCLIENT)");
+            metrics::counter!(telemetry::CONNECTIONS_LIMITED, "reason" => "banned").increment(1);
+            return AuthOutcome::Disconnect {
+                reply: Reply::banned(),
+            };
+        }
+    }
     if limiter.before_auth(ip, &user, Timestamp::now()).await == AuthGate::CoolDown {
         tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: user cooling down after repeated failures");
         metrics::counter!(telemetry::AUTH_COOLDOWNS).increment(1);
@@ -95,10 +106,26 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// The client as counted: the address a trusted proxy named with XCLIENT
+/// (`ADDR=192.0.2.7` or `ADDR=IPV6:2001:db8::7`), else the connection's.
+pub(crate) fn client_ip(peer: &Peer, session: &Session) -> IpAddr {
+    session
+        .xclient()
+        .and_then(|x| x.addr.as_deref())
+        .and_then(|addr| {
+            let addr = addr
+                .strip_prefix("IPV6:")
+                .or_else(|| addr.strip_prefix("ipv6:"))
+                .unwrap_or(addr);
+            addr.parse().ok()
+        })
+        .unwrap_or(peer.client.ip())
+}
+
 /// Counts a failure, waits the delay, and bans when the count says so.
 async fn failed(
     shared: &Shared,
-    ip: std::net::IpAddr,
+    ip: IpAddr,
     user: &str,
     password: Option<&[u8]>,
     outcome: AuthOutcome,
