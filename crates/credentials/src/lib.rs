@@ -22,6 +22,8 @@
 
 pub mod cram_md5;
 pub mod file;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod scheme;
 pub mod scram;
 pub mod sqlite;

@@ -130,7 +130,7 @@ fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {e}"))
 }
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -139,14 +139,14 @@ fn now_unix() -> i64 {
 
 /// The stored forms for a new password: the hash, optional CRAM-MD5
 /// keys, and SCRAM secrets (SHA-1, SHA-256) unless SASLprep refuses it.
-struct NewCredentials {
-    hash: String,
-    cram: Option<String>,
-    scram_sha1: Option<String>,
-    scram_sha256: Option<String>,
+pub(crate) struct NewCredentials {
+    pub hash: String,
+    pub cram: Option<String>,
+    pub scram_sha1: Option<String>,
+    pub scram_sha256: Option<String>,
 }
 
-fn credentials_for(password: &Secret, with_cram_md5: bool) -> NewCredentials {
+pub(crate) fn credentials_for(password: &Secret, with_cram_md5: bool) -> NewCredentials {
     let hash = scheme::hash_password(password);
     let cram = with_cram_md5.then(|| CramMd5Keys::from_password(password.expose()).to_stored());
     let scram = ScramKeys::from_password(password).unwrap_or_default();
@@ -159,7 +159,7 @@ fn credentials_for(password: &Secret, with_cram_md5: bool) -> NewCredentials {
     }
 }
 
-fn scram_columns(keys: &ScramKeys) -> (Option<String>, Option<String>) {
+pub(crate) fn scram_columns(keys: &ScramKeys) -> (Option<String>, Option<String>) {
     (
         keys.sha1
             .as_ref()
@@ -171,7 +171,7 @@ fn scram_columns(keys: &ScramKeys) -> (Option<String>, Option<String>) {
 }
 
 /// Parses the SCRAM columns of `name`'s row.
-fn scram_keys(
+pub(crate) fn scram_keys(
     name: &str,
     sha1: Option<String>,
     sha256: Option<String>,
@@ -360,7 +360,7 @@ impl UserAdmin for SqliteStore {
 }
 
 /// Maps an UPDATE/DELETE row count to `UnknownUser` when nothing matched.
-fn expect_one_row(changed: usize, name: &str) -> Result<(), StoreError> {
+pub(crate) fn expect_one_row(changed: usize, name: &str) -> Result<(), StoreError> {
     match changed {
         0 => Err(StoreError::UnknownUser(name.to_owned())),
         _ => Ok(()),

@@ -102,3 +102,100 @@ fn stores_without_cram_md5_keys_say_so() {
         .expect("added");
     assert!(!store.has_cram_md5_keys().expect("works"));
 }
+
+/// The PostgreSQL store against a real server (Debian's `postgresql`,
+/// started in a temporary directory): the same suite, a foreign table
+/// through `password_query`, and `Unavailable` (454) when it is down.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use portcullis_credentials::postgres::PostgresStore;
+    use portcullis_credentials::{CredentialStore, Secret, StoreError, UserAdmin};
+    use portcullis_integration_tests::PostgresServer;
+
+    fn server() -> PostgresServer {
+        PostgresServer::start().expect("PostgreSQL is not installed: apt-get install -y postgresql")
+    }
+
+    #[test]
+    fn postgres_store_conforms_and_says_unavailable_when_down() {
+        let mut pg = server();
+        let store = PostgresStore::open(&pg.url(), None).expect("opens");
+        assert!(!store.has_cram_md5_keys().expect("works"));
+        store
+            .add_user("alice", &Secret::from("alice-pw"), true)
+            .expect("added");
+        store
+            .set_may_act_as(
+                "alice",
+                &["postmaster@example.org".into(), "abuse@example.org".into()],
+            )
+            .expect("set");
+        store
+            .add_user("bob", &Secret::from("bob-pw"), false)
+            .expect("added");
+        assert!(matches!(
+            store.add_user("bob", &Secret::from("x"), false),
+            Err(StoreError::UserExists(_))
+        ));
+        super::conformance(&store);
+        assert_eq!(store.list_users().unwrap(), ["alice", "bob"]);
+        assert!(store.has_scram_secrets().unwrap());
+        store.delete_user("bob").expect("deleted");
+        assert!(matches!(
+            store.delete_user("bob"),
+            Err(StoreError::UnknownUser(_))
+        ));
+
+        pg.stop();
+        assert!(matches!(
+            store.lookup("alice"),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            PostgresStore::open(&pg.url(), None),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn password_query_reads_an_existing_table() {
+        let pg = server();
+        let own = PostgresStore::open(&pg.url(), None).expect("opens");
+        drop(own);
+        let mut client = postgres_client(&pg.url());
+        let hash = portcullis_credentials::scheme::hash_password(&Secret::from("s3cret"));
+        client
+            .batch_execute(
+                "CREATE TABLE accounts (login TEXT PRIMARY KEY, pw_hash TEXT, aliases TEXT[], active BOOL)",
+            )
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO accounts VALUES ('dana', $1, ARRAY['sales@example.org'], true), \
+                 ('ed', $1, NULL, false)",
+                &[&hash],
+            )
+            .unwrap();
+        let query = "SELECT pw_hash AS password, aliases AS may_act_as FROM accounts \
+                     WHERE login = %u AND active";
+        let store = PostgresStore::open(&pg.url(), Some(query)).expect("opens");
+        let dana = store.lookup("dana").unwrap().expect("dana exists");
+        assert_eq!(dana.may_act_as, ["sales@example.org"]);
+        assert!(dana.password.is_some() && dana.cram_md5.is_none());
+        assert!(store.lookup("ed").unwrap().is_none(), "inactive");
+        assert!(store
+            .lookup("x'; DROP TABLE accounts; --")
+            .unwrap()
+            .is_none());
+        assert!(store.lookup("dana").unwrap().is_some(), "table still there");
+        assert!(!store.has_cram_md5_keys().unwrap());
+        assert!(
+            store.list_users().is_err(),
+            "foreign tables are not managed"
+        );
+    }
+
+    fn postgres_client(url: &str) -> ::postgres::Client {
+        ::postgres::Client::connect(url, ::postgres::NoTls).expect("connects")
+    }
+}

@@ -73,3 +73,117 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A throw-away PostgreSQL cluster from Debian's packages (`initdb` and
+/// `pg_ctl` from `/usr/lib/postgresql/*/bin`), trust authentication on
+/// 127.0.0.1 and a free port. Run as the `postgres` user when the tests run
+/// as root (PostgreSQL refuses to run as root).
+pub struct PostgresServer {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    running: bool,
+    _dir: TempDir,
+}
+
+impl PostgresServer {
+    /// Starts one; `None` when PostgreSQL is not installed
+    /// (`apt-get install postgresql`).
+    pub fn start() -> Option<PostgresServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .find(|b| b.join("initdb").is_file())?;
+        let dir = tempfile::tempdir().expect("a temp dir can be created");
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if as_root {
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(dir.path())
+                .status();
+            assert!(chown.is_ok_and(|s| s.success()), "chown to postgres");
+        }
+        let server = PostgresServer {
+            data: dir.path().join("data"),
+            bin,
+            port: crate::server::free_port(),
+            running: false,
+            _dir: dir,
+        };
+        let initdb = server
+            .command("initdb", as_root)
+            .arg("-D")
+            .arg(&server.data)
+            .args(["-A", "trust", "-U", "portcullis", "-E", "UTF8", "--no-sync"])
+            .output()
+            .expect("initdb runs");
+        assert!(initdb.status.success(), "initdb: {initdb:?}");
+        let mut server = server;
+        server.pg_ctl_start(as_root);
+        Some(server)
+    }
+
+    fn command(&self, program: &str, as_root: bool) -> Command {
+        let path = self.bin.join(program);
+        if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn pg_ctl_start(&mut self, as_root: bool) {
+        let socket_dir = self.data.parent().expect("data has a parent").to_path_buf();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            socket_dir.display()
+        );
+        let started = self
+            .command("pg_ctl", as_root)
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(socket_dir.join("postgres.log"))
+            .args(["-o", &options, "-w", "start"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(started.status.success(), "pg_ctl start: {started:?}");
+        self.running = true;
+    }
+
+    /// `postgres://portcullis@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://portcullis@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server at once (`-m immediate`): the tests of "the
+    /// database went away".
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let _ = self
+            .command("pg_ctl", as_root)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        self.running = false;
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
