@@ -5,8 +5,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use portcullis_config::{Config, UserBackend};
 use portcullis_credentials::file::FileStore;
+use portcullis_credentials::postgres::PostgresStore;
 use portcullis_credentials::sqlite::SqliteStore;
-use portcullis_credentials::CredentialStore;
+use portcullis_credentials::{CredentialStore, UserAdmin};
 
 /// The store `serve` and `auth test` read from.
 pub fn open(config: &Config) -> Result<Arc<dyn CredentialStore>> {
@@ -16,6 +17,34 @@ pub fn open(config: &Config) -> Result<Arc<dyn CredentialStore>> {
             FileStore::load(path)
                 .with_context(|| format!("loading users from {}", path.display()))?,
         ),
+        UserBackend::Postgres {
+            url,
+            password_query,
+        } => Arc::new(open_postgres(url, password_query.as_deref())?),
+    })
+}
+
+/// The PostgreSQL store; connects once to fail early.
+pub fn open_postgres(
+    url: &portcullis_config::defence::DatabaseUrl,
+    password_query: Option<&str>,
+) -> Result<PostgresStore> {
+    PostgresStore::open(&url.0, password_query)
+        .with_context(|| format!("opening the PostgreSQL user store {url:?}"))
+}
+
+/// The store `portcullis user` changes: SQLite or our PostgreSQL table.
+pub fn open_admin(config: &Config) -> Result<Box<dyn UserAdmin>> {
+    Ok(match &config.users {
+        UserBackend::Sqlite { path } => Box::new(open_sqlite(path)?),
+        UserBackend::Postgres {
+            url,
+            password_query: None,
+        } => Box::new(open_postgres(url, None)?),
+        UserBackend::Postgres { .. } => {
+            anyhow::bail!("users come from your own table (password_query): manage them there")
+        }
+        UserBackend::File { .. } => anyhow::bail!("the users backend is a file: edit it directly"),
     })
 }
 

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use portcullis_config::{Config, UserBackend};
-use portcullis_credentials::UserAdmin;
+use portcullis_config::Config;
 use portcullis_sasl::Secret;
 use rand::distributions::{Alphanumeric, DistString};
 
@@ -82,10 +81,7 @@ fn read_stdin_line() -> Result<Secret> {
 }
 
 pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
-    let UserBackend::Sqlite { path } = &config.users else {
-        bail!("the users backend is a file: edit it directly");
-    };
-    let store = crate::stores::open_sqlite(path)?;
+    let store = crate::stores::open_admin(config)?;
     match action {
         UserAction::Add { name, password } => {
             let (secret, generated) = password.read()?;

@@ -22,6 +22,26 @@ pub enum LimitsStore {
     Redis { url: String },
 }
 
+/// A database URL whose `Debug` leaves out the password
+/// (`postgres://user:…@host/db`), so `check-config` and logs never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = &self.0;
+        let redacted = match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &url[scheme + 3..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{}{user}:…{}", &url[..scheme + 3], &url[at..])
+            }
+            _ => url.clone(),
+        };
+        write!(f, "{redacted:?}")
+    }
+}
+
 /// `[limits.auth]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +187,20 @@ mod tests {
         assert_eq!(d.delay_initial, Duration::from_millis(50));
         assert_eq!((d.ban_after, d.max_connection_rate), (4, 5));
         assert_eq!(d.allow.len(), 2);
+    }
+
+    #[test]
+    fn postgres_users_need_a_url_whose_password_is_never_printed() {
+        let c = parse(
+            "[users]\nbackend = \"postgres\"\nurl = \"postgres://mail:hunter2@db/users\"\n\
+             password_query = \"SELECT pw AS password FROM t WHERE login = %u\"\n",
+        )
+        .unwrap();
+        let shown = format!("{:?}", c.users);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://mail:…@db/users"), "{shown}");
+        let err = parse("[users]\nbackend = \"postgres\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("users.url"), "{err}");
     }
 
     #[test]

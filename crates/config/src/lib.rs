@@ -100,6 +100,12 @@ pub enum ClientIdentity {
 pub enum UserBackend {
     Sqlite { path: PathBuf },
     File { path: PathBuf },
+    /// PostgreSQL; `password_query` (Dovecot-style, `%u` = login name)
+    /// reads an existing table, `None` our own.
+    Postgres {
+        url: defence::DatabaseUrl,
+        password_query: Option<String>,
+    },
 }
 
 /// Resource limits.

@@ -50,6 +50,10 @@ pub struct RawUsers {
     pub backend: Option<String>,
     pub path: Option<PathBuf>,
     pub cram_md5: Option<bool>,
+    /// `backend = "postgres"`: the connection URL.
+    pub url: Option<String>,
+    /// `backend = "postgres"`: the look-up, `%u` for the login name.
+    pub password_query: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -77,10 +77,16 @@ pub(crate) fn validate(
                     .ok_or_else(|| invalid("users.path", "the file backend needs a path"))?,
             ),
         },
+        "postgres" => UserBackend::Postgres {
+            url: defence::DatabaseUrl(raw.users.url.ok_or_else(|| {
+                invalid("users.url", "the postgres backend needs a url")
+            })?),
+            password_query: raw.users.password_query,
+        },
         other => {
             return Err(invalid(
                 "users.backend",
-                format!("unknown backend {other:?} (sqlite, file)"),
+                format!("unknown backend {other:?} (sqlite, file, postgres)"),
             ))
         }
     };
