@@ -265,3 +265,38 @@ fn a_permissive_hook_cannot_accept_a_proof_it_cannot_see() {
     // PLAIN carries the password, so there the script does decide.
     swaks_auth(&server, "anyone", "anything").assert_contains("235 2.7.0");
 }
+
+/// After our own verification accepted a CRAM-MD5 proof, `smtp_server_auth`
+/// is asked with `auth.verified = true`: it may refuse the user, or accept
+/// with data that reaches the spool. A wrong proof never reaches it.
+const REVIEW: &str = r#"
+portcullis.on('smtp_server_auth', function(auth, conn)
+  if not auth.verified then return nil end
+  assert(auth.password == nil, 'no password after verification')
+  if auth.user == 'bob' then
+    return portcullis.reject{ message = 'bob is suspended', enhanced = '5.7.1' }
+  end
+  return portcullis.accept{ data = { reviewed = auth.mechanism } }
+end)
+"#;
+
+fn swaks_cram(server: &TestServer, user: &str, password: &str) -> portcullis_integration_tests::ToolOutput {
+    let address = format!("127.0.0.1:{}", server.submission_port());
+    swaks(&[
+        "--server", &address, "--tls", "--auth", "CRAM-MD5", "--auth-user", user,
+        "--auth-password", password, "--from", FROM, "--to", TO, "--body", "policy test",
+    ])
+}
+
+#[test]
+fn general_hook_reviews_verified_cram_md5_logins() {
+    let server = with_policy(REVIEW, "");
+    swaks_cram(&server, "bob", "battery staple").assert_contains("535 5.7.1 bob is suspended");
+    swaks_cram(&server, "alice", "wrong").assert_contains("535 5.7.8");
+    assert!(server.spool_messages().is_empty());
+    swaks_cram(&server, "alice", "correct horse").assert_contains("235 2.7.0").assert_success(true);
+    let message = server.single_message();
+    assert_eq!(message.auth_field("authn_id").as_deref(), Some("alice"));
+    assert_eq!(message.meta["auth"]["mechanism"], "CRAM-MD5");
+    assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"reviewed": "CRAM-MD5"}));
+}

@@ -55,7 +55,7 @@ const CALLED: [Event; 3] = [
     Event {
         namespace: Namespace::Portcullis,
         name: SMTP_SERVER_AUTH,
-        arguments: "auth {mechanism, user, password, authzid}, conn {client_ip, client_port, server_ip, server_port, helo, listener, tls, meta}",
+        arguments: "auth {mechanism, user, password, authzid, verified}, conn {client_ip, client_port, server_ip, server_port, helo, listener, tls, meta}",
         returns: "portcullis.accept{user=, authz=, data=} | portcullis.reject{message=, code=, enhanced=, disconnect=} | portcullis.defer{…} | nil (reject)",
         support: Support::Called,
     },

@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use portcullis_sasl::Secret;
 
-pub use request::{AuthRequest, ConnFacts, ConnMeta, TlsFacts};
+pub use request::{AuthRequest, CertFacts, ConnFacts, ConnMeta, TlsFacts};
 pub use verdict::Verdict;
 
 /// Why a script could not be loaded or run.
@@ -144,6 +144,13 @@ impl Policy {
     /// PLAIN and LOGIN.
     pub fn decides(&self, mechanism: &str) -> bool {
         self.generation().decides(mechanism)
+    }
+
+    /// Whether the script reviews logins our own verification accepted
+    /// (CRAM-MD5, SCRAM, tokens, EXTERNAL): only `smtp_server_auth` does,
+    /// called with `auth.verified = true`.
+    pub fn reviews_verified(&self) -> bool {
+        self.generation().reviews_verified()
     }
 
     /// The longest a hook may run.

@@ -83,6 +83,12 @@ impl Generation {
                 && matches!(mechanism, "PLAIN" | "LOGIN"))
     }
 
+    /// Whether `smtp_server_auth` is registered: it also reviews logins
+    /// our own verification accepted.
+    pub fn reviews_verified(&self) -> bool {
+        self.has(events::SMTP_SERVER_AUTH)
+    }
+
     /// A state with the script run (and `init` called) in it.
     fn new_state(&self) -> Result<State, PolicyError> {
         let script_error = |e: mlua::Error| PolicyError::Script {
@@ -179,6 +185,7 @@ impl Generation {
                 auth.set("password", lua.create_string(password.expose())?)?;
             }
             auth.set("authzid", request.authzid.as_deref())?;
+            auth.set("verified", request.verified)?;
             let answer: Value = hook.call((auth, conn.to_lua(lua, meta)?))?;
             return Ok(verdict::from_general(lua, answer, &request.user, request.authzid.as_deref()));
         }

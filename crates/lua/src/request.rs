@@ -18,8 +18,13 @@ pub struct AuthRequest {
     pub user: String,
     /// The password: PLAIN and LOGIN only.
     pub password: Option<Secret>,
-    /// The authorization identity the client asked for, if any.
+    /// The authorization identity the client asked for, if any; after
+    /// verification, the one our own check granted.
     pub authzid: Option<String>,
+    /// `true` when portcullis already verified the proof (CRAM-MD5, SCRAM,
+    /// a bearer token, a client certificate) and `user` is the verified
+    /// identity: the hook may still refuse, or accept with user data.
+    pub verified: bool,
 }
 
 /// The negotiated TLS session.
@@ -27,6 +32,17 @@ pub struct AuthRequest {
 pub struct TlsFacts {
     pub version: String,
     pub cipher: String,
+    /// The client certificate rustls verified, if the client sent one.
+    pub client_certificate: Option<CertFacts>,
+}
+
+/// A verified TLS client certificate (EXTERNAL's identity comes from it).
+#[derive(Debug, Clone)]
+pub struct CertFacts {
+    pub subject: String,
+    pub issuer: String,
+    /// SHA-256 of the DER certificate, colon-separated upper-case hex.
+    pub sha256: String,
 }
 
 /// The connection, as the server knows it.
@@ -55,6 +71,11 @@ impl ConnFacts {
             let tls_table = lua.create_table()?;
             tls_table.set("version", tls.version.clone())?;
             tls_table.set("cipher", tls.cipher.clone())?;
+            if let Some(cert) = &tls.client_certificate {
+                tls_table.set("peer_subject", cert.subject.clone())?;
+                tls_table.set("peer_issuer", cert.issuer.clone())?;
+                tls_table.set("peer_sha256", cert.sha256.clone())?;
+            }
             t.set("tls", tls_table)?;
         }
         t.set("meta", meta.clone())?;

@@ -19,6 +19,7 @@ fn request(mechanism: &str, user: &str, password: &str, authzid: Option<&str>) -
         user: user.into(),
         password: Some(Secret::from(password)),
         authzid: authzid.map(str::to_string),
+        verified: false,
     }
 }
 
@@ -31,6 +32,7 @@ fn conn() -> ConnFacts {
         tls: Some(TlsFacts {
             version: "TLSv1.3".into(),
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            client_certificate: None,
         }),
     }
 }
@@ -244,4 +246,36 @@ fn cost_of_one_hook_call() {
         assert!(matches!(decide(&p, &r), Verdict::Accept { .. }));
     }
     println!("kumo static table: {:?} per AUTH", started.elapsed() / n);
+}
+
+#[test]
+fn verified_logins_reach_only_the_general_hook_without_a_password() {
+    let (_d, p) = policy(
+        r#"portcullis.on('smtp_server_auth', function(auth, conn)
+          if auth.verified and auth.password == nil and auth.user == 'alice' then
+            return portcullis.accept{ data = { via = auth.mechanism, cert = conn.tls.peer_sha256 } }
+          end
+        end)"#,
+    );
+    let p = p.unwrap();
+    assert!(p.reviews_verified());
+    let request = AuthRequest {
+        mechanism: "EXTERNAL".into(),
+        user: "alice".into(),
+        password: None,
+        authzid: Some("alice".into()),
+        verified: true,
+    };
+    let mut facts = conn();
+    facts.tls.as_mut().unwrap().client_certificate = Some(CertFacts {
+        subject: "CN=alice".into(),
+        issuer: "CN=CA".into(),
+        sha256: "AB:CD".into(),
+    });
+    let v = p.authenticate(&request, &facts, &ConnMeta::new());
+    let Verdict::Accept { authn_id, user_data, .. } = v else { panic!("{v:?}") };
+    assert_eq!(authn_id, "alice");
+    assert_eq!(user_data, Some(serde_json::json!({"via": "EXTERNAL", "cert": "AB:CD"})));
+    let (_d, kumo) = policy("kumo.on('smtp_server_auth_plain', function() return true end)");
+    assert!(!kumo.unwrap().reviews_verified(), "KumoMTA's hook sees PLAIN/LOGIN only");
 }

@@ -91,7 +91,17 @@ pub(crate) async fn authenticate(
     let decided = crate::policy::authenticate(shared, peer, session, mechanism, &credentials);
     let outcome = match decided.await {
         Some(outcome) => outcome,
-        None => effects::authenticate(shared, peer, mechanism, credentials).await,
+        None => {
+            let verified = effects::authenticate(shared, peer, mechanism, credentials).await;
+            let reviewed = crate::policy::review_verified(shared, peer, session, mechanism, &verified);
+            match reviewed.await {
+                // The proof was right: a refusal by the script is policy,
+                // not a guess, so it is neither counted nor delayed.
+                Some(outcome @ AuthOutcome::Accepted { .. }) => outcome,
+                Some(refused) => return refused,
+                None => verified,
+            }
+        }
     };
     match &outcome {
         AuthOutcome::Accepted { .. } => {

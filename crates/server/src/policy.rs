@@ -5,9 +5,10 @@
 //! the wait for it is bounded a little beyond the script's own deadline, so
 //! even a hook stuck in a blocking call answers `454` in time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_lua::{AuthRequest, ConnFacts, TlsFacts, Verdict};
+use portcullis_lua::{AuthRequest, CertFacts, ConnFacts, Policy, TlsFacts, Verdict};
 use portcullis_sasl::{Credentials, Mechanism};
 use portcullis_session::{AuthOutcome, Session};
 
@@ -21,7 +22,8 @@ const GRACE: Duration = Duration::from_millis(250);
 /// only where it sees the secret itself (PLAIN and LOGIN carry the
 /// password). CRAM-MD5, SCRAM and bearer tokens carry proofs only our own
 /// verification can check: handing them to a script that answers "accept"
-/// for a user name would let anyone in, so those always go to the store.
+/// for a user name would let anyone in, so those always go to the store
+/// (and then, if accepted, to [`review_verified`]).
 pub(crate) async fn authenticate(
     shared: &Shared,
     peer: &Peer,
@@ -30,7 +32,7 @@ pub(crate) async fn authenticate(
     credentials: &Credentials,
 ) -> Option<AuthOutcome> {
     let policy = shared.policy.as_ref()?.clone();
-    let Credentials::Password { .. } = credentials else {
+    let Credentials::Password { password, .. } = credentials else {
         return None;
     };
     if !policy.decides(mechanism.name()) {
@@ -39,35 +41,64 @@ pub(crate) async fn authenticate(
     let request = AuthRequest {
         mechanism: mechanism.name().to_string(),
         user: credentials.authcid().to_string(),
-        password: match credentials {
-            Credentials::Password { password, .. } => Some(password.clone()),
-            _ => None,
-        },
+        password: Some(password.clone()),
         authzid: credentials.authzid().map(str::to_string),
+        verified: false,
     };
-    let facts = ConnFacts {
-        client: peer.client,
-        server: peer.server,
-        helo: session.helo_name().map(str::to_string),
-        listener: peer.listener.clone(),
-        tls: session.tls().map(|t| TlsFacts {
-            version: t.version.clone(),
-            cipher: t.cipher.clone(),
-        }),
+    Some(ask(policy, peer, session, request).await)
+}
+
+/// After our own verification accepted a proof the script cannot see
+/// (CRAM-MD5, SCRAM, a token, a client certificate), `smtp_server_auth`
+/// is asked with `auth.verified = true` and the verified identity. It may
+/// refuse, or accept with user data; it is never asked about a failed
+/// verification, so its accept cannot let a wrong proof in. `None` when
+/// the script does not review (the store's verdict stands).
+pub(crate) async fn review_verified(
+    shared: &Shared,
+    peer: &Peer,
+    session: &Session,
+    mechanism: Mechanism,
+    verified: &AuthOutcome,
+) -> Option<AuthOutcome> {
+    let policy = shared.policy.as_ref()?.clone();
+    let AuthOutcome::Accepted { authn_id, authz_id } = verified else {
+        return None;
     };
+    if !policy.reviews_verified() {
+        return None;
+    }
+    let request = AuthRequest {
+        mechanism: mechanism.name().to_string(),
+        user: authn_id.clone(),
+        password: None,
+        authzid: Some(authz_id.clone()),
+        verified: true,
+    };
+    Some(ask(policy, peer, session, request).await)
+}
+
+/// Runs the hook on the blocking pool, bounded, and maps its verdict.
+async fn ask(
+    policy: Arc<Policy>,
+    peer: &Peer,
+    session: &Session,
+    request: AuthRequest,
+) -> AuthOutcome {
+    let facts = conn_facts(peer, session);
     let meta = peer.meta.clone();
     let limit = policy.hook_timeout() + GRACE;
+    let (mechanism, user) = (request.mechanism.clone(), request.user.clone());
     let task = tokio::task::spawn_blocking(move || policy.authenticate(&request, &facts, &meta));
     let client = peer.client.ip();
-    let user = credentials.authcid();
     let verdict = match tokio::time::timeout(limit, task).await {
         Ok(Ok(verdict)) => verdict,
         Ok(Err(_)) | Err(_) => {
             tracing::error!(%client, %mechanism, %user, result = "deferred", "auth: policy hook did not answer in time");
-            return Some(AuthOutcome::TemporaryFailure { reply: None });
+            return AuthOutcome::TemporaryFailure { reply: None };
         }
     };
-    Some(match verdict {
+    match verdict {
         Verdict::Accept {
             authn_id, authz_id, ..
         } => {
@@ -97,5 +128,24 @@ pub(crate) async fn authenticate(
             }
         }
         _ => AuthOutcome::TemporaryFailure { reply: None },
-    })
+    }
+}
+
+/// The connection as hooks see it.
+pub(crate) fn conn_facts(peer: &Peer, session: &Session) -> ConnFacts {
+    ConnFacts {
+        client: peer.client,
+        server: peer.server,
+        helo: session.helo_name().map(str::to_string),
+        listener: peer.listener.clone(),
+        tls: session.tls().map(|t| TlsFacts {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+            client_certificate: t.client_certificate.as_ref().map(|c| CertFacts {
+                subject: c.subject.clone(),
+                issuer: c.issuer.clone(),
+                sha256: c.sha256.clone(),
+            }),
+        }),
+    }
 }
