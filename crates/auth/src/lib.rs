@@ -28,6 +28,8 @@ use cache::VerifiedCache;
 use portcullis_credentials::{scheme, CredentialStore, StoreError, UserRecord, Verification};
 use portcullis_sasl::{Credentials, Secret};
 
+mod introspection;
+mod jwks;
 mod oauth;
 mod scram;
 

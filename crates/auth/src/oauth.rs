@@ -1,5 +1,6 @@
 //! Bearer tokens (OAUTHBEARER, XOAUTH2) as JWTs signed by a key from a
-//! JWKS file.
+//! JWKS (a file, or a URL: see [`crate::jwks`]), or opaque tokens checked at
+//! an RFC 7662 introspection endpoint (see [`crate::introspection`]).
 //!
 //! A token is accepted only if its signature verifies with a key from the
 //! file (picked by `kid`, and only asymmetric algorithms: a JWKS holds
@@ -10,13 +11,24 @@
 //! is refused, whatever its validity.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use portcullis_sasl::Secret;
 
+use crate::introspection::{Expect, Introspector};
+use crate::jwks::{Keys, RemoteJwks};
 use crate::{Decision, RejectReason};
+
+/// Why a token was not accepted.
+#[derive(Debug)]
+pub(crate) enum TokenError {
+    /// Not valid (for the log; the client gets `535`).
+    Invalid(String),
+    /// The issuer could not be asked (the client gets `454`).
+    Unavailable(String),
+}
 
 /// Why the JWKS file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +46,12 @@ pub enum OAuthError {
     },
 }
 
-/// Checks bearer tokens. Cheap to call (no I/O; one signature check).
+/// Checks bearer tokens. With a JWKS file, cheap (one signature check, no
+/// I/O); with a JWKS URL or introspection it may block on HTTP now and then:
+/// call it off the async workers.
 pub struct TokenValidator {
-    keys: Vec<(Option<String>, Option<String>, DecodingKey)>,
+    keys: Option<Keys>,
+    introspection: Option<Introspector>,
     issuer: String,
     audience: String,
     user_claim: String,
@@ -46,7 +61,8 @@ pub struct TokenValidator {
 impl std::fmt::Debug for TokenValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenValidator")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys.is_some())
+            .field("introspection", &self.introspection.is_some())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("user_claim", &self.user_claim)
@@ -71,27 +87,75 @@ impl TokenValidator {
             path: jwks_file.to_path_buf(),
             source,
         })?;
-        let set: JwkSet = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(e.to_string()))?;
-            let alg = jwk.common.key_algorithm.map(|a| format!("{a:?}"));
-            keys.push((jwk.common.key_id.clone(), alg, key));
-        }
-        if keys.is_empty() {
-            return Err(invalid("no keys".to_string()));
-        }
-        Ok(TokenValidator {
-            keys,
+        let keys = crate::jwks::parse(&text).map_err(invalid)?;
+        let mut validator = Self::new(issuer, audience, user_claim, leeway);
+        validator.keys = Some(Keys::Fixed(Arc::new(keys)));
+        Ok(validator)
+    }
+
+    /// A validator with no way to check a token yet: add a JWKS URL or an
+    /// introspection endpoint.
+    pub fn new(issuer: &str, audience: &str, user_claim: &str, leeway: Duration) -> Self {
+        TokenValidator {
+            keys: None,
+            introspection: None,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             user_claim: user_claim.to_string(),
             leeway,
-        })
+        }
+    }
+
+    /// JWT keys from `url`, fetched on first use and refreshed when older
+    /// than `refresh` or when a token names an unknown key id.
+    pub fn with_jwks_url(mut self, url: &str, refresh: Duration) -> Self {
+        self.keys = Some(Keys::Remote(RemoteJwks::new(url, refresh)));
+        self
+    }
+
+    /// Opaque tokens (and all tokens, without JWT keys) are asked about at
+    /// this RFC 7662 endpoint; answers are cached for `cache_ttl`.
+    pub fn with_introspection(
+        mut self,
+        url: &str,
+        client_id: Option<&str>,
+        client_secret: Option<&str>,
+        cache_ttl: Duration,
+    ) -> Self {
+        self.introspection = Some(Introspector::new(url, client_id, client_secret, cache_ttl));
+        self
     }
 
     /// The user a valid token is for, or why it is not valid (for the log).
+    /// May block when keys or answers must be fetched.
     pub fn validate(&self, token: &Secret) -> Result<String, String> {
+        self.check(token).map_err(|e| match e {
+            TokenError::Invalid(why) | TokenError::Unavailable(why) => why,
+        })
+    }
+
+    /// JWTs go to the keys when we have some; anything else (or everything,
+    /// without keys) to introspection.
+    pub(crate) fn check(&self, token: &Secret) -> Result<String, TokenError> {
+        let looks_like_jwt = token.expose().iter().filter(|b| **b == b'.').count() == 2;
+        match (&self.keys, &self.introspection) {
+            (Some(keys), _) if looks_like_jwt => {
+                self.verify_jwt(keys, token).map_err(TokenError::Invalid)
+            }
+            (_, Some(introspection)) => introspection.user(
+                token,
+                &Expect {
+                    issuer: &self.issuer,
+                    audience: &self.audience,
+                    user_claim: &self.user_claim,
+                    leeway: self.leeway,
+                },
+            ),
+            _ => Err(TokenError::Invalid("not a JWT".into())),
+        }
+    }
+
+    fn verify_jwt(&self, keys: &Keys, token: &Secret) -> Result<String, String> {
         let token = std::str::from_utf8(token.expose()).map_err(|_| "token is not UTF-8")?;
         let header = jsonwebtoken::decode_header(token).map_err(|e| format!("header: {e}"))?;
         if matches!(
@@ -101,12 +165,12 @@ impl TokenValidator {
             return Err("symmetric algorithms are not accepted".into());
         }
         let alg_name = format!("{:?}", header.alg);
-        let key = self
-            .keys
+        let keys = keys.current(header.kid.as_deref());
+        let key = keys
             .iter()
-            .filter(|(kid, _, _)| header.kid.is_none() || kid.is_none() || *kid == header.kid)
-            .find(|(_, alg, _)| alg.as_ref().is_none_or(|a| *a == alg_name))
-            .map(|(_, _, key)| key)
+            .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
+            .find(|k| k.alg.as_ref().is_none_or(|a| *a == alg_name))
+            .map(|k| &k.key)
             .ok_or("no key in the JWKS matches the token's kid and alg")?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
@@ -136,8 +200,11 @@ pub(crate) fn decide(
     let Some(validator) = validator else {
         return (Decision::Rejected(RejectReason::NoUsableSecret), None);
     };
-    match validator.validate(token) {
-        Err(why) => (Decision::Rejected(RejectReason::InvalidToken), Some(why)),
+    match validator.check(token) {
+        Err(TokenError::Invalid(why)) => {
+            (Decision::Rejected(RejectReason::InvalidToken), Some(why))
+        }
+        Err(TokenError::Unavailable(why)) => (Decision::Unavailable(why), None),
         Ok(user) if named.is_some_and(|n| n != user) => {
             let why = format!("token is for {user:?}");
             (

@@ -51,13 +51,8 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
     };
     let mut authenticator = Authenticator::new(crate::stores::open(config)?);
     if let Some(oauth) = &config.oauth {
-        authenticator = authenticator.with_token_validator(portcullis_auth::TokenValidator::load(
-            &oauth.jwks_file,
-            &oauth.issuer,
-            &oauth.audience,
-            &oauth.user_claim,
-            oauth.leeway,
-        )?);
+        authenticator =
+            authenticator.with_token_validator(portcullis_server::token_validator(oauth)?);
     }
     let credentials = match mechanism {
         // Play the client: answer a challenge the way a client with this

@@ -1,11 +1,18 @@
 //! The `[oauth]` table: how OAUTHBEARER and XOAUTH2 bearer tokens are
-//! checked. Tokens are JWTs signed by a key from a JWKS file; the issuer and
-//! audience are required, so a token minted for another service (or by
-//! another issuer) never logs anyone in here.
+//! checked. Tokens are JWTs signed by a key from a JWKS (a file, or a URL
+//! fetched and refreshed), or opaque tokens asked about at an RFC 7662
+//! introspection endpoint; the issuer and audience are required, so a token
+//! minted for another service (or by another issuer) never logs anyone in.
 //!
 //! ```toml
 //! [oauth]
-//! jwks_file = "jwks.json"      # relative to the config file
+//! jwks_file = "jwks.json"      # relative to the config file; or:
+//! jwks_url = "https://id.example.org/.well-known/jwks.json"
+//! jwks_refresh_secs = 3600     # re-fetch at most this old (and on an unknown kid)
+//! introspection_url = "https://id.example.org/oauth2/introspect"  # opaque tokens
+//! client_id = "portcullis"     # HTTP Basic credentials for introspection
+//! client_secret = "..."
+//! introspection_cache_secs = 60
 //! issuer = "https://id.example.org"
 //! audience = "smtp.example.org"
 //! user_claim = "email"         # default "sub"
@@ -24,6 +31,12 @@ use crate::validate::ConfigError;
 #[serde(deny_unknown_fields)]
 pub struct RawOAuth {
     pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh_secs: Option<u64>,
+    pub introspection_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub introspection_cache_secs: Option<u64>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub user_claim: Option<String>,
@@ -33,12 +46,100 @@ pub struct RawOAuth {
 /// How bearer tokens are validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuth {
-    pub jwks_file: PathBuf,
+    /// Where the JWT signing keys come from; `None`: introspection only.
+    pub jwks: Option<JwksSource>,
+    /// The RFC 7662 endpoint for tokens that are not JWTs (or all tokens
+    /// when there is no JWKS).
+    pub introspection: Option<Introspection>,
     pub issuer: String,
     pub audience: String,
     /// The claim that names the user (`sub`, `email`, `preferred_username`).
     pub user_claim: String,
     pub leeway: Duration,
+}
+
+/// Where the JWKS comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    /// Fetched on first use, again when older than `refresh` or when a token
+    /// names a key id we do not have (at most every few seconds).
+    Url {
+        url: String,
+        refresh: Duration,
+    },
+}
+
+/// An RFC 7662 token introspection endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Introspection {
+    pub url: String,
+    /// HTTP Basic credentials, if the endpoint wants them.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// How long an answer is remembered (never past the token's `exp`).
+    pub cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Introspection")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("cache_ttl", &self.cache_ttl)
+            .finish()
+    }
+}
+
+fn invalid(key: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: format!("oauth.{key}"),
+        message: message.to_string(),
+    }
+}
+
+fn http_url(value: String, key: &str) -> Result<String, ConfigError> {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        Ok(value)
+    } else {
+        Err(invalid(key, "must be an http:// or https:// URL"))
+    }
+}
+
+fn jwks_source(raw: &mut RawOAuth, base: &Path) -> Result<Option<JwksSource>, ConfigError> {
+    let refresh = Duration::from_secs(raw.jwks_refresh_secs.unwrap_or(3600).max(1));
+    match (raw.jwks_file.take(), raw.jwks_url.take()) {
+        (Some(_), Some(_)) => Err(invalid("jwks_url", "give jwks_file or jwks_url, not both")),
+        (Some(file), None) => Ok(Some(JwksSource::File(if file.is_absolute() {
+            file
+        } else {
+            base.join(file)
+        }))),
+        (None, Some(url)) => Ok(Some(JwksSource::Url {
+            url: http_url(url, "jwks_url")?,
+            refresh,
+        })),
+        (None, None) => Ok(None),
+    }
+}
+
+fn introspection(raw: &mut RawOAuth) -> Result<Option<Introspection>, ConfigError> {
+    let Some(url) = raw.introspection_url.take() else {
+        if raw.client_id.is_some() || raw.client_secret.is_some() {
+            return Err(invalid("client_id", "only used with introspection_url"));
+        }
+        return Ok(None);
+    };
+    Ok(Some(Introspection {
+        url: http_url(url, "introspection_url")?,
+        client_id: raw.client_id.take(),
+        client_secret: raw.client_secret.take(),
+        cache_ttl: Duration::from_secs(raw.introspection_cache_secs.unwrap_or(60)),
+    }))
 }
 
 fn required(value: Option<String>, key: &str) -> Result<String, ConfigError> {
@@ -53,13 +154,17 @@ fn required(value: Option<String>, key: &str) -> Result<String, ConfigError> {
 }
 
 pub(crate) fn validate(raw: Option<RawOAuth>, base: &Path) -> Result<Option<OAuth>, ConfigError> {
-    let Some(raw) = raw else {
+    let Some(mut raw) = raw else {
         return Ok(None);
     };
-    let jwks_file = raw.jwks_file.ok_or_else(|| ConfigError::Invalid {
-        key: "oauth.jwks_file".to_string(),
-        message: "required: the keys tokens are signed with".to_string(),
-    })?;
+    let jwks = jwks_source(&mut raw, base)?;
+    let introspection = introspection(&mut raw)?;
+    if jwks.is_none() && introspection.is_none() {
+        return Err(invalid(
+            "jwks_file",
+            "required: jwks_file, jwks_url or introspection_url",
+        ));
+    }
     let leeway = Duration::from_secs(raw.leeway_secs.unwrap_or(30));
     if leeway > Duration::from_secs(600) {
         return Err(ConfigError::Invalid {
@@ -68,11 +173,8 @@ pub(crate) fn validate(raw: Option<RawOAuth>, base: &Path) -> Result<Option<OAut
         });
     }
     Ok(Some(OAuth {
-        jwks_file: if jwks_file.is_absolute() {
-            jwks_file
-        } else {
-            base.join(jwks_file)
-        },
+        jwks,
+        introspection,
         issuer: required(raw.issuer, "issuer")?,
         audience: required(raw.audience, "audience")?,
         user_claim: raw.user_claim.unwrap_or_else(|| "sub".to_string()),
@@ -96,7 +198,10 @@ mod tests {
         )
         .expect("valid");
         let oauth = config.oauth.expect("set");
-        assert_eq!(oauth.jwks_file, Path::new("/etc/portcullis/jwks.json"));
+        assert_eq!(
+            oauth.jwks,
+            Some(JwksSource::File("/etc/portcullis/jwks.json".into()))
+        );
         assert_eq!(
             (oauth.user_claim.as_str(), oauth.leeway.as_secs()),
             ("sub", 30)
@@ -108,8 +213,35 @@ mod tests {
             "[oauth]\njwks_file = \"j\"\nissuer = \"i\"\n",
             "[oauth]\njwks_file = \"j\"\nissuer = \"i\"\naudience = \"a\"\nleeway_secs = 9999\n",
             "[oauth]\njwks_file = \"j\"\nissuer = \"i\"\naudience = \"a\"\nalgorithm = \"HS256\"\n",
+            "[oauth]\njwks_file = \"j\"\njwks_url = \"https://x\"\nissuer = \"i\"\naudience = \"a\"\n",
+            "[oauth]\njwks_url = \"ftp://x\"\nissuer = \"i\"\naudience = \"a\"\n",
+            "[oauth]\njwks_file = \"j\"\nclient_id = \"c\"\nissuer = \"i\"\naudience = \"a\"\n",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn jwks_url_and_introspection() {
+        let config = parse(
+            "[oauth]\njwks_url = \"https://id.test/jwks\"\nintrospection_url = \"http://id.test/i\"\n\
+             client_id = \"c\"\nclient_secret = \"hunter2\"\nissuer = \"i\"\naudience = \"a\"\n",
+        )
+        .expect("valid");
+        let oauth = config.oauth.expect("set");
+        assert_eq!(
+            oauth.jwks,
+            Some(JwksSource::Url {
+                url: "https://id.test/jwks".into(),
+                refresh: Duration::from_secs(3600)
+            })
+        );
+        let introspection = oauth.introspection.expect("set");
+        assert_eq!(introspection.cache_ttl, Duration::from_secs(60));
+        assert!(!format!("{introspection:?}").contains("hunter2"));
+        let only = parse(
+            "[oauth]\nintrospection_url = \"http://x/i\"\nissuer = \"i\"\naudience = \"a\"\n",
+        );
+        assert!(only.expect("valid").oauth.expect("set").jwks.is_none());
     }
 }

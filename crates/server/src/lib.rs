@@ -117,6 +117,34 @@ fn listener_mechanisms(
     Ok(chosen)
 }
 
+/// The bearer-token validator `[oauth]` describes: JWKS file or URL,
+/// and/or an introspection endpoint. Reads the JWKS file now; a URL is
+/// fetched on first use.
+pub fn token_validator(
+    oauth: &portcullis_config::oauth::OAuth,
+) -> Result<TokenValidator, portcullis_auth::OAuthError> {
+    use portcullis_config::oauth::JwksSource;
+    let (issuer, audience, claim) = (&oauth.issuer, &oauth.audience, &oauth.user_claim);
+    let mut validator = match &oauth.jwks {
+        Some(JwksSource::File(path)) => {
+            TokenValidator::load(path, issuer, audience, claim, oauth.leeway)?
+        }
+        Some(JwksSource::Url { url, refresh }) => {
+            TokenValidator::new(issuer, audience, claim, oauth.leeway).with_jwks_url(url, *refresh)
+        }
+        None => TokenValidator::new(issuer, audience, claim, oauth.leeway),
+    };
+    if let Some(i) = &oauth.introspection {
+        validator = validator.with_introspection(
+            &i.url,
+            i.client_id.as_deref(),
+            i.client_secret.as_deref(),
+            i.cache_ttl,
+        );
+    }
+    Ok(validator)
+}
+
 /// What every connection shares.
 pub(crate) struct Shared {
     pub authenticator: Authenticator,
@@ -173,13 +201,7 @@ impl Server {
         let mut authenticator =
             authenticator.with_scram_key(scram_key::load_or_create(&config.data_dir)?);
         if let Some(oauth) = &config.oauth {
-            authenticator = authenticator.with_token_validator(TokenValidator::load(
-                &oauth.jwks_file,
-                &oauth.issuer,
-                &oauth.audience,
-                &oauth.user_claim,
-                oauth.leeway,
-            )?);
+            authenticator = authenticator.with_token_validator(token_validator(oauth)?);
         }
         let mut mechanisms = offered_mechanisms(&authenticator).await?;
         if config.client_certificates.is_some() && tls.is_some() {

@@ -1,0 +1,199 @@
+//! RFC 7662 token introspection, for opaque bearer tokens: the token is
+//! POSTed to the issuer's endpoint, which says whether it is active and for
+//! whom. Answers are cached briefly (keyed by the token's SHA-256, so the
+//! token itself is not kept), which bounds the requests a busy client
+//! causes; a cached answer is still checked against the token's `exp` on
+//! every use. A transport failure is not an answer: it is not cached and
+//! makes the attempt a temporary failure (`454`), not a refusal.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use portcullis_sasl::Secret;
+use sha2::{Digest, Sha256};
+
+use crate::jwks::{agent, MAX_BODY};
+use crate::oauth::TokenError;
+
+/// What the endpoint said about a token (cached).
+#[derive(Clone)]
+struct Answer {
+    /// The user, or why the token is refused.
+    verdict: Result<String, String>,
+    /// The token's `exp`, seconds since the epoch.
+    exp: Option<u64>,
+}
+
+/// The checks a token's claims must pass.
+pub(crate) struct Expect<'a> {
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    pub user_claim: &'a str,
+    pub leeway: Duration,
+}
+
+/// An introspection endpoint and its cache.
+pub(crate) struct Introspector {
+    url: String,
+    /// `Basic base64(id:secret)`, if the endpoint wants credentials.
+    authorization: Option<Secret>,
+    agent: ureq::Agent,
+    cache: moka::sync::Cache<[u8; 32], Answer>,
+}
+
+impl Introspector {
+    pub(crate) fn new(
+        url: &str,
+        client_id: Option<&str>,
+        client_secret: Option<&str>,
+        cache_ttl: Duration,
+    ) -> Self {
+        let authorization = client_id.map(|id| {
+            let pair = format!("{id}:{}", client_secret.unwrap_or_default());
+            Secret::from(format!("Basic {}", STANDARD.encode(pair)).as_str())
+        });
+        Introspector {
+            url: url.to_string(),
+            authorization,
+            agent: agent(),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache_ttl.max(Duration::from_millis(1)))
+                .build(),
+        }
+    }
+
+    /// The user `token` is for. May block (one HTTP request on a miss).
+    pub(crate) fn user(&self, token: &Secret, expect: &Expect<'_>) -> Result<String, TokenError> {
+        let key: [u8; 32] = Sha256::digest(token.expose()).into();
+        let answer = match self.cache.get(&key) {
+            Some(answer) => answer,
+            None => {
+                let answer = self.ask(token, expect)?;
+                self.cache.insert(key, answer.clone());
+                answer
+            }
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if answer
+            .exp
+            .is_some_and(|exp| exp.saturating_add(expect.leeway.as_secs()) < now)
+        {
+            return Err(TokenError::Invalid("token expired".into()));
+        }
+        answer.verdict.map_err(TokenError::Invalid)
+    }
+
+    fn ask(&self, token: &Secret, expect: &Expect<'_>) -> Result<Answer, TokenError> {
+        let unavailable = |e: String| TokenError::Unavailable(format!("introspection: {e}"));
+        let token = std::str::from_utf8(token.expose())
+            .map_err(|_| TokenError::Invalid("token is not UTF-8".into()))?;
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .header("Accept", "application/json");
+        if let Some(authorization) = &self.authorization {
+            // Invariant: made from a &str above.
+            let value = std::str::from_utf8(authorization.expose()).unwrap_or_default();
+            request = request.header("Authorization", value);
+        }
+        let mut response = request
+            .send_form([("token", token), ("token_type_hint", "access_token")])
+            .map_err(|e| unavailable(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(unavailable(format!("HTTP {status}")));
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string()
+            .map_err(|e| unavailable(e.to_string()))?;
+        let claims: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&body).map_err(|e| unavailable(format!("not JSON: {e}")))?;
+        Ok(judge(&claims, expect))
+    }
+}
+
+/// RFC 7662 §2.2: `active` must be true; `iss` and `aud`, when given, must
+/// be ours; the user is in the configured claim (or `username`).
+fn judge(claims: &serde_json::Map<String, serde_json::Value>, expect: &Expect<'_>) -> Answer {
+    use serde_json::Value;
+    let exp = claims.get("exp").and_then(Value::as_u64);
+    let verdict = (|| {
+        if claims.get("active") != Some(&Value::Bool(true)) {
+            return Err("token is not active".to_string());
+        }
+        if let Some(iss) = claims.get("iss") {
+            if iss.as_str() != Some(expect.issuer) {
+                return Err(format!("issuer {iss} is not ours"));
+            }
+        }
+        let audience_ok = match claims.get("aud") {
+            None => true,
+            Some(Value::String(aud)) => aud == expect.audience,
+            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(expect.audience)),
+            Some(_) => false,
+        };
+        if !audience_ok {
+            return Err("token is for another audience".to_string());
+        }
+        [expect.user_claim, "username"]
+            .iter()
+            .find_map(|claim| claims.get(*claim).and_then(Value::as_str))
+            .filter(|user| !user.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {:?} naming the user", expect.user_claim))
+    })();
+    Answer { verdict, exp }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expect() -> Expect<'static> {
+        Expect {
+            issuer: "https://id.test",
+            audience: "smtp",
+            user_claim: "sub",
+            leeway: Duration::from_secs(30),
+        }
+    }
+
+    fn verdict(json: serde_json::Value) -> Result<String, String> {
+        let serde_json::Value::Object(claims) = json else {
+            panic!("not an object")
+        };
+        judge(&claims, &expect()).verdict
+    }
+
+    #[test]
+    fn active_ours_and_named() {
+        use serde_json::json;
+        assert_eq!(
+            verdict(json!({"active": true, "sub": "ann"})),
+            Ok("ann".into())
+        );
+        assert_eq!(
+            verdict(
+                json!({"active": true, "username": "ann", "aud": ["x", "smtp"],
+                           "iss": "https://id.test"})
+            ),
+            Ok("ann".into())
+        );
+        for refused in [
+            json!({"active": false, "sub": "ann"}),
+            json!({"sub": "ann"}),
+            json!({"active": true, "sub": "ann", "aud": "other"}),
+            json!({"active": true, "sub": "ann", "iss": "https://evil.test"}),
+            json!({"active": true}),
+        ] {
+            assert!(verdict(refused.clone()).is_err(), "{refused}");
+        }
+    }
+}
