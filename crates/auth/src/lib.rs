@@ -204,6 +204,16 @@ impl Authenticator {
         self.store.has_cram_md5_keys()
     }
 
+    /// The identities `user` may act as, from the store (sender and
+    /// tenant authorization). May block: call off the async workers.
+    pub fn identities(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .store
+            .lookup(user)?
+            .map(|record| record.may_act_as)
+            .unwrap_or_default())
+    }
+
     /// Decides on `credentials`. May block: call off the async workers.
     pub fn check(&self, credentials: &Credentials) -> Decision {
         if let Credentials::Bearer { user, token } = credentials {

@@ -7,6 +7,7 @@
 //! at all, [`Config::development`] gives loopback listeners, a self-signed
 //! certificate and a SQLite user database in the data directory.
 
+pub mod authorization;
 pub mod defence;
 pub mod delivery;
 pub mod oauth;
@@ -42,6 +43,8 @@ pub struct Config {
     pub cram_md5: bool,
     pub spool_dir: PathBuf,
     pub limits: Limits,
+    /// Sender and tenant rules after AUTH.
+    pub authorization: authorization::Authorization,
     pub auth: AuthTuning,
     /// The admin HTTP listener (`/metrics`, `/health`), if any.
     pub admin: Option<SocketAddr>,

@@ -31,6 +31,13 @@ pub struct RawConfig {
     pub oauth: Option<crate::oauth::RawOAuth>,
     #[serde(default, rename = "route")]
     pub routes: Vec<crate::delivery::RawRoute>,
+    /// `[senders]`: envelope senders a user may use.
+    pub senders: Option<crate::authorization::RawSenders>,
+    /// `[tenants]`: the tenant header.
+    pub tenants: Option<crate::authorization::RawTenants>,
+    /// `[tenant.'name']`: who may use each tenant.
+    #[serde(default)]
+    pub tenant: std::collections::BTreeMap<String, crate::authorization::RawTenant>,
 }
 
 #[derive(Debug, Default, Deserialize)]

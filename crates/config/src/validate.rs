@@ -78,9 +78,11 @@ pub(crate) fn validate(
             ),
         },
         "postgres" => UserBackend::Postgres {
-            url: defence::DatabaseUrl(raw.users.url.ok_or_else(|| {
-                invalid("users.url", "the postgres backend needs a url")
-            })?),
+            url: defence::DatabaseUrl(
+                raw.users
+                    .url
+                    .ok_or_else(|| invalid("users.url", "the postgres backend needs a url"))?,
+            ),
             password_query: raw.users.password_query,
         },
         other => {
@@ -165,8 +167,10 @@ pub(crate) fn validate(
 
     let policy = crate::policy::validate(raw.policy, raw.lua, base)?;
     let oauth = crate::oauth::validate(raw.oauth, base)?;
+    let authorization = crate::authorization::validate(raw.senders, raw.tenants, raw.tenant)?;
 
     Ok(Config {
+        authorization,
         oauth,
         policy,
         delivery,

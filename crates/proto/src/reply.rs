@@ -75,6 +75,10 @@ catalog! {
     banned => 421 (4, 7, 0) "Too many failed logins from your address, try again later";
     /// `421` at connect: too many connections or too many lately from one address.
     too_many_connections_from_address => 421 (4, 7, 0) "Too many connections from your address, try again later";
+    /// `553` for a MAIL FROM the authenticated user does not own.
+    sender_not_owned => 553 (5, 7, 1) "Sender address not owned by the authenticated user";
+    /// `550` for a message naming a tenant its authorization identity may not use.
+    tenant_not_authorized => 550 (5, 7, 1) "Not authorized to send for this tenant";
     /// `454` during a user's cool-down after repeated failed logins.
     auth_cooling_down => 454 (4, 7, 0) "Temporary authentication failure, try again later";
     /// `451` when the message could not be stored.

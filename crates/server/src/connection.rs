@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use portcullis_proto::Reply;
-use portcullis_session::{ConnectionInfo, Effect, Session};
+use portcullis_session::{ConnectionInfo, Effect, Session, SpoolOutcome};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -182,6 +182,10 @@ where
                 let outcome =
                     crate::defence::authenticate(shared, peer, session, mechanism, credentials)
                         .await;
+                let senders = crate::authorization::sender_rule(shared, peer, &outcome).await;
+                if let Some(rule) = senders {
+                    session.restrict_senders(rule);
+                }
                 if let Some(Effect::Close) = session.auth_finished(outcome, &mut out) {
                     flush(stream, &mut out, shared).await?;
                     return Ok(Ended::Closed);
@@ -194,8 +198,11 @@ where
                     return Ok(Ended::Closed);
                 }
             }
-            Some(Effect::Spool(message)) => {
-                let outcome = effects::spool(shared, peer, session, *message).await;
+            Some(Effect::Spool(mut message)) => {
+                let outcome = match crate::authorization::check_tenant(shared, peer, &mut message) {
+                    Ok(()) => effects::spool(shared, peer, session, *message).await,
+                    Err(reply) => SpoolOutcome::Refused(reply),
+                };
                 session.spool_finished(outcome, &mut out);
             }
             Some(Effect::Close) => {

@@ -10,6 +10,7 @@
 //! the input and wants more, which is what PIPELINING needs.
 
 pub mod admin;
+mod authorization;
 mod client_cert;
 mod connection;
 pub mod defence;
@@ -160,6 +161,8 @@ pub(crate) struct Shared {
     pub client_identity: Option<portcullis_config::ClientIdentity>,
     /// The Lua policy, when the config names a script.
     pub policy: Option<Arc<portcullis_lua::Policy>>,
+    /// Sender and tenant rules after AUTH.
+    pub authorization: portcullis_config::authorization::Authorization,
     /// The brute-force defence: delays, cool-downs, bans, per-address limits.
     pub limiter: Arc<portcullis_limits::Limiter>,
     /// Where bans are persisted without a shared backend.
@@ -252,6 +255,7 @@ impl Server {
         }
         let (limiter, ban_file) = defence_backend(config).await?;
         let shared = Arc::new(Shared {
+            authorization: config.authorization.clone(),
             limiter,
             ban_file,
             authenticator,

@@ -101,11 +101,13 @@ pub enum AuthOutcome {
     },
 }
 
-/// The result of an [`Effect::Spool`].
+/// The result of an [`Effect::Spool`]. `Refused`: policy refused the
+/// message (e.g. a tenant the user may not use); nothing was stored.
 #[derive(Debug, Clone)]
 pub enum SpoolOutcome {
     Stored { id: String },
     Failed,
+    Refused(Reply),
 }
 
 /// The envelope of one transaction.

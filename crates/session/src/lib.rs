@@ -17,6 +17,7 @@ mod auth;
 mod config;
 mod effect;
 mod mail;
+mod sender;
 mod session;
 mod xclient;
 
@@ -25,6 +26,7 @@ pub use effect::{
     AuthOutcome, ClientCertificate, Effect, Envelope, Identity, Message, ScramLookup, SpoolOutcome,
     TlsInfo,
 };
+pub use sender::SenderRule;
 pub use session::{ConnectionInfo, Progress, Session};
 pub use xclient::Xclient;
 

@@ -21,12 +21,23 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
         Reply::auth_required()
     } else if session.transaction.is_some() {
         Reply::nested_mail()
+    } else if session
+        .sender_rule
+        .as_ref()
+        .is_some_and(|rule| !rule.allows(&from))
+    {
+        Reply::sender_not_owned()
     } else if params
         .size
         .is_some_and(|size| size > session.config.max_message_size as u64)
     {
         Reply::message_too_big()
     } else {
+        let mut params = params;
+        // RFC 4954 §5: AUTH= is trusted only from an authenticated client.
+        if !session.authenticated() && params.auth.is_some() {
+            params.auth = Some("<>".to_string());
+        }
         session.transaction = Some(Envelope {
             mail_from: from,
             params,

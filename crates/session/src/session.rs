@@ -99,6 +99,8 @@ pub struct Session {
     pub(crate) auth_failures: u32,
     pub(crate) auth_attempts: u32,
     pub(crate) invalid_commands: u32,
+    /// The senders the authenticated user may use; `None`: any.
+    pub(crate) sender_rule: Option<crate::SenderRule>,
 }
 
 impl Session {
@@ -125,6 +127,7 @@ impl Session {
             auth_failures: 0,
             auth_attempts: 0,
             invalid_commands: 0,
+            sender_rule: None,
         }
     }
 
@@ -142,6 +145,12 @@ impl Session {
     /// `XCLIENT LOGIN=`.
     pub(crate) fn authenticated(&self) -> bool {
         self.identity.is_some() || self.xclient.as_ref().is_some_and(|x| x.login.is_some())
+    }
+
+    /// Limits MAIL FROM to what the authenticated user owns: any other
+    /// sender gets `553 5.7.1`. The driver calls this after AUTH succeeds.
+    pub fn restrict_senders(&mut self, rule: crate::SenderRule) {
+        self.sender_rule = Some(rule);
     }
 
     /// The TLS parameters, once TLS is up.
@@ -243,6 +252,7 @@ impl Session {
         match outcome {
             SpoolOutcome::Stored { id } => Reply::queued(&id).write_to(out),
             SpoolOutcome::Failed => Reply::local_error().write_to(out),
+            SpoolOutcome::Refused(reply) => reply.write_to(out),
         }
     }
 

@@ -458,3 +458,4 @@ fn protocol_names() {
 }
 
 mod limits;
+mod senders;

@@ -1,0 +1,59 @@
+//! Which envelope senders an authenticated client may use (Postfix's
+//! `reject_sender_login_mismatch`, maddy's `authorize_sender`).
+//!
+//! The session only applies the rule: the driver builds it after AUTH from
+//! what the store and the policy hook say the user owns, and hands it over
+//! with [`crate::Session::restrict_senders`]. Without a rule every sender
+//! is accepted (the check is off, or the client is not authenticated).
+
+use portcullis_proto::Path;
+
+/// The addresses one user may send from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SenderRule {
+    any: bool,
+    /// Lower-cased full addresses.
+    addresses: Vec<String>,
+    /// Lower-cased domains from `@domain` entries: any address there.
+    domains: Vec<String>,
+}
+
+impl SenderRule {
+    /// Builds a rule from owned entries: `user@example.com` (that address),
+    /// `@example.com` (any address in that domain), `*` (any sender).
+    /// Entries without `@` (plain identities) own nothing.
+    pub fn new<I, S>(owned: I) -> SenderRule
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut rule = SenderRule::default();
+        for entry in owned {
+            let entry = entry.as_ref().trim().to_ascii_lowercase();
+            if entry == "*" {
+                rule.any = true;
+            } else if let Some(domain) = entry.strip_prefix('@') {
+                rule.domains.push(domain.to_string());
+            } else if entry.contains('@') && !rule.addresses.contains(&entry) {
+                rule.addresses.push(entry);
+            }
+        }
+        rule
+    }
+
+    /// Whether `from` may be used. The null sender `<>` (bounces) is
+    /// always allowed: it names no one.
+    pub fn allows(&self, from: &Path) -> bool {
+        let address = from.as_str().to_ascii_lowercase();
+        if self.any || matches!(from, Path::Null) {
+            return true;
+        }
+        if self.addresses.contains(&address) {
+            return true;
+        }
+        match address.rsplit_once('@') {
+            Some((_, domain)) => self.domains.iter().any(|d| *d == domain),
+            None => false,
+        }
+    }
+}

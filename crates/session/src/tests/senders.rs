@@ -1,0 +1,49 @@
+//! Sender authorization at MAIL FROM, and RFC 4954 §5 `AUTH=` trust.
+
+use portcullis_proto::Path;
+
+use super::*;
+use crate::SenderRule;
+
+#[test]
+fn sender_rule_entries() {
+    let rule = SenderRule::new(["alice@example.com", "@sales.example.com", "team", ""]);
+    let path = |a: &str| Path::Mailbox(a.to_string());
+    assert!(rule.allows(&path("alice@example.com")));
+    assert!(rule.allows(&path("Alice@Example.COM")), "case-insensitive");
+    assert!(rule.allows(&path("anyone@sales.example.com")));
+    assert!(!rule.allows(&path("bob@example.com")));
+    assert!(!rule.allows(&path("alice@example.com.evil")));
+    assert!(!rule.allows(&path("team")));
+    assert!(rule.allows(&Path::Null), "bounces name no one");
+    assert!(SenderRule::new(["*"]).allows(&path("ceo@anywhere.test")));
+    assert!(!SenderRule::default().allows(&path("x@y.z")));
+}
+
+#[test]
+fn mail_from_an_address_the_user_does_not_own_gets_553() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("alice");
+    h.session
+        .restrict_senders(SenderRule::new(["alice@example.com"]));
+    assert_eq!(h.codes("MAIL FROM:<bob@example.com>\r\n"), ["553 5.7.1"]);
+    assert_eq!(h.codes("MAIL FROM:<alice@example.com>\r\n"), ["250 2.1.0"]);
+}
+
+#[test]
+fn auth_param_from_an_unauthenticated_client_is_not_trusted() {
+    let mut config = SessionConfig::new("mx.test");
+    config.auth = AuthPolicy::Disabled;
+    config.starttls = false;
+    let mut h = Harness::with(config, None);
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.replies("MAIL FROM:<a@example.com> AUTH=ceo@example.com\r\nRCPT TO:<r@x.test>\r\nDATA\r\n");
+    let (_, effect) = h.send("hi\r\n.\r\n");
+    let Some(Effect::Spool(message)) = effect else {
+        panic!("expected Spool, got {effect:?}");
+    };
+    assert_eq!(message.envelope.params.auth.as_deref(), Some("<>"));
+}
