@@ -14,6 +14,7 @@ use portcullis_spool::Spool;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(config: Config) -> Result<ExitCode> {
+    return_large_buffers_to_the_os();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = crate::stores::open(&config)?;
@@ -104,5 +105,21 @@ async fn wait_for_stop_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// glibc raises its mmap threshold each time a large mmapped buffer is
+/// freed; after that, buffers of that size come from per-thread arenas and
+/// stay there when freed. Every argon2id verification allocates 19 MiB on a
+/// blocking-pool thread, so without this the server keeps about 19 MiB per
+/// thread that ever verified a password (measured: gigabytes under a login
+/// flood). A fixed threshold sends such buffers to mmap, and free gives them
+/// back to the system.
+fn return_large_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any
+    // other thread exists, and 1 MiB is a valid threshold.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
