@@ -4,7 +4,9 @@
 //! than once per login.
 //!
 //! What is cached is a tag, `HMAC-SHA256(process key, user, stored hash,
-//! password)`, never the password. The key is random per process, so a tag
+//! password)`, never the password; the tag is the key of the map. A lookup
+//! by tag needs no constant-time compare: nobody without the process key
+//! can make a tag, so how long a lookup takes tells nothing. The key is random per process, so a tag
 //! is worthless outside it. The stored hash is part of the tag, so a
 //! `portcullis user passwd` (even from another process) invalidates the
 //! entry at the next login: the store is still read on every login, only
@@ -20,15 +22,32 @@ use moka::sync::Cache;
 use portcullis_credentials::StoredPassword;
 use portcullis_sasl::Secret;
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 type Tag = [u8; 32];
 
-/// A bounded, expiring map from user name to the tag of the last verified
-/// (stored hash, password) pair.
+/// Why a slow verification did not produce a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotVerified {
+    /// The password is wrong, or the stored hash unusable: the reason.
+    Rejected(crate::RejectReason),
+    /// Every verification slot was taken.
+    Busy,
+}
+
+/// A bounded, expiring set of tags of verified (user, stored hash,
+/// password) triples. Concurrent logins with the same triple wait for one
+/// verification instead of each paying for it (a herd of a user's devices
+/// reconnecting at once costs one hash).
 pub(crate) struct VerifiedCache {
     key: [u8; 32],
-    entries: Cache<String, Tag>,
+    entries: Cache<Tag, ()>,
+}
+
+/// Where a verification's answer came from, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Cache,
+    Verified,
 }
 
 impl VerifiedCache {
@@ -42,19 +61,23 @@ impl VerifiedCache {
         }
     }
 
-    /// Whether `password` was verified against exactly `stored` for `user`
-    /// within the TTL.
-    pub(crate) fn contains(&self, user: &str, stored: &StoredPassword, password: &Secret) -> bool {
-        let Some(cached) = self.entries.get(user) else {
-            return false;
-        };
-        bool::from(cached.ct_eq(&self.tag(user, stored, password)))
-    }
-
-    /// Records a successful slow verification.
-    pub(crate) fn insert(&self, user: &str, stored: &StoredPassword, password: &Secret) {
-        self.entries
-            .insert(user.to_string(), self.tag(user, stored, password));
+    /// Answers from the cache, or runs `slow` once for every concurrent
+    /// caller with the same triple and remembers a match.
+    pub(crate) fn verify(
+        &self,
+        user: &str,
+        stored: &StoredPassword,
+        password: &Secret,
+        slow: impl FnOnce() -> Result<(), NotVerified>,
+    ) -> (Result<(), NotVerified>, Source) {
+        let mut source = Source::Cache;
+        let result = self
+            .entries
+            .try_get_with(self.tag(user, stored, password), || {
+                source = Source::Verified;
+                slow()
+            });
+        (result.map_err(|shared| *shared), source)
     }
 
     fn tag(&self, user: &str, stored: &StoredPassword, password: &Secret) -> Tag {
@@ -76,17 +99,59 @@ impl VerifiedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RejectReason;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn cache() -> VerifiedCache {
+        VerifiedCache::new(Duration::from_secs(60), 100)
+    }
 
     #[test]
-    fn hit_only_for_the_same_user_hash_and_password() {
-        let cache = VerifiedCache::new(Duration::from_secs(60), 100);
+    fn only_matches_are_remembered_and_only_for_the_same_triple() {
+        let cache = cache();
         let stored = StoredPassword::new("$argon2id$a".into());
-        let password = Secret::from("pw");
-        assert!(!cache.contains("u", &stored, &password));
-        cache.insert("u", &stored, &password);
-        assert!(cache.contains("u", &stored, &password));
-        assert!(!cache.contains("u", &stored, &Secret::from("other")));
-        assert!(!cache.contains("v", &stored, &password));
-        assert!(!cache.contains("u", &StoredPassword::new("$argon2id$b".into()), &password));
+        let pw = Secret::from("pw");
+        let ok = || Ok(());
+        let wrong = || Err(NotVerified::Rejected(RejectReason::WrongPassword));
+        assert_eq!(cache.verify("u", &stored, &pw, wrong).1, Source::Verified);
+        assert_eq!(
+            cache.verify("u", &stored, &pw, ok),
+            (Ok(()), Source::Verified)
+        );
+        assert_eq!(
+            cache.verify("u", &stored, &pw, wrong),
+            (Ok(()), Source::Cache)
+        );
+        assert_eq!(
+            cache.verify("u", &stored, &Secret::from("x"), wrong).1,
+            Source::Verified
+        );
+        assert_eq!(cache.verify("v", &stored, &pw, wrong).1, Source::Verified);
+        let rehashed = StoredPassword::new("$argon2id$b".into());
+        assert_eq!(cache.verify("u", &rehashed, &pw, wrong).1, Source::Verified);
+    }
+
+    #[test]
+    fn concurrent_logins_share_one_verification() {
+        let cache = Arc::new(cache());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, runs) = (cache.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    let stored = StoredPassword::new("$argon2id$a".into());
+                    cache.verify("u", &stored, &Secret::from("pw"), || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().0, Ok(()));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 }

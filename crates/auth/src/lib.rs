@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cache::VerifiedCache;
+use cache::{NotVerified, Source, VerifiedCache};
 
 use portcullis_credentials::{scheme, CredentialStore, StoreError, UserRecord, Verification};
 use portcullis_sasl::{Credentials, Secret};
@@ -280,16 +280,10 @@ impl Authenticator {
         record: Option<&UserRecord>,
         password: &portcullis_sasl::Secret,
     ) -> Result<Result<(), RejectReason>, Busy> {
-        let stored = record.and_then(|r| r.password.as_ref().map(|p| (r.name.as_str(), p)));
-        if let (Some((user, stored)), Some(cache)) = (stored, &self.cache) {
-            if cache.contains(user, stored, password) {
-                metrics::counter!("portcullis_auth_cache_total", "result" => "hit").increment(1);
-                return Ok(Ok(()));
-            }
-            metrics::counter!("portcullis_auth_cache_total", "result" => "miss").increment(1);
-        }
-        let _slot = self.verifications.try_take().ok_or(Busy)?;
-        let Some((user, stored)) = stored else {
+        let Some((user, stored)) =
+            record.and_then(|r| r.password.as_ref().map(|p| (r.name.as_str(), p)))
+        else {
+            let _slot = self.verifications.try_take().ok_or(Busy)?;
             scheme::verify_dummy(password);
             let reason = match record {
                 None => RejectReason::UnknownUser,
@@ -297,16 +291,33 @@ impl Authenticator {
             };
             return Ok(Err(reason));
         };
-        Ok(match scheme::verify(stored, password) {
-            Ok(Verification::Match) => {
-                if let Some(cache) = &self.cache {
-                    cache.insert(user, stored, password);
+        let slow = || {
+            let _slot = self.verifications.try_take().ok_or(NotVerified::Busy)?;
+            match scheme::verify(stored, password) {
+                Ok(Verification::Match) => Ok(()),
+                Ok(Verification::Mismatch) => {
+                    Err(NotVerified::Rejected(RejectReason::WrongPassword))
                 }
-                Ok(())
+                Err(_) => Err(NotVerified::Rejected(RejectReason::NoUsableSecret)),
             }
-            Ok(Verification::Mismatch) => Err(RejectReason::WrongPassword),
-            Err(_) => Err(RejectReason::NoUsableSecret),
-        })
+        };
+        let result = match &self.cache {
+            Some(cache) => {
+                let (result, source) = cache.verify(user, stored, password, slow);
+                let label = match source {
+                    Source::Cache => "hit",
+                    Source::Verified => "miss",
+                };
+                metrics::counter!("portcullis_auth_cache_total", "result" => label).increment(1);
+                result
+            }
+            None => slow(),
+        };
+        match result {
+            Ok(()) => Ok(Ok(())),
+            Err(NotVerified::Rejected(reason)) => Ok(Err(reason)),
+            Err(NotVerified::Busy) => Err(Busy),
+        }
     }
 }
 
