@@ -365,7 +365,7 @@ impl Exchange {
                 };
                 scram::client_first(start, &response)
             }
-            State::ScramAwaitingFinal(state) => scram::client_final(state, &response),
+            State::ScramAwaitingFinal(state) => scram::client_final(*state, &response),
             State::OAuthAwaitingResponse { mechanism } => parse_bearer(mechanism, &response),
             State::ExternalAwaitingAuthzid { identity } => {
                 crate::external::finish(identity, &response).map(Step::Done)

@@ -339,7 +339,7 @@ fn refuse_with(server_error: &'static str) -> Step {
 }
 
 /// `client-final-message`: checks nonce, binding and proof.
-pub(crate) fn client_final(state: Box<AwaitingFinal>, message: &[u8]) -> Result<Step, SaslError> {
+pub(crate) fn client_final(state: AwaitingFinal, message: &[u8]) -> Result<Step, SaslError> {
     let last = message::client_final(message)?;
     if last.nonce != state.nonce {
         return Err(SaslError::Malformed("SCRAM nonce does not match"));
