@@ -19,11 +19,12 @@ pub fn run(config: Config) -> Result<ExitCode> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = crate::stores::open(&config)?;
     let spool = Arc::new(Spool::open(&config.spool_dir).context("opening the spool")?);
-    let tls = tls::server_config(
+    let tls = tls::setup(
         &config.tls,
         &config.hostname,
         config.client_certificates.as_ref(),
     )?;
+    let certificate = tls.certificate.clone();
     let policy = crate::policy::load(&config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
@@ -49,6 +50,7 @@ pub fn run(config: Config) -> Result<ExitCode> {
             stopping.clone(),
         )
         .await?;
+        tokio::spawn(reload_certificate_on_sighup(certificate));
         let server = match policy {
             Some(policy) => {
                 tokio::spawn(crate::policy::reload_on_sighup(policy.clone()));
@@ -73,6 +75,31 @@ pub fn run(config: Config) -> Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Reads the certificate and key again on each SIGHUP (a renewed
+/// certificate takes effect without a restart; open connections keep the
+/// one they shook hands with). A pair that fails to load is logged and the
+/// old one stays.
+async fn reload_certificate_on_sighup(certificate: Arc<tls::ServerCertificate>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; the certificate will not reload");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            let slot = certificate.clone();
+            match tokio::task::spawn_blocking(move || slot.reload()).await {
+                Ok(Ok(())) => tracing::info!("certificate reloaded"),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "certificate reload failed; keeping the old one")
+                }
+                Err(_) => tracing::error!("certificate reload task failed"),
+            }
+        }
+    }
 }
 
 /// Installs the Prometheus recorder that the admin listener renders.

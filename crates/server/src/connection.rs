@@ -71,7 +71,11 @@ pub(crate) async fn serve(
             Ok(mut stream) => {
                 let info = tls::info(
                     stream.get_ref().1,
-                    shared.certificate_hash.as_deref(),
+                    shared
+                        .certificate
+                        .as_ref()
+                        .map(|c| c.end_point_hash())
+                        .as_deref(),
                     shared.client_identity,
                 );
                 let mut out = Vec::new();
@@ -119,7 +123,11 @@ async fn serve_starttls(
     };
     session.tls_established(tls::info(
         stream.get_ref().1,
-        shared.certificate_hash.as_deref(),
+        shared
+            .certificate
+            .as_ref()
+            .map(|c| c.end_point_hash())
+            .as_deref(),
         shared.client_identity,
     ));
     drive(&mut stream, &mut session, Vec::new(), peer, shared)

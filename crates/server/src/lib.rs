@@ -154,8 +154,8 @@ pub(crate) struct Shared {
     pub idle_timeout: std::time::Duration,
     pub connections: Arc<Semaphore>,
     pub max_connections: usize,
-    /// SHA-256 of our certificate: SCRAM's `tls-server-end-point` binding.
-    pub certificate_hash: Option<Vec<u8>>,
+    /// The certificate we serve (its hash is SCRAM's `tls-server-end-point`).
+    pub certificate: Option<Arc<tls::ServerCertificate>>,
     /// How a verified client certificate names its user (EXTERNAL); `None`
     /// when no client CA is configured.
     pub client_identity: Option<portcullis_config::ClientIdentity>,
@@ -198,7 +198,7 @@ impl Server {
         config: &Config,
         authenticator: Authenticator,
         spool: Arc<Spool>,
-        tls: Option<Arc<rustls::ServerConfig>>,
+        tls: Option<tls::TlsSetup>,
         stopping: watch::Receiver<bool>,
     ) -> Result<Server, ServerError> {
         let mut authenticator =
@@ -212,11 +212,8 @@ impl Server {
             // wants it; the session offers EXTERNAL only to such clients.
             mechanisms.insert(0, Mechanism::External);
         }
-        let certificate_hash = match &tls {
-            Some(_) => Some(tls::certificate_hash(&config.tls, &config.hostname)?),
-            None => None,
-        };
-        let acceptor = tls.map(TlsAcceptor::from);
+        let certificate = tls.as_ref().map(|t| t.certificate.clone());
+        let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let socket =
@@ -265,7 +262,7 @@ impl Server {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             max_connections: config.limits.max_connections,
             policy: None,
-            certificate_hash,
+            certificate,
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
             stopping,
         });

@@ -29,24 +29,24 @@ pub enum TlsError {
     Invalid(String),
 }
 
+/// The rustls configuration and the certificate slot it serves from.
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub config: Arc<rustls::ServerConfig>,
+    pub certificate: Arc<ServerCertificate>,
+}
+
 /// Builds the rustls server configuration from `source`; with `clients`,
-/// clients may present a certificate, which must chain to that CA.
-pub fn server_config(
+/// clients may present a certificate, which must chain to that CA. The
+/// certificate is served from a [`ServerCertificate`] slot, so it can be
+/// replaced at run time (SIGHUP) without touching open connections.
+pub fn setup(
     source: &TlsSource,
     hostname: &str,
     clients: Option<&ClientCertificates>,
-) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let (cert_path, key_path) = paths(source, hostname)?;
-    let certs = read_chain(&cert_path)?;
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| read_error(&key_path, e))?;
-    let leaf = &certs[0];
-    tracing::info!(
-        certificate = %cert_path.display(),
-        sha256 = %fingerprint(leaf),
-        self_signed = matches!(source, TlsSource::SelfSigned { .. }),
-        "TLS certificate"
-    );
+) -> Result<TlsSetup, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certificate = Arc::new(ServerCertificate::load(source, hostname, provider.clone())?);
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Invalid(e.to_string()))?;
@@ -56,10 +56,109 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Invalid(e.to_string()))?;
-    Ok(Arc::new(config))
+    let config = builder.with_cert_resolver(certificate.clone());
+    Ok(TlsSetup {
+        config: Arc::new(config),
+        certificate,
+    })
+}
+
+/// The certificate we present, swappable while the server runs.
+pub struct ServerCertificate {
+    source: TlsSource,
+    hostname: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: std::sync::RwLock<Arc<Loaded>>,
+}
+
+/// One loaded certificate and its `tls-server-end-point` hash.
+struct Loaded {
+    key: Arc<rustls::sign::CertifiedKey>,
+    end_point_hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCertificate")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl ServerCertificate {
+    fn load(
+        source: &TlsSource,
+        hostname: &str,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Self, TlsError> {
+        let loaded = Self::read(source, hostname, &provider)?;
+        Ok(ServerCertificate {
+            source: source.clone(),
+            hostname: hostname.to_string(),
+            provider,
+            current: std::sync::RwLock::new(Arc::new(loaded)),
+        })
+    }
+
+    /// Reads the certificate and key again and serves them to new
+    /// handshakes; on any error the old pair stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let loaded = Self::read(&self.source, &self.hostname, &self.provider)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
+        Ok(())
+    }
+
+    /// SCRAM's `tls-server-end-point` data for the certificate served now.
+    pub fn end_point_hash(&self) -> Vec<u8> {
+        self.loaded().end_point_hash.clone()
+    }
+
+    fn loaded(&self) -> Arc<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn read(
+        source: &TlsSource,
+        hostname: &str,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<Loaded, TlsError> {
+        let (cert_path, key_path) = paths(source, hostname)?;
+        let certs = read_chain(&cert_path)?;
+        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| read_error(&key_path, e))?;
+        let signing_key = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError::Invalid(e.to_string()))?;
+        tracing::info!(
+            certificate = %cert_path.display(),
+            sha256 = %fingerprint(&certs[0]),
+            self_signed = matches!(source, TlsSource::SelfSigned { .. }),
+            "TLS certificate"
+        );
+        let end_point_hash = Sha256::digest(certs[0].as_ref()).to_vec();
+        let key = rustls::sign::CertifiedKey::new(certs, signing_key);
+        key.keys_match()
+            .map_err(|e| TlsError::Invalid(e.to_string()))?;
+        Ok(Loaded {
+            key: Arc::new(key),
+            end_point_hash,
+        })
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.loaded().key.clone())
+    }
 }
 
 fn paths(source: &TlsSource, hostname: &str) -> Result<(PathBuf, PathBuf), TlsError> {
@@ -84,16 +183,6 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         )));
     }
     Ok(certs)
-}
-
-/// SCRAM's `tls-server-end-point` data (RFC 5929 §4.1): the hash of our
-/// leaf certificate. SHA-256, which is right for certificates signed with
-/// SHA-256 or weaker (what rcgen and most CAs issue); a certificate signed
-/// with SHA-384 or SHA-512 would need that hash instead.
-pub fn certificate_hash(source: &TlsSource, hostname: &str) -> Result<Vec<u8>, TlsError> {
-    let (cert_path, _) = paths(source, hostname)?;
-    let certs = read_chain(&cert_path)?;
-    Ok(Sha256::digest(certs[0].as_ref()).to_vec())
 }
 
 /// The certificate's SHA-256 fingerprint as colon-separated hex.
