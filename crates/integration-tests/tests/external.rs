@@ -1,6 +1,6 @@
 //! SASL EXTERNAL from TLS client certificates, driven by curl (`--cert`,
-//! `--login-options AUTH=EXTERNAL`) and GNU SASL's `gsasl` (`-m EXTERNAL`
-//! with `--x509-cert-file`). The CA and the certificates are made here
+//! `--login-options AUTH=EXTERNAL`), GNU SASL's `gsasl` (`-m EXTERNAL`
+//! with `--x509-cert-file`) and msmtp (`--auth=external`). The CA and the certificates are made here
 //! with rcgen: one the server's CA signs, one from a CA it does not know
 //! (refused at the handshake, never accepted), and one whose CN names no
 //! user (refused by the decision).
@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use portcullis_integration_tests::{
-    curl, gsasl, sample_message, TestServer, ToolOutput, ALICE, FROM, TO,
+    curl, gsasl, msmtp, sample_message, TestServer, ToolOutput, ALICE, FROM, TO,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -207,4 +207,42 @@ fn gsasl_external_with_a_client_certificate() {
     ]);
     out.assert_contains("AUTH EXTERNAL")
         .assert_contains("235 2.7.0");
+}
+
+#[test]
+fn msmtp_external_with_a_client_certificate() {
+    let ca = Ca::new("Portcullis Test CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = ca.issue(dir.path(), "alice", ALICE.0, "alice@example.test");
+    let server = server(&ca, "cn");
+    let port = format!("--port={}", server.submission_port());
+    let cert = format!("--tls-cert-file={}", cert.display());
+    let key = format!("--tls-key-file={}", key.display());
+    let from = format!("--from={FROM}");
+    let out = msmtp(
+        &[
+            "--debug",
+            "--host=127.0.0.1",
+            &port,
+            "--tls=on",
+            "--tls-starttls=on",
+            "--tls-certcheck=off",
+            &cert,
+            &key,
+            "--auth=external",
+            // Without a user, msmtp sends `AUTH EXTERNAL` with no initial
+            // response and then goes on with MAIL without answering our
+            // empty `334`; with one, the user goes out as the authzid.
+            "--user=alice",
+            &from,
+            TO,
+        ],
+        &sample_message("msmtp-external"),
+    );
+    out.assert_contains("AUTH EXTERNAL")
+        .assert_contains("<-- 235 2.7.0")
+        .assert_success(true);
+    server
+        .single_message()
+        .assert_submitted_by(ALICE.0, "EXTERNAL");
 }
