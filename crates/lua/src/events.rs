@@ -39,6 +39,17 @@ pub const SMTP_SERVER_AUTH_PLAIN: &str = "smtp_server_auth_plain";
 /// KumoMTA's start-up event.
 pub const INIT: &str = "init";
 
+/// `portcullis.mechanism(name, f)`: not an event (`on` refuses it) but a
+/// SASL mechanism the script implements; declared here with the events so
+/// the script API is described in one place.
+pub const MECHANISM: Event = Event {
+    namespace: Namespace::Portcullis,
+    name: "mechanism",
+    arguments: "auth {mechanism, step, response}, conn {…as smtp_server_auth…}",
+    returns: "portcullis.reply(challenge) (334, then called again with step + 1) | portcullis.accept{user=, authz=, data=} | portcullis.reject{…} | portcullis.defer{…}",
+    support: Support::Called,
+};
+
 macro_rules! kumo_ignored {
     ($($name:literal),* $(,)?) => {
         [$(Event {

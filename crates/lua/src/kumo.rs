@@ -50,6 +50,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     let portcullis = lua.create_table()?;
     portcullis.set("on", on_function(lua, Namespace::Portcullis)?)?;
     crate::verdict::install_constructors(lua, &portcullis)?;
+    crate::mechanism::install(lua, &portcullis)?;
     portcullis.set("memoize", lua.create_function(crate::memoize::memoize)?)?;
     lua.globals().set("portcullis", portcullis)
 }

@@ -40,6 +40,7 @@
 
 pub mod events;
 mod kumo;
+mod mechanism;
 mod memoize;
 mod pool;
 mod request;
@@ -54,6 +55,7 @@ use std::time::Duration;
 
 use portcullis_sasl::Secret;
 
+pub use mechanism::MechanismStep;
 pub use request::{AuthRequest, CertFacts, ConnFacts, ConnMeta, TlsFacts};
 pub use verdict::Verdict;
 
@@ -151,6 +153,17 @@ impl Policy {
     /// called with `auth.verified = true`.
     pub fn reviews_verified(&self) -> bool {
         self.generation().reviews_verified()
+    }
+
+    /// The SASL mechanisms the script declared with `portcullis.mechanism`.
+    pub fn mechanisms(&self) -> Vec<String> {
+        self.generation().mechanisms.clone()
+    }
+
+    /// Runs one round of a script mechanism: a [`Verdict::Challenge`] to
+    /// send, or the final verdict. Blocks: call it off the async workers.
+    pub fn mechanism_step(&self, step: &MechanismStep, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
+        self.generation().mechanism_step(step, conn, meta)
     }
 
     /// The longest a hook may run.

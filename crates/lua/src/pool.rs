@@ -10,6 +10,7 @@ use mlua::{Function, Lua, Value};
 
 use crate::events::{self, Namespace};
 use crate::memoize::Caches;
+use crate::mechanism::MechanismStep;
 use crate::request::{AuthRequest, ConnFacts, ConnMeta};
 use crate::sandbox::{State, TIMED_OUT};
 use crate::secrets::VaultSettings;
@@ -31,6 +32,8 @@ pub(crate) struct Generation {
     max_idle: usize,
     idle: Mutex<Vec<State>>,
     pub registered: Vec<&'static str>,
+    /// Names declared with `portcullis.mechanism`.
+    pub mechanisms: Vec<String>,
 }
 
 impl Generation {
@@ -56,6 +59,7 @@ impl Generation {
             max_idle: options.max_idle_states,
             idle: Mutex::default(),
             registered: Vec::new(),
+            mechanisms: Vec::new(),
         };
         let first = generation.new_state()?;
         generation.registered = events::all()
@@ -66,6 +70,11 @@ impl Generation {
             .map(|e| e.name)
             .collect();
         generation.registered.dedup();
+        generation.mechanisms =
+            crate::mechanism::declared(&first.lua).map_err(|e| PolicyError::Script {
+                path: generation.path.clone(),
+                message: e.to_string(),
+            })?;
         if generation.has(events::SMTP_SERVER_AUTH) && generation.has(events::SMTP_SERVER_AUTH_PLAIN) {
             tracing::warn!(script = %generation.path.display(), "both smtp_server_auth and smtp_server_auth_plain are registered; smtp_server_auth decides");
         }
@@ -128,6 +137,21 @@ impl Generation {
     }
 
     pub fn authenticate(&self, request: &AuthRequest, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
+        self.run(conn, meta, |lua| self.call(lua, request, conn, meta))
+    }
+
+    pub fn mechanism_step(&self, step: &MechanismStep, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
+        self.run(conn, meta, |lua| crate::mechanism::call(lua, step, conn, meta))
+    }
+
+    /// Borrows a state, runs `hook` under the deadline, and turns errors
+    /// into a defer; an accept is recorded in `meta`.
+    fn run(
+        &self,
+        conn: &ConnFacts,
+        meta: &ConnMeta,
+        hook: impl FnOnce(&Lua) -> mlua::Result<Result<Verdict, String>>,
+    ) -> Verdict {
         let state = match self.take() {
             Ok(state) => state,
             Err(error) => {
@@ -142,7 +166,7 @@ impl Generation {
         }
         let deadline = Instant::now() + self.timeout;
         state.set_deadline(Some(deadline));
-        let result = self.call(&state.lua, request, conn, meta);
+        let result = hook(&state.lua);
         state.set_deadline(None);
         self.give_back(state);
         let verdict = match result {

@@ -279,3 +279,57 @@ fn verified_logins_reach_only_the_general_hook_without_a_password() {
     let (_d, kumo) = policy("kumo.on('smtp_server_auth_plain', function() return true end)");
     assert!(!kumo.unwrap().reviews_verified(), "KumoMTA's hook sees PLAIN/LOGIN only");
 }
+
+const OTP: &str = r#"
+portcullis.mechanism('x-otp', function(auth, conn)
+  if auth.step == 1 then
+    return portcullis.reply('user?')
+  elseif auth.step == 2 then
+    conn.meta:set_meta('otp_user', auth.response)
+    return portcullis.reply('code?')
+  elseif auth.response == '123456' then
+    return portcullis.accept{ user = conn.meta:get_meta('otp_user'), data = { otp = true } }
+  end
+  return portcullis.reject{ message = 'Wrong code' }
+end)
+"#;
+
+fn step(n: u32, response: Option<&str>) -> MechanismStep {
+    MechanismStep { mechanism: "X-OTP".into(), step: n, response: response.map(Secret::from) }
+}
+
+#[test]
+fn script_mechanism_runs_rounds_and_decides() {
+    let (_d, p) = policy(OTP);
+    let p = p.unwrap();
+    assert_eq!(p.mechanisms(), vec!["X-OTP".to_string()]);
+    let meta = ConnMeta::new();
+    let run = |n, r| p.mechanism_step(&step(n, r), &conn(), &meta);
+    assert_eq!(run(1, None), Verdict::Challenge(b"user?".to_vec()));
+    assert_eq!(run(2, Some("dora")), Verdict::Challenge(b"code?".to_vec()));
+    let v = run(3, Some("123456"));
+    let Verdict::Accept { authn_id, user_data, .. } = v else { panic!("{v:?}") };
+    assert_eq!((authn_id.as_str(), user_data), ("dora", Some(serde_json::json!({"otp": true}))));
+    assert!(matches!(run(3, Some("000000")), Verdict::Reject { .. }));
+    let unknown = MechanismStep { mechanism: "X-NONE".into(), ..step(1, None) };
+    assert!(matches!(p.mechanism_step(&unknown, &conn(), &meta), Verdict::Defer { .. }));
+}
+
+#[test]
+fn script_mechanism_mistakes() {
+    let (_d, p) = policy("portcullis.mechanism('PLAIN', function() end)");
+    assert!(p.err().unwrap().to_string().contains("built in"));
+    let (_d, p) = policy("portcullis.mechanism('bad name!', function() end)");
+    assert!(p.err().unwrap().to_string().contains("not a SASL mechanism name"));
+    let (_d, p) = policy("portcullis.on('mechanism', function() end)");
+    assert!(p.err().unwrap().to_string().contains("unknown event"));
+    // accept without a user, and reply from smtp_server_auth: script mistakes.
+    let (_d, p) = policy(
+        "portcullis.mechanism('X-T', function() return true end)\n\
+         portcullis.on('smtp_server_auth', function() return portcullis.reply('hi') end)",
+    );
+    let p = p.unwrap();
+    let s = MechanismStep { mechanism: "X-T".into(), ..step(1, None) };
+    assert!(matches!(p.mechanism_step(&s, &conn(), &ConnMeta::new()), Verdict::Defer { .. }));
+    assert!(matches!(decide(&p, &request("PLAIN", "a", "b", None)), Verdict::Defer { .. }));
+}

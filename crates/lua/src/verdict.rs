@@ -39,6 +39,9 @@ pub enum Verdict {
         disconnect: bool,
         reason: String,
     },
+    /// `portcullis.reply(text)` from a script mechanism: send `text` in a
+    /// `334` and call the mechanism again with the client's answer.
+    Challenge(Vec<u8>),
 }
 
 impl Verdict {
