@@ -300,3 +300,61 @@ fn general_hook_reviews_verified_cram_md5_logins() {
     assert_eq!(message.meta["auth"]["mechanism"], "CRAM-MD5");
     assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"reviewed": "CRAM-MD5"}));
 }
+
+/// A one-time-code mechanism written in Lua: the user name in one round,
+/// the code in the next, kept between rounds in `conn.meta`.
+const OTP: &str = r#"
+local codes = { dora = '424242' }
+portcullis.mechanism('X-OTP', function(auth, conn)
+  if auth.step == 1 then
+    return portcullis.reply('Username:')
+  elseif auth.step == 2 then
+    conn.meta:set_meta('otp_user', auth.response)
+    return portcullis.reply('Code:')
+  end
+  local user = conn.meta:get_meta('otp_user')
+  if codes[user] ~= nil and codes[user] == auth.response then
+    return portcullis.accept{ user = user, data = { second_factor = 'otp' } }
+  end
+  return portcullis.reject{ message = 'Wrong code' }
+end)
+"#;
+
+#[test]
+fn script_mechanism_one_time_code_over_two_rounds_with_smtplib() {
+    let server = with_policy(OTP, "");
+    let out = python(
+        r#"
+        import base64
+        s = connect(starttls=False)
+        show("ehlo.plain", (250, " ".join(s.esmtp_features.keys())))
+        s.starttls(context=ctx()); s.ehlo()
+        show("ehlo.tls", (250, s.esmtp_features.get("auth", "")))
+        def rounds(label, code):
+            c, m = s.docmd("AUTH", "X-OTP")
+            show(label + ".1", (c, base64.b64decode(m).decode()))
+            c, m = s.docmd(b64("dora"))
+            show(label + ".2", (c, base64.b64decode(m).decode()))
+            show(label + ".3", s.docmd(b64(code)))
+        rounds("wrong", "000000")
+        rounds("right", "424242")
+        submit("msg", s)
+        s.quit()
+        "#,
+        &[server.submission_port()],
+    );
+    out.assert_reply("wrong.1", "334 Username:")
+        .assert_reply("wrong.2", "334 Code:")
+        .assert_reply("wrong.3", "535 5.7.8 Wrong code")
+        .assert_reply("right.1", "334 Username:")
+        .assert_reply("right.2", "334 Code:")
+        .assert_reply("right.3", "235 2.7.0")
+        .assert_reply("msg.data", "250");
+    assert!(!out.reply("ehlo.plain").contains("auth"), "{}", out.transcript());
+    assert!(out.reply("ehlo.tls").ends_with(" X-OTP"), "{}", out.transcript());
+    let message = server.single_message();
+    assert_eq!(message.auth_field("authn_id").as_deref(), Some("dora"));
+    assert_eq!(message.auth_field("authz_id").as_deref(), Some("dora"));
+    assert_eq!(message.meta["auth"]["mechanism"], "X-OTP");
+    assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"second_factor": "otp"}));
+}

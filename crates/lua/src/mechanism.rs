@@ -123,6 +123,19 @@ pub(crate) fn call(
             "{}: accept needs a user (portcullis.accept{{ user = … }})",
             step.mechanism
         )),
+        // No `authz`: the user acts as themself.
+        Ok(Verdict::Accept {
+            authn_id,
+            authz_id,
+            user_data,
+        }) => Ok(Verdict::Accept {
+            authz_id: match authz_id.is_empty() {
+                true => authn_id.clone(),
+                false => authz_id,
+            },
+            authn_id,
+            user_data,
+        }),
         other => other,
     })
 }

@@ -308,8 +308,9 @@ fn script_mechanism_runs_rounds_and_decides() {
     assert_eq!(run(1, None), Verdict::Challenge(b"user?".to_vec()));
     assert_eq!(run(2, Some("dora")), Verdict::Challenge(b"code?".to_vec()));
     let v = run(3, Some("123456"));
-    let Verdict::Accept { authn_id, user_data, .. } = v else { panic!("{v:?}") };
-    assert_eq!((authn_id.as_str(), user_data), ("dora", Some(serde_json::json!({"otp": true}))));
+    let Verdict::Accept { authn_id, authz_id, user_data } = v else { panic!("{v:?}") };
+    assert_eq!((authn_id.as_str(), authz_id.as_str()), ("dora", "dora"));
+    assert_eq!(user_data, Some(serde_json::json!({"otp": true})));
     assert!(matches!(run(3, Some("000000")), Verdict::Reject { .. }));
     let unknown = MechanismStep { mechanism: "X-NONE".into(), ..step(1, None) };
     assert!(matches!(p.mechanism_step(&unknown, &conn(), &meta), Verdict::Defer { .. }));

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use portcullis_proto::Reply;
-use portcullis_session::{ConnectionInfo, Effect, Session, SpoolOutcome};
+use portcullis_session::{ConnectionInfo, Effect, ScriptStepOutcome, Session, SpoolOutcome};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -195,6 +195,25 @@ where
                     session.restrict_senders(rule);
                 }
                 if let Some(Effect::Close) = session.auth_finished(outcome, &mut out) {
+                    flush(stream, &mut out, shared).await?;
+                    return Ok(Ended::Closed);
+                }
+            }
+            Some(Effect::ScriptStep {
+                mechanism,
+                step,
+                response,
+            }) => {
+                let outcome =
+                    crate::policy::script_step(shared, peer, session, mechanism, step, response)
+                        .await;
+                if let ScriptStepOutcome::Finished(verdict) = &outcome {
+                    let senders = crate::authorization::sender_rule(shared, peer, verdict).await;
+                    if let Some(rule) = senders {
+                        session.restrict_senders(rule);
+                    }
+                }
+                if let Some(Effect::Close) = session.script_step_finished(outcome, &mut out) {
                     flush(stream, &mut out, shared).await?;
                     return Ok(Ended::Closed);
                 }

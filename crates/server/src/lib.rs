@@ -236,6 +236,7 @@ impl Server {
                 allow_insecure_auth: l.allow_insecure_auth,
                 starttls: l.tls == ListenerTls::StartTls && acceptor.is_some(),
                 mechanisms: listener_mechanisms(&mechanisms, l)?,
+                script_mechanisms: Vec::new(),
                 max_unauthenticated_commands: config.limits.max_unauthenticated_commands,
                 max_auth_failures: config.limits.max_auth_failures,
                 max_invalid_commands: config.limits.max_invalid_commands,
@@ -271,7 +272,14 @@ impl Server {
 
     /// Lets `policy` decide AUTH for the mechanisms its script hooks. Keep
     /// the `Arc` to reload the script (e.g. on SIGHUP).
+    /// The mechanisms the script declares (`portcullis.mechanism`) are
+    /// offered on every listener with AUTH; they are read now, so a reload
+    /// that declares new ones needs a restart to advertise them.
     pub fn with_policy(mut self, policy: Arc<portcullis_lua::Policy>) -> Server {
+        let declared = policy.mechanisms();
+        for listener in &mut self.listeners {
+            Arc::make_mut(&mut listener.session).script_mechanisms = declared.clone();
+        }
         // Invariant: before `run`, `bind` made the only reference to `shared`.
         Arc::get_mut(&mut self.shared)
             .expect("the server is not running yet")

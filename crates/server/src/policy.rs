@@ -8,9 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_lua::{AuthRequest, CertFacts, ConnFacts, Policy, TlsFacts, Verdict};
-use portcullis_sasl::{Credentials, Mechanism};
-use portcullis_session::{AuthOutcome, Session};
+use portcullis_lua::{
+    AuthRequest, CertFacts, ConnFacts, ConnMeta, MechanismStep, Policy, TlsFacts, Verdict,
+};
+use portcullis_sasl::{Credentials, Mechanism, Secret};
+use portcullis_session::{AuthOutcome, ScriptStepOutcome, Session};
 
 use crate::connection::Peer;
 use crate::Shared;
@@ -78,6 +80,36 @@ pub(crate) async fn review_verified(
     Some(ask(policy, peer, session, request).await)
 }
 
+/// One round of a mechanism the script implements (`portcullis.mechanism`):
+/// a challenge to send, or the verdict. A script that no longer declares
+/// the mechanism (after a reload) defers.
+pub(crate) async fn script_step(
+    shared: &Shared,
+    peer: &Peer,
+    session: &Session,
+    mechanism: String,
+    step: u32,
+    response: Option<Secret>,
+) -> ScriptStepOutcome {
+    let Some(policy) = shared.policy.clone() else {
+        // Invariant: script mechanisms are offered only with a policy.
+        return ScriptStepOutcome::Finished(AuthOutcome::TemporaryFailure { reply: None });
+    };
+    let request = MechanismStep {
+        mechanism: mechanism.clone(),
+        step,
+        response,
+    };
+    let verdict = run(policy, peer, session, &mechanism, "", move |p, facts, meta| {
+        p.mechanism_step(&request, facts, meta)
+    });
+    match verdict.await {
+        Some(Verdict::Challenge(challenge)) => ScriptStepOutcome::Challenge(challenge),
+        Some(verdict) => ScriptStepOutcome::Finished(outcome(verdict, peer, &mechanism, "")),
+        None => ScriptStepOutcome::Finished(AuthOutcome::TemporaryFailure { reply: None }),
+    }
+}
+
 /// Runs the hook on the blocking pool, bounded, and maps its verdict.
 async fn ask(
     policy: Arc<Policy>,
@@ -85,19 +117,43 @@ async fn ask(
     session: &Session,
     request: AuthRequest,
 ) -> AuthOutcome {
+    let (mechanism, user) = (request.mechanism.clone(), request.user.clone());
+    let verdict = run(policy, peer, session, &mechanism, &user, move |p, facts, meta| {
+        p.authenticate(&request, facts, meta)
+    });
+    match verdict.await {
+        Some(verdict) => outcome(verdict, peer, &mechanism, &user),
+        None => AuthOutcome::TemporaryFailure { reply: None },
+    }
+}
+
+/// Calls `hook` on the blocking pool; `None` (logged) when it did not
+/// answer within the hook timeout and a little grace.
+async fn run(
+    policy: Arc<Policy>,
+    peer: &Peer,
+    session: &Session,
+    mechanism: &str,
+    user: &str,
+    hook: impl FnOnce(&Policy, &ConnFacts, &ConnMeta) -> Verdict + Send + 'static,
+) -> Option<Verdict> {
     let facts = conn_facts(peer, session);
     let meta = peer.meta.clone();
     let limit = policy.hook_timeout() + GRACE;
-    let (mechanism, user) = (request.mechanism.clone(), request.user.clone());
-    let task = tokio::task::spawn_blocking(move || policy.authenticate(&request, &facts, &meta));
-    let client = peer.client.ip();
-    let verdict = match tokio::time::timeout(limit, task).await {
-        Ok(Ok(verdict)) => verdict,
+    let task = tokio::task::spawn_blocking(move || hook(&policy, &facts, &meta));
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(verdict)) => Some(verdict),
         Ok(Err(_)) | Err(_) => {
+            let client = peer.client.ip();
             tracing::error!(%client, %mechanism, %user, result = "deferred", "auth: policy hook did not answer in time");
-            return AuthOutcome::TemporaryFailure { reply: None };
+            None
         }
-    };
+    }
+}
+
+/// The session's outcome for a verdict, logged.
+fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOutcome {
+    let client = peer.client.ip();
     match verdict {
         Verdict::Accept {
             authn_id, authz_id, ..

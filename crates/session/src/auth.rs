@@ -35,6 +35,9 @@ pub(crate) fn start(
         reply.write_to(out);
         return Step::Continue;
     }
+    if let Some(name) = session.script_mechanism(mechanism) {
+        return crate::script_auth::start(session, name, initial_response, out);
+    }
     let Some(mechanism) = Mechanism::from_name(mechanism).filter(|m| session.mechanism_usable(*m))
     else {
         Reply::unknown_mechanism().write_to(out);
@@ -97,7 +100,7 @@ fn advance(
         }
         Ok(SaslStep::Done(credentials)) => {
             session.phase = Phase::AwaitingAuth {
-                mechanism,
+                mechanism: mechanism.into(),
                 success_data: credentials.success_data().map(<[u8]>::to_vec),
                 failure_data: credentials.failure_data(),
             };
@@ -236,7 +239,7 @@ pub(crate) fn failure_acknowledged(session: &mut Session, reply: Reply, out: &mu
 }
 
 /// Answers a failed attempt; past the per-connection limit, `421` and close.
-fn fail(session: &mut Session, reply: Reply, out: &mut Vec<u8>) -> Step {
+pub(crate) fn fail(session: &mut Session, reply: Reply, out: &mut Vec<u8>) -> Step {
     session.phase = Phase::Command;
     reply.write_to(out);
     session.auth_failures += 1;

@@ -26,6 +26,9 @@ pub struct SessionConfig {
     pub starttls: bool,
     /// The mechanisms we offer, in the order we advertise them.
     pub mechanisms: Vec<Mechanism>,
+    /// Mechanisms the policy script implements, advertised after ours
+    /// (upper case; never the name of one of ours).
+    pub script_mechanisms: Vec<String>,
     /// Commands allowed before AUTH succeeds where it is required.
     pub max_unauthenticated_commands: u32,
     /// Failed AUTH attempts allowed on one connection.
@@ -46,6 +49,7 @@ impl SessionConfig {
             allow_insecure_auth: false,
             starttls: true,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login],
+            script_mechanisms: Vec::new(),
             max_unauthenticated_commands: 10,
             max_auth_failures: 3,
             max_invalid_commands: 10,

@@ -1,7 +1,7 @@
 //! What the session asks of its driver, and what comes back.
 
 use portcullis_proto::{MailParams, Path, Reply};
-use portcullis_sasl::{ChannelBinding, Credentials, Mechanism, ScramHash, ScramSecrets};
+use portcullis_sasl::{ChannelBinding, Credentials, Mechanism, ScramHash, ScramSecrets, Secret};
 
 /// Work the session cannot do itself. After returning one, the session waits
 /// for the matching `*_finished` / `tls_established` call.
@@ -20,6 +20,14 @@ pub enum Effect {
     /// does not reveal who exists), and a fresh nonce; then call
     /// [`crate::Session::scram_secrets_found`].
     LookupScramSecrets { authcid: String, hash: ScramHash },
+    /// Run round `step` (1 for the `AUTH` command) of a mechanism the
+    /// policy script implements, with the client's decoded answer; then
+    /// call [`crate::Session::script_step_finished`].
+    ScriptStep {
+        mechanism: String,
+        step: u32,
+        response: Option<Secret>,
+    },
     /// Store the message durably; then call [`crate::Session::spool_finished`].
     Spool(Box<Message>),
     /// Flush the output and close the connection.
@@ -76,7 +84,52 @@ pub struct Identity {
     /// The authorization identity (whom the client acts as); equals
     /// `authn_id` unless the store allowed another.
     pub authz_id: String,
-    pub mechanism: Mechanism,
+    pub mechanism: AuthMechanism,
+}
+
+/// How the client authenticated: a mechanism of ours, or one the policy
+/// script implements (its names are not known at compile time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMechanism {
+    Sasl(Mechanism),
+    Script(String),
+}
+
+impl AuthMechanism {
+    /// The name advertised in EHLO (`PLAIN`, `X-OTP`).
+    pub fn name(&self) -> &str {
+        match self {
+            AuthMechanism::Sasl(m) => m.name(),
+            AuthMechanism::Script(name) => name,
+        }
+    }
+}
+
+impl From<Mechanism> for AuthMechanism {
+    fn from(m: Mechanism) -> Self {
+        AuthMechanism::Sasl(m)
+    }
+}
+
+impl PartialEq<Mechanism> for AuthMechanism {
+    fn eq(&self, other: &Mechanism) -> bool {
+        *self == AuthMechanism::Sasl(*other)
+    }
+}
+
+impl std::fmt::Display for AuthMechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The driver's answer to [`Effect::ScriptStep`].
+#[derive(Debug, Clone)]
+pub enum ScriptStepOutcome {
+    /// Send these bytes in a `334` and run the next round with the answer.
+    Challenge(Vec<u8>),
+    /// The exchange is over.
+    Finished(AuthOutcome),
 }
 
 /// The verdict on an [`Effect::Authenticate`].

@@ -17,15 +17,17 @@ mod auth;
 mod config;
 mod effect;
 mod mail;
+mod script_auth;
 mod sender;
 mod session;
 mod xclient;
 
 pub use config::{AuthPolicy, SessionConfig};
 pub use effect::{
-    AuthOutcome, ClientCertificate, Effect, Envelope, Identity, Message, ScramLookup, SpoolOutcome,
+    AuthMechanism, AuthOutcome, ScriptStepOutcome, ClientCertificate, Effect, Envelope, Identity, Message, ScramLookup, SpoolOutcome,
     TlsInfo,
 };
+pub use script_auth::MAX_SCRIPT_ROUNDS;
 pub use sender::SenderRule;
 pub use session::{ConnectionInfo, Progress, Session};
 pub use xclient::Xclient;

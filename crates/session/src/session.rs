@@ -11,7 +11,8 @@ use portcullis_sasl::{Exchange, Mechanism, SecretsRequest};
 
 use crate::config::{AuthPolicy, SessionConfig};
 use crate::effect::{
-    AuthOutcome, Effect, Envelope, Identity, Message, ScramLookup, SpoolOutcome, TlsInfo,
+    AuthMechanism, AuthOutcome, Effect, Envelope, Identity, Message, ScramLookup,
+    ScriptStepOutcome, SpoolOutcome, TlsInfo,
 };
 
 /// Facts about the connection, from the driver.
@@ -46,6 +47,11 @@ pub(crate) enum Phase {
         mechanism: Mechanism,
         exchange: Exchange,
     },
+    /// In a script mechanism's exchange, waiting for the client's answer
+    /// to our `334`; it becomes round `step`.
+    ScriptExchange { mechanism: String, step: u32 },
+    /// Waiting for [`Session::script_step_finished`] on round `step`.
+    AwaitingScript { mechanism: String, step: u32 },
     /// Waiting for the driver's [`Session::scram_secrets_found`].
     AwaitingScramSecrets {
         mechanism: Mechanism,
@@ -54,7 +60,7 @@ pub(crate) enum Phase {
     /// Waiting for the driver's [`Session::auth_finished`]. `success_data`
     /// goes to the client in a `334` before `235` (SCRAM's `v=`).
     AwaitingAuth {
-        mechanism: Mechanism,
+        mechanism: AuthMechanism,
         success_data: Option<Vec<u8>>,
         /// Sent in a `334` before the failure reply (RFC 7628's error JSON).
         failure_data: Option<&'static [u8]>,
@@ -183,6 +189,7 @@ impl Session {
             let (used, step) = match &mut self.phase {
                 Phase::Command
                 | Phase::AuthExchange { .. }
+                | Phase::ScriptExchange { .. }
                 | Phase::AuthSuccessAck { .. }
                 | Phase::AuthFailureAck { .. } => self.next_line(rest, out),
                 Phase::Data(receiver) => match receiver.feed(rest) {
@@ -193,6 +200,7 @@ impl Session {
                 },
                 Phase::Closed => (rest.len(), Step::NeedInput),
                 Phase::AwaitingAuth { .. }
+                | Phase::AwaitingScript { .. }
                 | Phase::AwaitingScramSecrets { .. }
                 | Phase::AwaitingSpool
                 | Phase::AwaitingTls => (0, Step::NeedInput),
@@ -241,6 +249,15 @@ impl Session {
         crate::auth::scram_secrets_found(self, lookup, out)
     }
 
+    /// The driver's answer to [`Effect::ScriptStep`].
+    pub fn script_step_finished(
+        &mut self,
+        outcome: ScriptStepOutcome,
+        out: &mut Vec<u8>,
+    ) -> Option<Effect> {
+        crate::script_auth::finished(self, outcome, out)
+    }
+
     /// The driver's verdict on [`Effect::Authenticate`].
     pub fn auth_finished(&mut self, outcome: AuthOutcome, out: &mut Vec<u8>) -> Option<Effect> {
         crate::auth::finished(self, outcome, out)
@@ -283,6 +300,7 @@ impl Session {
                 if matches!(
                     self.phase,
                     Phase::AuthExchange { .. }
+                        | Phase::ScriptExchange { .. }
                         | Phase::AuthSuccessAck { .. }
                         | Phase::AuthFailureAck { .. }
                 ) {
@@ -297,6 +315,9 @@ impl Session {
                         mechanism,
                         exchange,
                     } => crate::auth::respond(self, mechanism, exchange, line, out),
+                    Phase::ScriptExchange { mechanism, step } => {
+                        crate::script_auth::respond(self, mechanism, step, line, out)
+                    }
                     Phase::AuthSuccessAck { identity } => {
                         crate::auth::success_acknowledged(self, identity, line, out)
                     }
@@ -395,6 +416,7 @@ impl Session {
                 .iter()
                 .filter(|m| self.mechanism_usable(**m))
                 .map(|m| m.name())
+                .chain(self.config.script_mechanisms.iter().map(String::as_str))
                 .collect();
             keywords.push(format!("AUTH {}", names.join(" ")));
         }
@@ -410,7 +432,16 @@ impl Session {
     pub(crate) fn auth_offered(&self) -> bool {
         self.config.auth != AuthPolicy::Disabled
             && (self.tls.is_some() || self.config.allow_insecure_auth)
-            && !self.config.mechanisms.is_empty()
+            && !(self.config.mechanisms.is_empty() && self.config.script_mechanisms.is_empty())
+    }
+
+    /// The script mechanism called `name` (any case), if the listener has one.
+    pub(crate) fn script_mechanism(&self, name: &str) -> Option<String> {
+        self.config
+            .script_mechanisms
+            .iter()
+            .find(|m| m.eq_ignore_ascii_case(name))
+            .cloned()
     }
 
     /// Whether `mechanism` can be used on this connection now: offered on

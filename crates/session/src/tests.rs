@@ -9,6 +9,7 @@ use crate::*;
 mod external;
 mod oauth;
 mod scram;
+mod script;
 mod xclient;
 
 struct Harness {
