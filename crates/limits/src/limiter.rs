@@ -243,6 +243,21 @@ impl Limiter {
         verdict
     }
 
+    /// The delay a refusal that is not a failure (a cool-down `454`) waits:
+    /// what the address's next failure would wait, so a client hammering a
+    /// cooling-down user is slowed as a guesser is. Counts nothing.
+    pub async fn refusal_delay(&self, ip: IpAddr, now: Timestamp) -> Duration {
+        let ip = canonical(ip);
+        let counters = failure_counters(ip, "", self.config.failure_window);
+        let counts = self.peek(&counters[..2], now).await;
+        let weighted = counts[0].max(counts[1].div_ceil(self.config.network_divisor.max(1)));
+        failure_delay(
+            weighted + 1,
+            self.config.delay_initial,
+            self.config.delay_max,
+        )
+    }
+
     /// Remembers that `ip` logged in as `user`: it is exempt from that
     /// user's cool-down for `trusted_for`. A success is never delayed.
     pub async fn auth_succeeded(&self, ip: IpAddr, user: &str, now: Timestamp) {

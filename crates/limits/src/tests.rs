@@ -128,6 +128,14 @@ async fn user_cool_down_spares_addresses_that_logged_in_before() {
         limiter.before_auth(home, "erin", T0).await,
         AuthGate::Proceed
     );
+    // A refused stranger waits as its next failure would, counting nothing.
+    let stranger = ip("198.18.9.9");
+    for _ in 0..2 {
+        let wait = limiter.refusal_delay(stranger, T0).await;
+        assert_eq!(wait, Duration::from_millis(100));
+    }
+    let bot = limiter.refusal_delay(ip("198.18.0.1"), T0).await;
+    assert_eq!(bot, Duration::from_millis(200));
     assert_eq!(
         limiter.before_auth(ip("198.18.9.9"), "frank", T0).await,
         AuthGate::Proceed

@@ -79,6 +79,9 @@ pub(crate) async fn authenticate(
     if limiter.before_auth(ip, &user, Timestamp::now()).await == AuthGate::CoolDown {
         tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: user cooling down after repeated failures");
         metrics::counter!(telemetry::AUTH_COOLDOWNS).increment(1);
+        let delay = limiter.refusal_delay(ip, Timestamp::now()).await;
+        metrics::histogram!(telemetry::AUTH_FAILURE_DELAY).record(delay.as_secs_f64());
+        tokio::time::sleep(delay).await;
         return AuthOutcome::TemporaryFailure {
             reply: Some(Reply::auth_cooling_down()),
         };
@@ -93,7 +96,8 @@ pub(crate) async fn authenticate(
         Some(outcome) => outcome,
         None => {
             let verified = effects::authenticate(shared, peer, mechanism, credentials).await;
-            let reviewed = crate::policy::review_verified(shared, peer, session, mechanism, &verified);
+            let reviewed =
+                crate::policy::review_verified(shared, peer, session, mechanism, &verified);
             match reviewed.await {
                 // The proof was right: a refusal by the script is policy,
                 // not a guess, so it is neither counted nor delayed.
