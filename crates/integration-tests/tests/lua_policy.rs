@@ -358,3 +358,38 @@ fn script_mechanism_one_time_code_over_two_rounds_with_smtplib() {
     assert_eq!(message.meta["auth"]["mechanism"], "X-OTP");
     assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"second_factor": "otp"}));
 }
+
+/// Per-user sender rules in Lua: the AUTH hook attaches the addresses a user
+/// may send as; the message hook refuses any other before it is spooled.
+const SENDERS: &str = r#"
+local senders = { carol = { ['carol@example.test'] = true } }
+portcullis.on('smtp_server_auth', function(auth, conn)
+  if auth.password == 'pw' then
+    return portcullis.accept{ data = { senders = senders[auth.user] or {} } }
+  end
+end)
+portcullis.on('smtp_server_message_received', function(msg, conn)
+  if msg.authn_id == 'carol' and msg.user_data.senders[msg.mail_from] then
+    return nil
+  end
+  return portcullis.reject{ message = 'You may not send as ' .. msg.mail_from }
+end)
+"#;
+
+#[test]
+fn message_received_hook_refuses_a_sender_before_the_spool() {
+    let server = with_policy(SENDERS, "");
+    let address = format!("127.0.0.1:{}", server.submission_port());
+    let send_as = |from: &str| {
+        swaks(&[
+            "--server", &address, "--tls", "--auth", "PLAIN", "--auth-user", "carol",
+            "--auth-password", "pw", "--from", from, "--to", TO, "--body", "policy test",
+        ])
+    };
+    send_as("boss@example.test")
+        .assert_contains("550 5.7.1 You may not send as boss@example.test")
+        .assert_lacks("queued as");
+    assert!(server.spool_messages().is_empty());
+    send_as("carol@example.test").assert_contains("250 2.0.0").assert_success(true);
+    assert_eq!(server.single_message().meta["mail_from"], "carol@example.test");
+}

@@ -62,12 +62,22 @@ macro_rules! kumo_ignored {
     };
 }
 
-const CALLED: [Event; 3] = [
+/// A message was received, before it is spooled.
+pub const SMTP_SERVER_MESSAGE_RECEIVED: &str = "smtp_server_message_received";
+
+const CALLED: [Event; 4] = [
     Event {
         namespace: Namespace::Portcullis,
         name: SMTP_SERVER_AUTH,
         arguments: "auth {mechanism, user, password, authzid, verified}, conn {client_ip, client_port, server_ip, server_port, helo, listener, tls, meta}",
         returns: "portcullis.accept{user=, authz=, data=} | portcullis.reject{message=, code=, enhanced=, disconnect=} | portcullis.defer{…} | nil (reject)",
+        support: Support::Called,
+    },
+    Event {
+        namespace: Namespace::Portcullis,
+        name: SMTP_SERVER_MESSAGE_RECEIVED,
+        arguments: "msg {mail_from, rcpt_to, size, helo, authn_id, authz_id, mechanism, user_data}, conn {…as smtp_server_auth…}",
+        returns: "nil/true (spool it) | portcullis.reject{message=, code=, enhanced=} (550 5.7.1) | portcullis.defer{…} (451 4.7.1)",
         support: Support::Called,
     },
     Event {

@@ -42,6 +42,7 @@ pub mod events;
 mod kumo;
 mod mechanism;
 mod memoize;
+mod message;
 mod pool;
 mod request;
 mod sandbox;
@@ -56,6 +57,7 @@ use std::time::Duration;
 use portcullis_sasl::Secret;
 
 pub use mechanism::MechanismStep;
+pub use message::{MessageFacts, MessageVerdict};
 pub use request::{AuthRequest, CertFacts, ConnFacts, ConnMeta, TlsFacts};
 pub use verdict::Verdict;
 
@@ -164,6 +166,19 @@ impl Policy {
     /// send, or the final verdict. Blocks: call it off the async workers.
     pub fn mechanism_step(&self, step: &MechanismStep, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
         self.generation().mechanism_step(step, conn, meta)
+    }
+
+    /// Whether the script judges messages (`smtp_server_message_received`).
+    pub fn checks_messages(&self) -> bool {
+        let registered = self.generation().registered.clone();
+        registered.contains(&events::SMTP_SERVER_MESSAGE_RECEIVED)
+    }
+
+    /// Asks `smtp_server_message_received` about a message before it is
+    /// spooled. Blocks: call it off the async workers. A script error or a
+    /// timeout is a deferring [`MessageVerdict::Refuse`].
+    pub fn message_received(&self, msg: &MessageFacts, conn: &ConnFacts, meta: &ConnMeta) -> MessageVerdict {
+        self.generation().message_received(msg, conn, meta)
     }
 
     /// The longest a hook may run.

@@ -103,7 +103,10 @@ pub(crate) fn call(
 ) -> mlua::Result<Result<Verdict, String>> {
     let table: Table = lua.named_registry_value(MECHANISMS)?;
     let Some(handler) = table.get::<Option<Function>>(step.mechanism.as_str())? else {
-        return Ok(Err(format!("no mechanism '{}' in the script", step.mechanism)));
+        return Ok(Err(format!(
+            "no mechanism '{}' in the script",
+            step.mechanism
+        )));
     };
     let auth = lua.create_table()?;
     auth.set("mechanism", step.mechanism.as_str())?;

@@ -11,6 +11,7 @@ use mlua::{Function, Lua, Value};
 use crate::events::{self, Namespace};
 use crate::memoize::Caches;
 use crate::mechanism::MechanismStep;
+use crate::message::{MessageFacts, MessageVerdict};
 use crate::request::{AuthRequest, ConnFacts, ConnMeta};
 use crate::sandbox::{State, TIMED_OUT};
 use crate::secrets::VaultSettings;
@@ -137,26 +138,34 @@ impl Generation {
     }
 
     pub fn authenticate(&self, request: &AuthRequest, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
-        self.run(conn, meta, |lua| self.call(lua, request, conn, meta))
+        let verdict = self.run(conn, meta, |lua| self.call(lua, request, conn, meta), Verdict::defer);
+        record(meta, verdict)
     }
 
     pub fn mechanism_step(&self, step: &MechanismStep, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
-        self.run(conn, meta, |lua| crate::mechanism::call(lua, step, conn, meta))
+        let run = |lua: &Lua| crate::mechanism::call(lua, step, conn, meta);
+        record(meta, self.run(conn, meta, run, Verdict::defer))
+    }
+
+    pub fn message_received(&self, msg: &MessageFacts, conn: &ConnFacts, meta: &ConnMeta) -> MessageVerdict {
+        let run = |lua: &Lua| crate::message::call(lua, msg, conn, meta);
+        self.run(conn, meta, run, MessageVerdict::defer)
     }
 
     /// Borrows a state, runs `hook` under the deadline, and turns errors
-    /// into a defer; an accept is recorded in `meta`.
-    fn run(
+    /// into `defer(reason)`.
+    fn run<T>(
         &self,
         conn: &ConnFacts,
         meta: &ConnMeta,
-        hook: impl FnOnce(&Lua) -> mlua::Result<Result<Verdict, String>>,
-    ) -> Verdict {
+        hook: impl FnOnce(&Lua) -> mlua::Result<Result<T, String>>,
+        defer: impl Fn(String) -> T,
+    ) -> T {
         let state = match self.take() {
             Ok(state) => state,
             Err(error) => {
                 tracing::error!(%error, "policy: cannot start a Lua state");
-                return Verdict::defer("cannot start a Lua state");
+                return defer("cannot start a Lua state".into());
             }
         };
         for (key, value) in conn.kumo_meta() {
@@ -169,27 +178,21 @@ impl Generation {
         let result = hook(&state.lua);
         state.set_deadline(None);
         self.give_back(state);
-        let verdict = match result {
-            Ok(Ok(verdict)) => verdict,
+        match result {
+            Ok(Ok(answer)) => answer,
             Ok(Err(mistake)) => {
                 tracing::error!(script = %self.path.display(), error = %mistake, "policy: the hook's answer is invalid; deferring");
-                Verdict::defer(format!("invalid answer: {mistake}"))
+                defer(format!("invalid answer: {mistake}"))
             }
             Err(error) if error.to_string().contains(TIMED_OUT) || Instant::now() >= deadline => {
                 tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");
-                Verdict::defer("the hook timed out")
+                defer("the hook timed out".into())
             }
             Err(error) => {
                 tracing::error!(script = %self.path.display(), %error, "policy: script error; deferring");
-                Verdict::defer("script error")
+                defer("script error".into())
             }
-        };
-        if let Verdict::Accept { authn_id, authz_id, user_data } = &verdict {
-            meta.set("authn_id", authn_id.clone().into());
-            meta.set("authz_id", authz_id.clone().into());
-            meta.set_user_data(user_data.clone());
         }
-        verdict
     }
 
     /// Runs the hook that decides. The outer `Err` is a Lua error, the inner
@@ -224,4 +227,15 @@ impl Generation {
             _ => Ok(Err(format!("no hook decides {}", request.mechanism))),
         }
     }
+}
+
+/// An accept is recorded in the connection's metadata for later hooks and
+/// the spool.
+fn record(meta: &ConnMeta, verdict: Verdict) -> Verdict {
+    if let Verdict::Accept { authn_id, authz_id, user_data } = &verdict {
+        meta.set("authn_id", authn_id.clone().into());
+        meta.set("authz_id", authz_id.clone().into());
+        meta.set_user_data(user_data.clone());
+    }
+    verdict
 }

@@ -334,3 +334,36 @@ fn script_mechanism_mistakes() {
     assert!(matches!(p.mechanism_step(&s, &conn(), &ConnMeta::new()), Verdict::Defer { .. }));
     assert!(matches!(decide(&p, &request("PLAIN", "a", "b", None)), Verdict::Defer { .. }));
 }
+
+#[test]
+fn message_received_sees_identities_and_may_refuse() {
+    let (_d, p) = policy(
+        r#"portcullis.on('smtp_server_message_received', function(msg, conn)
+          if msg.user_data and msg.user_data.senders[msg.mail_from] then return nil end
+          if msg.authn_id == 'slow' then while true do end end
+          return portcullis.reject{ message = 'Not your address: ' .. msg.mail_from .. ' ' .. #msg.rcpt_to }
+        end)"#,
+    );
+    let p = p.unwrap();
+    assert!(p.checks_messages());
+    let msg = |from: &str, user: &str| MessageFacts {
+        mail_from: from.into(),
+        rcpt_to: vec!["r@example.test".into()],
+        size: 10,
+        helo: "c".into(),
+        authn_id: Some(user.into()),
+        authz_id: Some(user.into()),
+        mechanism: Some("PLAIN".into()),
+        user_data: Some(serde_json::json!({"senders": {"a@example.test": true}})),
+    };
+    let meta = ConnMeta::new();
+    assert_eq!(p.message_received(&msg("a@example.test", "a"), &conn(), &meta), MessageVerdict::Accept);
+    let v = p.message_received(&msg("b@example.test", "a"), &conn(), &meta);
+    let MessageVerdict::Refuse { reply, .. } = v else { panic!("{v:?}") };
+    assert_eq!(reply.to_string(), "550 5.7.1 Not your address: b@example.test 1");
+    let v = p.message_received(&msg("b@example.test", "slow"), &conn(), &meta);
+    let MessageVerdict::Refuse { reply, .. } = v else { panic!("{v:?}") };
+    assert_eq!(reply.code(), 451, "a timeout defers");
+    let (_d, none) = policy("portcullis.on('smtp_server_auth', function() end)");
+    assert!(!none.unwrap().checks_messages());
+}

@@ -155,7 +155,7 @@ pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdic
 }
 
 /// Reply, disconnect flag and log reason of a reject or defer table.
-fn refusal(t: &Table, default: Reply, classes: &[u16]) -> Result<(Reply, bool, String), String> {
+pub(crate) fn refusal(t: &Table, default: Reply, classes: &[u16]) -> Result<(Reply, bool, String), String> {
     let e = |e: mlua::Error| e.to_string();
     let disconnect = t.get::<Option<bool>>("disconnect").map_err(e)?.unwrap_or(false);
     let message: Option<String> = t.get("message").map_err(e)?;

@@ -79,6 +79,10 @@ catalog! {
     sender_not_owned => 553 (5, 7, 1) "Sender address not owned by the authenticated user";
     /// `550` for a message naming a tenant its authorization identity may not use.
     tenant_not_authorized => 550 (5, 7, 1) "Not authorized to send for this tenant";
+    /// `550` for a message the policy script refused (`smtp_server_message_received`).
+    message_refused_by_policy => 550 (5, 7, 1) "Message refused by policy";
+    /// `451` for a message the policy script deferred, or could not judge.
+    message_deferred_by_policy => 451 (4, 7, 1) "Message deferred by policy, try again later";
     /// `454` during a user's cool-down after repeated failed logins.
     auth_cooling_down => 454 (4, 7, 0) "Temporary authentication failure, try again later";
     /// `451` when the message could not be stored.

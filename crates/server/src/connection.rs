@@ -226,9 +226,16 @@ where
                 }
             }
             Some(Effect::Spool(mut message)) => {
-                let outcome = match crate::authorization::check_tenant(shared, peer, &mut message) {
-                    Ok(()) => effects::spool(shared, peer, session, *message).await,
-                    Err(reply) => SpoolOutcome::Refused(reply),
+                // Authorization first, then the script's last word.
+                let refused = match crate::authorization::check_tenant(shared, peer, &mut message) {
+                    Ok(()) => {
+                        crate::policy::message_received(shared, peer, session, &message).await
+                    }
+                    Err(reply) => Some(reply),
+                };
+                let outcome = match refused {
+                    None => effects::spool(shared, peer, session, *message).await,
+                    Some(reply) => SpoolOutcome::Refused(reply),
                 };
                 session.spool_finished(outcome, &mut out);
             }

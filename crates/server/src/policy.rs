@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_lua::{
-    AuthRequest, CertFacts, ConnFacts, ConnMeta, MechanismStep, Policy, TlsFacts, Verdict,
+    AuthRequest, CertFacts, ConnFacts, ConnMeta, MechanismStep, MessageFacts, MessageVerdict,
+    Policy, TlsFacts, Verdict,
 };
+use portcullis_proto::Reply;
 use portcullis_sasl::{Credentials, Mechanism, Secret};
-use portcullis_session::{AuthOutcome, ScriptStepOutcome, Session};
+use portcullis_session::{AuthOutcome, Message, ScriptStepOutcome, Session};
 
 use crate::connection::Peer;
 use crate::Shared;
@@ -100,9 +102,14 @@ pub(crate) async fn script_step(
         step,
         response,
     };
-    let verdict = run(policy, peer, session, &mechanism, "", move |p, facts, meta| {
-        p.mechanism_step(&request, facts, meta)
-    });
+    let verdict = run(
+        policy,
+        peer,
+        session,
+        &mechanism,
+        "",
+        move |p, facts, meta| p.mechanism_step(&request, facts, meta),
+    );
     match verdict.await {
         Some(Verdict::Challenge(challenge)) => ScriptStepOutcome::Challenge(challenge),
         Some(verdict) => ScriptStepOutcome::Finished(outcome(verdict, peer, &mechanism, "")),
@@ -118,9 +125,14 @@ async fn ask(
     request: AuthRequest,
 ) -> AuthOutcome {
     let (mechanism, user) = (request.mechanism.clone(), request.user.clone());
-    let verdict = run(policy, peer, session, &mechanism, &user, move |p, facts, meta| {
-        p.authenticate(&request, facts, meta)
-    });
+    let verdict = run(
+        policy,
+        peer,
+        session,
+        &mechanism,
+        &user,
+        move |p, facts, meta| p.authenticate(&request, facts, meta),
+    );
     match verdict.await {
         Some(verdict) => outcome(verdict, peer, &mechanism, &user),
         None => AuthOutcome::TemporaryFailure { reply: None },
@@ -203,5 +215,48 @@ pub(crate) fn conn_facts(peer: &Peer, session: &Session) -> ConnFacts {
                 sha256: c.sha256.clone(),
             }),
         }),
+    }
+}
+
+/// `smtp_server_message_received`, before the spool write: `Some(reply)`
+/// when the script refuses the message (nothing is stored then). A hook
+/// that does not answer in time defers (`451`).
+pub(crate) async fn message_received(
+    shared: &Shared,
+    peer: &Peer,
+    session: &Session,
+    message: &Message,
+) -> Option<Reply> {
+    let policy = shared.policy.as_ref()?.clone();
+    if !policy.checks_messages() {
+        return None;
+    }
+    let identity = message.identity.as_ref();
+    let facts = MessageFacts {
+        mail_from: message.envelope.mail_from.as_str().to_string(),
+        rcpt_to: message.envelope.rcpt_to.clone(),
+        size: message.data.len(),
+        helo: message.helo.clone(),
+        authn_id: identity.map(|i| i.authn_id.clone()),
+        authz_id: identity.map(|i| i.authz_id.clone()),
+        mechanism: identity.map(|i| i.mechanism.name().to_string()),
+        user_data: peer.meta.user_data(),
+    };
+    let conn = conn_facts(peer, session);
+    let meta = peer.meta.clone();
+    let limit = policy.hook_timeout() + GRACE;
+    let task = tokio::task::spawn_blocking(move || policy.message_received(&facts, &conn, &meta));
+    let client = peer.client.ip();
+    let user = identity.map(|i| i.authn_id.as_str()).unwrap_or_default();
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(MessageVerdict::Refuse { reply, reason })) => {
+            tracing::warn!(%client, %user, reply = reply.code(), %reason, by = "policy", "message refused");
+            Some(reply)
+        }
+        Ok(Ok(_)) => None,
+        Ok(Err(_)) | Err(_) => {
+            tracing::error!(%client, %user, "message: policy hook did not answer in time; deferring");
+            Some(Reply::message_deferred_by_policy())
+        }
     }
 }

@@ -16,7 +16,11 @@ fn expect_round(h: &mut Harness, input: &str, step: u32, response: Option<&[u8]>
     let (replies, effect) = h.send(input);
     assert_eq!(replies, "");
     match effect {
-        Some(Effect::ScriptStep { mechanism, step: s, response: r }) => {
+        Some(Effect::ScriptStep {
+            mechanism,
+            step: s,
+            response: r,
+        }) => {
             assert_eq!((mechanism.as_str(), s), ("X-OTP", step));
             assert_eq!(r.as_ref().map(|r| r.expose()), response);
         }
@@ -38,7 +42,9 @@ fn script_mechanisms_are_advertised_after_ours_and_only_under_tls() {
     assert!(!h.replies("EHLO c\r\n").contains("AUTH"));
     assert_eq!(h.codes("AUTH X-OTP\r\n"), ["538 5.7.11"]);
     let mut h = with_otp(Some(tls()));
-    assert!(h.replies("EHLO c\r\n").contains("250-AUTH PLAIN LOGIN X-OTP\r\n"));
+    assert!(h
+        .replies("EHLO c\r\n")
+        .contains("250-AUTH PLAIN LOGIN X-OTP\r\n"));
 }
 
 #[test]
@@ -50,12 +56,19 @@ fn two_rounds_then_accepted() {
     expect_round(&mut h, "ZG9yYQ==\r\n", 2, Some(b"dora"));
     assert_eq!(challenge(&mut h, b"code?"), "334 Y29kZT8=\r\n");
     expect_round(&mut h, "MTIzNDU2\r\n", 3, Some(b"123456"));
-    let accepted = AuthOutcome::Accepted { authn_id: "dora".into(), authz_id: "dora".into() };
-    h.session.script_step_finished(ScriptStepOutcome::Finished(accepted), &mut h.out);
+    let accepted = AuthOutcome::Accepted {
+        authn_id: "dora".into(),
+        authz_id: "dora".into(),
+    };
+    h.session
+        .script_step_finished(ScriptStepOutcome::Finished(accepted), &mut h.out);
     assert!(h.take().starts_with("235 2.7.0"));
     let identity = h.session.identity().unwrap();
     assert_eq!(identity.mechanism, AuthMechanism::Script("X-OTP".into()));
-    assert_eq!((identity.authn_id.as_str(), identity.mechanism.name()), ("dora", "X-OTP"));
+    assert_eq!(
+        (identity.authn_id.as_str(), identity.mechanism.name()),
+        ("dora", "X-OTP")
+    );
     assert_eq!(h.codes("MAIL FROM:<dora@example.test>\r\n"), ["250 2.1.0"]);
 }
 
@@ -65,13 +78,18 @@ fn initial_response_rejection_and_cancel() {
     h.replies("EHLO c\r\n");
     expect_round(&mut h, "AUTH X-OTP ZG9yYQ==\r\n", 1, Some(b"dora"));
     let rejected = AuthOutcome::Rejected { reply: None };
-    h.session.script_step_finished(ScriptStepOutcome::Finished(rejected), &mut h.out);
+    h.session
+        .script_step_finished(ScriptStepOutcome::Finished(rejected), &mut h.out);
     assert_eq!(h.take(), "535 5.7.8 Authentication credentials invalid\r\n");
     assert!(h.session.identity().is_none());
     expect_round(&mut h, "AUTH X-OTP\r\n", 1, None);
     challenge(&mut h, b"code?");
     assert_eq!(h.codes("*\r\n"), ["501 5.7.0"]);
-    assert_eq!(h.codes("NOOP\r\n"), ["250 2.0.0"], "back to commands after a cancel");
+    assert_eq!(
+        h.codes("NOOP\r\n"),
+        ["250 2.0.0"],
+        "back to commands after a cancel"
+    );
 }
 
 #[test]
