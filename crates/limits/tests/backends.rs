@@ -1,0 +1,98 @@
+//! One behaviour suite for every [`LimitsBackend`]: the memory backend
+//! always, Redis (a real `redis-server` started by the test) with the
+//! `redis` feature.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use portcullis_limits::{Ban, Counter, LimitsBackend, MemoryBackend, Timestamp};
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+async fn conformance(backend: &dyn LimitsBackend) {
+    let minute = Duration::from_secs(60);
+    let a = [Counter {
+        key: "fail:ip:192.0.2.1".into(),
+        window: minute,
+    }];
+    let b = [Counter {
+        key: "fail:ip:192.0.2.2".into(),
+        window: minute,
+    }];
+    assert_eq!(backend.hit(&a, T0).await.unwrap(), [1]);
+    assert_eq!(backend.hit(&a, T0).await.unwrap(), [2]);
+    assert_eq!(
+        backend.peek(&a, T0).await.unwrap(),
+        [2],
+        "peek counts nothing"
+    );
+    assert_eq!(
+        backend.peek(&b, T0).await.unwrap(),
+        [0],
+        "keys are separate"
+    );
+    let both = [a[0].clone(), b[0].clone()];
+    assert_eq!(backend.hit(&both, T0).await.unwrap(), [3, 1]);
+    let later = T0 + Duration::from_secs(150);
+    assert_eq!(
+        backend.peek(&a, later).await.unwrap(),
+        [0],
+        "two windows on"
+    );
+
+    assert!(!backend.marked("ok:192.0.2.1:alice", T0).await.unwrap());
+    backend
+        .mark("ok:192.0.2.1:alice", T0 + minute, T0)
+        .await
+        .unwrap();
+    assert!(backend.marked("ok:192.0.2.1:alice", T0).await.unwrap());
+    assert!(!backend.marked("ok:192.0.2.1:bob", T0).await.unwrap());
+
+    let ip: IpAddr = "198.51.100.9".parse().unwrap();
+    let ban = |expires_ms| Ban {
+        ip,
+        reason: "test".into(),
+        created_ms: T0.millis(),
+        expires_ms,
+    };
+    assert!(backend.banned(ip, T0).await.unwrap().is_none());
+    backend.ban(ban(T0.millis() + 60_000)).await.unwrap();
+    assert_eq!(
+        backend.banned(ip, T0).await.unwrap().unwrap().reason,
+        "test"
+    );
+    assert_eq!(backend.bans(T0).await.unwrap().len(), 1);
+    assert!(
+        backend.banned(ip, T0 + minute).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(backend.unban(ip).await.unwrap());
+    assert!(!backend.unban(ip).await.unwrap());
+    assert!(backend.bans(T0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn memory_backend_conforms() {
+    conformance(&MemoryBackend::new()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_backend_conforms_and_fails_fast_when_down() {
+    use portcullis_integration_tests::RedisServer;
+    use portcullis_limits::{LimitsError, RedisBackend};
+
+    let mut redis = RedisServer::start()
+        .expect("redis-server is not installed: apt-get install -y redis-server");
+    let backend = RedisBackend::new(&redis.url()).unwrap();
+    conformance(&backend).await;
+    redis.kill();
+    let counter = [Counter {
+        key: "k".into(),
+        window: Duration::from_secs(60),
+    }];
+    assert!(matches!(
+        backend.hit(&counter, T0).await,
+        Err(LimitsError::Unavailable(_))
+    ));
+}
