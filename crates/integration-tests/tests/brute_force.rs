@@ -321,3 +321,47 @@ fn behind_xclient_the_named_client_is_banned_not_the_proxy() {
     assert!(listed.contains("192.0.2.7"), "{listed}");
     assert!(!listed.contains("127.0.0.1"), "{listed}");
 }
+
+/// Behind a load balancer speaking the PROXY protocol, the client the
+/// header names is the one banned and counted, never the balancer.
+#[test]
+fn behind_proxy_protocol_the_named_client_is_refused_not_the_balancer() {
+    let server = TestServer::builder()
+        .without_default_listeners()
+        .config(
+            "[[listener]]\nname = \"lb\"\naddress = \"127.0.0.1:{port:lb}\"\n\
+             tls = \"starttls\"\nproxy_protocol = true\nproxy_trusted = [\"127.0.0.0/8\"]\n\n\
+             [limits.auth]\nallow = []\ndelay_initial = \"0ms\"\ndelay_max = \"0ms\"\nban_after = 2\n",
+        )
+        .start();
+    let out = python(
+        r#"
+        def proxied(label, src, password):
+            sock = socket.create_connection(("127.0.0.1", PORT), timeout=15)
+            sock.sendall(f"PROXY TCP4 {src} 198.51.100.1 4711 587\r\n".encode())
+            s = smtplib.SMTP(local_hostname="client.test", timeout=15)
+            s.sock, s._host = sock, "127.0.0.1"
+            code, msg = s.getreply()
+            if code != 220:
+                show(label, (code, msg))
+                return
+            s.ehlo(); s.starttls(context=ctx()); s.ehlo()
+            show(label, s.docmd("AUTH", "PLAIN " + b64("\0alice\0" + password)))
+        proxied("first", "192.0.2.7", "wrong-1")
+        proxied("second", "192.0.2.7", "wrong-2")
+        proxied("at-greeting", "192.0.2.7", "correct horse")
+        proxied("neighbour", "192.0.2.8", "correct horse")
+        "#,
+        &[server.port("lb")],
+    );
+    out.assert_reply("first", "535")
+        .assert_reply("second", "421 4.7.0")
+        .assert_reply("at-greeting", "421 4.7.0")
+        .assert_reply("neighbour", "235");
+    let list = server.cli(&["ban", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        listed.contains("192.0.2.7") && !listed.contains("127.0.0.1"),
+        "{listed}"
+    );
+}
