@@ -393,3 +393,27 @@ fn message_received_hook_refuses_a_sender_before_the_spool() {
     send_as("carol@example.test").assert_contains("250 2.0.0").assert_success(true);
     assert_eq!(server.single_message().meta["mail_from"], "carol@example.test");
 }
+
+/// A wrong answer to a script mechanism is a failed AUTH like any other:
+/// counted by the brute-force defence and answered after its delay.
+#[test]
+fn script_mechanism_failures_are_delayed_like_any_failed_auth() {
+    let server = with_policy(OTP, "[limits.auth]\ndelay_initial = \"400ms\"\ndelay_max = \"400ms\"\n");
+    let out = python(
+        r#"
+        import time
+        s = connect()
+        def attempt(label, code):
+            s.docmd("AUTH", "X-OTP"); s.docmd(b64("dora"))
+            started = time.monotonic()
+            reply = s.docmd(b64(code))
+            show(label, (reply[0], "%.2f" % (time.monotonic() - started)))
+        attempt("wrong", "000000")
+        attempt("right", "424242")
+        "#,
+        &[server.submission_port()],
+    );
+    let seconds = |label: &str| -> f64 { out.reply(label)[4..].parse().unwrap() };
+    assert!(out.reply("wrong").starts_with("535") && seconds("wrong") >= 0.35, "{}", out.transcript());
+    assert!(out.reply("right").starts_with("235"), "{}", out.transcript());
+}

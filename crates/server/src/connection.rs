@@ -204,14 +204,17 @@ where
                 step,
                 response,
             }) => {
-                let outcome =
+                let mut outcome =
                     crate::policy::script_step(shared, peer, session, mechanism, step, response)
                         .await;
-                if let ScriptStepOutcome::Finished(verdict) = &outcome {
-                    let senders = crate::authorization::sender_rule(shared, peer, verdict).await;
+                if let ScriptStepOutcome::Finished(verdict) = outcome {
+                    let verdict =
+                        crate::defence::script_auth_finished(shared, peer, session, verdict).await;
+                    let senders = crate::authorization::sender_rule(shared, peer, &verdict).await;
                     if let Some(rule) = senders {
                         session.restrict_senders(rule);
                     }
+                    outcome = ScriptStepOutcome::Finished(verdict);
                 }
                 if let Some(Effect::Close) = session.script_step_finished(outcome, &mut out) {
                     flush(stream, &mut out, shared).await?;

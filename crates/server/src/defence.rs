@@ -120,6 +120,30 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// The end of an exchange with a mechanism the policy script implements:
+/// counted like any AUTH. The user a refused client claimed is the
+/// script's business, so failures count against the address (and its
+/// network) only, under the empty user name; no cool-down applies.
+pub(crate) async fn script_auth_finished(
+    shared: &Shared,
+    peer: &Peer,
+    session: &Session,
+    outcome: AuthOutcome,
+) -> AuthOutcome {
+    let ip = client_ip(peer, session);
+    match &outcome {
+        AuthOutcome::Accepted { authn_id, .. } => {
+            let limiter = &shared.limiter;
+            limiter.auth_succeeded(ip, authn_id, Timestamp::now()).await;
+            outcome
+        }
+        AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
+            failed(shared, ip, "", None, outcome).await
+        }
+        AuthOutcome::TemporaryFailure { .. } => outcome,
+    }
+}
+
 /// The client as counted: the address a trusted proxy named with XCLIENT
 /// (`ADDR=192.0.2.7` or `ADDR=IPV6:2001:db8::7`), else the connection's.
 pub(crate) fn client_ip(peer: &Peer, session: &Session) -> IpAddr {
