@@ -16,6 +16,7 @@ use crate::ConfigError;
 pub struct RawSenders {
     pub enforce: Option<bool>,
     pub domains: Option<Vec<String>>,
+    pub check_from_header: Option<bool>,
 }
 
 /// `[tenants]` as written.
@@ -48,6 +49,8 @@ pub struct SenderPolicy {
     /// A user named `alice` owns `alice@<domain>` for each of these; a
     /// user named like an address owns that address.
     pub domains: Vec<String>,
+    /// The `From:` header's addresses must be owned too (`550 5.7.1`).
+    pub check_from_header: bool,
 }
 
 /// Tenant rules.
@@ -75,6 +78,7 @@ pub(crate) fn validate(
                 .into_iter()
                 .map(|d| d.trim_start_matches('@').to_ascii_lowercase())
                 .collect(),
+            check_from_header: raw.check_from_header.unwrap_or(false),
         }),
         _ => None,
     };

@@ -51,3 +51,25 @@ fn senders_and_tenants_are_authorized_and_refusals_leave_the_spool_empty() {
         message.eml
     );
 }
+
+#[test]
+fn from_header_check_refuses_a_forged_from_and_spools_nothing() {
+    let server = TestServer::builder()
+        .config("[senders]\ndomains = [\"example.test\"]\ncheck_from_header = true\n")
+        .start();
+    let out = python(
+        r#"
+        forged = ("From: \"The Boss\" <boss@example.test>\r\nTo: <rcpt@example.test>\r\n"
+                  "Subject: pay this\r\n\r\nUrgent.\r\n")
+        s = connect()
+        login("auth", s, "alice", "correct horse", "PLAIN")
+        s.mail("alice@example.test"); s.rcpt("rcpt@example.test")
+        show("forged", s.data(forged))
+        s.quit()
+        "#,
+        &[server.submission_port()],
+    );
+    out.assert_reply("auth", "235")
+        .assert_reply("forged", "550 5.7.1");
+    assert!(server.spool_messages().is_empty());
+}

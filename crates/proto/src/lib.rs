@@ -5,12 +5,14 @@
 //! [`command`] turns one line into a [`Command`], [`data`] receives a DATA
 //! body (dot-unstuffing, size limit, the one true end marker), and [`reply`]
 //! is the one catalog of every reply code and enhanced status code the server
-//! sends; [`proxy`] reads the HAProxy PROXY header a load balancer puts
+//! sends; [`header`] finds header fields of a received message for the
+//! authorization checks; [`proxy`] reads the HAProxy PROXY header a load balancer puts
 //! before the client's first byte. Nothing here knows about sockets, TLS or time, so all of it is
 //! tested and fuzzed as plain functions.
 
 pub mod command;
 pub mod data;
+pub mod header;
 pub mod line;
 pub mod proxy;
 pub mod received;

@@ -77,6 +77,8 @@ catalog! {
     too_many_connections_from_address => 421 (4, 7, 0) "Too many connections from your address, try again later";
     /// `553` for a MAIL FROM the authenticated user does not own.
     sender_not_owned => 553 (5, 7, 1) "Sender address not owned by the authenticated user";
+    /// `550` after DATA for a `From:` address the authenticated user does not own.
+    from_header_not_owned => 550 (5, 7, 1) "From: header address not owned by the authenticated user";
     /// `550` for a message naming a tenant its authorization identity may not use.
     tenant_not_authorized => 550 (5, 7, 1) "Not authorized to send for this tenant";
     /// `550` for a message the policy script refused (`smtp_server_message_received`).

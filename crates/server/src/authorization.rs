@@ -3,8 +3,6 @@
 //! in its tenant header (KumoMTA's `require_authz`), checked before the
 //! message is spooled.
 
-use std::ops::Range;
-
 use portcullis_config::authorization::Tenants;
 use portcullis_proto::Reply;
 use portcullis_session::{AuthOutcome, Message, SenderRule};
@@ -52,7 +50,11 @@ pub(crate) async fn sender_rule(
                 .filter_map(|a| a.as_str().map(String::from)),
         );
     }
-    Some(SenderRule::new(owned))
+    let rule = SenderRule::new(owned);
+    Some(match policy.check_from_header {
+        true => rule.checking_from_header(),
+        false => rule,
+    })
 }
 
 /// Checks the tenant header against `[tenant.'name'] require_authz` and
@@ -65,21 +67,21 @@ pub(crate) fn check_tenant(
     let Some(tenants) = &shared.authorization.tenants else {
         return Ok(());
     };
-    let (names, ranges) = header_fields(&message.data, &tenants.header);
+    let found = portcullis_proto::header::fields(&message.data, &tenants.header);
     let authz = message
         .identity
         .as_ref()
         .map(|i| i.authz_id.clone())
         .or_else(|| message.xclient.as_ref().and_then(|x| x.login.clone()));
-    for name in &names {
+    for name in found.iter().map(|f| &f.value) {
         if !may_use(tenants, name, authz.as_deref()) {
             tracing::warn!(client = %peer.client.ip(), tenant = %name, authz = ?authz, "refused: tenant not allowed for this identity");
             return Err(Reply::tenant_not_authorized());
         }
     }
     if tenants.remove_header {
-        for range in ranges.into_iter().rev() {
-            message.data.drain(range);
+        for field in found.into_iter().rev() {
+            message.data.drain(field.range);
         }
     }
     Ok(())
@@ -89,67 +91,5 @@ fn may_use(tenants: &Tenants, name: &str, authz: Option<&str>) -> bool {
     match tenants.require_authz.get(name) {
         None => true,
         Some(allowed) => authz.is_some_and(|a| allowed.iter().any(|x| x == a)),
-    }
-}
-
-/// The values of every `name:` field in the header section of `data`
-/// (unfolded, trimmed) and the byte ranges of those fields, continuation
-/// lines included.
-pub(crate) fn header_fields(data: &[u8], name: &str) -> (Vec<String>, Vec<Range<usize>>) {
-    let mut values = Vec::new();
-    let mut ranges: Vec<Range<usize>> = Vec::new();
-    let mut start = 0;
-    let mut current: Option<usize> = None;
-    while start < data.len() {
-        let end = data[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(data.len(), |i| start + i + 1);
-        let line = &data[start..end];
-        let content = line.strip_suffix(b"\n").unwrap_or(line);
-        let content = content.strip_suffix(b"\r").unwrap_or(content);
-        if content.is_empty() {
-            break;
-        }
-        let folded = content[0] == b' ' || content[0] == b'\t';
-        match (folded, current) {
-            (true, Some(i)) => {
-                ranges[i].end = end;
-                values[i] = format!("{} {}", values[i], String::from_utf8_lossy(content).trim());
-            }
-            (true, None) => {}
-            (false, _) => {
-                current = None;
-                let field = content.split(|&b| b == b':').next().unwrap_or_default();
-                if content.contains(&b':') && field.eq_ignore_ascii_case(name.as_bytes()) {
-                    let value = &content[field.len() + 1..];
-                    values.push(String::from_utf8_lossy(value).trim().to_string());
-                    ranges.push(start..end);
-                    current = Some(values.len() - 1);
-                }
-            }
-        }
-        start = end;
-    }
-    (values, ranges)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::header_fields;
-
-    #[test]
-    fn finds_and_locates_header_fields_only_in_the_header_section() {
-        let data = b"From: a@b\r\nX-Tenant: acme\r\nx-tenant:  other\r\n\tpart\r\nSubject: s\r\n\r\nX-Tenant: body\r\n";
-        let (values, ranges) = header_fields(data, "X-Tenant");
-        assert_eq!(values, ["acme", "other part"]);
-        let mut rest = data.to_vec();
-        for r in ranges.into_iter().rev() {
-            rest.drain(r);
-        }
-        assert_eq!(rest, b"From: a@b\r\nSubject: s\r\n\r\nX-Tenant: body\r\n");
-        assert!(header_fields(b"Subject: x\n\nbody", "X-Tenant")
-            .0
-            .is_empty());
     }
 }

@@ -6,7 +6,7 @@
 //! with [`crate::Session::restrict_senders`]. Without a rule every sender
 //! is accepted (the check is off, or the client is not authenticated).
 
-use portcullis_proto::Path;
+use portcullis_proto::{header, Path};
 
 /// The addresses one user may send from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub struct SenderRule {
     addresses: Vec<String>,
     /// Lower-cased domains from `@domain` entries: any address there.
     domains: Vec<String>,
+    /// The `From:` header's addresses must be owned too.
+    from_header: bool,
 }
 
 impl SenderRule {
@@ -39,6 +41,33 @@ impl SenderRule {
             }
         }
         rule
+    }
+
+    /// Also checks the `From:` header of each message (`550 5.7.1`).
+    pub fn checking_from_header(mut self) -> SenderRule {
+        self.from_header = true;
+        self
+    }
+
+    /// Whether messages are checked by [`SenderRule::allows_message`].
+    pub fn checks_from_header(&self) -> bool {
+        self.from_header
+    }
+
+    /// Whether every `From:` address of `data` is owned (and there is
+    /// one). Always true when the header check is off.
+    pub fn allows_message(&self, data: &[u8]) -> bool {
+        if !self.from_header {
+            return true;
+        }
+        let addresses: Vec<String> = header::fields(data, "From")
+            .iter()
+            .flat_map(|f| header::mailbox_addresses(&f.value))
+            .collect();
+        !addresses.is_empty()
+            && addresses
+                .into_iter()
+                .all(|a| self.allows(&Path::Mailbox(a)))
     }
 
     /// Whether `from` may be used. The null sender `<>` (bounces) is

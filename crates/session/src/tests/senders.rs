@@ -47,3 +47,24 @@ fn auth_param_from_an_unauthenticated_client_is_not_trusted() {
     };
     assert_eq!(message.envelope.params.auth.as_deref(), Some("<>"));
 }
+
+#[test]
+fn from_header_the_user_does_not_own_gets_550_and_is_not_spooled() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("alice");
+    let rule = SenderRule::new(["alice@example.com"]).checking_from_header();
+    h.session.restrict_senders(rule);
+    let body = |from: &str| {
+        format!("MAIL FROM:<alice@example.com>\r\nRCPT TO:<r@x.test>\r\nDATA\r\nFrom: {from}\r\nSubject: s\r\n\r\nhi\r\n.\r\n")
+    };
+    let (replies, effect) = h.send(&body("\"Boss\" <ceo@example.com>"));
+    assert!(
+        replies.ends_with("550 5.7.1 From: header address not owned by the authenticated user\r\n"),
+        "{replies}"
+    );
+    assert!(effect.is_none(), "nothing to spool");
+    let (_, effect) = h.send(&body("Alice <ALICE@example.com>"));
+    assert!(matches!(effect, Some(Effect::Spool(_))));
+}
