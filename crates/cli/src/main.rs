@@ -125,9 +125,10 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
             }
             if let Some(policy) = policy::load(&loaded)? {
                 println!(
-                    "  policy {}: events {:?}",
+                    "  policy {}: events {:?}, mechanisms {:?}",
                     policy.script().display(),
-                    policy.registered()
+                    policy.registered(),
+                    policy.mechanisms()
                 );
             }
             Ok(std::process::ExitCode::SUCCESS)

@@ -34,12 +34,17 @@ pub async fn reload_on_sighup(policy: Arc<Policy>) {
             tracing::warn!("cannot listen for SIGHUP; the policy will not reload");
             return;
         };
+        // The advertised mechanisms were fixed at start (see `with_policy`).
+        let advertised = policy.mechanisms();
         while hangup.recv().await.is_some() {
             let p = policy.clone();
             let reloaded = tokio::task::spawn_blocking(move || p.reload()).await;
             match reloaded {
                 Ok(Ok(())) => {
-                    tracing::info!(script = %policy.script().display(), events = ?policy.registered(), "policy reloaded")
+                    tracing::info!(script = %policy.script().display(), events = ?policy.registered(), "policy reloaded");
+                    if policy.mechanisms() != advertised {
+                        tracing::warn!(declared = ?policy.mechanisms(), advertised = ?advertised, "the script's SASL mechanisms changed: restart to advertise them (attempts with a dropped one are deferred)");
+                    }
                 }
                 Ok(Err(error)) => {
                     tracing::error!(%error, "policy reload failed; keeping the running script")

@@ -357,6 +357,8 @@ fn script_mechanism_one_time_code_over_two_rounds_with_smtplib() {
     assert_eq!(message.auth_field("authz_id").as_deref(), Some("dora"));
     assert_eq!(message.meta["auth"]["mechanism"], "X-OTP");
     assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"second_factor": "otp"}));
+    let check = server.cli(&["check-config"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&check.stdout).contains("mechanisms [\"X-OTP\"]"));
 }
 
 /// Per-user sender rules in Lua: the AUTH hook attaches the addresses a user
