@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_session::{
-    AuthOutcome, ConnectionInfo, Effect, ScramLookup, Session, SessionConfig, SpoolOutcome, TlsInfo,
+    AuthOutcome, ConnectionInfo, Effect, ScramLookup, ScriptStepOutcome, Session, SessionConfig,
+    SpoolOutcome, TlsInfo,
 };
 
 fuzz_target!(|input: &[u8]| {
@@ -18,10 +19,12 @@ fuzz_target!(|input: &[u8]| {
             tls_exporter: Some(vec![1; 32]),
             tls_server_end_point: Some(vec![2; 32]),
         },
+        client_certificate: None,
     };
     let conn = ConnectionInfo {
         client_ip: "192.0.2.1".into(),
         session_id: "f".into(),
+        xclient_trusted: true,
     };
     let mut config = SessionConfig::new("fuzz");
     config.max_message_size = 4096;
@@ -61,6 +64,16 @@ fuzz_target!(|input: &[u8]| {
                     nonce: [3; 18],
                 };
                 if session.scram_secrets_found(lookup, &mut out).is_some() {
+                    break;
+                }
+            }
+            Some(Effect::ScriptStep { step, .. }) => {
+                // Two challenge rounds, then a verdict: the script path.
+                let outcome = match step {
+                    0 | 1 => ScriptStepOutcome::Challenge(b"code?".to_vec()),
+                    _ => ScriptStepOutcome::Finished(AuthOutcome::Rejected { reply: None }),
+                };
+                if session.script_step_finished(outcome, &mut out).is_some() {
                     break;
                 }
             }

@@ -101,8 +101,12 @@ pub enum ClientIdentity {
 /// The credential store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserBackend {
-    Sqlite { path: PathBuf },
-    File { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
+    File {
+        path: PathBuf,
+    },
     /// PostgreSQL; `password_query` (Dovecot-style, `%u` = login name)
     /// reads an existing table, `None` our own.
     Postgres {

@@ -60,7 +60,10 @@ pub(crate) fn validate(
 ) -> Result<Option<Policy>, ConfigError> {
     let Some(script) = script else {
         if lua.is_some() {
-            return Err(invalid("lua", "set `policy` to the script these settings are for"));
+            return Err(invalid(
+                "lua",
+                "set `policy` to the script these settings are for",
+            ));
         }
         return Ok(None);
     };
@@ -71,10 +74,17 @@ pub(crate) fn validate(
     }
     let memory_limit = lua.memory_limit.unwrap_or(64 * 1024 * 1024);
     if memory_limit < 1024 * 1024 {
-        return Err(invalid("lua.memory_limit", "must be at least 1 MiB (1048576)"));
+        return Err(invalid(
+            "lua.memory_limit",
+            "must be at least 1 MiB (1048576)",
+        ));
     }
     Ok(Some(Policy {
-        script: if script.is_absolute() { script } else { base.join(script) },
+        script: if script.is_absolute() {
+            script
+        } else {
+            base.join(script)
+        },
         hook_timeout,
         memory_limit,
         max_idle_states: lua.max_idle_states.unwrap_or(8),

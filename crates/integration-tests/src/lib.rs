@@ -22,8 +22,8 @@ mod services;
 mod tools;
 
 pub use raw::{RawClient, Reply};
-pub use services::{PostgresServer, RedisServer};
 pub use server::{portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
+pub use services::{PostgresServer, RedisServer};
 pub use tools::{curl, gsasl, msmtp, python, swaks, ToolOutput};
 
 /// Envelope sender every test uses.

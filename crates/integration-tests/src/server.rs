@@ -408,7 +408,10 @@ impl TestServer {
 
     /// The server's process id (to send it signals).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).expect("the server was started")
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("the server was started")
     }
 
     /// True while the server process runs.

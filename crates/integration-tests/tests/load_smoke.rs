@@ -44,7 +44,8 @@ fn run_load(server: &TestServer, port: u16, args: &[&str]) -> Value {
         )
     });
     assert_eq!(
-        report["errors_total"], 0,
+        report["errors_total"],
+        0,
         "portcullis-load saw errors: {report:#}\nserver log:\n{}",
         server.log()
     );
@@ -58,7 +59,15 @@ fn starttls_plain_sessions_with_two_messages_each_all_land_in_the_spool() {
     let report = run_load(
         &server,
         server.submission_port(),
-        &["--starttls", "--auth", "PLAIN", "--sessions", "4", "-n", "2"],
+        &[
+            "--starttls",
+            "--auth",
+            "PLAIN",
+            "--sessions",
+            "4",
+            "-n",
+            "2",
+        ],
     );
     assert_eq!(report["sessions"], 4, "{report:#}");
     assert_eq!(report["auths"], 4, "{report:#}");

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::{python, swaks, RawClient, TestServer, FROM, TO};
 
-const KUMO_REFERENCE: &str = include_str!("../../lua/tests/fixtures/kumo_smtp_server_auth_plain.md");
+const KUMO_REFERENCE: &str =
+    include_str!("../../lua/tests/fixtures/kumo_smtp_server_auth_plain.md");
 const KUMO_GUIDE: &str = include_str!("../../lua/tests/fixtures/kumo_checking_inbound_auth.md");
 
 /// The ```lua blocks of a fixture, byte for byte.
@@ -25,11 +26,28 @@ fn with_policy(script: &str, extra: &str) -> TestServer {
         .start()
 }
 
-fn swaks_auth(server: &TestServer, user: &str, password: &str) -> portcullis_integration_tests::ToolOutput {
+fn swaks_auth(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+) -> portcullis_integration_tests::ToolOutput {
     let address = format!("127.0.0.1:{}", server.submission_port());
     swaks(&[
-        "--server", &address, "--tls", "--auth", "PLAIN", "--auth-user", user,
-        "--auth-password", password, "--from", FROM, "--to", TO, "--body", "policy test",
+        "--server",
+        &address,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        FROM,
+        "--to",
+        TO,
+        "--body",
+        "policy test",
     ])
 }
 
@@ -45,16 +63,33 @@ fn raw_session(server: &TestServer) -> RawClient {
 #[test]
 fn kumo_reference_static_table_runs_unchanged() {
     let server = with_policy(&lua_blocks(KUMO_REFERENCE)[0], "");
-    swaks_auth(&server, "scott", "tiger").assert_contains("235 2.7.0").assert_success(true);
+    swaks_auth(&server, "scott", "tiger")
+        .assert_contains("235 2.7.0")
+        .assert_success(true);
     let message = server.single_message();
     assert_eq!(message.auth_field("authn_id").as_deref(), Some("scott"));
     assert_eq!(message.auth_field("authz_id").as_deref(), Some("scott"));
     swaks_auth(&server, "scott", "lion").assert_contains("535 5.7.8");
     // LOGIN goes through the same hook.
     let address = format!("127.0.0.1:{}", server.submission_port());
-    swaks(&["--server", &address, "--tls", "--auth", "LOGIN", "--auth-user", "scott",
-        "--auth-password", "tiger", "--from", FROM, "--to", TO, "--quit-after", "AUTH"])
-        .assert_contains("235 2.7.0");
+    swaks(&[
+        "--server",
+        &address,
+        "--tls",
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        "scott",
+        "--auth-password",
+        "tiger",
+        "--from",
+        FROM,
+        "--to",
+        TO,
+        "--quit-after",
+        "AUTH",
+    ])
+    .assert_contains("235 2.7.0");
 }
 
 #[test]
@@ -64,14 +99,19 @@ fn kumo_guide_sqlite_script_runs_unchanged() {
     std::fs::create_dir_all(db.parent().unwrap()).expect("running as root, /path/to can be made");
     let _ = std::fs::remove_file(db);
     let made = Command::new("python3")
-        .args(["-c", "import sqlite3; c = sqlite3.connect('/path/to/auth.db'); \
+        .args([
+            "-c",
+            "import sqlite3; c = sqlite3.connect('/path/to/auth.db'); \
             c.execute('create table auth(user text, pass text)'); \
-            c.execute(\"insert into auth values ('daniel', 'tiger')\"); c.commit()"])
+            c.execute(\"insert into auth values ('daniel', 'tiger')\"); c.commit()",
+        ])
         .status()
         .unwrap();
     assert!(made.success());
     let server = with_policy(&lua_blocks(KUMO_GUIDE)[1], "");
-    swaks_auth(&server, "daniel", "tiger").assert_contains("235 2.7.0").assert_success(true);
+    swaks_auth(&server, "daniel", "tiger")
+        .assert_contains("235 2.7.0")
+        .assert_success(true);
     swaks_auth(&server, "daniel", "lion").assert_contains("535 5.7.8");
     let _ = std::fs::remove_file(db);
 }
@@ -90,10 +130,19 @@ impl Drop for Bao {
 }
 
 fn start_bao() -> Bao {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let address = format!("http://127.0.0.1:{port}");
     let child = Command::new("bao")
-        .args(["server", "-dev", "-dev-root-token-id=test-root", &format!("-dev-listen-address=127.0.0.1:{port}")])
+        .args([
+            "server",
+            "-dev",
+            "-dev-root-token-id=test-root",
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -109,7 +158,15 @@ fn start_bao() -> Bao {
 
 fn bao_put(bao: &Bao, path: &str, json: &str) {
     let status = Command::new("curl")
-        .args(["-sf", "-H", "X-Vault-Token: test-root", "-X", "POST", "-d", json])
+        .args([
+            "-sf",
+            "-H",
+            "X-Vault-Token: test-root",
+            "-X",
+            "POST",
+            "-d",
+            json,
+        ])
         .arg(format!("{}/v1/secret/data/{path}", bao.address))
         .stdout(Stdio::null())
         .status()
@@ -123,7 +180,15 @@ fn kumo_guide_vault_script_runs_unchanged_against_openbao() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ok = Command::new("curl")
-            .args(["-sf", "-H", "X-Vault-Token: test-root", "-X", "POST", "-d", r#"{"data":{"key":"tiger"}}"#])
+            .args([
+                "-sf",
+                "-H",
+                "X-Vault-Token: test-root",
+                "-X",
+                "POST",
+                "-d",
+                r#"{"data":{"key":"tiger"}}"#,
+            ])
             .arg(format!("{}/v1/secret/data/smtp-auth/daniel", bao.address))
             .stdout(Stdio::null())
             .status()
@@ -136,9 +201,14 @@ fn kumo_guide_vault_script_runs_unchanged_against_openbao() {
         std::thread::sleep(Duration::from_millis(200));
     }
     bao_put(&bao, "smtp-auth/daniel", r#"{"data":{"key":"tiger"}}"#);
-    let extra = format!("[lua]\nvault_address = {:?}\nvault_token = \"test-root\"\n", bao.address);
+    let extra = format!(
+        "[lua]\nvault_address = {:?}\nvault_token = \"test-root\"\n",
+        bao.address
+    );
     let server = with_policy(&lua_blocks(KUMO_GUIDE)[2], &extra);
-    swaks_auth(&server, "daniel", "tiger").assert_contains("235 2.7.0").assert_success(true);
+    swaks_auth(&server, "daniel", "tiger")
+        .assert_contains("235 2.7.0")
+        .assert_success(true);
     swaks_auth(&server, "daniel", "lion").assert_contains("535 5.7.8");
     // No such secret: the script errors, which defers.
     swaks_auth(&server, "nobody", "x").assert_contains("454 4.7.0");
@@ -163,10 +233,18 @@ end)
 #[test]
 fn general_hook_accept_with_data_reaches_the_spool() {
     let server = with_policy(GENERAL, "");
-    swaks_auth(&server, "carol", "pw").assert_contains("235 2.7.0").assert_success(true);
+    swaks_auth(&server, "carol", "pw")
+        .assert_contains("235 2.7.0")
+        .assert_success(true);
     let message = server.single_message();
-    assert_eq!(message.auth_field("authn_id").as_deref(), Some("carol@example.test"));
-    assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"plan": "gold", "quota": 100}));
+    assert_eq!(
+        message.auth_field("authn_id").as_deref(),
+        Some("carol@example.test")
+    );
+    assert_eq!(
+        message.meta["auth"]["user_data"],
+        serde_json::json!({"plan": "gold", "quota": 100})
+    );
 }
 
 #[test]
@@ -174,12 +252,18 @@ fn general_hook_reject_defer_error_nothing_and_timeout() {
     let server = with_policy(GENERAL, "[lua]\nhook_timeout_ms = 300\n");
     let mut c = raw_session(&server);
     let reply = c.auth_plain("mallory", "x");
-    assert_eq!((reply.code, reply.lines[0].as_str()), (535, "5.7.1 Go away"));
+    assert_eq!(
+        (reply.code, reply.lines[0].as_str()),
+        (535, "5.7.1 Go away")
+    );
     assert!(c.is_closed(), "disconnect = true closes the connection");
 
     let mut c = raw_session(&server);
     let reply = c.auth_plain("later", "x");
-    assert_eq!((reply.code, reply.lines[0].as_str()), (454, "4.7.0 Maintenance"));
+    assert_eq!(
+        (reply.code, reply.lines[0].as_str()),
+        (454, "4.7.0 Maintenance")
+    );
     assert_eq!(c.auth_plain("boom", "x").code, 454, "script error defers");
     assert_eq!(c.auth_plain("nobody", "x").code, 535, "no answer rejects");
     let started = Instant::now();
@@ -192,9 +276,17 @@ fn general_hook_reject_defer_error_nothing_and_timeout() {
 fn check_config_loads_the_script_and_refuses_a_broken_one() {
     let server = with_policy(GENERAL, "");
     let out = server.cli(&["check-config"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("smtp_server_auth"));
-    std::fs::write(server.data_dir().join("policy.lua"), "kumo.on('no_such_event', function() end)").unwrap();
+    std::fs::write(
+        server.data_dir().join("policy.lua"),
+        "kumo.on('no_such_event', function() end)",
+    )
+    .unwrap();
     let out = server.cli(&["check-config"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown event 'no_such_event'"));
@@ -202,12 +294,19 @@ fn check_config_loads_the_script_and_refuses_a_broken_one() {
 
 #[test]
 fn sighup_reloads_and_a_broken_script_keeps_the_old_one() {
-    let mut server = with_policy("portcullis.on('smtp_server_auth', function() return false end)", "");
+    let mut server = with_policy(
+        "portcullis.on('smtp_server_auth', function() return false end)",
+        "",
+    );
     let pid = server.pid();
     let mut c = raw_session(&server);
     assert_eq!(c.auth_plain("anyone", "x").code, 535);
     let script = server.data_dir().join("policy.lua");
-    std::fs::write(&script, "portcullis.on('smtp_server_auth', function() return true end)").unwrap();
+    std::fs::write(
+        &script,
+        "portcullis.on('smtp_server_auth', function() return true end)",
+    )
+    .unwrap();
     hangup(pid);
     wait_for_log(&server, "policy reloaded");
     // The open session goes on, now under the new script.
@@ -220,13 +319,21 @@ fn sighup_reloads_and_a_broken_script_keeps_the_old_one() {
 }
 
 fn hangup(pid: u32) {
-    assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
 }
 
 fn wait_for_log(server: &TestServer, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.log().contains(needle) {
-        assert!(Instant::now() < deadline, "log never said {needle:?}:\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "log never said {needle:?}:\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -252,12 +359,28 @@ s.quit()
 /// let a wrong CRAM-MD5 digest in.
 #[test]
 fn a_permissive_hook_cannot_accept_a_proof_it_cannot_see() {
-    let server = with_policy("portcullis.on('smtp_server_auth', function(auth, conn) return true end)\n", "");
+    let server = with_policy(
+        "portcullis.on('smtp_server_auth', function(auth, conn) return true end)\n",
+        "",
+    );
     let address = format!("127.0.0.1:{}", server.submission_port());
     let attempt = |password: &str| {
         swaks(&[
-            "--server", &address, "--tls", "--auth", "CRAM-MD5", "--auth-user", "alice",
-            "--auth-password", password, "--from", FROM, "--to", TO, "--body", "policy test",
+            "--server",
+            &address,
+            "--tls",
+            "--auth",
+            "CRAM-MD5",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            password,
+            "--from",
+            FROM,
+            "--to",
+            TO,
+            "--body",
+            "policy test",
         ])
     };
     attempt("not the password").assert_contains("535 5.7.8");
@@ -280,11 +403,28 @@ portcullis.on('smtp_server_auth', function(auth, conn)
 end)
 "#;
 
-fn swaks_cram(server: &TestServer, user: &str, password: &str) -> portcullis_integration_tests::ToolOutput {
+fn swaks_cram(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+) -> portcullis_integration_tests::ToolOutput {
     let address = format!("127.0.0.1:{}", server.submission_port());
     swaks(&[
-        "--server", &address, "--tls", "--auth", "CRAM-MD5", "--auth-user", user,
-        "--auth-password", password, "--from", FROM, "--to", TO, "--body", "policy test",
+        "--server",
+        &address,
+        "--tls",
+        "--auth",
+        "CRAM-MD5",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        FROM,
+        "--to",
+        TO,
+        "--body",
+        "policy test",
     ])
 }
 
@@ -294,11 +434,16 @@ fn general_hook_reviews_verified_cram_md5_logins() {
     swaks_cram(&server, "bob", "battery staple").assert_contains("535 5.7.1 bob is suspended");
     swaks_cram(&server, "alice", "wrong").assert_contains("535 5.7.8");
     assert!(server.spool_messages().is_empty());
-    swaks_cram(&server, "alice", "correct horse").assert_contains("235 2.7.0").assert_success(true);
+    swaks_cram(&server, "alice", "correct horse")
+        .assert_contains("235 2.7.0")
+        .assert_success(true);
     let message = server.single_message();
     assert_eq!(message.auth_field("authn_id").as_deref(), Some("alice"));
     assert_eq!(message.meta["auth"]["mechanism"], "CRAM-MD5");
-    assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"reviewed": "CRAM-MD5"}));
+    assert_eq!(
+        message.meta["auth"]["user_data"],
+        serde_json::json!({"reviewed": "CRAM-MD5"})
+    );
 }
 
 /// A one-time-code mechanism written in Lua: the user name in one round,
@@ -350,13 +495,24 @@ fn script_mechanism_one_time_code_over_two_rounds_with_smtplib() {
         .assert_reply("right.2", "334 Code:")
         .assert_reply("right.3", "235 2.7.0")
         .assert_reply("msg.data", "250");
-    assert!(!out.reply("ehlo.plain").contains("auth"), "{}", out.transcript());
-    assert!(out.reply("ehlo.tls").ends_with(" X-OTP"), "{}", out.transcript());
+    assert!(
+        !out.reply("ehlo.plain").contains("auth"),
+        "{}",
+        out.transcript()
+    );
+    assert!(
+        out.reply("ehlo.tls").ends_with(" X-OTP"),
+        "{}",
+        out.transcript()
+    );
     let message = server.single_message();
     assert_eq!(message.auth_field("authn_id").as_deref(), Some("dora"));
     assert_eq!(message.auth_field("authz_id").as_deref(), Some("dora"));
     assert_eq!(message.meta["auth"]["mechanism"], "X-OTP");
-    assert_eq!(message.meta["auth"]["user_data"], serde_json::json!({"second_factor": "otp"}));
+    assert_eq!(
+        message.meta["auth"]["user_data"],
+        serde_json::json!({"second_factor": "otp"})
+    );
     let check = server.cli(&["check-config"]).output().unwrap();
     assert!(String::from_utf8_lossy(&check.stdout).contains("mechanisms [\"X-OTP\"]"));
 }
@@ -384,23 +540,44 @@ fn message_received_hook_refuses_a_sender_before_the_spool() {
     let address = format!("127.0.0.1:{}", server.submission_port());
     let send_as = |from: &str| {
         swaks(&[
-            "--server", &address, "--tls", "--auth", "PLAIN", "--auth-user", "carol",
-            "--auth-password", "pw", "--from", from, "--to", TO, "--body", "policy test",
+            "--server",
+            &address,
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "carol",
+            "--auth-password",
+            "pw",
+            "--from",
+            from,
+            "--to",
+            TO,
+            "--body",
+            "policy test",
         ])
     };
     send_as("boss@example.test")
         .assert_contains("550 5.7.1 You may not send as boss@example.test")
         .assert_lacks("queued as");
     assert!(server.spool_messages().is_empty());
-    send_as("carol@example.test").assert_contains("250 2.0.0").assert_success(true);
-    assert_eq!(server.single_message().meta["mail_from"], "carol@example.test");
+    send_as("carol@example.test")
+        .assert_contains("250 2.0.0")
+        .assert_success(true);
+    assert_eq!(
+        server.single_message().meta["mail_from"],
+        "carol@example.test"
+    );
 }
 
 /// A wrong answer to a script mechanism is a failed AUTH like any other:
 /// counted by the brute-force defence and answered after its delay.
 #[test]
 fn script_mechanism_failures_are_delayed_like_any_failed_auth() {
-    let server = with_policy(OTP, "[limits.auth]\ndelay_initial = \"400ms\"\ndelay_max = \"400ms\"\n");
+    let server = with_policy(
+        OTP,
+        "[limits.auth]\ndelay_initial = \"400ms\"\ndelay_max = \"400ms\"\n",
+    );
     let out = python(
         r#"
         import time
@@ -416,6 +593,14 @@ fn script_mechanism_failures_are_delayed_like_any_failed_auth() {
         &[server.submission_port()],
     );
     let seconds = |label: &str| -> f64 { out.reply(label)[4..].parse().unwrap() };
-    assert!(out.reply("wrong").starts_with("535") && seconds("wrong") >= 0.35, "{}", out.transcript());
-    assert!(out.reply("right").starts_with("235"), "{}", out.transcript());
+    assert!(
+        out.reply("wrong").starts_with("535") && seconds("wrong") >= 0.35,
+        "{}",
+        out.transcript()
+    );
+    assert!(
+        out.reply("right").starts_with("235"),
+        "{}",
+        out.transcript()
+    );
 }

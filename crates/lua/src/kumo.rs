@@ -91,7 +91,11 @@ pub(crate) fn handler_key(namespace: Namespace, name: &str) -> String {
 }
 
 /// The handler registered for an event, if any.
-pub(crate) fn handler(lua: &Lua, namespace: Namespace, name: &str) -> mlua::Result<Option<Function>> {
+pub(crate) fn handler(
+    lua: &Lua,
+    namespace: Namespace,
+    name: &str,
+) -> mlua::Result<Option<Function>> {
     let handlers: Table = lua.named_registry_value(HANDLERS)?;
     handlers.get(handler_key(namespace, name))
 }

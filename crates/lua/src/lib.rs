@@ -164,7 +164,12 @@ impl Policy {
 
     /// Runs one round of a script mechanism: a [`Verdict::Challenge`] to
     /// send, or the final verdict. Blocks: call it off the async workers.
-    pub fn mechanism_step(&self, step: &MechanismStep, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
+    pub fn mechanism_step(
+        &self,
+        step: &MechanismStep,
+        conn: &ConnFacts,
+        meta: &ConnMeta,
+    ) -> Verdict {
         self.generation().mechanism_step(step, conn, meta)
     }
 
@@ -177,7 +182,12 @@ impl Policy {
     /// Asks `smtp_server_message_received` about a message before it is
     /// spooled. Blocks: call it off the async workers. A script error or a
     /// timeout is a deferring [`MessageVerdict::Refuse`].
-    pub fn message_received(&self, msg: &MessageFacts, conn: &ConnFacts, meta: &ConnMeta) -> MessageVerdict {
+    pub fn message_received(
+        &self,
+        msg: &MessageFacts,
+        conn: &ConnFacts,
+        meta: &ConnMeta,
+    ) -> MessageVerdict {
         self.generation().message_received(msg, conn, meta)
     }
 
@@ -189,7 +199,12 @@ impl Policy {
     /// Asks the script about one AUTH attempt. Blocks while the hook runs:
     /// call it off the async workers. Never fails: a script error or a
     /// timeout is a [`Verdict::Defer`], no answer a [`Verdict::Reject`].
-    pub fn authenticate(&self, request: &AuthRequest, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
+    pub fn authenticate(
+        &self,
+        request: &AuthRequest,
+        conn: &ConnFacts,
+        meta: &ConnMeta,
+    ) -> Verdict {
         self.generation().authenticate(request, conn, meta)
     }
 

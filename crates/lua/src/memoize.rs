@@ -57,7 +57,11 @@ impl Cache {
         entries.retain(|_, (expires, _)| *expires > now);
         if entries.len() >= self.capacity {
             // Full of live entries: drop the one closest to expiry.
-            if let Some(oldest) = entries.iter().min_by_key(|(_, (e, _))| *e).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, (e, _))| *e)
+                .map(|(k, _)| k.clone())
+            {
                 entries.remove(&oldest);
             }
         }
@@ -74,7 +78,11 @@ pub(crate) fn memoize(lua: &Lua, (f, params): (Function, Table)) -> mlua::Result
         Value::Integer(n) if n >= 0 => Duration::from_secs(n as u64),
         Value::Number(n) if n >= 0.0 => Duration::from_secs_f64(n),
         Value::String(s) => parse_duration(&s.to_str()?).map_err(mlua::Error::runtime)?,
-        _ => return Err(mlua::Error::runtime("kumo.memoize: 'ttl' must be seconds or e.g. '5 minutes'")),
+        _ => {
+            return Err(mlua::Error::runtime(
+                "kumo.memoize: 'ttl' must be seconds or e.g. '5 minutes'",
+            ))
+        }
     };
     let capacity = params.get::<Option<usize>>("capacity")?.unwrap_or(1024);
     let shared = lua

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use mlua::{Function, Lua, Value};
 
 use crate::events::{self, Namespace};
-use crate::memoize::Caches;
 use crate::mechanism::MechanismStep;
+use crate::memoize::Caches;
 use crate::message::{MessageFacts, MessageVerdict};
 use crate::request::{AuthRequest, ConnFacts, ConnMeta};
 use crate::sandbox::{State, TIMED_OUT};
@@ -65,8 +65,7 @@ impl Generation {
         let first = generation.new_state()?;
         generation.registered = events::all()
             .filter(|e| {
-                crate::kumo::handler(&first.lua, e.namespace, e.name)
-                    .is_ok_and(|h| h.is_some())
+                crate::kumo::handler(&first.lua, e.namespace, e.name).is_ok_and(|h| h.is_some())
             })
             .map(|e| e.name)
             .collect();
@@ -76,7 +75,9 @@ impl Generation {
                 path: generation.path.clone(),
                 message: e.to_string(),
             })?;
-        if generation.has(events::SMTP_SERVER_AUTH) && generation.has(events::SMTP_SERVER_AUTH_PLAIN) {
+        if generation.has(events::SMTP_SERVER_AUTH)
+            && generation.has(events::SMTP_SERVER_AUTH_PLAIN)
+        {
             tracing::warn!(script = %generation.path.display(), "both smtp_server_auth and smtp_server_auth_plain are registered; smtp_server_auth decides");
         }
         generation.give_back(first);
@@ -89,8 +90,7 @@ impl Generation {
 
     pub fn decides(&self, mechanism: &str) -> bool {
         self.has(events::SMTP_SERVER_AUTH)
-            || (self.has(events::SMTP_SERVER_AUTH_PLAIN)
-                && matches!(mechanism, "PLAIN" | "LOGIN"))
+            || (self.has(events::SMTP_SERVER_AUTH_PLAIN) && matches!(mechanism, "PLAIN" | "LOGIN"))
     }
 
     /// Whether `smtp_server_auth` is registered: it also reviews logins
@@ -112,9 +112,11 @@ impl Generation {
             .load(&self.source)
             .set_name(format!("@{}", self.path.display()))
             .exec()
-            .and_then(|()| match crate::kumo::handler(&state.lua, Namespace::Kumo, events::INIT)? {
-                Some(init) => init.call::<()>(()),
-                None => Ok(()),
+            .and_then(|()| {
+                match crate::kumo::handler(&state.lua, Namespace::Kumo, events::INIT)? {
+                    Some(init) => init.call::<()>(()),
+                    None => Ok(()),
+                }
             });
         state.set_deadline(None);
         loaded.map_err(script_error)?;
@@ -137,17 +139,37 @@ impl Generation {
         }
     }
 
-    pub fn authenticate(&self, request: &AuthRequest, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
-        let verdict = self.run(conn, meta, |lua| self.call(lua, request, conn, meta), Verdict::defer);
+    pub fn authenticate(
+        &self,
+        request: &AuthRequest,
+        conn: &ConnFacts,
+        meta: &ConnMeta,
+    ) -> Verdict {
+        let verdict = self.run(
+            conn,
+            meta,
+            |lua| self.call(lua, request, conn, meta),
+            Verdict::defer,
+        );
         record(meta, verdict)
     }
 
-    pub fn mechanism_step(&self, step: &MechanismStep, conn: &ConnFacts, meta: &ConnMeta) -> Verdict {
+    pub fn mechanism_step(
+        &self,
+        step: &MechanismStep,
+        conn: &ConnFacts,
+        meta: &ConnMeta,
+    ) -> Verdict {
         let run = |lua: &Lua| crate::mechanism::call(lua, step, conn, meta);
         record(meta, self.run(conn, meta, run, Verdict::defer))
     }
 
-    pub fn message_received(&self, msg: &MessageFacts, conn: &ConnFacts, meta: &ConnMeta) -> MessageVerdict {
+    pub fn message_received(
+        &self,
+        msg: &MessageFacts,
+        conn: &ConnFacts,
+        meta: &ConnMeta,
+    ) -> MessageVerdict {
         let run = |lua: &Lua| crate::message::call(lua, msg, conn, meta);
         self.run(conn, meta, run, MessageVerdict::defer)
     }
@@ -204,7 +226,9 @@ impl Generation {
         conn: &ConnFacts,
         meta: &ConnMeta,
     ) -> mlua::Result<Result<Verdict, String>> {
-        if let Some(hook) = crate::kumo::handler(lua, Namespace::Portcullis, events::SMTP_SERVER_AUTH)? {
+        if let Some(hook) =
+            crate::kumo::handler(lua, Namespace::Portcullis, events::SMTP_SERVER_AUTH)?
+        {
             let auth = lua.create_table()?;
             auth.set("mechanism", request.mechanism.as_str())?;
             auth.set("user", request.user.as_str())?;
@@ -214,14 +238,21 @@ impl Generation {
             auth.set("authzid", request.authzid.as_deref())?;
             auth.set("verified", request.verified)?;
             let answer: Value = hook.call((auth, conn.to_lua(lua, meta)?))?;
-            return Ok(verdict::from_general(lua, answer, &request.user, request.authzid.as_deref()));
+            return Ok(verdict::from_general(
+                lua,
+                answer,
+                &request.user,
+                request.authzid.as_deref(),
+            ));
         }
-        let kumo: Option<Function> = crate::kumo::handler(lua, Namespace::Kumo, events::SMTP_SERVER_AUTH_PLAIN)?;
+        let kumo: Option<Function> =
+            crate::kumo::handler(lua, Namespace::Kumo, events::SMTP_SERVER_AUTH_PLAIN)?;
         match (kumo, &request.password) {
             (Some(hook), Some(password)) => {
                 let authz = request.authzid.as_deref().unwrap_or(&request.user);
                 let password = lua.create_string(password.expose())?;
-                let answer: Value = hook.call((authz, request.user.as_str(), password, meta.clone()))?;
+                let answer: Value =
+                    hook.call((authz, request.user.as_str(), password, meta.clone()))?;
                 Ok(verdict::from_kumo(answer, authz, &request.user))
             }
             _ => Ok(Err(format!("no hook decides {}", request.mechanism))),
@@ -232,7 +263,12 @@ impl Generation {
 /// An accept is recorded in the connection's metadata for later hooks and
 /// the spool.
 fn record(meta: &ConnMeta, verdict: Verdict) -> Verdict {
-    if let Verdict::Accept { authn_id, authz_id, user_data } = &verdict {
+    if let Verdict::Accept {
+        authn_id,
+        authz_id,
+        user_data,
+    } = &verdict
+    {
         meta.set("authn_id", authn_id.clone().into());
         meta.set("authz_id", authz_id.clone().into());
         meta.set_user_data(user_data.clone());

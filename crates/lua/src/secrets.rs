@@ -50,14 +50,20 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
         .get::<Option<String>>("vault_address")?
         .or_else(|| settings.address.clone())
         .or_else(|| std::env::var("VAULT_ADDR").ok())
-        .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no Vault address (vault_address, config or VAULT_ADDR)"))?;
+        .ok_or_else(|| {
+            mlua::Error::runtime(
+                "kumo.secrets.load: no Vault address (vault_address, config or VAULT_ADDR)",
+            )
+        })?;
     let token = match params.get::<Option<String>>("vault_token")? {
         Some(t) => Secret::from(t),
         None => settings
             .token
             .clone()
             .or_else(|| std::env::var("VAULT_TOKEN").ok().map(Secret::from))
-            .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no Vault token (config or VAULT_TOKEN)"))?,
+            .ok_or_else(|| {
+                mlua::Error::runtime("kumo.secrets.load: no Vault token (config or VAULT_TOKEN)")
+            })?,
     };
     let value = vault_kv2_get(&address, &token, &mount, &path, &key, settings.timeout)
         .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {e}")))?;

@@ -32,10 +32,13 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
 
 impl UserData for Db {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("execute", |lua, db, (sql, params): (String, Variadic<Value>)| {
-            execute(lua, &db.0, &sql, &params)
-                .map_err(|e| mlua::Error::runtime(format!("sqlite: {e}")))
-        });
+        methods.add_method(
+            "execute",
+            |lua, db, (sql, params): (String, Variadic<Value>)| {
+                execute(lua, &db.0, &sql, &params)
+                    .map_err(|e| mlua::Error::runtime(format!("sqlite: {e}")))
+            },
+        );
     }
 }
 
@@ -47,7 +50,11 @@ fn execute(
 ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
     let params = params.iter().map(to_sql).collect::<Result<Vec<_>, _>>()?;
     let mut statement = conn.prepare(sql)?;
-    let columns: Vec<String> = statement.column_names().iter().map(|c| c.to_string()).collect();
+    let columns: Vec<String> = statement
+        .column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     if columns.is_empty() {
         let changed = statement.execute(rusqlite::params_from_iter(params))?;
         return Ok(Value::Integer(changed as i64));
@@ -79,7 +86,12 @@ fn to_sql(value: &Value) -> Result<SqlValue, String> {
             Ok(text) => SqlValue::Text(text.to_string()),
             Err(_) => SqlValue::Blob(s.as_bytes().to_vec()),
         },
-        other => return Err(format!("cannot bind a {} as a parameter", other.type_name())),
+        other => {
+            return Err(format!(
+                "cannot bind a {} as a parameter",
+                other.type_name()
+            ))
+        }
     })
 }
 

@@ -64,8 +64,14 @@ fn kumo_seed_static_table_runs_unchanged() {
             user_data: None
         }
     );
-    assert!(matches!(decide(&p, &request("LOGIN", "scott", "lion", None)), Verdict::Reject { .. }));
-    assert!(matches!(decide(&p, &request("PLAIN", "scott", "", None)), Verdict::Reject { .. }));
+    assert!(matches!(
+        decide(&p, &request("LOGIN", "scott", "lion", None)),
+        Verdict::Reject { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "scott", "", None)),
+        Verdict::Reject { .. }
+    ));
 }
 
 #[test]
@@ -77,7 +83,10 @@ fn kumo_authz_defaults_to_authc_and_is_passed_through() {
     );
     let p = p.unwrap();
     let v = decide(&p, &request("PLAIN", "alice", "x", Some("sales")));
-    assert!(matches!(v, Verdict::Accept { ref authz_id, .. } if authz_id == "sales"), "{v:?}");
+    assert!(
+        matches!(v, Verdict::Accept { ref authz_id, .. } if authz_id == "sales"),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -85,8 +94,10 @@ fn sqlite_execute_returns_single_column_values() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("auth.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("create table auth(user text, pass text); insert into auth values('daniel','tiger');")
-        .unwrap();
+    conn.execute_batch(
+        "create table auth(user text, pass text); insert into auth values('daniel','tiger');",
+    )
+    .unwrap();
     let script = format!(
         "local sqlite = require 'sqlite'\n\
          kumo.on('smtp_server_auth_plain', function(authz, authc, password)\n\
@@ -98,8 +109,14 @@ fn sqlite_execute_returns_single_column_values() {
     );
     let (_d, p) = policy(&script);
     let p = p.unwrap();
-    assert!(matches!(decide(&p, &request("PLAIN", "daniel", "tiger", None)), Verdict::Accept { .. }));
-    assert!(matches!(decide(&p, &request("PLAIN", "daniel", "x", None)), Verdict::Reject { .. }));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "daniel", "tiger", None)),
+        Verdict::Accept { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "daniel", "x", None)),
+        Verdict::Reject { .. }
+    ));
 }
 
 #[test]
@@ -126,31 +143,82 @@ fn general_hook_answers() {
     let p = p.unwrap();
     assert!(p.decides("CRAM-MD5"));
     let v = decide(&p, &request("PLAIN", "ok", "pw", None));
-    let Verdict::Accept { authn_id, user_data, .. } = v else { panic!("{v:?}") };
+    let Verdict::Accept {
+        authn_id,
+        user_data,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
     assert_eq!(authn_id, "ok@example");
-    assert_eq!(user_data, Some(serde_json::json!({"quota": 10, "tags": ["a"]})));
+    assert_eq!(
+        user_data,
+        Some(serde_json::json!({"quota": 10, "tags": ["a"]}))
+    );
     let v = decide(&p, &request("PLAIN", "no", "pw", None));
-    let Verdict::Reject { reply, disconnect: true, .. } = v else { panic!("{v:?}") };
+    let Verdict::Reject {
+        reply,
+        disconnect: true,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
     assert_eq!(reply.to_string(), "550 5.7.1 go  away");
     let v = decide(&p, &request("PLAIN", "later", "pw", None));
-    let Verdict::Defer { reply, disconnect: true, .. } = v else { panic!("{v:?}") };
+    let Verdict::Defer {
+        reply,
+        disconnect: true,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
     assert_eq!(reply.code(), 454);
-    assert!(matches!(decide(&p, &request("PLAIN", "conn", "pw", None)), Verdict::Accept { .. }));
-    assert!(matches!(decide(&p, &request("PLAIN", "nobody", "pw", None)), Verdict::Reject { .. }));
-    assert!(matches!(decide(&p, &request("PLAIN", "boom", "pw", None)), Verdict::Defer { .. }));
-    assert!(matches!(decide(&p, &request("PLAIN", "bad", "pw", None)), Verdict::Defer { .. }));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "conn", "pw", None)),
+        Verdict::Accept { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "nobody", "pw", None)),
+        Verdict::Reject { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "boom", "pw", None)),
+        Verdict::Defer { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "bad", "pw", None)),
+        Verdict::Defer { .. }
+    ));
     let started = std::time::Instant::now();
-    assert!(matches!(decide(&p, &request("PLAIN", "loop", "pw", None)), Verdict::Defer { .. }));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "loop", "pw", None)),
+        Verdict::Defer { .. }
+    ));
     assert!(started.elapsed() < Duration::from_secs(2));
     // The state survives the timeout and answers the next call.
-    assert!(matches!(decide(&p, &request("PLAIN", "ok", "pw", None)), Verdict::Accept { .. }));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "ok", "pw", None)),
+        Verdict::Accept { .. }
+    ));
 }
 
 #[test]
 fn sandbox_has_no_files_or_processes() {
-    for probe in ["io.open('/etc/passwd')", "os.execute('true')", "dofile('/etc/passwd')", "require('os')", "load('return 1')"] {
+    for probe in [
+        "io.open('/etc/passwd')",
+        "os.execute('true')",
+        "dofile('/etc/passwd')",
+        "require('os')",
+        "load('return 1')",
+    ] {
         let (_d, p) = policy(probe);
-        assert!(matches!(p, Err(PolicyError::Script { .. })), "{probe} should fail");
+        assert!(
+            matches!(p, Err(PolicyError::Script { .. })),
+            "{probe} should fail"
+        );
     }
     let (_d, p) = policy("assert(os.time() > 0 and string.format('%d', 1) == '1')");
     p.expect("clock and string remain");
@@ -166,7 +234,10 @@ fn memory_limit_stops_a_greedy_script() {
 fn misuse_is_reported_at_load() {
     let (_d, p) = policy("kumo.on('smtp_server_auth_plian', function() end)");
     let message = p.err().expect("unknown event").to_string();
-    assert!(message.contains("unknown event 'smtp_server_auth_plian'"), "{message}");
+    assert!(
+        message.contains("unknown event 'smtp_server_auth_plian'"),
+        "{message}"
+    );
     let (_d, p) = policy("kumo.on('init', function() end) kumo.on('init', function() end)");
     assert!(p.is_err());
     // KumoMTA's other events and set-up calls load.
@@ -175,7 +246,10 @@ fn misuse_is_reported_at_load() {
          kumo.on('get_queue_config', function() end)\n\
          kumo.on('get_listener_domain', function() end)",
     );
-    assert_eq!(p.unwrap().registered(), vec!["init", "get_queue_config", "get_listener_domain"]);
+    assert_eq!(
+        p.unwrap().registered(),
+        vec!["init", "get_queue_config", "get_listener_domain"]
+    );
 }
 
 #[test]
@@ -191,7 +265,9 @@ fn memoize_caches_across_calls_and_states() {
     let p = p.unwrap();
     for _ in 0..5 {
         let v = decide(&p, &request("PLAIN", "u", "p", None));
-        let Verdict::Accept { user_data, .. } = v else { panic!() };
+        let Verdict::Accept { user_data, .. } = v else {
+            panic!()
+        };
         assert_eq!(user_data, Some(serde_json::json!({"user": "u", "n": 1})));
     }
 }
@@ -225,10 +301,20 @@ fn reload_keeps_the_old_script_when_the_new_one_fails() {
     let p = p.unwrap();
     std::fs::write(dir.path().join("policy.lua"), "this is not lua").unwrap();
     assert!(p.reload().is_err());
-    assert!(matches!(decide(&p, &request("PLAIN", "a", "b", None)), Verdict::Accept { .. }));
-    std::fs::write(dir.path().join("policy.lua"), "portcullis.on('smtp_server_auth', function() return false end)").unwrap();
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "a", "b", None)),
+        Verdict::Accept { .. }
+    ));
+    std::fs::write(
+        dir.path().join("policy.lua"),
+        "portcullis.on('smtp_server_auth', function() return false end)",
+    )
+    .unwrap();
     p.reload().unwrap();
-    assert!(matches!(decide(&p, &request("PLAIN", "a", "b", None)), Verdict::Reject { .. }));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "a", "b", None)),
+        Verdict::Reject { .. }
+    ));
 }
 
 /// `cargo test -p portcullis-lua --release -- --ignored --nocapture cost`:
@@ -273,11 +359,24 @@ fn verified_logins_reach_only_the_general_hook_without_a_password() {
         sha256: "AB:CD".into(),
     });
     let v = p.authenticate(&request, &facts, &ConnMeta::new());
-    let Verdict::Accept { authn_id, user_data, .. } = v else { panic!("{v:?}") };
+    let Verdict::Accept {
+        authn_id,
+        user_data,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
     assert_eq!(authn_id, "alice");
-    assert_eq!(user_data, Some(serde_json::json!({"via": "EXTERNAL", "cert": "AB:CD"})));
+    assert_eq!(
+        user_data,
+        Some(serde_json::json!({"via": "EXTERNAL", "cert": "AB:CD"}))
+    );
     let (_d, kumo) = policy("kumo.on('smtp_server_auth_plain', function() return true end)");
-    assert!(!kumo.unwrap().reviews_verified(), "KumoMTA's hook sees PLAIN/LOGIN only");
+    assert!(
+        !kumo.unwrap().reviews_verified(),
+        "KumoMTA's hook sees PLAIN/LOGIN only"
+    );
 }
 
 const OTP: &str = r#"
@@ -295,7 +394,11 @@ end)
 "#;
 
 fn step(n: u32, response: Option<&str>) -> MechanismStep {
-    MechanismStep { mechanism: "X-OTP".into(), step: n, response: response.map(Secret::from) }
+    MechanismStep {
+        mechanism: "X-OTP".into(),
+        step: n,
+        response: response.map(Secret::from),
+    }
 }
 
 #[test]
@@ -308,12 +411,25 @@ fn script_mechanism_runs_rounds_and_decides() {
     assert_eq!(run(1, None), Verdict::Challenge(b"user?".to_vec()));
     assert_eq!(run(2, Some("dora")), Verdict::Challenge(b"code?".to_vec()));
     let v = run(3, Some("123456"));
-    let Verdict::Accept { authn_id, authz_id, user_data } = v else { panic!("{v:?}") };
+    let Verdict::Accept {
+        authn_id,
+        authz_id,
+        user_data,
+    } = v
+    else {
+        panic!("{v:?}")
+    };
     assert_eq!((authn_id.as_str(), authz_id.as_str()), ("dora", "dora"));
     assert_eq!(user_data, Some(serde_json::json!({"otp": true})));
     assert!(matches!(run(3, Some("000000")), Verdict::Reject { .. }));
-    let unknown = MechanismStep { mechanism: "X-NONE".into(), ..step(1, None) };
-    assert!(matches!(p.mechanism_step(&unknown, &conn(), &meta), Verdict::Defer { .. }));
+    let unknown = MechanismStep {
+        mechanism: "X-NONE".into(),
+        ..step(1, None)
+    };
+    assert!(matches!(
+        p.mechanism_step(&unknown, &conn(), &meta),
+        Verdict::Defer { .. }
+    ));
 }
 
 #[test]
@@ -321,7 +437,11 @@ fn script_mechanism_mistakes() {
     let (_d, p) = policy("portcullis.mechanism('PLAIN', function() end)");
     assert!(p.err().unwrap().to_string().contains("built in"));
     let (_d, p) = policy("portcullis.mechanism('bad name!', function() end)");
-    assert!(p.err().unwrap().to_string().contains("not a SASL mechanism name"));
+    assert!(p
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("not a SASL mechanism name"));
     let (_d, p) = policy("portcullis.on('mechanism', function() end)");
     assert!(p.err().unwrap().to_string().contains("unknown event"));
     // accept without a user, and reply from smtp_server_auth: script mistakes.
@@ -330,9 +450,18 @@ fn script_mechanism_mistakes() {
          portcullis.on('smtp_server_auth', function() return portcullis.reply('hi') end)",
     );
     let p = p.unwrap();
-    let s = MechanismStep { mechanism: "X-T".into(), ..step(1, None) };
-    assert!(matches!(p.mechanism_step(&s, &conn(), &ConnMeta::new()), Verdict::Defer { .. }));
-    assert!(matches!(decide(&p, &request("PLAIN", "a", "b", None)), Verdict::Defer { .. }));
+    let s = MechanismStep {
+        mechanism: "X-T".into(),
+        ..step(1, None)
+    };
+    assert!(matches!(
+        p.mechanism_step(&s, &conn(), &ConnMeta::new()),
+        Verdict::Defer { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "a", "b", None)),
+        Verdict::Defer { .. }
+    ));
 }
 
 #[test]
@@ -357,12 +486,22 @@ fn message_received_sees_identities_and_may_refuse() {
         user_data: Some(serde_json::json!({"senders": {"a@example.test": true}})),
     };
     let meta = ConnMeta::new();
-    assert_eq!(p.message_received(&msg("a@example.test", "a"), &conn(), &meta), MessageVerdict::Accept);
+    assert_eq!(
+        p.message_received(&msg("a@example.test", "a"), &conn(), &meta),
+        MessageVerdict::Accept
+    );
     let v = p.message_received(&msg("b@example.test", "a"), &conn(), &meta);
-    let MessageVerdict::Refuse { reply, .. } = v else { panic!("{v:?}") };
-    assert_eq!(reply.to_string(), "550 5.7.1 Not your address: b@example.test 1");
+    let MessageVerdict::Refuse { reply, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        reply.to_string(),
+        "550 5.7.1 Not your address: b@example.test 1"
+    );
     let v = p.message_received(&msg("b@example.test", "slow"), &conn(), &meta);
-    let MessageVerdict::Refuse { reply, .. } = v else { panic!("{v:?}") };
+    let MessageVerdict::Refuse { reply, .. } = v else {
+        panic!("{v:?}")
+    };
     assert_eq!(reply.code(), 451, "a timeout defers");
     let (_d, none) = policy("portcullis.on('smtp_server_auth', function() end)");
     assert!(!none.unwrap().checks_messages());

@@ -146,7 +146,9 @@ pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdic
             authz_id: authz.to_string(),
             user_data: None,
         }),
-        Value::Boolean(false) | Value::Nil => Ok(Verdict::reject("smtp_server_auth_plain returned false")),
+        Value::Boolean(false) | Value::Nil => {
+            Ok(Verdict::reject("smtp_server_auth_plain returned false"))
+        }
         other => Err(format!(
             "smtp_server_auth_plain must return a boolean, not a {}",
             other.type_name()
@@ -155,13 +157,22 @@ pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdic
 }
 
 /// Reply, disconnect flag and log reason of a reject or defer table.
-pub(crate) fn refusal(t: &Table, default: Reply, classes: &[u16]) -> Result<(Reply, bool, String), String> {
+pub(crate) fn refusal(
+    t: &Table,
+    default: Reply,
+    classes: &[u16],
+) -> Result<(Reply, bool, String), String> {
     let e = |e: mlua::Error| e.to_string();
-    let disconnect = t.get::<Option<bool>>("disconnect").map_err(e)?.unwrap_or(false);
+    let disconnect = t
+        .get::<Option<bool>>("disconnect")
+        .map_err(e)?
+        .unwrap_or(false);
     let message: Option<String> = t.get("message").map_err(e)?;
     let code: Option<u16> = t.get("code").map_err(e)?;
     let enhanced = enhanced_code(&t.get::<Value>("enhanced").map_err(e)?)?;
-    let reason = message.clone().unwrap_or_else(|| "refused by the policy".into());
+    let reason = message
+        .clone()
+        .unwrap_or_else(|| "refused by the policy".into());
     let code = code.unwrap_or(default.code());
     if !classes.contains(&(code / 100)) || code % 100 > 59 {
         return Err(format!("reply code {code} is not allowed here"));
@@ -169,10 +180,14 @@ pub(crate) fn refusal(t: &Table, default: Reply, classes: &[u16]) -> Result<(Rep
     let enhanced = match enhanced {
         Some(s) => Some(s),
         None if code == default.code() => default.status(),
-        None => default.status().map(|s| EnhancedCode((code / 100) as u8, s.1, s.2)),
+        None => default
+            .status()
+            .map(|s| EnhancedCode((code / 100) as u8, s.1, s.2)),
     };
     if enhanced.is_some_and(|s| u16::from(s.0) != code / 100) {
-        return Err(format!("enhanced code class does not match reply code {code}"));
+        return Err(format!(
+            "enhanced code class does not match reply code {code}"
+        ));
     }
     let text = match message {
         Some(m) => clean_text(&m),
@@ -188,16 +203,26 @@ fn enhanced_code(value: &Value) -> Result<Option<EnhancedCode>, String> {
         Value::String(s) => s
             .to_string_lossy()
             .split('.')
-            .map(|p| p.parse().map_err(|_| format!("invalid enhanced code {s:?}")))
+            .map(|p| {
+                p.parse()
+                    .map_err(|_| format!("invalid enhanced code {s:?}"))
+            })
             .collect::<Result<_, _>>()?,
         Value::Table(t) => t
             .sequence_values::<u16>()
             .collect::<mlua::Result<_>>()
             .map_err(|e| e.to_string())?,
-        other => return Err(format!("enhanced code must be a string, not a {}", other.type_name())),
+        other => {
+            return Err(format!(
+                "enhanced code must be a string, not a {}",
+                other.type_name()
+            ))
+        }
     };
     match parts.as_slice() {
-        [c @ (2 | 4 | 5), s, d] if *s < 1000 && *d < 1000 => Ok(Some(EnhancedCode(*c as u8, *s, *d))),
+        [c @ (2 | 4 | 5), s, d] if *s < 1000 && *d < 1000 => {
+            Ok(Some(EnhancedCode(*c as u8, *s, *d)))
+        }
         _ => Err(format!("invalid enhanced code {parts:?}")),
     }
 }
