@@ -604,3 +604,53 @@ fn script_mechanism_failures_are_delayed_like_any_failed_auth() {
         out.transcript()
     );
 }
+
+fn plain_with_authzid(client: &mut RawClient, authzid: &str, user: &str, password: &str) -> u16 {
+    use base64::Engine;
+    let message = format!("{authzid}\0{user}\0{password}");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(message);
+    client.cmd(&format!("AUTH PLAIN {encoded}")).code
+}
+
+/// A hook that says yes to a password has not said the client may act as
+/// someone else: the authzid is granted only when it is the user, or when
+/// the script grants it by name.
+#[test]
+fn a_hook_that_accepts_a_password_does_not_grant_another_authzid() {
+    let server = with_policy(&lua_blocks(KUMO_REFERENCE)[0], "");
+    assert_eq!(
+        plain_with_authzid(&mut raw_session(&server), "bob", "scott", "tiger"),
+        535
+    );
+    assert_eq!(
+        plain_with_authzid(&mut raw_session(&server), "scott", "scott", "tiger"),
+        235
+    );
+
+    let general = r#"
+        portcullis.on('smtp_server_auth', function(auth, conn)
+          if auth.user == 'granted' then
+            return portcullis.accept{ authz = 'boss' }
+          end
+          return true
+        end)
+    "#;
+    let server = with_policy(general, "");
+    assert_eq!(
+        plain_with_authzid(&mut raw_session(&server), "boss", "plain", "pw"),
+        535
+    );
+    let mut client = raw_session(&server);
+    assert_eq!(
+        plain_with_authzid(&mut client, "boss", "granted", "pw"),
+        235
+    );
+    assert_eq!(client.cmd(&format!("MAIL FROM:<{FROM}>")).code, 250);
+    assert_eq!(client.cmd(&format!("RCPT TO:<{TO}>")).code, 250);
+    assert_eq!(client.cmd("DATA").code, 354);
+    assert_eq!(client.cmd("Subject: x\r\n\r\nbody\r\n.").code, 250);
+    assert_eq!(
+        server.single_message().auth_field("authz_id").as_deref(),
+        Some("boss")
+    );
+}

@@ -121,7 +121,7 @@ pub(crate) fn call(
             return Ok(Ok(Verdict::Challenge(challenge.as_bytes().to_vec())));
         }
     }
-    Ok(match verdict::from_general(lua, answer, "", None) {
+    Ok(match verdict::from_general(lua, answer, "", None, false) {
         Ok(Verdict::Accept { authn_id, .. }) if authn_id.is_empty() => Err(format!(
             "{}: accept needs a user (portcullis.accept{{ user = … }})",
             step.mechanism

@@ -243,6 +243,7 @@ impl Generation {
                 answer,
                 &request.user,
                 request.authzid.as_deref(),
+                request.verified,
             ));
         }
         let kumo: Option<Function> =

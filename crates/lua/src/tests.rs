@@ -75,18 +75,22 @@ fn kumo_seed_static_table_runs_unchanged() {
 }
 
 #[test]
-fn kumo_authz_defaults_to_authc_and_is_passed_through() {
+fn kumo_authz_defaults_to_authc_and_another_is_never_granted_by_a_boolean() {
     let (_d, p) = policy(
         "kumo.on('smtp_server_auth_plain', function(authz, authc, password, meta)\n\
-           return authz == 'sales' and authc == 'alice' and meta:get_meta('ehlo_domain') == 'client.example'\n\
+           return authc == 'alice' and meta:get_meta('ehlo_domain') == 'client.example'\n\
          end)",
     );
     let p = p.unwrap();
-    let v = decide(&p, &request("PLAIN", "alice", "x", Some("sales")));
+    let v = decide(&p, &request("PLAIN", "alice", "x", None));
     assert!(
-        matches!(v, Verdict::Accept { ref authz_id, .. } if authz_id == "sales"),
+        matches!(v, Verdict::Accept { ref authz_id, .. } if authz_id == "alice"),
         "{v:?}"
     );
+    // `true` says the password is good, not that alice may act as sales:
+    // granting an authzid takes the general hook's `accept{authz=…}`.
+    let v = decide(&p, &request("PLAIN", "alice", "x", Some("sales")));
+    assert!(matches!(v, Verdict::Reject { .. }), "{v:?}");
 }
 
 #[test]

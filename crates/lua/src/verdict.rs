@@ -93,18 +93,38 @@ pub(crate) fn install_constructors(lua: &Lua, portcullis: &Table) -> mlua::Resul
 
 /// The answer of `smtp_server_auth`. `Err` is a script mistake (the caller
 /// defers).
+///
+/// The authorization identity the client asked for is granted only when it
+/// names the user itself, when our own verification already authorized it
+/// (`authzid_checked`, for logins the hook only reviews), or when the
+/// script grants it explicitly with `accept{authz=…}`. A script that just
+/// says yes to a password must not thereby let the client act as anyone.
 pub(crate) fn from_general(
     lua: &Lua,
     value: Value,
     user: &str,
     authzid: Option<&str>,
+    authzid_checked: bool,
 ) -> Result<Verdict, String> {
-    let accept = |name: Option<String>, authz: Option<String>, data| Verdict::Accept {
-        authn_id: name.unwrap_or_else(|| user.to_string()),
-        authz_id: authz
-            .or_else(|| authzid.map(str::to_string))
-            .unwrap_or_else(|| user.to_string()),
-        user_data: data,
+    let accept = |name: Option<String>, authz: Option<String>, data| {
+        let authn_id = name.unwrap_or_else(|| user.to_string());
+        let authz_id = match (authz, authzid) {
+            (Some(granted), _) => granted,
+            (None, Some(asked)) if authzid_checked || asked == user || asked == authn_id => {
+                asked.to_string()
+            }
+            (None, Some(_)) => {
+                return Verdict::reject(
+                    "authorization identity refused: the script accepted the user but did not grant the authzid (accept{authz=…})",
+                )
+            }
+            (None, None) => authn_id.clone(),
+        };
+        Verdict::Accept {
+            authn_id,
+            authz_id,
+            user_data: data,
+        }
     };
     let t = match value {
         Value::Nil => return Ok(Verdict::reject("the hook returned nothing")),
@@ -138,9 +158,15 @@ pub(crate) fn from_general(
     }
 }
 
-/// The answer of KumoMTA's `smtp_server_auth_plain`: a boolean.
+/// The answer of KumoMTA's `smtp_server_auth_plain`: a boolean. `true`
+/// accepts the user; an authzid other than the user is refused, because a
+/// boolean cannot say the script looked at it (the reference scripts
+/// ignore it).
 pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdict, String> {
     match value {
+        Value::Boolean(true) if authz != authc => Ok(Verdict::reject(
+            "authorization identity refused: smtp_server_auth_plain cannot grant another authzid",
+        )),
         Value::Boolean(true) => Ok(Verdict::Accept {
             authn_id: authc.to_string(),
             authz_id: authz.to_string(),
