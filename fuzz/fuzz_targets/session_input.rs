@@ -80,6 +80,7 @@ fuzz_target!(|input: &[u8]| {
             Some(Effect::Spool(_)) => {
                 session.spool_finished(SpoolOutcome::Stored { id: "id".into() }, &mut out)
             }
+            Some(Effect::XclientLogin { .. }) => {}
             Some(Effect::Close) => break,
         }
         out.clear();

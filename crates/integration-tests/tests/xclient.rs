@@ -92,3 +92,42 @@ fn untrusted_client_gets_550_and_stays_unauthenticated() {
         .assert_reply("mail", "530 5.7.0");
     assert!(server.spool_messages().is_empty());
 }
+
+/// A user the proxy names with `LOGIN=` is held to the senders it owns,
+/// like one who logged in with AUTH; a second `LOGIN=` takes the first
+/// user's senders away.
+#[test]
+fn senders_are_checked_for_a_proxy_named_login() {
+    let server = TestServer::builder()
+        .without_default_listeners()
+        .config(
+            "[senders]\ndomains = [\"example.test\"]\n\n\
+             [[listener]]\nname = \"proxied\"\naddress = \"127.0.0.1:{port:proxied}\"\n\
+             tls = \"starttls\"\nxclient_trusted = [\"127.0.0.1/32\", \"::1\"]\n",
+        )
+        .start();
+    let out = python(
+        r#"
+        s = connect()
+        # Pipelined on purpose: the MAIL must see the rule for alice.
+        s.send(b"XCLIENT LOGIN=alice ADDR=192.0.2.7\r\nEHLO client.test\r\nMAIL FROM:<ceo@example.test>\r\n")
+        show("xclient", s.getreply())
+        show("ehlo", s.getreply())
+        show("forged", s.getreply())
+        show("rset", s.rset())
+        show("own", s.mail("alice@example.test"))
+        show("rset2", s.rset())
+        show("relogin", s.docmd("XCLIENT", "LOGIN=bob"))
+        s.ehlo()
+        show("alices", s.mail("alice@example.test"))
+        s.quit()
+        "#,
+        &[server.port("proxied")],
+    );
+    out.assert_reply("xclient", "220")
+        .assert_reply("forged", "553 5.7.1")
+        .assert_reply("own", "250 2.1.0")
+        .assert_reply("relogin", "220")
+        .assert_reply("alices", "553 5.7.1");
+    assert!(server.spool_messages().is_empty());
+}

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 
 use portcullis_proto::Reply;
-use portcullis_session::{ConnectionInfo, Effect, ScriptStepOutcome, Session, SpoolOutcome};
+use portcullis_session::{
+    AuthOutcome, ConnectionInfo, Effect, ScriptStepOutcome, Session, SpoolOutcome,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -241,6 +243,16 @@ where
                     Some(reply) => SpoolOutcome::Refused(reply),
                 };
                 session.spool_finished(outcome, &mut out);
+            }
+            Some(Effect::XclientLogin { login }) => {
+                let vouched = AuthOutcome::Accepted {
+                    authn_id: login.clone(),
+                    authz_id: login,
+                };
+                if let Some(rule) = crate::authorization::sender_rule(shared, peer, &vouched).await
+                {
+                    session.restrict_senders(rule);
+                }
             }
             Some(Effect::Close) => {
                 flush(stream, &mut out, shared).await?;

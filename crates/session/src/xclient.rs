@@ -12,6 +12,7 @@
 use portcullis_proto::command::{XclientAttribute, XclientAttributes};
 use portcullis_proto::Reply;
 
+use crate::effect::Effect;
 use crate::session::{Session, Step};
 
 /// What the proxy said about the real client. Each field keeps the last
@@ -80,11 +81,19 @@ pub(crate) fn xclient(
         .any(|(attribute, _)| *attribute == XclientAttribute::Login);
     let facts = session.xclient.get_or_insert_with(Xclient::default);
     facts.apply(attributes);
+    let login = facts.login.clone().filter(|_| gives_login);
     if gives_login {
-        // The proxy's word replaces whatever this connection proved itself.
+        // The proxy's word replaces whatever this connection proved itself,
+        // and the senders the previous user owned go with it.
         session.identity = None;
+        session.sender_rule = None;
     }
     session.helo = None;
     Reply::greeting(&session.config.hostname).write_to(out);
-    Step::Continue
+    match login {
+        // Stop before any pipelined MAIL: the driver restricts the senders
+        // for the named user first.
+        Some(login) => Step::Effect(Effect::XclientLogin { login }),
+        None => Step::Continue,
+    }
 }
