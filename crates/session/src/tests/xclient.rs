@@ -38,10 +38,10 @@ fn login_authenticates_after_a_fresh_greeting() {
         ehlo.contains("250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT"),
         "{ehlo}"
     );
-    assert_eq!(
-        h.replies("XCLIENT ADDR=192.0.2.7 PORT=4711 LOGIN=ann HELO=laptop\r\n"),
-        "220 mx.test ESMTP portcullis\r\n"
-    );
+    let (greeting, effect) = h.send("XCLIENT ADDR=192.0.2.7 PORT=4711 LOGIN=ann HELO=laptop\r\n");
+    assert_eq!(greeting, "220 mx.test ESMTP portcullis\r\n");
+    // The driver is asked for ann's sender rule before anything else is read.
+    assert!(matches!(effect, Some(Effect::XclientLogin { ref login }) if login == "ann"));
     // The greeting reset the SMTP state: EHLO again.
     assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["503 5.5.1"]);
     h.replies("EHLO proxy\r\n");
@@ -67,7 +67,12 @@ fn login_authenticates_after_a_fresh_greeting() {
 #[test]
 fn not_inside_a_transaction_and_unavailable_clears() {
     let mut h = proxied(true);
-    h.replies("EHLO proxy\r\nXCLIENT LOGIN=ann\r\nEHLO proxy\r\n");
+    h.replies("EHLO proxy\r\n");
+    assert!(matches!(
+        h.send("XCLIENT LOGIN=ann\r\n").1,
+        Some(Effect::XclientLogin { .. })
+    ));
+    h.replies("EHLO proxy\r\n");
     assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["250 2.1.0"]);
     assert_eq!(h.codes("XCLIENT LOGIN=[UNAVAILABLE]\r\n"), ["503 5.5.1"]);
     h.replies("RSET\r\n");
