@@ -166,7 +166,12 @@ impl Limiter {
     pub async fn before_auth(&self, ip: IpAddr, user: &str, now: Timestamp) -> AuthGate {
         let ip = canonical(ip);
         let user = user.to_lowercase();
-        if self.config.allowed(ip) || !self.marked(&format!("cool:{user}"), now).await {
+        // No user name (a script mechanism, a token without `a=`): there is
+        // nobody to cool down, and "" must not become a user everyone shares.
+        if user.is_empty()
+            || self.config.allowed(ip)
+            || !self.marked(&format!("cool:{user}"), now).await
+        {
             return AuthGate::Proceed;
         }
         if self.marked(&format!("ok:{ip}:{user}"), now).await {
@@ -222,7 +227,7 @@ impl Limiter {
         if stale {
             return verdict;
         }
-        if user_count >= self.config.user_max_failures {
+        if user_count >= self.config.user_max_failures && !user.is_empty() {
             let until = now + self.config.user_cooldown;
             self.mark(&format!("cool:{user}"), until, now).await;
             verdict.cooldown = true;

@@ -272,3 +272,20 @@ fn sliding_window_estimate_weights_the_previous_bucket() {
     // Half-way: half of it.
     assert_eq!(memory::estimate(1, 10, w, Timestamp(90_000)), 6);
 }
+
+/// Script mechanisms and tokens without `a=` have no user name: their
+/// failures count against the address, never against a shared "" user
+/// whose cool-down would then refuse every such login from anywhere.
+#[tokio::test]
+async fn failures_without_a_user_name_never_cool_down_everyone() {
+    let limiter = Limiter::in_memory(small());
+    for i in 0..7u8 {
+        let addr = ip(&format!("198.51.100.{}", 20 + i));
+        let v = limiter.auth_failed(addr, "", None, T0).await;
+        assert!(!v.cooldown);
+    }
+    assert_eq!(
+        limiter.before_auth(ip("192.0.2.99"), "", T0).await,
+        AuthGate::Proceed
+    );
+}

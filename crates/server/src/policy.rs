@@ -199,10 +199,19 @@ fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOu
     }
 }
 
-/// The connection as hooks see it.
+/// The connection as hooks see it. Behind a trusted XCLIENT proxy the
+/// client is the one the proxy named, as the brute-force defence counts it.
 pub(crate) fn conn_facts(peer: &Peer, session: &Session) -> ConnFacts {
+    let client_ip = crate::defence::client_ip(peer, session);
+    let client_port = match client_ip == peer.client.ip() {
+        true => peer.client.port(),
+        false => session
+            .xclient()
+            .and_then(|x| x.port.as_deref()?.parse().ok())
+            .unwrap_or(0),
+    };
     ConnFacts {
-        client: peer.client,
+        client: std::net::SocketAddr::new(client_ip, client_port),
         server: peer.server,
         helo: session.helo_name().map(str::to_string),
         listener: peer.listener.clone(),

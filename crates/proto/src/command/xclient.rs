@@ -91,13 +91,11 @@ fn value_of(attribute: XclientAttribute, raw: &str) -> Result<Option<String>, Co
     }
     let value = decode_xtext(raw, SYNTAX)?;
     let valid = match attribute {
-        XclientAttribute::Addr | XclientAttribute::DestAddr => {
-            let address = strip_ipv6_prefix(&value);
-            !address.is_empty()
-                && address
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
-        }
+        // A real address or nothing: a value that only looks like one
+        // (`1.2.3`) would leave the defence counting the proxy instead.
+        XclientAttribute::Addr | XclientAttribute::DestAddr => strip_ipv6_prefix(&value)
+            .parse::<std::net::IpAddr>()
+            .is_ok(),
         XclientAttribute::Port | XclientAttribute::DestPort => value.parse::<u16>().is_ok(),
         XclientAttribute::Proto => {
             value.eq_ignore_ascii_case("SMTP") || value.eq_ignore_ascii_case("ESMTP")
@@ -169,6 +167,9 @@ mod tests {
             "XCLIENT FOO=bar",
             "XCLIENT ADDR",
             "XCLIENT ADDR=not-an-ip",
+            "XCLIENT ADDR=1.2.3",
+            "XCLIENT ADDR=::::",
+            "XCLIENT ADDR=IPV6:1.2.3.4.5",
             "XCLIENT PORT=70000",
             "XCLIENT PROTO=LMTP",
             "XCLIENT LOGIN=",
