@@ -107,7 +107,10 @@ fn main() -> std::process::ExitCode {
 
 fn run(command: Command) -> Result<std::process::ExitCode> {
     match command {
-        Command::Serve { config, .. } => serve::run(config.load()?),
+        Command::Serve { config, .. } => {
+            let loaded = config.load()?;
+            serve::run(loaded, Box::new(move || config.load()))
+        }
         Command::User { action, config } => users::run(action, &config.load()?),
         Command::CheckConfig { config } => {
             let loaded = config.load()?;

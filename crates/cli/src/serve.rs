@@ -13,7 +13,10 @@ use portcullis_spool::Spool;
 /// How long running sessions may go on after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub fn run(config: Config) -> Result<ExitCode> {
+/// Reads the config again (for SIGHUP).
+pub type ConfigLoader = Box<dyn Fn() -> Result<Config> + Send + Sync>;
+
+pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     return_large_buffers_to_the_os();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -50,7 +53,11 @@ pub fn run(config: Config) -> Result<ExitCode> {
             stopping.clone(),
         )
         .await?;
-        tokio::spawn(reload_certificate_on_sighup(certificate));
+        tokio::spawn(reload_on_sighup(
+            certificate,
+            server.reloader(),
+            reload_config,
+        ));
         let server = match policy {
             Some(policy) => {
                 tokio::spawn(crate::policy::reload_on_sighup(policy.clone()));
@@ -77,18 +84,26 @@ pub fn run(config: Config) -> Result<ExitCode> {
     })
 }
 
-/// Reads the certificate and key again on each SIGHUP (a renewed
+/// On each SIGHUP: reads the certificate and key again (a renewed
 /// certificate takes effect without a restart; open connections keep the
-/// one they shook hands with). A pair that fails to load is logged and the
-/// old one stays.
-async fn reload_certificate_on_sighup(certificate: Arc<tls::ServerCertificate>) {
+/// one they shook hands with), and reads the config file again, applying
+/// what new sessions are told and allowed. Anything that fails to load is
+/// logged and the old one stays; settings that need a restart are named
+/// in the log. The policy script has its own SIGHUP reload.
+async fn reload_on_sighup(
+    certificate: Arc<tls::ServerCertificate>,
+    listeners: portcullis_server::Reloader,
+    reload_config: ConfigLoader,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; the certificate will not reload");
+            tracing::warn!("cannot listen for SIGHUP; nothing will reload");
             return;
         };
+        let reload_config = Arc::new(reload_config);
+        let listeners = Arc::new(listeners);
         while hangup.recv().await.is_some() {
             let slot = certificate.clone();
             match tokio::task::spawn_blocking(move || slot.reload()).await {
@@ -98,7 +113,30 @@ async fn reload_certificate_on_sighup(certificate: Arc<tls::ServerCertificate>) 
                 }
                 Err(_) => tracing::error!("certificate reload task failed"),
             }
+            let (load, listeners) = (reload_config.clone(), listeners.clone());
+            let applied = tokio::task::spawn_blocking(move || {
+                let config = load()?;
+                Ok::<_, anyhow::Error>(listeners.apply(&config)?)
+            })
+            .await;
+            match applied {
+                Ok(Ok(needs_restart)) if needs_restart.is_empty() => {
+                    tracing::info!("config reloaded")
+                }
+                Ok(Ok(needs_restart)) => tracing::warn!(
+                    not_applied = ?needs_restart,
+                    "config reloaded; these changes need a restart"
+                ),
+                Ok(Err(error)) => {
+                    tracing::error!(error = %format!("{error:#}"), "config reload failed; keeping the old one")
+                }
+                Err(_) => tracing::error!("config reload task failed"),
+            }
         }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (certificate, listeners, reload_config);
     }
 }
 

@@ -132,3 +132,55 @@ fn sigterm_lets_a_transaction_finish_and_tells_idle_sessions_421() {
     }
     assert!(TcpStream::connect(("127.0.0.1", server.submission_port())).is_err());
 }
+
+fn hangup_and_wait(server: &TestServer, needle: &str) {
+    let before = server.log().matches(needle).count();
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.log().matches(needle).count() <= before {
+        assert!(
+            Instant::now() < deadline,
+            "log never said {needle:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn advertised_size(server: &TestServer) -> String {
+    let (mut client, _) = RawClient::connect(server.submission_port());
+    let ehlo = client.cmd("EHLO client.test");
+    ehlo.lines
+        .iter()
+        .find(|l| l.starts_with("SIZE "))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn sighup_applies_a_changed_config_to_new_sessions_and_keeps_it_on_error() {
+    let server = TestServer::start("[limits]\nmax_message_size = 1000\n");
+    let (mut open_before, _) = RawClient::connect(server.submission_port());
+    assert_eq!(advertised_size(&server), "SIZE 1000");
+
+    let path = server.config_path().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("max_message_size = 1000", "max_message_size = 2000"),
+    )
+    .unwrap();
+    hangup_and_wait(&server, "config reloaded");
+    assert_eq!(advertised_size(&server), "SIZE 2000");
+    // A session that was open keeps the settings it started with.
+    let ehlo = open_before.cmd("EHLO client.test");
+    assert!(ehlo.has_line("SIZE 1000"), "{ehlo:?}");
+
+    std::fs::write(&path, "this is = not [valid toml").unwrap();
+    hangup_and_wait(&server, "config reload failed");
+    assert_eq!(advertised_size(&server), "SIZE 2000");
+}

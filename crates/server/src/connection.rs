@@ -82,7 +82,7 @@ pub(crate) async fn serve(
                 );
                 let mut out = Vec::new();
                 let mut session =
-                    Session::new(listener.session.clone(), conn, Some(info), &mut out);
+                    Session::new(listener.current_session(), conn, Some(info), &mut out);
                 drive(&mut stream, &mut session, out, &peer, shared)
                     .await
                     .map(|_| ())
@@ -108,7 +108,7 @@ async fn serve_starttls(
     shared: &Shared,
 ) -> std::io::Result<()> {
     let mut out = Vec::new();
-    let mut session = Session::new(listener.session.clone(), conn, None, &mut out);
+    let mut session = Session::new(listener.current_session(), conn, None, &mut out);
     let Ended::StartTls = drive(&mut tcp, &mut session, out, peer, shared).await? else {
         return Ok(());
     };

@@ -23,7 +23,7 @@ pub mod telemetry;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use portcullis_auth::{Authenticator, TokenValidator};
 use portcullis_config::{Config, ListenerAuth, ListenerTls};
@@ -178,17 +178,108 @@ pub(crate) struct BoundListener {
     pub socket: TcpListener,
     pub implicit_tls: bool,
     pub acceptor: Option<TlsAcceptor>,
-    pub session: Arc<SessionConfig>,
+    /// Swapped by [`Reloader::apply`]; each connection takes the current one.
+    pub session: std::sync::RwLock<Arc<SessionConfig>>,
     /// Clients in these networks may send XCLIENT.
     pub xclient_trusted: Vec<portcullis_limits::IpNet>,
     /// Load balancers that send a PROXY header; empty: no PROXY protocol.
     pub proxy_trusted: Vec<portcullis_limits::IpNet>,
 }
 
+impl BoundListener {
+    /// The session settings new connections get now.
+    pub(crate) fn current_session(&self) -> Arc<SessionConfig> {
+        self.session
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// A server with its ports bound, ready to [`Server::run`].
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<BoundListener>,
+    listeners: Vec<Arc<BoundListener>>,
+    /// The mechanisms the stores can serve (before per-listener lists).
+    mechanisms: Vec<Mechanism>,
+    starttls_available: bool,
+}
+
+/// Applies a reloaded config to running listeners (SIGHUP): what a
+/// session is told and allowed (host name, sizes, command limits, listener
+/// mechanism lists) changes for new connections; open ones keep theirs.
+/// Addresses, TLS modes, stores and the defence need a restart.
+pub struct Reloader {
+    listeners: Vec<Arc<BoundListener>>,
+    mechanisms: Vec<Mechanism>,
+    starttls_available: bool,
+}
+
+impl Reloader {
+    /// Swaps in the new session settings; returns what was left alone
+    /// because it needs a restart.
+    pub fn apply(&self, config: &Config) -> Result<Vec<String>, ServerError> {
+        let mut needs_restart = Vec::new();
+        let mut updates = Vec::new();
+        for l in &config.listeners {
+            let Some(bound) = self.listeners.iter().find(|b| b.name == l.name) else {
+                needs_restart.push(format!("new listener {}", l.name));
+                continue;
+            };
+            if bound.socket.local_addr().ok() != Some(l.address) && l.address.port() != 0 {
+                needs_restart.push(format!("address of listener {}", l.name));
+            }
+            if bound.implicit_tls != (l.tls == ListenerTls::Implicit) {
+                needs_restart.push(format!("TLS mode of listener {}", l.name));
+            }
+            let mut session = session_config(config, l, &self.mechanisms, self.starttls_available)?;
+            let old = bound
+                .session
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            session.script_mechanisms = old.script_mechanisms.clone();
+            updates.push((bound, session));
+        }
+        // All or nothing: every listener's settings validated before any swap.
+        for (bound, session) in updates {
+            *bound
+                .session
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Arc::new(session);
+        }
+        for bound in &self.listeners {
+            if !config.listeners.iter().any(|l| l.name == bound.name) {
+                needs_restart.push(format!("removed listener {}", bound.name));
+            }
+        }
+        Ok(needs_restart)
+    }
+}
+
+/// What sessions on listener `l` are told and allowed.
+fn session_config(
+    config: &Config,
+    l: &portcullis_config::Listener,
+    mechanisms: &[Mechanism],
+    starttls_available: bool,
+) -> Result<SessionConfig, ServerError> {
+    Ok(SessionConfig {
+        hostname: config.hostname.clone(),
+        max_message_size: config.limits.max_message_size,
+        max_recipients: config.limits.max_recipients,
+        auth: match l.auth {
+            ListenerAuth::Required => AuthPolicy::Required,
+            ListenerAuth::Disabled => AuthPolicy::Disabled,
+        },
+        allow_insecure_auth: l.allow_insecure_auth,
+        starttls: l.tls == ListenerTls::StartTls && starttls_available,
+        mechanisms: listener_mechanisms(mechanisms, l)?,
+        script_mechanisms: Vec::new(),
+        max_unauthenticated_commands: config.limits.max_unauthenticated_commands,
+        max_auth_failures: config.limits.max_auth_failures,
+        max_invalid_commands: config.limits.max_invalid_commands,
+    })
 }
 
 impl Server {
@@ -225,28 +316,13 @@ impl Server {
                         source,
                     })?;
             let uses_tls = l.tls != ListenerTls::None;
-            let session = SessionConfig {
-                hostname: config.hostname.clone(),
-                max_message_size: config.limits.max_message_size,
-                max_recipients: config.limits.max_recipients,
-                auth: match l.auth {
-                    ListenerAuth::Required => AuthPolicy::Required,
-                    ListenerAuth::Disabled => AuthPolicy::Disabled,
-                },
-                allow_insecure_auth: l.allow_insecure_auth,
-                starttls: l.tls == ListenerTls::StartTls && acceptor.is_some(),
-                mechanisms: listener_mechanisms(&mechanisms, l)?,
-                script_mechanisms: Vec::new(),
-                max_unauthenticated_commands: config.limits.max_unauthenticated_commands,
-                max_auth_failures: config.limits.max_auth_failures,
-                max_invalid_commands: config.limits.max_invalid_commands,
-            };
+            let session = session_config(config, l, &mechanisms, acceptor.is_some())?;
             listeners.push(BoundListener {
                 name: l.name.clone(),
                 socket,
                 implicit_tls: l.tls == ListenerTls::Implicit,
                 acceptor: if uses_tls { acceptor.clone() } else { None },
-                session: Arc::new(session),
+                session: std::sync::RwLock::new(Arc::new(session)),
                 xclient_trusted: l.xclient_trusted.clone(),
                 proxy_trusted: l.proxy_trusted.clone(),
             });
@@ -267,7 +343,21 @@ impl Server {
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
             stopping,
         });
-        Ok(Server { shared, listeners })
+        Ok(Server {
+            shared,
+            listeners: listeners.into_iter().map(Arc::new).collect(),
+            mechanisms,
+            starttls_available: acceptor.is_some(),
+        })
+    }
+
+    /// What SIGHUP needs to apply a changed config to running listeners.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            listeners: self.listeners.clone(),
+            mechanisms: self.mechanisms.clone(),
+            starttls_available: self.starttls_available,
+        }
     }
 
     /// Lets `policy` decide AUTH for the mechanisms its script hooks. Keep
@@ -277,8 +367,12 @@ impl Server {
     /// that declares new ones needs a restart to advertise them.
     pub fn with_policy(mut self, policy: Arc<portcullis_lua::Policy>) -> Server {
         let declared = policy.mechanisms();
-        for listener in &mut self.listeners {
-            Arc::make_mut(&mut listener.session).script_mechanisms = declared.clone();
+        for listener in &self.listeners {
+            let mut current = listener
+                .session
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::make_mut(&mut current).script_mechanisms = declared.clone();
         }
         // Invariant: before `run`, `bind` made the only reference to `shared`.
         Arc::get_mut(&mut self.shared)

@@ -7,9 +7,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{connection, telemetry, BoundListener, Shared};
 
-pub(crate) async fn accept_loop(listener: BoundListener, shared: Arc<Shared>) {
+pub(crate) async fn accept_loop(listener: Arc<BoundListener>, shared: Arc<Shared>) {
     let mut stopping = shared.stopping.clone();
-    let listener = Arc::new(listener);
     if let Ok(addr) = listener.socket.local_addr() {
         tracing::info!(listener = %listener.name, %addr, implicit_tls = listener.implicit_tls, "listening");
     }
