@@ -22,7 +22,7 @@ mod services;
 mod tools;
 
 pub use raw::{RawClient, Reply};
-pub use server::{portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
+pub use server::{free_port, portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
 pub use services::{PostgresServer, RedisServer};
 pub use tools::{curl, gsasl, msmtp, python, swaks, ToolOutput};
 

@@ -43,16 +43,28 @@ pub fn portcullis_bin() -> PathBuf {
     }
 }
 
-/// A free loopback port. The listener is dropped at once, so another process
-/// could take the port before the server binds it; on loopback with
-/// ephemeral ports that race is rare enough for tests.
-pub(crate) fn free_port() -> u16 {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 must work on loopback");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
-        .port()
+/// A free loopback port for a server the test starts.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on
+/// Linux), handed out by a counter that starts at a place derived from the
+/// process id. An ephemeral port (what `bind(0)` returns) can be taken by
+/// any client's outgoing connection between the check and the server's own
+/// bind; these cannot, and two tests of one process never get the same one.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = (std::process::id() * 97) % SPAN;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        // Invariant: FIRST + SPAN < 65536.
+        let port = u16::try_from(FIRST + offset).expect("port below 65536");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Configures a [`TestServer`] before it starts.

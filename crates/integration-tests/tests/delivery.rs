@@ -6,7 +6,6 @@
 #[path = "delivery/sink.rs"]
 mod sink;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,13 +15,7 @@ use sink::{Plan, Sink};
 /// Short timings so retries happen within a test.
 const FAST: &str = "[delivery]\nscan_interval = \"100ms\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nconnect_timeout = \"2s\"\ncommand_timeout = \"10s\"\n";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use portcullis_integration_tests::free_port;
 
 /// A route to the sink on `port`, plain text.
 fn sink_route(port: u16, extra: &str) -> String {

@@ -130,11 +130,7 @@ impl Drop for Bao {
 }
 
 fn start_bao() -> Bao {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = portcullis_integration_tests::free_port();
     let address = format!("http://127.0.0.1:{port}");
     let child = Command::new("bao")
         .args([
