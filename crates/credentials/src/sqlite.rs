@@ -194,24 +194,25 @@ pub(crate) fn scram_keys(
 
 impl CredentialStore for SqliteStore {
     fn lookup(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = self
-            .conn()
-            .query_row(
+        let conn = self.conn();
+        // Every login runs this: keep it prepared rather than parse it each time.
+        let row = conn
+            .prepare_cached(
                 "SELECT password, cram_md5, may_act_as, scram_sha1, scram_sha256
                  FROM users WHERE name = ?1",
-                [name],
-                |row| {
-                    Ok((
-                        row.get::<_, Option<String>>(0)?,
-                        row.get::<_, Option<String>>(1)?,
-                        row.get::<_, String>(2)?,
-                        (
-                            row.get::<_, Option<String>>(3)?,
-                            row.get::<_, Option<String>>(4)?,
-                        ),
-                    ))
-                },
             )
+            .map_err(db_error)?
+            .query_row([name], |row| {
+                Ok((
+                    row.get::<_, Option<String>>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    (
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                    ),
+                ))
+            })
             .optional()
             .map_err(db_error)?;
         let Some((password, cram_md5, may_act_as, (sha1, sha256))) = row else {
