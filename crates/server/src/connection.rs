@@ -71,15 +71,7 @@ pub(crate) async fn serve(
     let result = match (&listener.acceptor, listener.implicit_tls) {
         (Some(acceptor), true) => match handshake(acceptor, tcp, shared).await {
             Ok(mut stream) => {
-                let info = tls::info(
-                    stream.get_ref().1,
-                    shared
-                        .certificate
-                        .as_ref()
-                        .map(|c| c.end_point_hash())
-                        .as_deref(),
-                    shared.client_identity,
-                );
+                let info = tls_info(stream.get_ref().1, shared);
                 let mut out = Vec::new();
                 let mut session =
                     Session::new(listener.current_session(), conn, Some(info), &mut out);
@@ -97,6 +89,13 @@ pub(crate) async fn serve(
     if let Err(error) = result {
         tracing::debug!(client = %client, %error, "connection ended with an error");
     }
+}
+
+/// What the session records about a finished handshake, with the
+/// channel-binding data of the certificate served now.
+fn tls_info(conn: &rustls::ServerConnection, shared: &Shared) -> portcullis_session::TlsInfo {
+    let end_point_hash = shared.certificate.as_ref().map(|c| c.end_point_hash());
+    tls::info(conn, end_point_hash.as_deref(), shared.client_identity)
 }
 
 /// A plain-text start, upgraded in place if the client asks for STARTTLS.
@@ -123,15 +122,7 @@ async fn serve_starttls(
             return Ok(());
         }
     };
-    session.tls_established(tls::info(
-        stream.get_ref().1,
-        shared
-            .certificate
-            .as_ref()
-            .map(|c| c.end_point_hash())
-            .as_deref(),
-        shared.client_identity,
-    ));
+    session.tls_established(tls_info(stream.get_ref().1, shared));
     drive(&mut stream, &mut session, Vec::new(), peer, shared)
         .await
         .map(|_| ())
