@@ -1,7 +1,8 @@
 //! `portcullis queue list|show|retry|delete`: the spool as an operator sees it.
 //!
-//! It attaches to the spool without recovery (`Spool::attach`), so it is
-//! safe beside a running server. `retry` clears the next-attempt time; the
+//! Beside a running server it attaches to a snapshot of the spool
+//! (`Spool::open_or_attach`) and asks the server to apply `delete`; with no
+//! server running it opens the spool itself. `retry` clears the next-attempt time; the
 //! server picks the message up at its next scan. `delete` removes the entry
 //! for good (no bounce); a delivery already in progress may still complete.
 
@@ -20,6 +21,8 @@ pub enum QueueAction {
     List,
     /// The envelope, the delivery state and the headers of one message.
     Show { id: String },
+    /// The whole message as stored (Received: first), on standard output.
+    Export { id: String },
     /// Try the message again at the next scan.
     Retry { id: String },
     /// Remove the message without delivering or bouncing it.
@@ -27,11 +30,15 @@ pub enum QueueAction {
 }
 
 pub fn run(action: QueueAction, config: &Config) -> Result<ExitCode> {
-    let spool = Spool::attach(&config.spool_dir)
+    let spool = Spool::open_or_attach(&config.spool_dir)
         .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
     match action {
         QueueAction::List => list(&spool)?,
         QueueAction::Show { id } => show(&spool, &id.parse()?)?,
+        QueueAction::Export { id } => {
+            let (_, data) = spool.read(&id.parse()?)?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &data)?;
+        }
         QueueAction::Retry { id } => {
             let id: MessageId = id.parse()?;
             spool.read(&id)?;

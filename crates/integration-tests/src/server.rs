@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use portcullis_spool::Spool;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -197,12 +198,12 @@ fn substitute_ports(text: &str, ports: &mut BTreeMap<String, u16>) -> String {
     out
 }
 
-/// One message from `<data_dir>/spool/queue`.
+/// One message in the server's spool (`<data_dir>/spool`).
 #[derive(Debug, Clone)]
 pub struct SpooledMessage {
-    /// The parsed `<id>.json`.
+    /// Its metadata, as `portcullis queue show` reads it.
     pub meta: Value,
-    /// The `<id>.eml` beside it.
+    /// The message as stored, `Received:` first.
     pub eml: String,
 }
 
@@ -452,32 +453,31 @@ impl TestServer {
         self.spawn();
     }
 
-    /// Messages in `<data_dir>/spool/queue`, ordered by file name. Panics if
-    /// a `.json` has no `.eml` beside it or does not parse.
+    /// Messages in the spool, oldest first, read through the spool crate
+    /// beside the running server (a snapshot, as `portcullis queue` sees it).
+    /// A message removed by delivery while it is read is left out.
     pub fn spool_messages(&self) -> Vec<SpooledMessage> {
-        let queue = self.dir.path().join("spool").join("queue");
-        let Ok(entries) = fs::read_dir(&queue) else {
+        let Ok(spool) = Spool::attach(&self.dir.path().join("spool")) else {
             return Vec::new();
         };
-        let mut metas: Vec<PathBuf> = entries
-            .map(|e| e.expect("queue dir entry readable").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        metas.sort();
-        metas
+        spool
+            .list()
+            .expect("spool index readable")
             .into_iter()
-            .map(|json_path| {
-                let text = fs::read_to_string(&json_path).expect("spool json readable");
-                let meta: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-                    panic!("{} is not valid JSON ({e}): {text:?}", json_path.display())
-                });
-                let eml_path = json_path.with_extension("eml");
-                let eml = fs::read_to_string(&eml_path).unwrap_or_else(|e| {
-                    panic!("{} missing beside its json: {e}", eml_path.display())
-                });
-                SpooledMessage { meta, eml }
+            .filter_map(|id| spool.read(&id).ok())
+            .map(|(meta, eml)| SpooledMessage {
+                meta: serde_json::to_value(meta).expect("spool metadata serialises"),
+                eml: String::from_utf8_lossy(&eml).into_owned(),
             })
             .collect()
+    }
+
+    /// How many messages the spool holds, without reading them.
+    pub fn spool_len(&self) -> usize {
+        Spool::attach(&self.dir.path().join("spool"))
+            .and_then(|spool| spool.list())
+            .map(|ids| ids.len())
+            .unwrap_or(0)
     }
 
     /// The only spooled message; panics (with the log) unless there is exactly one.

@@ -53,17 +53,8 @@ fn wait_for(server: &TestServer, what: &str, limit: Duration, mut done: impl FnM
     }
 }
 
-/// Counts queue entries by their `.json` without reading them: the
-/// harness's `spool_messages` reads files that delivery may remove meanwhile.
 fn queue_len(server: &TestServer) -> usize {
-    let queue = server.data_dir().join("spool/queue");
-    std::fs::read_dir(queue)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count()
-        })
-        .unwrap_or(0)
+    server.spool_len()
 }
 
 fn spool_is_empty(server: &TestServer) -> bool {

@@ -51,24 +51,18 @@ fn message_acknowledged_with_250_survives_sigkill() {
         message.meta
     );
 
-    // No temp files left half-written beside the queue entries.
-    let queue = server.data_dir().join("spool/queue");
-    let names: Vec<String> = std::fs::read_dir(&queue)
-        .expect("queue dir exists")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            p.file_name()
-                .expect("a file has a name")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    assert_eq!(
-        names.len(),
-        2,
-        "queue should hold exactly <id>.eml and <id>.json: {names:?}"
-    );
+    // The message is in one journal segment, and nothing is left
+    // half-written in tmp/.
+    let spool = server.data_dir().join("spool");
+    let listing = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(spool.join(dir))
+            .expect("spool directory exists")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let segments = listing("journal");
+    assert_eq!(segments.len(), 1, "one journal segment: {segments:?}");
+    assert!(listing("tmp").is_empty());
 
     // A restart over the spool works and keeps the message.
     server.restart();

@@ -165,20 +165,16 @@ pub(crate) async fn spool(
     };
     let spool = shared.spool.clone();
     let started = std::time::Instant::now();
-    let stored = tokio::task::spawn_blocking(move || spool.store(&meta, &data)).await;
+    let stored = spool.store_async(&meta, data).await;
     metrics::histogram!(telemetry::SPOOL_WRITE_DURATION).record(started.elapsed().as_secs_f64());
     match stored {
-        Ok(Ok(id)) => {
+        Ok(id) => {
             tracing::info!(client = %peer.client.ip(), %id, recipients = recipients.len(), "message spooled");
             metrics::counter!(telemetry::MESSAGES_SPOOLED).increment(1);
             SpoolOutcome::Stored { id: id.to_string() }
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             tracing::error!(%error, "spool write failed; answering 451");
-            metrics::counter!(telemetry::SPOOL_FAILURES).increment(1);
-            SpoolOutcome::Failed
-        }
-        Err(_) => {
             metrics::counter!(telemetry::SPOOL_FAILURES).increment(1);
             SpoolOutcome::Failed
         }

@@ -5,8 +5,9 @@
 //! bytes and carries out the session's effects: it runs the TLS handshake,
 //! asks the [`portcullis_auth::Authenticator`] (on the blocking pool, since
 //! hashing and SQLite block), and writes messages to the
-//! [`portcullis_spool::Spool`] (also on the blocking pool, since fsync
-//! blocks). Replies are written once per batch: when the session has used up
+//! [`portcullis_spool::Spool`], whose writer thread commits the messages of
+//! all sessions in groups (a session awaits its fsync without holding a
+//! thread). Replies are written once per batch: when the session has used up
 //! the input and wants more, which is what PIPELINING needs.
 
 pub mod admin;

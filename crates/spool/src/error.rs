@@ -27,9 +27,33 @@ pub enum SpoolError {
     /// A string is not a well-formed message id.
     #[error("invalid message id {0:?}")]
     InvalidId(String),
+    /// Another process (a running server) holds the spool.
+    #[error("the spool at {0} is in use by another process")]
+    Locked(String),
+    /// The spool was attached read-only (beside a running server) and
+    /// cannot take new messages.
+    #[error("the spool is attached read-only")]
+    ReadOnly,
+    /// The journal writer has stopped (the server is shutting down).
+    #[error("the spool writer has stopped")]
+    WriterGone,
 }
 
 impl SpoolError {
+    /// The same error again, for each of the jobs one failed batch answers.
+    pub(crate) fn again(&self) -> SpoolError {
+        match self {
+            SpoolError::Io { context, source } => SpoolError::Io {
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            other => SpoolError::Io {
+                context: "journal".to_owned(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+
     /// Builds an [`SpoolError::Io`] from an operation name and the path it touched.
     pub(crate) fn io(op: &str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
         let context = format!("{op} {}", path.display());

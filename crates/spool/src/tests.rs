@@ -53,10 +53,8 @@ fn store_then_list_and_read_round_trip() {
     assert_eq!(stored.size, MESSAGE.len() as u64);
     assert_eq!(stored.meta, meta());
     assert!(names(&dir.path().join("tmp")).is_empty());
-    assert_eq!(
-        names(&spool.queue_dir()),
-        vec![format!("{id}.eml"), format!("{id}.json")]
-    );
+    assert!(names(&spool.queue_dir()).is_empty());
+    assert_eq!(names(&dir.path().join("journal")), ["0000000000000001.log"]);
 }
 
 #[test]
@@ -92,54 +90,192 @@ fn stores_list_in_arrival_order() {
 }
 
 #[test]
-fn open_cleans_tmp_and_incomplete_entries_but_keeps_complete_ones() {
+fn a_reopened_spool_has_exactly_the_live_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let complete = {
+    let (kept, removed) = {
+        let spool = Spool::open(dir.path()).unwrap();
+        let a = spool.store(&meta(), b"a").unwrap();
+        let b = spool.store(&meta(), b"b").unwrap();
+        let c = spool.store(&meta(), b"c").unwrap();
+        spool.remove(&b).unwrap();
+        (vec![a, c], b)
+    };
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.list().unwrap(), kept);
+    assert_eq!(spool.read(&kept[1]).unwrap().1, b"c");
+    assert!(matches!(spool.read(&removed), Err(SpoolError::NotFound(_))));
+    // New messages go to a new segment and survive the next restart too.
+    let d = spool.store(&meta(), b"d").unwrap();
+    drop(spool);
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.list().unwrap().last(), Some(&d));
+}
+
+#[test]
+fn a_torn_tail_loses_only_the_unacknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
         let spool = Spool::open(dir.path()).unwrap();
         spool.store(&meta(), MESSAGE).unwrap()
     };
-    let tmp = dir.path().join("tmp");
-    let queue = dir.path().join("queue");
-    // A crash before the renames, in every stage.
-    fs::write(tmp.join("00062f1c3a9b2e10-00000001.eml"), b"partial").unwrap();
-    fs::write(tmp.join("00062f1c3a9b2e10-00000001.json"), b"{").unwrap();
-    fs::create_dir(tmp.join("stray-dir")).unwrap();
-    // A crash between the two renames.
-    let orphan = "00062f1c3a9b2e11-00000002.eml";
-    fs::write(queue.join(orphan), b"no json").unwrap();
-
-    let spool = Spool::open(dir.path()).unwrap();
-    assert!(names(&tmp).is_empty());
-    assert_eq!(
-        names(&queue),
-        vec![format!("{complete}.eml"), format!("{complete}.json")]
+    let segment = dir.path().join("journal/0000000000000001.log");
+    let whole = fs::read(&segment).unwrap();
+    // A second append that a crash cut short, at every possible length.
+    let mut frame = Vec::new();
+    let id = "00062f1c3a9b2e10-00000002";
+    journal::encode(
+        &Record::Message {
+            id,
+            json: b"{}",
+            message: b"never acknowledged",
+        },
+        &mut frame,
     );
-    assert_eq!(spool.list().unwrap(), vec![complete.clone()]);
-    assert_eq!(spool.read(&complete).unwrap().1, MESSAGE);
+    for cut in [1, 7, 8, 20, frame.len() - 1] {
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&frame[..cut]);
+        fs::write(&segment, &torn).unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        assert_eq!(spool.list().unwrap(), vec![first.clone()], "cut at {cut}");
+        drop(spool);
+        fs::write(&segment, &whole).unwrap();
+        for (number, path) in index::segment_files(&dir.path().join("journal")).unwrap() {
+            if number != 1 {
+                fs::remove_file(path).unwrap();
+            }
+        }
+    }
 }
 
 #[test]
-fn open_creates_missing_directories() {
+fn open_cleans_tmp_and_creates_missing_directories() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("a/b/spool");
     let spool = Spool::open(&root).unwrap();
-    assert!(root.join("tmp").is_dir());
-    assert!(root.join("queue").is_dir());
+    for d in ["tmp", "queue", "journal", "requests"] {
+        assert!(root.join(d).is_dir(), "{d}");
+    }
     assert_eq!(spool.queue_dir(), root.join("queue"));
     assert!(spool.list().unwrap().is_empty());
+    drop(spool);
+    fs::write(root.join("tmp/leftover.state-1"), b"x").unwrap();
+    fs::create_dir(root.join("tmp/stray-dir")).unwrap();
+    let _spool = Spool::open(&root).unwrap();
+    assert!(names(&root.join("tmp")).is_empty());
 }
 
 #[test]
-fn list_ignores_foreign_files_and_json_without_eml() {
+fn a_second_owner_is_refused_and_tools_attach_beside_it() {
     let dir = tempfile::tempdir().unwrap();
+    let owner = Spool::open(dir.path()).unwrap();
+    let id = owner.store(&meta(), MESSAGE).unwrap();
+    assert!(matches!(
+        Spool::open(dir.path()),
+        Err(SpoolError::Locked(_))
+    ));
+    let tool = Spool::open_or_attach(dir.path()).unwrap();
+    assert_eq!(tool.list().unwrap(), vec![id.clone()]);
+    assert_eq!(tool.read(&id).unwrap().1, MESSAGE);
+    assert!(matches!(
+        tool.store(&meta(), MESSAGE),
+        Err(SpoolError::ReadOnly)
+    ));
+    // A removal asked for by the tool is applied by the owner.
+    tool.remove(&id).unwrap();
+    assert!(owner.list().unwrap().is_empty());
+    assert!(names(&dir.path().join("requests")).is_empty());
+    drop(owner);
+    assert!(
+        Spool::open(dir.path()).is_ok(),
+        "the lock goes with its owner"
+    );
+}
+
+#[test]
+fn the_two_file_layout_is_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    fs::create_dir_all(&queue).unwrap();
+    let id: MessageId = "00062f1c3a9b2e10-9f03a1c7".parse().unwrap();
+    let stored = StoredMeta {
+        id: id.to_string(),
+        size: MESSAGE.len() as u64,
+        meta: meta(),
+    };
+    fs::write(
+        queue.join(format!("{id}.json")),
+        serde_json::to_vec_pretty(&stored).unwrap(),
+    )
+    .unwrap();
+    fs::write(queue.join(format!("{id}.eml")), MESSAGE).unwrap();
+    // A crash between the two renames of the old layout.
+    fs::write(queue.join("00062f1c3a9b2e11-00000002.eml"), b"no json").unwrap();
+    fs::write(queue.join(format!("{id}.state")), b"{}").unwrap();
+
     let spool = Spool::open(dir.path()).unwrap();
-    let id = spool.store(&meta(), MESSAGE).unwrap();
-    let queue = spool.queue_dir();
-    fs::write(queue.join("README"), b"x").unwrap();
-    fs::write(queue.join("not-an-id.json"), b"{}").unwrap();
-    fs::write(queue.join("not-an-id.eml"), b"x").unwrap();
-    fs::write(queue.join("00062f1c3a9b2e10-00000003.json"), b"{}").unwrap();
-    assert_eq!(spool.list().unwrap(), vec![id]);
+    assert_eq!(spool.list().unwrap(), vec![id.clone()]);
+    let (meta_read, bytes) = spool.read(&id).unwrap();
+    assert_eq!((meta_read, bytes.as_slice()), (stored, MESSAGE));
+    assert_eq!(names(&queue), [format!("{id}.state")]);
+    drop(spool);
+    assert_eq!(Spool::open(dir.path()).unwrap().list().unwrap(), vec![id]);
+}
+
+#[test]
+fn dead_segments_are_deleted_and_sparse_ones_moved_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions {
+        segment_bytes: 2_000,
+    };
+    let spool = Spool::open_with(dir.path(), options.clone()).unwrap();
+    let ids: Vec<MessageId> = (0..40)
+        .map(|i| spool.store(&meta(), format!("msg {i}").as_bytes()).unwrap())
+        .collect();
+    let journal = dir.path().join("journal");
+    let before = names(&journal).len();
+    assert!(before >= 10, "{before} segments");
+    let keep = [&ids[5], &ids[20]];
+    for id in ids.iter().filter(|id| !keep.contains(id)) {
+        spool.remove(id).unwrap();
+    }
+    let after = names(&journal).len();
+    assert!(after <= 4, "{after} segments left of {before}");
+    let kept: Vec<MessageId> = keep.into_iter().cloned().collect();
+    assert_eq!(spool.list().unwrap(), kept);
+    assert_eq!(spool.read(&ids[5]).unwrap().1, b"msg 5");
+    drop(spool);
+    let spool = Spool::open_with(dir.path(), options).unwrap();
+    assert_eq!(spool.list().unwrap(), kept);
+    assert_eq!(spool.read(&ids[20]).unwrap().1, b"msg 20");
+}
+
+#[test]
+fn concurrent_stores_are_all_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let spool = spool.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        let body = format!("thread {t} message {i}");
+                        (spool.store(&meta(), body.as_bytes()).unwrap(), body)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let stored: Vec<(MessageId, String)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    drop(spool);
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.list().unwrap().len(), 800);
+    for (id, body) in stored {
+        assert_eq!(spool.read(&id).unwrap().1, body.as_bytes());
+    }
 }
 
 #[test]
@@ -155,8 +291,7 @@ fn json_field_names_are_the_documented_ones() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let id = spool.store(&meta(), MESSAGE).unwrap();
-    let raw = fs::read(spool.queue_dir().join(format!("{id}.json"))).unwrap();
-    let value: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let value = serde_json::to_value(spool.read(&id).unwrap().0).unwrap();
 
     let keys = |v: &serde_json::Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
@@ -190,14 +325,17 @@ fn json_field_names_are_the_documented_ones() {
 }
 
 #[test]
-fn store_fails_cleanly_when_queue_is_gone() {
+fn a_failed_append_is_reported_and_the_next_one_works() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    fs::remove_dir(spool.queue_dir()).unwrap();
+    let journal = dir.path().join("journal");
+    fs::remove_dir(&journal).unwrap();
     let err = spool.store(&meta(), MESSAGE).unwrap_err();
     assert!(matches!(err, SpoolError::Io { .. }), "{err:?}");
-    // Nothing half-written is left behind in tmp/.
-    assert!(names(&dir.path().join("tmp")).is_empty());
+    assert!(spool.list().unwrap().is_empty());
+    fs::create_dir(&journal).unwrap();
+    let id = spool.store(&meta(), MESSAGE).unwrap();
+    assert_eq!(spool.list().unwrap(), vec![id]);
 }
 
 #[test]
@@ -248,9 +386,9 @@ fn orphan_states_are_swept_and_attach_does_no_recovery() {
         b"{}",
     )
     .unwrap();
-    fs::write(dir.path().join("tmp/in-flight.eml"), b"x").unwrap();
+    fs::write(dir.path().join("tmp/in-flight.state-1"), b"x").unwrap();
     let attached = Spool::attach(dir.path()).unwrap();
-    assert_eq!(names(&dir.path().join("tmp")), vec!["in-flight.eml"]);
+    assert_eq!(names(&dir.path().join("tmp")), vec!["in-flight.state-1"]);
     assert_eq!(attached.remove_orphan_states().unwrap(), 1);
     assert!(attached.read_state(&id).unwrap().is_some());
     assert!(Spool::attach(&dir.path().join("missing")).is_err());

@@ -1,0 +1,373 @@
+//! The journal writer: one thread that appends and fsyncs in groups.
+//!
+//! Every store and removal becomes a job on a channel. The thread takes the
+//! first job, then every job that queued up meanwhile, encodes them all into
+//! one buffer, writes it to the current segment with one `write` and makes it
+//! durable with one `fdatasync`, and only then answers each job. So one
+//! fsync covers every message that became ready while the previous one ran:
+//! alone, a message pays one fsync; under load, fifty sessions share one.
+//!
+//! Between batches (and once a second when idle) the thread keeps house:
+//! it applies removal requests left by the `queue` command, and deletes the
+//! oldest segments once nothing in them is live. A segment whose live part
+//! has shrunk to a quarter has its live frames copied forward first, so one
+//! long-deferred message cannot pin every later segment on disk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::index::{segment_name, Location, Segment};
+use crate::journal::{self, Record, MAGIC};
+use crate::{lock, sync_dir, Shared, SpoolError};
+use crate::{MessageId, REQUEST_DELETE};
+
+/// How often an idle writer looks for removal requests and garbage.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A batch stops growing at this many bytes (the rest wait for the next).
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// What the writer answers each job with.
+pub(crate) type Done = oneshot::Sender<Result<(), SpoolError>>;
+
+/// One request to the writer.
+pub(crate) enum Job {
+    /// Append an accepted message.
+    Store {
+        id: MessageId,
+        json: Vec<u8>,
+        message: Vec<u8>,
+        done: Done,
+    },
+    /// Append a removal.
+    Remove { id: MessageId, done: Done },
+}
+
+impl Job {
+    fn bytes(&self) -> usize {
+        match self {
+            Job::Store { json, message, .. } => json.len() + message.len() + 64,
+            Job::Remove { .. } => 64,
+        }
+    }
+
+    fn record(&self) -> Record<'_> {
+        match self {
+            Job::Store {
+                id, json, message, ..
+            } => Record::Message {
+                id: id.as_str(),
+                json,
+                message,
+            },
+            Job::Remove { id, .. } => Record::Removed { id: id.as_str() },
+        }
+    }
+
+    fn finish(self, result: Result<(), &SpoolError>) {
+        let done = match self {
+            Job::Store { done, .. } | Job::Remove { done, .. } => done,
+        };
+        // The caller may have given up waiting (its session ended); fine.
+        let _ = done.send(result.map_err(SpoolError::again));
+    }
+}
+
+/// The segment being appended to.
+struct Current {
+    number: u64,
+    file: File,
+    size: u64,
+}
+
+pub(crate) struct Writer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) journal: PathBuf,
+    pub(crate) requests: PathBuf,
+    pub(crate) segment_bytes: u64,
+    pub(crate) next_number: u64,
+    current: Option<Current>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        journal: PathBuf,
+        requests: PathBuf,
+        segment_bytes: u64,
+        next_number: u64,
+    ) -> Writer {
+        Writer {
+            shared,
+            journal,
+            requests,
+            segment_bytes,
+            next_number,
+            current: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The thread's body: until every sender is gone.
+    pub(crate) fn run(mut self, jobs: Receiver<Job>) {
+        self.keep_house();
+        loop {
+            let first = match jobs.recv_timeout(HOUSEKEEPING_INTERVAL) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.keep_house();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut bytes = first.bytes();
+            let mut batch = vec![first];
+            while bytes < MAX_BATCH_BYTES {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        bytes += job.bytes();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+            self.keep_house();
+        }
+    }
+
+    /// Appends the jobs' records with one write and one fdatasync, updates
+    /// the index, then answers every job.
+    pub(crate) fn commit(&mut self, batch: Vec<Job>) {
+        self.buf.clear();
+        let mut placed = Vec::with_capacity(batch.len());
+        for job in &batch {
+            let at = self.buf.len();
+            let len = journal::encode(&job.record(), &mut self.buf);
+            placed.push((at as u64, len));
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let appended = self.append(&buf);
+        self.buf = buf;
+        match appended {
+            Ok((segment, base)) => {
+                let mut index = lock(&self.shared.index);
+                for (job, &(at, len)) in batch.iter().zip(&placed) {
+                    match job {
+                        Job::Store { id, .. } => {
+                            let at = Location {
+                                segment,
+                                offset: base + at,
+                                len,
+                            };
+                            index.insert(id.clone(), at);
+                        }
+                        Job::Remove { id, .. } => {
+                            index.remove(id);
+                        }
+                    }
+                }
+                drop(index);
+                batch.into_iter().for_each(|job| job.finish(Ok(())));
+            }
+            Err(error) => {
+                tracing::error!(%error, jobs = batch.len(), "journal append failed");
+                batch.into_iter().for_each(|job| job.finish(Err(&error)));
+            }
+        }
+    }
+
+    /// Writes `bytes` at the end of the current segment (starting a new one
+    /// when there is none or it is full) and fdatasyncs it. Returns the
+    /// segment and the offset the bytes start at. After a failure the
+    /// segment is abandoned: nothing is ever appended after bytes whose
+    /// write may be torn.
+    fn append(&mut self, bytes: &[u8]) -> Result<(u64, u64), SpoolError> {
+        let full = self
+            .current
+            .as_ref()
+            .is_none_or(|c| c.size >= self.segment_bytes);
+        if full {
+            self.start_segment()?;
+        }
+        let current = self.current.as_mut().expect("a segment was just started");
+        let base = current.size;
+        let written = current
+            .file
+            .write_all(bytes)
+            .and_then(|()| current.file.sync_data());
+        if let Err(source) = written {
+            let number = current.number;
+            self.close_current();
+            let path = self.journal.join(segment_name(number));
+            return Err(SpoolError::io("append to journal", &path)(source));
+        }
+        current.size += bytes.len() as u64;
+        let (number, size) = (current.number, current.size);
+        if let Some(segment) = lock(&self.shared.index).segments.get_mut(&number) {
+            segment.size = size;
+        }
+        Ok((number, base))
+    }
+
+    /// Creates the next segment durably (file and directory entry) and
+    /// makes it current.
+    fn start_segment(&mut self) -> Result<(), SpoolError> {
+        self.close_current();
+        let number = self.next_number;
+        self.next_number += 1;
+        let path = self.journal.join(segment_name(number));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(SpoolError::io("create journal segment", &path))?;
+        file.write_all(MAGIC)
+            .and_then(|()| file.sync_data())
+            .map_err(SpoolError::io("write journal segment", &path))?;
+        sync_dir(&self.journal)?;
+        let reader = File::open(&path).map_err(SpoolError::io("open journal segment", &path))?;
+        lock(&self.shared.index).segments.insert(
+            number,
+            Segment {
+                file: Arc::new(reader),
+                size: MAGIC.len() as u64,
+                live: 0,
+                live_bytes: 0,
+                closed: false,
+            },
+        );
+        self.current = Some(Current {
+            number,
+            file,
+            size: MAGIC.len() as u64,
+        });
+        Ok(())
+    }
+
+    fn close_current(&mut self) {
+        if let Some(current) = self.current.take() {
+            if let Some(segment) = lock(&self.shared.index).segments.get_mut(&current.number) {
+                segment.closed = true;
+            }
+        }
+    }
+
+    /// Removal requests, then garbage.
+    pub(crate) fn keep_house(&mut self) {
+        self.apply_requests();
+        if let Err(error) = self.collect_garbage() {
+            tracing::error!(%error, "journal clean-up failed; will retry");
+        }
+    }
+
+    /// Applies `requests/<id>.delete` files (left by `portcullis queue
+    /// delete` while the server runs), then removes each request.
+    fn apply_requests(&mut self) {
+        let Ok(entries) = fs::read_dir(&self.requests) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(REQUEST_DELETE))
+                .and_then(|stem| stem.parse::<MessageId>().ok());
+            if let Some(id) = id {
+                if lock(&self.shared.index).contains(&id) {
+                    let (done, result) = oneshot::channel();
+                    self.commit(vec![Job::Remove {
+                        id: id.clone(),
+                        done,
+                    }]);
+                    if !matches!(result.blocking_recv(), Ok(Ok(()))) {
+                        continue;
+                    }
+                    crate::remove_state_file(&self.shared.queue, &id);
+                    tracing::info!(%id, "deleted from the spool on request");
+                }
+            }
+            if let Err(error) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), %error, "cannot remove spool request");
+            }
+        }
+    }
+
+    /// Deletes the oldest closed segments while nothing in them is live,
+    /// first copying the live frames of one that is mostly dead to the
+    /// current segment.
+    fn collect_garbage(&mut self) -> Result<(), SpoolError> {
+        loop {
+            let oldest = {
+                let index = lock(&self.shared.index);
+                index
+                    .segments
+                    .iter()
+                    .next()
+                    .filter(|(_, s)| s.closed)
+                    .map(|(&n, s)| (n, s.live, s.live_bytes, s.size, s.file.clone()))
+            };
+            let Some((number, live, live_bytes, size, file)) = oldest else {
+                return Ok(());
+            };
+            if live > 0 {
+                if live_bytes.saturating_mul(4) > size {
+                    return Ok(());
+                }
+                self.relocate(number, &file)?;
+                continue;
+            }
+            let path = self.journal.join(segment_name(number));
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(SpoolError::io("remove journal segment", &path)(e))
+                }
+                _ => {}
+            }
+            lock(&self.shared.index).segments.remove(&number);
+        }
+    }
+
+    /// Copies the live frames of segment `number` unchanged to the end of
+    /// the journal, so that the segment holds nothing live.
+    fn relocate(&mut self, number: u64, file: &File) -> Result<(), SpoolError> {
+        let live = lock(&self.shared.index).live_in(number);
+        let path = self.journal.join(segment_name(number));
+        let mut copied = Vec::new();
+        let mut frames = Vec::with_capacity(live.len());
+        for (id, at) in live {
+            let start = copied.len();
+            copied.resize(start + at.len, 0);
+            file.read_exact_at(&mut copied[start..], at.offset)
+                .map_err(SpoolError::io("read journal segment", &path))?;
+            frames.push((id, start as u64, at.len));
+        }
+        let (segment, base) = self.append(&copied)?;
+        let mut index = lock(&self.shared.index);
+        for (id, at, len) in frames {
+            // A removal committed meanwhile wins: only still-live ids move.
+            if index.contains(&id) {
+                let at = Location {
+                    segment,
+                    offset: base + at,
+                    len,
+                };
+                index.insert(id, at);
+            }
+        }
+        tracing::info!(
+            segment = number,
+            "moved the live messages of an old journal segment forward"
+        );
+        Ok(())
+    }
+}
