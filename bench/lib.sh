@@ -3,15 +3,21 @@
 #
 # The config keeps the server's defaults (argon2id users in SQLite, the
 # durable spool, default limits) and changes only what a loopback benchmark
-# needs: one STARTTLS listener that also offers AUTH before TLS (the shared
-# harness's plaintext scenarios log in without TLS, as every peer there
-# allows), and a connection limit above the --hold count.
+# needs (BENCH_WORKERS, if set, fixes the session worker threads; one per
+# CPU otherwise: one worker, as the harness runs its floor, measured within
+# the noise of the default here):
+# - one STARTTLS listener that also offers AUTH before TLS (the shared
+#   harness's plaintext scenarios log in without TLS, as every peer there
+#   allows);
+# - a connection limit above the --hold count.
 
 # portcullis_config DATA_DIR PORT MAX_CONNECTIONS [CERT KEY] > portcullis.toml
 # Without CERT/KEY the server makes its own self-signed certificate.
 portcullis_config() {
   local data=$1 port=$2 max=$3 cert=${4:-} key=${5:-}
-  printf 'hostname = "bench.portcullis.test"\ndata_dir = "%s"\n\n' "$data"
+  printf 'hostname = "bench.portcullis.test"\ndata_dir = "%s"\n' "$data"
+  if [ -n "${BENCH_WORKERS:-}" ]; then printf 'workers = %s\n' "$BENCH_WORKERS"; fi
+  printf '\n'
   if [ -n "$cert" ]; then
     printf '[tls]\ncertificate = "%s"\nprivate_key = "%s"\n\n' "$cert" "$key"
   fi

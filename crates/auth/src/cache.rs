@@ -9,8 +9,7 @@
 //! can make a tag, so how long a lookup takes tells nothing. The key is random per process, so a tag
 //! is worthless outside it. The stored hash is part of the tag, so a
 //! `portcullis user passwd` (even from another process) invalidates the
-//! entry at the next login: the store is still read on every login, only
-//! the hashing is skipped. The cache is keyed by the user alone, never by
+//! entry once the store's new version is seen (see `records.rs`). The cache is keyed by the user alone, never by
 //! the client address, so it cannot make one client look authenticated to
 //! another; and only successes are cached, so a guesser pays full price for
 //! every wrong password.
@@ -78,6 +77,11 @@ impl VerifiedCache {
                 slow()
             });
         (result.map_err(|shared| *shared), source)
+    }
+
+    /// Whether this exact triple was verified lately, without verifying.
+    pub(crate) fn contains(&self, user: &str, stored: &StoredPassword, password: &Secret) -> bool {
+        self.entries.contains_key(&self.tag(user, stored, password))
     }
 
     fn tag(&self, user: &str, stored: &StoredPassword, password: &Secret) -> Tag {

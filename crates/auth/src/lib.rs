@@ -17,6 +17,7 @@
 //! letting every login queue behind it.
 
 mod cache;
+mod records;
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cache::{NotVerified, Source, VerifiedCache};
+use records::RecordCache;
+pub use records::VERSION_POLL;
 
 use portcullis_credentials::{scheme, CredentialStore, StoreError, UserRecord, Verification};
 use portcullis_sasl::{Credentials, Secret};
@@ -111,6 +114,8 @@ pub struct Authenticator {
     /// Checks OAUTHBEARER/XOAUTH2 tokens; `None`: those are not offered.
     tokens: Option<Arc<TokenValidator>>,
     cache: Option<Arc<VerifiedCache>>,
+    /// User records between store changes; kept with the verified cache.
+    records: Option<Arc<RecordCache>>,
     verifications: Arc<VerificationSlots>,
 }
 
@@ -151,12 +156,19 @@ impl Authenticator {
                 options.verified_cache_capacity,
             ))
         });
+        let records = (!options.verified_cache_ttl.is_zero()).then(|| {
+            Arc::new(RecordCache::new(
+                options.verified_cache_ttl,
+                options.verified_cache_capacity,
+            ))
+        });
         let key: [u8; 32] = rand::random();
         Authenticator {
             store,
             scram_key: Arc::new(Secret::new(key.to_vec())),
             tokens: None,
             cache,
+            records,
             verifications: Arc::new(VerificationSlots {
                 in_flight: AtomicUsize::new(0),
                 max: options.max_concurrent_verifications.max(1),
@@ -214,12 +226,70 @@ impl Authenticator {
             .unwrap_or_default())
     }
 
+    /// Asks the store for its version, so that cached user records are
+    /// dropped once it changed. Blocking; the server calls it every
+    /// [`VERSION_POLL`].
+    pub fn refresh_store_version(&self) {
+        if let Some(records) = &self.records {
+            records.set_version(self.store.version().ok().flatten());
+        }
+    }
+
+    /// Decides on a password login without blocking, when it can: the
+    /// user's record is cached at the store's current version, this exact
+    /// password was verified against its hash lately, and the login would
+    /// not store SCRAM secrets. `None`: call [`Authenticator::check`] off
+    /// the async workers.
+    pub fn check_cached(&self, credentials: &Credentials) -> Option<Decision> {
+        let Credentials::Password {
+            authcid, password, ..
+        } = credentials
+        else {
+            return None;
+        };
+        let record = self.records.as_ref()?.get(authcid)?;
+        let stored = record.password.as_ref()?;
+        // Without SCRAM secrets, the full check would store some.
+        record.scram.sha256.as_ref()?;
+        if !self
+            .cache
+            .as_ref()?
+            .contains(&record.name, stored, password)
+        {
+            return None;
+        }
+        metrics::counter!("portcullis_auth_cache_total", "result" => "hit").increment(1);
+        Some(match authorize(Some(&record), credentials) {
+            Ok(authz_id) => Decision::Accepted {
+                authn_id: authcid.clone(),
+                authz_id,
+            },
+            Err(reason) => Decision::Rejected(reason),
+        })
+    }
+
+    /// The user's record: cached at the store's current version, or read.
+    fn lookup_record(&self, user: &str) -> Result<Option<Arc<UserRecord>>, StoreError> {
+        let Some(records) = &self.records else {
+            return Ok(self.store.lookup(user)?.map(Arc::new));
+        };
+        if let Some(record) = records.get(user) {
+            return Ok(Some(record));
+        }
+        let version = records.version();
+        let record = self.store.lookup(user)?.map(Arc::new);
+        if let (Some(version), Some(record)) = (version, &record) {
+            records.insert(user, version, record.clone());
+        }
+        Ok(record)
+    }
+
     /// Decides on `credentials`. May block: call off the async workers.
     pub fn check(&self, credentials: &Credentials) -> Decision {
         if let Credentials::Bearer { user, token } = credentials {
             return self.check_token(user.as_deref(), token).0;
         }
-        let record = match self.store.lookup(credentials.authcid()) {
+        let record = match self.lookup_record(credentials.authcid()) {
             Ok(record) => record,
             Err(error) => {
                 // Hash anyway: a failing store should not answer faster.
@@ -231,7 +301,7 @@ impl Authenticator {
         };
         let verified = match credentials {
             Credentials::Password { password, .. } => {
-                match self.verify_password(record.as_ref(), password) {
+                match self.verify_password(record.as_deref(), password) {
                     Ok(verified) => verified,
                     Err(Busy) => {
                         metrics::counter!("portcullis_auth_verifications_refused_total")
@@ -244,20 +314,20 @@ impl Authenticator {
             }
             Credentials::CramMd5 {
                 challenge, digest, ..
-            } => verify_cram_md5(record.as_ref(), challenge, digest),
+            } => verify_cram_md5(record.as_deref(), challenge, digest),
             Credentials::Scram { hash, outcome, .. } => {
-                scram::verify(record.as_ref(), *hash, outcome)
+                scram::verify(record.as_deref(), *hash, outcome)
             }
             // The TLS layer verified the certificate against our CA; the
             // user must still exist, so removing a user locks out their
             // certificate too without revoking it.
-            Credentials::External { .. } => match record {
+            Credentials::External { .. } => match &record {
                 Some(_) => Ok(()),
                 None => Err(RejectReason::UnknownUser),
             },
             _ => Err(RejectReason::NoUsableSecret),
         };
-        match verified.and_then(|()| authorize(record.as_ref(), credentials)) {
+        match verified.and_then(|()| authorize(record.as_deref(), credentials)) {
             Ok(authz_id) => Decision::Accepted {
                 authn_id: credentials.authcid().to_string(),
                 authz_id,

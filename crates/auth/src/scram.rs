@@ -50,7 +50,7 @@ impl Authenticator {
         else {
             return ScramUpgrade::NotNeeded;
         };
-        match self.store.lookup(authcid) {
+        match self.lookup_record(authcid) {
             Ok(Some(record)) if record.scram.sha256.is_none() => {}
             Ok(_) => return ScramUpgrade::NotNeeded,
             Err(error) => return ScramUpgrade::Failed(error.to_string()),

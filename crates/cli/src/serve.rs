@@ -29,7 +29,14 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     )?;
     let certificate = tls.certificate.clone();
     let policy = crate::policy::load(&config)?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         if let Some(address) = config.admin {

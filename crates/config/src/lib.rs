@@ -35,6 +35,9 @@ pub struct Config {
     /// Our name in the greeting, EHLO and Received headers.
     pub hostname: String,
     pub data_dir: PathBuf,
+    /// Threads that run sessions (`workers = N`); `None`: one per CPU.
+    /// Slow work (hashing, stores) runs on a separate blocking pool.
+    pub workers: Option<usize>,
     pub tls: TlsSource,
     /// Client certificates (SASL EXTERNAL); `None`: none are asked for.
     pub client_certificates: Option<ClientCertificates>,

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 pub struct RawConfig {
     pub hostname: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// Async worker threads; absent: one per CPU.
+    pub workers: Option<usize>,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]

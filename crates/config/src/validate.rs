@@ -169,7 +169,12 @@ pub(crate) fn validate(
     let oauth = crate::oauth::validate(raw.oauth, base)?;
     let authorization = crate::authorization::validate(raw.senders, raw.tenants, raw.tenant)?;
 
+    if raw.workers == Some(0) {
+        return Err(invalid("workers", "must be at least 1"));
+    }
+
     Ok(Config {
+        workers: raw.workers,
         authorization,
         oauth,
         policy,

@@ -132,6 +132,11 @@ impl CredentialStore for FileStore {
         Ok(self.users.get(name).cloned())
     }
 
+    /// The file is read once, so its records never change.
+    fn version(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(0))
+    }
+
     fn has_cram_md5_keys(&self) -> Result<bool, StoreError> {
         Ok(self.has_cram_md5_keys)
     }

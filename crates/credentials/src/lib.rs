@@ -102,6 +102,14 @@ pub trait CredentialStore: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// A number that changes whenever any user record may have changed
+    /// (in this process or another), or `None` if the store cannot tell.
+    /// Records of a store that can tell may be cached between changes;
+    /// records of one that cannot are read at every login.
+    fn version(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// Stores SCRAM secrets derived at a successful password login, for a
     /// user who had none. Read-only stores answer [`ScramSave::ReadOnly`].
     fn save_scram_secrets(&self, name: &str, keys: &ScramKeys) -> Result<ScramSave, StoreError> {

@@ -56,6 +56,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A [`CredentialStore`] and [`UserAdmin`] over one SQLite file.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Only asks `PRAGMA data_version`, which changes when another
+    /// connection (the lookup one, or the CLI's) commits.
+    version_conn: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -76,8 +79,13 @@ impl SqliteStore {
             .map_err(|e| sql_error(path, e))?;
         conn.execute_batch(SCHEMA).map_err(|e| sql_error(path, e))?;
         migrate(&conn).map_err(|e| sql_error(path, e))?;
+        let version_conn = Connection::open(path).map_err(|e| sql_error(path, e))?;
+        version_conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sql_error(path, e))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            version_conn: Mutex::new(version_conn),
         })
     }
 
@@ -193,6 +201,17 @@ pub(crate) fn scram_keys(
 }
 
 impl CredentialStore for SqliteStore {
+    fn version(&self) -> Result<Option<u64>, StoreError> {
+        let conn = self
+            .version_conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let version: i64 = conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(|e| StoreError::Unavailable(format!("user database: {e}")))?;
+        Ok(Some(version as u64))
+    }
+
     fn lookup(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let conn = self.conn();
         // Every login runs this: keep it prepared rather than parse it each time.

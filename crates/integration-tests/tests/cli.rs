@@ -196,3 +196,42 @@ fn user_passwd_replaces_the_password_for_every_mechanism() {
             .assert_reply(&format!("{mech}.new"), "235 2.7.0");
     }
 }
+
+#[test]
+fn a_password_change_ends_cached_logins_with_the_old_password() {
+    let server = TestServer::start("");
+    // The second and third logins are decided from the cached record and
+    // the verified-password cache, without reading the store.
+    portcullis_integration_tests::python(
+        r#"
+        for i in range(3):
+            s = connect()
+            login("old%d" % i, s, "alice", "correct horse", "PLAIN")
+            s.close()
+        "#,
+        &[server.submission_port()],
+    )
+    .assert_reply("old0", "235 2.7.0")
+    .assert_reply("old2", "235 2.7.0");
+    let out = run_with_stdin(
+        &server,
+        &["user", "passwd", "alice", "--password-stdin"],
+        "new horse\n",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    // The server polls the store's version every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    portcullis_integration_tests::python(
+        r#"
+        s = connect()
+        login("old", s, "alice", "correct horse", "PLAIN")
+        s.close()
+        s = connect()
+        login("new", s, "alice", "new horse", "PLAIN")
+        s.close()
+        "#,
+        &[server.submission_port()],
+    )
+    .assert_reply("old", "535 5.7.8")
+    .assert_reply("new", "235 2.7.0");
+}

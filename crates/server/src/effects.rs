@@ -1,6 +1,8 @@
 //! Carrying out the session's effects that leave the process: checking
-//! credentials and spooling messages. Both block, so both run on tokio's
-//! blocking pool.
+//! credentials and spooling messages. A credential check that may block
+//! (store, slow hash) runs on tokio's blocking pool; a repeated login whose
+//! record and password are cached is decided in place. Spooling awaits the
+//! journal writer's group fsync.
 
 use portcullis_auth::{Decision, ScramUpgrade};
 use portcullis_proto::received::{received_header, ReceivedFields};
@@ -25,20 +27,10 @@ pub(crate) async fn authenticate(
     let authzid = credentials.authzid().map(str::to_string);
     let authenticator = shared.authenticator.clone();
     let started = std::time::Instant::now();
-    let checked = tokio::task::spawn_blocking(move || {
-        let (decision, detail) = match &credentials {
-            Credentials::Bearer { user, token } => {
-                authenticator.check_token(user.as_deref(), token)
-            }
-            _ => (authenticator.check(&credentials), None),
-        };
-        let upgrade = match decision {
-            Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
-            _ => ScramUpgrade::NotNeeded,
-        };
-        (decision, upgrade, detail)
-    })
-    .await;
+    let checked = match authenticator.check_cached(&credentials) {
+        Some(decision) => Ok((decision, ScramUpgrade::NotNeeded, None)),
+        None => check_blocking(authenticator, credentials).await,
+    };
     let (decision, upgrade, detail) = checked.unwrap_or_else(|_| {
         let failed = Decision::Unavailable("authentication task failed".into());
         (failed, ScramUpgrade::NotNeeded, None)
@@ -68,6 +60,28 @@ pub(crate) async fn authenticate(
             AuthOutcome::TemporaryFailure { reply: None }
         }
     }
+}
+
+/// The full check on the blocking pool: the store may block, and a cold
+/// login pays the slow hash.
+async fn check_blocking(
+    authenticator: portcullis_auth::Authenticator,
+    credentials: Credentials,
+) -> Result<(Decision, ScramUpgrade, Option<String>), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let (decision, detail) = match &credentials {
+            Credentials::Bearer { user, token } => {
+                authenticator.check_token(user.as_deref(), token)
+            }
+            _ => (authenticator.check(&credentials), None),
+        };
+        let upgrade = match decision {
+            Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
+            _ => ScramUpgrade::NotNeeded,
+        };
+        (decision, upgrade, detail)
+    })
+    .await
 }
 
 /// Says in the log (never to the client) that a password login gave the

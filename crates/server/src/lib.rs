@@ -404,6 +404,8 @@ impl Server {
             .clone()
             .map(|file| defence::watch_ban_file(self.shared.limiter.clone(), file));
         let _ban_watch = AbortOnDrop(ban_watch);
+        let _store_watch =
+            AbortOnDrop(Some(watch_store_version(self.shared.authenticator.clone())));
         for l in self.listeners {
             tasks.spawn(listener::accept_loop(l, self.shared.clone()));
         }
@@ -421,6 +423,18 @@ impl Server {
             tracing::warn!("grace period over; closing the remaining connections");
         }
     }
+}
+
+/// Polls the credential store's version, so that cached user records are
+/// dropped soon after `portcullis user passwd` or `del` changes the store.
+fn watch_store_version(authenticator: Authenticator) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let probe = authenticator.clone();
+            let _ = tokio::task::spawn_blocking(move || probe.refresh_store_version()).await;
+            tokio::time::sleep(portcullis_auth::VERSION_POLL).await;
+        }
+    })
 }
 
 /// Aborts a background task when dropped.
