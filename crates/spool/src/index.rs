@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::journal::{self, Record, MAGIC};
+use crate::journal::{self, Record, FRAME_HEADER, MAGIC};
 use crate::{MessageId, SpoolError};
 
 /// Where one message's frame is.
@@ -96,12 +97,64 @@ impl Index {
     }
 
     /// Reads one segment file and applies its frames, in order. Frames after
-    /// the first that does not decode (a torn tail) are ignored. The
-    /// segment is registered as closed.
+    /// the first that does not decode (a torn tail) are ignored; a run of
+    /// zeros is the preallocated, never written end. The segment is
+    /// registered as closed. Reads frame by frame, so neither the
+    /// preallocated tail nor the whole file is ever held in memory.
     pub(crate) fn load_segment(&mut self, number: u64, path: &Path) -> Result<(), SpoolError> {
-        let bytes = std::fs::read(path).map_err(SpoolError::io("read journal segment", path))?;
         let file = File::open(path).map_err(SpoolError::io("open journal segment", path))?;
+        let read_error = |e| SpoolError::io("read journal segment", path)(e);
+        let file_len = file
+            .metadata()
+            .map_err(SpoolError::io("stat journal segment", path))?
+            .len();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
         let mut size = MAGIC.len() as u64;
+        let mut magic = [0u8; MAGIC.len()];
+        let has_magic = match reader.read_exact(&mut magic) {
+            Ok(()) => &magic == MAGIC,
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => false,
+            Err(e) => return Err(read_error(e)),
+        };
+        let mut frame = Vec::new();
+        let mut torn = !has_magic;
+        while !torn {
+            match next_frame(&mut reader, &mut frame, file_len - size).map_err(&read_error)? {
+                Next::End => break,
+                Next::Torn => {
+                    torn = true;
+                    break;
+                }
+                Next::Frame => {}
+            }
+            let Some((record, _)) = journal::decode(&frame) else {
+                torn = true;
+                break;
+            };
+            match record {
+                Record::Message { id, .. } => {
+                    let at = Location {
+                        segment: number,
+                        offset: size,
+                        len: frame.len(),
+                    };
+                    self.insert(id.parse()?, at);
+                }
+                Record::Removed { id } => {
+                    self.remove(&id.parse()?);
+                }
+            }
+            size += frame.len() as u64;
+        }
+        if !has_magic {
+            tracing::warn!(path = %path.display(), "journal segment without its header; ignored");
+        } else if torn {
+            tracing::warn!(
+                path = %path.display(),
+                trusted = size,
+                "journal segment ends in an incomplete write; the bytes after it were never acknowledged"
+            );
+        }
         self.segments.insert(
             number,
             Segment {
@@ -112,38 +165,60 @@ impl Index {
                 closed: true,
             },
         );
-        let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
-            tracing::warn!(path = %path.display(), "journal segment without its header; ignored");
-            return Ok(());
-        };
-        for (offset, len, record) in journal::frames(body) {
-            size = offset + len as u64;
-            match record {
-                Record::Message { id, .. } => {
-                    let id: MessageId = id.parse()?;
-                    let at = Location {
-                        segment: number,
-                        offset,
-                        len,
-                    };
-                    self.insert(id, at);
-                }
-                Record::Removed { id } => {
-                    self.remove(&id.parse()?);
-                }
-            }
-        }
-        if size < bytes.len() as u64 {
-            tracing::warn!(
-                path = %path.display(),
-                ignored = bytes.len() as u64 - size,
-                "journal segment ends in an incomplete write; the bytes after it were never acknowledged"
-            );
-        }
-        if let Some(segment) = self.segments.get_mut(&number) {
-            segment.size = size;
-        }
+        self.recount(number);
         Ok(())
+    }
+
+    /// Recomputes the live counts of one segment from the entries (its own
+    /// frames were inserted before it was registered, uncounted).
+    fn recount(&mut self, number: u64) {
+        let (live, live_bytes) = self
+            .entries
+            .values()
+            .filter(|at| at.segment == number)
+            .fold((0, 0), |(n, b), at| (n + 1, b + at.len as u64));
+        if let Some(segment) = self.segments.get_mut(&number) {
+            segment.live = live;
+            segment.live_bytes = live_bytes;
+        }
+    }
+}
+
+/// What [`next_frame`] found.
+pub(crate) enum Next {
+    /// `frame` holds one whole frame (not yet checked).
+    Frame,
+    /// The end of the file, or the zeros of its preallocated tail.
+    End,
+    /// A frame that the file ends inside of.
+    Torn,
+}
+
+/// Reads the next frame into `frame`; `left` is how many bytes of the file
+/// remain, so a corrupt length cannot make it allocate more than that.
+pub(crate) fn next_frame(
+    reader: &mut impl Read,
+    frame: &mut Vec<u8>,
+    left: u64,
+) -> std::io::Result<Next> {
+    frame.resize(FRAME_HEADER, 0);
+    match reader.read_exact(frame) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Next::End),
+        Err(e) => return Err(e),
+    }
+    if frame.iter().all(|&b| b == 0) {
+        return Ok(Next::End);
+    }
+    let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    if (FRAME_HEADER + len) as u64 > left {
+        return Ok(Next::Torn);
+    }
+    frame.resize(FRAME_HEADER + len, 0);
+    match reader.read_exact(&mut frame[FRAME_HEADER..]) {
+        Ok(()) => Ok(Next::Frame),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(Next::Torn),
+        Err(e) => Err(e),
     }
 }
 

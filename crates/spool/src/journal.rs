@@ -103,7 +103,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<(Record<'_>, usize)> {
 }
 
 /// The frames of a segment's contents after [`MAGIC`], with their offsets
-/// in the file, up to the first one that does not decode.
+/// in the file, up to the first one that does not decode. (The spool reads
+/// segments frame by frame instead; see `index::next_frame`.)
+#[cfg(test)]
 pub(crate) fn frames(body: &[u8]) -> impl Iterator<Item = (u64, usize, Record<'_>)> {
     let mut at = 0usize;
     std::iter::from_fn(move || {
