@@ -152,7 +152,8 @@ pub(crate) async fn spool(
         for_recipient: (recipients.len() == 1).then(|| recipients[0].as_str()),
         date: &date,
     });
-    let mut data = header.into_bytes();
+    let mut data = Vec::with_capacity(header.len() + message.data.len());
+    data.extend_from_slice(header.as_bytes());
     data.extend_from_slice(&message.data);
     let meta = MessageMeta {
         received_at: now.format(&Rfc3339).unwrap_or_default(),

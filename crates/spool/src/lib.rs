@@ -222,7 +222,7 @@ impl Spool {
     pub fn store(&self, meta: &MessageMeta, message: &[u8]) -> Result<MessageId, SpoolError> {
         let (id, done) = self.submit(meta, message.to_vec())?;
         match done.blocking_recv() {
-            Ok(result) => result.map(|()| id),
+            Ok(result) => result.map(|_| id),
             Err(_) => Err(SpoolError::WriterGone),
         }
     }
@@ -238,7 +238,7 @@ impl Spool {
         async move {
             let (id, done) = submitted?;
             match done.await {
-                Ok(result) => result.map(|()| id),
+                Ok(result) => result.map(|_| id),
                 Err(_) => Err(SpoolError::WriterGone),
             }
         }
@@ -250,15 +250,14 @@ impl Spool {
         &self,
         meta: &MessageMeta,
         message: Vec<u8>,
-    ) -> Result<(MessageId, oneshot::Receiver<Result<(), SpoolError>>), SpoolError> {
+    ) -> Result<(MessageId, oneshot::Receiver<Result<Vec<u8>, SpoolError>>), SpoolError> {
         let jobs = self.jobs.as_ref().ok_or(SpoolError::ReadOnly)?;
         let id = MessageId::new(self.clock.next_micros());
-        let stored = StoredMeta {
-            id: id.to_string(),
+        let json = serde_json::to_vec(&meta::StoredMetaRef {
+            id: id.as_str(),
             size: message.len() as u64,
-            meta: meta.clone(),
-        };
-        let json = serde_json::to_vec(&stored)?;
+            meta,
+        })?;
         let (done, receiver) = oneshot::channel();
         let job = Job::Store {
             id: id.clone(),

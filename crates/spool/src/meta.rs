@@ -107,3 +107,13 @@ pub struct StoredMeta {
     #[serde(flatten)]
     pub meta: MessageMeta,
 }
+
+/// [`StoredMeta`] borrowing its parts, for writing it without a copy of
+/// the metadata; it serialises to the same JSON.
+#[derive(Serialize)]
+pub(crate) struct StoredMetaRef<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) size: u64,
+    #[serde(flatten)]
+    pub(crate) meta: &'a MessageMeta,
+}

@@ -35,8 +35,11 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// A batch stops growing at this many bytes (the rest wait for the next).
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
-/// What the writer answers each job with.
-pub(crate) type Done = oneshot::Sender<Result<(), SpoolError>>;
+/// What the writer answers each job with: on success, the message buffer
+/// of a store (empty for a removal), handed back so that the thread that
+/// allocated it frees it (freeing in another thread contends for glibc's
+/// arena lock).
+pub(crate) type Done = oneshot::Sender<Result<Vec<u8>, SpoolError>>;
 
 /// One request to the writer.
 pub(crate) enum Job {
@@ -73,11 +76,12 @@ impl Job {
     }
 
     fn finish(self, result: Result<(), &SpoolError>) {
-        let done = match self {
-            Job::Store { done, .. } | Job::Remove { done, .. } => done,
+        let (done, buffer) = match self {
+            Job::Store { done, message, .. } => (done, message),
+            Job::Remove { done, .. } => (done, Vec::new()),
         };
         // The caller may have given up waiting (its session ended); fine.
-        let _ = done.send(result.map_err(SpoolError::again));
+        let _ = done.send(result.map(|()| buffer).map_err(SpoolError::again));
     }
 }
 
@@ -301,7 +305,7 @@ impl Writer {
                         id: id.clone(),
                         done,
                     }]);
-                    if !matches!(result.blocking_recv(), Ok(Ok(()))) {
+                    if !matches!(result.blocking_recv(), Ok(Ok(_))) {
                         continue;
                     }
                     crate::remove_state_file(&self.shared.queue, &id);
