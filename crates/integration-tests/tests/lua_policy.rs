@@ -130,7 +130,15 @@ impl Drop for Bao {
 }
 
 fn start_bao() -> Bao {
-    let port = portcullis_integration_tests::free_port();
+    // A dev server also listens on the next port (its cluster address), so
+    // take two consecutive ports from the harness: a test server started
+    // meanwhile must not be handed the second one.
+    let port = loop {
+        let port = portcullis_integration_tests::free_port();
+        if portcullis_integration_tests::free_port() == port + 1 {
+            break port;
+        }
+    };
     let address = format!("http://127.0.0.1:{port}");
     let child = Command::new("bao")
         .args([

@@ -111,10 +111,8 @@ fn run(plan: Plan) -> anyhow::Result<bool> {
             (report.text(), json, report.errors_total == 0)
         }
     };
-    if plan.json {
-        println!("{json}");
-    } else {
-        print!("{text}");
-    }
+    let report = if plan.json { json + "\n" } else { text };
+    // A reader that went away (`| head`) is not worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), report.as_bytes());
     Ok(clean)
 }
