@@ -14,6 +14,9 @@ const RANDOM_DIGITS: usize = 8;
 /// Total length: time, `-`, random.
 const ID_LEN: usize = TIME_DIGITS + 1 + RANDOM_DIGITS;
 
+/// A [`MessageId`] as integers: microseconds, random part.
+pub(crate) type IdKey = (u64, u32);
+
 /// The id of a spooled message, e.g. `00062f1c3a9b2e10-9f03a1c7`.
 ///
 /// Sixteen lowercase hex digits of microseconds since the Unix epoch, a `-`,
@@ -35,6 +38,21 @@ impl MessageId {
         // Invariant: `FromStr` and `new` only make ids whose first
         // TIME_DIGITS characters are lowercase hex.
         u64::from_str_radix(&self.0[..TIME_DIGITS], 16).expect("id time part is hex")
+    }
+
+    /// The id as two integers (time, random part), which order as the
+    /// strings do: 16 bytes in a map instead of a 25-byte heap string.
+    pub(crate) fn key(&self) -> IdKey {
+        // Invariant: `FromStr` and `new` only make ids whose parts are
+        // lowercase hex of the fixed widths.
+        let random =
+            u32::from_str_radix(&self.0[TIME_DIGITS + 1..], 16).expect("id random part is hex");
+        (self.spooled_at_micros(), random)
+    }
+
+    /// The id a [`MessageId::key`] came from.
+    pub(crate) fn from_key((micros, random): IdKey) -> Self {
+        MessageId(format!("{micros:016x}-{random:08x}"))
     }
 
     /// A fresh id whose time part is `micros`.
@@ -134,6 +152,28 @@ mod tests {
             );
         }
         assert!("00062f1c3a9b2e10-9f03a1c7".parse::<MessageId>().is_ok());
+    }
+
+    #[test]
+    fn keys_round_trip_and_order_like_the_strings() {
+        let ids: Vec<MessageId> = [
+            "00062f1c3a9b2e10-9f03a1c7",
+            "00062f1c3a9b2e10-0000000a",
+            "00062f1c3a9b2e11-00000000",
+            "ffffffffffffffff-ffffffff",
+            "0000000000000000-00000000",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for id in &ids {
+            assert_eq!(&MessageId::from_key(id.key()), id);
+        }
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.key().cmp(&b.key()), "{a} {b}");
+            }
+        }
     }
 
     #[test]

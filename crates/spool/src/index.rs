@@ -7,6 +7,7 @@ use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::id::IdKey;
 use crate::journal::{self, Record, FRAME_HEADER, MAGIC};
 use crate::{MessageId, SpoolError};
 
@@ -33,10 +34,12 @@ pub(crate) struct Segment {
     pub(crate) closed: bool,
 }
 
-/// Live messages by id (so listing is in arrival order) and segments by number.
+/// Live messages by id (so listing is in arrival order) and segments by
+/// number. Ids are kept as integers: a queue of a million messages is held
+/// here, so the bytes per entry count.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    entries: BTreeMap<MessageId, Location>,
+    entries: BTreeMap<IdKey, Location>,
     pub(crate) segments: BTreeMap<u64, Segment>,
 }
 
@@ -44,7 +47,7 @@ impl Index {
     /// Records that `id`'s newest frame is at `at`; an older frame of the
     /// same id (a relocated copy) stops counting as live.
     pub(crate) fn insert(&mut self, id: MessageId, at: Location) {
-        if let Some(old) = self.entries.insert(id, at) {
+        if let Some(old) = self.entries.insert(id.key(), at) {
             self.forget(old);
         }
         if let Some(segment) = self.segments.get_mut(&at.segment) {
@@ -55,7 +58,7 @@ impl Index {
 
     /// Drops `id`; returns whether it was live.
     pub(crate) fn remove(&mut self, id: &MessageId) -> bool {
-        match self.entries.remove(id) {
+        match self.entries.remove(&id.key()) {
             Some(old) => {
                 self.forget(old);
                 true
@@ -72,19 +75,23 @@ impl Index {
     }
 
     pub(crate) fn contains(&self, id: &MessageId) -> bool {
-        self.entries.contains_key(id)
+        self.entries.contains_key(&id.key())
     }
 
     /// The frame of `id` and the file holding it.
     pub(crate) fn locate(&self, id: &MessageId) -> Option<(Location, Arc<File>)> {
-        let at = *self.entries.get(id)?;
+        let at = *self.entries.get(&id.key())?;
         let file = self.segments.get(&at.segment)?.file.clone();
         Some((at, file))
     }
 
     /// Live ids, oldest first.
     pub(crate) fn ids(&self) -> Vec<MessageId> {
-        self.entries.keys().cloned().collect()
+        self.entries
+            .keys()
+            .copied()
+            .map(MessageId::from_key)
+            .collect()
     }
 
     /// The live messages of one segment.
@@ -92,7 +99,7 @@ impl Index {
         self.entries
             .iter()
             .filter(|(_, at)| at.segment == number)
-            .map(|(id, at)| (id.clone(), *at))
+            .map(|(&key, at)| (MessageId::from_key(key), *at))
             .collect()
     }
 
