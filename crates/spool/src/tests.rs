@@ -399,3 +399,28 @@ fn id_tells_when_it_was_spooled() {
     let id: MessageId = "00062f1c3a9b2e10-9f03a1c7".parse().unwrap();
     assert_eq!(id.spooled_at_micros(), 0x62f1c3a9b2e10);
 }
+
+#[test]
+fn segments_made_from_spares_keep_their_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions {
+        segment_bytes: 8_192,
+    };
+    let spool = Spool::open_with(dir.path(), options.clone()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(spool.store(&meta(), format!("msg {i}").as_bytes()).unwrap());
+        // Give the helper thread time to finish a spare now and then.
+        if i % 10 == 9 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let journal = dir.path().join("journal");
+    assert!(names(&journal).len() >= 5, "{:?}", names(&journal));
+    drop(spool);
+    let spool = Spool::open_with(dir.path(), options).unwrap();
+    assert_eq!(spool.list().unwrap(), ids);
+    assert_eq!(spool.read(&ids[59]).unwrap().1, b"msg 59");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!names(&journal).contains(&"spare".to_string()));
+}

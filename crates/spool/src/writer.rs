@@ -17,7 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,6 +102,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     /// When `requests/` was last read.
     requests_read: Instant,
+    /// The helper thread writing the next segment's zeros, if started.
+    spare: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
 impl Writer {
@@ -123,11 +125,14 @@ impl Writer {
             requests_read: Instant::now()
                 .checked_sub(HOUSEKEEPING_INTERVAL)
                 .unwrap_or_else(Instant::now),
+            spare: None,
         }
     }
 
     /// The thread's body: until every sender is gone.
     pub(crate) fn run(mut self, jobs: Receiver<Job>) {
+        // A spare left by an earlier run may be half written.
+        let _ = fs::remove_file(self.journal.join(SPARE));
         self.keep_house();
         loop {
             let first = match jobs.recv_timeout(HOUSEKEEPING_INTERVAL) {
@@ -222,6 +227,9 @@ impl Writer {
         }
         current.size += bytes.len() as u64;
         let (number, size) = (current.number, current.size);
+        if size >= self.segment_bytes / 2 {
+            self.prepare_spare();
+        }
         if let Some(segment) = lock(&self.shared.index).segments.get_mut(&number) {
             segment.size = size;
         }
@@ -229,18 +237,25 @@ impl Writer {
     }
 
     /// Creates the next segment durably (file and directory entry) and
-    /// makes it current.
+    /// makes it current: from the zero-filled spare if one is ready, else
+    /// a preallocated new file. Then starts preparing the next spare.
     fn start_segment(&mut self) -> Result<(), SpoolError> {
         self.close_current();
         let number = self.next_number;
         self.next_number += 1;
         let path = self.journal.join(segment_name(number));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .map_err(SpoolError::io("create journal segment", &path))?;
-        preallocate(&file, self.segment_bytes);
+        let file = match self.take_spare(&path) {
+            Some(file) => file,
+            None => {
+                let file = OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(SpoolError::io("create journal segment", &path))?;
+                preallocate(&file, self.segment_bytes);
+                file
+            }
+        };
         file.write_all_at(MAGIC, 0)
             .and_then(|()| file.sync_all())
             .map_err(SpoolError::io("write journal segment", &path))?;
@@ -262,6 +277,41 @@ impl Writer {
             size: MAGIC.len() as u64,
         });
         Ok(())
+    }
+
+    /// Starts writing the next segment's zeros on a helper thread, unless
+    /// that is already under way. Called once the current segment is half
+    /// full, so a spool that stays small never writes a spare.
+    fn prepare_spare(&mut self) {
+        if self.spare.is_some() {
+            return;
+        }
+        let (path, bytes) = (self.journal.join(SPARE), self.segment_bytes);
+        let preparing = std::thread::Builder::new()
+            .name("spool-spare".into())
+            .spawn(move || write_zeros(&path, bytes));
+        match preparing {
+            Ok(handle) => self.spare = Some(handle),
+            Err(error) => tracing::warn!(%error, "cannot start preparing a journal segment"),
+        }
+    }
+
+    /// The spare, renamed to `path`, if its zeros are written and synced.
+    fn take_spare(&mut self, path: &Path) -> Option<File> {
+        if !self.spare.as_ref()?.is_finished() {
+            return None;
+        }
+        let ready = self.spare.take()?.join().ok()?;
+        let spare = self.journal.join(SPARE);
+        let file = match ready.and_then(|()| OpenOptions::new().write(true).open(&spare)) {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::warn!(%error, "journal segment preparation failed; preallocating instead");
+                return None;
+            }
+        };
+        fs::rename(&spare, path).ok()?;
+        Some(file)
     }
 
     fn close_current(&mut self) {
@@ -393,6 +443,28 @@ impl Writer {
 /// effort: where the filesystem cannot, appends extend the file as usual.
 /// The unwritten tail reads as zeros, which no frame decodes from, so a
 /// scan stops where the data stops.
+/// The next segment while its zeros are written (not a `.log`, so a scan
+/// never reads it; `Spool::open` deletes a leftover one).
+pub(crate) const SPARE: &str = "spare";
+
+/// Writes `bytes` zeros to a new file at `path` and syncs it. A segment
+/// made of written blocks takes appends without the extent conversion
+/// that a merely preallocated one needs, so each fdatasync writes the data
+/// and nothing else (measured: the inode write was 4 % of the server's
+/// time).
+fn write_zeros(path: &Path, bytes: u64) -> io::Result<()> {
+    let _ = fs::remove_file(path);
+    let mut file = OpenOptions::new().create_new(true).write(true).open(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let chunk = left.min(zeros.len() as u64) as usize;
+        std::io::Write::write_all(&mut file, &zeros[..chunk])?;
+        left -= chunk as u64;
+    }
+    file.sync_all()
+}
+
 #[cfg(target_os = "linux")]
 fn preallocate(file: &File, bytes: u64) {
     let Ok(len) = libc::off_t::try_from(bytes) else {
