@@ -235,3 +235,20 @@ fn a_password_change_ends_cached_logins_with_the_old_password() {
     .assert_reply("old", "535 5.7.8")
     .assert_reply("new", "235 2.7.0");
 }
+
+#[test]
+fn a_second_server_on_the_same_spool_refuses_to_start() {
+    let server = TestServer::start("");
+    let out = run_with_stdin(&server, &["serve"], "");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use by another process"),
+        "{}",
+        describe(&out)
+    );
+    // The first server is untouched.
+    let (mut client, greeting) =
+        portcullis_integration_tests::RawClient::connect(server.submission_port());
+    assert_eq!(greeting.code, 220);
+    assert_eq!(client.cmd("QUIT").code, 221);
+}
