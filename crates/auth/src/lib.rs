@@ -259,13 +259,7 @@ impl Authenticator {
             return None;
         }
         metrics::counter!("portcullis_auth_cache_total", "result" => "hit").increment(1);
-        Some(match authorize(Some(&record), credentials) {
-            Ok(authz_id) => Decision::Accepted {
-                authn_id: authcid.clone(),
-                authz_id,
-            },
-            Err(reason) => Decision::Rejected(reason),
-        })
+        Some(decide(Ok(()), Some(&record), credentials))
     }
 
     /// The user's record: cached at the store's current version, or read.
@@ -327,13 +321,7 @@ impl Authenticator {
             },
             _ => Err(RejectReason::NoUsableSecret),
         };
-        match verified.and_then(|()| authorize(record.as_deref(), credentials)) {
-            Ok(authz_id) => Decision::Accepted {
-                authn_id: credentials.authcid().to_string(),
-                authz_id,
-            },
-            Err(reason) => Decision::Rejected(reason),
-        }
+        decide(verified, record.as_deref(), credentials)
     }
 }
 
@@ -404,6 +392,22 @@ fn verify_cram_md5(
     match keys.verify(challenge, digest) {
         Verification::Match => Ok(()),
         Verification::Mismatch => Err(RejectReason::WrongPassword),
+    }
+}
+
+/// The decision once the secret is checked: rejected with the reason, or
+/// accepted if the authorization identity is allowed.
+fn decide(
+    verified: Result<(), RejectReason>,
+    record: Option<&UserRecord>,
+    credentials: &Credentials,
+) -> Decision {
+    match verified.and_then(|()| authorize(record, credentials)) {
+        Ok(authz_id) => Decision::Accepted {
+            authn_id: credentials.authcid().to_string(),
+            authz_id,
+        },
+        Err(reason) => Decision::Rejected(reason),
     }
 }
 

@@ -53,12 +53,8 @@ fn wait_for(server: &TestServer, what: &str, limit: Duration, mut done: impl FnM
     }
 }
 
-fn queue_len(server: &TestServer) -> usize {
-    server.spool_len()
-}
-
 fn spool_is_empty(server: &TestServer) -> bool {
-    queue_len(server) == 0
+    server.spool_len() == 0
 }
 
 #[test]
@@ -126,7 +122,7 @@ fn unverifiable_certificate_is_refused_by_default() {
         server.log().contains("4.7.5")
     });
     assert!(next_hop.spool_messages().is_empty());
-    assert_eq!(queue_len(&server), 1, "the message is kept for a retry");
+    assert_eq!(server.spool_len(), 1, "the message is kept for a retry");
 }
 
 #[test]
@@ -237,7 +233,7 @@ fn next_hop_down_then_up_loses_nothing() {
         Duration::from_secs(10),
         || server.log().matches("deferred").count() >= 5,
     );
-    assert_eq!(queue_len(&server), 5);
+    assert_eq!(server.spool_len(), 5);
     let sink = Sink::tcp(port, Plan::default());
     wait_for(
         &server,
@@ -278,7 +274,7 @@ fn sigkill_during_delivery_delivers_after_restart_with_at_most_one_duplicate() {
         || sink.txns().len() == 1,
     );
     server.kill_hard();
-    assert_eq!(queue_len(&server), 1, "not acknowledged, so still spooled");
+    assert_eq!(server.spool_len(), 1, "not acknowledged, so still spooled");
     sink.set_stall(false);
     server.restart();
     wait_for(

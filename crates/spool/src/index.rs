@@ -46,7 +46,7 @@ pub(crate) struct Index {
 impl Index {
     /// Records that `id`'s newest frame is at `at`; an older frame of the
     /// same id (a relocated copy) stops counting as live.
-    pub(crate) fn insert(&mut self, id: MessageId, at: Location) {
+    pub(crate) fn insert(&mut self, id: &MessageId, at: Location) {
         if let Some(old) = self.entries.insert(id.key(), at) {
             self.forget(old);
         }
@@ -109,13 +109,25 @@ impl Index {
     /// registered as closed. Reads frame by frame, so neither the
     /// preallocated tail nor the whole file is ever held in memory.
     pub(crate) fn load_segment(&mut self, number: u64, path: &Path) -> Result<(), SpoolError> {
-        let file = File::open(path).map_err(SpoolError::io("open journal segment", path))?;
+        let file =
+            Arc::new(File::open(path).map_err(SpoolError::io("open journal segment", path))?);
+        // Registered first, so that its frames count as live as they load.
+        self.segments.insert(
+            number,
+            Segment {
+                file: file.clone(),
+                size: MAGIC.len() as u64,
+                live: 0,
+                live_bytes: 0,
+                closed: true,
+            },
+        );
         let read_error = |e| SpoolError::io("read journal segment", path)(e);
         let file_len = file
             .metadata()
             .map_err(SpoolError::io("stat journal segment", path))?
             .len();
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file.as_ref());
         let mut size = MAGIC.len() as u64;
         let mut magic = [0u8; MAGIC.len()];
         let has_magic = match reader.read_exact(&mut magic) {
@@ -145,7 +157,7 @@ impl Index {
                         offset: size,
                         len: frame.len(),
                     };
-                    self.insert(id.parse()?, at);
+                    self.insert(&id.parse()?, at);
                 }
                 Record::Removed { id } => {
                     self.remove(&id.parse()?);
@@ -162,32 +174,10 @@ impl Index {
                 "journal segment ends in an incomplete write; the bytes after it were never acknowledged"
             );
         }
-        self.segments.insert(
-            number,
-            Segment {
-                file: Arc::new(file),
-                size,
-                live: 0,
-                live_bytes: 0,
-                closed: true,
-            },
-        );
-        self.recount(number);
-        Ok(())
-    }
-
-    /// Recomputes the live counts of one segment from the entries (its own
-    /// frames were inserted before it was registered, uncounted).
-    fn recount(&mut self, number: u64) {
-        let (live, live_bytes) = self
-            .entries
-            .values()
-            .filter(|at| at.segment == number)
-            .fold((0, 0), |(n, b), at| (n + 1, b + at.len as u64));
         if let Some(segment) = self.segments.get_mut(&number) {
-            segment.live = live;
-            segment.live_bytes = live_bytes;
+            segment.size = size;
         }
+        Ok(())
     }
 }
 

@@ -183,7 +183,7 @@ impl Writer {
                                 offset: base + at,
                                 len,
                             };
-                            index.insert(id.clone(), at);
+                            index.insert(id, at);
                         }
                         Job::Remove { id, .. } => {
                             index.remove(id);
@@ -427,7 +427,7 @@ impl Writer {
                     offset: base + at,
                     len,
                 };
-                index.insert(id, at);
+                index.insert(&id, at);
             }
         }
         tracing::info!(
