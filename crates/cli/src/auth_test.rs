@@ -15,9 +15,12 @@ use portcullis_sasl::{Credentials, Mechanism, Secret};
 pub enum AuthAction {
     /// Check USER's password through a mechanism.
     Test {
+        /// The login name to check.
         user: String,
-        /// PLAIN, LOGIN, CRAM-MD5 or SCRAM-SHA-1/SCRAM-SHA-256 (played as
-        /// a full exchange against the store's SCRAM secrets).
+        /// PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256 (played as a
+        /// full exchange against the store's SCRAM secrets), or XOAUTH2 /
+        /// OAUTHBEARER (the password is the bearer token; needs `[oauth]`
+        /// in the config).
         #[arg(long, default_value = "PLAIN")]
         mechanism: String,
         /// Authorization identity to ask for (PLAIN and SCRAM).
@@ -47,7 +50,7 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
             .context("reading standard input")?;
         Secret::from(line.trim_end_matches(['\r', '\n']).to_string())
     } else {
-        Secret::from(rpassword::prompt_password("Password: ").context("reading the password")?)
+        Secret::from(crate::users::prompt("Password: ", "use --password-stdin")?)
     };
     let mut authenticator = Authenticator::new(crate::stores::open(config)?);
     if let Some(oauth) = &config.oauth {

@@ -21,15 +21,20 @@ pub enum BanAction {
     List,
     /// Ban an address (refused with 421 at the greeting).
     Add {
+        /// The client address (IPv4 or IPv6).
         ip: IpAddr,
         /// How long, e.g. 30m, 12h, 7d.
         #[arg(long, default_value = "1d")]
         duration: String,
+        /// Why, shown by `ban list`.
         #[arg(long, default_value = "manual")]
         reason: String,
     },
     /// Lift the ban on an address.
-    Del { ip: IpAddr },
+    Del {
+        /// The client address (IPv4 or IPv6).
+        ip: IpAddr,
+    },
 }
 
 pub fn run(action: BanAction, config: &Config) -> Result<ExitCode> {

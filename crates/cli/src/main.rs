@@ -57,7 +57,7 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
-    /// Manage users in the SQLite store.
+    /// Manage users in the configured user store.
     User {
         #[command(subcommand)]
         action: users::UserAction,
@@ -94,12 +94,15 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        quiet_on_closed_pipe();
+    }
     let log_json = matches!(cli.command, Command::Serve { log_json: true, .. });
     init_logging(log_json);
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("portcullis: {error:#}");
+            eprintln!("portcullis: {}", describe(&error));
             std::process::ExitCode::from(2)
         }
     }
@@ -111,34 +114,115 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
             let loaded = config.load()?;
             serve::run(loaded, Box::new(move || config.load()))
         }
-        Command::User { action, config } => users::run(action, &config.load()?),
-        Command::CheckConfig { config } => {
+        Command::User { action, config } => {
             let loaded = config.load()?;
-            println!(
-                "config ok: {} listener(s), users in {:?}, spool in {}",
-                loaded.listeners.len(),
-                loaded.users,
-                loaded.spool_dir.display()
-            );
-            for l in &loaded.listeners {
-                println!(
-                    "  {} {} tls={:?} auth={:?}",
-                    l.name, l.address, l.tls, l.auth
-                );
+            if !action.may_create_data_dir() {
+                require_data_dir(&loaded)?;
             }
-            if let Some(policy) = policy::load(&loaded)? {
-                println!(
-                    "  policy {}: events {:?}, mechanisms {:?}",
-                    policy.script().display(),
-                    policy.registered(),
-                    policy.mechanisms()
-                );
-            }
-            Ok(std::process::ExitCode::SUCCESS)
+            users::run(action, &loaded)
         }
-        Command::Auth { action, config } => auth_test::run(action, &config.load()?),
-        Command::Queue { action, config } => queue::run(action, &config.load()?),
-        Command::Ban { action, config } => bans::run(action, &config.load()?),
+        Command::CheckConfig { config } => check_config(&config.load()?),
+        Command::Auth { action, config } => {
+            let loaded = config.load()?;
+            require_data_dir(&loaded)?;
+            auth_test::run(action, &loaded)
+        }
+        Command::Queue { action, config } => {
+            let loaded = config.load()?;
+            require_data_dir(&loaded)?;
+            queue::run(action, &loaded)
+        }
+        Command::Ban { action, config } => {
+            let loaded = config.load()?;
+            if loaded.limits.store == portcullis_config::defence::LimitsStore::Local {
+                require_data_dir(&loaded)?;
+            }
+            bans::run(action, &loaded)
+        }
+    }
+}
+
+/// `check-config`: the config parses and validates, and every file it
+/// names (certificate, key, client CA, JWKS, user file, policy script)
+/// opens and parses. Creates nothing.
+fn check_config(config: &Config) -> Result<std::process::ExitCode> {
+    portcullis_server::preflight::check_files(config)?;
+    let policy = policy::load(config)?;
+    println!(
+        "config ok: {} listener(s), users in {}, spool in {}",
+        config.listeners.len(),
+        config.users,
+        config.spool_dir.display()
+    );
+    for l in &config.listeners {
+        println!("  {} {} tls={} auth={}", l.name, l.address, l.tls, l.auth);
+    }
+    if let Some(policy) = policy {
+        println!(
+            "  policy {}: events {}, mechanisms {}",
+            policy.script().display(),
+            list_or_none(policy.registered()),
+            list_or_none(policy.mechanisms())
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `a, b, c`, or `none`.
+fn list_or_none<S: std::fmt::Display>(items: impl IntoIterator<Item = S>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Admin commands read what a server left in its data directory; run from
+/// the wrong directory they must say so, not make an empty one and answer
+/// "0 messages" or "unknown user". Only `serve` and `user add` create it.
+fn require_data_dir(config: &Config) -> Result<()> {
+    let dir = &config.data_dir;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+    anyhow::bail!(
+        "no data directory at {}: nothing has run here yet (run this where the server runs, \
+         or name the directory with --data-dir or the config with --config)",
+        shown.display()
+    )
+}
+
+/// An error and its causes, each said once: many errors already name their
+/// cause in their own text (`cannot read X: No such file…`), and printing
+/// the chain again would repeat it.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}
+
+/// `portcullis queue list | head`: when the reader goes away, a command
+/// that prints stops quietly, as other Unix tools do, instead of panicking
+/// in `println!` with a broken-pipe backtrace. (Rust ignores SIGPIPE; the
+/// default action ends the process silently. `serve` keeps ignoring it: a
+/// client that hangs up must never end the server.)
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition, before any other
+    // thread exists; no handler code is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -20,13 +20,25 @@ pub enum QueueAction {
     /// One line per message: id, age, size, sender, recipients, attempts, last failure.
     List,
     /// The envelope, the delivery state and the headers of one message.
-    Show { id: String },
+    Show {
+        /// The message id, as `queue list` prints it.
+        id: String,
+    },
     /// The whole message as stored (Received: first), on standard output.
-    Export { id: String },
+    Export {
+        /// The message id, as `queue list` prints it.
+        id: String,
+    },
     /// Try the message again at the next scan.
-    Retry { id: String },
+    Retry {
+        /// The message id, as `queue list` prints it.
+        id: String,
+    },
     /// Remove the message without delivering or bouncing it.
-    Delete { id: String },
+    Delete {
+        /// The message id, as `queue list` prints it.
+        id: String,
+    },
 }
 
 pub fn run(action: QueueAction, config: &Config) -> Result<ExitCode> {
@@ -45,7 +57,14 @@ pub fn run(action: QueueAction, config: &Config) -> Result<ExitCode> {
             let mut s = state::load(&spool, &id)?;
             s.next_attempt_ms = 0;
             state::save(&spool, &id, &s)?;
-            println!("{id}: will be retried at the next scan");
+            if config.delivery.is_some() {
+                println!("{id}: will be retried at the next scan");
+            } else {
+                println!(
+                    "{id}: marked for retry, but delivery is off in this config (no [delivery] \
+                     section): the message stays in the spool until a server with delivery runs"
+                );
+            }
         }
         QueueAction::Delete { id } => {
             let id: MessageId = id.parse()?;

@@ -18,6 +18,11 @@ pub type ConfigLoader = Box<dyn Fn() -> Result<Config> + Send + Sync>;
 
 pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     return_large_buffers_to_the_os();
+    // Everything that can be checked is checked before anything is made:
+    // a bad file or a taken port leaves no data directory behind.
+    portcullis_server::preflight::check_files(&config)?;
+    let policy = crate::policy::load(&config)?;
+    portcullis_server::preflight::check_ports(&config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = crate::stores::open(&config)?;
@@ -28,7 +33,6 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
         config.client_certificates.as_ref(),
     )?;
     let certificate = tls.certificate.clone();
-    let policy = crate::policy::load(&config)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = config.workers {
         runtime.worker_threads(workers);

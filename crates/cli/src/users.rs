@@ -11,24 +11,30 @@ use rand::distributions::{Alphanumeric, DistString};
 
 #[derive(Subcommand)]
 pub enum UserAction {
-    /// Create a user.
+    /// Create a user (and the data directory and user database, on first use).
     Add {
+        /// The login name.
         name: String,
         #[command(flatten)]
         password: PasswordSource,
     },
     /// Change a user's password.
     Passwd {
+        /// The login name.
         name: String,
         #[command(flatten)]
         password: PasswordSource,
     },
     /// Delete a user.
-    Del { name: String },
+    Del {
+        /// The login name.
+        name: String,
+    },
     /// List user names.
     List,
     /// Set the authorization identities a user may act as (PLAIN authzid).
     Allow {
+        /// The login name.
         name: String,
         /// Identities; none clears the list; `*` allows any.
         identities: Vec<String>,
@@ -58,13 +64,27 @@ impl PasswordSource {
         if self.password_stdin {
             return Ok((read_stdin_line()?, false));
         }
-        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
-        let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+        let first = prompt("Password: ", "use --password-stdin or --generate")?;
+        let again = prompt("Again: ", "use --password-stdin or --generate")?;
         if first != again {
             bail!("the passwords differ");
         }
         Ok((Secret::from(first), false))
     }
+}
+
+/// Asks for a password on the terminal. Without one (a pipe, a service
+/// manager, CI) rpassword fails with a bare OS error; say what to do instead.
+pub fn prompt(text: &str, otherwise: &str) -> Result<String> {
+    rpassword::prompt_password(text).map_err(|error| {
+        let no_terminal = matches!(error.raw_os_error(), Some(libc::ENXIO | libc::ENOTTY))
+            || error.kind() == std::io::ErrorKind::NotFound;
+        if no_terminal {
+            anyhow::anyhow!("no terminal to ask for the password: {otherwise}")
+        } else {
+            anyhow::Error::new(error).context("reading the password")
+        }
+    })
 }
 
 fn read_stdin_line() -> Result<Secret> {
@@ -80,19 +100,33 @@ fn read_stdin_line() -> Result<Secret> {
     Ok(Secret::from(password))
 }
 
+impl UserAction {
+    /// Only `user add` may make a data directory; the others read one.
+    pub fn may_create_data_dir(&self) -> bool {
+        matches!(self, UserAction::Add { .. })
+    }
+}
+
 pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
+    // The password first: a prompt that fails must leave nothing behind.
+    let new_password = match &action {
+        UserAction::Add { password, .. } | UserAction::Passwd { password, .. } => {
+            Some(password.read()?)
+        }
+        _ => None,
+    };
     let store = crate::stores::open_admin(config)?;
     match action {
-        UserAction::Add { name, password } => {
-            let (secret, generated) = password.read()?;
+        UserAction::Add { name, .. } => {
+            let (secret, generated) = new_password.context("password read above")?;
             store.add_user(&name, &secret, config.cram_md5)?;
             println!("added user {name}");
             if generated {
                 println!("password: {}", String::from_utf8_lossy(secret.expose()));
             }
         }
-        UserAction::Passwd { name, password } => {
-            let (secret, generated) = password.read()?;
+        UserAction::Passwd { name, .. } => {
+            let (secret, generated) = new_password.context("password read above")?;
             store.set_password(&name, &secret, config.cram_md5)?;
             println!("password changed for {name}");
             if generated {

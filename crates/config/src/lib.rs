@@ -10,6 +10,7 @@
 pub mod authorization;
 pub mod defence;
 pub mod delivery;
+mod display;
 pub mod oauth;
 pub mod policy;
 mod raw;

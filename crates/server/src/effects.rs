@@ -51,8 +51,9 @@ pub(crate) async fn authenticate(
             AuthOutcome::Accepted { authn_id, authz_id }
         }
         Decision::Rejected(reason) => {
-            let detail = detail.unwrap_or_default();
-            tracing::warn!(%client, %mechanism, %user, authzid = ?authzid, result = "rejected", %reason, %detail, "auth");
+            // Absent fields are left out of the line, not shown as `None`.
+            let (authzid, detail) = (authzid.as_deref(), detail.as_deref());
+            tracing::warn!(%client, %mechanism, %user, authzid, result = "rejected", %reason, detail, "auth");
             AuthOutcome::Rejected { reply: None }
         }
         Decision::Unavailable(reason) => {

@@ -18,6 +18,7 @@ pub mod defence;
 mod effects;
 mod listener;
 mod policy;
+pub mod preflight;
 mod proxy_protocol;
 mod scram_key;
 pub mod telemetry;
