@@ -75,6 +75,7 @@ pub struct Builder {
     files: Vec<(String, String)>,
     default_listeners: bool,
     log_filter: Option<String>,
+    mechanisms: Option<String>,
 }
 
 impl Builder {
@@ -111,6 +112,13 @@ impl Builder {
         self
     }
 
+    /// The default listeners' `mechanisms` list, e.g. to offer the -PLUS
+    /// variants, which no listener offers unless its list names them.
+    pub fn mechanisms(mut self, names: &[&str]) -> Self {
+        self.mechanisms = Some(format!("mechanisms = {names:?}\n"));
+        self
+    }
+
     /// Leave out the default submission (STARTTLS) and submissions
     /// (implicit TLS) listeners; the config must then declare its own.
     pub fn without_default_listeners(mut self) -> Self {
@@ -141,11 +149,12 @@ impl Builder {
             let implicit = free_port();
             ports.insert("submission".into(), submission);
             ports.insert("submissions".into(), implicit);
+            let mechanisms = self.mechanisms.as_deref().unwrap_or("");
             config.push_str(&format!(
                 "[[listener]]\nname = \"submission\"\naddress = \"127.0.0.1:{submission}\"\n\
-                 tls = \"starttls\"\nauth = \"required\"\n\n\
+                 tls = \"starttls\"\nauth = \"required\"\n{mechanisms}\n\
                  [[listener]]\nname = \"submissions\"\naddress = \"127.0.0.1:{implicit}\"\n\
-                 tls = \"implicit\"\nauth = \"required\"\n"
+                 tls = \"implicit\"\nauth = \"required\"\n{mechanisms}"
             ));
         }
         let config_path = dir.path().join("portcullis.toml");
@@ -305,6 +314,7 @@ impl TestServer {
             files: Vec::new(),
             default_listeners: true,
             log_filter: None,
+            mechanisms: None,
         }
     }
 

@@ -139,6 +139,9 @@ catalog! {
     tls_required => 530 (5, 7, 0) "Must issue a STARTTLS command first";
     /// `535` for wrong credentials (whatever the internal reason).
     auth_failed => 535 (5, 7, 8) "Authentication credentials invalid";
+    /// `500` for a well-formed SASL response whose user name, password or
+    /// token is longer than any we store (RFC 4954 §4), not a syntax error.
+    auth_exchange_too_long => 500 (5, 5, 6) "Authentication Exchange line is too long";
     /// `538` for AUTH before TLS (RFC 4954 §6).
     encryption_required => 538 (5, 7, 11) "Encryption required for requested authentication mechanism";
     /// `552` for a message or SIZE= over the limit.

@@ -99,12 +99,25 @@ async fn offered_mechanisms(authenticator: &Authenticator) -> Result<Vec<Mechani
 /// The listener's `mechanisms` list, if it has one: those of `offered`
 /// it names, in its order. A name we do not know is a config error; one
 /// the stores cannot serve (SCRAM without secrets) is left out.
+///
+/// Without a list, the -PLUS variants are left out: GNU SASL, which mutt
+/// and neomutt use, picks SCRAM-SHA-256-PLUS whenever it is advertised,
+/// but these clients give it no channel binding, so it cancels and the
+/// user sees "SASL authentication failed". A listener that names -PLUS
+/// gets it (on TLS 1.3 connections), for clients that do bind (gsasl,
+/// Dovecot's and PostgreSQL's clients); the trade-off is that without it
+/// a binding-capable client cannot detect a TLS-terminating
+/// man-in-the-middle through SCRAM itself.
 fn listener_mechanisms(
     offered: &[Mechanism],
     listener: &portcullis_config::Listener,
 ) -> Result<Vec<Mechanism>, ServerError> {
     let Some(names) = &listener.mechanisms else {
-        return Ok(offered.to_vec());
+        return Ok(offered
+            .iter()
+            .copied()
+            .filter(|m| !m.needs_channel_binding())
+            .collect());
     };
     let mut chosen = Vec::new();
     for name in names {

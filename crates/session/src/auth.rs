@@ -121,6 +121,7 @@ fn advance(
             fail(session, Reply::initial_response_not_allowed(), out)
         }
         Err(SaslError::Refused(_)) => fail(session, Reply::auth_failed(), out),
+        Err(SaslError::TooLong) => fail(session, Reply::auth_exchange_too_long(), out),
         Err(_) => fail(session, Reply::malformed_auth_data(), out),
     }
 }

@@ -445,12 +445,25 @@ impl Session {
     }
 
     /// Whether `mechanism` can be used on this connection now: offered on
-    /// this listener and, for channel binding, under TLS; EXTERNAL only
-    /// with a verified client certificate that maps to a user.
+    /// this listener; for channel binding (-PLUS), under TLS 1.3 only;
+    /// EXTERNAL only with a verified client certificate that maps to a user.
+    ///
+    /// -PLUS needs TLS 1.3 because a client picks its binding type itself:
+    /// on TLS 1.3 clients pick `tls-exporter` (RFC 9266), which we serve; on
+    /// TLS 1.2 common clients (GNU SASL) pick `tls-unique`, which rustls
+    /// cannot give, and would fail with `e=unsupported-channel-binding-type`
+    /// where plain SCRAM would have worked.
     pub(crate) fn mechanism_usable(&self, mechanism: Mechanism) -> bool {
         self.config.mechanisms.contains(&mechanism)
-            && (!mechanism.needs_channel_binding() || self.tls.is_some())
+            && (!mechanism.needs_channel_binding() || self.tls_exporter_available())
             && (!mechanism.needs_client_certificate() || self.external_identity().is_some())
+    }
+
+    /// TLS 1.3 is up, so `tls-exporter` channel binding can be served.
+    fn tls_exporter_available(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.channel_binding.tls_exporter.is_some())
     }
 
     /// The user a verified TLS client certificate maps to (EXTERNAL).
@@ -468,9 +481,10 @@ impl Session {
             Reply::already_tls()
         } else if !self.config.starttls {
             Reply::tls_unavailable()
-        } else if self.helo.is_none() {
-            Reply::need_ehlo()
         } else {
+            // STARTTLS before EHLO is allowed, as Postfix allows it: RFC 3207
+            // does not require a greeting first, and `gsasl --starttls`
+            // relies on it. The client greets again after the handshake.
             Reply::ready_for_tls().write_to(out);
             self.phase = Phase::AwaitingTls;
             return Step::Effect(Effect::StartTls);

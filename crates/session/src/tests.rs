@@ -6,6 +6,7 @@ use portcullis_sasl::{Credentials, Mechanism};
 
 use crate::*;
 
+mod clients;
 mod external;
 mod oauth;
 mod scram;
