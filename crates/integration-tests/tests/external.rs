@@ -193,20 +193,15 @@ fn gsasl_external_with_a_client_certificate() {
     );
     let cert = format!("--x509-cert-file={}", cert.display());
     let key = format!("--x509-key-file={}", key.display());
-    let out = gsasl(&[
-        "--smtp",
-        &connect,
-        &server_ca,
-        &cert,
-        &key,
-        "--verbose",
-        "-m",
-        "EXTERNAL",
-        "-z",
-        ALICE.0,
-    ]);
-    out.assert_contains("AUTH EXTERNAL")
-        .assert_contains("235 2.7.0");
+    // Without and with `--starttls` (STARTTLS before EHLO).
+    for starttls in [&[][..], &["--starttls"]] {
+        let mut args = vec!["--smtp", &connect, &server_ca, &cert, &key, "--verbose"];
+        args.extend_from_slice(starttls);
+        args.extend_from_slice(&["-m", "EXTERNAL", "-z", ALICE.0]);
+        gsasl(&args)
+            .assert_contains("AUTH EXTERNAL")
+            .assert_contains("235 2.7.0");
+    }
 }
 
 #[test]
