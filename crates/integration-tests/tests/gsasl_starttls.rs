@@ -67,7 +67,10 @@ fn gsasl_starttls_plain_with_an_authzid() {
     gsasl_starttls(&server, &["-m", "PLAIN", "-z", "sales"]).assert_contains("235 2.7.0");
     gsasl_starttls(&server, &["-m", "PLAIN", "-z", "bob"]).assert_contains("535 5.7.8");
     let log = server.log();
-    assert!(log.contains("user=alice authz=sales result=\"accepted\""), "{log}");
+    assert!(
+        log.contains("user=alice authz=sales result=\"accepted\""),
+        "{log}"
+    );
 }
 
 /// mutt and neomutt hand GNU SASL the server's list and no channel

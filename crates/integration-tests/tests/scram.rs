@@ -101,7 +101,15 @@ fn gsasl_on_tls_1_2_is_not_offered_plus_and_gets_in() {
         server.data_dir().join("tls/cert.pem").display()
     );
     // GNU SASL choosing by itself, without binding, as mutt calls it.
-    let mut args = vec!["--smtp", &connect, &ca, "--verbose", "--no-cb", "-a", ALICE.0];
+    let mut args = vec![
+        "--smtp",
+        &connect,
+        &ca,
+        "--verbose",
+        "--no-cb",
+        "-a",
+        ALICE.0,
+    ];
     args.extend_from_slice(&["-p", ALICE.1]);
     args.extend_from_slice(&tls12);
     gsasl(&args)

@@ -43,7 +43,10 @@ fn starttls_before_ehlo_is_accepted_and_the_client_greets_after() {
 fn plus_is_advertised_on_tls13_only() {
     let mut h = Harness::with(plus_config(), Some(tls()));
     let ehlo = h.replies("EHLO c\r\n");
-    assert!(ehlo.contains("AUTH SCRAM-SHA-256-PLUS SCRAM-SHA-256 PLAIN"), "{ehlo}");
+    assert!(
+        ehlo.contains("AUTH SCRAM-SHA-256-PLUS SCRAM-SHA-256 PLAIN"),
+        "{ehlo}"
+    );
 
     let mut h = Harness::with(plus_config(), Some(tls12()));
     let ehlo = h.replies("EHLO c\r\n");
@@ -62,8 +65,7 @@ fn an_overlong_but_well_formed_plain_password_is_not_a_syntax_error() {
     let mut h = Harness::over_tls();
     h.replies("EHLO c\r\n");
     let password = "p".repeat(9_000);
-    let response =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{password}"));
+    let response = base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{password}"));
     let replies = h.replies(&format!("AUTH PLAIN {response}\r\n"));
     assert!(replies.starts_with("500 5.5.6 "), "{replies}");
     // The session goes on.
