@@ -143,6 +143,7 @@ where
 {
     let mut input: Vec<u8> = Vec::new();
     let mut stopping = shared.stopping.clone();
+    let mut grace_over = shared.grace_over.subscribe();
     loop {
         let progress = session.feed(&input, &mut out);
         input.drain(..progress.consumed);
@@ -156,10 +157,18 @@ where
                 flush(stream, &mut out, shared).await?;
                 input.reserve(READ_CHUNK);
                 let read = tokio::select! {
-                    read = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)) => read,
+                    read = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)) => Some(read),
                     // The server is stopping: an idle session is told now;
                     // one inside a transaction reads on until it ends.
                     _ = stopping.wait_for(|stop| *stop), if !session.in_transaction() => continue,
+                    // The grace period is over and this transaction is not:
+                    // say so before the close, never cut off in silence.
+                    _ = grace_over.wait_for(|over| *over) => None,
+                };
+                let Some(read) = read else {
+                    session.abort(Reply::shutting_down(), &mut out);
+                    flush(stream, &mut out, shared).await?;
+                    return Ok(Ended::Closed);
                 };
                 match read {
                     Ok(Ok(0)) => return Ok(Ended::Closed),

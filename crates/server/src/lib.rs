@@ -185,12 +185,19 @@ pub(crate) struct Shared {
     /// Turns true when the server stops: sessions between transactions get
     /// `421 4.3.2`, sessions inside one finish it first.
     pub stopping: watch::Receiver<bool>,
+    /// Turns true when the grace period after a stop is over: sessions
+    /// still open (a DATA transfer that never ends) are told `421 4.3.2`
+    /// and closed, rather than cut off in silence.
+    pub grace_over: watch::Sender<bool>,
 }
 
 /// One bound listener and how its sessions behave.
 pub(crate) struct BoundListener {
     pub name: String,
-    pub socket: TcpListener,
+    /// Where it listens. The socket itself belongs to the accept loop, so
+    /// that it is closed the moment a stop is asked for, while sessions
+    /// (which share this struct) go on.
+    pub local_addr: Option<SocketAddr>,
     pub implicit_tls: bool,
     pub acceptor: Option<TlsAcceptor>,
     /// Swapped by [`Reloader::apply`]; each connection takes the current one.
@@ -215,6 +222,8 @@ impl BoundListener {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<Arc<BoundListener>>,
+    /// One per listener, in the same order.
+    sockets: Vec<TcpListener>,
     /// The mechanisms the stores can serve (before per-listener lists).
     mechanisms: Vec<Mechanism>,
     starttls_available: bool,
@@ -241,7 +250,7 @@ impl Reloader {
                 needs_restart.push(format!("new listener {}", l.name));
                 continue;
             };
-            if bound.socket.local_addr().ok() != Some(l.address) && l.address.port() != 0 {
+            if bound.local_addr != Some(l.address) && l.address.port() != 0 {
                 needs_restart.push(format!("address of listener {}", l.name));
             }
             if bound.implicit_tls != (l.tls == ListenerTls::Implicit) {
@@ -321,6 +330,7 @@ impl Server {
         let certificate = tls.as_ref().map(|t| t.certificate.clone());
         let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
         let mut listeners = Vec::new();
+        let mut sockets = Vec::new();
         for l in &config.listeners {
             let socket =
                 TcpListener::bind(l.address)
@@ -334,13 +344,14 @@ impl Server {
             let session = session_config(config, l, &mechanisms, acceptor.is_some())?;
             listeners.push(BoundListener {
                 name: l.name.clone(),
-                socket,
+                local_addr: socket.local_addr().ok(),
                 implicit_tls: l.tls == ListenerTls::Implicit,
                 acceptor: if uses_tls { acceptor.clone() } else { None },
                 session: std::sync::RwLock::new(Arc::new(session)),
                 xclient_trusted: l.xclient_trusted.clone(),
                 proxy_trusted: l.proxy_trusted.clone(),
             });
+            sockets.push(socket);
         }
         let (limiter, ban_file) = defence_backend(config).await?;
         let shared = Arc::new(Shared {
@@ -357,10 +368,12 @@ impl Server {
             certificate,
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
             stopping,
+            grace_over: watch::Sender::new(false),
         });
         Ok(Server {
             shared,
             listeners: listeners.into_iter().map(Arc::new).collect(),
+            sockets,
             mechanisms,
             starttls_available: acceptor.is_some(),
         })
@@ -400,7 +413,7 @@ impl Server {
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.listeners
             .iter()
-            .filter_map(|l| Some((l.name.clone(), l.socket.local_addr().ok()?)))
+            .filter_map(|l| Some((l.name.clone(), l.local_addr?)))
             .collect()
     }
 
@@ -420,8 +433,8 @@ impl Server {
         let _ban_watch = AbortOnDrop(ban_watch);
         let _store_watch =
             AbortOnDrop(Some(watch_store_version(self.shared.authenticator.clone())));
-        for l in self.listeners {
-            tasks.spawn(listener::accept_loop(l, self.shared.clone()));
+        for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
+            tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
         }
         while tasks.join_next().await.is_some() {}
         // Every open connection holds a permit: all permits back means every
@@ -435,6 +448,15 @@ impl Server {
         };
         if tokio::time::timeout(grace, all_closed).await.is_err() {
             tracing::warn!("grace period over; closing the remaining connections");
+            // Each remaining session writes its 421 and closes; a peer that
+            // does not read gets at most a second more.
+            self.shared.grace_over.send_replace(true);
+            let last_words = async {
+                while connections.available_permits() < max {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), last_words).await;
         }
     }
 }

@@ -4,19 +4,28 @@ use std::sync::Arc;
 
 use portcullis_proto::Reply;
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 use crate::{connection, telemetry, BoundListener, Shared};
 
-pub(crate) async fn accept_loop(listener: Arc<BoundListener>, shared: Arc<Shared>) {
+/// Accepts until a stop is asked for. The loop owns `socket`, so leaving
+/// it closes the port at once: a client that connects after SIGTERM is
+/// refused by the kernel instead of waiting in the backlog for a greeting
+/// that never comes.
+pub(crate) async fn accept_loop(
+    socket: TcpListener,
+    listener: Arc<BoundListener>,
+    shared: Arc<Shared>,
+) {
     let mut stopping = shared.stopping.clone();
-    if let Ok(addr) = listener.socket.local_addr() {
+    if let Some(addr) = listener.local_addr {
         tracing::info!(listener = %listener.name, %addr, implicit_tls = listener.implicit_tls, "listening");
     }
     loop {
         let accepted = tokio::select! {
             // Shutdown: stop taking connections; running sessions go on.
             _ = stopping.wait_for(|stop| *stop) => break,
-            accepted = listener.socket.accept() => accepted,
+            accepted = socket.accept() => accepted,
         };
         let (mut stream, peer) = match accepted {
             Ok(pair) => pair,
