@@ -491,16 +491,13 @@ impl Session {
                 Reply::message_too_big().write_to(out);
                 Step::Continue
             }
-            DataOutcome::Complete(data)
-                if !self
-                    .sender_rule
-                    .as_ref()
-                    .is_none_or(|rule| rule.allows_message(&data)) =>
-            {
-                Reply::from_header_not_owned().write_to(out);
-                Step::Continue
-            }
             DataOutcome::Complete(data) => {
+                if let Some(Err(refused)) =
+                    self.sender_rule.as_ref().map(|r| r.check_message(&data))
+                {
+                    refused.write_to(out);
+                    return Step::Continue;
+                }
                 self.phase = Phase::AwaitingSpool;
                 Step::Effect(Effect::Spool(Box::new(Message {
                     envelope,

@@ -68,3 +68,35 @@ fn from_header_the_user_does_not_own_gets_550_and_is_not_spooled() {
     let (_, effect) = h.send(&body("Alice <ALICE@example.com>"));
     assert!(matches!(effect, Some(Effect::Spool(_))));
 }
+
+#[test]
+fn a_second_from_header_gets_550_even_spelled_with_a_space() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("alice");
+    let rule = SenderRule::new(["alice@example.com"]).checking_from_header();
+    h.session.restrict_senders(rule);
+    let body = |headers: &str| {
+        format!("MAIL FROM:<alice@example.com>\r\nRCPT TO:<r@x.test>\r\nDATA\r\n{headers}Subject: s\r\n\r\nhi\r\n.\r\n")
+    };
+    for headers in [
+        "From: <alice@example.com>\r\nFrom : <ceo@example.com>\r\n",
+        "From\t: <ceo@example.com>\r\nFrom: <alice@example.com>\r\n",
+        "From: <alice@example.com>\r\nfrom: <alice@example.com>\r\n",
+        "",
+    ] {
+        let (replies, effect) = h.send(&body(headers));
+        assert!(
+            replies.ends_with("550 5.7.1 Exactly one From: header is required\r\n"),
+            "{headers:?}: {replies}"
+        );
+        assert!(effect.is_none(), "{headers:?}: nothing to spool");
+    }
+    let (replies, effect) = h.send(&body("From : <ceo@example.com>\r\n"));
+    assert!(
+        replies.ends_with("550 5.7.1 From: header address not owned by the authenticated user\r\n"),
+        "{replies}"
+    );
+    assert!(effect.is_none());
+}
