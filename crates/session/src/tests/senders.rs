@@ -100,3 +100,52 @@ fn a_second_from_header_gets_550_even_spelled_with_a_space() {
     );
     assert!(effect.is_none());
 }
+
+/// The `AUTH=` value recorded for a transaction from `user` (with `rule`).
+fn recorded_auth_param(user: &str, rule: Option<SenderRule>, param: &str) -> Option<String> {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate(user);
+    if let Some(rule) = rule {
+        h.session.restrict_senders(rule);
+    }
+    h.replies(&format!(
+        "MAIL FROM:<{user}@example.com> AUTH={param}\r\nRCPT TO:<r@x.test>\r\nDATA\r\n"
+    ));
+    let (_, effect) = h.send("hi\r\n.\r\n");
+    let Some(Effect::Spool(message)) = effect else {
+        panic!("expected Spool, got {effect:?}");
+    };
+    message.envelope.params.auth
+}
+
+#[test]
+fn auth_param_naming_an_identity_the_user_may_not_use_is_recorded_as_unknown() {
+    let record = |rule: Option<SenderRule>, param: &str| recorded_auth_param("alice", rule, param);
+    // Without a sender rule: the user's own name, in any domain.
+    assert_eq!(record(None, "<bob@example.com>").as_deref(), Some("<>"));
+    assert_eq!(record(None, "bob@example.com").as_deref(), Some("<>"));
+    assert_eq!(
+        record(None, "alice.evil@example.com").as_deref(),
+        Some("<>")
+    );
+    assert_eq!(
+        record(None, "<alice@example.com>").as_deref(),
+        Some("<alice@example.com>")
+    );
+    assert_eq!(record(None, "alice").as_deref(), Some("alice"));
+    assert_eq!(record(None, "<>").as_deref(), Some("<>"));
+    // With one: what the rule lets the user send from.
+    let rule = || Some(SenderRule::new(["alice@example.com", "@sales.example.com"]));
+    assert_eq!(
+        record(rule(), "alice@example.com").as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        record(rule(), "x@sales.example.com").as_deref(),
+        Some("x@sales.example.com")
+    );
+    assert_eq!(record(rule(), "alice@other.example").as_deref(), Some("<>"));
+    assert_eq!(record(rule(), "bob@example.com").as_deref(), Some("<>"));
+}
