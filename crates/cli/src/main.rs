@@ -4,6 +4,7 @@
 
 mod auth_test;
 mod bans;
+mod logging;
 mod policy;
 mod queue;
 mod serve;
@@ -95,7 +96,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let log_json = matches!(cli.command, Command::Serve { log_json: true, .. });
-    init_logging(log_json);
+    logging::init(log_json);
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
@@ -139,20 +140,5 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
         Command::Auth { action, config } => auth_test::run(action, &config.load()?),
         Command::Queue { action, config } => queue::run(action, &config.load()?),
         Command::Ban { action, config } => bans::run(action, &config.load()?),
-    }
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
