@@ -4,6 +4,7 @@
 
 mod auth_test;
 mod bans;
+mod logging;
 mod policy;
 mod queue;
 mod serve;
@@ -98,7 +99,7 @@ fn main() -> std::process::ExitCode {
         quiet_on_closed_pipe();
     }
     let log_json = matches!(cli.command, Command::Serve { log_json: true, .. });
-    init_logging(log_json);
+    logging::init(log_json);
     match run(cli.command) {
         Ok(code) => code,
         Err(error) => {
@@ -223,20 +224,5 @@ fn quiet_on_closed_pipe() {
     // thread exists; no handler code is involved.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

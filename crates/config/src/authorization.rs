@@ -93,6 +93,17 @@ pub(crate) fn validate(
                 format!("{header:?} is not a header name"),
             ));
         }
+        // A message names its tenant with one plain token, or is refused;
+        // a tenant whose name is not one could never be used.
+        if let Some(name) = tenant
+            .keys()
+            .find(|name| !portcullis_proto::header::is_plain_token(name))
+        {
+            return Err(invalid(
+                format!("tenant.{name:?}"),
+                "a tenant name must be one plain token (visible ASCII, no spaces or ()<>@,;:\\\"/[]?=)",
+            ));
+        }
         Some(Tenants {
             header,
             remove_header: raw.remove_header.unwrap_or(true),
@@ -138,5 +149,7 @@ mod tests {
         let off = parse("[senders]\nenforce = false\n").unwrap();
         assert!(off.authorization.senders.is_none());
         assert!(parse("[tenants]\nheader = \"X Bad:\"\n").is_err());
+        assert!(parse("[tenant.'two words']\nrequire_authz = [\"a\"]\n").is_err());
+        assert!(parse("[tenant.'=?utf-8?q?x?=']\n").is_err());
     }
 }

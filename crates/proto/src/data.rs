@@ -1,10 +1,25 @@
-//! Receives a DATA body: dot-unstuffing, a size limit, and the end marker.
+//! Receives a DATA body: dot-unstuffing, a size limit, the end marker, and
+//! line ends made CRLF.
 //!
 //! Only `CRLF . CRLF` ends the body. A bare LF before or after the dot does
 //! not: accepting `LF . LF` is what makes SMTP smuggling possible, because
 //! the next hop may disagree on where the message ended. A body over the
 //! limit is read to its end and dropped, so the session can answer `552` in
 //! step with the client instead of parsing message lines as commands.
+//!
+//! A bare CR or a bare LF inside the body is stored as CRLF (normalised,
+//! not refused). Refusing would break the sloppy but honest clients that
+//! write LF line ends (scripts, web applications: Postfix normalises too,
+//! `smtpd_forbid_bare_newline = normalize`), while normalising closes the
+//! hole just as well: what we store has one kind of line end, so the
+//! delivery code's dot-stuffing covers every line, and a `<LF>.<LF>` or
+//! `<CR>.<CR><LF>` the client slipped in reaches the next hop as an
+//! ordinary, stuffed `..` line that no reader, lenient or strict, takes
+//! for the end of the message. Such a line of one dot is kept as text
+//! (it is not the unstuffing of a `..`), and a line end we made never
+//! starts a line for the end marker or for unstuffing: only the client's
+//! own CRLF does, so where the body ends is decided by the bytes the
+//! client sent, exactly as before.
 
 /// Progress through a DATA body.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,18 +45,18 @@ pub enum DataOutcome {
 /// Where we are relative to line starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum At {
-    /// At the start of a line (after CRLF, or at the very beginning).
+    /// At the start of a line (after the client's CRLF, or at the very
+    /// beginning).
     LineStart,
-    /// Saw `.` at a line start.
+    /// Saw `.` at a line start (not kept yet).
     Dot,
-    /// Saw `.` `CR` at a line start.
+    /// Saw `.` `CR` at a line start (neither kept yet).
     DotCr,
-    /// Inside a line.
+    /// Inside a line, or after a line end we made from a bare CR or LF.
     Middle,
-    /// Saw `CR` inside a line.
+    /// Saw `CR` (kept) inside a line.
     Cr,
 }
-
 /// A DATA receiver with a fixed size limit.
 #[derive(Debug)]
 pub struct DataReceiver {
@@ -75,33 +90,51 @@ impl DataReceiver {
                         outcome: self.finish(),
                     }
                 }
+                // A line of one dot ended by a bare CR or LF is text, not
+                // an end marker: it is kept, with a CRLF.
+                (At::DotCr, next) => {
+                    self.keep(b".\r\n");
+                    self.inside_line(next)
+                }
+                (At::Dot, b'\n') => {
+                    self.keep(b".\r\n");
+                    At::Middle
+                }
                 // A leading dot is dropped (RFC 5321 §4.5.2: senders stuff,
                 // receivers unstuff); what follows it is kept as is.
-                (At::DotCr, next) => {
-                    self.keep(b"\r");
-                    self.keep(&[next]);
-                    if next == b'\r' {
-                        At::Cr
-                    } else {
-                        At::Middle
-                    }
-                }
-                (_, b'\r') => {
-                    self.keep(b"\r");
-                    At::Cr
-                }
+                (At::Dot, next) => self.inside_line(next),
                 (At::Cr, b'\n') => {
                     self.keep(b"\n");
                     At::LineStart
                 }
-                (_, other) => {
-                    self.keep(&[other]);
-                    At::Middle
+                // The CR before `next` was bare: complete it to CRLF.
+                (At::Cr, next) => {
+                    self.keep(b"\n");
+                    self.inside_line(next)
                 }
+                (At::LineStart | At::Middle, next) => self.inside_line(next),
             };
         }
         DataProgress::More {
             consumed: input.len(),
+        }
+    }
+
+    /// Keeps `b`, which is not the end of a CRLF: a bare LF becomes CRLF.
+    fn inside_line(&mut self, b: u8) -> At {
+        match b {
+            b'\r' => {
+                self.keep(b"\r");
+                At::Cr
+            }
+            b'\n' => {
+                self.keep(b"\r\n");
+                At::Middle
+            }
+            other => {
+                self.keep(&[other]);
+                At::Middle
+            }
         }
     }
 
@@ -181,12 +214,76 @@ mod tests {
     #[test]
     fn bare_lf_dot_does_not_end_the_body() {
         let (out, _) = receive(&[b"a\n.\nb\r\n.\r\n"], 1000);
-        assert_eq!(out, DataOutcome::Complete(b"a\n.\nb\r\n".to_vec()));
+        assert_eq!(out, DataOutcome::Complete(b"a\r\n.\r\nb\r\n".to_vec()));
         let (out, _) = receive(&[b"a\r\n.\nMAIL FROM:<x>\r\n.\r\n"], 1000);
         assert_eq!(
             out,
-            DataOutcome::Complete(b"a\r\n\nMAIL FROM:<x>\r\n".to_vec())
+            DataOutcome::Complete(b"a\r\n.\r\nMAIL FROM:<x>\r\n".to_vec())
         );
+    }
+
+    /// Every smuggling shape, whole and split at every byte: the body ends
+    /// only at the client's CRLF . CRLF, and is stored with CRLF only.
+    #[test]
+    fn bare_cr_and_bare_lf_are_stored_as_crlf() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"one\rtwo\r\n.\r\n", b"one\r\ntwo\r\n"),
+            (b"one\ntwo\n.\r\n.\r\n", b"one\r\ntwo\r\n.\r\n"),
+            (b"a\n.\nMAIL\r\n.\r\n", b"a\r\n.\r\nMAIL\r\n"),
+            (b"a\r.\r\nMAIL\r\n.\r\n", b"a\r\n.\r\nMAIL\r\n"),
+            (b"a\r\n.\rMAIL\r\n.\r\n", b"a\r\n.\r\nMAIL\r\n"),
+            (b"a\r\n.\r\rb\r\n.\r\n", b"a\r\n.\r\n\r\nb\r\n"),
+            (b"a\r\r\n.\r\n", b"a\r\n\r\n"),
+            (b"a\n\r\n.\r\n", b"a\r\n\r\n"),
+            (b"a\r\n..\nb\r\n.\r\n", b"a\r\n.\r\nb\r\n"),
+            (b"\n.\r\n.\r\n", b"\r\n.\r\n"),
+        ];
+        for (input, stored) in cases {
+            for split in 0..=input.len() {
+                let (head, tail) = input.split_at(split);
+                let (out, n) = receive(&[head, tail], 1000);
+                assert_eq!(
+                    out,
+                    DataOutcome::Complete(stored.to_vec()),
+                    "{:?} split at {split}",
+                    String::from_utf8_lossy(input)
+                );
+                assert_eq!(n, input.len(), "{:?}", String::from_utf8_lossy(input));
+            }
+        }
+    }
+
+    /// Every body of up to 8 bytes from `\r \n . a`, then the end
+    /// marker: the body ends no earlier than the client's first CRLF . CRLF
+    /// and never holds a bare CR or LF.
+    #[test]
+    fn no_short_body_stores_a_bare_cr_or_lf() {
+        const ALPHABET: &[u8] = b"\r\n.a";
+        for len in 0..=8u32 {
+            for mut code in 0..4usize.pow(len) {
+                let mut input = Vec::new();
+                for _ in 0..len {
+                    input.push(ALPHABET[code % 4]);
+                    code /= 4;
+                }
+                let first_end = [b"\r\n".as_slice(), &input, b"\r\n.\r\n"]
+                    .concat()
+                    .windows(5)
+                    .position(|w| w == b"\r\n.\r\n")
+                    .map(|at| at + 5 - 2);
+                input.extend_from_slice(b"\r\n.\r\n");
+                let (out, consumed) = receive(&[&input], 1000);
+                assert_eq!(Some(consumed), first_end, "{input:?}");
+                let DataOutcome::Complete(body) = out else {
+                    panic!("{input:?}: not complete");
+                };
+                for (i, &b) in body.iter().enumerate() {
+                    let bare_cr = b == b'\r' && body.get(i + 1) != Some(&b'\n');
+                    let bare_lf = b == b'\n' && (i == 0 || body[i - 1] != b'\r');
+                    assert!(!bare_cr && !bare_lf, "{input:?} stored as {body:?}");
+                }
+            }
+        }
     }
 
     #[test]

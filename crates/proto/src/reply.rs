@@ -79,8 +79,15 @@ catalog! {
     sender_not_owned => 553 (5, 7, 1) "Sender address not owned by the authenticated user";
     /// `550` after DATA for a `From:` address the authenticated user does not own.
     from_header_not_owned => 550 (5, 7, 1) "From: header address not owned by the authenticated user";
+    /// `550` after DATA when `From:` is checked and the message has no or
+    /// several `From:` fields (RFC 5322 §3.6 allows exactly one).
+    from_header_not_single => 550 (5, 7, 1) "Exactly one From: header is required";
     /// `550` for a message naming a tenant its authorization identity may not use.
     tenant_not_authorized => 550 (5, 7, 1) "Not authorized to send for this tenant";
+    /// `550` for several tenant headers, or a tenant value that is not one
+    /// plain token (encoded, quoted, commented): which tenant it names
+    /// would depend on the reader.
+    tenant_header_ambiguous => 550 (5, 7, 1) "Exactly one tenant header with a plain tenant name is required";
     /// `550` for a message the policy script refused (`smtp_server_message_received`).
     message_refused_by_policy => 550 (5, 7, 1) "Message refused by policy";
     /// `451` for a message the policy script deferred, or could not judge.

@@ -59,6 +59,12 @@ pub(crate) async fn sender_rule(
 
 /// Checks the tenant header against `[tenant.'name'] require_authz` and
 /// removes it when configured. `Err` is the reply: nothing is spooled.
+///
+/// The tenant a later reader (KumoMTA's queue helper) acts on must be the
+/// one checked here, so anything it could read differently is refused: a
+/// second tenant field (however its name is spelled: `X-Tenant :` counts),
+/// or a value that is not one plain token (an RFC 2047 encoded word, a
+/// quoted string, a comment). Removal takes the field in every spelling.
 pub(crate) fn check_tenant(
     shared: &Shared,
     peer: &Peer,
@@ -73,10 +79,18 @@ pub(crate) fn check_tenant(
         .as_ref()
         .map(|i| i.authz_id.clone())
         .or_else(|| message.xclient.as_ref().and_then(|x| x.login.clone()));
-    for name in found.iter().map(|f| &f.value) {
-        if !may_use(tenants, name, authz.as_deref()) {
-            tracing::warn!(client = %peer.client.ip(), tenant = %name, authz = ?authz, "refused: tenant not allowed for this identity");
-            return Err(Reply::tenant_not_authorized());
+    match found.as_slice() {
+        [] => {}
+        [field] if portcullis_proto::header::is_plain_token(&field.value) => {
+            if !may_use(tenants, &field.value, authz.as_deref()) {
+                tracing::warn!(client = %peer.client.ip(), tenant = %field.value, authz = ?authz, "refused: tenant not allowed for this identity");
+                return Err(Reply::tenant_not_authorized());
+            }
+        }
+        _ => {
+            let values: Vec<&str> = found.iter().map(|f| f.value.as_str()).collect();
+            tracing::warn!(client = %peer.client.ip(), tenants = ?values, authz = ?authz, "refused: several tenant headers, or a tenant that is not a plain name");
+            return Err(Reply::tenant_header_ambiguous());
         }
     }
     if tenants.remove_header {

@@ -34,10 +34,9 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
         Reply::message_too_big()
     } else {
         let mut params = params;
-        // RFC 4954 §5: AUTH= is trusted only from an authenticated client.
-        if !session.authenticated() && params.auth.is_some() {
-            params.auth = Some("<>".to_string());
-        }
+        params.auth = params
+            .auth
+            .map(|claimed| trusted_auth_param(session, claimed));
         session.transaction = Some(Envelope {
             mail_from: from,
             params,
@@ -46,6 +45,46 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
         Reply::sender_ok()
     };
     reply.write_to(out);
+}
+
+/// RFC 4954 §5: the `AUTH=` mailbox says who originally submitted the
+/// message, and a server records it only when it trusts the client to say
+/// so; otherwise it records `<>`. We trust a client for the identities it
+/// may use here: its authentication or authorization identity (or the
+/// XCLIENT login) itself; with a sender rule, any address the rule lets
+/// it send from; without one (no `[senders]`, so no list of what a user
+/// owns), an address whose local part is the bare user name. Anything
+/// else, and anything from an unauthenticated client, becomes `<>`.
+fn trusted_auth_param(session: &Session, claimed: String) -> String {
+    let unknown = || "<>".to_string();
+    let mailbox = claimed
+        .strip_prefix('<')
+        .and_then(|m| m.strip_suffix('>'))
+        .unwrap_or(&claimed);
+    if mailbox.is_empty() || !session.authenticated() {
+        return unknown();
+    }
+    let identity = session.identity.as_ref();
+    let names = identity
+        .into_iter()
+        .flat_map(|i| [i.authn_id.as_str(), i.authz_id.as_str()])
+        .chain(session.xclient.as_ref().and_then(|x| x.login.as_deref()));
+    let local_part = mailbox.rsplit_once('@').map(|(local, _)| local);
+    let mut trusted = false;
+    for name in names {
+        trusted |= name.eq_ignore_ascii_case(mailbox);
+        trusted |= session.sender_rule.is_none()
+            && !name.contains('@')
+            && local_part.is_some_and(|l| l.eq_ignore_ascii_case(name));
+    }
+    trusted |= session
+        .sender_rule
+        .as_ref()
+        .is_some_and(|rule| rule.allows(&Path::Mailbox(mailbox.to_string())));
+    match trusted {
+        true => claimed,
+        false => unknown(),
+    }
 }
 
 pub(crate) fn rcpt(session: &mut Session, to: Path, out: &mut Vec<u8>) {

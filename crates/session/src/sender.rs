@@ -6,7 +6,7 @@
 //! with [`crate::Session::restrict_senders`]. Without a rule every sender
 //! is accepted (the check is off, or the client is not authenticated).
 
-use portcullis_proto::{header, Path};
+use portcullis_proto::{header, Path, Reply};
 
 /// The addresses one user may send from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,25 +49,32 @@ impl SenderRule {
         self
     }
 
-    /// Whether messages are checked by [`SenderRule::allows_message`].
+    /// Whether messages are checked by [`SenderRule::check_message`].
     pub fn checks_from_header(&self) -> bool {
         self.from_header
     }
 
-    /// Whether every `From:` address of `data` is owned (and there is
-    /// one). Always true when the header check is off.
-    pub fn allows_message(&self, data: &[u8]) -> bool {
+    /// With the header check on: the message must have exactly one `From:`
+    /// field (a second one, even spelled `From :`, is what a later reader
+    /// might show instead), naming at least one address, every one of them
+    /// owned. `Err` is the `550 5.7.1` to send. Always `Ok` when the check
+    /// is off.
+    pub fn check_message(&self, data: &[u8]) -> Result<(), Reply> {
         if !self.from_header {
-            return true;
+            return Ok(());
         }
-        let addresses: Vec<String> = header::fields(data, "From")
-            .iter()
-            .flat_map(|f| header::mailbox_addresses(&f.value))
-            .collect();
-        !addresses.is_empty()
+        let [from] = header::fields(data, "From")
+            .try_into()
+            .map_err(|_| Reply::from_header_not_single())?;
+        let addresses = header::mailbox_addresses(&from.value);
+        let owned = !addresses.is_empty()
             && addresses
                 .into_iter()
-                .all(|a| self.allows(&Path::Mailbox(a)))
+                .all(|a| self.allows(&Path::Mailbox(a)));
+        match owned {
+            true => Ok(()),
+            false => Err(Reply::from_header_not_owned()),
+        }
     }
 
     /// Whether `from` may be used. The null sender `<>` (bounces) is

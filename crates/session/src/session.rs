@@ -232,11 +232,19 @@ impl Session {
         }
     }
 
-    /// TLS is up: RFC 3207 §4.2 says to forget everything the client said.
+    /// TLS is up: RFC 3207 §4.2 says to forget everything the client said
+    /// before it, the EHLO name and any identity included. An identity
+    /// proved in clear (`allow_insecure_auth`) proves nothing about who is
+    /// at the other end of the TLS session, so the client authenticates
+    /// again; the senders it owned and what a proxy said with XCLIENT go
+    /// too. The per-connection failure counts stay: they are ours.
     pub fn tls_established(&mut self, tls: TlsInfo) {
         self.tls = Some(tls);
         self.helo = None;
         self.transaction = None;
+        self.identity = None;
+        self.sender_rule = None;
+        self.xclient = None;
         self.phase = Phase::Command;
     }
 
@@ -505,16 +513,13 @@ impl Session {
                 Reply::message_too_big().write_to(out);
                 Step::Continue
             }
-            DataOutcome::Complete(data)
-                if !self
-                    .sender_rule
-                    .as_ref()
-                    .is_none_or(|rule| rule.allows_message(&data)) =>
-            {
-                Reply::from_header_not_owned().write_to(out);
-                Step::Continue
-            }
             DataOutcome::Complete(data) => {
+                if let Some(Err(refused)) =
+                    self.sender_rule.as_ref().map(|r| r.check_message(&data))
+                {
+                    refused.write_to(out);
+                    return Step::Continue;
+                }
                 self.phase = Phase::AwaitingSpool;
                 Step::Effect(Effect::Spool(Box::new(Message {
                     envelope,

@@ -169,6 +169,31 @@ fn starttls_discards_pipelined_input_and_forgets_ehlo() {
 }
 
 #[test]
+fn starttls_forgets_an_identity_proved_in_clear() {
+    let mut config = SessionConfig::new("mx.test");
+    config.allow_insecure_auth = true;
+    let mut h = Harness::with(config, None);
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("alice");
+    h.session
+        .restrict_senders(crate::SenderRule::new(["alice@example.com"]));
+    let (_, effect) = h.send("STARTTLS\r\n");
+    assert!(matches!(effect, Some(Effect::StartTls)));
+    h.take();
+    h.session.tls_established(tls());
+    assert!(h.session.identity().is_none(), "RFC 3207 §4.2");
+    h.replies("EHLO c\r\n");
+    assert_eq!(h.codes("MAIL FROM:<alice@example.com>\r\n"), ["530 5.7.0"]);
+    h.authenticate("bob");
+    assert_eq!(
+        h.codes("MAIL FROM:<bob@example.com>\r\n"),
+        ["250 2.1.0"],
+        "alice's sender rule is gone with her identity"
+    );
+}
+
+#[test]
 fn plain_with_initial_response_and_pipelined_transaction() {
     let mut h = Harness::over_tls();
     h.take();
