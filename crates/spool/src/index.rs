@@ -108,7 +108,13 @@ impl Index {
     /// zeros is the preallocated, never written end. The segment is
     /// registered as closed. Reads frame by frame, so neither the
     /// preallocated tail nor the whole file is ever held in memory.
-    pub(crate) fn load_segment(&mut self, number: u64, path: &Path) -> Result<(), SpoolError> {
+    ///
+    /// A file without the segment header is not registered, and
+    /// [`Loaded::Headerless`] says so: the header is written and synced
+    /// before a segment takes its first record, so such a file (an empty
+    /// one left by a write that failed on a full disk) holds nothing that
+    /// was ever acknowledged.
+    pub(crate) fn load_segment(&mut self, number: u64, path: &Path) -> Result<Loaded, SpoolError> {
         let file =
             Arc::new(File::open(path).map_err(SpoolError::io("open journal segment", path))?);
         // Registered first, so that its frames count as live as they load.
@@ -166,8 +172,10 @@ impl Index {
             size += frame.len() as u64;
         }
         if !has_magic {
-            tracing::warn!(path = %path.display(), "journal segment without its header; ignored");
-        } else if torn {
+            self.segments.remove(&number);
+            return Ok(Loaded::Headerless);
+        }
+        if torn {
             tracing::warn!(
                 path = %path.display(),
                 trusted = size,
@@ -177,8 +185,17 @@ impl Index {
         if let Some(segment) = self.segments.get_mut(&number) {
             segment.size = size;
         }
-        Ok(())
+        Ok(Loaded::Segment)
     }
+}
+
+/// What [`Index::load_segment`] found in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loaded {
+    /// A segment, registered with its frames.
+    Segment,
+    /// No segment header: nothing in it was ever acknowledged.
+    Headerless,
 }
 
 /// What [`next_frame`] found.

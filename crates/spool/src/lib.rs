@@ -155,7 +155,7 @@ impl Spool {
         }
         sync_dir(&root)?;
         let lock_file = take_lock(&root)?;
-        let (index, next_number) = load_journal(&root.join(JOURNAL))?;
+        let (index, next_number) = load_journal(&root.join(JOURNAL), true)?;
         let shared = Arc::new(Shared {
             index: Mutex::new(index),
             queue: root.join(QUEUE),
@@ -194,7 +194,7 @@ impl Spool {
         let root = dir.to_path_buf();
         let journal = root.join(JOURNAL);
         fs::metadata(&journal).map_err(SpoolError::io("open spool", &journal))?;
-        let (index, _) = load_journal(&journal)?;
+        let (index, _) = load_journal(&journal, false)?;
         Ok(Spool {
             shared: Arc::new(Shared {
                 index: Mutex::new(index),
@@ -505,12 +505,31 @@ pub fn check_journal_scan(body: &[u8]) -> usize {
 
 /// Reads every segment in `dir` into a fresh index; returns it with the
 /// number the next segment gets.
-fn load_journal(dir: &Path) -> Result<(Index, u64), SpoolError> {
+///
+/// Files without a segment header hold nothing acknowledged (see
+/// [`Index::load_segment`]). The owner (`clean_up`) removes them, with one
+/// log line for all; a reader beside a running server only skips them.
+fn load_journal(dir: &Path, clean_up: bool) -> Result<(Index, u64), SpoolError> {
     let mut index = Index::default();
     let mut next = 1;
+    let mut removed = 0;
     for (number, path) in index::segment_files(dir)? {
-        index.load_segment(number, &path)?;
+        if index.load_segment(number, &path)? == index::Loaded::Headerless && clean_up {
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove an empty journal segment")
+                }
+            }
+        }
         next = number + 1;
+    }
+    if removed > 0 {
+        sync_dir(dir)?;
+        tracing::info!(
+            removed,
+            "removed journal segments without a header (left by failed writes; they held no message)"
+        );
     }
     Ok((index, next))
 }

@@ -424,3 +424,28 @@ fn segments_made_from_spares_keep_their_messages() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(!names(&journal).contains(&"spare".to_string()));
 }
+
+#[test]
+fn segments_without_a_header_are_removed_by_the_owner_and_skipped_by_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let spool = Spool::open(dir.path()).unwrap();
+        spool.store(&meta(), MESSAGE).unwrap()
+    };
+    let journal = dir.path().join("journal");
+    // What a full disk left: an empty file, and one whose header write was cut.
+    fs::write(journal.join("0000000000000002.log"), b"").unwrap();
+    fs::write(journal.join("0000000000000003.log"), b"PCS").unwrap();
+
+    let reader = Spool::attach(dir.path()).unwrap();
+    assert_eq!(reader.list().unwrap(), vec![id.clone()]);
+    assert_eq!(names(&journal).len(), 3, "a reader removes nothing");
+    drop(reader);
+
+    let spool = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.list().unwrap(), vec![id.clone()]);
+    assert_eq!(names(&journal), ["0000000000000001.log"]);
+    // New segments still get fresh numbers, and the message reads back.
+    let (_, bytes) = spool.read(&id).unwrap();
+    assert_eq!(bytes, MESSAGE);
+}

@@ -256,10 +256,19 @@ impl Writer {
                 file
             }
         };
-        file.write_all_at(MAGIC, 0)
+        let started = file
+            .write_all_at(MAGIC, 0)
             .and_then(|()| file.sync_all())
-            .map_err(SpoolError::io("write journal segment", &path))?;
-        sync_dir(&self.journal)?;
+            .map_err(SpoolError::io("write journal segment", &path))
+            .and_then(|()| sync_dir(&self.journal));
+        if let Err(error) = started {
+            // A full disk: leave no empty file behind for each failed
+            // message (it would hold nothing, and pile up by the thousand).
+            drop(file);
+            let _ = fs::remove_file(&path);
+            let _ = sync_dir(&self.journal);
+            return Err(error);
+        }
         let reader = File::open(&path).map_err(SpoolError::io("open journal segment", &path))?;
         lock(&self.shared.index).segments.insert(
             number,
