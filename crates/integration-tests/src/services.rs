@@ -21,26 +21,39 @@ impl RedisServer {
     pub fn start() -> Option<RedisServer> {
         let dir = tempfile::tempdir().expect("a temp dir can be created");
         let port = crate::server::free_port();
+        let mut server = RedisServer {
+            child: None,
+            port,
+            _dir: dir,
+        };
+        server.spawn()?;
+        Some(server)
+    }
+
+    /// Starts it again on the same port after [`RedisServer::kill`] (empty:
+    /// nothing is saved), and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn().expect("redis-server starts again");
+    }
+
+    fn spawn(&mut self) -> Option<()> {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(dir.path())
+            .arg(self._dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let server = RedisServer {
-            child: Some(child),
-            port,
-            _dir: dir,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.answers_ping() {
+        while !self.answers_ping() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(server)
+        Some(())
     }
 
     /// `redis://127.0.0.1:PORT`.

@@ -9,7 +9,8 @@
 //! hash `bans`, address → JSON [`Ban`], expired entries dropped on read.
 //!
 //! Every call is bounded by [`TIMEOUT`]. When Redis does not answer, calls
-//! fail fast for [`RETRY_AFTER`] instead of waiting again, and the
+//! fail fast for [`RETRY_AFTER`] instead of waiting again, then try a new
+//! connection (so Redis that comes back is used again), and the
 //! [`crate::Limiter`] counts locally meanwhile (fail open for counting;
 //! credentials are never checked here).
 
@@ -59,10 +60,6 @@ impl RedisBackend {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, LimitsError> {
-        let resting = *self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
-        if resting.is_some_and(|until| Instant::now() < until) {
-            return Err(unavailable("not retrying yet after a failure"));
-        }
         // Held only while connecting; calls use a clone of the manager.
         let mut slot = self.connection.lock().await;
         if let Some(manager) = slot.as_ref() {
@@ -81,6 +78,13 @@ impl RedisBackend {
         &self,
         pipe: redis::Pipeline,
     ) -> Result<T, LimitsError> {
+        let resting = *self.resting_until.lock().unwrap_or_else(|p| p.into_inner());
+        if resting.is_some_and(|until| Instant::now() < until) {
+            // Not a new failure: a refusal here must not extend the rest,
+            // or steady traffic would keep Redis out for good (seen: Redis
+            // restarted, the server counted locally until it restarted).
+            return Err(unavailable("not retrying yet after a failure"));
+        }
         let result = async {
             let mut connection = self.connection().await?;
             tokio::time::timeout(TIMEOUT, pipe.query_async::<T>(&mut connection))
@@ -89,9 +93,13 @@ impl RedisBackend {
                 .map_err(unavailable)
         }
         .await;
-        if result.is_err() {
+        if let Err(error) = &result {
+            tracing::debug!(%error, "redis call failed");
             *self.resting_until.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(Instant::now() + RETRY_AFTER);
+            // A fresh connection at the next try, rather than a manager
+            // whose own reconnection may have given up during the outage.
+            *self.connection.lock().await = None;
         }
         result
     }
