@@ -30,6 +30,7 @@ use crate::backoff::{expired, retry_delay};
 use crate::client::{Client, Envelope, Settings};
 use crate::dsn::Bounce;
 use crate::error::status;
+use crate::maildir;
 use crate::message::with_identity_header;
 use crate::outcome::{Failure, Outcome};
 use crate::route::select;
@@ -236,22 +237,27 @@ impl Inner {
         match &route.transport {
             Transport::Maildir { path } => {
                 let count = rcpts.len();
-                let (path, id, host, data, rcpts) = (
+                let (path, id, host, data, rcpts, sender) = (
                     path.clone(),
                     id.to_string(),
                     self.hostname.clone(),
                     data.to_vec(),
                     rcpts.to_vec(),
+                    meta.meta.mail_from.clone(),
                 );
                 let done = tokio::task::spawn_blocking(move || {
                     rcpts
                         .iter()
-                        .map(
-                            |r| match crate::maildir::deliver(&path, r, &id, &host, &data) {
+                        .map(|recipient| {
+                            let envelope = maildir::Envelope {
+                                sender: &sender,
+                                recipient,
+                            };
+                            match maildir::deliver(&path, envelope, &id, &host, &data) {
                                 Ok(_) => Outcome::Delivered,
                                 Err(e) => Outcome::NotDelivered(e.failure()),
-                            },
-                        )
+                            }
+                        })
                         .collect::<Vec<_>>()
                 })
                 .await;

@@ -1,0 +1,136 @@
+//! Delivery faults seen with real clients and real next hops: Maildir files
+//! a mail reader can read, an identity the route requires, one stalled next
+//! hop beside a working route, and a smarthost with a private CA.
+
+#[path = "delivery/sink.rs"]
+mod sink;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use portcullis_integration_tests::{free_port, RawClient, TestServer, ALICE, FROM};
+
+/// Short timings so retries happen within a test.
+const FAST: &str = "[delivery]\nscan_interval = \"100ms\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nconnect_timeout = \"2s\"\ncommand_timeout = \"10s\"\n";
+
+/// A Maildir route for example.test (the sender's domain, so bounces land there).
+const LOCAL: &str =
+    "[[route]]\nname = \"local\"\ndomains = [\"example.test\"]\ntransport = \"maildir\"\npath = \"mail\"\n";
+
+/// Submits one message as alice over STARTTLS.
+fn submit(server: &TestServer, rcpts: &[&str], subject: &str) {
+    let (mut c, _) = RawClient::connect(server.submission_port());
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    c.starttls();
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.auth_plain(ALICE.0, ALICE.1).code, 235);
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).code, 250);
+    for r in rcpts {
+        assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).code, 250);
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    let body = format!(
+        "From: <{FROM}>\r\nSubject: {subject}\r\nReturn-Path: <forged@evil.test>\r\n\r\nHello.\r\n..leading dot\r\n.\r\n"
+    );
+    c.send(body.as_bytes()).unwrap();
+    let reply = c.read_reply();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let _ = c.cmd("QUIT");
+}
+
+fn wait_for(server: &TestServer, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}\nlog:\n{}", server.log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn maildir_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn inbox(server: &TestServer, rcpt: &str) -> PathBuf {
+    server.data_dir().join("mail").join(rcpt)
+}
+
+#[test]
+fn maildir_file_has_lf_line_ends_return_path_and_delivered_to() {
+    let server = TestServer::start(&format!("{FAST}{LOCAL}"));
+    submit(&server, &["bob@example.test"], "lf please");
+    let new = inbox(&server, "bob@example.test").join("new");
+    wait_for(&server, "the Maildir file", Duration::from_secs(10), || {
+        maildir_files(&new).len() == 1
+    });
+    let file = std::fs::read_to_string(&maildir_files(&new)[0]).unwrap();
+    assert!(!file.contains('\r'), "LF line ends only: {file:?}");
+    assert!(
+        file.starts_with(&format!(
+            "Return-Path: <{FROM}>\nDelivered-To: bob@example.test\nReceived: "
+        )),
+        "{file}"
+    );
+    assert!(
+        !file.contains("forged@evil.test"),
+        "a client's Return-Path is dropped: {file}"
+    );
+    assert!(
+        file.ends_with("\n\nHello.\n.leading dot\n"),
+        "body kept, dot-stuffing undone: {file:?}"
+    );
+}
+
+/// s-nail, a real mail reader, lists and prints the message without a
+/// complaint about its format.
+#[test]
+fn maildir_message_reads_cleanly_in_s_nail() {
+    if Command::new("s-nail").arg("-V").output().is_err() {
+        panic!("s-nail is not installed (scripts/test installs it)");
+    }
+    let server = TestServer::start(&format!("{FAST}{LOCAL}"));
+    submit(&server, &["bob@example.test"], "read me");
+    let mailbox = inbox(&server, "bob@example.test");
+    wait_for(&server, "the Maildir file", Duration::from_secs(10), || {
+        maildir_files(&mailbox.join("new")).len() == 1
+    });
+    let folder = format!("maildir://{}", mailbox.display());
+    let s_nail = |args: &[&str]| {
+        let out = Command::new("s-nail")
+            .args(["-:/", "-#", "-R"])
+            .args(args)
+            .args(["-f", &folder])
+            .env("HOME", server.data_dir())
+            .env("MAIL", "/dev/null")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("s-nail runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "s-nail failed: {text}");
+        text
+    };
+    let listing = s_nail(&["-H"]);
+    assert!(listing.contains("read me"), "{listing}");
+    assert!(
+        !listing.contains('\u{240d}') && !listing.contains("Not a header line"),
+        "no stray CR: {listing}"
+    );
+    let printed = s_nail(&["-Y", "print 1", "-Y", "quit"]);
+    assert!(
+        !printed.contains("Malformed") && !printed.contains("Not a header line"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("Return-Path: <alice@example.test>"),
+        "{printed}"
+    );
+    assert!(printed.contains("\nHello.\n"), "{printed}");
+}
