@@ -47,6 +47,10 @@ pub struct Route {
     pub transport: Transport,
     /// How the submitter's identity travels to the next hop.
     pub identity: Identity,
+    /// With `identity = "xclient"`: a next hop that does not offer XCLIENT
+    /// LOGIN is a temporary failure of the route (retried, then bounced),
+    /// never a message sent without the identity. Default true.
+    pub identity_required: bool,
 }
 
 /// How a route hands messages on.
@@ -110,7 +114,7 @@ pub enum Identity {
     None,
     /// An `X-Authenticated-User:` header (any such header from the client is removed).
     Header,
-    /// `XCLIENT LOGIN=` (Postfix), when the next hop offers it.
+    /// `XCLIENT LOGIN=` (Postfix); see [`Route::identity_required`].
     Xclient,
 }
 
@@ -144,6 +148,7 @@ pub(crate) struct RawRoute {
     auth_password: Option<String>,
     auth_password_file: Option<PathBuf>,
     identity: Option<String>,
+    identity_required: Option<bool>,
 }
 
 /// Parses `250ms`, `30s`, `5m`, `2h` or `5d`.
@@ -236,6 +241,12 @@ fn route(
             ))
         }
     };
+    if raw.identity_required.is_some() && identity != Identity::Xclient {
+        return Err(invalid(
+            key("identity_required"),
+            "only applies to identity = \"xclient\"",
+        ));
+    }
     let transport = match raw.transport.as_str() {
         "maildir" => Transport::Maildir {
             path: in_data_dir(
@@ -259,6 +270,7 @@ fn route(
         users: raw.users,
         transport,
         identity,
+        identity_required: raw.identity_required.unwrap_or(true),
     })
 }
 
@@ -338,4 +350,35 @@ fn read_password(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::Config;
+
+    fn routes(route: &str) -> Result<Vec<Route>, ConfigError> {
+        let text = format!("data_dir = \"/d\"\n[delivery]\n[[route]]\n{route}");
+        let config = Config::parse(&text, Path::new("/etc/portcullis/portcullis.toml"), None)?;
+        Ok(config.delivery.expect("a [delivery] section").routes)
+    }
+
+    const SMARTHOST: &str = "transport = \"smtp\"\naddress = \"relay.example:587\"\n";
+
+    #[test]
+    fn xclient_identity_is_required_unless_the_route_says_otherwise() {
+        let strict = routes(&format!("{SMARTHOST}identity = \"xclient\"\n")).unwrap();
+        assert!(strict[0].identity_required);
+        let lenient = routes(&format!(
+            "{SMARTHOST}identity = \"xclient\"\nidentity_required = false\n"
+        ))
+        .unwrap();
+        assert!(!lenient[0].identity_required);
+        assert!(
+            routes(&format!("{SMARTHOST}identity_required = false\n")).is_err(),
+            "identity_required without identity = \"xclient\" means nothing"
+        );
+    }
 }

@@ -324,8 +324,14 @@ impl Inner {
         if let Some(user) = xclient_user {
             match client.xclient_login(user, &self.hostname).await {
                 Ok(true) => {}
+                // Failing open would hand the next hop a message with no
+                // submitter, which it may then relay as anyone's.
+                Ok(false) if route.identity_required => {
+                    client.quit().await;
+                    return all_failed(DeliveryError::XclientNotOffered);
+                }
                 Ok(false) => {
-                    tracing::warn!(route = %route.name, "next hop does not offer XCLIENT LOGIN; identity not passed")
+                    tracing::warn!(route = %route.name, "next hop does not offer XCLIENT LOGIN; identity not passed (identity_required = false)")
                 }
                 Err(error) => return all_failed(error),
             }

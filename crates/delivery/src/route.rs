@@ -41,6 +41,7 @@ mod tests {
             users: users.iter().map(|s| s.to_string()).collect(),
             transport: Transport::Maildir { path: "/m".into() },
             identity: Identity::None,
+            identity_required: true,
         }
     }
 

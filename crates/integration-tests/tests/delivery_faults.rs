@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::{free_port, RawClient, TestServer, ALICE, FROM};
+use sink::{Plan, Sink};
 
 /// Short timings so retries happen within a test.
 const FAST: &str = "[delivery]\nscan_interval = \"100ms\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nconnect_timeout = \"2s\"\ncommand_timeout = \"10s\"\n";
@@ -133,4 +134,60 @@ fn maildir_message_reads_cleanly_in_s_nail() {
         "{printed}"
     );
     assert!(printed.contains("\nHello.\n"), "{printed}");
+}
+
+/// A sink route for remote.test on `port`, plain text.
+fn sink_route(port: u16, extra: &str) -> String {
+    format!(
+        "[[route]]\nname = \"sink\"\ndomains = [\"remote.test\"]\ntransport = \"smtp\"\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\n{extra}\n"
+    )
+}
+
+#[test]
+fn xclient_route_without_xclient_defers_then_bounces_instead_of_sending_anonymously() {
+    let port = free_port();
+    let sink = Sink::tcp(port, Plan::default());
+    let config = format!(
+        "{FAST}max_age = \"3s\"\n{LOCAL}{}",
+        sink_route(port, "identity = \"xclient\"")
+    );
+    let server = TestServer::start(&config);
+    submit(&server, &["rcpt@remote.test"], "who am i");
+    let bounces = inbox(&server, FROM).join("new");
+    wait_for(&server, "the bounce", Duration::from_secs(15), || {
+        maildir_files(&bounces).len() == 1
+    });
+    assert!(
+        sink.txns().is_empty(),
+        "nothing goes out without the identity: {:#?}",
+        sink.txns()
+    );
+    let log = server.log();
+    assert!(log.contains("result=\"deferred\""), "retried first: {log}");
+    let dsn = std::fs::read_to_string(&maildir_files(&bounces)[0]).unwrap();
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; rcpt@remote.test\nAction: failed\nStatus: 4.4.7"),
+        "{dsn}"
+    );
+    assert!(
+        dsn.contains("does not offer XCLIENT LOGIN"),
+        "the diagnostic says why: {dsn}"
+    );
+}
+
+#[test]
+fn xclient_route_with_identity_not_required_sends_without_it() {
+    let port = free_port();
+    let sink = Sink::tcp(port, Plan::default());
+    let config = format!(
+        "{FAST}{}",
+        sink_route(port, "identity = \"xclient\"\nidentity_required = false")
+    );
+    let server = TestServer::start(&config);
+    submit(&server, &["rcpt@remote.test"], "anonymous is fine");
+    wait_for(&server, "delivery", Duration::from_secs(10), || {
+        sink.acked().len() == 1
+    });
+    assert!(sink.xclient_lines().is_empty());
+    assert!(server.log().contains("identity not passed"));
 }
