@@ -18,7 +18,8 @@ use crate::validate::{invalid, ConfigError};
 /// Validated delivery settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// Messages delivered at the same time.
+    /// Messages delivered at the same time on each route, unless the route
+    /// sets its own `workers` (and on recipients no route matches).
     pub workers: usize,
     /// How often the spool is scanned for new or due messages.
     pub scan_interval: Duration,
@@ -45,6 +46,9 @@ pub struct Route {
     /// Authenticated users (authn ids) this route is for; empty = everyone.
     pub users: Vec<String>,
     pub transport: Transport,
+    /// Messages this route delivers at the same time. Each route has its
+    /// own, so one route's stalled next hop never holds another's mail.
+    pub workers: usize,
     /// How the submitter's identity travels to the next hop.
     pub identity: Identity,
     /// With `identity = "xclient"`: a next hop that does not offer XCLIENT
@@ -149,6 +153,7 @@ pub(crate) struct RawRoute {
     auth_password_file: Option<PathBuf>,
     identity: Option<String>,
     identity_required: Option<bool>,
+    workers: Option<usize>,
 }
 
 /// Parses `250ms`, `30s`, `5m`, `2h` or `5d`.
@@ -196,8 +201,12 @@ pub(crate) fn validate(
                 )
             })
     };
+    let workers = raw.workers.unwrap_or(4);
+    if workers == 0 {
+        return Err(invalid("delivery.workers", "must be at least 1"));
+    }
     let delivery = Delivery {
-        workers: raw.workers.unwrap_or(4),
+        workers,
         scan_interval: duration("scan_interval", raw.scan_interval, "1s")?,
         retry_initial: duration("retry_initial", raw.retry_initial, "1m")?,
         retry_max: duration("retry_max", raw.retry_max, "1h")?,
@@ -207,21 +216,23 @@ pub(crate) fn validate(
         routes: routes
             .into_iter()
             .enumerate()
-            .map(|(i, r)| route(i, r, in_data_dir))
+            .map(|(i, r)| route(i, r, workers, in_data_dir))
             .collect::<Result<_, _>>()?,
     };
-    if delivery.workers == 0 {
-        return Err(invalid("delivery.workers", "must be at least 1"));
-    }
     Ok(Some(delivery))
 }
 
 fn route(
     index: usize,
     raw: RawRoute,
+    default_workers: usize,
     in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
 ) -> Result<Route, ConfigError> {
     let key = |field: &str| format!("route[{index}].{field}");
+    let workers = raw.workers.unwrap_or(default_workers);
+    if workers == 0 {
+        return Err(invalid(key("workers"), "must be at least 1"));
+    }
     let domains: Vec<String> = if raw.domains.is_empty() {
         vec!["*".to_string()]
     } else {
@@ -269,6 +280,7 @@ fn route(
         domains,
         users: raw.users,
         transport,
+        workers,
         identity,
         identity_required: raw.identity_required.unwrap_or(true),
     })
@@ -380,5 +392,18 @@ mod tests {
             routes(&format!("{SMARTHOST}identity_required = false\n")).is_err(),
             "identity_required without identity = \"xclient\" means nothing"
         );
+    }
+
+    #[test]
+    fn each_route_has_its_own_workers_defaulting_to_the_sections() {
+        let text = "data_dir = \"/d\"\n[delivery]\nworkers = 3\n\
+                    [[route]]\ntransport = \"maildir\"\npath = \"m\"\n\
+                    [[route]]\ntransport = \"maildir\"\npath = \"n\"\nworkers = 1\n";
+        let config = Config::parse(text, Path::new("/etc/p.toml"), None).unwrap();
+        let delivery = config.delivery.unwrap();
+        assert_eq!(delivery.workers, 3);
+        assert_eq!(delivery.routes[0].workers, 3);
+        assert_eq!(delivery.routes[1].workers, 1);
+        assert!(routes("transport = \"maildir\"\npath = \"m\"\nworkers = 0\n").is_err());
     }
 }

@@ -191,3 +191,88 @@ fn xclient_route_with_identity_not_required_sends_without_it() {
     assert!(sink.xclient_lines().is_empty());
     assert!(server.log().contains("identity not passed"));
 }
+
+/// A next hop that accepts connections and never greets; counts them.
+struct Mute {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Mute {
+    fn start() -> Mute {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Mute { port, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_stalled_route_does_not_delay_another_routes_mail() {
+    let mute = Mute::start();
+    let config = format!(
+        "[delivery]\nscan_interval = \"100ms\"\nworkers = 2\nconnect_timeout = \"5s\"\n{LOCAL}{}",
+        sink_route(mute.port, "")
+    );
+    let server = TestServer::start(&config);
+    for i in 0..4 {
+        submit(&server, &["rcpt@remote.test"], &format!("stalled-{i}"));
+    }
+    wait_for(
+        &server,
+        "the stalled route's connections",
+        Duration::from_secs(5),
+        || mute.accepted() >= 2,
+    );
+    let started = Instant::now();
+    submit(&server, &["bob@example.test"], "local");
+    let new = inbox(&server, "bob@example.test").join("new");
+    wait_for(
+        &server,
+        "the Maildir delivery",
+        Duration::from_secs(30),
+        || maildir_files(&new).len() == 1,
+    );
+    let waited = started.elapsed();
+    eprintln!(
+        "Maildir message delivered {:.2}s after submission, beside a stalled route",
+        waited.as_secs_f64()
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "the Maildir message waited {waited:?} for the stalled route"
+    );
+    // A message for both routes: its Maildir recipient does not wait for
+    // the stalled one either.
+    let started = Instant::now();
+    submit(&server, &["rcpt@remote.test", "carol@example.test"], "both");
+    let new = inbox(&server, "carol@example.test").join("new");
+    wait_for(
+        &server,
+        "the Maildir delivery",
+        Duration::from_secs(30),
+        || maildir_files(&new).len() == 1,
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "the Maildir recipient waited {waited:?} for the stalled route"
+    );
+    assert_eq!(
+        server.spool_len(),
+        5,
+        "the stalled route's messages wait in the spool"
+    );
+}
