@@ -29,6 +29,10 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     )?;
     let certificate = tls.certificate.clone();
     let policy = crate::policy::load(&config)?;
+    let delivery = (config.delivery.clone())
+        .map(|d| portcullis_delivery::Engine::new(spool.clone(), d, config.hostname.clone()))
+        .transpose()
+        .context("starting delivery")?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = config.workers {
         runtime.worker_threads(workers);
@@ -77,11 +81,7 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
             tracing::info!("stop signal: no new connections, finishing open sessions");
             let _ = stop.send(true);
         });
-        let delivery = config.delivery.clone().map(|d| {
-            let engine =
-                portcullis_delivery::Engine::new(spool.clone(), d, config.hostname.clone());
-            tokio::spawn(engine.run(stopping.clone()))
-        });
+        let delivery = delivery.map(|engine| tokio::spawn(engine.run(stopping.clone())));
         server.run(SHUTDOWN_GRACE).await;
         if let Some(delivery) = delivery {
             let _ = delivery.await;

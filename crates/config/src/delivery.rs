@@ -75,6 +75,9 @@ pub struct Relay {
     pub tls: RelayTls,
     /// Skip certificate verification (tests, or a next hop on loopback).
     pub dangerous_accept_invalid_certs: bool,
+    /// Trust only the CA certificates in this PEM file (a private CA)
+    /// instead of the public roots; the host name is still checked.
+    pub ca_file: Option<PathBuf>,
     pub auth: Option<RelayAuth>,
 }
 
@@ -148,6 +151,7 @@ pub(crate) struct RawRoute {
     path: Option<PathBuf>,
     tls: Option<String>,
     dangerous_accept_invalid_certs: Option<bool>,
+    ca_file: Option<PathBuf>,
     auth_username: Option<String>,
     auth_password: Option<String>,
     auth_password_file: Option<PathBuf>,
@@ -266,8 +270,8 @@ fn route(
                     .ok_or_else(|| invalid(key("path"), "maildir needs a path"))?,
             ),
         },
-        "smtp" => Transport::Smtp(relay(&raw, &key, false)?),
-        "lmtp" => Transport::Lmtp(relay(&raw, &key, true)?),
+        "smtp" => Transport::Smtp(relay(&raw, &key, false, in_data_dir)?),
+        "lmtp" => Transport::Lmtp(relay(&raw, &key, true, in_data_dir)?),
         other => {
             return Err(invalid(
                 key("transport"),
@@ -286,7 +290,12 @@ fn route(
     })
 }
 
-fn relay(raw: &RawRoute, key: &dyn Fn(&str) -> String, lmtp: bool) -> Result<Relay, ConfigError> {
+fn relay(
+    raw: &RawRoute,
+    key: &dyn Fn(&str) -> String,
+    lmtp: bool,
+    in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Relay, ConfigError> {
     let target = match (&raw.address, &raw.socket) {
         (Some(address), None) => {
             let (host, port) = address
@@ -350,10 +359,18 @@ fn relay(raw: &RawRoute, key: &dyn Fn(&str) -> String, lmtp: bool) -> Result<Rel
             ))
         }
     };
+    let dangerous_accept_invalid_certs = raw.dangerous_accept_invalid_certs.unwrap_or(false);
+    if dangerous_accept_invalid_certs && raw.ca_file.is_some() {
+        return Err(invalid(
+            key("ca_file"),
+            "give ca_file or dangerous_accept_invalid_certs, not both",
+        ));
+    }
     Ok(Relay {
         target,
         tls,
-        dangerous_accept_invalid_certs: raw.dangerous_accept_invalid_certs.unwrap_or(false),
+        dangerous_accept_invalid_certs,
+        ca_file: raw.ca_file.clone().map(in_data_dir),
         auth,
     })
 }
@@ -405,5 +422,18 @@ mod tests {
         assert_eq!(delivery.routes[0].workers, 3);
         assert_eq!(delivery.routes[1].workers, 1);
         assert!(routes("transport = \"maildir\"\npath = \"m\"\nworkers = 0\n").is_err());
+    }
+
+    #[test]
+    fn ca_file_is_in_the_data_dir_and_excludes_accepting_any_certificate() {
+        let r = routes(&format!("{SMARTHOST}ca_file = \"ca.pem\"\n")).unwrap();
+        let Transport::Smtp(relay) = &r[0].transport else {
+            panic!("smtp expected")
+        };
+        assert_eq!(relay.ca_file.as_deref(), Some(Path::new("/d/ca.pem")));
+        assert!(routes(&format!(
+            "{SMARTHOST}ca_file = \"ca.pem\"\ndangerous_accept_invalid_certs = true\n"
+        ))
+        .is_err());
     }
 }

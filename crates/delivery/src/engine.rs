@@ -75,18 +75,23 @@ struct Inner {
 type Needs = HashMap<MessageId, Vec<usize>>;
 
 impl Engine {
-    pub fn new(spool: Arc<Spool>, config: Delivery, hostname: String) -> Engine {
-        Engine {
+    /// Fails only when a route's CA file cannot be read.
+    pub fn new(
+        spool: Arc<Spool>,
+        config: Delivery,
+        hostname: String,
+    ) -> Result<Engine, DeliveryError> {
+        Ok(Engine {
             inner: Arc::new(Inner {
                 spool,
                 lanes: Lanes::new(&config),
+                tls: TlsConfigs::new(&config.routes)?,
                 config,
                 hostname,
-                tls: TlsConfigs::new(),
                 pool: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
             }),
-        }
+        })
     }
 
     /// Runs until `stop` turns true (or its sender is dropped).
@@ -367,7 +372,7 @@ impl Inner {
             helo_name: &self.hostname,
             connect_timeout: self.config.connect_timeout,
             command_timeout: self.config.command_timeout,
-            tls: self.tls.get(relay.dangerous_accept_invalid_certs),
+            tls: self.tls.get(relay),
         };
         let mut client = match Client::connect(&settings).await {
             Ok(client) => client,

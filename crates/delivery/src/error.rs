@@ -38,7 +38,8 @@ pub mod status {
 /// `TlsNotOffered` are the next hop's (or the network's); `Tls` is the
 /// next hop's certificate or our trust settings; `XclientNotOffered` is
 /// the next hop's set-up against the route's; `Maildir`, `Spool` and
-/// `State` are ours (disk); `NoRoute` is the configuration's.
+/// `State` are ours (disk); `NoRoute` and `CaFile` (at start-up) are the
+/// configuration's.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -83,6 +84,8 @@ pub enum DeliveryError {
     State(#[from] serde_json::Error),
     #[error("no route matches the recipient")]
     NoRoute,
+    #[error("CA file {path}: {detail}")]
+    CaFile { path: String, detail: String },
 }
 
 impl DeliveryError {
@@ -108,9 +111,10 @@ impl DeliveryError {
             | DeliveryError::Tls(_)
             | DeliveryError::AuthWithoutTls => (status::TLS, false),
             DeliveryError::XclientNotOffered => (status::IDENTITY, false),
-            DeliveryError::Maildir { .. } | DeliveryError::Spool(_) | DeliveryError::State(_) => {
-                (status::LOCAL, false)
-            }
+            DeliveryError::Maildir { .. }
+            | DeliveryError::Spool(_)
+            | DeliveryError::State(_)
+            | DeliveryError::CaFile { .. } => (status::LOCAL, false),
             DeliveryError::NoRoute => (status::NO_ROUTE, true),
         };
         Failure {

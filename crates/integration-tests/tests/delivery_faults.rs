@@ -276,3 +276,68 @@ fn a_stalled_route_does_not_delay_another_routes_mail() {
         "the stalled route's messages wait in the spool"
     );
 }
+
+/// A CA made for one test, and the sink's TLS set-up with a certificate it
+/// issued for 127.0.0.1; returns the CA certificate as PEM.
+fn private_ca() -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("empty SAN list");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Test Smarthost CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("a P-256 key");
+    let ca = params.self_signed(&ca_key).expect("the CA signs itself");
+    let leaf_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("an IP SAN");
+    let leaf_key = KeyPair::generate().expect("a P-256 key");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .expect("the CA signs");
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .expect("the certificate matches its key");
+    (ca.pem(), std::sync::Arc::new(config))
+}
+
+#[test]
+fn smarthost_with_a_private_ca_is_trusted_with_ca_file_and_not_without() {
+    let (ca_pem, tls) = private_ca();
+    let port = free_port();
+    let sink = Sink::tcp(
+        port,
+        Plan {
+            tls: Some(tls),
+            ..Plan::default()
+        },
+    );
+    let route = format!(
+        "[[route]]\nname = \"smarthost\"\ntransport = \"smtp\"\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\n"
+    );
+    let without = TestServer::start(&format!("{FAST}{route}"));
+    submit(&without, &["rcpt@remote.test"], "untrusted");
+    wait_for(&without, "a TLS deferral", Duration::from_secs(10), || {
+        without.log().contains("result=\"deferred\" status=4.7.5")
+    });
+    assert!(sink.txns().is_empty(), "nothing sent to an unverified host");
+    assert_eq!(without.spool_len(), 1, "kept for a retry");
+
+    let with = TestServer::builder()
+        .file("smarthost-ca.pem", &ca_pem)
+        .config(&format!("{FAST}{route}ca_file = \"smarthost-ca.pem\"\n"))
+        .start();
+    submit(&with, &["rcpt@remote.test"], "trusted");
+    wait_for(&with, "delivery", Duration::from_secs(10), || {
+        sink.acked().len() == 1
+    });
+    let txn = &sink.acked()[0];
+    assert!(txn.tls && txn.data.contains("Subject: trusted"), "{txn:?}");
+    wait_for(&with, "our spool to empty", Duration::from_secs(5), || {
+        with.spool_len() == 0
+    });
+}
