@@ -7,11 +7,12 @@
 //! Routes are tried in file order; the first whose `domains` and `users`
 //! match a recipient carries it.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use portcullis_sasl::Secret;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::validate::{invalid, ConfigError};
 
@@ -99,20 +100,12 @@ pub enum RelayTls {
     None,
 }
 
-/// Credentials for AUTH PLAIN at the next hop.
-#[derive(Clone, PartialEq, Eq)]
+/// Credentials for AUTH PLAIN at the next hop. The password is a
+/// [`Secret`] like every other credential: never printed, wiped on drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayAuth {
     pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for RelayAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RelayAuth")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
+    pub password: Secret,
 }
 
 /// How the authenticated identity is passed on.
@@ -228,7 +221,7 @@ pub(crate) fn validate(
 
 fn route(
     index: usize,
-    raw: RawRoute,
+    mut raw: RawRoute,
     default_workers: usize,
     in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
 ) -> Result<Route, ConfigError> {
@@ -270,8 +263,8 @@ fn route(
                     .ok_or_else(|| invalid(key("path"), "maildir needs a path"))?,
             ),
         },
-        "smtp" => Transport::Smtp(relay(&raw, &key, false, in_data_dir)?),
-        "lmtp" => Transport::Lmtp(relay(&raw, &key, true, in_data_dir)?),
+        "smtp" => Transport::Smtp(relay(&mut raw, &key, false, in_data_dir)?),
+        "lmtp" => Transport::Lmtp(relay(&mut raw, &key, true, in_data_dir)?),
         other => {
             return Err(invalid(
                 key("transport"),
@@ -291,7 +284,7 @@ fn route(
 }
 
 fn relay(
-    raw: &RawRoute,
+    raw: &mut RawRoute,
     key: &dyn Fn(&str) -> String,
     lmtp: bool,
     in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
@@ -333,8 +326,8 @@ fn relay(
             ))
         }
     };
-    let password = match (&raw.auth_password, &raw.auth_password_file) {
-        (Some(p), None) => Some(p.clone()),
+    let password = match (raw.auth_password.take(), &raw.auth_password_file) {
+        (Some(p), None) => Some(Secret::from(p)),
         (None, Some(file)) => {
             Some(read_password(file).map_err(|e| invalid(key("auth_password_file"), e))?)
         }
@@ -375,10 +368,11 @@ fn relay(
     })
 }
 
-fn read_password(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read_password(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(Secret::from(text.trim_end_matches(['\r', '\n'])))
 }
 
 #[cfg(test)]
@@ -422,6 +416,30 @@ mod tests {
         assert_eq!(delivery.routes[0].workers, 3);
         assert_eq!(delivery.routes[1].workers, 1);
         assert!(routes("transport = \"maildir\"\npath = \"m\"\nworkers = 0\n").is_err());
+    }
+
+    fn relay_auth(extra: &str) -> RelayAuth {
+        let r = routes(&format!("{SMARTHOST}auth_username = \"u\"\n{extra}")).unwrap();
+        let Transport::Smtp(relay) = &r[0].transport else {
+            panic!("smtp expected")
+        };
+        relay.auth.clone().expect("AUTH configured")
+    }
+
+    #[test]
+    fn relay_password_is_kept_as_a_secret() {
+        let auth = relay_auth("auth_password = \"hunter2\"\n");
+        let password: &portcullis_sasl::Secret = &auth.password;
+        assert!(password.ct_eq(b"hunter2"));
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay-password");
+        std::fs::write(&file, "from a file\r\n").unwrap();
+        let auth = relay_auth(&format!(
+            "auth_password_file = {:?}\n",
+            file.display().to_string()
+        ));
+        assert!(auth.password.ct_eq(b"from a file"), "line end trimmed");
     }
 
     #[test]
