@@ -6,6 +6,9 @@
 //! Blocking std sockets and one thread per connection: the sink must be
 //! obviously correct, not fast.
 
+// Several test files include this module, each using a part of it.
+#![allow(dead_code)]
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
