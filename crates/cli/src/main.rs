@@ -114,6 +114,11 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
         Command::User { action, config } => users::run(action, &config.load()?),
         Command::CheckConfig { config } => {
             let loaded = config.load()?;
+            // The route CA files are read when delivery starts; read them now.
+            if let Some(delivery) = &loaded.delivery {
+                portcullis_delivery::tls::TlsConfigs::new(&delivery.routes)
+                    .map_err(|e| anyhow::anyhow!("delivery: {e}"))?;
+            }
             println!(
                 "config ok: {} listener(s), users in {:?}, spool in {}",
                 loaded.listeners.len(),
