@@ -162,12 +162,15 @@ impl Engine {
             if !lock(&self.inner.in_flight).insert(id.clone()) {
                 return false;
             }
-            let (inner, id, finished) = (self.inner.clone(), id.clone(), finished.clone());
+            let done = Done {
+                inner: self.inner.clone(),
+                id: id.clone(),
+                held: Some(held),
+                finished: finished.clone(),
+            };
             tasks.spawn(async move {
-                inner.deliver(&id, &held).await;
-                lock(&inner.in_flight).remove(&id);
-                drop(held);
-                finished.notify_one();
+                let held = done.held.as_ref().expect("held until dropped");
+                done.inner.deliver(&done.id, held).await;
             });
             false
         });
@@ -208,20 +211,44 @@ impl Engine {
     }
 }
 
+/// The end of one delivery task, also when it panicked or was aborted:
+/// the message is no longer in flight, its permits are released, and then
+/// the dispatcher is woken to look at the waiting messages.
+struct Done {
+    inner: Arc<Inner>,
+    id: MessageId,
+    held: Option<Held>,
+    finished: Arc<Notify>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        lock(&self.inner.in_flight).remove(&self.id);
+        drop(self.held.take());
+        self.finished.notify_one();
+    }
+}
+
 impl Inner {
     /// The lanes of the routes `id`'s pending recipients use. A message
-    /// that cannot be read gets the no-route lane, so that its attempt
-    /// reports why. Blocking.
+    /// that cannot be read, or has no recipient left, gets the no-route
+    /// lane, so that its attempt reports why or removes it. Blocking.
     fn lanes_needed(&self, id: &MessageId, state: &DeliveryState) -> Vec<usize> {
+        let no_route = vec![self.lanes.lane_of(None)];
         let Ok((meta, _)) = self.spool.read(id) else {
-            return vec![self.lanes.lane_of(None)];
+            return no_route;
         };
         let pending = (state.pending.clone()).unwrap_or_else(|| meta.meta.rcpt_to.clone());
         let user = meta.meta.auth.as_ref().map(|a| a.authn_id.as_str());
-        route::groups(&self.config.routes, pending, user)
+        let lanes: Vec<usize> = route::groups(&self.config.routes, pending, user)
             .into_iter()
             .map(|(route, _)| self.lanes.lane_of(route))
-            .collect()
+            .collect();
+        if lanes.is_empty() {
+            no_route
+        } else {
+            lanes
+        }
     }
 
     /// One attempt at one message, on the lanes it holds.
