@@ -147,7 +147,7 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
 /// names (certificate, key, client CA, JWKS, user file, policy script)
 /// opens and parses. Creates nothing.
 fn check_config(config: &Config) -> Result<std::process::ExitCode> {
-    portcullis_server::preflight::check_files(config)?;
+    check_files(config)?;
     let policy = policy::load(config)?;
     println!(
         "config ok: {} listener(s), users in {}, spool in {}",
@@ -167,6 +167,17 @@ fn check_config(config: &Config) -> Result<std::process::ExitCode> {
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Every file the config names opens and parses: the server's (see
+/// `portcullis_server::preflight`) and the delivery routes' CA files.
+fn check_files(config: &Config) -> Result<()> {
+    portcullis_server::preflight::check_files(config)?;
+    if let Some(delivery) = &config.delivery {
+        portcullis_delivery::tls::TlsConfigs::new(&delivery.routes)
+            .map_err(|e| anyhow::anyhow!("delivery: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `a, b, c`, or `none`.

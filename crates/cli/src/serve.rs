@@ -20,7 +20,7 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     return_large_buffers_to_the_os();
     // Everything that can be checked is checked before anything is made:
     // a bad file or a taken port leaves no data directory behind.
-    portcullis_server::preflight::check_files(&config)?;
+    crate::check_files(&config)?;
     let policy = crate::policy::load(&config)?;
     portcullis_server::preflight::check_ports(&config)?;
     std::fs::create_dir_all(&config.data_dir)
@@ -33,6 +33,10 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
         config.client_certificates.as_ref(),
     )?;
     let certificate = tls.certificate.clone();
+    let delivery = (config.delivery.clone())
+        .map(|d| portcullis_delivery::Engine::new(spool.clone(), d, config.hostname.clone()))
+        .transpose()
+        .context("starting delivery")?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = config.workers {
         runtime.worker_threads(workers);
@@ -81,11 +85,7 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
             tracing::info!("stop signal: no new connections, finishing open sessions");
             let _ = stop.send(true);
         });
-        let delivery = config.delivery.clone().map(|d| {
-            let engine =
-                portcullis_delivery::Engine::new(spool.clone(), d, config.hostname.clone());
-            tokio::spawn(engine.run(stopping.clone()))
-        });
+        let delivery = delivery.map(|engine| tokio::spawn(engine.run(stopping.clone())));
         server.run(SHUTDOWN_GRACE).await;
         if let Some(delivery) = delivery {
             let _ = delivery.await;

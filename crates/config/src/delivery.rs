@@ -7,18 +7,20 @@
 //! Routes are tried in file order; the first whose `domains` and `users`
 //! match a recipient carries it.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use portcullis_sasl::Secret;
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::validate::{invalid, ConfigError};
 
 /// Validated delivery settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// Messages delivered at the same time.
+    /// Messages delivered at the same time on each route, unless the route
+    /// sets its own `workers` (and on recipients no route matches).
     pub workers: usize,
     /// How often the spool is scanned for new or due messages.
     pub scan_interval: Duration,
@@ -45,8 +47,15 @@ pub struct Route {
     /// Authenticated users (authn ids) this route is for; empty = everyone.
     pub users: Vec<String>,
     pub transport: Transport,
+    /// Messages this route delivers at the same time. Each route has its
+    /// own, so one route's stalled next hop never holds another's mail.
+    pub workers: usize,
     /// How the submitter's identity travels to the next hop.
     pub identity: Identity,
+    /// With `identity = "xclient"`: a next hop that does not offer XCLIENT
+    /// LOGIN is a temporary failure of the route (retried, then bounced),
+    /// never a message sent without the identity. Default true.
+    pub identity_required: bool,
 }
 
 /// How a route hands messages on.
@@ -67,6 +76,9 @@ pub struct Relay {
     pub tls: RelayTls,
     /// Skip certificate verification (tests, or a next hop on loopback).
     pub dangerous_accept_invalid_certs: bool,
+    /// Trust only the CA certificates in this PEM file (a private CA)
+    /// instead of the public roots; the host name is still checked.
+    pub ca_file: Option<PathBuf>,
     pub auth: Option<RelayAuth>,
 }
 
@@ -88,20 +100,12 @@ pub enum RelayTls {
     None,
 }
 
-/// Credentials for AUTH PLAIN at the next hop.
-#[derive(Clone, PartialEq, Eq)]
+/// Credentials for AUTH PLAIN at the next hop. The password is a
+/// [`Secret`] like every other credential: never printed, wiped on drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayAuth {
     pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for RelayAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RelayAuth")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
+    pub password: Secret,
 }
 
 /// How the authenticated identity is passed on.
@@ -110,7 +114,7 @@ pub enum Identity {
     None,
     /// An `X-Authenticated-User:` header (any such header from the client is removed).
     Header,
-    /// `XCLIENT LOGIN=` (Postfix), when the next hop offers it.
+    /// `XCLIENT LOGIN=` (Postfix); see [`Route::identity_required`].
     Xclient,
 }
 
@@ -140,10 +144,13 @@ pub(crate) struct RawRoute {
     path: Option<PathBuf>,
     tls: Option<String>,
     dangerous_accept_invalid_certs: Option<bool>,
+    ca_file: Option<PathBuf>,
     auth_username: Option<String>,
     auth_password: Option<String>,
     auth_password_file: Option<PathBuf>,
     identity: Option<String>,
+    identity_required: Option<bool>,
+    workers: Option<usize>,
 }
 
 /// Parses `250ms`, `30s`, `5m`, `2h` or `5d`.
@@ -191,8 +198,12 @@ pub(crate) fn validate(
                 )
             })
     };
+    let workers = raw.workers.unwrap_or(4);
+    if workers == 0 {
+        return Err(invalid("delivery.workers", "must be at least 1"));
+    }
     let delivery = Delivery {
-        workers: raw.workers.unwrap_or(4),
+        workers,
         scan_interval: duration("scan_interval", raw.scan_interval, "1s")?,
         retry_initial: duration("retry_initial", raw.retry_initial, "1m")?,
         retry_max: duration("retry_max", raw.retry_max, "1h")?,
@@ -202,21 +213,23 @@ pub(crate) fn validate(
         routes: routes
             .into_iter()
             .enumerate()
-            .map(|(i, r)| route(i, r, in_data_dir))
+            .map(|(i, r)| route(i, r, workers, in_data_dir))
             .collect::<Result<_, _>>()?,
     };
-    if delivery.workers == 0 {
-        return Err(invalid("delivery.workers", "must be at least 1"));
-    }
     Ok(Some(delivery))
 }
 
 fn route(
     index: usize,
-    raw: RawRoute,
+    mut raw: RawRoute,
+    default_workers: usize,
     in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
 ) -> Result<Route, ConfigError> {
     let key = |field: &str| format!("route[{index}].{field}");
+    let workers = raw.workers.unwrap_or(default_workers);
+    if workers == 0 {
+        return Err(invalid(key("workers"), "must be at least 1"));
+    }
     let domains: Vec<String> = if raw.domains.is_empty() {
         vec!["*".to_string()]
     } else {
@@ -236,6 +249,12 @@ fn route(
             ))
         }
     };
+    if raw.identity_required.is_some() && identity != Identity::Xclient {
+        return Err(invalid(
+            key("identity_required"),
+            "only applies to identity = \"xclient\"",
+        ));
+    }
     let transport = match raw.transport.as_str() {
         "maildir" => Transport::Maildir {
             path: in_data_dir(
@@ -244,8 +263,8 @@ fn route(
                     .ok_or_else(|| invalid(key("path"), "maildir needs a path"))?,
             ),
         },
-        "smtp" => Transport::Smtp(relay(&raw, &key, false)?),
-        "lmtp" => Transport::Lmtp(relay(&raw, &key, true)?),
+        "smtp" => Transport::Smtp(relay(&mut raw, &key, false, in_data_dir)?),
+        "lmtp" => Transport::Lmtp(relay(&mut raw, &key, true, in_data_dir)?),
         other => {
             return Err(invalid(
                 key("transport"),
@@ -258,11 +277,18 @@ fn route(
         domains,
         users: raw.users,
         transport,
+        workers,
         identity,
+        identity_required: raw.identity_required.unwrap_or(true),
     })
 }
 
-fn relay(raw: &RawRoute, key: &dyn Fn(&str) -> String, lmtp: bool) -> Result<Relay, ConfigError> {
+fn relay(
+    raw: &mut RawRoute,
+    key: &dyn Fn(&str) -> String,
+    lmtp: bool,
+    in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Relay, ConfigError> {
     let target = match (&raw.address, &raw.socket) {
         (Some(address), None) => {
             let (host, port) = address
@@ -300,8 +326,8 @@ fn relay(raw: &RawRoute, key: &dyn Fn(&str) -> String, lmtp: bool) -> Result<Rel
             ))
         }
     };
-    let password = match (&raw.auth_password, &raw.auth_password_file) {
-        (Some(p), None) => Some(p.clone()),
+    let password = match (raw.auth_password.take(), &raw.auth_password_file) {
+        (Some(p), None) => Some(Secret::from(p)),
         (None, Some(file)) => {
             Some(read_password(file).map_err(|e| invalid(key("auth_password_file"), e))?)
         }
@@ -326,16 +352,106 @@ fn relay(raw: &RawRoute, key: &dyn Fn(&str) -> String, lmtp: bool) -> Result<Rel
             ))
         }
     };
+    let dangerous_accept_invalid_certs = raw.dangerous_accept_invalid_certs.unwrap_or(false);
+    if dangerous_accept_invalid_certs && raw.ca_file.is_some() {
+        return Err(invalid(
+            key("ca_file"),
+            "give ca_file or dangerous_accept_invalid_certs, not both",
+        ));
+    }
     Ok(Relay {
         target,
         tls,
-        dangerous_accept_invalid_certs: raw.dangerous_accept_invalid_certs.unwrap_or(false),
+        dangerous_accept_invalid_certs,
+        ca_file: raw.ca_file.clone().map(in_data_dir),
         auth,
     })
 }
 
-fn read_password(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn read_password(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(Secret::from(text.trim_end_matches(['\r', '\n'])))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::Config;
+
+    fn routes(route: &str) -> Result<Vec<Route>, ConfigError> {
+        let text = format!("data_dir = \"/d\"\n[delivery]\n[[route]]\n{route}");
+        let config = Config::parse(&text, Path::new("/etc/portcullis/portcullis.toml"), None)?;
+        Ok(config.delivery.expect("a [delivery] section").routes)
+    }
+
+    const SMARTHOST: &str = "transport = \"smtp\"\naddress = \"relay.example:587\"\n";
+
+    #[test]
+    fn xclient_identity_is_required_unless_the_route_says_otherwise() {
+        let strict = routes(&format!("{SMARTHOST}identity = \"xclient\"\n")).unwrap();
+        assert!(strict[0].identity_required);
+        let lenient = routes(&format!(
+            "{SMARTHOST}identity = \"xclient\"\nidentity_required = false\n"
+        ))
+        .unwrap();
+        assert!(!lenient[0].identity_required);
+        assert!(
+            routes(&format!("{SMARTHOST}identity_required = false\n")).is_err(),
+            "identity_required without identity = \"xclient\" means nothing"
+        );
+    }
+
+    #[test]
+    fn each_route_has_its_own_workers_defaulting_to_the_sections() {
+        let text = "data_dir = \"/d\"\n[delivery]\nworkers = 3\n\
+                    [[route]]\ntransport = \"maildir\"\npath = \"m\"\n\
+                    [[route]]\ntransport = \"maildir\"\npath = \"n\"\nworkers = 1\n";
+        let config = Config::parse(text, Path::new("/etc/p.toml"), None).unwrap();
+        let delivery = config.delivery.unwrap();
+        assert_eq!(delivery.workers, 3);
+        assert_eq!(delivery.routes[0].workers, 3);
+        assert_eq!(delivery.routes[1].workers, 1);
+        assert!(routes("transport = \"maildir\"\npath = \"m\"\nworkers = 0\n").is_err());
+    }
+
+    fn relay_auth(extra: &str) -> RelayAuth {
+        let r = routes(&format!("{SMARTHOST}auth_username = \"u\"\n{extra}")).unwrap();
+        let Transport::Smtp(relay) = &r[0].transport else {
+            panic!("smtp expected")
+        };
+        relay.auth.clone().expect("AUTH configured")
+    }
+
+    #[test]
+    fn relay_password_is_kept_as_a_secret() {
+        let auth = relay_auth("auth_password = \"hunter2\"\n");
+        let password: &portcullis_sasl::Secret = &auth.password;
+        assert!(password.ct_eq(b"hunter2"));
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay-password");
+        std::fs::write(&file, "from a file\r\n").unwrap();
+        let auth = relay_auth(&format!(
+            "auth_password_file = {:?}\n",
+            file.display().to_string()
+        ));
+        assert!(auth.password.ct_eq(b"from a file"), "line end trimmed");
+    }
+
+    #[test]
+    fn ca_file_is_in_the_data_dir_and_excludes_accepting_any_certificate() {
+        let r = routes(&format!("{SMARTHOST}ca_file = \"ca.pem\"\n")).unwrap();
+        let Transport::Smtp(relay) = &r[0].transport else {
+            panic!("smtp expected")
+        };
+        assert_eq!(relay.ca_file.as_deref(), Some(Path::new("/d/ca.pem")));
+        assert!(routes(&format!(
+            "{SMARTHOST}ca_file = \"ca.pem\"\ndangerous_accept_invalid_certs = true\n"
+        ))
+        .is_err());
+    }
 }

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use portcullis_config::delivery::{Relay, RelayTls, Target};
+use portcullis_sasl::Secret;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
+use zeroize::Zeroizing;
 
 use crate::error::DeliveryError;
 use crate::message::dot_stuffed;
@@ -97,11 +99,8 @@ impl Client {
             if !client.tls {
                 return Err(DeliveryError::AuthWithoutTls);
             }
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("\0{}\0{}", auth.username, auth.password));
-            client
-                .write(format!("AUTH PLAIN {token}\r\n").as_bytes(), "AUTH")
-                .await?;
+            let line = auth_plain_line(&auth.username, &auth.password);
+            client.write(&line, "AUTH").await?;
             client.expect("AUTH", 235).await?;
         }
         Ok(client)
@@ -415,6 +414,28 @@ async fn open(target: &Target, limit: Duration) -> Result<Box<dyn Io>, DeliveryE
     }
 }
 
+/// `AUTH PLAIN <base64(\0user\0password)>` CRLF, in buffers sized up front
+/// (no reallocation leaves a copy behind) that are wiped when dropped.
+fn auth_plain_line(username: &str, password: &Secret) -> Zeroizing<Vec<u8>> {
+    let mut plain = Zeroizing::new(Vec::with_capacity(2 + username.len() + password.len()));
+    plain.push(0);
+    plain.extend_from_slice(username.as_bytes());
+    plain.push(0);
+    plain.extend_from_slice(password.expose());
+    let encoded_len = base64::encoded_len(plain.len(), true).unwrap_or(usize::MAX / 4);
+    let mut line = Zeroizing::new(Vec::with_capacity(13 + encoded_len));
+    line.extend_from_slice(b"AUTH PLAIN ");
+    let start = line.len();
+    line.resize(start + encoded_len, 0);
+    // Invariant: the buffer was sized with `encoded_len` for this input.
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(&*plain, &mut line[start..])
+        .expect("the buffer fits the encoding");
+    line.truncate(start + written);
+    line.extend_from_slice(b"\r\n");
+    line
+}
+
 /// xtext (RFC 3461 §4): `+HH` for `+`, `=` and anything outside `!`..`~`.
 pub fn xtext(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -430,7 +451,16 @@ pub fn xtext(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::xtext;
+    use super::*;
+
+    #[test]
+    fn auth_plain_line_encodes_user_and_secret() {
+        let line = auth_plain_line("bob", &Secret::from("battery staple"));
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            "AUTH PLAIN AGJvYgBiYXR0ZXJ5IHN0YXBsZQ==\r\n"
+        );
+    }
 
     #[test]
     fn xtext_escapes() {

@@ -2,11 +2,14 @@
 //! recipient's fate, and keep idle connections for reuse.
 //!
 //! One dispatcher task scans the spool every `scan_interval`, oldest first,
-//! and hands each due message to a task holding one of `workers` semaphore
-//! permits, so at most that many messages are in flight and they start in
-//! arrival order. A message is "due" when it has no `.state` file or its
-//! `next_attempt_ms` has passed; the state is read again inside the task,
-//! so a message is never tried twice for one due time.
+//! and hands each due message to a task holding permits of the routes it
+//! needs ([`crate::lanes`]): each route delivers at most its `workers`
+//! messages at a time, in arrival order, and a message waiting for a busy
+//! route never holds up one for a free route. When a delivery ends, the
+//! messages passed over are looked at again at once. A message is "due"
+//! when it has no `.state` file or its `next_attempt_ms` has passed; the
+//! state is read again inside the task, so a message is never tried twice
+//! for one due time.
 //!
 //! Settling a message, in this order: spool the bounce (if any recipient
 //! failed for good), then either remove the entry (nothing pending) or write
@@ -20,19 +23,23 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use portcullis_config::delivery::{Delivery, Identity, Relay, Route, Transport};
 use portcullis_spool::{MessageId, Spool, SpoolError, StoredMeta};
 use time::OffsetDateTime;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::backoff::{expired, retry_delay};
 use crate::client::{Client, Envelope, Settings};
 use crate::dsn::Bounce;
 use crate::error::status;
+use crate::lanes::{Held, Lanes};
+use crate::maildir;
 use crate::message::with_identity_header;
 use crate::outcome::{Failure, Outcome};
-use crate::route::select;
+use crate::route;
 use crate::state::{self, DeliveryState};
 use crate::tls::TlsConfigs;
 use crate::DeliveryError;
@@ -58,20 +65,33 @@ struct Inner {
     pool: Mutex<HashMap<String, Vec<Client>>>,
     /// Messages being delivered now.
     in_flight: Mutex<HashSet<MessageId>>,
+    /// Per-route concurrency.
+    lanes: Lanes,
 }
 
+/// The lanes each spooled message needs, by id: worked out once from its
+/// metadata and state, forgotten when the message starts (its pending
+/// recipients may change) or leaves the spool.
+type Needs = HashMap<MessageId, Vec<usize>>;
+
 impl Engine {
-    pub fn new(spool: Arc<Spool>, config: Delivery, hostname: String) -> Engine {
-        Engine {
+    /// Fails only when a route's CA file cannot be read.
+    pub fn new(
+        spool: Arc<Spool>,
+        config: Delivery,
+        hostname: String,
+    ) -> Result<Engine, DeliveryError> {
+        Ok(Engine {
             inner: Arc::new(Inner {
                 spool,
+                lanes: Lanes::new(&config),
+                tls: TlsConfigs::new(&config.routes)?,
                 config,
                 hostname,
-                tls: TlsConfigs::new(),
                 pool: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
             }),
-        }
+        })
     }
 
     /// Runs until `stop` turns true (or its sender is dropped).
@@ -84,39 +104,31 @@ impl Engine {
             Ok(Err(error)) => tracing::error!(%error, "cannot sweep delivery state files"),
             _ => {}
         }
-        let permits = Arc::new(Semaphore::new(self.inner.config.workers));
         let mut tasks = JoinSet::new();
         tracing::info!(
             workers = self.inner.config.workers,
             routes = self.inner.config.routes.len(),
             "delivery started"
         );
-        'scan: loop {
-            for id in self.due().await {
-                let permit = tokio::select! {
-                    // A worker is free.
-                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                    // Stop: what is not started stays spooled for the next run.
-                    _ = stop.changed() => break 'scan,
-                };
-                if !lock(&self.inner.in_flight).insert(id.clone()) {
-                    continue;
-                }
-                let inner = self.inner.clone();
-                tasks.spawn(async move {
-                    inner.deliver(&id).await;
-                    lock(&inner.in_flight).remove(&id);
-                    drop(permit);
-                });
-                while tasks.try_join_next().is_some() {}
+        let finished = Arc::new(Notify::new());
+        let mut needs = Needs::new();
+        let mut waiting = Vec::new();
+        let mut next_scan = Instant::now();
+        loop {
+            if Instant::now() >= next_scan {
+                (waiting, needs) = self.due(needs).await;
+                next_scan = Instant::now() + self.inner.config.scan_interval;
             }
+            self.dispatch(&mut waiting, &mut needs, &mut tasks, &finished);
+            while tasks.try_join_next().is_some() {}
             tokio::select! {
                 // Time for the next scan.
-                _ = tokio::time::sleep(self.inner.config.scan_interval) => {}
-                // Stop requested (or the sender is gone).
+                _ = tokio::time::sleep_until(next_scan) => {}
+                // A delivery ended: its lanes may take a waiting message.
+                _ = finished.notified() => {}
+                // Stop: what is not started stays spooled for the next run.
                 _ = stop.changed() => break,
             }
-            while tasks.try_join_next().is_some() {}
         }
         tracing::info!(running = tasks.len(), "delivery stopping");
         let _ = tokio::time::timeout(STOP_GRACE, async {
@@ -133,38 +145,114 @@ impl Engine {
         }
     }
 
-    /// Ids due now, oldest first, skipping those in flight.
-    async fn due(&self) -> Vec<MessageId> {
+    /// Starts each waiting message that can take a permit on one of the
+    /// lanes it needs; the others stay waiting, in order.
+    fn dispatch(
+        &self,
+        waiting: &mut Vec<(MessageId, Vec<usize>)>,
+        needs: &mut Needs,
+        tasks: &mut JoinSet<()>,
+        finished: &Arc<Notify>,
+    ) {
+        waiting.retain(|(id, lanes)| {
+            let Some(held) = self.inner.lanes.try_take(lanes) else {
+                return true;
+            };
+            needs.remove(id);
+            if !lock(&self.inner.in_flight).insert(id.clone()) {
+                return false;
+            }
+            let done = Done {
+                inner: self.inner.clone(),
+                id: id.clone(),
+                held: Some(held),
+                finished: finished.clone(),
+            };
+            tasks.spawn(async move {
+                let held = done.held.as_ref().expect("held until dropped");
+                done.inner.deliver(&done.id, held).await;
+            });
+            false
+        });
+    }
+
+    /// Ids due now, oldest first, skipping those in flight, each with the
+    /// lanes it needs (from `needs`, or worked out and added to it).
+    async fn due(&self, mut needs: Needs) -> (Vec<(MessageId, Vec<usize>)>, Needs) {
         let inner = self.inner.clone();
-        let scanned = tokio::task::spawn_blocking(move || -> Result<Vec<MessageId>, SpoolError> {
+        let scanned = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             let ids = inner.spool.list()?;
             let in_flight = lock(&inner.in_flight).clone();
-            Ok(ids
-                .into_iter()
-                .filter(|id| !in_flight.contains(id))
-                .filter(|id| {
-                    state::load(&inner.spool, id)
-                        .map(|s| s.is_due(now))
-                        .unwrap_or(true)
-                })
-                .collect())
+            let mut due = Vec::new();
+            for id in ids {
+                let state = state::load(&inner.spool, &id).unwrap_or_default();
+                if in_flight.contains(&id) || !state.is_due(now) {
+                    continue;
+                }
+                let lanes = match needs.get(&id) {
+                    Some(lanes) => lanes.clone(),
+                    None => inner.lanes_needed(&id, &state),
+                };
+                due.push((id, lanes));
+            }
+            needs = due.iter().cloned().collect();
+            Ok::<_, SpoolError>((due, needs))
         })
         .await;
         match scanned {
-            Ok(Ok(ids)) => ids,
+            Ok(Ok(scanned)) => scanned,
             Ok(Err(error)) => {
                 tracing::error!(%error, "cannot scan the spool");
-                Vec::new()
+                Default::default()
             }
-            Err(_) => Vec::new(),
+            Err(_) => Default::default(),
         }
     }
 }
 
+/// The end of one delivery task, also when it panicked or was aborted:
+/// the message is no longer in flight, its permits are released, and then
+/// the dispatcher is woken to look at the waiting messages.
+struct Done {
+    inner: Arc<Inner>,
+    id: MessageId,
+    held: Option<Held>,
+    finished: Arc<Notify>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        lock(&self.inner.in_flight).remove(&self.id);
+        drop(self.held.take());
+        self.finished.notify_one();
+    }
+}
+
 impl Inner {
-    /// One attempt at one message.
-    async fn deliver(self: &Arc<Self>, id: &MessageId) {
+    /// The lanes of the routes `id`'s pending recipients use. A message
+    /// that cannot be read, or has no recipient left, gets the no-route
+    /// lane, so that its attempt reports why or removes it. Blocking.
+    fn lanes_needed(&self, id: &MessageId, state: &DeliveryState) -> Vec<usize> {
+        let no_route = vec![self.lanes.lane_of(None)];
+        let Ok((meta, _)) = self.spool.read(id) else {
+            return no_route;
+        };
+        let pending = (state.pending.clone()).unwrap_or_else(|| meta.meta.rcpt_to.clone());
+        let user = meta.meta.auth.as_ref().map(|a| a.authn_id.as_str());
+        let lanes: Vec<usize> = route::groups(&self.config.routes, pending, user)
+            .into_iter()
+            .map(|(route, _)| self.lanes.lane_of(route))
+            .collect();
+        if lanes.is_empty() {
+            no_route
+        } else {
+            lanes
+        }
+    }
+
+    /// One attempt at one message, on the lanes it holds.
+    async fn deliver(self: &Arc<Self>, id: &MessageId, held: &Held) {
         let spool = self.spool.clone();
         let read_id = id.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -194,17 +282,13 @@ impl Inner {
             .clone()
             .unwrap_or_else(|| meta.meta.rcpt_to.clone());
         let user = meta.meta.auth.as_ref().map(|a| a.authn_id.as_str());
-        let mut groups: Vec<(Option<usize>, Vec<String>)> = Vec::new();
-        for rcpt in pending {
-            let route = select(&self.config.routes, &rcpt, user)
-                .and_then(|r| self.config.routes.iter().position(|x| std::ptr::eq(x, r)));
-            match groups.iter_mut().find(|(r, _)| *r == route) {
-                Some((_, rcpts)) => rcpts.push(rcpt),
-                None => groups.push((route, vec![rcpt])),
-            }
-        }
         let mut results = Vec::new();
-        for (route, rcpts) in groups {
+        let mut held_back = Vec::new();
+        for (route, rcpts) in route::groups(&self.config.routes, pending, user) {
+            if !held.holds(self.lanes.lane_of(route)) {
+                held_back.extend(rcpts);
+                continue;
+            }
             let outcomes = match route {
                 Some(i) => {
                     self.deliver_route(&self.config.routes[i], id, &meta, &data, &rcpts)
@@ -220,7 +304,8 @@ impl Inner {
                 results.push((rcpt, outcome));
             }
         }
-        if let Err(error) = self.settle(id, &meta, &data, state, results).await {
+        let settled = self.settle(id, &meta, &data, state, results, held_back);
+        if let Err(error) = settled.await {
             tracing::error!(%id, %error, "cannot record delivery results; the message will be tried again");
         }
     }
@@ -236,22 +321,27 @@ impl Inner {
         match &route.transport {
             Transport::Maildir { path } => {
                 let count = rcpts.len();
-                let (path, id, host, data, rcpts) = (
+                let (path, id, host, data, rcpts, sender) = (
                     path.clone(),
                     id.to_string(),
                     self.hostname.clone(),
                     data.to_vec(),
                     rcpts.to_vec(),
+                    meta.meta.mail_from.clone(),
                 );
                 let done = tokio::task::spawn_blocking(move || {
                     rcpts
                         .iter()
-                        .map(
-                            |r| match crate::maildir::deliver(&path, r, &id, &host, &data) {
+                        .map(|recipient| {
+                            let envelope = maildir::Envelope {
+                                sender: &sender,
+                                recipient,
+                            };
+                            match maildir::deliver(&path, envelope, &id, &host, &data) {
                                 Ok(_) => Outcome::Delivered,
                                 Err(e) => Outcome::NotDelivered(e.failure()),
-                            },
-                        )
+                            }
+                        })
                         .collect::<Vec<_>>()
                 })
                 .await;
@@ -294,7 +384,7 @@ impl Inner {
             };
             match client.send(&env, &body).await {
                 Ok(outcomes) => {
-                    self.give_back(&route.name, client).await;
+                    self.give_back(route, client).await;
                     return outcomes;
                 }
                 Err(error) => {
@@ -309,7 +399,7 @@ impl Inner {
             helo_name: &self.hostname,
             connect_timeout: self.config.connect_timeout,
             command_timeout: self.config.command_timeout,
-            tls: self.tls.get(relay.dangerous_accept_invalid_certs),
+            tls: self.tls.get(relay),
         };
         let mut client = match Client::connect(&settings).await {
             Ok(client) => client,
@@ -318,15 +408,21 @@ impl Inner {
         if let Some(user) = xclient_user {
             match client.xclient_login(user, &self.hostname).await {
                 Ok(true) => {}
+                // Failing open would hand the next hop a message with no
+                // submitter, which it may then relay as anyone's.
+                Ok(false) if route.identity_required => {
+                    client.quit().await;
+                    return all_failed(DeliveryError::XclientNotOffered);
+                }
                 Ok(false) => {
-                    tracing::warn!(route = %route.name, "next hop does not offer XCLIENT LOGIN; identity not passed")
+                    tracing::warn!(route = %route.name, "next hop does not offer XCLIENT LOGIN; identity not passed (identity_required = false)")
                 }
                 Err(error) => return all_failed(error),
             }
         }
         match client.send(&env, &body).await {
             Ok(outcomes) => {
-                self.give_back(&route.name, client).await;
+                self.give_back(route, client).await;
                 outcomes
             }
             Err(error) => all_failed(error),
@@ -344,16 +440,16 @@ impl Inner {
         None
     }
 
-    async fn give_back(&self, route: &str, client: Client) {
+    async fn give_back(&self, route: &Route, client: Client) {
         if !client.reusable() {
             client.quit().await;
             return;
         }
         let surplus = {
             let mut pool = lock(&self.pool);
-            let idle = pool.entry(route.to_string()).or_default();
+            let idle = pool.entry(route.name.clone()).or_default();
             idle.retain(|c| c.idle_since.elapsed() < POOL_IDLE);
-            if idle.len() < self.config.workers {
+            if idle.len() < route.workers {
                 idle.push(client);
                 None
             } else {
@@ -366,6 +462,9 @@ impl Inner {
     }
 
     /// Bounce, then remove or reschedule; see the module docs for the order.
+    /// Recipients `held_back` (their route was busy) stay pending without
+    /// counting an attempt: if nothing else waits for a retry, the message
+    /// stays due.
     async fn settle(
         &self,
         id: &MessageId,
@@ -373,38 +472,10 @@ impl Inner {
         data: &[u8],
         mut state: DeliveryState,
         results: Vec<(String, Outcome)>,
+        held_back: Vec<String>,
     ) -> Result<(), DeliveryError> {
         let now = now_ms();
-        let too_old = expired(id.spooled_at_micros() / 1000, now, self.config.max_age);
-        let mut pending = Vec::new();
-        let mut failed = Vec::new();
-        for (rcpt, outcome) in results {
-            match outcome {
-                Outcome::Delivered => state.delivered.push(rcpt),
-                Outcome::NotDelivered(f) if f.permanent => failed.push((rcpt, f)),
-                Outcome::NotDelivered(f) if too_old => {
-                    let diagnostic = format!(
-                        "{}; gave up after {} attempts",
-                        f.diagnostic,
-                        state.attempts + 1
-                    );
-                    tracing::warn!(%id, %rcpt, "maximum age reached; bouncing");
-                    failed.push((
-                        rcpt,
-                        Failure {
-                            permanent: true,
-                            status: status::EXPIRED,
-                            diagnostic,
-                            remote: f.remote,
-                        },
-                    ));
-                }
-                Outcome::NotDelivered(f) => {
-                    pending.push(rcpt);
-                    state.last_failure = Some(f);
-                }
-            }
-        }
+        let (mut pending, failed) = classify(id, &mut state, results, now, self.config.max_age);
         if !failed.is_empty() {
             match self.bounce(id, meta, data, &failed).await {
                 Ok(()) => state.bounced.extend(failed.into_iter().map(|(r, _)| r)),
@@ -416,21 +487,24 @@ impl Inner {
         }
         let spool = self.spool.clone();
         let id = id.clone();
-        if pending.is_empty() {
+        if pending.is_empty() && held_back.is_empty() {
             tokio::task::spawn_blocking(move || spool.remove(&id))
                 .await
                 .map_err(|_| failure_join())??;
             return Ok(());
         }
-        state.attempts += 1;
-        let delay = retry_delay(
-            state.attempts,
-            self.config.retry_initial,
-            self.config.retry_max,
-        );
-        state.next_attempt_ms = now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2);
+        if !pending.is_empty() {
+            state.attempts += 1;
+            let delay = retry_delay(
+                state.attempts,
+                self.config.retry_initial,
+                self.config.retry_max,
+            );
+            state.next_attempt_ms = now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2);
+            tracing::info!(%id, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, "deferred");
+        }
+        pending.extend(held_back);
         state.pending = Some(pending);
-        tracing::info!(%id, attempts = state.attempts, retry_in_ms = delay.as_millis() as u64, "deferred");
         tokio::task::spawn_blocking(move || state::save(&spool, &id, &state))
             .await
             .map_err(|_| failure_join())?
@@ -474,6 +548,47 @@ impl Inner {
         tracing::info!(%id, %bounce_id, %sender, recipients = failed.len(), "bounce spooled");
         Ok(())
     }
+}
+
+/// Sorts one attempt's results: delivered (recorded in `state`), pending
+/// (retried; the last failure recorded) and failed for good (to bounce);
+/// a temporary failure of a message older than `max_age` is failed too.
+fn classify(
+    id: &MessageId,
+    state: &mut DeliveryState,
+    results: Vec<(String, Outcome)>,
+    now: u64,
+    max_age: Duration,
+) -> (Vec<String>, Vec<(String, Failure)>) {
+    let too_old = expired(id.spooled_at_micros() / 1000, now, max_age);
+    let mut pending = Vec::new();
+    let mut failed = Vec::new();
+    for (rcpt, outcome) in results {
+        match outcome {
+            Outcome::Delivered => state.delivered.push(rcpt),
+            Outcome::NotDelivered(f) if f.permanent => failed.push((rcpt, f)),
+            Outcome::NotDelivered(f) if too_old => {
+                let diagnostic = format!(
+                    "{}; gave up after {} attempts",
+                    f.diagnostic,
+                    state.attempts + 1
+                );
+                tracing::warn!(%id, %rcpt, "maximum age reached; bouncing");
+                let failure = Failure {
+                    permanent: true,
+                    status: status::EXPIRED,
+                    diagnostic,
+                    remote: f.remote,
+                };
+                failed.push((rcpt, failure));
+            }
+            Outcome::NotDelivered(f) => {
+                pending.push(rcpt);
+                state.last_failure = Some(f);
+            }
+        }
+    }
+    (pending, failed)
 }
 
 fn log_outcome(id: &MessageId, rcpt: &str, route: &str, outcome: &Outcome) {

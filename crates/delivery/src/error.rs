@@ -20,6 +20,9 @@ pub mod status {
     pub const PROTOCOL: EnhancedCode = EnhancedCode(4, 5, 0);
     /// TLS could not be set up.
     pub const TLS: EnhancedCode = EnhancedCode(4, 7, 5);
+    /// The route must pass the submitter's identity and cannot (4.7.0:
+    /// a security or policy status).
+    pub const IDENTITY: EnhancedCode = EnhancedCode(4, 7, 0);
     /// A local problem (disk, Maildir).
     pub const LOCAL: EnhancedCode = EnhancedCode(4, 3, 0);
     /// No route matches the recipient.
@@ -33,8 +36,10 @@ pub mod status {
 ///
 /// Who is at fault: `Connect`, `Io`, `Timeout`, `Protocol`, `Rejected` and
 /// `TlsNotOffered` are the next hop's (or the network's); `Tls` is the
-/// next hop's certificate or our trust settings; `Maildir`, `Spool` and
-/// `State` are ours (disk); `NoRoute` is the configuration's.
+/// next hop's certificate or our trust settings; `XclientNotOffered` is
+/// the next hop's set-up against the route's; `Maildir`, `Spool` and
+/// `State` are ours (disk); `NoRoute` and `CaFile` (at start-up) are the
+/// configuration's.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -66,6 +71,8 @@ pub enum DeliveryError {
     Tls(String),
     #[error("refusing to send AUTH credentials without TLS")]
     AuthWithoutTls,
+    #[error("the next hop does not offer XCLIENT LOGIN, and the route must pass the submitter's identity with it (identity = \"xclient\")")]
+    XclientNotOffered,
     #[error("maildir {path}: {source}")]
     Maildir {
         path: String,
@@ -77,6 +84,8 @@ pub enum DeliveryError {
     State(#[from] serde_json::Error),
     #[error("no route matches the recipient")]
     NoRoute,
+    #[error("CA file {path}: {detail}")]
+    CaFile { path: String, detail: String },
 }
 
 impl DeliveryError {
@@ -101,9 +110,11 @@ impl DeliveryError {
             DeliveryError::TlsNotOffered
             | DeliveryError::Tls(_)
             | DeliveryError::AuthWithoutTls => (status::TLS, false),
-            DeliveryError::Maildir { .. } | DeliveryError::Spool(_) | DeliveryError::State(_) => {
-                (status::LOCAL, false)
-            }
+            DeliveryError::XclientNotOffered => (status::IDENTITY, false),
+            DeliveryError::Maildir { .. }
+            | DeliveryError::Spool(_)
+            | DeliveryError::State(_)
+            | DeliveryError::CaFile { .. } => (status::LOCAL, false),
             DeliveryError::NoRoute => (status::NO_ROUTE, true),
         };
         Failure {

@@ -3,7 +3,8 @@
 //!
 //! A submission server is only useful if what it accepted goes somewhere.
 //! This crate is the stage after the spool: workers pick messages in order
-//! of arrival, choose a route per recipient ([`route`]), and deliver over
+//! of arrival, choose a route per recipient ([`route`]), each route with
+//! workers of its own ([`lanes`]), and deliver over
 //! SMTP or LMTP ([`client`], TCP or a Unix socket, STARTTLS verified by
 //! default, optional AUTH, PIPELINING, connection reuse) or into a Maildir
 //! ([`maildir`]). Each recipient gets its own outcome: delivered, deferred
@@ -36,6 +37,7 @@ pub mod client;
 pub mod dsn;
 pub mod engine;
 mod error;
+pub mod lanes;
 pub mod maildir;
 pub mod message;
 pub mod outcome;

@@ -29,7 +29,7 @@ pub fn with_identity_header(message: &[u8], user: Option<&str>) -> Vec<u8> {
 }
 
 /// Length of the header section up to (not including) the empty line.
-fn header_section_len(message: &[u8]) -> usize {
+pub(crate) fn header_section_len(message: &[u8]) -> usize {
     let mut pos = 0;
     for line in message.split_inclusive(|&b| b == b'\n') {
         if line == b"\r\n" || line == b"\n" {
@@ -40,7 +40,8 @@ fn header_section_len(message: &[u8]) -> usize {
     pos
 }
 
-fn is_field(line: &[u8], name: &str) -> bool {
+/// Whether `line` starts the field `name` (any case, blanks before the colon).
+pub(crate) fn is_field(line: &[u8], name: &str) -> bool {
     line.len() > name.len()
         && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
         && line[name.len()..]

@@ -19,6 +19,25 @@ pub fn select<'a>(routes: &'a [Route], recipient: &str, user: Option<&str>) -> O
     })
 }
 
+/// Recipients grouped by the index of the route that carries them (`None`:
+/// no route matches), groups in order of first appearance.
+pub fn groups(
+    routes: &[Route],
+    recipients: Vec<String>,
+    user: Option<&str>,
+) -> Vec<(Option<usize>, Vec<String>)> {
+    let mut groups: Vec<(Option<usize>, Vec<String>)> = Vec::new();
+    for rcpt in recipients {
+        let route = select(routes, &rcpt, user)
+            .and_then(|r| routes.iter().position(|x| std::ptr::eq(x, r)));
+        match groups.iter_mut().find(|(r, _)| *r == route) {
+            Some((_, rcpts)) => rcpts.push(rcpt),
+            None => groups.push((route, vec![rcpt])),
+        }
+    }
+    groups
+}
+
 /// `*` matches anything; `.example.com` matches its subdomains; otherwise
 /// an exact (lowercase) match.
 fn domain_matches(pattern: &str, domain: &str) -> bool {
@@ -40,7 +59,9 @@ mod tests {
             domains: domains.iter().map(|s| s.to_string()).collect(),
             users: users.iter().map(|s| s.to_string()).collect(),
             transport: Transport::Maildir { path: "/m".into() },
+            workers: 1,
             identity: Identity::None,
+            identity_required: true,
         }
     }
 
@@ -58,6 +79,33 @@ mod tests {
         assert_eq!(pick("a@mx.corp.test", Some("alice")), Some("subs"));
         assert_eq!(pick("a@corp.test", None), Some("default"));
         assert_eq!(pick("postmaster", None), Some("default"));
+    }
+
+    #[test]
+    fn groups_by_route_index_in_order() {
+        let routes = vec![
+            route("local", &["example.test"], &[]),
+            route("remote", &["remote.test"], &[]),
+        ];
+        let rcpts = [
+            "a@remote.test",
+            "b@example.test",
+            "c@nowhere.test",
+            "d@remote.test",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            groups(&routes, rcpts, None),
+            vec![
+                (
+                    Some(1),
+                    vec!["a@remote.test".to_string(), "d@remote.test".to_string()]
+                ),
+                (Some(0), vec!["b@example.test".to_string()]),
+                (None, vec!["c@nowhere.test".to_string()]),
+            ]
+        );
     }
 
     #[test]

@@ -201,9 +201,7 @@ fn permanent_failure_bounces_to_the_senders_maildir_and_others_are_delivered() {
         "{dsn}"
     );
     assert!(
-        dsn.contains(
-            "Final-Recipient: rfc822; nobody@remote.test\r\nAction: failed\r\nStatus: 5.1.1"
-        ),
+        dsn.contains("Final-Recipient: rfc822; nobody@remote.test\nAction: failed\nStatus: 5.1.1"),
         "{dsn}"
     );
     assert!(

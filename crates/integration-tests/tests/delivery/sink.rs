@@ -1,9 +1,13 @@
 //! A small SMTP/LMTP next hop for the delivery tests: it records what it is
 //! given and answers as the test's [`Plan`] says (4xx/5xx, per-recipient
-//! replies, stalling after the dot, XCLIENT).
+//! replies, stalling after the dot, XCLIENT, STARTTLS with a given
+//! certificate).
 //!
 //! Blocking std sockets and one thread per connection: the sink must be
 //! obviously correct, not fast.
+
+// Several test files include this module, each using a part of it.
+#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,6 +16,10 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A byte stream the sink speaks over: TCP, a Unix socket, or TLS on one.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
 
 /// How the sink answers.
 #[derive(Default)]
@@ -27,6 +35,8 @@ pub struct Plan {
     pub xclient: bool,
     /// Speak LMTP (LHLO, a reply per recipient after the dot).
     pub lmtp: bool,
+    /// Offer STARTTLS with this configuration (certificate and key).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One transaction as the sink saw it.
@@ -37,6 +47,8 @@ pub struct Txn {
     pub data: String,
     /// Recipients the sink answered 2xx after the dot.
     pub acked: Vec<String>,
+    /// The transaction ran over TLS.
+    pub tls: bool,
 }
 
 #[derive(Default)]
@@ -65,8 +77,7 @@ impl Sink {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let s = s.clone();
-                let reader = stream.try_clone().expect("tcp stream can be cloned");
-                std::thread::spawn(move || s.serve(reader, stream));
+                std::thread::spawn(move || s.serve(Box::new(stream)));
             }
         });
         sink
@@ -84,8 +95,7 @@ impl Sink {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let s = s.clone();
-                let reader = stream.try_clone().expect("unix stream can be cloned");
-                std::thread::spawn(move || s.serve(reader, stream));
+                std::thread::spawn(move || s.serve(Box::new(stream)));
             }
         });
         sink
@@ -111,15 +121,16 @@ impl Sink {
         self.shared.lock().unwrap().plan.stall_after_dot = stall;
     }
 
-    fn serve(&self, reader: impl Read, mut out: impl Write) {
-        let mut reader = BufReader::new(reader);
+    fn serve(&self, stream: Box<dyn Stream>) {
+        let mut reader = BufReader::new(stream);
         let say = |out: &mut dyn Write, line: &str| {
             out.write_all(format!("{line}\r\n").as_bytes()).is_ok()
         };
-        if !say(&mut out, "220 sink.test ESMTP") {
+        if !say(reader.get_mut(), "220 sink.test ESMTP") {
             return;
         }
         let mut txn: Option<Txn> = None;
+        let mut in_tls = false;
         let mut line = String::new();
         loop {
             line.clear();
@@ -128,13 +139,27 @@ impl Sink {
             }
             let cmd = line.trim_end().to_string();
             let upper = cmd.to_ascii_uppercase();
+            let tls = self.shared.lock().unwrap().plan.tls.clone();
             let reply: String = if upper.starts_with("EHLO") || upper.starts_with("LHLO") {
                 let xclient = self.shared.lock().unwrap().plan.xclient;
                 let mut r = "250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n".to_string();
                 if xclient {
                     r.push_str("250-XCLIENT LOGIN NAME ADDR\r\n");
                 }
+                if tls.is_some() && !in_tls {
+                    r.push_str("250-STARTTLS\r\n");
+                }
                 r + "250 SIZE 100000000"
+            } else if let (true, Some(config), false) = (upper == "STARTTLS", tls, in_tls) {
+                if !say(reader.get_mut(), "220 2.0.0 Ready to start TLS") {
+                    return;
+                }
+                // Anything the client sent after STARTTLS is dropped with the buffer.
+                let plain = reader.into_inner();
+                let server = rustls::ServerConnection::new(config).expect("a TLS session");
+                reader = BufReader::new(Box::new(rustls::StreamOwned::new(server, plain)));
+                (in_tls, txn) = (true, None);
+                continue;
             } else if upper.starts_with("XCLIENT") {
                 self.shared.lock().unwrap().xclient_lines.push(cmd.clone());
                 "220 sink.test ESMTP".into()
@@ -145,6 +170,7 @@ impl Sink {
                     rcpt_to: vec![],
                     data: String::new(),
                     acked: vec![],
+                    tls: in_tls,
                 });
                 "250 2.1.0 Ok".into()
             } else if upper.starts_with("RCPT TO:") {
@@ -167,12 +193,12 @@ impl Sink {
                 }
             } else if upper == "DATA" {
                 let Some(mut t) = txn.take().filter(|t| !t.rcpt_to.is_empty()) else {
-                    if !say(&mut out, "554 5.5.1 No valid recipients") {
+                    if !say(reader.get_mut(), "554 5.5.1 No valid recipients") {
                         return;
                     }
                     continue;
                 };
-                if !say(&mut out, "354 go ahead") {
+                if !say(reader.get_mut(), "354 go ahead") {
                     return;
                 }
                 t.data = read_data(&mut reader);
@@ -207,12 +233,12 @@ impl Sink {
             } else if upper == "NOOP" {
                 "250 2.0.0 Ok".into()
             } else if upper == "QUIT" {
-                let _ = say(&mut out, "221 2.0.0 Bye");
+                let _ = say(reader.get_mut(), "221 2.0.0 Bye");
                 return;
             } else {
                 "500 5.5.2 What?".into()
             };
-            if !say(&mut out, &reply) {
+            if !say(reader.get_mut(), &reply) {
                 return;
             }
         }
