@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +35,66 @@ pub enum AuthGate {
     /// The user is cooling down after too many failures and this address
     /// has not logged in as them lately: `454 4.7.0`, no check.
     CoolDown,
+}
+
+/// Whether an AUTH attempt may be verified now (see
+/// [`Limiter::admit_attempt`]).
+#[derive(Debug)]
+pub enum Attempt {
+    /// Verify; keep the slot until the outcome has been counted
+    /// ([`Limiter::auth_failed`] or [`Limiter::auth_succeeded`]).
+    Proceed(AttemptSlot),
+    /// The address is banned: `421`, no check.
+    Banned(Ban),
+    /// The user is cooling down, or would be if every attempt for them
+    /// now in flight failed: `454`, no check.
+    CoolDown,
+    /// The address would be banned if every attempt from it now in flight
+    /// failed: `454`, no check, until those are counted.
+    Saturated,
+}
+
+/// One AUTH attempt between its admission and the counting of its
+/// outcome; counted as in flight for its address and user until dropped.
+#[derive(Debug)]
+pub struct AttemptSlot {
+    in_flight: Arc<Mutex<HashMap<String, u64>>>,
+    keys: Vec<String>,
+}
+
+impl AttemptSlot {
+    /// Enters the attempt under `keys`; returns the slot and how many
+    /// attempts were already in flight under each key.
+    fn enter(in_flight: &Arc<Mutex<HashMap<String, u64>>>, keys: Vec<String>) -> (Self, Vec<u64>) {
+        let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let before = keys
+            .iter()
+            .map(|k| {
+                let n = map.entry(k.clone()).or_insert(0);
+                *n += 1;
+                *n - 1
+            })
+            .collect();
+        let slot = AttemptSlot {
+            in_flight: in_flight.clone(),
+            keys,
+        };
+        (slot, before)
+    }
+}
+
+impl Drop for AttemptSlot {
+    fn drop(&mut self) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &self.keys {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
 }
 
 /// What one failed AUTH attempt costs.
@@ -86,6 +146,11 @@ pub struct Limiter {
     /// Keys the HMAC of wrong passwords; never leaves the process.
     key: [u8; 32],
     open: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// AUTH attempts admitted and not yet counted, by address and user.
+    in_flight: Arc<Mutex<HashMap<String, u64>>>,
+    /// Bumped whenever the bans this process knows of change, so that
+    /// open sessions look their address up again only then.
+    ban_generation: AtomicU64,
     degraded: AtomicBool,
 }
 
@@ -117,6 +182,8 @@ impl Limiter {
             local,
             key: rand::random(),
             open: Arc::default(),
+            in_flight: Arc::default(),
+            ban_generation: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
         }
     }
@@ -178,6 +245,50 @@ impl Limiter {
             return AuthGate::Proceed;
         }
         AuthGate::CoolDown
+    }
+
+    /// Whether to verify an AUTH attempt for `user` from `ip` now: checked
+    /// immediately before each verification, not only at connect, so an
+    /// open session of an address banned since gets no further guess.
+    ///
+    /// Attempts admitted and not yet counted are reserved: an attempt is
+    /// refused when the failures so far plus those in flight would already
+    /// reach the ban or the user's cool-down. So parallel connections get
+    /// no more verified guesses than `ban_after` per ban and
+    /// `user_max_failures` per cool-down (within this process; with a
+    /// shared backend each instance reserves its own). The allow-list
+    /// skips every check.
+    pub async fn admit_attempt(&self, ip: IpAddr, user: &str, now: Timestamp) -> Attempt {
+        let ip = canonical(ip);
+        let user = user.to_lowercase();
+        if self.config.allowed(ip) {
+            return Attempt::Proceed(AttemptSlot::enter(&self.in_flight, Vec::new()).0);
+        }
+        if let Some(ban) = self.banned(ip, now).await {
+            return Attempt::Banned(ban);
+        }
+        if self.before_auth(ip, &user, now).await == AuthGate::CoolDown {
+            return Attempt::CoolDown;
+        }
+        let mut keys = vec![format!("ip:{ip}")];
+        if !user.is_empty() {
+            keys.push(format!("user:{user}"));
+        }
+        // Enter first, then read the counts: a failure counted after its
+        // slot was released is then seen in the counts, never missed.
+        let (slot, before) = AttemptSlot::enter(&self.in_flight, keys);
+        let counters = failure_counters(ip, &user, self.config.failure_window);
+        let counts = self.peek(&counters, now).await;
+        if counts[0] + before[0] >= self.config.ban_after {
+            return Attempt::Saturated;
+        }
+        if !user.is_empty()
+            && counts[2] + before[1] >= self.config.user_max_failures
+            && !self.marked(&format!("ok:{ip}:{user}"), now).await
+        {
+            return Attempt::CoolDown;
+        }
+        Attempt::Proceed(slot)
     }
 
     /// Counts a failure and says what it costs. `password` is the clear
@@ -277,10 +388,33 @@ impl Limiter {
         self.or_local(shared, || self.local.banned_now(ip, now))
     }
 
+    /// The ban on `ip` that applies to it at `now`: none for an address
+    /// on the allow-list, as at connect.
+    pub async fn enforced_ban(&self, ip: IpAddr, now: Timestamp) -> Option<Ban> {
+        if self.config.allowed(canonical(ip)) {
+            return None;
+        }
+        self.banned(ip, now).await
+    }
+
     /// Records a ban (shared when the backend is).
     pub async fn ban(&self, ban: Ban) {
         let shared = self.backend.ban(ban.clone()).await;
-        self.or_local(shared, || self.local.ban_now(ban))
+        self.or_local(shared, || self.local.ban_now(ban));
+        self.ban_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Replaces the local bans with `bans` (the ban file, reloaded).
+    pub fn reload_bans(&self, bans: Vec<Ban>) {
+        self.local.replace_bans(bans);
+        self.ban_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes whenever a ban is made or the ban file is reloaded in this
+    /// process: a session that saw the same number before need not look
+    /// its address up again.
+    pub fn ban_generation(&self) -> u64 {
+        self.ban_generation.load(Ordering::Acquire)
     }
 
     /// Every ban in force.

@@ -289,3 +289,104 @@ async fn failures_without_a_user_name_never_cool_down_everyone() {
         AuthGate::Proceed
     );
 }
+
+/// Parallel connections each hold one guess in flight: the guesses
+/// admitted before the ban may not outnumber `ban_after`.
+#[tokio::test]
+async fn parallel_attempts_never_verify_more_than_ban_after_guesses() {
+    let limiter = Limiter::in_memory(small());
+    let guesser = ip("198.51.100.70");
+    let mut slots = Vec::new();
+    for i in 0..8 {
+        match limiter.admit_attempt(guesser, &format!("u{i}"), T0).await {
+            Attempt::Proceed(slot) => slots.push(slot),
+            other => panic!("attempt {i}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        limiter.admit_attempt(guesser, "u9", T0).await,
+        Attempt::Saturated
+    ));
+    for (i, slot) in slots.into_iter().enumerate() {
+        let v = limiter
+            .auth_failed(guesser, &format!("u{i}"), None, T0)
+            .await;
+        drop(slot);
+        assert_eq!(v.banned.is_some(), i == 7, "failure {i}");
+    }
+    assert!(matches!(
+        limiter.admit_attempt(guesser, "alice", T0).await,
+        Attempt::Banned(_)
+    ));
+    // Another address is not concerned.
+    assert!(matches!(
+        limiter
+            .admit_attempt(ip("198.51.100.71"), "alice", T0)
+            .await,
+        Attempt::Proceed(_)
+    ));
+}
+
+/// A botnet guessing one user in parallel gets `user_max_failures`
+/// verified guesses per cool-down, not one per connection; an address
+/// that logged in as the user before is never held back.
+#[tokio::test]
+async fn parallel_attempts_for_one_user_stop_at_the_cool_down() {
+    let limiter = Limiter::in_memory(small());
+    let home = ip("192.0.2.1");
+    limiter.auth_succeeded(home, "erin", T0).await;
+    let mut slots = Vec::new();
+    for i in 0..5u8 {
+        let bot = ip(&format!("198.18.{i}.1"));
+        match limiter.admit_attempt(bot, "Erin", T0).await {
+            Attempt::Proceed(slot) => slots.push(slot),
+            other => panic!("bot {i}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        limiter.admit_attempt(ip("198.18.9.1"), "erin", T0).await,
+        Attempt::CoolDown
+    ));
+    assert!(matches!(
+        limiter.admit_attempt(home, "erin", T0).await,
+        Attempt::Proceed(_)
+    ));
+    // An attempt that ends without a failure frees its place.
+    slots.pop();
+    assert!(matches!(
+        limiter.admit_attempt(ip("198.18.9.1"), "erin", T0).await,
+        Attempt::Proceed(_)
+    ));
+}
+
+#[tokio::test]
+async fn bans_made_or_reloaded_change_the_generation() {
+    let limiter = Limiter::in_memory(small());
+    let start = limiter.ban_generation();
+    let guesser = ip("198.51.100.80");
+    for i in 0..8 {
+        limiter
+            .auth_failed(guesser, &format!("u{i}"), None, T0)
+            .await;
+    }
+    let after_ban = limiter.ban_generation();
+    assert_ne!(start, after_ban);
+    assert!(limiter.enforced_ban(guesser, T0).await.is_some());
+    limiter.reload_bans(Vec::new());
+    assert_ne!(limiter.ban_generation(), after_ban);
+    assert!(limiter.enforced_ban(guesser, T0).await.is_none());
+    let config = LimitsConfig {
+        allow: vec!["198.51.100.0/24".parse().unwrap()],
+        ..small()
+    };
+    let allowing = Limiter::in_memory(config);
+    allowing
+        .ban(Ban {
+            ip: guesser,
+            reason: "manual".into(),
+            created_ms: 0,
+            expires_ms: u64::MAX,
+        })
+        .await;
+    assert!(allowing.enforced_ban(guesser, T0).await.is_none());
+}

@@ -1,6 +1,7 @@
 //! One connection: greeting, the read/feed/write loop, STARTTLS.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use portcullis_proto::Reply;
 use portcullis_session::{
@@ -18,6 +19,9 @@ pub(crate) struct Peer {
     pub listener: String,
     /// What policy hooks of this connection share (`conn_meta`, user data).
     pub meta: portcullis_lua::ConnMeta,
+    /// The limiter's ban generation when this connection's address was
+    /// last checked (see [`crate::defence::banned_since`]).
+    pub bans_seen: AtomicU64,
 }
 
 /// How [`drive`] ended.
@@ -49,6 +53,9 @@ pub(crate) async fn serve(
         server,
         listener: listener.name.clone(),
         meta: portcullis_lua::ConnMeta::new(),
+        // Read before the ban check at connect: a ban made after it
+        // changes the generation, and the next command looks again.
+        bans_seen: AtomicU64::new(shared.limiter.ban_generation()),
     };
     // Bans and per-address limits, before the greeting (and before any TLS
     // work). The slot counts this connection until it ends.
@@ -163,7 +170,13 @@ where
                 };
                 match read {
                     Ok(Ok(0)) => return Ok(Ended::Closed),
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => {
+                        if let Some(reply) = banned_since(peer, session, shared).await {
+                            session.abort(reply, &mut out);
+                            flush(stream, &mut out, shared).await?;
+                            return Ok(Ended::Closed);
+                        }
+                    }
                     Ok(Err(error)) => return Err(error),
                     Err(_elapsed) => {
                         session.abort(Reply::idle_timeout(), &mut out);
@@ -252,6 +265,19 @@ where
             }
         }
     }
+}
+
+/// The `421` for a session whose address was banned after it connected.
+/// A transaction under way finishes first (as at shutdown): the ban is
+/// about guessing, and AUTH is not allowed inside a transaction.
+async fn banned_since(peer: &Peer, session: &Session, shared: &Shared) -> Option<Reply> {
+    if session.in_transaction() {
+        return None;
+    }
+    let mut seen = peer.bans_seen.load(Ordering::Relaxed);
+    let reply = crate::defence::banned_since(shared, peer, session, &mut seen).await;
+    peer.bans_seen.store(seen, Ordering::Relaxed);
+    reply
 }
 
 /// Writes the pending replies. A client that stops reading is given the
