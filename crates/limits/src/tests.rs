@@ -264,6 +264,26 @@ fn ban_file_round_trip_drops_expired_bans() {
     assert!(!file.remove(ip("192.0.2.2"), later).unwrap());
 }
 
+#[cfg(unix)]
+#[test]
+fn the_ban_file_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe { libc::umask(0o022) };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bans.json");
+    let file = BanFile::new(&path);
+    let ban = Ban {
+        ip: ip("192.0.2.1"),
+        reason: "test".into(),
+        created_ms: T0.millis(),
+        expires_ms: T0.millis() + 1000,
+    };
+    file.add(ban, T0).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+}
+
 #[test]
 fn sliding_window_estimate_weights_the_previous_bucket() {
     let w = Duration::from_secs(60);
