@@ -23,6 +23,8 @@ pub enum Admission {
     Banned(Ban),
     /// Too many open connections from this address.
     TooManyConnections,
+    /// Too many open connections from this address's /24 or /64.
+    TooManyFromNetwork,
     /// Too many new connections from this address lately.
     TooFast,
 }
@@ -117,20 +119,23 @@ pub struct FailureVerdict {
     pub banned: Option<Ban>,
 }
 
-/// One open connection, counted against its address until dropped.
+/// One open connection, counted against its address and network until
+/// dropped.
 #[derive(Debug)]
 pub struct ConnectionSlot {
-    open: Arc<Mutex<HashMap<IpAddr, u32>>>,
-    ip: IpAddr,
+    open: Arc<Mutex<HashMap<String, u32>>>,
+    keys: [String; 2],
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
+        for key in &self.keys {
+            if let Some(n) = open.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(key);
+                }
             }
         }
     }
@@ -145,7 +150,8 @@ pub struct Limiter {
     local: Arc<MemoryBackend>,
     /// Keys the HMAC of wrong passwords; never leaves the process.
     key: [u8; 32],
-    open: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// Open connections by address (`ip:…`) and network (`net:…`).
+    open: Arc<Mutex<HashMap<String, u32>>>,
     /// AUTH attempts admitted and not yet counted, by address and user.
     in_flight: Arc<Mutex<HashMap<String, u64>>>,
     /// Bumped whenever the bans this process knows of change, so that
@@ -197,8 +203,8 @@ impl Limiter {
         &self.local
     }
 
-    /// Bans, connection count and rate, in that order. The allow-list
-    /// skips all three.
+    /// Bans, connection rate and open connections (per address, then per
+    /// network), in that order. The allow-list skips them all.
     pub async fn admit(&self, ip: IpAddr, now: Timestamp) -> Admission {
         let ip = canonical(ip);
         if !self.config.allowed(ip) {
@@ -216,16 +222,27 @@ impl Limiter {
                 }
             }
         }
+        let keys = [format!("ip:{ip}"), format!("net:{}", network_of(ip))];
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        let max = self.config.max_connections_per_address;
-        if max > 0 && *n >= max && !self.config.allowed(ip) {
-            return Admission::TooManyConnections;
+        if !self.config.allowed(ip) {
+            let count = |key: &String| open.get(key).copied().unwrap_or(0);
+            let (per_address, per_network) = (
+                self.config.max_connections_per_address,
+                self.config.max_connections_per_network,
+            );
+            if per_address > 0 && count(&keys[0]) >= per_address {
+                return Admission::TooManyConnections;
+            }
+            if per_network > 0 && count(&keys[1]) >= per_network {
+                return Admission::TooManyFromNetwork;
+            }
         }
-        *n += 1;
+        for key in &keys {
+            *open.entry(key.clone()).or_insert(0) += 1;
+        }
         Admission::Admitted(ConnectionSlot {
             open: self.open.clone(),
-            ip,
+            keys,
         })
     }
 

@@ -410,3 +410,56 @@ async fn bans_made_or_reloaded_change_the_generation() {
         .await;
     assert!(allowing.enforced_ban(guesser, T0).await.is_none());
 }
+
+/// One host with many addresses in a /24 (or a /64) cannot take every
+/// connection slot: the network has its own cap beside the address's.
+#[tokio::test]
+async fn open_connections_per_network_are_capped_beside_per_address() {
+    let config = LimitsConfig {
+        max_connections_per_address: 2,
+        max_connections_per_network: 3,
+        max_connection_rate: 0,
+        ..small()
+    };
+    let limiter = Limiter::in_memory(config);
+    let mut slots = Vec::new();
+    for last in 1..=3 {
+        match limiter.admit(ip(&format!("192.0.2.{last}")), T0).await {
+            Admission::Admitted(slot) => slots.push(slot),
+            other => panic!("192.0.2.{last}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        limiter.admit(ip("192.0.2.4"), T0).await,
+        Admission::TooManyFromNetwork
+    ));
+    assert!(matches!(
+        limiter.admit(ip("192.0.3.4"), T0).await,
+        Admission::Admitted(_)
+    ));
+    slots.pop();
+    assert!(matches!(
+        limiter.admit(ip("192.0.2.4"), T0).await,
+        Admission::Admitted(_)
+    ));
+    // IPv6: the /64 is the network.
+    let a = limiter.admit(ip("2001:db8:1:2::1"), T0).await;
+    let b = limiter.admit(ip("2001:db8:1:2::2"), T0).await;
+    let c = limiter.admit(ip("2001:db8:1:2::3"), T0).await;
+    assert!(matches!(
+        (&a, &b, &c),
+        (
+            Admission::Admitted(_),
+            Admission::Admitted(_),
+            Admission::Admitted(_)
+        )
+    ));
+    assert!(matches!(
+        limiter.admit(ip("2001:db8:1:2::4"), T0).await,
+        Admission::TooManyFromNetwork
+    ));
+    assert!(matches!(
+        limiter.admit(ip("2001:db8:1:3::4"), T0).await,
+        Admission::Admitted(_)
+    ));
+}

@@ -9,7 +9,9 @@ use portcullis_session::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use crate::pace::Pace;
 use crate::{effects, tls, BoundListener, Shared};
 
 /// Facts about the connection the spool records.
@@ -150,11 +152,14 @@ where
 {
     let mut input: Vec<u8> = Vec::new();
     let mut stopping = shared.stopping.clone();
+    let mut pace = Pace::new(shared.command_timeout, shared.min_data_rate, Instant::now());
     loop {
         let progress = session.feed(&input, &mut out);
         input.drain(..progress.consumed);
         match progress.effect {
             None => {
+                let line_done = progress.consumed > 0 || input.is_empty();
+                pace.wants_input(line_done, session.receiving_data(), Instant::now());
                 if *stopping.borrow() && !session.in_transaction() {
                     session.abort(Reply::shutting_down(), &mut out);
                     flush(stream, &mut out, shared).await?;
@@ -162,15 +167,20 @@ where
                 }
                 flush(stream, &mut out, shared).await?;
                 input.reserve(READ_CHUNK);
+                // Silence ends the session after the idle timeout; a
+                // trickle of bytes, at the pace deadline.
+                let idle = Instant::now() + shared.idle_timeout;
+                let paced = pace.deadline().filter(|deadline| *deadline < idle);
                 let read = tokio::select! {
-                    read = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)) => read,
+                    read = tokio::time::timeout_at(paced.unwrap_or(idle), stream.read_buf(&mut input)) => read,
                     // The server is stopping: an idle session is told now;
                     // one inside a transaction reads on until it ends.
                     _ = stopping.wait_for(|stop| *stop), if !session.in_transaction() => continue,
                 };
                 match read {
                     Ok(Ok(0)) => return Ok(Ended::Closed),
-                    Ok(Ok(_)) => {
+                    Ok(Ok(n)) => {
+                        pace.received(n);
                         if let Some(reply) = banned_since(peer, session, shared).await {
                             session.abort(reply, &mut out);
                             flush(stream, &mut out, shared).await?;
@@ -179,7 +189,11 @@ where
                     }
                     Ok(Err(error)) => return Err(error),
                     Err(_elapsed) => {
-                        session.abort(Reply::idle_timeout(), &mut out);
+                        let reply = match paced {
+                            Some(_) => too_slow(&pace, peer),
+                            None => Reply::idle_timeout(),
+                        };
+                        session.abort(reply, &mut out);
                         flush(stream, &mut out, shared).await?;
                         return Ok(Ended::Closed);
                     }
@@ -265,6 +279,15 @@ where
             }
         }
     }
+}
+
+/// The `421 4.4.2` for a client that missed its pace deadline, logged and
+/// counted.
+fn too_slow(pace: &Pace, peer: &Peer) -> Reply {
+    let (reply, reason) = pace.verdict();
+    tracing::info!(client = %peer.client, reason, "closing a connection: client too slow");
+    metrics::counter!(crate::telemetry::CONNECTIONS_LIMITED, "reason" => reason).increment(1);
+    reply
 }
 
 /// The `421` for a session whose address was banned after it connected.

@@ -51,6 +51,10 @@ pub(crate) async fn admit(shared: &Shared, peer: &Peer) -> Result<ConnectionSlot
             tracing::warn!(client = %ip, "refused: too many connections from the address");
             ("per_address", Reply::too_many_connections_from_address())
         }
+        Admission::TooManyFromNetwork => {
+            tracing::warn!(client = %ip, "refused: too many connections from the network");
+            ("per_network", Reply::too_many_connections_from_network())
+        }
         Admission::TooFast => {
             tracing::warn!(client = %ip, "refused: connection rate from the address");
             ("rate", Reply::too_many_connections_from_address())

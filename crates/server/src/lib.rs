@@ -17,6 +17,7 @@ mod connection;
 pub mod defence;
 mod effects;
 mod listener;
+mod pace;
 mod policy;
 mod proxy_protocol;
 mod scram_key;
@@ -153,6 +154,10 @@ pub(crate) struct Shared {
     pub spool: Arc<Spool>,
     pub hostname: String,
     pub idle_timeout: std::time::Duration,
+    /// A command line must arrive whole within this ([`pace`]).
+    pub command_timeout: std::time::Duration,
+    /// Bytes per second message data must average (0: no minimum).
+    pub min_data_rate: u64,
     pub connections: Arc<Semaphore>,
     pub max_connections: usize,
     /// The certificate we serve (its hash is SCRAM's `tls-server-end-point`).
@@ -337,6 +342,8 @@ impl Server {
             spool,
             hostname: config.hostname.clone(),
             idle_timeout: config.limits.idle_timeout,
+            command_timeout: config.limits.command_timeout,
+            min_data_rate: config.limits.min_data_rate,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             max_connections: config.limits.max_connections,
             policy: None,
