@@ -268,9 +268,9 @@ impl Limiter {
     /// immediately before each verification, not only at connect, so an
     /// open session of an address banned since gets no further guess.
     ///
-    /// Attempts admitted and not yet counted are reserved: an attempt is
-    /// refused when the failures so far plus those in flight would already
-    /// reach the ban or the user's cool-down. So parallel connections get
+    /// Attempts admitted and not yet counted are reserved: while others
+    /// are in flight, an attempt is refused when the failures so far plus
+    /// those in flight would already reach the ban or the user's cool-down. So parallel connections get
     /// no more verified guesses than `ban_after` per ban and
     /// `user_max_failures` per cool-down (within this process; with a
     /// shared backend each instance reserves its own). The allow-list
@@ -294,12 +294,18 @@ impl Limiter {
         // Enter first, then read the counts: a failure counted after its
         // slot was released is then seen in the counts, never missed.
         let (slot, before) = AttemptSlot::enter(&self.in_flight, keys);
+        if before.iter().all(|n| *n == 0) {
+            // Nothing in flight: the ban and cool-down marks decide, as
+            // they did for the attempt before this one.
+            return Attempt::Proceed(slot);
+        }
         let counters = failure_counters(ip, &user, self.config.failure_window);
         let counts = self.peek(&counters, now).await;
-        if counts[0] + before[0] >= self.config.ban_after {
+        if before[0] > 0 && counts[0] + before[0] >= self.config.ban_after {
             return Attempt::Saturated;
         }
         if !user.is_empty()
+            && before[1] > 0
             && counts[2] + before[1] >= self.config.user_max_failures
             && !self.marked(&format!("ok:{ip}:{user}"), now).await
         {

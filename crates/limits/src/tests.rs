@@ -463,3 +463,28 @@ async fn open_connections_per_network_are_capped_beside_per_address() {
         Admission::Admitted(_)
     ));
 }
+
+/// The reservation only holds back attempts beside others in flight: a
+/// lone attempt after a short ban ended (failures still in the window) is
+/// checked as it always was.
+#[tokio::test]
+async fn a_lone_attempt_after_a_ban_ends_is_checked() {
+    let config = LimitsConfig {
+        ban_duration: Duration::from_secs(10),
+        ..small()
+    };
+    let limiter = Limiter::in_memory(config);
+    let guesser = ip("198.51.100.90");
+    for i in 0..8 {
+        limiter
+            .auth_failed(guesser, &format!("u{i}"), None, T0)
+            .await;
+    }
+    let later = T0 + Duration::from_secs(11);
+    let lone = limiter.admit_attempt(guesser, "u9", later).await;
+    assert!(matches!(lone, Attempt::Proceed(_)), "{lone:?}");
+    assert!(matches!(
+        limiter.admit_attempt(guesser, "u10", later).await,
+        Attempt::Saturated
+    ));
+}
