@@ -2,8 +2,9 @@
 //! gets `421` on its next command, and the right password from one of them
 //! is not accepted. Before, every other open connection kept one more
 //! verified guess per failure reply, and the right password got `235`.
+//! The same holds for a user's cool-down under guesses in parallel.
 
-use portcullis_integration_tests::{RawClient, TestServer, ALICE};
+use portcullis_integration_tests::{python, RawClient, TestServer, ALICE};
 
 /// Loopback counts (empty allow-list); short delays; bans last the test.
 const DEFENCE: &str = r#"
@@ -64,5 +65,47 @@ fn open_sessions_of_a_banned_address_get_421_on_their_next_command() {
         !server.log().contains("result=\"accepted\""),
         "no login accepted from the banned address:\n{}",
         server.log()
+    );
+}
+
+/// Eight addresses guess one user at the same instant: only
+/// `user_max_failures` guesses are checked (535); the rest get 454
+/// unchecked, since counting them all as failures would already start the
+/// cool-down. Before, every guess in flight was checked.
+#[test]
+fn parallel_guesses_for_one_user_get_no_more_checks_than_the_cool_down_allows() {
+    let server = TestServer::start(
+        "[limits]\nmax_connection_rate = 1000\n[limits.auth]\nallow = []\n\
+         delay_initial = \"10ms\"\ndelay_max = \"20ms\"\nuser_max_failures = 3\n\
+         user_cooldown = \"1h\"\nban_after = 100\n",
+    );
+    let out = python(
+        r#"
+        import threading
+        N = 8
+        ready = threading.Barrier(N)
+        def guess(i):
+            s = smtplib.SMTP_SSL("127.0.0.1", PORT, local_hostname="client.test", timeout=30,
+                                 context=ctx(), source_address=(f"127.0.0.{i + 2}", 0))
+            s.ehlo()
+            token = b64(f"\0alice\0guess-{i}")
+            ready.wait()
+            show(f"g{i}", s.docmd("AUTH", "PLAIN " + token))
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(N)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        "#,
+        &[server.implicit_port()],
+    );
+    let codes: Vec<String> = (0..8)
+        .map(|i| out.reply(&format!("g{i}"))[..3].to_string())
+        .collect();
+    let checked = codes.iter().filter(|c| *c == "535").count();
+    let held_back = codes.iter().filter(|c| *c == "454").count();
+    assert_eq!(
+        (checked, held_back),
+        (3, 5),
+        "{codes:?}\n{}",
+        out.transcript()
     );
 }
