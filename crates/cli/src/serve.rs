@@ -13,6 +13,30 @@ use portcullis_spool::Spool;
 /// How long running sessions may go on after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// The data directory holds the spool (every queued message and who sent
+/// it), the ban list and keys: an existing one that other users may enter
+/// is left as it is (the operator chose it) but named in the log.
+fn warn_if_shared(data_dir: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(data_dir) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %data_dir.display(),
+                mode = %format!("{mode:04o}"),
+                hint = "chmod 700 it",
+                "the data directory is open to other users; queued messages and keys are in it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = data_dir;
+}
+
 /// Reads the config again (for SIGHUP).
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config> + Send + Sync>;
 
@@ -23,7 +47,8 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     crate::check_files(&config)?;
     let policy = crate::policy::load(&config)?;
     portcullis_server::preflight::check_ports(&config)?;
-    std::fs::create_dir_all(&config.data_dir)
+    warn_if_shared(&config.data_dir);
+    portcullis_server::private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = crate::stores::open(&config)?;
     let spool = Arc::new(Spool::open(&config.spool_dir).context("opening the spool")?);

@@ -51,7 +51,8 @@ pub fn open_admin(config: &Config) -> Result<Box<dyn UserAdmin>> {
 /// The SQLite store, creating its directory on first use.
 pub fn open_sqlite(path: &std::path::Path) -> Result<SqliteStore> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        portcullis_server::private_dir(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     SqliteStore::open(path).with_context(|| format!("opening {}", path.display()))
 }

@@ -62,6 +62,7 @@ pub struct RawAuthLimits {
 pub(crate) struct RawDefence {
     pub backend: Option<String>,
     pub max_connections_per_address: Option<u32>,
+    pub max_connections_per_network: Option<u32>,
     pub max_connection_rate: Option<u64>,
     pub connection_rate_window: Option<String>,
     pub auth: Option<RawAuthLimits>,
@@ -123,6 +124,9 @@ pub(crate) fn validate(raw: RawDefence) -> Result<(LimitsStore, LimitsConfig), C
         max_connections_per_address: raw
             .max_connections_per_address
             .unwrap_or(d.max_connections_per_address),
+        max_connections_per_network: raw
+            .max_connections_per_network
+            .unwrap_or(d.max_connections_per_network),
         max_connection_rate: raw.max_connection_rate.unwrap_or(d.max_connection_rate),
         connection_rate_window: duration(
             "limits.connection_rate_window",
@@ -184,6 +188,7 @@ mod tests {
             }
         );
         let d = &c.limits.defence;
+        assert_eq!(d.max_connections_per_network, 100);
         assert_eq!(d.delay_initial, Duration::from_millis(50));
         assert_eq!((d.ban_after, d.max_connection_rate), (4, 5));
         assert_eq!(d.allow.len(), 2);
@@ -201,6 +206,27 @@ mod tests {
         assert!(shown.contains("postgres://mail:…@db/users"), "{shown}");
         let err = parse("[users]\nbackend = \"postgres\"\n").unwrap_err();
         assert!(err.to_string().starts_with("users.url"), "{err}");
+    }
+
+    #[test]
+    fn slow_client_limits_have_defaults_and_can_be_set() {
+        let c = parse("").unwrap();
+        assert_eq!(c.limits.command_timeout, Duration::from_secs(300));
+        assert_eq!(c.limits.min_data_rate, 500);
+        assert_eq!(c.limits.defence.max_connections_per_network, 100);
+        let c = parse(
+            "[limits]\ncommand_timeout = \"30s\"\nmin_data_rate = 0\n\
+             max_connections_per_network = 7\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.command_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.min_data_rate, 0);
+        assert_eq!(c.limits.defence.max_connections_per_network, 7);
+        let err = parse("[limits]\ncommand_timeout = \"0s\"").unwrap_err();
+        assert!(
+            err.to_string().starts_with("limits.command_timeout"),
+            "{err}"
+        );
     }
 
     #[test]

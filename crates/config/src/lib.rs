@@ -127,6 +127,12 @@ pub struct Limits {
     pub max_unauthenticated_commands: u32,
     pub max_auth_failures: u32,
     pub idle_timeout: Duration,
+    /// A command line (or AUTH response) must arrive whole within this of
+    /// the server being ready for it, however steadily its bytes trickle
+    /// in; message data gets it as grace before `min_data_rate` applies.
+    pub command_timeout: Duration,
+    /// Bytes per second message data must average (0: no minimum).
+    pub min_data_rate: u64,
     pub max_connections: usize,
     /// Invalid commands on one connection before `421` and close.
     pub max_invalid_commands: u32,

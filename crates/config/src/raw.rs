@@ -85,6 +85,14 @@ pub struct RawLimits {
     /// Invalid commands (unknown or malformed) before `421` and close.
     pub max_invalid_commands: Option<u32>,
     pub max_connections_per_address: Option<u32>,
+    /// Open connections per /24 (IPv4) or /64 (IPv6).
+    pub max_connections_per_network: Option<u32>,
+    /// A command line must arrive whole within this of the server being
+    /// ready for it (`"5m"`).
+    pub command_timeout: Option<String>,
+    /// Message data must arrive at this many bytes per second at least
+    /// (after `command_timeout` of grace); 0: no minimum.
+    pub min_data_rate: Option<u64>,
     /// New connections per address per `connection_rate_window`.
     pub max_connection_rate: Option<u64>,
     pub connection_rate_window: Option<String>,

@@ -8,6 +8,11 @@ use std::time::Duration;
 use crate::raw::{RawConfig, RawListener};
 use crate::*;
 
+/// RFC 5321 §4.5.3.2 asks servers to wait 5 minutes for a command.
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// As Postfix's `smtpd_min_data_rate`.
+const DEFAULT_MIN_DATA_RATE: u64 = 500;
+
 /// What is wrong with a config, naming the file or key.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -97,6 +102,7 @@ pub(crate) fn validate(
     let (store, defence) = crate::defence::validate(crate::defence::RawDefence {
         backend: l.backend,
         max_connections_per_address: l.max_connections_per_address,
+        max_connections_per_network: l.max_connections_per_network,
         max_connection_rate: l.max_connection_rate,
         connection_rate_window: l.connection_rate_window,
         auth: l.auth,
@@ -107,6 +113,18 @@ pub(crate) fn validate(
         max_unauthenticated_commands: l.max_unauthenticated_commands.unwrap_or(10),
         max_auth_failures: l.max_auth_failures.unwrap_or(3),
         idle_timeout: Duration::from_secs(l.idle_timeout_secs.unwrap_or(300)),
+        command_timeout: match l.command_timeout {
+            None => DEFAULT_COMMAND_TIMEOUT,
+            Some(text) => crate::delivery::parse_duration(&text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        "limits.command_timeout",
+                        format!("{text:?} is not a positive duration like 30s or 5m"),
+                    )
+                })?,
+        },
+        min_data_rate: l.min_data_rate.unwrap_or(DEFAULT_MIN_DATA_RATE),
         max_connections: l.max_connections.unwrap_or(1000),
         max_invalid_commands: l.max_invalid_commands.unwrap_or(10),
         store,

@@ -93,7 +93,12 @@ impl BanFile {
             .path
             .with_extension(format!("tmp{}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            // Which addresses are banned, and why, is the operator's business.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
             file.write_all(&text)?;
             file.sync_all()?;
             std::fs::rename(&tmp, &self.path)

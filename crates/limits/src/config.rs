@@ -34,6 +34,10 @@ pub struct LimitsConfig {
     pub allow: Vec<IpNet>,
     /// Open connections from one address (0: no limit).
     pub max_connections_per_address: u32,
+    /// Open connections from one network, the address's /24 (IPv4) or
+    /// /64 (IPv6), so that one host with many addresses cannot take every
+    /// slot (0: no limit).
+    pub max_connections_per_network: u32,
     /// New connections from one address per `connection_rate_window`
     /// (0: no limit).
     pub max_connection_rate: u64,
@@ -58,6 +62,7 @@ impl Default for LimitsConfig {
                 "::1".parse().expect("valid literal network"),
             ],
             max_connections_per_address: 20,
+            max_connections_per_network: 100,
             max_connection_rate: 60,
             connection_rate_window: Duration::from_secs(60),
         }

@@ -10,7 +10,7 @@
 //! same counts and bans.
 //!
 //! What this crate does not do: sleep, close connections or write replies.
-//! The server asks it ([`Limiter::admit`], [`Limiter::before_auth`],
+//! The server asks it ([`Limiter::admit`], [`Limiter::admit_attempt`],
 //! [`Limiter::auth_failed`], [`Limiter::auth_succeeded`]) and carries out
 //! the verdict.
 //!
@@ -37,7 +37,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use bans::{Ban, BanFile};
 pub use config::LimitsConfig;
 pub use delay::failure_delay;
-pub use limiter::{Admission, AuthGate, ConnectionSlot, FailureVerdict, Limiter};
+pub use limiter::{
+    Admission, Attempt, AttemptSlot, AuthGate, ConnectionSlot, FailureVerdict, Limiter,
+};
 pub use memory::MemoryBackend;
 pub use net::{network_of, IpNet};
 #[cfg(feature = "redis")]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ pub enum Admission {
     Banned(Ban),
     /// Too many open connections from this address.
     TooManyConnections,
+    /// Too many open connections from this address's /24 or /64.
+    TooManyFromNetwork,
     /// Too many new connections from this address lately.
     TooFast,
 }
@@ -35,6 +37,66 @@ pub enum AuthGate {
     /// The user is cooling down after too many failures and this address
     /// has not logged in as them lately: `454 4.7.0`, no check.
     CoolDown,
+}
+
+/// Whether an AUTH attempt may be verified now (see
+/// [`Limiter::admit_attempt`]).
+#[derive(Debug)]
+pub enum Attempt {
+    /// Verify; keep the slot until the outcome has been counted
+    /// ([`Limiter::auth_failed`] or [`Limiter::auth_succeeded`]).
+    Proceed(AttemptSlot),
+    /// The address is banned: `421`, no check.
+    Banned(Ban),
+    /// The user is cooling down, or would be if every attempt for them
+    /// now in flight failed: `454`, no check.
+    CoolDown,
+    /// The address would be banned if every attempt from it now in flight
+    /// failed: `454`, no check, until those are counted.
+    Saturated,
+}
+
+/// One AUTH attempt between its admission and the counting of its
+/// outcome; counted as in flight for its address and user until dropped.
+#[derive(Debug)]
+pub struct AttemptSlot {
+    in_flight: Arc<Mutex<HashMap<String, u64>>>,
+    keys: Vec<String>,
+}
+
+impl AttemptSlot {
+    /// Enters the attempt under `keys`; returns the slot and how many
+    /// attempts were already in flight under each key.
+    fn enter(in_flight: &Arc<Mutex<HashMap<String, u64>>>, keys: Vec<String>) -> (Self, Vec<u64>) {
+        let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let before = keys
+            .iter()
+            .map(|k| {
+                let n = map.entry(k.clone()).or_insert(0);
+                *n += 1;
+                *n - 1
+            })
+            .collect();
+        let slot = AttemptSlot {
+            in_flight: in_flight.clone(),
+            keys,
+        };
+        (slot, before)
+    }
+}
+
+impl Drop for AttemptSlot {
+    fn drop(&mut self) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &self.keys {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
 }
 
 /// What one failed AUTH attempt costs.
@@ -57,20 +119,23 @@ pub struct FailureVerdict {
     pub banned: Option<Ban>,
 }
 
-/// One open connection, counted against its address until dropped.
+/// One open connection, counted against its address and network until
+/// dropped.
 #[derive(Debug)]
 pub struct ConnectionSlot {
-    open: Arc<Mutex<HashMap<IpAddr, u32>>>,
-    ip: IpAddr,
+    open: Arc<Mutex<HashMap<String, u32>>>,
+    keys: [String; 2],
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
+        for key in &self.keys {
+            if let Some(n) = open.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(key);
+                }
             }
         }
     }
@@ -85,7 +150,13 @@ pub struct Limiter {
     local: Arc<MemoryBackend>,
     /// Keys the HMAC of wrong passwords; never leaves the process.
     key: [u8; 32],
-    open: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// Open connections by address (`ip:…`) and network (`net:…`).
+    open: Arc<Mutex<HashMap<String, u32>>>,
+    /// AUTH attempts admitted and not yet counted, by address and user.
+    in_flight: Arc<Mutex<HashMap<String, u64>>>,
+    /// Bumped whenever the bans this process knows of change, so that
+    /// open sessions look their address up again only then.
+    ban_generation: AtomicU64,
     degraded: AtomicBool,
 }
 
@@ -117,6 +188,8 @@ impl Limiter {
             local,
             key: rand::random(),
             open: Arc::default(),
+            in_flight: Arc::default(),
+            ban_generation: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
         }
     }
@@ -130,8 +203,8 @@ impl Limiter {
         &self.local
     }
 
-    /// Bans, connection count and rate, in that order. The allow-list
-    /// skips all three.
+    /// Bans, connection rate and open connections (per address, then per
+    /// network), in that order. The allow-list skips them all.
     pub async fn admit(&self, ip: IpAddr, now: Timestamp) -> Admission {
         let ip = canonical(ip);
         if !self.config.allowed(ip) {
@@ -149,16 +222,27 @@ impl Limiter {
                 }
             }
         }
+        let keys = [format!("ip:{ip}"), format!("net:{}", network_of(ip))];
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        let max = self.config.max_connections_per_address;
-        if max > 0 && *n >= max && !self.config.allowed(ip) {
-            return Admission::TooManyConnections;
+        if !self.config.allowed(ip) {
+            let count = |key: &String| open.get(key).copied().unwrap_or(0);
+            let (per_address, per_network) = (
+                self.config.max_connections_per_address,
+                self.config.max_connections_per_network,
+            );
+            if per_address > 0 && count(&keys[0]) >= per_address {
+                return Admission::TooManyConnections;
+            }
+            if per_network > 0 && count(&keys[1]) >= per_network {
+                return Admission::TooManyFromNetwork;
+            }
         }
-        *n += 1;
+        for key in &keys {
+            *open.entry(key.clone()).or_insert(0) += 1;
+        }
         Admission::Admitted(ConnectionSlot {
             open: self.open.clone(),
-            ip,
+            keys,
         })
     }
 
@@ -178,6 +262,56 @@ impl Limiter {
             return AuthGate::Proceed;
         }
         AuthGate::CoolDown
+    }
+
+    /// Whether to verify an AUTH attempt for `user` from `ip` now: checked
+    /// immediately before each verification, not only at connect, so an
+    /// open session of an address banned since gets no further guess.
+    ///
+    /// Attempts admitted and not yet counted are reserved: while others
+    /// are in flight, an attempt is refused when the failures so far plus
+    /// those in flight would already reach the ban or the user's cool-down. So parallel connections get
+    /// no more verified guesses than `ban_after` per ban and
+    /// `user_max_failures` per cool-down (within this process; with a
+    /// shared backend each instance reserves its own). The allow-list
+    /// skips every check.
+    pub async fn admit_attempt(&self, ip: IpAddr, user: &str, now: Timestamp) -> Attempt {
+        let ip = canonical(ip);
+        let user = user.to_lowercase();
+        if self.config.allowed(ip) {
+            return Attempt::Proceed(AttemptSlot::enter(&self.in_flight, Vec::new()).0);
+        }
+        if let Some(ban) = self.banned(ip, now).await {
+            return Attempt::Banned(ban);
+        }
+        if self.before_auth(ip, &user, now).await == AuthGate::CoolDown {
+            return Attempt::CoolDown;
+        }
+        let mut keys = vec![format!("ip:{ip}")];
+        if !user.is_empty() {
+            keys.push(format!("user:{user}"));
+        }
+        // Enter first, then read the counts: a failure counted after its
+        // slot was released is then seen in the counts, never missed.
+        let (slot, before) = AttemptSlot::enter(&self.in_flight, keys);
+        if before.iter().all(|n| *n == 0) {
+            // Nothing in flight: the ban and cool-down marks decide, as
+            // they did for the attempt before this one.
+            return Attempt::Proceed(slot);
+        }
+        let counters = failure_counters(ip, &user, self.config.failure_window);
+        let counts = self.peek(&counters, now).await;
+        if before[0] > 0 && counts[0] + before[0] >= self.config.ban_after {
+            return Attempt::Saturated;
+        }
+        if !user.is_empty()
+            && before[1] > 0
+            && counts[2] + before[1] >= self.config.user_max_failures
+            && !self.marked(&format!("ok:{ip}:{user}"), now).await
+        {
+            return Attempt::CoolDown;
+        }
+        Attempt::Proceed(slot)
     }
 
     /// Counts a failure and says what it costs. `password` is the clear
@@ -277,10 +411,33 @@ impl Limiter {
         self.or_local(shared, || self.local.banned_now(ip, now))
     }
 
+    /// The ban on `ip` that applies to it at `now`: none for an address
+    /// on the allow-list, as at connect.
+    pub async fn enforced_ban(&self, ip: IpAddr, now: Timestamp) -> Option<Ban> {
+        if self.config.allowed(canonical(ip)) {
+            return None;
+        }
+        self.banned(ip, now).await
+    }
+
     /// Records a ban (shared when the backend is).
     pub async fn ban(&self, ban: Ban) {
         let shared = self.backend.ban(ban.clone()).await;
-        self.or_local(shared, || self.local.ban_now(ban))
+        self.or_local(shared, || self.local.ban_now(ban));
+        self.ban_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Replaces the local bans with `bans` (the ban file, reloaded).
+    pub fn reload_bans(&self, bans: Vec<Ban>) {
+        self.local.replace_bans(bans);
+        self.ban_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes whenever a ban is made or the ban file is reloaded in this
+    /// process: a session that saw the same number before need not look
+    /// its address up again.
+    pub fn ban_generation(&self) -> u64 {
+        self.ban_generation.load(Ordering::Acquire)
     }
 
     /// Every ban in force.

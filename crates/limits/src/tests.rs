@@ -264,6 +264,26 @@ fn ban_file_round_trip_drops_expired_bans() {
     assert!(!file.remove(ip("192.0.2.2"), later).unwrap());
 }
 
+#[cfg(unix)]
+#[test]
+fn the_ban_file_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe { libc::umask(0o022) };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bans.json");
+    let file = BanFile::new(&path);
+    let ban = Ban {
+        ip: ip("192.0.2.1"),
+        reason: "test".into(),
+        created_ms: T0.millis(),
+        expires_ms: T0.millis() + 1000,
+    };
+    file.add(ban, T0).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+}
+
 #[test]
 fn sliding_window_estimate_weights_the_previous_bucket() {
     let w = Duration::from_secs(60);
@@ -288,4 +308,183 @@ async fn failures_without_a_user_name_never_cool_down_everyone() {
         limiter.before_auth(ip("192.0.2.99"), "", T0).await,
         AuthGate::Proceed
     );
+}
+
+/// Parallel connections each hold one guess in flight: the guesses
+/// admitted before the ban may not outnumber `ban_after`.
+#[tokio::test]
+async fn parallel_attempts_never_verify_more_than_ban_after_guesses() {
+    let limiter = Limiter::in_memory(small());
+    let guesser = ip("198.51.100.70");
+    let mut slots = Vec::new();
+    for i in 0..8 {
+        match limiter.admit_attempt(guesser, &format!("u{i}"), T0).await {
+            Attempt::Proceed(slot) => slots.push(slot),
+            other => panic!("attempt {i}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        limiter.admit_attempt(guesser, "u9", T0).await,
+        Attempt::Saturated
+    ));
+    for (i, slot) in slots.into_iter().enumerate() {
+        let v = limiter
+            .auth_failed(guesser, &format!("u{i}"), None, T0)
+            .await;
+        drop(slot);
+        assert_eq!(v.banned.is_some(), i == 7, "failure {i}");
+    }
+    assert!(matches!(
+        limiter.admit_attempt(guesser, "alice", T0).await,
+        Attempt::Banned(_)
+    ));
+    // Another address is not concerned.
+    assert!(matches!(
+        limiter
+            .admit_attempt(ip("198.51.100.71"), "alice", T0)
+            .await,
+        Attempt::Proceed(_)
+    ));
+}
+
+/// A botnet guessing one user in parallel gets `user_max_failures`
+/// verified guesses per cool-down, not one per connection; an address
+/// that logged in as the user before is never held back.
+#[tokio::test]
+async fn parallel_attempts_for_one_user_stop_at_the_cool_down() {
+    let limiter = Limiter::in_memory(small());
+    let home = ip("192.0.2.1");
+    limiter.auth_succeeded(home, "erin", T0).await;
+    let mut slots = Vec::new();
+    for i in 0..5u8 {
+        let bot = ip(&format!("198.18.{i}.1"));
+        match limiter.admit_attempt(bot, "Erin", T0).await {
+            Attempt::Proceed(slot) => slots.push(slot),
+            other => panic!("bot {i}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        limiter.admit_attempt(ip("198.18.9.1"), "erin", T0).await,
+        Attempt::CoolDown
+    ));
+    assert!(matches!(
+        limiter.admit_attempt(home, "erin", T0).await,
+        Attempt::Proceed(_)
+    ));
+    // An attempt that ends without a failure frees its place.
+    slots.pop();
+    assert!(matches!(
+        limiter.admit_attempt(ip("198.18.9.1"), "erin", T0).await,
+        Attempt::Proceed(_)
+    ));
+}
+
+#[tokio::test]
+async fn bans_made_or_reloaded_change_the_generation() {
+    let limiter = Limiter::in_memory(small());
+    let start = limiter.ban_generation();
+    let guesser = ip("198.51.100.80");
+    for i in 0..8 {
+        limiter
+            .auth_failed(guesser, &format!("u{i}"), None, T0)
+            .await;
+    }
+    let after_ban = limiter.ban_generation();
+    assert_ne!(start, after_ban);
+    assert!(limiter.enforced_ban(guesser, T0).await.is_some());
+    limiter.reload_bans(Vec::new());
+    assert_ne!(limiter.ban_generation(), after_ban);
+    assert!(limiter.enforced_ban(guesser, T0).await.is_none());
+    let config = LimitsConfig {
+        allow: vec!["198.51.100.0/24".parse().unwrap()],
+        ..small()
+    };
+    let allowing = Limiter::in_memory(config);
+    allowing
+        .ban(Ban {
+            ip: guesser,
+            reason: "manual".into(),
+            created_ms: 0,
+            expires_ms: u64::MAX,
+        })
+        .await;
+    assert!(allowing.enforced_ban(guesser, T0).await.is_none());
+}
+
+/// One host with many addresses in a /24 (or a /64) cannot take every
+/// connection slot: the network has its own cap beside the address's.
+#[tokio::test]
+async fn open_connections_per_network_are_capped_beside_per_address() {
+    let config = LimitsConfig {
+        max_connections_per_address: 2,
+        max_connections_per_network: 3,
+        max_connection_rate: 0,
+        ..small()
+    };
+    let limiter = Limiter::in_memory(config);
+    let mut slots = Vec::new();
+    for last in 1..=3 {
+        match limiter.admit(ip(&format!("192.0.2.{last}")), T0).await {
+            Admission::Admitted(slot) => slots.push(slot),
+            other => panic!("192.0.2.{last}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        limiter.admit(ip("192.0.2.4"), T0).await,
+        Admission::TooManyFromNetwork
+    ));
+    assert!(matches!(
+        limiter.admit(ip("192.0.3.4"), T0).await,
+        Admission::Admitted(_)
+    ));
+    slots.pop();
+    assert!(matches!(
+        limiter.admit(ip("192.0.2.4"), T0).await,
+        Admission::Admitted(_)
+    ));
+    // IPv6: the /64 is the network.
+    let a = limiter.admit(ip("2001:db8:1:2::1"), T0).await;
+    let b = limiter.admit(ip("2001:db8:1:2::2"), T0).await;
+    let c = limiter.admit(ip("2001:db8:1:2::3"), T0).await;
+    assert!(matches!(
+        (&a, &b, &c),
+        (
+            Admission::Admitted(_),
+            Admission::Admitted(_),
+            Admission::Admitted(_)
+        )
+    ));
+    assert!(matches!(
+        limiter.admit(ip("2001:db8:1:2::4"), T0).await,
+        Admission::TooManyFromNetwork
+    ));
+    assert!(matches!(
+        limiter.admit(ip("2001:db8:1:3::4"), T0).await,
+        Admission::Admitted(_)
+    ));
+}
+
+/// The reservation only holds back attempts beside others in flight: a
+/// lone attempt after a short ban ended (failures still in the window) is
+/// checked as it always was.
+#[tokio::test]
+async fn a_lone_attempt_after_a_ban_ends_is_checked() {
+    let config = LimitsConfig {
+        ban_duration: Duration::from_secs(10),
+        ..small()
+    };
+    let limiter = Limiter::in_memory(config);
+    let guesser = ip("198.51.100.90");
+    for i in 0..8 {
+        limiter
+            .auth_failed(guesser, &format!("u{i}"), None, T0)
+            .await;
+    }
+    let later = T0 + Duration::from_secs(11);
+    let lone = limiter.admit_attempt(guesser, "u9", later).await;
+    assert!(matches!(lone, Attempt::Proceed(_)), "{lone:?}");
+    assert!(matches!(
+        limiter.admit_attempt(guesser, "u10", later).await,
+        Attempt::Saturated
+    ));
 }

@@ -63,6 +63,11 @@ catalog! {
     shutting_down => 421 (4, 3, 2) "Service shutting down, try again later";
     /// `421` after too long a silence.
     idle_timeout => 421 (4, 4, 2) "Idle timeout, closing connection";
+    /// `421` when a command line did not arrive whole in time (a client
+    /// sending it byte by byte to hold the connection).
+    command_timeout => 421 (4, 4, 2) "Command not received in time, closing connection";
+    /// `421` when message data arrives slower than the minimum rate.
+    data_too_slow => 421 (4, 4, 2) "Message data too slow, closing connection";
     /// `421` when the connection limit is reached.
     too_many_connections => 421 (4, 7, 0) "Too many connections, try again later";
     /// `421` after too many commands without authenticating.
@@ -75,6 +80,8 @@ catalog! {
     banned => 421 (4, 7, 0) "Too many failed logins from your address, try again later";
     /// `421` at connect: too many connections or too many lately from one address.
     too_many_connections_from_address => 421 (4, 7, 0) "Too many connections from your address, try again later";
+    /// `421` at connect: too many open connections from the client's /24 (IPv4) or /64 (IPv6).
+    too_many_connections_from_network => 421 (4, 7, 0) "Too many connections from your network, try again later";
     /// `553` for a MAIL FROM the authenticated user does not own.
     sender_not_owned => 553 (5, 7, 1) "Sender address not owned by the authenticated user";
     /// `550` after DATA for a `From:` address the authenticated user does not own.

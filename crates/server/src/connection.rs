@@ -1,6 +1,7 @@
 //! One connection: greeting, the read/feed/write loop, STARTTLS.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use portcullis_proto::Reply;
 use portcullis_session::{
@@ -8,7 +9,9 @@ use portcullis_session::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use crate::pace::Pace;
 use crate::{effects, tls, BoundListener, Shared};
 
 /// Facts about the connection the spool records.
@@ -18,6 +21,9 @@ pub(crate) struct Peer {
     pub listener: String,
     /// What policy hooks of this connection share (`conn_meta`, user data).
     pub meta: portcullis_lua::ConnMeta,
+    /// The limiter's ban generation when this connection's address was
+    /// last checked (see [`crate::defence::banned_since`]).
+    pub bans_seen: AtomicU64,
 }
 
 /// How [`drive`] ended.
@@ -49,6 +55,9 @@ pub(crate) async fn serve(
         server,
         listener: listener.name.clone(),
         meta: portcullis_lua::ConnMeta::new(),
+        // Read before the ban check at connect: a ban made after it
+        // changes the generation, and the next command looks again.
+        bans_seen: AtomicU64::new(shared.limiter.ban_generation()),
     };
     // Bans and per-address limits, before the greeting (and before any TLS
     // work). The slot counts this connection until it ends.
@@ -144,11 +153,14 @@ where
     let mut input: Vec<u8> = Vec::new();
     let mut stopping = shared.stopping.clone();
     let mut grace_over = shared.grace_over.subscribe();
+    let mut pace = Pace::new(shared.command_timeout, shared.min_data_rate, Instant::now());
     loop {
         let progress = session.feed(&input, &mut out);
         input.drain(..progress.consumed);
         match progress.effect {
             None => {
+                let line_done = progress.consumed > 0 || input.is_empty();
+                pace.wants_input(line_done, session.receiving_data(), Instant::now());
                 if *stopping.borrow() && !session.in_transaction() {
                     session.abort(Reply::shutting_down(), &mut out);
                     flush(stream, &mut out, shared).await?;
@@ -156,8 +168,12 @@ where
                 }
                 flush(stream, &mut out, shared).await?;
                 input.reserve(READ_CHUNK);
+                // Silence ends the session after the idle timeout; a
+                // trickle of bytes, at the pace deadline.
+                let idle = Instant::now() + shared.idle_timeout;
+                let paced = pace.deadline().filter(|deadline| *deadline < idle);
                 let read = tokio::select! {
-                    read = tokio::time::timeout(shared.idle_timeout, stream.read_buf(&mut input)) => Some(read),
+                    read = tokio::time::timeout_at(paced.unwrap_or(idle), stream.read_buf(&mut input)) => Some(read),
                     // The server is stopping: an idle session is told now;
                     // one inside a transaction reads on until it ends.
                     _ = stopping.wait_for(|stop| *stop), if !session.in_transaction() => continue,
@@ -172,10 +188,21 @@ where
                 };
                 match read {
                     Ok(Ok(0)) => return Ok(Ended::Closed),
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(n)) => {
+                        pace.received(n);
+                        if let Some(reply) = banned_since(peer, session, shared).await {
+                            session.abort(reply, &mut out);
+                            flush(stream, &mut out, shared).await?;
+                            return Ok(Ended::Closed);
+                        }
+                    }
                     Ok(Err(error)) => return Err(error),
                     Err(_elapsed) => {
-                        session.abort(Reply::idle_timeout(), &mut out);
+                        let reply = match paced {
+                            Some(_) => too_slow(&pace, peer),
+                            None => Reply::idle_timeout(),
+                        };
+                        session.abort(reply, &mut out);
                         flush(stream, &mut out, shared).await?;
                         return Ok(Ended::Closed);
                     }
@@ -261,6 +288,28 @@ where
             }
         }
     }
+}
+
+/// The `421 4.4.2` for a client that missed its pace deadline, logged and
+/// counted.
+fn too_slow(pace: &Pace, peer: &Peer) -> Reply {
+    let (reply, reason) = pace.verdict();
+    tracing::info!(client = %peer.client, reason, "closing a connection: client too slow");
+    metrics::counter!(crate::telemetry::CONNECTIONS_LIMITED, "reason" => reason).increment(1);
+    reply
+}
+
+/// The `421` for a session whose address was banned after it connected.
+/// A transaction under way finishes first (as at shutdown): the ban is
+/// about guessing, and AUTH is not allowed inside a transaction.
+async fn banned_since(peer: &Peer, session: &Session, shared: &Shared) -> Option<Reply> {
+    if session.in_transaction() {
+        return None;
+    }
+    let mut seen = peer.bans_seen.load(Ordering::Relaxed);
+    let reply = crate::defence::banned_since(shared, peer, session, &mut seen).await;
+    peer.bans_seen.store(seen, Ordering::Relaxed);
+    reply
 }
 
 /// Writes the pending replies. A client that stops reading is given the

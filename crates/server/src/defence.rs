@@ -1,7 +1,12 @@
 //! The brute-force defence at the edge: asks [`portcullis_limits::Limiter`]
 //! and carries out its verdicts — `421` at the greeting for a banned or
-//! flooding address, `454` during a user's cool-down, and the delay before
-//! every failure reply.
+//! flooding address, `421` on the next command of an open session whose
+//! address was banned since, `454` during a user's cool-down, and the
+//! delay before every failure reply.
+//!
+//! Bans and cool-downs are checked again immediately before each
+//! verification, not only at connect: parallel connections opened before
+//! a ban would otherwise each keep guessing.
 //!
 //! The address counted is the real client's: the PROXY header's (already
 //! in [`Peer::client`]), or the address a trusted proxy named with XCLIENT
@@ -16,7 +21,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_limits::{Admission, AuthGate, Ban, BanFile, ConnectionSlot, Limiter, Timestamp};
+use portcullis_limits::{
+    Admission, Attempt, AttemptSlot, Ban, BanFile, ConnectionSlot, Limiter, Timestamp,
+};
 use portcullis_proto::Reply;
 use portcullis_sasl::{Credentials, Mechanism, Secret};
 use portcullis_session::{AuthOutcome, Session};
@@ -44,6 +51,10 @@ pub(crate) async fn admit(shared: &Shared, peer: &Peer) -> Result<ConnectionSlot
             tracing::warn!(client = %ip, "refused: too many connections from the address");
             ("per_address", Reply::too_many_connections_from_address())
         }
+        Admission::TooManyFromNetwork => {
+            tracing::warn!(client = %ip, "refused: too many connections from the network");
+            ("per_network", Reply::too_many_connections_from_network())
+        }
         Admission::TooFast => {
             tracing::warn!(client = %ip, "refused: connection rate from the address");
             ("rate", Reply::too_many_connections_from_address())
@@ -53,9 +64,12 @@ pub(crate) async fn admit(shared: &Shared, peer: &Peer) -> Result<ConnectionSlot
     Err(reply)
 }
 
-/// An AUTH attempt through the defence: a user cooling down gets `454`
-/// unchecked; a failure is counted and its reply delayed; a success is
-/// remembered (and never delayed).
+/// An AUTH attempt through the defence: a banned address gets `421`
+/// (an open session of an address banned since it connected included); a
+/// user cooling down, or an attempt that would pass a ban or cool-down if
+/// the attempts in flight failed, gets `454` unchecked; a failure is
+/// counted and its reply delayed; a success is remembered (and never
+/// delayed).
 pub(crate) async fn authenticate(
     shared: &Shared,
     peer: &Peer,
@@ -66,26 +80,24 @@ pub(crate) async fn authenticate(
     let ip = client_ip(peer, session);
     let user = credentials.authcid().to_string();
     let limiter = &shared.limiter;
-    // A client named by XCLIENT was not checked at connect (its proxy was).
-    if ip != peer.client.ip() {
-        if let Some(ban) = limiter.banned(ip, Timestamp::now()).await {
-            tracing::info!(client = %ip, proxy = %peer.client.ip(), reason = %ban.reason, "refused: banned (XCLIENT)");
+    let slot = match limiter.admit_attempt(ip, &user, Timestamp::now()).await {
+        Attempt::Proceed(slot) => slot,
+        Attempt::Banned(ban) => {
+            tracing::info!(client = %ip, proxy = %peer.client.ip(), reason = %ban.reason, "auth refused: banned");
             metrics::counter!(telemetry::CONNECTIONS_LIMITED, "reason" => "banned").increment(1);
             return AuthOutcome::Disconnect {
                 reply: Reply::banned(),
             };
         }
-    }
-    if limiter.before_auth(ip, &user, Timestamp::now()).await == AuthGate::CoolDown {
-        tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: user cooling down after repeated failures");
-        metrics::counter!(telemetry::AUTH_COOLDOWNS).increment(1);
-        let delay = limiter.refusal_delay(ip, Timestamp::now()).await;
-        metrics::histogram!(telemetry::AUTH_FAILURE_DELAY).record(delay.as_secs_f64());
-        tokio::time::sleep(delay).await;
-        return AuthOutcome::TemporaryFailure {
-            reply: Some(Reply::auth_cooling_down()),
-        };
-    }
+        Attempt::CoolDown => {
+            tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: user cooling down after repeated failures");
+            return refuse_unchecked(shared, ip).await;
+        }
+        Attempt::Saturated => {
+            tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: address at its ban threshold with attempts in flight");
+            return refuse_unchecked(shared, ip).await;
+        }
+    };
     // Kept only to recognise a repeated wrong password; zeroized on drop.
     let password: Option<Secret> = match &credentials {
         Credentials::Password { password, .. } => Some(password.clone()),
@@ -114,10 +126,45 @@ pub(crate) async fn authenticate(
         }
         AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
             let secret = password.as_ref().map(Secret::expose);
-            failed(shared, ip, &user, secret, outcome).await
+            failed(shared, ip, &user, secret, outcome, Some(slot)).await
         }
         AuthOutcome::TemporaryFailure { .. } => outcome,
     }
+}
+
+/// `454` without a check, after the delay the address's next failure would
+/// wait, so a client hammering a cooling-down user is slowed as a guesser is.
+async fn refuse_unchecked(shared: &Shared, ip: IpAddr) -> AuthOutcome {
+    metrics::counter!(telemetry::AUTH_COOLDOWNS).increment(1);
+    let delay = shared.limiter.refusal_delay(ip, Timestamp::now()).await;
+    metrics::histogram!(telemetry::AUTH_FAILURE_DELAY).record(delay.as_secs_f64());
+    tokio::time::sleep(delay).await;
+    AuthOutcome::TemporaryFailure {
+        reply: Some(Reply::auth_cooling_down()),
+    }
+}
+
+/// The `421` an open session gets when its address was banned after it
+/// connected (by its own or another connection's failures, or by
+/// `portcullis ban add`). Looks the address up only when the bans this
+/// process knows of changed since `seen`, so a session pays one atomic
+/// load per read otherwise.
+pub(crate) async fn banned_since(
+    shared: &Shared,
+    peer: &Peer,
+    session: &Session,
+    seen: &mut u64,
+) -> Option<Reply> {
+    let generation = shared.limiter.ban_generation();
+    if generation == *seen {
+        return None;
+    }
+    *seen = generation;
+    let ip = client_ip(peer, session);
+    let ban = shared.limiter.enforced_ban(ip, Timestamp::now()).await?;
+    tracing::info!(client = %ip, reason = %ban.reason, "closing an open session: address banned");
+    metrics::counter!(telemetry::CONNECTIONS_LIMITED, "reason" => "banned").increment(1);
+    Some(Reply::banned())
 }
 
 /// The end of an exchange with a mechanism the policy script implements:
@@ -138,7 +185,7 @@ pub(crate) async fn script_auth_finished(
             outcome
         }
         AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
-            failed(shared, ip, "", None, outcome).await
+            failed(shared, ip, "", None, outcome, None).await
         }
         AuthOutcome::TemporaryFailure { .. } => outcome,
     }
@@ -161,17 +208,21 @@ pub(crate) fn client_ip(peer: &Peer, session: &Session) -> IpAddr {
 }
 
 /// Counts a failure, waits the delay, and bans when the count says so.
+/// The attempt's slot is released once the failure is counted, before the
+/// delay.
 async fn failed(
     shared: &Shared,
     ip: IpAddr,
     user: &str,
     password: Option<&[u8]>,
     outcome: AuthOutcome,
+    slot: Option<AttemptSlot>,
 ) -> AuthOutcome {
     let verdict = shared
         .limiter
         .auth_failed(ip, user, password, Timestamp::now())
         .await;
+    drop(slot);
     if verdict.stale {
         tracing::info!(client = %ip, %user, hint = "a client repeating an old password? not counted again", "auth: same wrong password repeated");
         metrics::counter!(telemetry::AUTH_STALE).increment(1);
@@ -222,7 +273,7 @@ pub(crate) fn watch_ban_file(limiter: Arc<Limiter>, file: BanFile) -> tokio::tas
                 seen = modified;
                 let reader = file.clone();
                 match tokio::task::spawn_blocking(move || reader.load()).await {
-                    Ok(Ok(bans)) => limiter.local().replace_bans(bans),
+                    Ok(Ok(bans)) => limiter.reload_bans(bans),
                     Ok(Err(error)) => tracing::error!(%error, "could not read the ban file"),
                     Err(_) => {}
                 }

@@ -17,6 +17,7 @@ mod connection;
 pub mod defence;
 mod effects;
 mod listener;
+mod pace;
 mod policy;
 pub mod preflight;
 mod proxy_protocol;
@@ -167,6 +168,10 @@ pub(crate) struct Shared {
     pub spool: Arc<Spool>,
     pub hostname: String,
     pub idle_timeout: std::time::Duration,
+    /// A command line must arrive whole within this ([`pace`]).
+    pub command_timeout: std::time::Duration,
+    /// Bytes per second message data must average (0: no minimum).
+    pub min_data_rate: u64,
     pub connections: Arc<Semaphore>,
     pub max_connections: usize,
     /// The certificate we serve (its hash is SCRAM's `tls-server-end-point`).
@@ -362,6 +367,8 @@ impl Server {
             spool,
             hostname: config.hostname.clone(),
             idle_timeout: config.limits.idle_timeout,
+            command_timeout: config.limits.command_timeout,
+            min_data_rate: config.limits.min_data_rate,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             max_connections: config.limits.max_connections,
             policy: None,
@@ -471,6 +478,16 @@ fn watch_store_version(authenticator: Authenticator) -> tokio::task::JoinHandle<
             tokio::time::sleep(portcullis_auth::VERSION_POLL).await;
         }
     })
+}
+
+/// Creates `dir` and its missing parents readable by the owner only
+/// (`0700`, whatever the umask); an existing directory is left as it is.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Aborts a background task when dropped.

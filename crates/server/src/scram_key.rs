@@ -32,7 +32,7 @@ pub(crate) fn load_or_create(data_dir: &Path) -> Result<Secret, ServerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(error(e)),
     }
-    std::fs::create_dir_all(data_dir).map_err(error)?;
+    crate::private_dir(data_dir).map_err(error)?;
     let key: [u8; KEY_LEN] = rand::random();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -23,8 +23,8 @@ pub const SPOOL_FAILURES: &str = "portcullis_spool_failures_total";
 /// Time to store a message durably (writes, fsyncs, renames).
 pub const SPOOL_WRITE_DURATION: &str = "portcullis_spool_write_seconds";
 
-/// Connections refused by the brute-force defence, by reason (banned,
-/// per_address, rate).
+/// Connections refused or closed by the defence, by reason (banned,
+/// per_address, per_network, rate, slow_command, slow_data).
 pub const CONNECTIONS_LIMITED: &str = "portcullis_connections_limited_total";
 /// Addresses banned after repeated failures.
 pub const BANS: &str = "portcullis_bans_total";

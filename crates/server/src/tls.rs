@@ -274,7 +274,7 @@ fn ensure_self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), 
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+    crate::private_dir(dir).map_err(|source| TlsError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -287,10 +287,7 @@ fn ensure_self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), 
     let generated =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(&key_path, generated.key_pair.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, generated.cert.pem()).map_err(|source| TlsError::Write {
-        path: cert_path.clone(),
-        source,
-    })?;
+    write_private(&cert_path, generated.cert.pem().as_bytes())?;
     tracing::warn!(
         certificate = %cert_path.display(),
         "generated a self-signed certificate; clients will not trust it (development only)"

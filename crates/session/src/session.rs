@@ -175,6 +175,13 @@ impl Session {
         self.transaction.is_some() || matches!(self.phase, Phase::Data(_) | Phase::AwaitingSpool)
     }
 
+    /// Whether the session is reading message data (after `354`): the
+    /// driver holds the client to a minimum data rate then, and to a
+    /// deadline per command line otherwise.
+    pub fn receiving_data(&self) -> bool {
+        matches!(self.phase, Phase::Data(_))
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)

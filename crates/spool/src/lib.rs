@@ -65,7 +65,7 @@ mod writer;
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -93,6 +93,13 @@ const REQUEST_DELETE: &str = ".delete";
 
 /// How long an attached tool waits for the running server to apply a request.
 const REQUEST_WAIT: Duration = Duration::from_secs(10);
+
+/// Mode of every file the spool creates: queued messages, their senders'
+/// identities and delivery state are nobody else's business, whatever the
+/// umask.
+const FILE_MODE: u32 = 0o600;
+/// Mode of every directory the spool creates.
+const DIR_MODE: u32 = 0o700;
 
 /// Segments start anew past this size.
 const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -151,7 +158,11 @@ impl Spool {
             .into_iter()
             .chain([root.clone()])
         {
-            fs::create_dir_all(&d).map_err(SpoolError::io("create directory", &d))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(&d)
+                .map_err(SpoolError::io("create directory", &d))?;
         }
         sync_dir(&root)?;
         let lock_file = take_lock(&root)?;
@@ -321,7 +332,12 @@ impl Spool {
             .root
             .join(REQUESTS)
             .join(format!("{id}{REQUEST_DELETE}"));
-        File::create(&path).map_err(SpoolError::io("create request", &path))?;
+        private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(SpoolError::io("create request", &path))?;
         let asked = Instant::now();
         while path.exists() {
             if asked.elapsed() > REQUEST_WAIT {
@@ -537,7 +553,7 @@ fn load_journal(dir: &Path, clean_up: bool) -> Result<(Index, u64), SpoolError> 
 /// Takes `<root>/lock` for this process, or says who has it.
 fn take_lock(root: &Path) -> Result<File, SpoolError> {
     let path = root.join(LOCK);
-    let mut file = OpenOptions::new()
+    let mut file = private_file()
         .create(true)
         .truncate(false)
         .read(true)
@@ -579,7 +595,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Creates `path` (which must not exist), writes `data` and fsyncs it.
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
-    let mut file = OpenOptions::new()
+    let mut file = private_file()
         .write(true)
         .create_new(true)
         .open(path)
@@ -587,6 +603,13 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), SpoolError> {
     file.write_all(data)
         .map_err(SpoolError::io("write", path))?;
     file.sync_all().map_err(SpoolError::io("fsync", path))
+}
+
+/// Options that create a file readable and writable by its owner only.
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(FILE_MODE);
+    options
 }
 
 /// Fsyncs a directory so that renames and creations in it are durable.

@@ -449,3 +449,39 @@ fn segments_without_a_header_are_removed_by_the_owner_and_skipped_by_a_reader() 
     let (_, bytes) = spool.read(&id).unwrap();
     assert_eq!(bytes, MESSAGE);
 }
+
+/// Every mode under `dir` (itself excluded) that is not `0700` for a
+/// directory or `0600` for a file.
+fn not_private(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut wrong = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        if mode != want {
+            wrong.push(format!("{} {mode:o}", path.display()));
+        }
+        if meta.is_dir() {
+            wrong.extend(not_private(&path));
+        }
+    }
+    wrong
+}
+
+/// The journal holds every queued message and its sender's identity: under
+/// the usual umask 022 it was created `0644` in `0755` directories.
+#[test]
+fn every_file_and_directory_the_spool_creates_is_private() {
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe { libc::umask(0o022) };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("spool");
+    let spool = Spool::open_with(&root, SpoolOptions { segment_bytes: 1 }).unwrap();
+    let first = spool.store(&meta(), MESSAGE).unwrap();
+    spool.store(&meta(), MESSAGE).unwrap();
+    spool.write_state(&first, b"{\"attempts\":1}").unwrap();
+    drop(spool);
+    assert_eq!(not_private(dir.path()), Vec::<String>::new());
+}

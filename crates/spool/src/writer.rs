@@ -247,7 +247,7 @@ impl Writer {
         let file = match self.take_spare(&path) {
             Some(file) => file,
             None => {
-                let file = OpenOptions::new()
+                let file = crate::private_file()
                     .create_new(true)
                     .write(true)
                     .open(&path)
@@ -463,7 +463,10 @@ pub(crate) const SPARE: &str = "spare";
 /// time).
 fn write_zeros(path: &Path, bytes: u64) -> io::Result<()> {
     let _ = fs::remove_file(path);
-    let mut file = OpenOptions::new().create_new(true).write(true).open(path)?;
+    let mut file = crate::private_file()
+        .create_new(true)
+        .write(true)
+        .open(path)?;
     let zeros = vec![0u8; 1 << 20];
     let mut left = bytes;
     while left > 0 {

@@ -1,0 +1,137 @@
+//! Clients that talk too slowly to be anything but an attempt to hold a
+//! connection: one byte every few seconds used to restart the idle timeout
+//! for ever, in a command line and inside DATA. Now a command line must
+//! arrive whole within `command_timeout`, message data must keep to
+//! `min_data_rate` after that much grace, and a /24 has its own cap on
+//! open connections beside the address's.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use portcullis_integration_tests::{python, sample_message, TestServer, FROM, TO};
+
+/// A plain listener without AUTH, so DATA can be reached without TLS.
+const SLOW: &str = r#"
+[limits]
+command_timeout = "1s"
+min_data_rate = 100
+idle_timeout_secs = 30
+
+[[listener]]
+name = "relay"
+address = "127.0.0.1:{port:relay}"
+tls = "none"
+auth = "disabled"
+"#;
+
+/// How often the dribbling client sends its next byte.
+const INTERVAL: Duration = Duration::from_millis(200);
+
+fn connect(port: u16) -> TcpStream {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("server accepts");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let greeting = read_some(&mut tcp);
+    assert!(greeting.starts_with("220"), "{greeting}");
+    tcp
+}
+
+fn read_some(tcp: &mut TcpStream) -> String {
+    let mut buf = [0u8; 4096];
+    let n = tcp.read(&mut buf).expect("server replies");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn command(tcp: &mut TcpStream, line: &str) -> String {
+    tcp.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+    read_some(tcp)
+}
+
+/// Sends `bytes` one at a time, `INTERVAL` apart, until the server says
+/// something; returns what it said and when, or `None` if it never did.
+fn dribble(tcp: &mut TcpStream, bytes: &[u8]) -> Option<(String, Duration)> {
+    let started = Instant::now();
+    tcp.set_read_timeout(Some(INTERVAL)).unwrap();
+    let mut buf = [0u8; 4096];
+    for byte in bytes {
+        if tcp.write_all(&[*byte]).is_err() {
+            break;
+        }
+        match tcp.read(&mut buf) {
+            Ok(0) => return Some((String::new(), started.elapsed())),
+            Ok(n) => {
+                let said = String::from_utf8_lossy(&buf[..n]).into_owned();
+                return Some((said, started.elapsed()));
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return Some((String::new(), started.elapsed())),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_command_line_sent_byte_by_byte_is_cut_at_the_command_deadline() {
+    let server = TestServer::start(SLOW);
+    let mut tcp = connect(server.port("relay"));
+    assert!(command(&mut tcp, "EHLO client.test").starts_with("250"));
+    // 40 bytes at 5 a second: 8 s, far past the 1 s deadline, though no
+    // gap comes near the 30 s idle timeout.
+    let line = format!("MAIL FROM:<{FROM}> {}\r\n", "x".repeat(10));
+    let (said, after) = dribble(&mut tcp, line.as_bytes()).expect("the server speaks first");
+    assert!(said.starts_with("421 4.4.2"), "{said:?}");
+    assert!(after < Duration::from_secs(3), "cut after {after:?}");
+}
+
+#[test]
+fn message_data_below_the_minimum_rate_is_cut() {
+    let server = TestServer::start(SLOW);
+    let port = server.port("relay");
+    // A client at full speed is not concerned.
+    let mut fast = connect(port);
+    assert!(command(&mut fast, "EHLO client.test").starts_with("250"));
+    assert!(command(&mut fast, &format!("MAIL FROM:<{FROM}>")).starts_with("250"));
+    assert!(command(&mut fast, &format!("RCPT TO:<{TO}>")).starts_with("250"));
+    assert!(command(&mut fast, "DATA").starts_with("354"));
+    let queued = command(&mut fast, &format!("{}.", sample_message("fast")));
+    assert!(queued.starts_with("250"), "{queued}");
+    // One byte every 200 ms: 5 bytes a second against a minimum of 100.
+    let mut slow = connect(port);
+    assert!(command(&mut slow, "EHLO client.test").starts_with("250"));
+    assert!(command(&mut slow, &format!("MAIL FROM:<{FROM}>")).starts_with("250"));
+    assert!(command(&mut slow, &format!("RCPT TO:<{TO}>")).starts_with("250"));
+    assert!(command(&mut slow, "DATA").starts_with("354"));
+    let body = format!("{}.\r\n", sample_message("slow"));
+    let (said, after) = dribble(&mut slow, body.as_bytes()).expect("the server speaks first");
+    assert!(said.starts_with("421 4.4.2"), "{said:?}");
+    assert!(after < Duration::from_secs(4), "cut after {after:?}");
+    assert_eq!(server.spool_len(), 1, "only the fast message");
+}
+
+#[test]
+fn open_connections_per_slash_24_are_capped() {
+    let server = TestServer::start(
+        "[limits]\nmax_connections_per_address = 5\nmax_connections_per_network = 3\n\
+         max_connection_rate = 1000\n[limits.auth]\nallow = []\n",
+    );
+    let out = python(
+        r#"
+        import time
+        def open_from(label, source):
+            s = socket.create_connection(("127.0.0.1", PORT), timeout=10, source_address=(source, 0))
+            print(f"{label}: {s.recv(512).decode().strip()}", flush=True)
+            return s
+        held = [open_from(f"c{i}", f"127.0.0.{i + 2}") for i in range(3)]
+        fourth = open_from("c3", "127.0.0.5")
+        other_net = open_from("other", "127.0.1.2")
+        held[0].close()
+        time.sleep(0.5)
+        again = open_from("again", "127.0.0.6")
+        "#,
+        &[server.submission_port()],
+    );
+    for label in ["c0", "c1", "c2", "other", "again"] {
+        out.assert_reply(label, "220");
+    }
+    out.assert_reply("c3", "421 4.7.0");
+}
