@@ -27,6 +27,9 @@ pub use validate::ConfigError;
 /// by side from their own files.
 pub const DEVELOPMENT_ADMIN_PORT: u16 = 2580;
 
+/// How long one credential-store call may take, by default.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The default data directory, relative to where the server starts.
 pub const DEFAULT_DATA_DIR: &str = "portcullis-data";
 
@@ -43,6 +46,9 @@ pub struct Config {
     /// Client certificates (SASL EXTERNAL); `None`: none are asked for.
     pub client_certificates: Option<ClientCertificates>,
     pub users: UserBackend,
+    /// How long one call to the credential store may take before the
+    /// login is answered `454 4.7.0` (`[users] timeout`).
+    pub store_timeout: Duration,
     /// Store CRAM-MD5 keys beside password hashes, so CRAM-MD5 can be offered.
     pub cram_md5: bool,
     pub spool_dir: PathBuf,

@@ -63,6 +63,8 @@ pub struct RawUsers {
     pub url: Option<String>,
     /// `backend = "postgres"`: the look-up, `%u` for the login name.
     pub password_query: Option<String>,
+    /// How long one call to the store may take (`"3s"`).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -200,6 +200,17 @@ pub(crate) fn validate(
         hostname: raw.hostname.unwrap_or_else(|| "localhost".to_string()),
         spool_dir: in_data_dir(raw.spool.path.unwrap_or_else(|| "spool".into())),
         cram_md5: raw.users.cram_md5.unwrap_or(true),
+        store_timeout: match &raw.users.timeout {
+            None => crate::DEFAULT_STORE_TIMEOUT,
+            Some(text) => crate::delivery::parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        "users.timeout",
+                        format!("{text:?} is not a positive duration like 500ms or 3s"),
+                    )
+                })?,
+        },
         data_dir,
         tls,
         client_certificates,

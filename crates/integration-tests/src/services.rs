@@ -96,6 +96,7 @@ pub struct PostgresServer {
     data: std::path::PathBuf,
     port: u16,
     running: bool,
+    paused: bool,
     _dir: TempDir,
 }
 
@@ -124,6 +125,7 @@ impl PostgresServer {
             bin,
             port: crate::server::free_port(),
             running: false,
+            paused: false,
             _dir: dir,
         };
         let initdb = server
@@ -175,11 +177,37 @@ impl PostgresServer {
         format!("postgres://portcullis@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Stalls the server: the postmaster and every backend get SIGSTOP, so
+    /// connections stay open and queries get no answer (the tests of "the
+    /// database hangs").
+    pub fn pause(&mut self) {
+        self.signal_all("-STOP");
+        self.paused = true;
+    }
+
+    /// Undoes [`PostgresServer::pause`].
+    pub fn resume(&mut self) {
+        self.signal_all("-CONT");
+        self.paused = false;
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .expect("the postmaster's pid file");
+        let pid = pid_file.lines().next().expect("a pid").trim().to_string();
+        let _ = Command::new("pkill").args([signal, "-P", &pid]).status();
+        let status = Command::new("kill").args([signal, &pid]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+    }
+
     /// Stops the server at once (`-m immediate`): the tests of "the
     /// database went away".
     pub fn stop(&mut self) {
         if !self.running {
             return;
+        }
+        if self.paused {
+            self.resume();
         }
         let as_root = Command::new("id")
             .arg("-u")

@@ -239,7 +239,18 @@ fn a_password_change_ends_cached_logins_with_the_old_password() {
 #[test]
 fn a_second_server_on_the_same_spool_refuses_to_start() {
     let server = TestServer::start("");
-    let out = run_with_stdin(&server, &["serve"], "");
+    // Same data directory, other ports: only the spool is shared.
+    let second = server.data_dir().join("second.toml");
+    std::fs::write(
+        &second,
+        format!(
+            "data_dir = {:?}\n[[listener]]\nname = \"other\"\naddress = \"127.0.0.1:0\"\n",
+            server.data_dir().display().to_string()
+        ),
+    )
+    .expect("write the second config");
+    let second = second.display().to_string();
+    let out = portcullis_integration_tests_cli(&["serve", "--config", &second]);
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("in use by another process"),

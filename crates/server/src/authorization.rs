@@ -33,13 +33,19 @@ pub(crate) async fn sender_rule(
     }
     let authenticator = shared.authenticator.clone();
     let user = authn_id.clone();
-    match tokio::task::spawn_blocking(move || authenticator.identities(&user)).await {
+    match shared
+        .store_calls
+        .run(move || authenticator.identities(&user))
+        .await
+    {
         Ok(Ok(identities)) => owned.extend(identities),
         Ok(Err(error)) => {
             // Fail closed: only the addresses derived above.
             tracing::warn!(user = %authn_id, %error, "sender check: store unavailable, aliases not loaded");
         }
-        Err(_) => {}
+        Err(error) => {
+            tracing::warn!(user = %authn_id, %error, "sender check: store unavailable, aliases not loaded");
+        }
     }
     if let Some(data) = peer.meta.user_data() {
         let addresses = data.get("addresses").and_then(|a| a.as_array());

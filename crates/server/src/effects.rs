@@ -13,6 +13,7 @@ use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
 use crate::connection::Peer;
+use crate::store_calls::StoreCallError;
 use crate::{telemetry, Shared};
 
 /// Checks credentials and logs one line with the exact reason. The password
@@ -29,10 +30,10 @@ pub(crate) async fn authenticate(
     let started = std::time::Instant::now();
     let checked = match authenticator.check_cached(&credentials) {
         Some(decision) => Ok((decision, ScramUpgrade::NotNeeded, None)),
-        None => check_blocking(authenticator, credentials).await,
+        None => check_blocking(shared, authenticator, credentials).await,
     };
-    let (decision, upgrade, detail) = checked.unwrap_or_else(|_| {
-        let failed = Decision::Unavailable("authentication task failed".into());
+    let (decision, upgrade, detail) = checked.unwrap_or_else(|error| {
+        let failed = Decision::Unavailable(error.to_string());
         (failed, ScramUpgrade::NotNeeded, None)
     });
     metrics::histogram!(telemetry::AUTH_DURATION).record(started.elapsed().as_secs_f64());
@@ -66,23 +67,26 @@ pub(crate) async fn authenticate(
 /// The full check on the blocking pool: the store may block, and a cold
 /// login pays the slow hash.
 async fn check_blocking(
+    shared: &Shared,
     authenticator: portcullis_auth::Authenticator,
     credentials: Credentials,
-) -> Result<(Decision, ScramUpgrade, Option<String>), tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || {
-        let (decision, detail) = match &credentials {
-            Credentials::Bearer { user, token } => {
-                authenticator.check_token(user.as_deref(), token)
-            }
-            _ => (authenticator.check(&credentials), None),
-        };
-        let upgrade = match decision {
-            Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
-            _ => ScramUpgrade::NotNeeded,
-        };
-        (decision, upgrade, detail)
-    })
-    .await
+) -> Result<(Decision, ScramUpgrade, Option<String>), StoreCallError> {
+    shared
+        .store_calls
+        .run(move || {
+            let (decision, detail) = match &credentials {
+                Credentials::Bearer { user, token } => {
+                    authenticator.check_token(user.as_deref(), token)
+                }
+                _ => (authenticator.check(&credentials), None),
+            };
+            let upgrade = match decision {
+                Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
+                _ => ScramUpgrade::NotNeeded,
+            };
+            (decision, upgrade, detail)
+        })
+        .await
 }
 
 /// Says in the log (never to the client) that a password login gave the
@@ -113,8 +117,10 @@ pub(crate) async fn lookup_scram(
 ) -> ScramLookup {
     let authenticator = shared.authenticator.clone();
     let user = authcid.clone();
-    let found =
-        tokio::task::spawn_blocking(move || authenticator.scram_secrets(&authcid, hash)).await;
+    let found = shared
+        .store_calls
+        .run(move || authenticator.scram_secrets(&authcid, hash))
+        .await;
     match found {
         Ok(Ok(secrets)) => ScramLookup::Found {
             secrets,
@@ -124,7 +130,10 @@ pub(crate) async fn lookup_scram(
             tracing::error!(client = %peer.client.ip(), %user, %error, "auth: store unavailable for SCRAM");
             ScramLookup::Unavailable
         }
-        Err(_) => ScramLookup::Unavailable,
+        Err(error) => {
+            tracing::error!(client = %peer.client.ip(), %user, %error, "auth: store unavailable for SCRAM");
+            ScramLookup::Unavailable
+        }
     }
 }
 

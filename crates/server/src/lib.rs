@@ -22,6 +22,7 @@ mod policy;
 pub mod preflight;
 mod proxy_protocol;
 mod scram_key;
+mod store_calls;
 pub mod telemetry;
 pub mod tls;
 
@@ -194,6 +195,8 @@ pub(crate) struct Shared {
     /// still open (a DATA transfer that never ends) are told `421 4.3.2`
     /// and closed, rather than cut off in silence.
     pub grace_over: watch::Sender<bool>,
+    /// Every call to the credential store goes through this bound.
+    pub store_calls: store_calls::StoreCalls,
 }
 
 /// One bound listener and how its sessions behave.
@@ -376,6 +379,7 @@ impl Server {
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
             stopping,
             grace_over: watch::Sender::new(false),
+            store_calls: store_calls::StoreCalls::new(config.store_timeout),
         });
         Ok(Server {
             shared,

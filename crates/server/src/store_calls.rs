@@ -1,0 +1,125 @@
+//! Calls to the credential store, bounded in time and in number.
+//!
+//! A store call blocks a thread of the blocking pool (SQLite, a PostgreSQL
+//! round trip, LDAP). A stalled database (its processes stopped, a network
+//! that drops packets) would hold each login for as long as the stall and
+//! add a thread per login. So each call gets [`Config::store_timeout`]:
+//! past it the login is answered `454 4.7.0`, while the call itself is
+//! left to finish on its thread. At most [`MAX_CALLS`] calls run at once;
+//! past that a login is answered `454` at once, so a long stall holds a
+//! bounded number of threads. The log says once when the store stalls and
+//! once when it answers again; `portcullis_store_up` shows it.
+//!
+//! [`Config::store_timeout`]: portcullis_config::Config::store_timeout
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::telemetry;
+
+/// Store calls running at once, stalled ones included.
+pub const MAX_CALLS: usize = 64;
+
+/// Why a store call gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StoreCallError {
+    #[error("the credential store did not answer in time")]
+    TimedOut,
+    #[error("too many credential-store calls are waiting")]
+    Busy,
+    #[error("the credential-store task failed")]
+    Failed,
+}
+
+/// The bound on store calls that every connection shares.
+#[derive(Debug)]
+pub(crate) struct StoreCalls {
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    stalled: AtomicBool,
+}
+
+impl StoreCalls {
+    pub(crate) fn new(timeout: Duration) -> StoreCalls {
+        metrics::gauge!(telemetry::STORE_UP).set(1.0);
+        StoreCalls {
+            permits: Arc::new(Semaphore::new(MAX_CALLS)),
+            timeout,
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `call` on the blocking pool and waits for it at most the store
+    /// timeout.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, StoreCallError> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.went_away(StoreCallError::Busy);
+            return Err(StoreCallError::Busy);
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            // Held until the call really ends, however long after the
+            // caller stopped waiting.
+            let _permit = permit;
+            call()
+        });
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(value)) => {
+                if self.stalled.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("the credential store answers again");
+                    metrics::gauge!(telemetry::STORE_UP).set(1.0);
+                }
+                Ok(value)
+            }
+            Ok(Err(_)) => Err(StoreCallError::Failed),
+            Err(_) => {
+                self.went_away(StoreCallError::TimedOut);
+                Err(StoreCallError::TimedOut)
+            }
+        }
+    }
+
+    fn went_away(&self, why: StoreCallError) {
+        if !self.stalled.swap(true, Ordering::Relaxed) {
+            tracing::error!(error = %why, timeout = ?self.timeout, "credential store stalled; logins get 454 until it answers");
+            metrics::gauge!(telemetry::STORE_UP).set(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stalled_call_is_cut_at_the_timeout_and_the_next_one_works() {
+        let calls = StoreCalls::new(Duration::from_millis(50));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let stalled = calls.run(move || wait.recv().is_ok()).await;
+        assert_eq!(stalled, Err(StoreCallError::TimedOut));
+        assert_eq!(calls.run(|| 7).await, Ok(7));
+        drop(release);
+    }
+
+    #[tokio::test]
+    async fn stalled_calls_hold_a_bounded_number_of_threads() {
+        let calls = StoreCalls::new(Duration::from_millis(10));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Arc::new(std::sync::Mutex::new(wait));
+        for _ in 0..MAX_CALLS {
+            let wait = wait.clone();
+            let _ = calls
+                .run(move || {
+                    let _ = wait.lock().map(|w| w.recv());
+                })
+                .await;
+        }
+        assert_eq!(calls.run(|| 1).await, Err(StoreCallError::Busy));
+        drop(release);
+    }
+}
