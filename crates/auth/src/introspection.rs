@@ -13,7 +13,7 @@ use base64::Engine;
 use portcullis_sasl::Secret;
 use sha2::{Digest, Sha256};
 
-use crate::jwks::{agent, MAX_BODY};
+use crate::jwks::{agent, HTTP_TIMEOUT, MAX_BODY};
 use crate::oauth::TokenError;
 
 /// What the endpoint said about a token (cached).
@@ -56,7 +56,7 @@ impl Introspector {
         Introspector {
             url: url.to_string(),
             authorization,
-            agent: agent(),
+            agent: agent(HTTP_TIMEOUT),
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl.max(Duration::from_millis(1)))
