@@ -5,12 +5,13 @@
 //! token check, which runs on the blocking pool.
 //!
 //! Three rules keep the issuer from hurting us:
-//! - **One fetch at a time, no lock across I/O.** A check that needs a
-//!   fetch while another is in flight uses the set we have if it holds the
-//!   token's key, and otherwise waits for that fetch (never longer than its
-//!   timeout); the lock is only taken to read and replace the set. Parallel
-//!   logins against a hanging issuer all answer after one timeout, not one
-//!   timeout each.
+//! - **One fetch at a time, no lock across I/O.** A set that holds the
+//!   token's key answers at once; if it is due for a refresh, the refresh
+//!   runs on a thread of its own. A check whose key the set lacks waits for
+//!   a fetch (its own, or the one under way: never two, never longer than
+//!   the timeout). The lock is only taken to read and replace the set, so
+//!   parallel logins against a hanging issuer all answer after one
+//!   timeout, not one timeout each.
 //! - **Bounded.** At most one fetch every [`MIN_REFETCH`] (counted from the
 //!   end of the last attempt), so a flood of tokens with made-up key ids
 //!   cannot become a flood of requests; each request is bounded by
@@ -84,8 +85,13 @@ impl Keys {
     }
 }
 
-/// A JWKS fetched over HTTP(S).
+/// A JWKS fetched over HTTP(S). Cheap to share: the state is behind an
+/// `Arc`, so a background refresh can outlive the check that started it.
 pub(crate) struct RemoteJwks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     url: String,
     refresh: Duration,
     timeout: Duration,
@@ -104,7 +110,7 @@ struct State {
     attempted: Option<Instant>,
     /// Why the last attempt failed; `None` if it succeeded.
     failing: Option<String>,
-    /// A fetch is under way (by some other check).
+    /// A fetch is under way.
     in_flight: bool,
 }
 
@@ -138,62 +144,90 @@ impl RemoteJwks {
 
     pub(crate) fn with_timeout(url: &str, refresh: Duration, timeout: Duration) -> Self {
         RemoteJwks {
-            url: url.to_string(),
-            refresh,
-            timeout,
-            agent: agent(timeout),
-            state: Mutex::new(State::default()),
-            fetched: Condvar::new(),
+            inner: Arc::new(Inner {
+                url: url.to_string(),
+                refresh,
+                timeout,
+                agent: agent(timeout),
+                state: Mutex::new(State::default()),
+                fetched: Condvar::new(),
+            }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Invariant: nothing panics while holding the lock (the fetch runs
-        // without it), so it is never poisoned; if it were, use the state.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
+    /// The keys for a token naming `kid`. A set that holds the key answers
+    /// at once (a due refresh runs on its own thread); one that lacks it
+    /// waits for a fetch (ours or the one under way).
     fn current(&self, kid: Option<&str>) -> Result<Arc<Vec<Key>>, KeysUnavailable> {
-        let mut state = self.lock();
+        let inner = &self.inner;
+        let mut state = inner.lock();
         let now = Instant::now();
         let stale = state
             .fetched
-            .is_none_or(|at| now.duration_since(at) >= self.refresh);
+            .is_none_or(|at| now.duration_since(at) >= inner.refresh);
         let may_try = state
             .attempted
-            .is_none_or(|at| now.duration_since(at) >= MIN_REFETCH.min(self.refresh));
-        let wanted = (stale || !state.has(kid)) && may_try;
-        if wanted && !state.in_flight {
+            .is_none_or(|at| now.duration_since(at) >= MIN_REFETCH.min(inner.refresh));
+        let usable = state.has(kid);
+        if (stale || !usable) && may_try && !state.in_flight {
             state.in_flight = true;
             drop(state);
-            let result = self.fetch();
-            state = self.lock();
-            state.in_flight = false;
-            state.attempted = Some(Instant::now());
-            match result {
-                Ok(keys) => {
-                    tracing::info!(url = %self.url, keys = keys.len(), "fetched JWKS");
-                    state.keys = Arc::new(keys);
-                    state.fetched = state.attempted;
-                    state.failing = None;
-                }
-                Err(error) => {
-                    tracing::warn!(url = %self.url, %error, "JWKS fetch failed; keeping the keys we had");
-                    state.failing = Some(error);
-                }
+            if usable && self.refresh_in_background() {
+                return inner.lock().answer(kid);
             }
-            self.fetched.notify_all();
-        } else if state.in_flight && !state.has(kid) {
+            inner.fetch_and_store();
+            state = inner.lock();
+        } else if state.in_flight && !usable {
             // Only the fetch under way can answer: wait for it, a little
             // longer than it may take.
-            let limit = self.timeout + Duration::from_secs(1);
-            state = self
+            let limit = inner.timeout + Duration::from_secs(1);
+            state = inner
                 .fetched
                 .wait_timeout_while(state, limit, |s| s.in_flight)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
         state.answer(kid)
+    }
+
+    /// Starts a refresh on its own thread; `false` if no thread could be
+    /// started (the caller fetches itself).
+    fn refresh_in_background(&self) -> bool {
+        let inner = self.inner.clone();
+        std::thread::Builder::new()
+            .name("jwks-refresh".into())
+            .spawn(move || inner.fetch_and_store())
+            .is_ok()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Invariant: nothing panics while holding the lock (the fetch runs
+        // without it), so it is never poisoned; if it were, use the state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One fetch (the caller set `in_flight`), its result stored, and
+    /// everyone waiting for it woken.
+    fn fetch_and_store(&self) {
+        let result = self.fetch();
+        let mut state = self.lock();
+        state.in_flight = false;
+        state.attempted = Some(Instant::now());
+        match result {
+            Ok(keys) => {
+                tracing::info!(url = %self.url, keys = keys.len(), "fetched JWKS");
+                state.keys = Arc::new(keys);
+                state.fetched = state.attempted;
+                state.failing = None;
+            }
+            Err(error) => {
+                tracing::warn!(url = %self.url, %error, "JWKS fetch failed; keeping the keys we had");
+                state.failing = Some(error);
+            }
+        }
+        self.fetched.notify_all();
     }
 
     /// One GET of the set. Errors are values (a panic in the HTTP client
