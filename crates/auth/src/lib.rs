@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache::{NotVerified, Source, VerifiedCache};
-use floor::FailureFloor;
+use floor::{Cost, FailureFloor};
 use records::RecordCache;
 pub use records::VERSION_POLL;
 
@@ -336,7 +336,7 @@ impl Authenticator {
             // refusal of a user whose scheme is cheaper.
             let measured = Instant::now();
             scheme::verify_dummy(&Secret::from("portcullis-floor"));
-            self.floor.observe_dummy(measured.elapsed());
+            self.floor.observe(Cost::Dummy, measured.elapsed());
         }
         let wait = self.floor.remaining(started.elapsed(), rand::random());
         if !wait.is_zero() {
@@ -406,7 +406,7 @@ impl Authenticator {
             let _slot = self.verifications.try_take().ok_or(Busy)?;
             let started = Instant::now();
             scheme::verify_dummy(password);
-            self.floor.observe_dummy(started.elapsed());
+            self.floor.observe(Cost::Dummy, started.elapsed());
             let reason = match record {
                 None => RejectReason::UnknownUser,
                 Some(_) => RejectReason::NoUsableSecret,
@@ -417,7 +417,8 @@ impl Authenticator {
             let _slot = self.verifications.try_take().ok_or(NotVerified::Busy)?;
             let started = Instant::now();
             let verified = scheme::verify(stored, password);
-            self.floor.observe(started.elapsed());
+            let cost = scheme::family(stored).map_or(Cost::Unusable, Cost::Stored);
+            self.floor.observe(cost, started.elapsed());
             match verified {
                 Ok(Verification::Match) => Ok(()),
                 Ok(Verification::Mismatch) => {

@@ -61,6 +61,26 @@ pub fn verify(stored: &StoredPassword, password: &Secret) -> Result<Verification
     }
 }
 
+/// The family of a stored form: what its verification costs depends on
+/// it (and on its parameters), never on the password. `None` if the form
+/// is not supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Argon2,
+    Bcrypt,
+    ShaCrypt,
+    Plain,
+}
+
+pub fn family(stored: &StoredPassword) -> Option<Family> {
+    Some(match parse(stored.as_str()).ok()? {
+        Parsed::Argon2(_) => Family::Argon2,
+        Parsed::Bcrypt(_) => Family::Bcrypt,
+        Parsed::ShaCrypt(..) => Family::ShaCrypt,
+        Parsed::Plain(_) => Family::Plain,
+    })
+}
+
 /// Whether `stored` should be replaced by an argon2id hash of the same
 /// password at the next successful login: everything but argon2id is
 /// (`{PLAIN}` and SHA-crypt are fast to guess offline; bcrypt and the other
