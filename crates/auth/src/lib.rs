@@ -127,12 +127,14 @@ pub const VERIFICATION_MEMORY_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 
 /// The default bound on concurrent slow verifications: two per core (a
 /// hash is CPU-bound; more would only queue), at most what the memory
-/// budget allows at argon2id's 19 MiB each (13), at least 2. On a 2-core
-/// machine, 4 slots: a flood of wrong passwords holds at most 76 MiB.
+/// budget allows at argon2id's 19 MiB each (13), at least 4 (so a small
+/// burst of cold logins is not deferred). On a 1- or 2-core machine, 4
+/// slots: a flood of wrong passwords holds at most 76 MiB of hash memory;
+/// from 7 cores on, 13 slots and 247 MiB.
 pub fn default_verification_slots() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let by_memory = VERIFICATION_MEMORY_BUDGET_BYTES / ARGON2_MEMORY_BYTES;
-    (cores * 2).min(by_memory).max(2)
+    (cores * 2).min(by_memory).max(4)
 }
 
 /// Checks credentials against one store.

@@ -275,14 +275,14 @@ fn a_plain_users_wrong_password_takes_as_long_as_an_unknown_user() {
 fn the_default_hash_slots_fit_the_memory_budget_and_the_cores() {
     let slots = AuthOptions::default().max_concurrent_verifications;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(slots >= 2, "{slots} slots");
+    assert!(slots >= 4, "{slots} slots");
     assert!(
         slots * ARGON2_MEMORY_BYTES <= VERIFICATION_MEMORY_BUDGET_BYTES,
         "{slots} slots hold {} MiB",
         (slots * ARGON2_MEMORY_BYTES) >> 20
     );
     assert!(
-        slots <= (cores * 2).max(2),
+        slots <= (cores * 2).max(4),
         "{slots} slots for {cores} cores"
     );
 }
