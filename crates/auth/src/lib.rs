@@ -355,8 +355,12 @@ impl Authenticator {
             Ok(record) => record,
             Err(error) => {
                 // Hash anyway: a failing store should not answer faster.
+                // Within a slot like any hash: a flood while the store is
+                // down must not hold unbounded hash memory.
                 if let Credentials::Password { password, .. } = credentials {
-                    scheme::verify_dummy(password);
+                    if let Some(_slot) = self.verifications.try_take() {
+                        scheme::verify_dummy(password);
+                    }
                 }
                 return Decision::Unavailable(error.to_string());
             }

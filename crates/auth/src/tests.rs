@@ -286,3 +286,39 @@ fn the_default_hash_slots_fit_the_memory_budget_and_the_cores() {
         "{slots} slots for {cores} cores"
     );
 }
+
+/// A store that is down.
+struct DownStore;
+
+impl CredentialStore for DownStore {
+    fn lookup(&self, _: &str) -> Result<Option<portcullis_credentials::UserRecord>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+
+    fn has_cram_md5_keys(&self) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
+
+#[test]
+fn a_store_outage_hashes_within_the_slots() {
+    let options = AuthOptions {
+        max_concurrent_verifications: 1,
+        ..AuthOptions::default()
+    };
+    let a = Authenticator::with_options(Arc::new(DownStore), &options);
+    let _held = a.verifications.try_take();
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        assert!(matches!(
+            a.check(&plain("alice", None, "x")),
+            Decision::Unavailable(_)
+        ));
+    }
+    // Ten argon2id hashes take hundreds of milliseconds; none ran.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(100),
+        "{:?}: hashed without a slot",
+        started.elapsed()
+    );
+}
