@@ -13,7 +13,7 @@ use base64::Engine;
 use portcullis_sasl::Secret;
 use sha2::{Digest, Sha256};
 
-use crate::jwks::{agent, MAX_BODY};
+use crate::jwks::{agent, HTTP_TIMEOUT, MAX_BODY};
 use crate::oauth::TokenError;
 
 /// What the endpoint said about a token (cached).
@@ -56,7 +56,7 @@ impl Introspector {
         Introspector {
             url: url.to_string(),
             authorization,
-            agent: agent(),
+            agent: agent(HTTP_TIMEOUT),
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl.max(Duration::from_millis(1)))
@@ -155,6 +155,59 @@ fn judge(claims: &serde_json::Map<String, serde_json::Value>, expect: &Expect<'_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An endpoint that answers every request with a redirect to a page
+    /// saying any token is alice's.
+    fn redirecting_endpoint() -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback bind");
+        let port = listener.local_addr().expect("bound").port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    if line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                let _ = reader.by_ref().take(length).read_to_end(&mut Vec::new());
+                let reply = if request_line.contains("/introspect") {
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: /forged\r\nContent-Length: 0\r\n\r\n"
+                        .to_string()
+                } else {
+                    let body = r#"{"active": true, "sub": "alice"}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        format!("http://127.0.0.1:{port}/introspect")
+    }
+
+    #[test]
+    fn a_redirect_is_not_followed() {
+        let url = redirecting_endpoint();
+        let introspector = Introspector::new(&url, None, None, Duration::from_secs(60));
+        let answer = introspector.user(&Secret::from("opaque"), &expect());
+        assert!(
+            matches!(&answer, Err(TokenError::Unavailable(why)) if why.contains("307")),
+            "{answer:?}"
+        );
+    }
 
     fn expect() -> Expect<'static> {
         Expect {

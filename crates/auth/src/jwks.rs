@@ -2,19 +2,36 @@
 //! a URL, fetched on first use and again when the set is older than its
 //! refresh interval or a token names a key id the set lacks (so a key
 //! rotation at the issuer is picked up at once). Fetches happen inside the
-//! token check, which runs on the blocking pool; at most one every
-//! [`MIN_REFETCH`], so a flood of tokens with made-up key ids cannot turn
-//! into a flood of requests to the issuer. A failed fetch keeps the keys
-//! we had.
+//! token check, which runs on the blocking pool.
+//!
+//! Three rules keep the issuer from hurting us:
+//! - **One fetch at a time, no lock across I/O.** A set that holds the
+//!   token's key answers at once; if it is due for a refresh, the refresh
+//!   runs on a thread of its own. A check whose key the set lacks waits for
+//!   a fetch (its own, or the one under way: never two, never longer than
+//!   the timeout). The lock is only taken to read and replace the set, so
+//!   parallel logins against a hanging issuer all answer after one
+//!   timeout, not one timeout each.
+//! - **Bounded.** At most one fetch every [`MIN_REFETCH`] (counted from the
+//!   end of the last attempt), so a flood of tokens with made-up key ids
+//!   cannot become a flood of requests; each request is bounded by
+//!   [`HTTP_TIMEOUT`] and [`MAX_BODY`], and redirects are not followed: the
+//!   set comes from the configured URL or from nowhere.
+//! - **An outage is not a verdict.** A failed fetch keeps the keys we had.
+//!   When the set we have cannot judge the token (nothing fetched yet, or
+//!   the token names a key id we lack while the issuer is failing), the
+//!   answer is [`KeysUnavailable`]: the client gets "try later", and the
+//!   attempt is not counted as a failure, so an issuer outage never puts
+//!   users in a cool-down.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::DecodingKey;
 
-/// Shortest time between two fetches of a remote JWKS (or the refresh
-/// interval, if that is shorter).
+/// Shortest time between the end of one fetch of a remote JWKS and the
+/// start of the next (or the refresh interval, if that is shorter).
 pub(crate) const MIN_REFETCH: Duration = Duration::from_secs(5);
 /// Longest a JWKS or introspection request may take.
 pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,6 +64,11 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Key>, String> {
     Ok(keys)
 }
 
+/// The key set cannot judge a token now (the issuer is unreachable or
+/// answers nonsense): a temporary failure, never a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeysUnavailable(pub String);
+
 /// Where the keys come from.
 pub(crate) enum Keys {
     Fixed(Arc<Vec<Key>>),
@@ -54,95 +76,197 @@ pub(crate) enum Keys {
 }
 
 impl Keys {
-    /// The current keys, fetched first if needed for `kid`.
-    pub(crate) fn current(&self, kid: Option<&str>) -> Arc<Vec<Key>> {
+    /// The keys to check a token naming `kid` with, fetched first if needed.
+    pub(crate) fn current(&self, kid: Option<&str>) -> Result<Arc<Vec<Key>>, KeysUnavailable> {
         match self {
-            Keys::Fixed(keys) => keys.clone(),
+            Keys::Fixed(keys) => Ok(keys.clone()),
             Keys::Remote(remote) => remote.current(kid),
         }
     }
 }
 
-/// A JWKS fetched over HTTP(S).
+/// A JWKS fetched over HTTP(S). Cheap to share: the state is behind an
+/// `Arc`, so a background refresh can outlive the check that started it.
 pub(crate) struct RemoteJwks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     url: String,
     refresh: Duration,
+    timeout: Duration,
     agent: ureq::Agent,
     state: Mutex<State>,
+    /// Signalled when a fetch ends.
+    fetched: Condvar,
 }
 
 #[derive(Default)]
 struct State {
     keys: Arc<Vec<Key>>,
+    /// When the set was last fetched successfully.
     fetched: Option<Instant>,
+    /// When the last attempt ended.
     attempted: Option<Instant>,
+    /// Why the last attempt failed; `None` if it succeeded.
+    failing: Option<String>,
+    /// A fetch is under way.
+    in_flight: bool,
+}
+
+impl State {
+    fn has(&self, kid: Option<&str>) -> bool {
+        match kid {
+            Some(kid) => self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)),
+            None => !self.keys.is_empty(),
+        }
+    }
+
+    /// The set, if it can judge a token naming `kid`.
+    fn answer(&self, kid: Option<&str>) -> Result<Arc<Vec<Key>>, KeysUnavailable> {
+        if self.keys.is_empty() {
+            let why = self.failing.as_deref().unwrap_or("not fetched yet");
+            return Err(KeysUnavailable(format!("no JWKS: {why}")));
+        }
+        if let (false, Some(why)) = (self.has(kid), &self.failing) {
+            return Err(KeysUnavailable(format!(
+                "token names a key id we lack and the JWKS fetch fails: {why}"
+            )));
+        }
+        Ok(self.keys.clone())
+    }
 }
 
 impl RemoteJwks {
     pub(crate) fn new(url: &str, refresh: Duration) -> Self {
+        Self::with_timeout(url, refresh, HTTP_TIMEOUT)
+    }
+
+    pub(crate) fn with_timeout(url: &str, refresh: Duration, timeout: Duration) -> Self {
         RemoteJwks {
-            url: url.to_string(),
-            refresh,
-            agent: agent(),
-            state: Mutex::new(State::default()),
+            inner: Arc::new(Inner {
+                url: url.to_string(),
+                refresh,
+                timeout,
+                agent: agent(timeout),
+                state: Mutex::new(State::default()),
+                fetched: Condvar::new(),
+            }),
         }
     }
 
-    fn current(&self, kid: Option<&str>) -> Arc<Vec<Key>> {
-        // Invariant: nothing panics while holding the lock (a fetch error
-        // is a value), so it is never poisoned; if it were, use the state.
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+    /// The keys for a token naming `kid`. A set that holds the key answers
+    /// at once (a due refresh runs on its own thread); one that lacks it
+    /// waits for a fetch (ours or the one under way).
+    fn current(&self, kid: Option<&str>) -> Result<Arc<Vec<Key>>, KeysUnavailable> {
+        let inner = &self.inner;
+        let mut state = inner.lock();
         let now = Instant::now();
         let stale = state
             .fetched
-            .is_none_or(|at| now.duration_since(at) >= self.refresh);
-        let unknown_kid =
-            kid.is_some_and(|kid| !state.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
+            .is_none_or(|at| now.duration_since(at) >= inner.refresh);
         let may_try = state
             .attempted
-            .is_none_or(|at| now.duration_since(at) >= MIN_REFETCH.min(self.refresh));
-        if (stale || unknown_kid) && may_try {
-            state.attempted = Some(now);
-            match self.fetch() {
-                Ok(keys) => {
-                    tracing::info!(url = %self.url, keys = keys.len(), "fetched JWKS");
-                    state.keys = Arc::new(keys);
-                    state.fetched = Some(now);
-                }
-                Err(error) => {
-                    tracing::warn!(url = %self.url, %error, "JWKS fetch failed; keeping the keys we had")
-                }
+            .is_none_or(|at| now.duration_since(at) >= MIN_REFETCH.min(inner.refresh));
+        let usable = state.has(kid);
+        if (stale || !usable) && may_try && !state.in_flight {
+            state.in_flight = true;
+            drop(state);
+            if usable && self.refresh_in_background() {
+                return inner.lock().answer(kid);
             }
+            inner.fetch_and_store();
+            state = inner.lock();
+        } else if state.in_flight && !usable {
+            // Only the fetch under way can answer: wait for it, a little
+            // longer than it may take.
+            let limit = inner.timeout + Duration::from_secs(1);
+            state = inner
+                .fetched
+                .wait_timeout_while(state, limit, |s| s.in_flight)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
-        state.keys.clone()
+        state.answer(kid)
     }
 
-    fn fetch(&self) -> Result<Vec<Key>, String> {
-        let mut response = self
-            .agent
-            .get(&self.url)
-            .call()
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(format!("HTTP {status}"));
-        }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        parse(&body)
+    /// Starts a refresh on its own thread; `false` if no thread could be
+    /// started (the caller fetches itself).
+    fn refresh_in_background(&self) -> bool {
+        let inner = self.inner.clone();
+        std::thread::Builder::new()
+            .name("jwks-refresh".into())
+            .spawn(move || inner.fetch_and_store())
+            .is_ok()
     }
 }
 
-/// An HTTP client with a global timeout that reports HTTP errors as
-/// statuses (the caller says what each means).
-pub(crate) fn agent() -> ureq::Agent {
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Invariant: nothing panics while holding the lock (the fetch runs
+        // without it), so it is never poisoned; if it were, use the state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One fetch (the caller set `in_flight`), its result stored, and
+    /// everyone waiting for it woken.
+    fn fetch_and_store(&self) {
+        let result = self.fetch();
+        let mut state = self.lock();
+        state.in_flight = false;
+        state.attempted = Some(Instant::now());
+        match result {
+            Ok(keys) => {
+                tracing::info!(url = %self.url, keys = keys.len(), "fetched JWKS");
+                state.keys = Arc::new(keys);
+                state.fetched = state.attempted;
+                state.failing = None;
+            }
+            Err(error) => {
+                tracing::warn!(url = %self.url, %error, "JWKS fetch failed; keeping the keys we had");
+                state.failing = Some(error);
+            }
+        }
+        self.fetched.notify_all();
+    }
+
+    /// One GET of the set. Errors are values (a panic in the HTTP client
+    /// is one too), so `in_flight` is always cleared.
+    fn fetch(&self) -> Result<Vec<Key>, String> {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut response = self
+                .agent
+                .get(&self.url)
+                .call()
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                return Err(format!("HTTP {status}"));
+            }
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY)
+                .read_to_string()
+                .map_err(|e| e.to_string())?;
+            parse(&body)
+        }));
+        attempt.unwrap_or_else(|_| Err("HTTP client panicked".into()))
+    }
+}
+
+/// An HTTP client with a global timeout that follows no redirects (a
+/// redirect is answered as the status it is, which callers refuse) and
+/// reports HTTP errors as statuses (the caller says what each means).
+pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_global(Some(HTTP_TIMEOUT))
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
         .http_status_as_error(false)
         .build()
         .into()
 }
+
+#[cfg(test)]
+#[path = "jwks_tests.rs"]
+mod tests;

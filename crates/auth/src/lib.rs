@@ -15,16 +15,25 @@
 //! user's slow hash is paid once per TTL, and a bound on concurrent slow
 //! verifications that answers "try later" at once under a flood instead of
 //! letting every login queue behind it.
+//!
+//! A refused credential is answered no sooner than a [floor](floor) above
+//! the slowest verification in use, so an imported `{PLAIN}` user's wrong
+//! password takes as long as an unknown user's; and a weak stored hash is
+//! replaced by argon2id at the user's next successful login, where the
+//! store can be written.
 
 mod cache;
+mod floor;
 mod records;
+mod rehash;
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cache::{NotVerified, Source, VerifiedCache};
+use floor::{Cost, FailureFloor};
 use records::RecordCache;
 pub use records::VERSION_POLL;
 
@@ -92,7 +101,11 @@ pub struct AuthOptions {
     /// Users remembered at most.
     pub verified_cache_capacity: u64,
     /// Slow hash verifications allowed at once; past it, `Unavailable`.
+    /// Default: [`default_verification_slots`].
     pub max_concurrent_verifications: usize,
+    /// A refused credential is answered no sooner than this (or than a
+    /// margin above the slowest verification seen, if that is longer).
+    pub failure_floor: Duration,
 }
 
 impl Default for AuthOptions {
@@ -100,9 +113,28 @@ impl Default for AuthOptions {
         AuthOptions {
             verified_cache_ttl: Duration::from_secs(300),
             verified_cache_capacity: 100_000,
-            max_concurrent_verifications: 32,
+            max_concurrent_verifications: default_verification_slots(),
+            failure_floor: Duration::ZERO,
         }
     }
+}
+
+/// Memory one argon2id verification with our default parameters holds
+/// (m = 19456 KiB).
+pub const ARGON2_MEMORY_BYTES: usize = 19456 * 1024;
+/// What all hash slots together may hold by default.
+pub const VERIFICATION_MEMORY_BUDGET_BYTES: usize = 256 * 1024 * 1024;
+
+/// The default bound on concurrent slow verifications: two per core (a
+/// hash is CPU-bound; more would only queue), at most what the memory
+/// budget allows at argon2id's 19 MiB each (13), at least 4 (so a small
+/// burst of cold logins is not deferred). On a 1- or 2-core machine, 4
+/// slots: a flood of wrong passwords holds at most 76 MiB of hash memory;
+/// from 7 cores on, 13 slots and 247 MiB.
+pub fn default_verification_slots() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_memory = VERIFICATION_MEMORY_BUDGET_BYTES / ARGON2_MEMORY_BYTES;
+    (cores * 2).min(by_memory).max(4)
 }
 
 /// Checks credentials against one store.
@@ -117,6 +149,8 @@ pub struct Authenticator {
     /// User records between store changes; kept with the verified cache.
     records: Option<Arc<RecordCache>>,
     verifications: Arc<VerificationSlots>,
+    /// How long a refusal takes at least.
+    floor: Arc<FailureFloor>,
 }
 
 /// Counts slow verifications in flight.
@@ -173,6 +207,7 @@ impl Authenticator {
                 in_flight: AtomicUsize::new(0),
                 max: options.max_concurrent_verifications.max(1),
             }),
+            floor: Arc::new(FailureFloor::new(options.failure_floor)),
         }
     }
 
@@ -279,16 +314,53 @@ impl Authenticator {
     }
 
     /// Decides on `credentials`. May block: call off the async workers.
+    /// A refusal returns no sooner than the failure floor (see [`floor`]);
+    /// an accepted password stored in a weak scheme is re-hashed with
+    /// argon2id (see [`rehash`]).
     pub fn check(&self, credentials: &Credentials) -> Decision {
         if let Credentials::Bearer { user, token } = credentials {
             return self.check_token(user.as_deref(), token).0;
         }
+        let started = Instant::now();
+        let decision = self.check_secret(credentials);
+        match &decision {
+            Decision::Rejected(_) => self.hold_refusal(started),
+            Decision::Accepted { .. } => self.upgrade_hash(credentials),
+            Decision::Unavailable(_) => {}
+        }
+        decision
+    }
+
+    /// Waits until a refusal that started at `started` has taken the floor.
+    fn hold_refusal(&self, started: Instant) {
+        if !self.floor.knows_dummy() {
+            // The floor must know an unknown user's cost before the first
+            // refusal of a user whose scheme is cheaper. The first hash
+            // of a process also pays for faulting its memory in: time the
+            // second.
+            let dummy = Secret::from("portcullis-floor");
+            scheme::verify_dummy(&dummy);
+            let measured = Instant::now();
+            scheme::verify_dummy(&dummy);
+            self.floor.observe(Cost::Dummy, measured.elapsed());
+        }
+        let wait = self.floor.remaining(started.elapsed(), rand::random());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn check_secret(&self, credentials: &Credentials) -> Decision {
         let record = match self.lookup_record(credentials.authcid()) {
             Ok(record) => record,
             Err(error) => {
                 // Hash anyway: a failing store should not answer faster.
+                // Within a slot like any hash: a flood while the store is
+                // down must not hold unbounded hash memory.
                 if let Credentials::Password { password, .. } = credentials {
-                    scheme::verify_dummy(password);
+                    if let Some(_slot) = self.verifications.try_take() {
+                        scheme::verify_dummy(password);
+                    }
                 }
                 return Decision::Unavailable(error.to_string());
             }
@@ -342,7 +414,9 @@ impl Authenticator {
             record.and_then(|r| r.password.as_ref().map(|p| (r.name.as_str(), p)))
         else {
             let _slot = self.verifications.try_take().ok_or(Busy)?;
+            let started = Instant::now();
             scheme::verify_dummy(password);
+            self.floor.observe(Cost::Dummy, started.elapsed());
             let reason = match record {
                 None => RejectReason::UnknownUser,
                 Some(_) => RejectReason::NoUsableSecret,
@@ -351,7 +425,11 @@ impl Authenticator {
         };
         let slow = || {
             let _slot = self.verifications.try_take().ok_or(NotVerified::Busy)?;
-            match scheme::verify(stored, password) {
+            let started = Instant::now();
+            let verified = scheme::verify(stored, password);
+            let cost = scheme::family(stored).map_or(Cost::Unusable, Cost::Stored);
+            self.floor.observe(cost, started.elapsed());
+            match verified {
                 Ok(Verification::Match) => Ok(()),
                 Ok(Verification::Mismatch) => {
                     Err(NotVerified::Rejected(RejectReason::WrongPassword))

@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use portcullis_sasl::Secret;
 
 use crate::introspection::{Expect, Introspector};
-use crate::jwks::{Keys, RemoteJwks};
+use crate::jwks::{Keys, KeysUnavailable, RemoteJwks};
 use crate::{Decision, RejectReason};
 
 /// Why a token was not accepted.
@@ -139,9 +139,7 @@ impl TokenValidator {
     pub(crate) fn check(&self, token: &Secret) -> Result<String, TokenError> {
         let looks_like_jwt = token.expose().iter().filter(|b| **b == b'.').count() == 2;
         match (&self.keys, &self.introspection) {
-            (Some(keys), _) if looks_like_jwt => {
-                self.verify_jwt(keys, token).map_err(TokenError::Invalid)
-            }
+            (Some(keys), _) if looks_like_jwt => self.verify_jwt(keys, token),
             (_, Some(introspection)) => introspection.user(
                 token,
                 &Expect {
@@ -155,17 +153,33 @@ impl TokenValidator {
         }
     }
 
-    fn verify_jwt(&self, keys: &Keys, token: &Secret) -> Result<String, String> {
-        let token = std::str::from_utf8(token.expose()).map_err(|_| "token is not UTF-8")?;
-        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("header: {e}"))?;
+    /// A JWT's user, `Invalid` if the token is bad, `Unavailable` if the
+    /// key set cannot judge it now (issuer unreachable).
+    fn verify_jwt(&self, keys: &Keys, token: &Secret) -> Result<String, TokenError> {
+        let invalid = TokenError::Invalid;
+        let token = std::str::from_utf8(token.expose())
+            .map_err(|_| invalid("token is not UTF-8".into()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("header: {e}")))?;
         if matches!(
             header.alg,
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
         ) {
-            return Err("symmetric algorithms are not accepted".into());
+            return Err(invalid("symmetric algorithms are not accepted".into()));
         }
+        let keys = keys
+            .current(header.kid.as_deref())
+            .map_err(|KeysUnavailable(why)| TokenError::Unavailable(why))?;
+        self.verify_with(&keys, &header, token).map_err(invalid)
+    }
+
+    fn verify_with(
+        &self,
+        keys: &[crate::jwks::Key],
+        header: &jsonwebtoken::Header,
+        token: &str,
+    ) -> Result<String, String> {
         let alg_name = format!("{:?}", header.alg);
-        let keys = keys.current(header.kid.as_deref());
         let key = keys
             .iter()
             .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)

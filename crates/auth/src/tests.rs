@@ -180,3 +180,145 @@ fn external_needs_an_existing_user_and_follows_the_authzid_rule() {
         Decision::Rejected(RejectReason::UnknownUser)
     );
 }
+
+/// A store whose `imported` user has the stored form its old server wrote.
+fn imported(stored: &str) -> (tempfile::TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .add_user("imported", &Secret::from("unused"), false)
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE users SET password = ?1, scram_sha1 = NULL, scram_sha256 = NULL \
+             WHERE name = 'imported'",
+            [stored],
+        )
+        .unwrap();
+    (dir, Arc::new(store))
+}
+
+fn stored_hash(store: &SqliteStore, user: &str) -> String {
+    let record = store.lookup(user).unwrap().unwrap();
+    record.password.unwrap().as_str().to_string()
+}
+
+/// Drepper's SHA-crypt test vector, for "Hello world!".
+const SHA512_CRYPT: &str = "{SHA512-CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1";
+
+#[test]
+fn a_sha512_crypt_hash_becomes_argon2id_at_the_next_login() {
+    let (_d, store) = imported(SHA512_CRYPT);
+    let a = Authenticator::new(store.clone());
+    assert!(matches!(
+        a.check(&plain("imported", None, "wrong")),
+        Decision::Rejected(RejectReason::WrongPassword)
+    ));
+    assert_eq!(
+        stored_hash(&store, "imported"),
+        SHA512_CRYPT,
+        "a refusal re-hashed"
+    );
+    assert!(matches!(
+        a.check(&plain("imported", None, "Hello world!")),
+        Decision::Accepted { .. }
+    ));
+    assert!(stored_hash(&store, "imported").starts_with("$argon2id$"));
+    // The new hash is of the same password, checked from scratch.
+    let fresh = Authenticator::new(store.clone());
+    assert!(matches!(
+        fresh.check(&plain("imported", None, "Hello world!")),
+        Decision::Accepted { .. }
+    ));
+    assert!(matches!(
+        fresh.check(&plain("imported", None, "wrong")),
+        Decision::Rejected(RejectReason::WrongPassword)
+    ));
+}
+
+/// The shortest of three refusals of `credentials`.
+fn fastest_refusal(a: &Authenticator, credentials: &Credentials) -> std::time::Duration {
+    (0..3)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            assert!(matches!(a.check(credentials), Decision::Rejected(_)));
+            started.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+#[test]
+fn a_plain_users_wrong_password_takes_as_long_as_an_unknown_user() {
+    let (_d, store) = imported("{PLAIN}s3cret");
+    let a = Authenticator::new(store);
+    // The {PLAIN} user first: the floor must not need an unknown user to
+    // have come by.
+    let plain_wrong = fastest_refusal(&a, &plain("imported", None, "wrong"));
+    let unknown = fastest_refusal(&a, &plain("nobody", None, "wrong"));
+    // Within a factor of two either way (the other tests hash in parallel,
+    // so one argon2id may take twice another); without the floor the
+    // ratio is below 1/1000.
+    assert!(
+        plain_wrong * 2 >= unknown,
+        "{{PLAIN}} wrong password {plain_wrong:?}, unknown user {unknown:?}"
+    );
+    assert!(
+        plain_wrong <= unknown * 2 + std::time::Duration::from_millis(50),
+        "{{PLAIN}} wrong password {plain_wrong:?}, unknown user {unknown:?}"
+    );
+}
+
+#[test]
+fn the_default_hash_slots_fit_the_memory_budget_and_the_cores() {
+    let slots = AuthOptions::default().max_concurrent_verifications;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(slots >= 4, "{slots} slots");
+    assert!(
+        slots * ARGON2_MEMORY_BYTES <= VERIFICATION_MEMORY_BUDGET_BYTES,
+        "{slots} slots hold {} MiB",
+        (slots * ARGON2_MEMORY_BYTES) >> 20
+    );
+    assert!(
+        slots <= (cores * 2).max(4),
+        "{slots} slots for {cores} cores"
+    );
+}
+
+/// A store that is down.
+struct DownStore;
+
+impl CredentialStore for DownStore {
+    fn lookup(&self, _: &str) -> Result<Option<portcullis_credentials::UserRecord>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+
+    fn has_cram_md5_keys(&self) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+}
+
+#[test]
+fn a_store_outage_hashes_within_the_slots() {
+    let options = AuthOptions {
+        max_concurrent_verifications: 1,
+        ..AuthOptions::default()
+    };
+    let a = Authenticator::with_options(Arc::new(DownStore), &options);
+    let _held = a.verifications.try_take();
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        assert!(matches!(
+            a.check(&plain("alice", None, "x")),
+            Decision::Unavailable(_)
+        ));
+    }
+    // Ten argon2id hashes take hundreds of milliseconds; none ran.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(100),
+        "{:?}: hashed without a slot",
+        started.elapsed()
+    );
+}

@@ -79,10 +79,15 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
                 .with_context(|| format!("admin listener on {address}"))?;
             tokio::spawn(admin::serve(listener, metrics, stopping.clone()));
         }
+        let defaults = AuthOptions::default();
         let options = AuthOptions {
             verified_cache_ttl: config.auth.verified_cache_ttl,
-            max_concurrent_verifications: config.auth.max_concurrent_verifications,
-            ..AuthOptions::default()
+            max_concurrent_verifications: config
+                .auth
+                .max_concurrent_verifications
+                .unwrap_or(defaults.max_concurrent_verifications),
+            failure_floor: config.auth.failure_floor,
+            ..defaults
         };
         let authenticator = Authenticator::with_options(store, &options);
         let server = Server::bind(

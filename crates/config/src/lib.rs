@@ -72,8 +72,12 @@ pub struct Config {
 pub struct AuthTuning {
     /// How long a verified password is remembered (zero: never).
     pub verified_cache_ttl: Duration,
-    /// Slow hash verifications at once; past it, `454 4.7.0`.
-    pub max_concurrent_verifications: usize,
+    /// Slow hash verifications at once; past it, `454 4.7.0`. `None`:
+    /// sized from the machine (the auth crate's default).
+    pub max_concurrent_verifications: Option<usize>,
+    /// A refused credential is answered no sooner than this (the floor
+    /// also follows the slowest hash scheme seen).
+    pub failure_floor: Duration,
 }
 
 /// Where the server certificate comes from.

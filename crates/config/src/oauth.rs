@@ -17,7 +17,17 @@
 //! audience = "smtp.example.org"
 //! user_claim = "email"         # default "sub"
 //! leeway_secs = 30             # clock skew allowed on exp/nbf
+//! dangerous_allow_plain_http = false  # http:// URLs off loopback (never do this)
 //! ```
+//!
+//! Whoever serves the JWKS decides which tokens are valid, and whoever
+//! answers introspection decides who a token is for: over plain HTTP,
+//! anyone on the path could log in as anyone. So both URLs must be
+//! `https://`; `http://` is accepted only for a loopback address written
+//! as an IP literal (`127.0.0.1`, `[::1]`: an issuer on this host, or a
+//! TLS-terminating sidecar), or when `dangerous_allow_plain_http` says the
+//! operator knows. Redirects are never followed (see the auth crate), so a
+//! loopback URL cannot be bounced elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +51,7 @@ pub struct RawOAuth {
     pub audience: Option<String>,
     pub user_claim: Option<String>,
     pub leeway_secs: Option<u64>,
+    pub dangerous_allow_plain_http: Option<bool>,
 }
 
 /// How bearer tokens are validated.
@@ -102,15 +113,45 @@ fn invalid(key: &str, message: &str) -> ConfigError {
     }
 }
 
-fn http_url(value: String, key: &str) -> Result<String, ConfigError> {
-    if value.starts_with("https://") || value.starts_with("http://") {
-        Ok(value)
-    } else {
-        Err(invalid(key, "must be an http:// or https:// URL"))
+/// An issuer URL we may fetch from: `https://`, or `http://` to a loopback
+/// IP literal, or any `http://` when the operator said it is dangerous and
+/// meant it. Parsed with the HTTP client's own URI parser, so the host we
+/// check is the host it connects to.
+fn issuer_url(value: String, key: &str, allow_plain_http: bool) -> Result<String, ConfigError> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|_| invalid(key, "is not a valid URL"))?;
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
+        return Err(invalid(key, "has no host"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(value),
+        Some("http") if allow_plain_http || is_loopback_literal(host) => Ok(value),
+        Some("http") => Err(invalid(
+            key,
+            "must be https:// (http:// only to 127.0.0.1 or [::1], or with \
+             dangerous_allow_plain_http = true): over plain HTTP anyone on the path \
+             can serve their own keys and log in as anyone",
+        )),
+        _ => Err(invalid(key, "must be an https:// URL")),
     }
 }
 
+/// `127.0.0.0/8` or `::1`, written as an address (`http::Uri` keeps the
+/// brackets of an IPv6 host). Names such as `localhost` are refused: what
+/// they resolve to is not the config's to promise.
+fn is_loopback_literal(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn jwks_source(raw: &mut RawOAuth, base: &Path) -> Result<Option<JwksSource>, ConfigError> {
+    let allow_plain_http = raw.dangerous_allow_plain_http.unwrap_or(false);
     let refresh = Duration::from_secs(raw.jwks_refresh_secs.unwrap_or(3600).max(1));
     match (raw.jwks_file.take(), raw.jwks_url.take()) {
         (Some(_), Some(_)) => Err(invalid("jwks_url", "give jwks_file or jwks_url, not both")),
@@ -120,7 +161,7 @@ fn jwks_source(raw: &mut RawOAuth, base: &Path) -> Result<Option<JwksSource>, Co
             base.join(file)
         }))),
         (None, Some(url)) => Ok(Some(JwksSource::Url {
-            url: http_url(url, "jwks_url")?,
+            url: issuer_url(url, "jwks_url", allow_plain_http)?,
             refresh,
         })),
         (None, None) => Ok(None),
@@ -128,6 +169,7 @@ fn jwks_source(raw: &mut RawOAuth, base: &Path) -> Result<Option<JwksSource>, Co
 }
 
 fn introspection(raw: &mut RawOAuth) -> Result<Option<Introspection>, ConfigError> {
+    let allow_plain_http = raw.dangerous_allow_plain_http.unwrap_or(false);
     let Some(url) = raw.introspection_url.take() else {
         if raw.client_id.is_some() || raw.client_secret.is_some() {
             return Err(invalid("client_id", "only used with introspection_url"));
@@ -135,7 +177,7 @@ fn introspection(raw: &mut RawOAuth) -> Result<Option<Introspection>, ConfigErro
         return Ok(None);
     };
     Ok(Some(Introspection {
-        url: http_url(url, "introspection_url")?,
+        url: issuer_url(url, "introspection_url", allow_plain_http)?,
         client_id: raw.client_id.take(),
         client_secret: raw.client_secret.take(),
         cache_ttl: Duration::from_secs(raw.introspection_cache_secs.unwrap_or(60)),
@@ -224,7 +266,7 @@ mod tests {
     #[test]
     fn jwks_url_and_introspection() {
         let config = parse(
-            "[oauth]\njwks_url = \"https://id.test/jwks\"\nintrospection_url = \"http://id.test/i\"\n\
+            "[oauth]\njwks_url = \"https://id.test/jwks\"\nintrospection_url = \"https://id.test/i\"\n\
              client_id = \"c\"\nclient_secret = \"hunter2\"\nissuer = \"i\"\naudience = \"a\"\n",
         )
         .expect("valid");
@@ -240,8 +282,41 @@ mod tests {
         assert_eq!(introspection.cache_ttl, Duration::from_secs(60));
         assert!(!format!("{introspection:?}").contains("hunter2"));
         let only = parse(
-            "[oauth]\nintrospection_url = \"http://x/i\"\nissuer = \"i\"\naudience = \"a\"\n",
+            "[oauth]\nintrospection_url = \"https://x/i\"\nissuer = \"i\"\naudience = \"a\"\n",
         );
         assert!(only.expect("valid").oauth.expect("set").jwks.is_none());
+    }
+
+    #[test]
+    fn issuer_urls_must_be_https_unless_loopback_or_dangerous() {
+        let with = |key: &str, url: &str, extra: &str| {
+            parse(&format!(
+                "[oauth]\n{key} = \"{url}\"\n{extra}issuer = \"i\"\naudience = \"a\"\n"
+            ))
+        };
+        for key in ["jwks_url", "introspection_url"] {
+            for good in [
+                "https://id.example.org/jwks",
+                "http://127.0.0.1:8080/jwks",
+                "http://127.1.2.3/jwks",
+                "http://[::1]:8080/jwks",
+            ] {
+                assert!(with(key, good, "").is_ok(), "{key} = {good}");
+            }
+            for bad in [
+                "http://id.example.org/jwks",
+                "http://localhost/jwks",
+                "http://127.0.0.1.evil.example/jwks",
+                "http://127.0.0.1@evil.example/jwks",
+                "http://10.0.0.1/jwks",
+                "ftp://id.example.org/jwks",
+                "https:///jwks",
+                "id.example.org/jwks",
+            ] {
+                assert!(with(key, bad, "").is_err(), "{key} = {bad}");
+            }
+            let dangerous = "dangerous_allow_plain_http = true\n";
+            assert!(with(key, "http://id.example.org/jwks", dangerous).is_ok());
+        }
     }
 }

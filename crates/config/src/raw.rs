@@ -125,6 +125,7 @@ pub struct RawListener {
 pub struct RawAuth {
     pub verified_cache_ttl_secs: Option<u64>,
     pub max_concurrent_verifications: Option<usize>,
+    pub failure_floor_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -237,3 +237,23 @@ fn proxy_protocol_needs_trusted_networks() {
         assert!(err.starts_with("listener[0].proxy_trusted"), "{err}");
     }
 }
+
+#[test]
+fn auth_tuning_defaults_to_the_machine_and_bounds_the_floor() {
+    let c = parse("").expect("valid");
+    assert_eq!(
+        c.auth.max_concurrent_verifications, None,
+        "sized at start-up"
+    );
+    assert_eq!(c.auth.failure_floor, Duration::ZERO);
+    let c =
+        parse("[auth]\nmax_concurrent_verifications = 6\nfailure_floor_ms = 400\n").expect("valid");
+    assert_eq!(c.auth.max_concurrent_verifications, Some(6));
+    assert_eq!(c.auth.failure_floor, Duration::from_millis(400));
+    for bad in [
+        "[auth]\nmax_concurrent_verifications = 0\n",
+        "[auth]\nfailure_floor_ms = 5000\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}

@@ -139,9 +139,13 @@ pub(crate) fn validate(
 
     let auth = AuthTuning {
         verified_cache_ttl: Duration::from_secs(raw.auth.verified_cache_ttl_secs.unwrap_or(300)),
-        max_concurrent_verifications: raw.auth.max_concurrent_verifications.unwrap_or(32),
+        max_concurrent_verifications: raw.auth.max_concurrent_verifications,
+        failure_floor: Duration::from_millis(raw.auth.failure_floor_ms.unwrap_or(0)),
     };
-    if auth.max_concurrent_verifications == 0 {
+    if auth.failure_floor > Duration::from_secs(1) {
+        return Err(invalid("auth.failure_floor_ms", "at most 1000"));
+    }
+    if auth.max_concurrent_verifications == Some(0) {
         return Err(invalid(
             "auth.max_concurrent_verifications",
             "must be at least 1",

@@ -17,6 +17,9 @@
 //! - New passwords are always hashed with argon2id; older formats (bcrypt,
 //!   SHA-crypt, Dovecot `{SCHEME}` prefixes, even `{PLAIN}`) are verified so
 //!   existing user databases can be imported unchanged.
+//! - Stores we own (SQLite, our PostgreSQL table) replace an older hash
+//!   with argon2id at the next successful login; read-only ones (the TOML
+//!   file, a PostgreSQL `password_query`) keep what they have.
 //! - Unknown users cost the same time as wrong passwords
 //!   ([`scheme::verify_dummy`]), so timing does not reveal who exists.
 
@@ -116,6 +119,32 @@ pub trait CredentialStore: Send + Sync + 'static {
         let _ = (name, keys);
         Ok(ScramSave::ReadOnly)
     }
+
+    /// Replaces `name`'s stored hash `old` (the one just verified) by
+    /// `new`, an argon2id hash of the same password, after a successful
+    /// login. Only if the stored value is still `old`, so a password
+    /// changed meanwhile is never overwritten. Read-only stores answer
+    /// [`HashUpgrade::ReadOnly`].
+    fn upgrade_password_hash(
+        &self,
+        name: &str,
+        old: &StoredPassword,
+        new: &StoredPassword,
+    ) -> Result<HashUpgrade, StoreError> {
+        let _ = (name, old, new);
+        Ok(HashUpgrade::ReadOnly)
+    }
+}
+
+/// What [`CredentialStore::upgrade_password_hash`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashUpgrade {
+    Saved,
+    /// The store cannot be written (a TOML file, a `password_query`).
+    ReadOnly,
+    /// The stored hash is no longer the one verified (changed meanwhile,
+    /// or the user is gone): nothing changed.
+    Superseded,
 }
 
 /// What [`CredentialStore::save_scram_secrets`] did.

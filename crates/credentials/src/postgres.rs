@@ -22,8 +22,8 @@ use postgres::{Client, NoTls, Row};
 
 use crate::sqlite::{credentials_for, expect_one_row, now_unix, scram_keys};
 use crate::{
-    check_identity, CramMd5Keys, CredentialStore, ScramKeys, ScramSave, StoreError, StoredPassword,
-    UserAdmin, UserRecord,
+    check_identity, CramMd5Keys, CredentialStore, HashUpgrade, ScramKeys, ScramSave, StoreError,
+    StoredPassword, UserAdmin, UserRecord,
 };
 
 /// Idle connections kept for reuse.
@@ -197,6 +197,29 @@ impl CredentialStore for PostgresStore {
             )
         })?;
         expect_one_row(updated as usize, name).map(|()| ScramSave::Saved)
+    }
+
+    /// Our own table only: a `password_query` store is someone else's
+    /// table, read-only to us.
+    fn upgrade_password_hash(
+        &self,
+        name: &str,
+        old: &StoredPassword,
+        new: &StoredPassword,
+    ) -> Result<HashUpgrade, StoreError> {
+        if !self.own_table {
+            return Ok(HashUpgrade::ReadOnly);
+        }
+        let updated = self.with_client(|c| {
+            c.execute(
+                "UPDATE users SET password = $3 WHERE name = $1 AND password = $2",
+                &[&name, &old.as_str(), &new.as_str()],
+            )
+        })?;
+        Ok(match updated {
+            0 => HashUpgrade::Superseded,
+            _ => HashUpgrade::Saved,
+        })
     }
 }
 

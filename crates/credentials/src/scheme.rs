@@ -61,6 +61,35 @@ pub fn verify(stored: &StoredPassword, password: &Secret) -> Result<Verification
     }
 }
 
+/// The family of a stored form: what its verification costs depends on
+/// it (and on its parameters), never on the password. `None` if the form
+/// is not supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Argon2,
+    Bcrypt,
+    ShaCrypt,
+    Plain,
+}
+
+pub fn family(stored: &StoredPassword) -> Option<Family> {
+    Some(match parse(stored.as_str()).ok()? {
+        Parsed::Argon2(_) => Family::Argon2,
+        Parsed::Bcrypt(_) => Family::Bcrypt,
+        Parsed::ShaCrypt(..) => Family::ShaCrypt,
+        Parsed::Plain(_) => Family::Plain,
+    })
+}
+
+/// Whether `stored` should be replaced by an argon2id hash of the same
+/// password at the next successful login: everything but argon2id is
+/// (`{PLAIN}` and SHA-crypt are fast to guess offline; bcrypt and the other
+/// argon2 variants are slower or weaker to verify than our default, and
+/// the slowest scheme in use sets how long every failure takes).
+pub fn needs_upgrade(stored: &StoredPassword) -> bool {
+    !matches!(parse(stored.as_str()), Ok(Parsed::Argon2(phc)) if phc.starts_with("$argon2id$"))
+}
+
 /// Checks that `stored` is in a supported format, without hashing
 /// anything. Used to reject bad user files at load time.
 pub fn validate(stored: &StoredPassword) -> Result<(), SchemeError> {

@@ -20,6 +20,11 @@
 //! users get SCRAM secrets when they next log in with PLAIN or LOGIN, or
 //! when their password is set.
 //!
+//! A login that verified a password stored in an older scheme (`{PLAIN}`,
+//! SHA-crypt, bcrypt) replaces it with an argon2id hash of the same
+//! password ([`CredentialStore::upgrade_password_hash`]), so imported
+//! users end up on argon2id without a password reset.
+//!
 //! The connection sits behind a `std::sync::Mutex`: every call blocks, so
 //! run it off the async workers. The database uses WAL mode so the CLI can
 //! write while the server reads, with a busy timeout instead of immediate
@@ -35,8 +40,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use portcullis_sasl::ScramHash;
 
 use crate::{
-    check_identity, scheme, scram, CramMd5Keys, CredentialStore, ScramKeys, ScramSave, StoreError,
-    StoredPassword, UserAdmin, UserRecord,
+    check_identity, scheme, scram, CramMd5Keys, CredentialStore, HashUpgrade, ScramKeys, ScramSave,
+    StoreError, StoredPassword, UserAdmin, UserRecord,
 };
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
@@ -291,6 +296,25 @@ impl CredentialStore for SqliteStore {
             )
             .map_err(db_error)?;
         expect_one_row(updated, name).map(|()| ScramSave::Saved)
+    }
+
+    fn upgrade_password_hash(
+        &self,
+        name: &str,
+        old: &StoredPassword,
+        new: &StoredPassword,
+    ) -> Result<HashUpgrade, StoreError> {
+        let updated = self
+            .conn()
+            .execute(
+                "UPDATE users SET password = ?3 WHERE name = ?1 AND password = ?2",
+                params![name, old.as_str(), new.as_str()],
+            )
+            .map_err(db_error)?;
+        Ok(match updated {
+            0 => HashUpgrade::Superseded,
+            _ => HashUpgrade::Saved,
+        })
     }
 }
 

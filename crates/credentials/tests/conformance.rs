@@ -5,7 +5,8 @@ use std::io::Write;
 use portcullis_credentials::file::FileStore;
 use portcullis_credentials::sqlite::SqliteStore;
 use portcullis_credentials::{
-    scheme, CramMd5Keys, CredentialStore, Secret, UserAdmin, Verification,
+    scheme, CramMd5Keys, CredentialStore, HashUpgrade, Secret, StoredPassword, UserAdmin,
+    Verification,
 };
 
 /// What every store must do, given one holding:
@@ -45,6 +46,38 @@ fn conformance(store: &dyn CredentialStore) {
     assert!(store.has_cram_md5_keys().expect("store works"));
 }
 
+/// A writable store replaces a user's hash only while it is still the one
+/// verified: a password changed in between is never overwritten.
+fn hash_upgrade_swaps_only_the_verified_hash(store: &dyn CredentialStore) {
+    let stored = |user: &str| {
+        let record = store.lookup(user).expect("works").expect("exists");
+        record.password.expect("has a password")
+    };
+    let old = stored("bob");
+    let new = StoredPassword::new(scheme::hash_password(&Secret::from("bob-pw")));
+    assert_eq!(
+        store
+            .upgrade_password_hash("bob", &old, &new)
+            .expect("works"),
+        HashUpgrade::Saved
+    );
+    assert_eq!(stored("bob"), new);
+    assert_eq!(
+        store
+            .upgrade_password_hash("bob", &old, &old)
+            .expect("works"),
+        HashUpgrade::Superseded,
+        "a stale hash overwrote the current one"
+    );
+    assert_eq!(stored("bob"), new);
+    assert_eq!(
+        store
+            .upgrade_password_hash("carol", &old, &new)
+            .expect("works"),
+        HashUpgrade::Superseded
+    );
+}
+
 #[test]
 fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -62,6 +95,7 @@ fn sqlite_store_conforms() {
         .add_user("bob", &Secret::from("bob-pw"), false)
         .expect("added");
     conformance(&store);
+    hash_upgrade_swaps_only_the_verified_hash(&store);
 }
 
 #[test]
@@ -90,6 +124,12 @@ password = "{{SHA512-CRYPT}}{bob_pw}"
     file.write_all(text.as_bytes()).expect("written");
     let store = FileStore::load(file.path()).expect("loads");
     conformance(&store);
+    let bob = store.lookup("bob").unwrap().unwrap().password.unwrap();
+    let new = StoredPassword::new(scheme::hash_password(&Secret::from("bob-pw")));
+    assert_eq!(
+        store.upgrade_password_hash("bob", &bob, &new).unwrap(),
+        HashUpgrade::ReadOnly
+    );
 }
 
 #[test]
@@ -138,6 +178,7 @@ mod postgres {
             Err(StoreError::UserExists(_))
         ));
         super::conformance(&store);
+        super::hash_upgrade_swaps_only_the_verified_hash(&store);
         assert_eq!(store.list_users().unwrap(), ["alice", "bob"]);
         assert!(store.has_scram_secrets().unwrap());
         store.delete_user("bob").expect("deleted");
@@ -192,6 +233,13 @@ mod postgres {
         assert!(
             store.list_users().is_err(),
             "foreign tables are not managed"
+        );
+        let old = dana.password.expect("checked above");
+        let new = portcullis_credentials::StoredPassword::new(hash.clone());
+        assert_eq!(
+            store.upgrade_password_hash("dana", &old, &new).unwrap(),
+            portcullis_credentials::HashUpgrade::ReadOnly,
+            "a foreign table was written"
         );
     }
 
