@@ -53,7 +53,8 @@ pub(crate) async fn authenticate(
         }
         Decision::Rejected(reason) => {
             // Absent fields are left out of the line, not shown as `None`.
-            let (authzid, detail) = (authzid.as_deref(), detail.as_deref());
+            use tracing::field::display;
+            let (authzid, detail) = (authzid.map(display), detail.map(display));
             tracing::warn!(%client, %mechanism, %user, authzid, result = "rejected", %reason, detail, "auth");
             AuthOutcome::Rejected { reply: None }
         }
