@@ -28,8 +28,9 @@
 //! clock-only `os` are loaded; `io`, `os.execute`, `dofile`, `loadfile` and
 //! `require` of files do not exist. `require` knows only built-in modules.
 //! Each state has a memory limit, and each call a deadline enforced by an
-//! instruction-count hook: a script that loops is stopped and the attempt
-//! deferred.
+//! instruction-count hook in every coroutine, and by a step budget in the
+//! pattern functions: a script that loops is stopped, the attempt
+//! deferred, and the state dropped.
 //!
 //! **Reload.** [`Policy::reload`] compiles the script into a fresh state
 //! first; only if that works does it replace the generation (and its
@@ -43,6 +44,7 @@ mod kumo;
 mod mechanism;
 mod memoize;
 mod message;
+mod patterns;
 mod pool;
 mod request;
 mod sandbox;

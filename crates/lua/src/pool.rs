@@ -199,14 +199,20 @@ impl Generation {
         state.set_deadline(Some(deadline));
         let result = hook(&state.lua);
         state.set_deadline(None);
-        self.give_back(state);
+        // A state stopped mid-call may hold half-done work (a coroutine
+        // stuck in a loop, globals half updated): it is dropped, not reused.
+        let overran = Instant::now() >= deadline
+            || matches!(&result, Err(e) if e.to_string().contains(TIMED_OUT));
+        if !overran {
+            self.give_back(state);
+        }
         match result {
             Ok(Ok(answer)) => answer,
             Ok(Err(mistake)) => {
                 tracing::error!(script = %self.path.display(), error = %mistake, "policy: the hook's answer is invalid; deferring");
                 defer(format!("invalid answer: {mistake}"))
             }
-            Err(error) if error.to_string().contains(TIMED_OUT) || Instant::now() >= deadline => {
+            Err(_) if overran => {
                 tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");
                 defer("the hook timed out".into())
             }

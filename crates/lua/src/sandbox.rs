@@ -1,5 +1,16 @@
 //! One Lua state: the trimmed standard library, the memory limit, the
 //! deadline hook, and the `kumo` / `portcullis` / `require` globals.
+//!
+//! **The deadline reaches every thread.** The hook is mlua's *global* hook:
+//! Lua 5.4 copies a thread's hook into each coroutine it creates, and the
+//! global hook's callback serves any thread (a per-thread hook, set on the
+//! main thread only, removes itself in a coroutine, which then runs
+//! unchecked). Past the deadline the hook raises an error; so that a script
+//! cannot catch that error and go on, `pcall`, `xpcall`,
+//! `coroutine.resume` and `coroutine.close` raise it again when they
+//! return after the deadline. Lua's pattern functions run in C, where no
+//! hook fires: they are replaced by bounded ones ([`crate::patterns`]).
+//! A state whose call overran is dropped by the pool, never reused.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -33,21 +44,18 @@ impl State {
             | StdLib::OS;
         let lua = Lua::new_with(libs, LuaOptions::default())?;
         trim(&lua)?;
+        let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
+        crate::patterns::install(&lua, &deadline, memory_limit)?;
+        rethrow_after_deadline(&lua, &deadline)?;
         lua.set_app_data(shared);
         crate::kumo::install(&lua)?;
         install_require(&lua)?;
         install_print(&lua)?;
-        let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
         let seen = deadline.clone();
-        lua.set_hook(
+        lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(DEADLINE_CHECK_EVERY),
             move |_, _| {
-                // Invariant: the lock is never held across a call into Lua.
-                let past = seen
-                    .lock()
-                    .expect("deadline lock")
-                    .is_some_and(|d| Instant::now() >= d);
-                if past {
+                if past(&seen) {
                     Err(mlua::Error::runtime(TIMED_OUT))
                 } else {
                     Ok(VmState::Continue)
@@ -64,6 +72,47 @@ impl State {
         // Invariant: see the hook.
         *self.deadline.lock().expect("deadline lock") = deadline;
     }
+}
+
+/// Whether the deadline has passed.
+fn past(deadline: &Mutex<Option<Instant>>) -> bool {
+    // Invariant: the lock is never held across a call into Lua.
+    deadline
+        .lock()
+        .expect("deadline lock")
+        .is_some_and(|d| Instant::now() >= d)
+}
+
+/// Wraps the functions that catch errors so that, once the deadline has
+/// passed, they raise the timeout instead of returning: `while true do
+/// pcall(loop) end` cannot outlive its deadline. The wrappers are Lua
+/// functions, so a coroutine may still yield across `pcall`.
+fn rethrow_after_deadline(lua: &Lua, deadline: &Arc<Mutex<Option<Instant>>>) -> mlua::Result<()> {
+    let seen = deadline.clone();
+    let check = lua.create_function(move |_, results: mlua::MultiValue| {
+        if past(&seen) {
+            Err(mlua::Error::runtime(TIMED_OUT))
+        } else {
+            Ok(results)
+        }
+    })?;
+    lua.load(
+        r#"
+        local check, pcall, xpcall, co = ...
+        local resume, close = co.resume, co.close
+        _G.pcall = function(...) return check(pcall(...)) end
+        _G.xpcall = function(...) return check(xpcall(...)) end
+        co.resume = function(...) return check(resume(...)) end
+        co.close = function(...) return check(close(...)) end
+        "#,
+    )
+    .set_name("=sandbox")
+    .call::<()>((
+        check,
+        lua.globals().get::<Value>("pcall")?,
+        lua.globals().get::<Value>("xpcall")?,
+        lua.globals().get::<Table>("coroutine")?,
+    ))
 }
 
 /// Removes everything that reaches the file system or the process.

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_sasl::Secret;
@@ -509,4 +510,101 @@ fn message_received_sees_identities_and_may_refuse() {
     assert_eq!(reply.code(), 451, "a timeout defers");
     let (_d, none) = policy("portcullis.on('smtp_server_auth', function() end)");
     assert!(!none.unwrap().checks_messages());
+}
+
+/// Runs `decide` on another thread; `None` when it has not answered in
+/// `limit` (the thread is then left spinning: the test fails anyway).
+fn decide_within(p: Arc<Policy>, user: &str, limit: Duration) -> Option<Verdict> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = request("PLAIN", user, "pw", None);
+    std::thread::spawn(move || {
+        let _ = tx.send(decide(&p, &r));
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+const RUNAWAYS: &str = r#"
+portcullis.on('smtp_server_auth', function(auth)
+  if auth.user == 'coroutine' then
+    local co = coroutine.create(function() while true do end end)
+    coroutine.resume(co)
+  elseif auth.user == 'wrap' then
+    coroutine.wrap(function() while true do end end)()
+  elseif auth.user == 'nested' then
+    coroutine.wrap(function()
+      coroutine.wrap(function() local x = 0 while true do x = x + 1 end end)()
+    end)()
+  elseif auth.user == 'pcall' then
+    while true do pcall(function() while true do end end) end
+  elseif auth.user == 'resume' then
+    while true do coroutine.resume(coroutine.create(function() while true do end end)) end
+  elseif auth.user == 'pattern' then
+    string.find(string.rep('a', 40000), '.-.-.-.-.-.-.-.-.-b')
+  elseif auth.user == 'method' then
+    (string.rep('a', 40000)):match('.-.-.-.-.-.-.-.-.-b')
+  elseif auth.user == 'gsub' then
+    string.gsub(string.rep('a', 40000), '.-.-.-.-.-.-.-.-.-b', '')
+  elseif auth.user == 'yield' then
+    local co = coroutine.wrap(function() pcall(coroutine.yield, 'yielded') return 'done' end)
+    return portcullis.reject(co() .. ' ' .. co())
+  end
+  return portcullis.reject('answered')
+end)
+"#;
+
+#[test]
+fn a_loop_in_any_coroutine_or_pattern_is_stopped_at_the_deadline() {
+    let (_d, p) = policy(RUNAWAYS);
+    let p = Arc::new(p.unwrap());
+    for user in [
+        "coroutine",
+        "wrap",
+        "nested",
+        "pcall",
+        "resume",
+        "pattern",
+        "method",
+        "gsub",
+    ] {
+        let started = std::time::Instant::now();
+        let verdict = decide_within(p.clone(), user, Duration::from_secs(5));
+        let Some(Verdict::Defer { reason, .. }) = verdict else {
+            panic!("{user}: not stopped within 5 s: {verdict:?}");
+        };
+        assert_eq!(reason, "the hook timed out", "{user}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{user}");
+    }
+    // Yielding across pcall still works, and the policy still answers.
+    let Some(Verdict::Reject { reason, .. }) = decide_within(p, "yield", Duration::from_secs(5))
+    else {
+        panic!("yield")
+    };
+    assert_eq!(reason, "yielded done");
+}
+
+#[test]
+fn a_state_that_overran_is_not_reused() {
+    let (_d, p) = policy(
+        "portcullis.on('smtp_server_auth', function(auth)\n\
+           if auth.user == 'loop' then\n\
+             stopped_here = true\n\
+             coroutine.wrap(function() while true do end end)()\n\
+           end\n\
+           return portcullis.reject(tostring(stopped_here))\n\
+         end)",
+    );
+    let p = Arc::new(p.unwrap());
+    let verdict = decide_within(p.clone(), "loop", Duration::from_secs(5));
+    assert!(
+        matches!(verdict, Some(Verdict::Defer { .. })),
+        "{verdict:?}"
+    );
+    for _ in 0..3 {
+        let Some(Verdict::Reject { reason, .. }) =
+            decide_within(p.clone(), "next", Duration::from_secs(5))
+        else {
+            panic!("no answer")
+        };
+        assert_eq!(reason, "nil", "a state that overran was reused");
+    }
 }
