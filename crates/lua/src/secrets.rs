@@ -6,6 +6,14 @@
 //! `vault_token`), else the config, else `VAULT_ADDR` / `VAULT_TOKEN`. The
 //! token never appears in an error or a log line. The HTTP request blocks
 //! (the hook runs on the blocking pool) and is bounded by the hook timeout.
+//!
+//! **One path, one secret.** Scripts build `vault_path` from what the client
+//! sent (`'smtp-auth/' .. authc`). Pasted into a URL as is, `bob#x` and
+//! `bob?v=9` would fetch bob's secret (the rest is a fragment or a query)
+//! while the brute-force defence counts another user, and `x/../bob` would
+//! be bob after normalisation. So the mount and the path are split at `/`,
+//! a segment that is empty, `.` or `..`, or holds `#` or `?`, is refused,
+//! and every segment is percent-encoded ([`vault_url`]).
 
 use std::sync::Arc;
 
@@ -70,6 +78,38 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
     lua.create_string(value)
 }
 
+/// Bytes left as they are in a path segment: RFC 3986's unreserved ones.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `{address}/v1/{mount}/data/{path}`, each segment of `mount` and `path`
+/// checked and percent-encoded. An error names the offending segment.
+pub(crate) fn vault_url(address: &str, mount: &str, path: &str) -> Result<String, String> {
+    let mut url = format!("{}/v1", address.trim_end_matches('/'));
+    let mount = mount.trim_matches('/');
+    let segments = mount
+        .split('/')
+        .map(|s| (s, "vault_mount"))
+        .chain(std::iter::once(("data", "")))
+        .chain(path.split('/').map(|s| (s, "vault_path")));
+    for (segment, what) in segments {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("{what} has an empty, '.' or '..' segment: refused"));
+        }
+        if segment.contains(['#', '?']) {
+            return Err(format!(
+                "{what} segment {segment:?} holds '#' or '?': refused"
+            ));
+        }
+        url.push('/');
+        url.extend(percent_encoding::utf8_percent_encode(segment, SEGMENT));
+    }
+    Ok(url)
+}
+
 /// `GET {address}/v1/{mount}/data/{path}` and `.data.data[key]`.
 fn vault_kv2_get(
     address: &str,
@@ -79,12 +119,7 @@ fn vault_kv2_get(
     key: &str,
     timeout: std::time::Duration,
 ) -> Result<String, String> {
-    let url = format!(
-        "{}/v1/{}/data/{}",
-        address.trim_end_matches('/'),
-        mount.trim_matches('/'),
-        path.trim_start_matches('/')
-    );
+    let url = vault_url(address, mount, path)?;
     let token = std::str::from_utf8(token.expose()).map_err(|_| "the token is not UTF-8")?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))

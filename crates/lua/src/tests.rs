@@ -608,3 +608,29 @@ fn a_state_that_overran_is_not_reused() {
         assert_eq!(reason, "nil", "a state that overran was reused");
     }
 }
+
+#[test]
+fn vault_paths_are_encoded_segment_by_segment_and_tricks_refused() {
+    use crate::secrets::vault_url;
+    let url = |path: &str| vault_url("http://vault:8200/", "/secret/", path);
+    assert_eq!(
+        url("smtp-auth/bob").unwrap(),
+        "http://vault:8200/v1/secret/data/smtp-auth/bob"
+    );
+    assert_eq!(
+        url("smtp-auth/b%62 ob@x.test").unwrap(),
+        "http://vault:8200/v1/secret/data/smtp-auth/b%2562%20ob%40x.test"
+    );
+    for trick in [
+        "smtp-auth/bob#x",
+        "smtp-auth/bob?v=9",
+        "smtp-auth/../bob",
+        "smtp-auth/./bob",
+        "smtp-auth//bob",
+        "smtp-auth/bob/",
+        "/smtp-auth/bob",
+    ] {
+        assert!(url(trick).is_err(), "{trick}");
+    }
+    assert!(vault_url("http://vault", "sec#ret", "bob").is_err());
+}
