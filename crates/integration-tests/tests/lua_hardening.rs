@@ -132,7 +132,15 @@ impl Drop for Bao {
 
 fn bao_put(address: &str, path: &str, json: &str) -> bool {
     Command::new("curl")
-        .args(["-sf", "-H", "X-Vault-Token: test-root", "-X", "POST", "-d", json])
+        .args([
+            "-sf",
+            "-H",
+            "X-Vault-Token: test-root",
+            "-X",
+            "POST",
+            "-d",
+            json,
+        ])
         .arg(format!("{address}/v1/secret/data/{path}"))
         .stdout(Stdio::null())
         .status()
@@ -195,17 +203,46 @@ fn a_vault_path_built_from_a_user_name_cannot_reach_another_users_secret() {
     let mut c = raw_session(&server);
     assert_eq!(c.auth_plain("bob", "tiger").code, 235, "bob's own secret");
     for user in [
-        "bob#x",
-        "bob#0",
-        "bob?v=9",
-        "x/../bob",
-        "./bob",
-        "/bob",
-        "bob/",
-        "%62ob",
+        "bob#x", "bob#0", "bob?v=9", "x/../bob", "./bob", "/bob", "bob/", "%62ob",
     ] {
         let mut c = raw_session(&server);
         let code = c.auth_plain(user, "tiger").code;
         assert_ne!(code, 235, "{user} reached bob's secret");
     }
+}
+
+/// By default a script reads files only under the config file's directory
+/// and the data directory: a key elsewhere is refused (the attempt fails),
+/// one beside the config is read.
+#[test]
+fn key_path_reads_only_under_the_configs_and_the_data_directory() {
+    let mut server = with_policy("portcullis.on('smtp_server_auth', function() end)", "");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("key"), "letmein").unwrap();
+    std::fs::write(server.data_dir().join("key"), "inside-pw").unwrap();
+    let script = format!(
+        "portcullis.on('smtp_server_auth', function(auth)\n\
+           local dirs = {{ inside = {:?}, outside = {:?} }}\n\
+           return auth.password == kumo.secrets.load{{ key_path = dirs[auth.user] .. '/key' }}\n\
+         end)",
+        server.data_dir().display().to_string(),
+        outside.path().display().to_string(),
+    );
+    std::fs::write(server.data_dir().join("policy.lua"), script).unwrap();
+    let before = server.log().matches("policy reloaded").count();
+    let status = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.log().matches("policy reloaded").count() == before {
+        assert!(Instant::now() < deadline, "no reload:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = raw_session(&server);
+    assert_eq!(c.auth_plain("outside", "letmein").code, 454);
+    assert_eq!(c.auth_plain("inside", "inside-pw").code, 235);
+    assert!(server.is_running());
+    assert!(server.log().contains("outside the directories"));
 }

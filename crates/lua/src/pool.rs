@@ -12,6 +12,7 @@ use crate::events::{self, Namespace};
 use crate::mechanism::MechanismStep;
 use crate::memoize::Caches;
 use crate::message::{MessageFacts, MessageVerdict};
+use crate::paths::AllowedPaths;
 use crate::request::{AuthRequest, ConnFacts, ConnMeta};
 use crate::sandbox::{State, TIMED_OUT};
 use crate::secrets::VaultSettings;
@@ -22,6 +23,7 @@ use crate::{PolicyError, PolicyOptions};
 pub(crate) struct Shared {
     pub memo: Caches,
     pub vault: VaultSettings,
+    pub paths: AllowedPaths,
 }
 
 pub(crate) struct Generation {
@@ -54,6 +56,7 @@ impl Generation {
                     token: options.vault_token.clone(),
                     timeout: options.hook_timeout,
                 },
+                paths: AllowedPaths::new(&options.allowed_paths),
             }),
             memory_limit: options.memory_limit,
             timeout: options.hook_timeout,
@@ -150,6 +153,7 @@ impl Generation {
             meta,
             |lua| self.call(lua, request, conn, meta),
             Verdict::defer,
+            Verdict::script_error,
         );
         record(meta, verdict)
     }
@@ -161,7 +165,8 @@ impl Generation {
         meta: &ConnMeta,
     ) -> Verdict {
         let run = |lua: &Lua| crate::mechanism::call(lua, step, conn, meta);
-        record(meta, self.run(conn, meta, run, Verdict::defer))
+        let verdict = self.run(conn, meta, run, Verdict::defer, Verdict::script_error);
+        record(meta, verdict)
     }
 
     pub fn message_received(
@@ -171,17 +176,25 @@ impl Generation {
         meta: &ConnMeta,
     ) -> MessageVerdict {
         let run = |lua: &Lua| crate::message::call(lua, msg, conn, meta);
-        self.run(conn, meta, run, MessageVerdict::defer)
+        self.run(
+            conn,
+            meta,
+            run,
+            MessageVerdict::defer,
+            MessageVerdict::defer,
+        )
     }
 
-    /// Borrows a state, runs `hook` under the deadline, and turns errors
-    /// into `defer(reason)`.
+    /// Borrows a state, runs `hook` under the deadline, and turns a
+    /// timeout (or no state) into `defer(reason)`, a Lua error or an
+    /// invalid answer into `script_error(reason)`.
     fn run<T>(
         &self,
         conn: &ConnFacts,
         meta: &ConnMeta,
         hook: impl FnOnce(&Lua) -> mlua::Result<Result<T, String>>,
         defer: impl Fn(String) -> T,
+        script_error: impl Fn(String) -> T,
     ) -> T {
         let state = match self.take() {
             Ok(state) => state,
@@ -210,7 +223,7 @@ impl Generation {
             Ok(Ok(answer)) => answer,
             Ok(Err(mistake)) => {
                 tracing::error!(script = %self.path.display(), error = %mistake, "policy: the hook's answer is invalid; deferring");
-                defer(format!("invalid answer: {mistake}"))
+                script_error(format!("invalid answer: {mistake}"))
             }
             Err(_) if overran => {
                 tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");
@@ -218,7 +231,7 @@ impl Generation {
             }
             Err(error) => {
                 tracing::error!(script = %self.path.display(), %error, "policy: script error; deferring");
-                defer("script error".into())
+                script_error("script error".into())
             }
         }
     }

@@ -27,6 +27,10 @@ const DEADLINE_CHECK_EVERY: u32 = 10_000;
 /// The message a stopped hook fails with; the caller treats it as a timeout.
 pub(crate) const TIMED_OUT: &str = "policy hook ran past its deadline";
 
+/// The deadline of the call in progress (Lua app data), for the Rust
+/// functions that must stop at it too (SQLite's progress handler).
+pub(crate) struct CallDeadline(pub Arc<Mutex<Option<Instant>>>);
+
 /// A Lua state and the deadline its hook enforces.
 pub(crate) struct State {
     pub lua: Lua,
@@ -48,6 +52,7 @@ impl State {
         crate::patterns::install(&lua, &deadline, memory_limit)?;
         rethrow_after_deadline(&lua, &deadline)?;
         lua.set_app_data(shared);
+        lua.set_app_data(CallDeadline(deadline.clone()));
         crate::kumo::install(&lua)?;
         install_require(&lua)?;
         install_print(&lua)?;

@@ -35,8 +35,9 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
         return Ok(data);
     }
     if let Some(path) = params.get::<Option<String>>("key_path")? {
-        let bytes = std::fs::read(&path)
-            .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {path}: {e}")))?;
+        let fail = |e: String| mlua::Error::runtime(format!("kumo.secrets.load: {e}"));
+        let resolved = shared(lua)?.paths.check(&path).map_err(fail)?;
+        let bytes = std::fs::read(&resolved).map_err(|e| fail(format!("{path}: {e}")))?;
         return lua.create_string(bytes);
     }
     let mount: Option<String> = params.get("vault_mount")?;
@@ -49,10 +50,7 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
     let key = params
         .get::<Option<String>>("vault_key")?
         .unwrap_or_else(|| "key".into());
-    let shared = lua
-        .app_data_ref::<Arc<Shared>>()
-        .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no policy context"))?
-        .clone();
+    let shared = shared(lua)?;
     let settings = &shared.vault;
     let address = params
         .get::<Option<String>>("vault_address")?
@@ -76,6 +74,14 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
     let value = vault_kv2_get(&address, &token, &mount, &path, &key, settings.timeout)
         .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {e}")))?;
     lua.create_string(value)
+}
+
+/// What the policy's states share.
+fn shared(lua: &Lua) -> mlua::Result<Arc<Shared>> {
+    Ok(lua
+        .app_data_ref::<Arc<Shared>>()
+        .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no policy context"))?
+        .clone())
 }
 
 /// Bytes left as they are in a path segment: RFC 3986's unreserved ones.

@@ -6,11 +6,22 @@ use portcullis_sasl::Secret;
 use crate::*;
 
 fn policy(script: &str) -> (tempfile::TempDir, Result<Policy, PolicyError>) {
+    policy_reaching(script, &[])
+}
+
+/// A policy that may also reach files under `allowed`.
+fn policy_reaching(
+    script: &str,
+    allowed: &[&std::path::Path],
+) -> (tempfile::TempDir, Result<Policy, PolicyError>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("policy.lua");
     std::fs::write(&path, script).expect("write script");
     let mut options = PolicyOptions::new(path);
     options.hook_timeout = Duration::from_millis(300);
+    options
+        .allowed_paths
+        .extend(allowed.iter().map(|p| p.to_path_buf()));
     (dir, Policy::load(options))
 }
 
@@ -112,7 +123,7 @@ fn sqlite_execute_returns_single_column_values() {
          end)",
         db.display()
     );
-    let (_d, p) = policy(&script);
+    let (_d, p) = policy_reaching(&script, &[dir.path()]);
     let p = p.unwrap();
     assert!(matches!(
         decide(&p, &request("PLAIN", "daniel", "tiger", None)),
@@ -191,11 +202,11 @@ fn general_hook_answers() {
     ));
     assert!(matches!(
         decide(&p, &request("PLAIN", "boom", "pw", None)),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
     assert!(matches!(
         decide(&p, &request("PLAIN", "bad", "pw", None)),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
     let started = std::time::Instant::now();
     assert!(matches!(
@@ -296,7 +307,7 @@ fn secrets_from_data_and_file() {
          assert(kumo.secrets.load{{ key_path = '{}' }} == 'from-file')",
         key.display()
     );
-    let (_d, p) = policy(&script);
+    let (_d, p) = policy_reaching(&script, &[dir.path()]);
     p.expect("secrets load");
 }
 
@@ -433,7 +444,7 @@ fn script_mechanism_runs_rounds_and_decides() {
     };
     assert!(matches!(
         p.mechanism_step(&unknown, &conn(), &meta),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
 }
 
@@ -461,11 +472,11 @@ fn script_mechanism_mistakes() {
     };
     assert!(matches!(
         p.mechanism_step(&s, &conn(), &ConnMeta::new()),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
     assert!(matches!(
         decide(&p, &request("PLAIN", "a", "b", None)),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
 }
 
@@ -633,4 +644,93 @@ fn vault_paths_are_encoded_segment_by_segment_and_tricks_refused() {
         assert!(url(trick).is_err(), "{trick}");
     }
     assert!(vault_url("http://vault", "sec#ret", "bob").is_err());
+}
+
+/// A script error must not look like a plain defer: the server delays and
+/// counts it like a failure. A timeout stays a defer.
+#[test]
+fn a_script_error_is_told_apart_from_a_defer() {
+    let (_d, p) = policy(
+        "portcullis.on('smtp_server_auth', function(auth)\n\
+           if auth.user == 'known' then return false end\n\
+           if auth.user == 'slow' then while true do end end\n\
+           error('no such user')\n\
+         end)",
+    );
+    let p = p.unwrap();
+    let v = decide(&p, &request("PLAIN", "stranger", "pw", None));
+    let Verdict::ScriptError { reply, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(reply.code(), 454);
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "known", "pw", None)),
+        Verdict::Reject { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "slow", "pw", None)),
+        Verdict::Defer { .. }
+    ));
+}
+
+#[test]
+fn scripts_reach_files_only_under_the_allowed_paths() {
+    let allowed = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let (a, o) = (allowed.path(), outside.path());
+    std::fs::write(a.join("key"), "inside").unwrap();
+    std::fs::write(o.join("key"), "outside").unwrap();
+    std::os::unix::fs::symlink(o.join("key"), a.join("link")).unwrap();
+    let escape = a.join("..").join(o.file_name().unwrap()).join("key");
+    let script = format!(
+        r#"
+        local A, O, ESCAPE = {a:?}, {o:?}, {escape:?}
+        local function refused(f, ...)
+          local ok, err = pcall(f, ...)
+          assert(not ok, 'not refused')
+          assert(tostring(err):find('outside the directories', 1, true), tostring(err))
+        end
+        assert(kumo.secrets.load{{ key_path = A .. '/key' }} == 'inside')
+        refused(kumo.secrets.load, {{ key_path = O .. '/key' }})
+        refused(kumo.secrets.load, {{ key_path = ESCAPE }})
+        refused(kumo.secrets.load, {{ key_path = A .. '/link' }})
+        refused(kumo.secrets.load, {{ key_path = '/etc/passwd' }})
+        local sqlite = require 'sqlite'
+        local db = sqlite.open(A .. '/new.db')
+        db:execute('create table t(x)')
+        assert(sqlite.open(':memory:'))
+        refused(sqlite.open, O .. '/new.db')
+        assert(not pcall(sqlite.open, 'file:' .. O .. '/uri.db?mode=rwc'))
+        assert(not pcall(db.execute, db, "attach '" .. O .. "/a.db' as o"))
+        assert(not pcall(db.execute, db, 'attach ? as o', O .. '/b.db'))
+        assert(not pcall(db.execute, db, "vacuum into '" .. O .. "/c.db'"))
+        db:execute("attach '" .. A .. "/d.db' as d")
+        db:execute("vacuum into '" .. A .. "/e.db'")
+        db:execute('vacuum')
+        "#
+    );
+    let (_d, p) = policy_reaching(&script, &[a]);
+    p.expect("the script's checks hold");
+    for name in ["new.db", "uri.db", "a.db", "b.db", "c.db"] {
+        assert!(!o.join(name).exists(), "{name} was created outside");
+    }
+    assert!(a.join("d.db").exists() && a.join("e.db").exists());
+}
+
+#[test]
+fn a_runaway_sqlite_query_stops_at_the_deadline() {
+    let (_d, p) = policy(
+        "local sqlite = require 'sqlite'\n\
+         portcullis.on('smtp_server_auth', function(auth)\n\
+           local db = sqlite.open(':memory:')\n\
+           db:execute('with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c')\n\
+           return true\n\
+         end)",
+    );
+    let p = Arc::new(p.unwrap());
+    let verdict = decide_within(p, "anyone", Duration::from_secs(5));
+    assert!(
+        matches!(verdict, Some(Verdict::Defer { .. })),
+        "{verdict:?}"
+    );
 }
