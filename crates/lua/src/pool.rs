@@ -109,7 +109,7 @@ impl Generation {
             message: e.to_string(),
         };
         let state = State::new(self.shared.clone(), self.memory_limit).map_err(script_error)?;
-        state.set_deadline(Some(Instant::now() + self.timeout));
+        state.set_deadline(Instant::now() + self.timeout);
         let loaded = state
             .lua
             .load(&self.source)
@@ -121,7 +121,7 @@ impl Generation {
                     None => Ok(()),
                 }
             });
-        state.set_deadline(None);
+        state.expire();
         loaded.map_err(script_error)?;
         Ok(state)
     }
@@ -209,9 +209,9 @@ impl Generation {
             }
         }
         let deadline = Instant::now() + self.timeout;
-        state.set_deadline(Some(deadline));
+        state.set_deadline(deadline);
         let result = hook(&state.lua);
-        state.set_deadline(None);
+        state.expire();
         // A state stopped mid-call may hold half-done work (a coroutine
         // stuck in a loop, globals half updated): it is dropped, not reused.
         let overran = Instant::now() >= deadline

@@ -11,9 +11,19 @@
 //! return after the deadline. Lua's pattern functions run in C, where no
 //! hook fires: they are replaced by bounded ones ([`crate::patterns`]).
 //! A state whose call overran is dropped by the pool, never reused.
+//! Between calls the deadline stays in the past ([`State::expire`]): no Lua
+//! code runs unchecked outside a call.
+//!
+//! **No finalizers.** Lua turns debug hooks off while a `__gc` metamethod
+//! runs, and runs them when the collector pleases, or when a state is
+//! closed: a looping `__gc` could be stopped by nothing and would hang the
+//! thread that drops the state. So `setmetatable` refuses a metatable that
+//! has a `__gc` field (an object is marked for finalization only then; one
+//! added later is never called), and mlua's own userdata metatables are
+//! protected from scripts.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
@@ -30,6 +40,19 @@ pub(crate) const TIMED_OUT: &str = "policy hook ran past its deadline";
 /// The deadline of the call in progress (Lua app data), for the Rust
 /// functions that must stop at it too (SQLite's progress handler).
 pub(crate) struct CallDeadline(pub Arc<Mutex<Option<Instant>>>);
+
+impl CallDeadline {
+    /// The time left before the deadline of the call in progress (zero
+    /// once past, or between calls); `fallback` outside a policy state.
+    pub fn remaining(lua: &Lua, fallback: Duration) -> Duration {
+        let Some(deadline) = lua.app_data_ref::<CallDeadline>() else {
+            return fallback;
+        };
+        // Invariant: the lock is never held across a call into Lua.
+        let d = *deadline.0.lock().expect("deadline lock");
+        d.map_or(fallback, |d| d.saturating_duration_since(Instant::now()))
+    }
+}
 
 /// A Lua state and the deadline its hook enforces.
 pub(crate) struct State {
@@ -69,13 +92,21 @@ impl State {
         )?;
         // Set last: loading the libraries above must not count.
         lua.set_memory_limit(memory_limit)?;
-        Ok(State { lua, deadline })
+        let state = State { lua, deadline };
+        state.expire();
+        Ok(state)
     }
 
-    /// Sets (or clears) the time after which running Lua code fails.
-    pub fn set_deadline(&self, deadline: Option<Instant>) {
+    /// Sets the time after which running Lua code fails.
+    pub fn set_deadline(&self, deadline: Instant) {
         // Invariant: see the hook.
-        *self.deadline.lock().expect("deadline lock") = deadline;
+        *self.deadline.lock().expect("deadline lock") = Some(deadline);
+    }
+
+    /// Between calls the deadline is already past: Lua code that would run
+    /// outside a call is stopped at once.
+    pub fn expire(&self) {
+        self.set_deadline(Instant::now());
     }
 }
 
@@ -91,7 +122,8 @@ fn past(deadline: &Mutex<Option<Instant>>) -> bool {
 /// Wraps the functions that catch errors so that, once the deadline has
 /// passed, they raise the timeout instead of returning: `while true do
 /// pcall(loop) end` cannot outlive its deadline. The wrappers are Lua
-/// functions, so a coroutine may still yield across `pcall`.
+/// functions, so a coroutine may still yield across `pcall`. Also wraps
+/// `setmetatable` to refuse `__gc` (see the module docs).
 fn rethrow_after_deadline(lua: &Lua, deadline: &Arc<Mutex<Option<Instant>>>) -> mlua::Result<()> {
     let seen = deadline.clone();
     let check = lua.create_function(move |_, results: mlua::MultiValue| {
@@ -105,6 +137,13 @@ fn rethrow_after_deadline(lua: &Lua, deadline: &Arc<Mutex<Option<Instant>>>) -> 
         r#"
         local check, pcall, xpcall, co = ...
         local resume, close = co.resume, co.close
+        local setmetatable, rawget, type, error = setmetatable, rawget, type, error
+        _G.setmetatable = function(t, mt)
+          if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then
+            error('setmetatable: __gc metamethods are not allowed in policy scripts', 2)
+          end
+          return setmetatable(t, mt)
+        end
         _G.pcall = function(...) return check(pcall(...)) end
         _G.xpcall = function(...) return check(xpcall(...)) end
         co.resume = function(...) return check(resume(...)) end

@@ -5,7 +5,8 @@
 //! Vault's address and token come from the call (`vault_address`,
 //! `vault_token`), else the config, else `VAULT_ADDR` / `VAULT_TOKEN`. The
 //! token never appears in an error or a log line. The HTTP request blocks
-//! (the hook runs on the blocking pool) and is bounded by the hook timeout.
+//! (the hook runs on the blocking pool) and is bounded by the time left
+//! before the hook's deadline.
 //!
 //! **One path, one secret.** Scripts build `vault_path` from what the client
 //! sent (`'smtp-auth/' .. authc`). Pasted into a URL as is, `bob#x` and
@@ -21,6 +22,7 @@ use mlua::{Lua, Table};
 use portcullis_sasl::Secret;
 
 use crate::pool::Shared;
+use crate::sandbox::CallDeadline;
 
 /// Vault settings from the config.
 #[derive(Debug, Clone, Default)]
@@ -71,7 +73,10 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
                 mlua::Error::runtime("kumo.secrets.load: no Vault token (config or VAULT_TOKEN)")
             })?,
     };
-    let value = vault_kv2_get(&address, &token, &mount, &path, &key, settings.timeout)
+    // Never past the hook's own deadline: a slow Vault must not hold the
+    // thread after the client got its 454.
+    let timeout = CallDeadline::remaining(lua, settings.timeout).min(settings.timeout);
+    let value = vault_kv2_get(&address, &token, &mount, &path, &key, timeout)
         .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {e}")))?;
     lua.create_string(value)
 }

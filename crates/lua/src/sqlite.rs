@@ -43,8 +43,10 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
                 .map(|shared| shared.paths.clone())
                 .ok_or_else(|| fail("no policy context".into()))?;
             let conn = open(&path, &paths).map_err(fail)?;
-            conn.busy_timeout(Duration::from_millis(busy_ms.unwrap_or(500)))
-                .map_err(mlua::Error::external)?;
+            // A lock wait is no VM step: bound it by the deadline too.
+            let busy = Duration::from_millis(busy_ms.unwrap_or(500));
+            let busy = busy.min(CallDeadline::remaining(lua, busy));
+            conn.busy_timeout(busy).map_err(mlua::Error::external)?;
             if let Some(deadline) = lua.app_data_ref::<CallDeadline>() {
                 let deadline = deadline.0.clone();
                 conn.progress_handler(

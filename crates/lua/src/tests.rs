@@ -734,3 +734,43 @@ fn a_runaway_sqlite_query_stops_at_the_deadline() {
         "{verdict:?}"
     );
 }
+
+/// Lua runs `__gc` metamethods with hooks off, whenever the collector
+/// pleases or when a state is closed: a looping one could never be
+/// stopped. Scripts may not declare them, and a `__gc` added to a
+/// metatable after `setmetatable` is never called.
+#[test]
+fn finalizers_cannot_run_away() {
+    let (_d, p) = policy("setmetatable({}, { __gc = function() while true do end end })");
+    let message = p.err().expect("refused").to_string();
+    assert!(
+        message.contains("__gc metamethods are not allowed"),
+        "{message}"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (_d, p) = policy(
+            "portcullis.on('smtp_server_auth', function(auth)\n\
+               for i = 1, 10 do\n\
+                 local mt = {}\n\
+                 setmetatable({}, mt)\n\
+                 mt.__gc = function() while true do end end\n\
+               end\n\
+               collectgarbage()\n\
+               if auth.user == 'loop' then while true do end end\n\
+               return false\n\
+             end)",
+        );
+        let p = p.unwrap();
+        let first = decide(&p, &request("PLAIN", "a", "pw", None));
+        let overran = decide(&p, &request("PLAIN", "loop", "pw", None));
+        p.reload().unwrap();
+        drop(p);
+        let _ = tx.send((first, overran));
+    });
+    let (first, overran) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a finalizer hung the pool");
+    assert!(matches!(first, Verdict::Reject { .. }), "{first:?}");
+    assert!(matches!(overran, Verdict::Defer { .. }), "{overran:?}");
+}
