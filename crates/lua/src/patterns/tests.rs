@@ -199,3 +199,67 @@ fn gsub_cannot_outgrow_the_memory_limit() {
         .to_string();
     assert!(error.contains("resulting string too large"), "{error}");
 }
+
+/// Random patterns over random subjects, from a small alphabet so that
+/// matches, captures, back-references and malformed patterns all occur:
+/// our functions must answer exactly as Lua's C ones.
+#[test]
+fn random_patterns_answer_as_lua_does() {
+    const PIECES: &[&str] = &[
+        "a", "b", ".", "%a", "%d", "%s", "%S", "[ab]", "[^a]", "[a-c]", "*", "+", "-", "?", "(",
+        ")", "()", "%1", "%2", "^", "$", "%b()", "%f[%w]", "%", "[", "]", "%%", "x",
+    ];
+    const SUBJECT: &[u8] = b"ab1 (a)b\tc%x";
+    let lua = Lua::new();
+    let deadline: Deadline = Arc::new(Mutex::new(Some(Instant::now() + Duration::from_secs(600))));
+    let ours = bounded_for_test(&lua, &deadline);
+    let c: Table = lua.globals().get("string").unwrap();
+    let compare: Function = lua
+        .load(
+            r#"
+            local S, s, p, init = ...
+            local function all(iter) local r = {} for a, b in iter do r[#r + 1] = tostring(a) .. '/' .. tostring(b) if #r > 50 then break end end return table.concat(r, ',') end
+            local out = {}
+            for _, f in ipairs {
+              function() return S.find(s, p, init) end,
+              function() return S.match(s, p, init) end,
+              function() return all(S.gmatch(s, p, init)) end,
+              function() return S.gsub(s, p, '<%0>') end,
+              function() return S.gsub(s, p, function(x) return x and '[' .. tostring(x) .. ']' end) end,
+            } do
+              local r = table.pack(pcall(f))
+              local parts = { tostring(r[1]) }
+              if r[1] then for i = 2, r.n do parts[#parts + 1] = tostring(r[i]) end end
+              out[#out + 1] = table.concat(parts, ' ')
+            end
+            return table.concat(out, ' | ')
+            "#,
+        )
+        .into_function()
+        .unwrap();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for _ in 0..3000 {
+        let pattern: String = (0..1 + next(6))
+            .map(|_| PIECES[next(PIECES.len())])
+            .collect();
+        let start = next(SUBJECT.len());
+        let subject = &SUBJECT[start..start + next(SUBJECT.len() - start + 1)];
+        let subject = lua.create_string(subject).unwrap();
+        let init = next(5) as i64 - 2;
+        let args = |lib: &Table| (lib.clone(), subject.clone(), pattern.clone(), init);
+        let expected: String = compare.call(args(&c)).unwrap();
+        let got: String = compare.call(args(&ours)).unwrap();
+        assert_eq!(
+            got,
+            expected,
+            "pattern {pattern:?} subject {:?} init {init}",
+            subject.to_string_lossy()
+        );
+    }
+}
