@@ -121,7 +121,7 @@ impl Generation {
                     None => Ok(()),
                 }
             });
-        state.expire();
+        state.clear_deadline();
         loaded.map_err(script_error)?;
         Ok(state)
     }
@@ -211,7 +211,7 @@ impl Generation {
         let deadline = Instant::now() + self.timeout;
         state.set_deadline(deadline);
         let result = hook(&state.lua);
-        state.expire();
+        state.clear_deadline();
         // A state stopped mid-call may hold half-done work (a coroutine
         // stuck in a loop, globals half updated): it is dropped, not reused.
         let overran = Instant::now() >= deadline

@@ -11,8 +11,6 @@
 //! return after the deadline. Lua's pattern functions run in C, where no
 //! hook fires: they are replaced by bounded ones ([`crate::patterns`]).
 //! A state whose call overran is dropped by the pool, never reused.
-//! Between calls the deadline stays in the past ([`State::expire`]): no Lua
-//! code runs unchecked outside a call.
 //!
 //! **No finalizers.** Lua turns debug hooks off while a `__gc` metamethod
 //! runs, and runs them when the collector pleases, or when a state is
@@ -31,7 +29,9 @@ use crate::pool::Shared;
 
 /// How often (in VM instructions) the deadline is checked. Cheap enough to
 /// be invisible, frequent enough that a loop is stopped within microseconds
-/// of its deadline.
+/// of its deadline. It is also checked at every function call: a loop of
+/// few instructions around a costly C call (`string.rep('x', 8e6)`) would
+/// otherwise run thousands of those calls between two checks.
 const DEADLINE_CHECK_EVERY: u32 = 10_000;
 
 /// The message a stopped hook fails with; the caller treats it as a timeout.
@@ -43,7 +43,7 @@ pub(crate) struct CallDeadline(pub Arc<Mutex<Option<Instant>>>);
 
 impl CallDeadline {
     /// The time left before the deadline of the call in progress (zero
-    /// once past, or between calls); `fallback` outside a policy state.
+    /// once past); `fallback` between calls or outside a policy state.
     pub fn remaining(lua: &Lua, fallback: Duration) -> Duration {
         let Some(deadline) = lua.app_data_ref::<CallDeadline>() else {
             return fallback;
@@ -73,7 +73,7 @@ impl State {
         trim(&lua)?;
         let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
         crate::patterns::install(&lua, &deadline, memory_limit)?;
-        rethrow_after_deadline(&lua, &deadline)?;
+        install_guards(&lua, &deadline)?;
         lua.set_app_data(shared);
         lua.set_app_data(CallDeadline(deadline.clone()));
         crate::kumo::install(&lua)?;
@@ -81,7 +81,9 @@ impl State {
         install_print(&lua)?;
         let seen = deadline.clone();
         lua.set_global_hook(
-            HookTriggers::new().every_nth_instruction(DEADLINE_CHECK_EVERY),
+            HookTriggers::new()
+                .every_nth_instruction(DEADLINE_CHECK_EVERY)
+                .on_calls(),
             move |_, _| {
                 if past(&seen) {
                     Err(mlua::Error::runtime(TIMED_OUT))
@@ -92,9 +94,7 @@ impl State {
         )?;
         // Set last: loading the libraries above must not count.
         lua.set_memory_limit(memory_limit)?;
-        let state = State { lua, deadline };
-        state.expire();
-        Ok(state)
+        Ok(State { lua, deadline })
     }
 
     /// Sets the time after which running Lua code fails.
@@ -103,10 +103,11 @@ impl State {
         *self.deadline.lock().expect("deadline lock") = Some(deadline);
     }
 
-    /// Between calls the deadline is already past: Lua code that would run
-    /// outside a call is stopped at once.
-    pub fn expire(&self) {
-        self.set_deadline(Instant::now());
+    /// Clears the deadline between calls (mlua's own protected calls, made
+    /// while reading the registry, trigger the call hook too).
+    pub fn clear_deadline(&self) {
+        // Invariant: see the hook.
+        *self.deadline.lock().expect("deadline lock") = None;
     }
 }
 
@@ -124,7 +125,7 @@ fn past(deadline: &Mutex<Option<Instant>>) -> bool {
 /// pcall(loop) end` cannot outlive its deadline. The wrappers are Lua
 /// functions, so a coroutine may still yield across `pcall`. Also wraps
 /// `setmetatable` to refuse `__gc` (see the module docs).
-fn rethrow_after_deadline(lua: &Lua, deadline: &Arc<Mutex<Option<Instant>>>) -> mlua::Result<()> {
+fn install_guards(lua: &Lua, deadline: &Arc<Mutex<Option<Instant>>>) -> mlua::Result<()> {
     let seen = deadline.clone();
     let check = lua.create_function(move |_, results: mlua::MultiValue| {
         if past(&seen) {

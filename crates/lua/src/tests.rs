@@ -555,6 +555,8 @@ portcullis.on('smtp_server_auth', function(auth)
     (string.rep('a', 40000)):match('.-.-.-.-.-.-.-.-.-b')
   elseif auth.user == 'gsub' then
     string.gsub(string.rep('a', 40000), '.-.-.-.-.-.-.-.-.-b', '')
+  elseif auth.user == 'costly' then
+    while true do local s = string.rep('x', 8e6) end
   elseif auth.user == 'yield' then
     local co = coroutine.wrap(function() pcall(coroutine.yield, 'yielded') return 'done' end)
     return portcullis.reject(co() .. ' ' .. co())
@@ -576,6 +578,7 @@ fn a_loop_in_any_coroutine_or_pattern_is_stopped_at_the_deadline() {
         "pattern",
         "method",
         "gsub",
+        "costly",
     ] {
         let started = std::time::Instant::now();
         let verdict = decide_within(p.clone(), user, Duration::from_secs(5));

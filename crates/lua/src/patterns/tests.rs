@@ -263,3 +263,39 @@ fn random_patterns_answer_as_lua_does() {
         );
     }
 }
+
+/// `cargo test -p portcullis-lua --release -- --ignored --nocapture
+/// cost_of_bounded_patterns`: ours against Lua's C matcher on typical
+/// policy patterns.
+#[test]
+#[ignore]
+fn cost_of_bounded_patterns() {
+    let lua = Lua::new();
+    let deadline: Deadline = Arc::new(Mutex::new(Some(Instant::now() + Duration::from_secs(600))));
+    let ours = bounded_for_test(&lua, &deadline);
+    let c: Table = lua.globals().get("string").unwrap();
+    let bench: Function = lua
+        .load(
+            r#"
+            local S, n = ...
+            local line = 'user=alice@example.test ip=192.0.2.7 tenant=blue'
+            for i = 1, n do
+              assert(S.match(line, '^user=([^@]+)@(%S+)'))
+              assert(S.find(line, 'ip=(%d+%.%d+%.%d+%.%d+)'))
+              assert(S.gsub(line, '%s+', ' '))
+              for k, v in S.gmatch(line, '(%w+)=(%S+)') do end
+            end
+            "#,
+        )
+        .into_function()
+        .unwrap();
+    let n = 20_000;
+    for (name, lib) in [("C", &c), ("bounded", &ours)] {
+        let started = Instant::now();
+        bench.call::<()>((lib.clone(), n)).unwrap();
+        println!(
+            "{name}: {:?} per round (match, find, gsub, gmatch)",
+            started.elapsed() / n
+        );
+    }
+}
