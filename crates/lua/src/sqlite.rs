@@ -9,7 +9,8 @@
 //!
 //! **Confined.** A database is opened only under the directories the config
 //! allows ([`crate::paths`]), `:memory:` aside, and never as a URI
-//! (`file:…?…`); an authorizer lets `ATTACH` (and so `VACUUM INTO`, which
+//! (`file:…?…`: the path opened is the resolved, absolute one, and a URI
+//! is refused to `ATTACH`); an authorizer lets `ATTACH` (and so `VACUUM INTO`, which
 //! attaches its target) reach only the same directories. A progress
 //! handler stops a query at the hook's deadline: SQLite runs in C, where
 //! the Lua hook does not fire, and a recursive query can run forever.
@@ -80,6 +81,8 @@ fn open(path: &str, paths: &AllowedPaths) -> Result<rusqlite::Connection, String
         // "" is a temporary database (plain VACUUM attaches one).
         AuthAction::Attach { filename } => match filename {
             "" | ":memory:" => Authorization::Allow,
+            // The bundled SQLite parses URI names everywhere (SQLITE_USE_URI).
+            f if f.starts_with("file:") => Authorization::Deny,
             f if paths.check(f).is_ok() => Authorization::Allow,
             _ => Authorization::Deny,
         },

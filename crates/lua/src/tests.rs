@@ -707,6 +707,7 @@ fn scripts_reach_files_only_under_the_allowed_paths() {
         assert(not pcall(db.execute, db, "attach '" .. O .. "/a.db' as o"))
         assert(not pcall(db.execute, db, 'attach ? as o', O .. '/b.db'))
         assert(not pcall(db.execute, db, "vacuum into '" .. O .. "/c.db'"))
+        assert(not pcall(db.execute, db, "attach 'file:" .. A .. "/u.db?mode=rwc' as u"))
         db:execute("attach '" .. A .. "/d.db' as d")
         db:execute("vacuum into '" .. A .. "/e.db'")
         db:execute('vacuum')
