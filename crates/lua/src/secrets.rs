@@ -39,7 +39,7 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
     if let Some(path) = params.get::<Option<String>>("key_path")? {
         let fail = |e: String| mlua::Error::runtime(format!("kumo.secrets.load: {e}"));
         let resolved = shared(lua)?.paths.check(&path).map_err(fail)?;
-        let bytes = std::fs::read(&resolved).map_err(|e| fail(format!("{path}: {e}")))?;
+        let bytes = read_key_file(&resolved).map_err(|e| fail(format!("{path}: {e}")))?;
         return lua.create_string(bytes);
     }
     let mount: Option<String> = params.get("vault_mount")?;
@@ -79,6 +79,28 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
     let value = vault_kv2_get(&address, &token, &mount, &path, &key, timeout)
         .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {e}")))?;
     lua.create_string(value)
+}
+
+/// The largest key file read: a key or a password is small, and the read
+/// happens outside the Lua state's memory limit.
+const MAX_KEY_FILE: u64 = 1024 * 1024;
+
+/// A regular file of at most [`MAX_KEY_FILE`] bytes (a FIFO or a device
+/// could block the hook or never end).
+fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(format!("larger than {MAX_KEY_FILE} bytes"));
+    }
+    Ok(bytes)
 }
 
 /// What the policy's states share.

@@ -684,6 +684,12 @@ fn scripts_reach_files_only_under_the_allowed_paths() {
     std::fs::write(a.join("key"), "inside").unwrap();
     std::fs::write(o.join("key"), "outside").unwrap();
     std::os::unix::fs::symlink(o.join("key"), a.join("link")).unwrap();
+    std::fs::write(a.join("big"), vec![b'k'; 2 * 1024 * 1024]).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(a.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
     let escape = a.join("..").join(o.file_name().unwrap()).join("key");
     let script = format!(
         r#"
@@ -698,6 +704,10 @@ fn scripts_reach_files_only_under_the_allowed_paths() {
         refused(kumo.secrets.load, {{ key_path = ESCAPE }})
         refused(kumo.secrets.load, {{ key_path = A .. '/link' }})
         refused(kumo.secrets.load, {{ key_path = '/etc/passwd' }})
+        local ok, err = pcall(kumo.secrets.load, {{ key_path = A .. '/big' }})
+        assert(not ok and tostring(err):find('larger than', 1, true), tostring(err))
+        ok, err = pcall(kumo.secrets.load, {{ key_path = A .. '/fifo' }})
+        assert(not ok and tostring(err):find('not a regular file', 1, true), tostring(err))
         local sqlite = require 'sqlite'
         local db = sqlite.open(A .. '/new.db')
         db:execute('create table t(x)')
