@@ -20,6 +20,7 @@ pub fn load(config: &Config) -> Result<Option<Arc<Policy>>> {
         max_idle_states: p.max_idle_states,
         vault_address: p.vault_address.clone(),
         vault_token: p.vault_token.clone().map(Secret::from),
+        allowed_paths: p.allowed_paths.clone(),
     };
     Ok(Some(Arc::new(Policy::load(options)?)))
 }

@@ -25,6 +25,7 @@ pub struct RawLua {
     pub max_idle_states: Option<usize>,
     pub vault_address: Option<String>,
     pub vault_token: Option<String>,
+    pub allowed_paths: Option<Vec<PathBuf>>,
 }
 
 /// The policy script and how it runs.
@@ -38,6 +39,11 @@ pub struct Policy {
     /// Vault for `kumo.secrets.load`; `VAULT_ADDR` / `VAULT_TOKEN` otherwise.
     pub vault_address: Option<String>,
     pub vault_token: Option<String>,
+    /// The directories under which a script may read files
+    /// (`kumo.secrets.load{key_path=…}`) and open or attach SQLite
+    /// databases; default: the config file's directory and the data
+    /// directory.
+    pub allowed_paths: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -49,6 +55,7 @@ impl std::fmt::Debug for Policy {
             .field("max_idle_states", &self.max_idle_states)
             .field("vault_address", &self.vault_address)
             .field("vault_token", &self.vault_token.as_ref().map(|_| "***"))
+            .field("allowed_paths", &self.allowed_paths)
             .finish()
     }
 }
@@ -57,6 +64,7 @@ pub(crate) fn validate(
     script: Option<PathBuf>,
     lua: Option<RawLua>,
     base: &Path,
+    data_dir: &Path,
 ) -> Result<Option<Policy>, ConfigError> {
     let Some(script) = script else {
         if lua.is_some() {
@@ -79,6 +87,11 @@ pub(crate) fn validate(
             "must be at least 1 MiB (1048576)",
         ));
     }
+    let beside_config = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let allowed_paths = match lua.allowed_paths {
+        Some(paths) => paths.into_iter().map(beside_config).collect(),
+        None => vec![base.to_path_buf(), data_dir.to_path_buf()],
+    };
     Ok(Some(Policy {
         script: if script.is_absolute() {
             script
@@ -90,5 +103,43 @@ pub(crate) fn validate(
         max_idle_states: lua.max_idle_states.unwrap_or(8),
         vault_address: lua.vault_address,
         vault_token: lua.vault_token,
+        allowed_paths,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::Config;
+
+    fn allowed(text: &str) -> Vec<PathBuf> {
+        let config = Config::parse(
+            &format!("policy = \"policy.lua\"\ndata_dir = \"/var/lib/portcullis\"\n{text}"),
+            Path::new("/etc/portcullis/portcullis.toml"),
+            None,
+        )
+        .unwrap();
+        config.policy.unwrap().allowed_paths
+    }
+
+    #[test]
+    fn scripts_reach_files_only_under_the_allowed_paths() {
+        assert_eq!(
+            allowed(""),
+            vec![
+                PathBuf::from("/etc/portcullis"),
+                PathBuf::from("/var/lib/portcullis")
+            ],
+            "default: the config's directory and the data directory"
+        );
+        assert_eq!(
+            allowed("[lua]\nallowed_paths = [\"keys\", \"/srv/auth\"]\n"),
+            vec![
+                PathBuf::from("/etc/portcullis/keys"),
+                PathBuf::from("/srv/auth")
+            ]
+        );
+        assert!(allowed("[lua]\nallowed_paths = []\n").is_empty());
+    }
 }

@@ -187,7 +187,7 @@ pub(crate) fn validate(
 
     let delivery = crate::delivery::validate(raw.delivery, raw.routes, &in_data_dir)?;
 
-    let policy = crate::policy::validate(raw.policy, raw.lua, base)?;
+    let policy = crate::policy::validate(raw.policy, raw.lua, base, &data_dir)?;
     let oauth = crate::oauth::validate(raw.oauth, base)?;
     let authorization = crate::authorization::validate(raw.senders, raw.tenants, raw.tenant)?;
 

@@ -67,8 +67,12 @@ fn report(server: &TestServer, out: Output, sessions: u32) -> Value {
 }
 
 fn with_policy(script: &str) -> TestServer {
+    with_policy_and(script, "")
+}
+
+fn with_policy_and(script: &str, extra: &str) -> TestServer {
     TestServer::builder()
-        .config("policy = \"policy.lua\"\n")
+        .config(&format!("policy = \"policy.lua\"\n{extra}"))
         .file("policy.lua", script)
         .start()
 }
@@ -153,7 +157,12 @@ fn memoize_makes_many_logins_one_store_look_up() {
     sqlite(&db, "create table lookups(n integer)");
     sqlite(&db, "insert into lookups values (0)");
     let script = MEMOIZED.replace("DB", &format!("{:?}", db.display().to_string()));
-    let server = with_policy(&script);
+    // The database lies outside the config's directory: allow its own.
+    let allowed = format!(
+        "[lua]\nallowed_paths = [{:?}]\n",
+        dir.path().display().to_string()
+    );
+    let server = with_policy_and(&script, &allowed);
     // One login first: memoize is not single-flight, so four concurrent
     // first misses could each look up.
     report(

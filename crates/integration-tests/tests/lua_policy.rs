@@ -108,7 +108,12 @@ fn kumo_guide_sqlite_script_runs_unchanged() {
         .status()
         .unwrap();
     assert!(made.success());
-    let server = with_policy(&lua_blocks(KUMO_GUIDE)[1], "");
+    // A database outside the config's and the data directory is allowed
+    // by name.
+    let server = with_policy(
+        &lua_blocks(KUMO_GUIDE)[1],
+        "[lua]\nallowed_paths = [\"/path/to\"]\n",
+    );
     swaks_auth(&server, "daniel", "tiger")
         .assert_contains("235 2.7.0")
         .assert_success(true);

@@ -28,8 +28,12 @@
 //! clock-only `os` are loaded; `io`, `os.execute`, `dofile`, `loadfile` and
 //! `require` of files do not exist. `require` knows only built-in modules.
 //! Each state has a memory limit, and each call a deadline enforced by an
-//! instruction-count hook: a script that loops is stopped and the attempt
-//! deferred.
+//! instruction-count hook in every coroutine, and by a step budget in the
+//! pattern functions: a script that loops is stopped, the attempt
+//! deferred, and the state dropped.
+//!
+//! **Files.** `kumo.secrets.load{key_path=…}` and the `sqlite` module reach
+//! only files under the directories the config allows ([`paths`]).
 //!
 //! **Reload.** [`Policy::reload`] compiles the script into a fresh state
 //! first; only if that works does it replace the generation (and its
@@ -43,6 +47,8 @@ mod kumo;
 mod mechanism;
 mod memoize;
 mod message;
+mod paths;
+mod patterns;
 mod pool;
 mod request;
 mod sandbox;
@@ -91,13 +97,20 @@ pub struct PolicyOptions {
     pub vault_address: Option<String>,
     /// Vault's token (`VAULT_TOKEN` when `None`).
     pub vault_token: Option<Secret>,
+    /// The directories under which `kumo.secrets.load{key_path=…}` may read
+    /// and `sqlite` may open, create or attach files.
+    pub allowed_paths: Vec<PathBuf>,
 }
 
 impl PolicyOptions {
-    /// Defaults for `script`: 5 s per hook, 64 MiB per state, 8 idle states.
+    /// Defaults for `script`: 5 s per hook, 64 MiB per state, 8 idle
+    /// states, files only under the script's directory.
     pub fn new(script: impl Into<PathBuf>) -> Self {
+        let script: PathBuf = script.into();
+        let beside = script.parent().map(Path::to_path_buf).unwrap_or_default();
         PolicyOptions {
-            script: script.into(),
+            script,
+            allowed_paths: vec![beside],
             hook_timeout: Duration::from_secs(5),
             memory_limit: 64 * 1024 * 1024,
             max_idle_states: 8,
@@ -197,8 +210,9 @@ impl Policy {
     }
 
     /// Asks the script about one AUTH attempt. Blocks while the hook runs:
-    /// call it off the async workers. Never fails: a script error or a
-    /// timeout is a [`Verdict::Defer`], no answer a [`Verdict::Reject`].
+    /// call it off the async workers. Never fails: a timeout is a
+    /// [`Verdict::Defer`], a script error a [`Verdict::ScriptError`], no
+    /// answer a [`Verdict::Reject`].
     pub fn authenticate(
         &self,
         request: &AuthRequest,

@@ -12,6 +12,7 @@ use crate::events::{self, Namespace};
 use crate::mechanism::MechanismStep;
 use crate::memoize::Caches;
 use crate::message::{MessageFacts, MessageVerdict};
+use crate::paths::AllowedPaths;
 use crate::request::{AuthRequest, ConnFacts, ConnMeta};
 use crate::sandbox::{State, TIMED_OUT};
 use crate::secrets::VaultSettings;
@@ -22,6 +23,7 @@ use crate::{PolicyError, PolicyOptions};
 pub(crate) struct Shared {
     pub memo: Caches,
     pub vault: VaultSettings,
+    pub paths: AllowedPaths,
 }
 
 pub(crate) struct Generation {
@@ -54,6 +56,7 @@ impl Generation {
                     token: options.vault_token.clone(),
                     timeout: options.hook_timeout,
                 },
+                paths: AllowedPaths::new(&options.allowed_paths),
             }),
             memory_limit: options.memory_limit,
             timeout: options.hook_timeout,
@@ -106,7 +109,7 @@ impl Generation {
             message: e.to_string(),
         };
         let state = State::new(self.shared.clone(), self.memory_limit).map_err(script_error)?;
-        state.set_deadline(Some(Instant::now() + self.timeout));
+        state.set_deadline(Instant::now() + self.timeout);
         let loaded = state
             .lua
             .load(&self.source)
@@ -118,7 +121,7 @@ impl Generation {
                     None => Ok(()),
                 }
             });
-        state.set_deadline(None);
+        state.clear_deadline();
         loaded.map_err(script_error)?;
         Ok(state)
     }
@@ -150,6 +153,7 @@ impl Generation {
             meta,
             |lua| self.call(lua, request, conn, meta),
             Verdict::defer,
+            Verdict::script_error,
         );
         record(meta, verdict)
     }
@@ -161,7 +165,8 @@ impl Generation {
         meta: &ConnMeta,
     ) -> Verdict {
         let run = |lua: &Lua| crate::mechanism::call(lua, step, conn, meta);
-        record(meta, self.run(conn, meta, run, Verdict::defer))
+        let verdict = self.run(conn, meta, run, Verdict::defer, Verdict::script_error);
+        record(meta, verdict)
     }
 
     pub fn message_received(
@@ -171,17 +176,25 @@ impl Generation {
         meta: &ConnMeta,
     ) -> MessageVerdict {
         let run = |lua: &Lua| crate::message::call(lua, msg, conn, meta);
-        self.run(conn, meta, run, MessageVerdict::defer)
+        self.run(
+            conn,
+            meta,
+            run,
+            MessageVerdict::defer,
+            MessageVerdict::defer,
+        )
     }
 
-    /// Borrows a state, runs `hook` under the deadline, and turns errors
-    /// into `defer(reason)`.
+    /// Borrows a state, runs `hook` under the deadline, and turns a
+    /// timeout (or no state) into `defer(reason)`, a Lua error or an
+    /// invalid answer into `script_error(reason)`.
     fn run<T>(
         &self,
         conn: &ConnFacts,
         meta: &ConnMeta,
         hook: impl FnOnce(&Lua) -> mlua::Result<Result<T, String>>,
         defer: impl Fn(String) -> T,
+        script_error: impl Fn(String) -> T,
     ) -> T {
         let state = match self.take() {
             Ok(state) => state,
@@ -196,23 +209,29 @@ impl Generation {
             }
         }
         let deadline = Instant::now() + self.timeout;
-        state.set_deadline(Some(deadline));
+        state.set_deadline(deadline);
         let result = hook(&state.lua);
-        state.set_deadline(None);
-        self.give_back(state);
+        state.clear_deadline();
+        // A state stopped mid-call may hold half-done work (a coroutine
+        // stuck in a loop, globals half updated): it is dropped, not reused.
+        let overran = Instant::now() >= deadline
+            || matches!(&result, Err(e) if e.to_string().contains(TIMED_OUT));
+        if !overran {
+            self.give_back(state);
+        }
         match result {
             Ok(Ok(answer)) => answer,
             Ok(Err(mistake)) => {
                 tracing::error!(script = %self.path.display(), error = %mistake, "policy: the hook's answer is invalid; deferring");
-                defer(format!("invalid answer: {mistake}"))
+                script_error(format!("invalid answer: {mistake}"))
             }
-            Err(error) if error.to_string().contains(TIMED_OUT) || Instant::now() >= deadline => {
+            Err(_) if overran => {
                 tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");
                 defer("the hook timed out".into())
             }
             Err(error) => {
                 tracing::error!(script = %self.path.display(), %error, "policy: script error; deferring");
-                defer("script error".into())
+                script_error("script error".into())
             }
         }
     }

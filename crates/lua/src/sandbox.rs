@@ -1,8 +1,27 @@
 //! One Lua state: the trimmed standard library, the memory limit, the
 //! deadline hook, and the `kumo` / `portcullis` / `require` globals.
+//!
+//! **The deadline reaches every thread.** The hook is mlua's *global* hook:
+//! Lua 5.4 copies a thread's hook into each coroutine it creates, and the
+//! global hook's callback serves any thread (a per-thread hook, set on the
+//! main thread only, removes itself in a coroutine, which then runs
+//! unchecked). Past the deadline the hook raises an error; so that a script
+//! cannot catch that error and go on, `pcall`, `xpcall`,
+//! `coroutine.resume` and `coroutine.close` raise it again when they
+//! return after the deadline. Lua's pattern functions run in C, where no
+//! hook fires: they are replaced by bounded ones ([`crate::patterns`]).
+//! A state whose call overran is dropped by the pool, never reused.
+//!
+//! **No finalizers.** Lua turns debug hooks off while a `__gc` metamethod
+//! runs, and runs them when the collector pleases, or when a state is
+//! closed: a looping `__gc` could be stopped by nothing and would hang the
+//! thread that drops the state. So `setmetatable` refuses a metatable that
+//! has a `__gc` field (an object is marked for finalization only then; one
+//! added later is never called), and mlua's own userdata metatables are
+//! protected from scripts.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
@@ -10,11 +29,30 @@ use crate::pool::Shared;
 
 /// How often (in VM instructions) the deadline is checked. Cheap enough to
 /// be invisible, frequent enough that a loop is stopped within microseconds
-/// of its deadline.
+/// of its deadline. It is also checked at every function call: a loop of
+/// few instructions around a costly C call (`string.rep('x', 8e6)`) would
+/// otherwise run thousands of those calls between two checks.
 const DEADLINE_CHECK_EVERY: u32 = 10_000;
 
 /// The message a stopped hook fails with; the caller treats it as a timeout.
 pub(crate) const TIMED_OUT: &str = "policy hook ran past its deadline";
+
+/// The deadline of the call in progress (Lua app data), for the Rust
+/// functions that must stop at it too (SQLite's progress handler).
+pub(crate) struct CallDeadline(pub Arc<Mutex<Option<Instant>>>);
+
+impl CallDeadline {
+    /// The time left before the deadline of the call in progress (zero
+    /// once past); `fallback` between calls or outside a policy state.
+    pub fn remaining(lua: &Lua, fallback: Duration) -> Duration {
+        let Some(deadline) = lua.app_data_ref::<CallDeadline>() else {
+            return fallback;
+        };
+        // Invariant: the lock is never held across a call into Lua.
+        let d = *deadline.0.lock().expect("deadline lock");
+        d.map_or(fallback, |d| d.saturating_duration_since(Instant::now()))
+    }
+}
 
 /// A Lua state and the deadline its hook enforces.
 pub(crate) struct State {
@@ -33,21 +71,21 @@ impl State {
             | StdLib::OS;
         let lua = Lua::new_with(libs, LuaOptions::default())?;
         trim(&lua)?;
+        let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
+        crate::patterns::install(&lua, &deadline, memory_limit)?;
+        install_guards(&lua, &deadline)?;
         lua.set_app_data(shared);
+        lua.set_app_data(CallDeadline(deadline.clone()));
         crate::kumo::install(&lua)?;
         install_require(&lua)?;
         install_print(&lua)?;
-        let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
         let seen = deadline.clone();
-        lua.set_hook(
-            HookTriggers::new().every_nth_instruction(DEADLINE_CHECK_EVERY),
+        lua.set_global_hook(
+            HookTriggers::new()
+                .every_nth_instruction(DEADLINE_CHECK_EVERY)
+                .on_calls(),
             move |_, _| {
-                // Invariant: the lock is never held across a call into Lua.
-                let past = seen
-                    .lock()
-                    .expect("deadline lock")
-                    .is_some_and(|d| Instant::now() >= d);
-                if past {
+                if past(&seen) {
                     Err(mlua::Error::runtime(TIMED_OUT))
                 } else {
                     Ok(VmState::Continue)
@@ -59,11 +97,67 @@ impl State {
         Ok(State { lua, deadline })
     }
 
-    /// Sets (or clears) the time after which running Lua code fails.
-    pub fn set_deadline(&self, deadline: Option<Instant>) {
+    /// Sets the time after which running Lua code fails.
+    pub fn set_deadline(&self, deadline: Instant) {
         // Invariant: see the hook.
-        *self.deadline.lock().expect("deadline lock") = deadline;
+        *self.deadline.lock().expect("deadline lock") = Some(deadline);
     }
+
+    /// Clears the deadline between calls (mlua's own protected calls, made
+    /// while reading the registry, trigger the call hook too).
+    pub fn clear_deadline(&self) {
+        // Invariant: see the hook.
+        *self.deadline.lock().expect("deadline lock") = None;
+    }
+}
+
+/// Whether the deadline has passed.
+fn past(deadline: &Mutex<Option<Instant>>) -> bool {
+    // Invariant: the lock is never held across a call into Lua.
+    deadline
+        .lock()
+        .expect("deadline lock")
+        .is_some_and(|d| Instant::now() >= d)
+}
+
+/// Wraps the functions that catch errors so that, once the deadline has
+/// passed, they raise the timeout instead of returning: `while true do
+/// pcall(loop) end` cannot outlive its deadline. The wrappers are Lua
+/// functions, so a coroutine may still yield across `pcall`. Also wraps
+/// `setmetatable` to refuse `__gc` (see the module docs).
+fn install_guards(lua: &Lua, deadline: &Arc<Mutex<Option<Instant>>>) -> mlua::Result<()> {
+    let seen = deadline.clone();
+    let check = lua.create_function(move |_, results: mlua::MultiValue| {
+        if past(&seen) {
+            Err(mlua::Error::runtime(TIMED_OUT))
+        } else {
+            Ok(results)
+        }
+    })?;
+    lua.load(
+        r#"
+        local check, pcall, xpcall, co = ...
+        local resume, close = co.resume, co.close
+        local setmetatable, rawget, type, error = setmetatable, rawget, type, error
+        _G.setmetatable = function(t, mt)
+          if type(mt) == 'table' and rawget(mt, '__gc') ~= nil then
+            error('setmetatable: __gc metamethods are not allowed in policy scripts', 2)
+          end
+          return setmetatable(t, mt)
+        end
+        _G.pcall = function(...) return check(pcall(...)) end
+        _G.xpcall = function(...) return check(xpcall(...)) end
+        co.resume = function(...) return check(resume(...)) end
+        co.close = function(...) return check(close(...)) end
+        "#,
+    )
+    .set_name("=sandbox")
+    .call::<()>((
+        check,
+        lua.globals().get::<Value>("pcall")?,
+        lua.globals().get::<Value>("xpcall")?,
+        lua.globals().get::<Table>("coroutine")?,
+    ))
 }
 
 /// Removes everything that reaches the file system or the process.

@@ -5,7 +5,16 @@
 //! Vault's address and token come from the call (`vault_address`,
 //! `vault_token`), else the config, else `VAULT_ADDR` / `VAULT_TOKEN`. The
 //! token never appears in an error or a log line. The HTTP request blocks
-//! (the hook runs on the blocking pool) and is bounded by the hook timeout.
+//! (the hook runs on the blocking pool) and is bounded by the time left
+//! before the hook's deadline.
+//!
+//! **One path, one secret.** Scripts build `vault_path` from what the client
+//! sent (`'smtp-auth/' .. authc`). Pasted into a URL as is, `bob#x` and
+//! `bob?v=9` would fetch bob's secret (the rest is a fragment or a query)
+//! while the brute-force defence counts another user, and `x/../bob` would
+//! be bob after normalisation. So the mount and the path are split at `/`,
+//! a segment that is empty, `.` or `..`, or holds `#` or `?`, is refused,
+//! and every segment is percent-encoded ([`vault_url`]).
 
 use std::sync::Arc;
 
@@ -13,6 +22,7 @@ use mlua::{Lua, Table};
 use portcullis_sasl::Secret;
 
 use crate::pool::Shared;
+use crate::sandbox::CallDeadline;
 
 /// Vault settings from the config.
 #[derive(Debug, Clone, Default)]
@@ -27,8 +37,9 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
         return Ok(data);
     }
     if let Some(path) = params.get::<Option<String>>("key_path")? {
-        let bytes = std::fs::read(&path)
-            .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {path}: {e}")))?;
+        let fail = |e: String| mlua::Error::runtime(format!("kumo.secrets.load: {e}"));
+        let resolved = shared(lua)?.paths.check(&path).map_err(fail)?;
+        let bytes = read_key_file(&resolved).map_err(|e| fail(format!("{path}: {e}")))?;
         return lua.create_string(bytes);
     }
     let mount: Option<String> = params.get("vault_mount")?;
@@ -41,10 +52,7 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
     let key = params
         .get::<Option<String>>("vault_key")?
         .unwrap_or_else(|| "key".into());
-    let shared = lua
-        .app_data_ref::<Arc<Shared>>()
-        .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no policy context"))?
-        .clone();
+    let shared = shared(lua)?;
     let settings = &shared.vault;
     let address = params
         .get::<Option<String>>("vault_address")?
@@ -65,9 +73,74 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
                 mlua::Error::runtime("kumo.secrets.load: no Vault token (config or VAULT_TOKEN)")
             })?,
     };
-    let value = vault_kv2_get(&address, &token, &mount, &path, &key, settings.timeout)
+    // Never past the hook's own deadline: a slow Vault must not hold the
+    // thread after the client got its 454.
+    let timeout = CallDeadline::remaining(lua, settings.timeout).min(settings.timeout);
+    let value = vault_kv2_get(&address, &token, &mount, &path, &key, timeout)
         .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {e}")))?;
     lua.create_string(value)
+}
+
+/// The largest key file read: a key or a password is small, and the read
+/// happens outside the Lua state's memory limit.
+const MAX_KEY_FILE: u64 = 1024 * 1024;
+
+/// A regular file of at most [`MAX_KEY_FILE`] bytes (a FIFO or a device
+/// could block the hook or never end).
+fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(format!("larger than {MAX_KEY_FILE} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// What the policy's states share.
+fn shared(lua: &Lua) -> mlua::Result<Arc<Shared>> {
+    Ok(lua
+        .app_data_ref::<Arc<Shared>>()
+        .ok_or_else(|| mlua::Error::runtime("kumo.secrets.load: no policy context"))?
+        .clone())
+}
+
+/// Bytes left as they are in a path segment: RFC 3986's unreserved ones.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `{address}/v1/{mount}/data/{path}`, each segment of `mount` and `path`
+/// checked and percent-encoded. An error names the offending segment.
+pub(crate) fn vault_url(address: &str, mount: &str, path: &str) -> Result<String, String> {
+    let mut url = format!("{}/v1", address.trim_end_matches('/'));
+    let mount = mount.trim_matches('/');
+    let segments = mount
+        .split('/')
+        .map(|s| (s, "vault_mount"))
+        .chain(std::iter::once(("data", "")))
+        .chain(path.split('/').map(|s| (s, "vault_path")));
+    for (segment, what) in segments {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("{what} has an empty, '.' or '..' segment: refused"));
+        }
+        if segment.contains(['#', '?']) {
+            return Err(format!(
+                "{what} segment {segment:?} holds '#' or '?': refused"
+            ));
+        }
+        url.push('/');
+        url.extend(percent_encoding::utf8_percent_encode(segment, SEGMENT));
+    }
+    Ok(url)
 }
 
 /// `GET {address}/v1/{mount}/data/{path}` and `.data.data[key]`.
@@ -79,12 +152,7 @@ fn vault_kv2_get(
     key: &str,
     timeout: std::time::Duration,
 ) -> Result<String, String> {
-    let url = format!(
-        "{}/v1/{}/data/{}",
-        address.trim_end_matches('/'),
-        mount.trim_matches('/'),
-        path.trim_start_matches('/')
-    );
+    let url = vault_url(address, mount, path)?;
     let token = std::str::from_utf8(token.expose()).map_err(|_| "the token is not UTF-8")?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_sasl::Secret;
@@ -5,11 +6,22 @@ use portcullis_sasl::Secret;
 use crate::*;
 
 fn policy(script: &str) -> (tempfile::TempDir, Result<Policy, PolicyError>) {
+    policy_reaching(script, &[])
+}
+
+/// A policy that may also reach files under `allowed`.
+fn policy_reaching(
+    script: &str,
+    allowed: &[&std::path::Path],
+) -> (tempfile::TempDir, Result<Policy, PolicyError>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("policy.lua");
     std::fs::write(&path, script).expect("write script");
     let mut options = PolicyOptions::new(path);
     options.hook_timeout = Duration::from_millis(300);
+    options
+        .allowed_paths
+        .extend(allowed.iter().map(|p| p.to_path_buf()));
     (dir, Policy::load(options))
 }
 
@@ -111,7 +123,7 @@ fn sqlite_execute_returns_single_column_values() {
          end)",
         db.display()
     );
-    let (_d, p) = policy(&script);
+    let (_d, p) = policy_reaching(&script, &[dir.path()]);
     let p = p.unwrap();
     assert!(matches!(
         decide(&p, &request("PLAIN", "daniel", "tiger", None)),
@@ -190,11 +202,11 @@ fn general_hook_answers() {
     ));
     assert!(matches!(
         decide(&p, &request("PLAIN", "boom", "pw", None)),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
     assert!(matches!(
         decide(&p, &request("PLAIN", "bad", "pw", None)),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
     let started = std::time::Instant::now();
     assert!(matches!(
@@ -295,7 +307,7 @@ fn secrets_from_data_and_file() {
          assert(kumo.secrets.load{{ key_path = '{}' }} == 'from-file')",
         key.display()
     );
-    let (_d, p) = policy(&script);
+    let (_d, p) = policy_reaching(&script, &[dir.path()]);
     p.expect("secrets load");
 }
 
@@ -432,7 +444,7 @@ fn script_mechanism_runs_rounds_and_decides() {
     };
     assert!(matches!(
         p.mechanism_step(&unknown, &conn(), &meta),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
 }
 
@@ -460,11 +472,11 @@ fn script_mechanism_mistakes() {
     };
     assert!(matches!(
         p.mechanism_step(&s, &conn(), &ConnMeta::new()),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
     assert!(matches!(
         decide(&p, &request("PLAIN", "a", "b", None)),
-        Verdict::Defer { .. }
+        Verdict::ScriptError { .. }
     ));
 }
 
@@ -509,4 +521,270 @@ fn message_received_sees_identities_and_may_refuse() {
     assert_eq!(reply.code(), 451, "a timeout defers");
     let (_d, none) = policy("portcullis.on('smtp_server_auth', function() end)");
     assert!(!none.unwrap().checks_messages());
+}
+
+/// Runs `decide` on another thread; `None` when it has not answered in
+/// `limit` (the thread is then left spinning: the test fails anyway).
+fn decide_within(p: Arc<Policy>, user: &str, limit: Duration) -> Option<Verdict> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = request("PLAIN", user, "pw", None);
+    std::thread::spawn(move || {
+        let _ = tx.send(decide(&p, &r));
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+const RUNAWAYS: &str = r#"
+portcullis.on('smtp_server_auth', function(auth)
+  if auth.user == 'coroutine' then
+    local co = coroutine.create(function() while true do end end)
+    coroutine.resume(co)
+  elseif auth.user == 'wrap' then
+    coroutine.wrap(function() while true do end end)()
+  elseif auth.user == 'nested' then
+    coroutine.wrap(function()
+      coroutine.wrap(function() local x = 0 while true do x = x + 1 end end)()
+    end)()
+  elseif auth.user == 'pcall' then
+    while true do pcall(function() while true do end end) end
+  elseif auth.user == 'resume' then
+    while true do coroutine.resume(coroutine.create(function() while true do end end)) end
+  elseif auth.user == 'pattern' then
+    string.find(string.rep('a', 40000), '.-.-.-.-.-.-.-.-.-b')
+  elseif auth.user == 'method' then
+    (string.rep('a', 40000)):match('.-.-.-.-.-.-.-.-.-b')
+  elseif auth.user == 'gsub' then
+    string.gsub(string.rep('a', 40000), '.-.-.-.-.-.-.-.-.-b', '')
+  elseif auth.user == 'costly' then
+    while true do local s = string.rep('x', 8e6) end
+  elseif auth.user == 'yield' then
+    local co = coroutine.wrap(function() pcall(coroutine.yield, 'yielded') return 'done' end)
+    return portcullis.reject(co() .. ' ' .. co())
+  end
+  return portcullis.reject('answered')
+end)
+"#;
+
+#[test]
+fn a_loop_in_any_coroutine_or_pattern_is_stopped_at_the_deadline() {
+    let (_d, p) = policy(RUNAWAYS);
+    let p = Arc::new(p.unwrap());
+    for user in [
+        "coroutine",
+        "wrap",
+        "nested",
+        "pcall",
+        "resume",
+        "pattern",
+        "method",
+        "gsub",
+        "costly",
+    ] {
+        let started = std::time::Instant::now();
+        let verdict = decide_within(p.clone(), user, Duration::from_secs(5));
+        let Some(Verdict::Defer { reason, .. }) = verdict else {
+            panic!("{user}: not stopped within 5 s: {verdict:?}");
+        };
+        assert_eq!(reason, "the hook timed out", "{user}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{user}");
+    }
+    // Yielding across pcall still works, and the policy still answers.
+    let Some(Verdict::Reject { reason, .. }) = decide_within(p, "yield", Duration::from_secs(5))
+    else {
+        panic!("yield")
+    };
+    assert_eq!(reason, "yielded done");
+}
+
+#[test]
+fn a_state_that_overran_is_not_reused() {
+    let (_d, p) = policy(
+        "portcullis.on('smtp_server_auth', function(auth)\n\
+           if auth.user == 'loop' then\n\
+             stopped_here = true\n\
+             coroutine.wrap(function() while true do end end)()\n\
+           end\n\
+           return portcullis.reject(tostring(stopped_here))\n\
+         end)",
+    );
+    let p = Arc::new(p.unwrap());
+    let verdict = decide_within(p.clone(), "loop", Duration::from_secs(5));
+    assert!(
+        matches!(verdict, Some(Verdict::Defer { .. })),
+        "{verdict:?}"
+    );
+    for _ in 0..3 {
+        let Some(Verdict::Reject { reason, .. }) =
+            decide_within(p.clone(), "next", Duration::from_secs(5))
+        else {
+            panic!("no answer")
+        };
+        assert_eq!(reason, "nil", "a state that overran was reused");
+    }
+}
+
+#[test]
+fn vault_paths_are_encoded_segment_by_segment_and_tricks_refused() {
+    use crate::secrets::vault_url;
+    let url = |path: &str| vault_url("http://vault:8200/", "/secret/", path);
+    assert_eq!(
+        url("smtp-auth/bob").unwrap(),
+        "http://vault:8200/v1/secret/data/smtp-auth/bob"
+    );
+    assert_eq!(
+        url("smtp-auth/b%62 ob@x.test").unwrap(),
+        "http://vault:8200/v1/secret/data/smtp-auth/b%2562%20ob%40x.test"
+    );
+    for trick in [
+        "smtp-auth/bob#x",
+        "smtp-auth/bob?v=9",
+        "smtp-auth/../bob",
+        "smtp-auth/./bob",
+        "smtp-auth//bob",
+        "smtp-auth/bob/",
+        "/smtp-auth/bob",
+    ] {
+        assert!(url(trick).is_err(), "{trick}");
+    }
+    assert!(vault_url("http://vault", "sec#ret", "bob").is_err());
+}
+
+/// A script error must not look like a plain defer: the server delays and
+/// counts it like a failure. A timeout stays a defer.
+#[test]
+fn a_script_error_is_told_apart_from_a_defer() {
+    let (_d, p) = policy(
+        "portcullis.on('smtp_server_auth', function(auth)\n\
+           if auth.user == 'known' then return false end\n\
+           if auth.user == 'slow' then while true do end end\n\
+           error('no such user')\n\
+         end)",
+    );
+    let p = p.unwrap();
+    let v = decide(&p, &request("PLAIN", "stranger", "pw", None));
+    let Verdict::ScriptError { reply, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(reply.code(), 454);
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "known", "pw", None)),
+        Verdict::Reject { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "slow", "pw", None)),
+        Verdict::Defer { .. }
+    ));
+}
+
+#[test]
+fn scripts_reach_files_only_under_the_allowed_paths() {
+    let allowed = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let (a, o) = (allowed.path(), outside.path());
+    std::fs::write(a.join("key"), "inside").unwrap();
+    std::fs::write(o.join("key"), "outside").unwrap();
+    std::os::unix::fs::symlink(o.join("key"), a.join("link")).unwrap();
+    std::fs::write(a.join("big"), vec![b'k'; 2 * 1024 * 1024]).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(a.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let escape = a.join("..").join(o.file_name().unwrap()).join("key");
+    let script = format!(
+        r#"
+        local A, O, ESCAPE = {a:?}, {o:?}, {escape:?}
+        local function refused(f, ...)
+          local ok, err = pcall(f, ...)
+          assert(not ok, 'not refused')
+          assert(tostring(err):find('outside the directories', 1, true), tostring(err))
+        end
+        assert(kumo.secrets.load{{ key_path = A .. '/key' }} == 'inside')
+        refused(kumo.secrets.load, {{ key_path = O .. '/key' }})
+        refused(kumo.secrets.load, {{ key_path = ESCAPE }})
+        refused(kumo.secrets.load, {{ key_path = A .. '/link' }})
+        refused(kumo.secrets.load, {{ key_path = '/etc/passwd' }})
+        local ok, err = pcall(kumo.secrets.load, {{ key_path = A .. '/big' }})
+        assert(not ok and tostring(err):find('larger than', 1, true), tostring(err))
+        ok, err = pcall(kumo.secrets.load, {{ key_path = A .. '/fifo' }})
+        assert(not ok and tostring(err):find('not a regular file', 1, true), tostring(err))
+        local sqlite = require 'sqlite'
+        local db = sqlite.open(A .. '/new.db')
+        db:execute('create table t(x)')
+        assert(sqlite.open(':memory:'))
+        refused(sqlite.open, O .. '/new.db')
+        assert(not pcall(sqlite.open, 'file:' .. O .. '/uri.db?mode=rwc'))
+        assert(not pcall(db.execute, db, "attach '" .. O .. "/a.db' as o"))
+        assert(not pcall(db.execute, db, 'attach ? as o', O .. '/b.db'))
+        assert(not pcall(db.execute, db, "vacuum into '" .. O .. "/c.db'"))
+        assert(not pcall(db.execute, db, "attach 'file:" .. A .. "/u.db?mode=rwc' as u"))
+        db:execute("attach '" .. A .. "/d.db' as d")
+        db:execute("vacuum into '" .. A .. "/e.db'")
+        db:execute('vacuum')
+        "#
+    );
+    let (_d, p) = policy_reaching(&script, &[a]);
+    p.expect("the script's checks hold");
+    for name in ["new.db", "uri.db", "a.db", "b.db", "c.db"] {
+        assert!(!o.join(name).exists(), "{name} was created outside");
+    }
+    assert!(a.join("d.db").exists() && a.join("e.db").exists());
+}
+
+#[test]
+fn a_runaway_sqlite_query_stops_at_the_deadline() {
+    let (_d, p) = policy(
+        "local sqlite = require 'sqlite'\n\
+         portcullis.on('smtp_server_auth', function(auth)\n\
+           local db = sqlite.open(':memory:')\n\
+           db:execute('with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c')\n\
+           return true\n\
+         end)",
+    );
+    let p = Arc::new(p.unwrap());
+    let verdict = decide_within(p, "anyone", Duration::from_secs(5));
+    assert!(
+        matches!(verdict, Some(Verdict::Defer { .. })),
+        "{verdict:?}"
+    );
+}
+
+/// Lua runs `__gc` metamethods with hooks off, whenever the collector
+/// pleases or when a state is closed: a looping one could never be
+/// stopped. Scripts may not declare them, and a `__gc` added to a
+/// metatable after `setmetatable` is never called.
+#[test]
+fn finalizers_cannot_run_away() {
+    let (_d, p) = policy("setmetatable({}, { __gc = function() while true do end end })");
+    let message = p.err().expect("refused").to_string();
+    assert!(
+        message.contains("__gc metamethods are not allowed"),
+        "{message}"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (_d, p) = policy(
+            "portcullis.on('smtp_server_auth', function(auth)\n\
+               for i = 1, 10 do\n\
+                 local mt = {}\n\
+                 setmetatable({}, mt)\n\
+                 mt.__gc = function() while true do end end\n\
+               end\n\
+               collectgarbage()\n\
+               if auth.user == 'loop' then while true do end end\n\
+               return false\n\
+             end)",
+        );
+        let p = p.unwrap();
+        let first = decide(&p, &request("PLAIN", "a", "pw", None));
+        let overran = decide(&p, &request("PLAIN", "loop", "pw", None));
+        p.reload().unwrap();
+        drop(p);
+        let _ = tx.send((first, overran));
+    });
+    let (first, overran) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a finalizer hung the pool");
+    assert!(matches!(first, Verdict::Reject { .. }), "{first:?}");
+    assert!(matches!(overran, Verdict::Defer { .. }), "{overran:?}");
 }

@@ -39,6 +39,13 @@ pub enum Verdict {
         disconnect: bool,
         reason: String,
     },
+    /// `454`: the script failed (a Lua error or an answer it should not
+    /// have given). The client sees a temporary failure, but the server
+    /// must treat the attempt as a failed one (the failure delay, counted
+    /// against the client): a script that errors for unknown users (the
+    /// documented Vault example does) would otherwise tell them apart from
+    /// known ones, fast and for free.
+    ScriptError { reply: Reply, reason: String },
     /// `portcullis.reply(text)` from a script mechanism: send `text` in a
     /// `334` and call the mechanism again with the client's answer.
     Challenge(Vec<u8>),
@@ -50,6 +57,14 @@ impl Verdict {
         Verdict::Reject {
             reply: Reply::auth_failed(),
             disconnect: false,
+            reason: reason.into(),
+        }
+    }
+
+    /// A script error.
+    pub(crate) fn script_error(reason: impl Into<String>) -> Verdict {
+        Verdict::ScriptError {
+            reply: Reply::auth_temporary_failure(),
             reason: reason.into(),
         }
     }

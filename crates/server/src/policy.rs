@@ -195,6 +195,13 @@ fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOu
                 false => AuthOutcome::TemporaryFailure { reply: Some(reply) },
             }
         }
+        Verdict::ScriptError { reply, reason } => {
+            tracing::warn!(%client, %mechanism, %user, result = "script error", %reason, by = "policy", "auth");
+            // The client sees the 454, but the attempt is a failure: it
+            // waits the failure delay and is counted (see `defence`), so a
+            // script that errors for unknown users is no user oracle.
+            AuthOutcome::Rejected { reply: Some(reply) }
+        }
         _ => AuthOutcome::TemporaryFailure { reply: None },
     }
 }
