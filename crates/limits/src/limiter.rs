@@ -198,6 +198,12 @@ impl Limiter {
         &self.config
     }
 
+    /// Whether the shared backend answered the last call (always true for
+    /// local counting); false while counts are kept locally instead.
+    pub fn shared_backend_up(&self) -> bool {
+        !self.degraded.load(Ordering::Relaxed)
+    }
+
     /// The local counts and bans (the ban file is loaded into these).
     pub fn local(&self) -> &Arc<MemoryBackend> {
         &self.local

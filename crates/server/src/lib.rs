@@ -444,6 +444,7 @@ impl Server {
         let _ban_watch = AbortOnDrop(ban_watch);
         let _store_watch =
             AbortOnDrop(Some(watch_store_version(self.shared.authenticator.clone())));
+        let _limits_watch = AbortOnDrop(Some(watch_limits_backend(self.shared.limiter.clone())));
         for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
             tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
         }
@@ -470,6 +471,22 @@ impl Server {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), last_words).await;
         }
     }
+}
+
+/// Publishes whether the shared limits backend answers, once a second (the
+/// limiter logs the change itself, once each way).
+fn watch_limits_backend(limiter: Arc<portcullis_limits::Limiter>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let up = if limiter.shared_backend_up() {
+                1.0
+            } else {
+                0.0
+            };
+            metrics::gauge!(telemetry::LIMITS_BACKEND_UP).set(up);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    })
 }
 
 /// Polls the credential store's version, so that cached user records are

@@ -41,6 +41,9 @@ pub const PROXY_REFUSED: &str = "portcullis_proxy_refused_total";
 /// 1 while the credential store answers in time, 0 while it is stalled.
 pub const STORE_UP: &str = "portcullis_store_up";
 
+/// 1 while the limits backend (Redis) answers, 0 while counting locally.
+pub const LIMITS_BACKEND_UP: &str = "portcullis_limits_backend_up";
+
 /// Histogram buckets for latencies, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -52,6 +55,10 @@ pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(CONNECTIONS, "Connections accepted, by listener");
     describe_gauge!(CONNECTIONS_ACTIVE, "Connections open now");
+    describe_gauge!(
+        LIMITS_BACKEND_UP,
+        "1 while the shared limits backend (Redis) answers, 0 while counting locally"
+    );
     describe_gauge!(
         STORE_UP,
         "1 while the credential store answers within its timeout, 0 while stalled"
