@@ -98,7 +98,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stalled_call_is_cut_at_the_timeout_and_the_next_one_works() {
-        let calls = StoreCalls::new(Duration::from_millis(50));
+        let calls = StoreCalls::new(Duration::from_millis(500));
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let stalled = calls.run(move || wait.recv().is_ok()).await;
         assert_eq!(stalled, Err(StoreCallError::TimedOut));
