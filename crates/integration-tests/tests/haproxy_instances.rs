@@ -58,8 +58,10 @@ struct Haproxy {
 
 impl Haproxy {
     /// TCP mode, round robin over `backends` (name, port), each sent a
-    /// PROXY v2 header and health-checked every [`CHECK_INTERVAL_MS`].
-    fn start(backends: &[(&str, u16)]) -> Haproxy {
+    /// PROXY v2 header and health-checked every [`CHECK_INTERVAL_MS`]
+    /// (a TCP connect unless `options`, lines for the backend section, say
+    /// otherwise).
+    fn start(backends: &[(&str, u16)], options: &str) -> Haproxy {
         let dir = tempfile::tempdir().expect("a temp dir can be created");
         let port = free_port();
         let stats = dir.path().join("stats.sock");
@@ -78,7 +80,7 @@ impl Haproxy {
              defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 60s\n    \
              timeout server 60s\n    retries 2\n    option redispatch 1\n\n\
              frontend submission\n    bind 127.0.0.1:{port}\n    default_backend portcullis\n\n\
-             backend portcullis\n    balance roundrobin\n{servers}",
+             backend portcullis\n    balance roundrobin\n{options}{servers}",
             stats.display()
         );
         let config_path = dir.path().join("haproxy.cfg");
@@ -156,7 +158,7 @@ impl Haproxy {
         );
         lines
             .map(|line| line.split(',').collect::<Vec<_>>())
-            .filter(|f| f.len() > status && f[px] == "portcullis" && NAMES.contains(&f[sv]))
+            .filter(|f| f.len() > status && f[px] == "portcullis" && f[sv] != "BACKEND")
             .map(|f| {
                 (
                     f[sv].to_string(),
@@ -330,7 +332,7 @@ fn three_instances_behind_haproxy_ban_a_spread_guesser_once_and_survive_losing_o
         .zip(&instances)
         .map(|(name, server)| (*name, server.port("submission")))
         .collect();
-    let haproxy = Haproxy::start(&backends);
+    let haproxy = Haproxy::start(&backends, "");
 
     // (1) A guesser from 127.0.0.9, one connection per guess: round robin
     // sends consecutive ones to different instances. The first N-1
@@ -501,4 +503,52 @@ fn three_instances_behind_haproxy_ban_a_spread_guesser_once_and_survive_losing_o
         messages as u64 >= 30,
         "the live instances spooled only {messages} messages"
     );
+}
+
+/// HAProxy's health checks arrive with a PROXY v2 `LOCAL` header: the
+/// balancer speaking for itself, not a client. They come several times a
+/// second from one address, forever, so counting them as that address's
+/// connections would soon refuse them (`421`) as too fast, log a warning
+/// per check, and with an SMTP check (`option smtpchk`) take every instance
+/// out of the balancer. They are not counted; clients still are.
+#[test]
+fn haproxy_health_checks_are_not_counted_as_a_clients_connections() {
+    let instance = TestServer::builder()
+        .without_default_listeners()
+        .config(
+            "[limits]\nmax_connection_rate = 3\nconnection_rate_window = \"1h\"\n\
+             [limits.auth]\nallow = []\ndelay_initial = \"0ms\"\ndelay_max = \"0ms\"\n\n\
+             [[listener]]\nname = \"submission\"\naddress = \"127.0.0.1:{port:submission}\"\n\
+             tls = \"starttls\"\nproxy_protocol = true\nproxy_trusted = [\"127.0.0.1/32\"]\n",
+        )
+        .start();
+    let haproxy = Haproxy::start(
+        &[("a", instance.port("submission"))],
+        "    option smtpchk EHLO haproxy.test\n",
+    );
+    // Many more checks than the rate allows any one address.
+    std::thread::sleep(Duration::from_millis(12 * CHECK_INTERVAL_MS));
+    let up = haproxy.servers().get("a").is_some_and(|s| s.up);
+    let log = instance.log();
+    assert!(
+        up && !log.contains("refused: connection rate"),
+        "health checks were refused as a client's connections (up: {up})\n{log}"
+    );
+    // A client through the balancer is still held to the rate.
+    let out = python(
+        r#"
+        for i in range(4):
+            try:
+                s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=15,
+                                 source_address=("127.0.0.9", 0))
+                show(f"c{i}", (220, "greeting"))
+                s.quit()
+            except smtplib.SMTPConnectError as e:
+                show(f"c{i}", (e.smtp_code, e.smtp_error))
+        "#,
+        &[haproxy.port],
+    );
+    out.assert_reply("c0", "220")
+        .assert_reply("c2", "220")
+        .assert_reply("c3", "421 4.7.0");
 }
