@@ -12,7 +12,10 @@
 //! - with one instance killed under load (SIGKILL, no goodbye), only the
 //!   sessions that were on it, or that the balancer sent to it before its
 //!   health check marked it down, fail; the balancer stops sending to it
-//!   within a few check intervals, and from then on every session succeeds.
+//!   within a few check intervals, and from then on every session succeeds;
+//! - HAProxy's health checks (PROXY `LOCAL`: the balancer itself) are not
+//!   counted as a client's connections, so no rate limit takes an instance
+//!   out of the balancer.
 //!
 //! HAProxy's own view (who is up, how many sessions each server got) is
 //! read from its stats socket, so the bound on errors is exact rather than
