@@ -364,14 +364,18 @@ fn three_instances_behind_haproxy_ban_a_spread_guesser_once_and_survive_losing_o
     for i in 0..NAMES.len() {
         out.assert_reply(&format!("after{i}"), "421 4.7.0");
     }
-    // Every instance took part: each saw a failure or a refusal from the
-    // guesser's own address, and none saw the balancer's address as a
-    // client.
+    // The failures were spread: every instance refused some of them, each
+    // under the guesser's own address (from the PROXY header), so no one
+    // instance saw anything near the ban threshold.
     for (server, name) in instances.iter().zip(NAMES) {
-        let log = server.log();
+        let failures = server
+            .log()
+            .lines()
+            .filter(|l| l.contains("auth client=127.0.0.9 ") && l.contains("rejected"))
+            .count();
         assert!(
-            log.contains("client=127.0.0.9"),
-            "instance {name} never saw the guesser\n{}",
+            failures >= 1 && failures < BAN_AFTER - 1,
+            "instance {name} refused {failures} of the guesses\n{}",
             logs(&instances)
         );
     }
