@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use portcullis_proto::proxy::ProxyHeader;
 use portcullis_proto::Reply;
 use portcullis_session::{
     AuthOutcome, ConnectionInfo, Effect, ScriptStepOutcome, Session, SpoolOutcome,
@@ -41,12 +42,19 @@ pub(crate) async fn serve(
     listener: &BoundListener,
     shared: &Shared,
 ) {
-    // Behind a load balancer the client is who its PROXY header says.
-    let (client, server) = if listener.proxy_trusted.is_empty() {
-        (client, tcp.local_addr().ok())
+    // Behind a load balancer the client is who its PROXY header says. A
+    // header that names no client is the balancer's own connection.
+    let (client, server, balancer_itself) = if listener.proxy_trusted.is_empty() {
+        (client, tcp.local_addr().ok(), false)
     } else {
-        match crate::proxy_protocol::read_addresses(&mut tcp, client, listener, shared).await {
-            Some((client, destination)) => (client, destination.or(tcp.local_addr().ok())),
+        match crate::proxy_protocol::read_header_from_balancer(&mut tcp, client, listener, shared)
+            .await
+        {
+            Some(ProxyHeader::Proxied {
+                source,
+                destination,
+            }) => (source, Some(destination), false),
+            Some(ProxyHeader::Local) => (client, tcp.local_addr().ok(), true),
             None => return,
         }
     };
@@ -60,12 +68,19 @@ pub(crate) async fn serve(
         bans_seen: AtomicU64::new(shared.limiter.ban_generation()),
     };
     // Bans and per-address limits, before the greeting (and before any TLS
-    // work). The slot counts this connection until it ends.
-    let _slot = match crate::defence::admit(shared, &peer).await {
-        Ok(slot) => slot,
-        Err(reply) => {
-            refuse(tcp, listener, reply, shared).await;
-            return;
+    // work). The slot counts this connection until it ends. Not for the
+    // balancer's own connections: its health checks come several times a
+    // second, forever, and counted as a client's they would soon be
+    // refused as too fast, taking the instance out of the balancer.
+    let _slot = if balancer_itself {
+        None
+    } else {
+        match crate::defence::admit(shared, &peer).await {
+            Ok(slot) => Some(slot),
+            Err(reply) => {
+                refuse(tcp, listener, reply, shared).await;
+                return;
+            }
         }
     };
     let conn = ConnectionInfo {

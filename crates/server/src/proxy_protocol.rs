@@ -16,14 +16,18 @@ use tokio::net::TcpStream;
 
 use crate::{telemetry, BoundListener, Shared};
 
-/// The client and server addresses a load balancer's header names, or
-/// `None` if the connection must be closed (the reason is logged).
-pub(crate) async fn read_addresses(
+/// The header a trusted load balancer sent, or `None` if the connection
+/// must be closed (the reason is logged).
+///
+/// [`ProxyHeader::Local`] names no client: it is the balancer speaking for
+/// itself (HAProxy's health checks send it), and the connection keeps its
+/// own addresses.
+pub(crate) async fn read_header_from_balancer(
     tcp: &mut TcpStream,
     peer: SocketAddr,
     listener: &BoundListener,
     shared: &Shared,
-) -> Option<(SocketAddr, Option<SocketAddr>)> {
+) -> Option<ProxyHeader> {
     if !listener
         .proxy_trusted
         .iter()
@@ -35,11 +39,7 @@ pub(crate) async fn read_addresses(
     }
     let read = tokio::time::timeout(shared.idle_timeout, read_header(tcp)).await;
     match read {
-        Ok(Ok(ProxyHeader::Proxied {
-            source,
-            destination,
-        })) => Some((source, Some(destination))),
-        Ok(Ok(ProxyHeader::Local)) => Some((peer, None)),
+        Ok(Ok(header)) => Some(header),
         Ok(Err(error)) => {
             tracing::warn!(%peer, %error, "bad PROXY header; closing");
             metrics::counter!(telemetry::PROXY_REFUSED, "reason" => "malformed").increment(1);
