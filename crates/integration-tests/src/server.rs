@@ -448,6 +448,20 @@ impl TestServer {
         }
     }
 
+    /// Waits until the server process has exited (after a stop signal);
+    /// panics with its log if it is still running after `limit`.
+    pub fn wait_for_exit(&mut self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.is_running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not exit within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL, no chance to clean up or flush anything.
     pub fn kill_hard(&mut self) {
         if let Some(mut child) = self.child.take() {

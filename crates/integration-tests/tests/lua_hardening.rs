@@ -25,18 +25,6 @@ fn raw_session(server: &TestServer) -> RawClient {
     c
 }
 
-fn wait_for_exit(server: &mut TestServer, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while server.is_running() {
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit within {limit:?}:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A runaway hook: the client gets `454` within the deadline (500 ms)
 /// and a little, twice (the policy still answers), then SIGTERM stops the
 /// process within a few seconds (no thread is left spinning).
@@ -55,7 +43,7 @@ fn runaway_is_stopped(script: &str) {
         .status()
         .unwrap();
     assert!(status.success());
-    wait_for_exit(&mut server, Duration::from_secs(5));
+    server.wait_for_exit(Duration::from_secs(5));
 }
 
 #[test]

@@ -121,15 +121,7 @@ fn sigterm_lets_a_transaction_finish_and_tells_idle_sessions_421() {
 
     let message = server.single_message();
     assert!(message.eml.contains("second half"), "{}", message.eml);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server.is_running() {
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_for_exit(Duration::from_secs(15));
     assert!(TcpStream::connect(("127.0.0.1", server.submission_port())).is_err());
 }
 

@@ -57,15 +57,7 @@ fn after_sigterm_ports_close_at_once_and_a_stalled_data_gets_421_at_the_end_of_g
         "the grace period was cut short: {waited:?}"
     );
     assert!(stalled.is_closed());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.is_running() {
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_for_exit(Duration::from_secs(10));
     assert_eq!(
         server.spool_len(),
         0,
