@@ -31,6 +31,45 @@ pub const FROM: &str = "alice@example.test";
 /// Envelope recipient every test uses.
 pub const TO: &str = "rcpt@example.test";
 
+/// Submits one message as alice over STARTTLS, from [`FROM`] to `rcpts`:
+/// `headers` (each ending in CRLF) after `From:` and `Subject:`, then a
+/// short body with a dot-stuffed line. Panics unless it is queued (`250`).
+pub fn submit_as_alice(server: &TestServer, rcpts: &[&str], subject: &str, headers: &str) {
+    let (mut c, _) = RawClient::connect(server.submission_port());
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    c.starttls();
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    assert_eq!(c.auth_plain(ALICE.0, ALICE.1).code, 235);
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).code, 250);
+    for r in rcpts {
+        assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).code, 250);
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    let body = format!(
+        "From: <{FROM}>\r\nSubject: {subject}\r\n{headers}\r\nHello.\r\n..leading dot\r\n.\r\n"
+    );
+    c.send(body.as_bytes()).expect("the message can be sent");
+    let reply = c.read_reply();
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let _ = c.cmd("QUIT");
+}
+
+/// Polls `done` until it holds; panics with the server's log after `limit`.
+pub fn wait_until(
+    server: &TestServer,
+    what: &str,
+    limit: std::time::Duration,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}\nlog:\n{}", server.log());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A small RFC 5322 message with CRLF line ends.
 pub fn sample_message(subject: &str) -> String {
     format!(

@@ -9,7 +9,7 @@ mod sink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use portcullis_integration_tests::{RawClient, TestServer, ALICE, FROM};
+use portcullis_integration_tests::{TestServer, FROM};
 use sink::{Plan, Sink};
 
 /// Short timings so retries happen within a test.
@@ -22,35 +22,18 @@ fn sink_route(port: u16, extra: &str) -> String {
     format!("[[route]]\nname = \"sink\"\ntransport = \"smtp\"\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\n{extra}\n")
 }
 
-/// Submits one message as alice over STARTTLS; returns the spool id.
+/// Submits one message as alice over STARTTLS.
 fn submit(server: &TestServer, rcpts: &[&str], subject: &str) {
-    let (mut c, _) = RawClient::connect(server.submission_port());
-    assert_eq!(c.cmd("EHLO client.test").code, 250);
-    c.starttls();
-    assert_eq!(c.cmd("EHLO client.test").code, 250);
-    assert_eq!(c.auth_plain(ALICE.0, ALICE.1).code, 235);
-    assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).code, 250);
-    for r in rcpts {
-        assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).code, 250);
-    }
-    assert_eq!(c.cmd("DATA").code, 354);
-    let body = format!(
-        "From: <{FROM}>\r\nSubject: {subject}\r\nX-Authenticated-User: mallory\r\n\r\nHello.\r\n..leading dot\r\n.\r\n"
+    portcullis_integration_tests::submit_as_alice(
+        server,
+        rcpts,
+        subject,
+        "X-Authenticated-User: mallory\r\n",
     );
-    c.send(body.as_bytes()).unwrap();
-    let reply = c.read_reply();
-    assert_eq!(reply.code, 250, "{reply:?}");
-    let _ = c.cmd("QUIT");
 }
 
-fn wait_for(server: &TestServer, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}\nlog:\n{}", server.log());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(server: &TestServer, what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    portcullis_integration_tests::wait_until(server, what, limit, done);
 }
 
 fn spool_is_empty(server: &TestServer) -> bool {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use portcullis_integration_tests::{free_port, RawClient, TestServer, ALICE, FROM};
+use portcullis_integration_tests::{free_port, TestServer, FROM};
 use sink::{Plan, Sink};
 
 /// Short timings so retries happen within a test.
@@ -21,33 +21,16 @@ const LOCAL: &str =
 
 /// Submits one message as alice over STARTTLS.
 fn submit(server: &TestServer, rcpts: &[&str], subject: &str) {
-    let (mut c, _) = RawClient::connect(server.submission_port());
-    assert_eq!(c.cmd("EHLO client.test").code, 250);
-    c.starttls();
-    assert_eq!(c.cmd("EHLO client.test").code, 250);
-    assert_eq!(c.auth_plain(ALICE.0, ALICE.1).code, 235);
-    assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).code, 250);
-    for r in rcpts {
-        assert_eq!(c.cmd(&format!("RCPT TO:<{r}>")).code, 250);
-    }
-    assert_eq!(c.cmd("DATA").code, 354);
-    let body = format!(
-        "From: <{FROM}>\r\nSubject: {subject}\r\nReturn-Path: <forged@evil.test>\r\n\r\nHello.\r\n..leading dot\r\n.\r\n"
+    portcullis_integration_tests::submit_as_alice(
+        server,
+        rcpts,
+        subject,
+        "Return-Path: <forged@evil.test>\r\n",
     );
-    c.send(body.as_bytes()).unwrap();
-    let reply = c.read_reply();
-    assert_eq!(reply.code, 250, "{reply:?}");
-    let _ = c.cmd("QUIT");
 }
 
-fn wait_for(server: &TestServer, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}\nlog:\n{}", server.log());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(server: &TestServer, what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    portcullis_integration_tests::wait_until(server, what, limit, done);
 }
 
 fn maildir_files(dir: &Path) -> Vec<PathBuf> {
