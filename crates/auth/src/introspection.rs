@@ -36,6 +36,8 @@ pub(crate) struct Expect<'a> {
 /// An introspection endpoint and its cache.
 pub(crate) struct Introspector {
     url: String,
+    /// Whether the endpoint answered its last request.
+    reach: crate::reachability::Reachability,
     /// `Basic base64(id:secret)`, if the endpoint wants credentials.
     authorization: Option<Secret>,
     agent: ureq::Agent,
@@ -55,6 +57,7 @@ impl Introspector {
         });
         Introspector {
             url: url.to_string(),
+            reach: crate::reachability::Reachability::new("introspection", url),
             authorization,
             agent: agent(HTTP_TIMEOUT),
             cache: moka::sync::Cache::builder()
@@ -87,7 +90,23 @@ impl Introspector {
         answer.verdict.map_err(TokenError::Invalid)
     }
 
+    /// Whether the endpoint answered its last request.
+    pub(crate) fn up(&self) -> bool {
+        self.reach.up()
+    }
+
+    /// One request, its transport outcome recorded (an answer about the
+    /// token, whatever it says, means the endpoint is up).
     fn ask(&self, token: &Secret, expect: &Expect<'_>) -> Result<Answer, TokenError> {
+        let answer = self.request(token, expect);
+        match &answer {
+            Err(TokenError::Unavailable(why)) => self.reach.failed(why),
+            _ => self.reach.answered(),
+        }
+        answer
+    }
+
+    fn request(&self, token: &Secret, expect: &Expect<'_>) -> Result<Answer, TokenError> {
         let unavailable = |e: String| TokenError::Unavailable(format!("introspection: {e}"));
         let token = std::str::from_utf8(token.expose())
             .map_err(|_| TokenError::Invalid("token is not UTF-8".into()))?;

@@ -93,6 +93,8 @@ pub(crate) struct RemoteJwks {
 
 struct Inner {
     url: String,
+    /// Whether the URL answered its last fetch.
+    reach: crate::reachability::Reachability,
     refresh: Duration,
     timeout: Duration,
     agent: ureq::Agent,
@@ -146,6 +148,7 @@ impl RemoteJwks {
         RemoteJwks {
             inner: Arc::new(Inner {
                 url: url.to_string(),
+                reach: crate::reachability::Reachability::new("JWKS", url),
                 refresh,
                 timeout,
                 agent: agent(timeout),
@@ -153,6 +156,11 @@ impl RemoteJwks {
                 fetched: Condvar::new(),
             }),
         }
+    }
+
+    /// Whether the URL answered its last fetch.
+    pub(crate) fn up(&self) -> bool {
+        self.inner.reach.up()
     }
 
     /// The keys for a token naming `kid`. A set that holds the key answers
@@ -217,13 +225,14 @@ impl Inner {
         state.attempted = Some(Instant::now());
         match result {
             Ok(keys) => {
+                self.reach.answered();
                 tracing::info!(url = %self.url, keys = keys.len(), "fetched JWKS");
                 state.keys = Arc::new(keys);
                 state.fetched = state.attempted;
                 state.failing = None;
             }
             Err(error) => {
-                tracing::warn!(url = %self.url, %error, "JWKS fetch failed; keeping the keys we had");
+                self.reach.failed(&error);
                 state.failing = Some(error);
             }
         }

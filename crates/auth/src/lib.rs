@@ -43,6 +43,7 @@ use portcullis_sasl::{Credentials, Secret};
 mod introspection;
 mod jwks;
 mod oauth;
+mod reachability;
 mod scram;
 
 pub use oauth::{OAuthError, TokenValidator};
@@ -220,6 +221,13 @@ impl Authenticator {
     /// Whether OAUTHBEARER and XOAUTH2 can be offered.
     pub fn tokens_available(&self) -> bool {
         self.tokens.is_some()
+    }
+
+    /// Whether the token issuer's remote endpoints (JWKS URL,
+    /// introspection) answered their last call; `None` when tokens are
+    /// not offered or checked without any remote call.
+    pub fn token_issuer_up(&self) -> Option<bool> {
+        self.tokens.as_ref()?.issuer_up()
     }
 
     /// The decision on a bearer token, and why it was refused (for the

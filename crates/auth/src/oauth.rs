@@ -71,6 +71,20 @@ impl std::fmt::Debug for TokenValidator {
 }
 
 impl TokenValidator {
+    /// Whether every remote endpoint answered its last call; `None` when
+    /// none is configured (a JWKS file only).
+    pub(crate) fn issuer_up(&self) -> Option<bool> {
+        let jwks = match &self.keys {
+            Some(Keys::Remote(remote)) => Some(remote.up()),
+            _ => None,
+        };
+        let introspection = self.introspection.as_ref().map(Introspector::up);
+        match (jwks, introspection) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(true) && b.unwrap_or(true)),
+        }
+    }
+
     /// Loads the public keys from a JWKS file (RFC 7517 `{"keys": [...]}`).
     pub fn load(
         jwks_file: &Path,

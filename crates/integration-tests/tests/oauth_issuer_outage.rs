@@ -195,6 +195,9 @@ fn a_refusing_issuer_is_a_temporary_failure_not_a_wrong_credential() {
     submit_password(&server)
         .assert_contains("< 235 2.7.0")
         .assert_lacks("< 454");
+    // Said once, however many logins met the outage.
+    let log = server.log();
+    assert_eq!(log.matches("token issuer unreachable").count(), 1, "{log}");
 }
 
 #[test]

@@ -444,7 +444,10 @@ impl Server {
         let _ban_watch = AbortOnDrop(ban_watch);
         let _store_watch =
             AbortOnDrop(Some(watch_store_version(self.shared.authenticator.clone())));
-        let _limits_watch = AbortOnDrop(Some(watch_limits_backend(self.shared.limiter.clone())));
+        let _dependency_watch = AbortOnDrop(Some(watch_dependencies(
+            self.shared.limiter.clone(),
+            self.shared.authenticator.clone(),
+        )));
         for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
             tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
         }
@@ -473,17 +476,21 @@ impl Server {
     }
 }
 
-/// Publishes whether the shared limits backend answers, once a second (the
-/// limiter logs the change itself, once each way).
-fn watch_limits_backend(limiter: Arc<portcullis_limits::Limiter>) -> tokio::task::JoinHandle<()> {
+/// Publishes, once a second, whether the remote dependencies answer: the
+/// shared limits backend (Redis) and the token issuer (JWKS URL,
+/// introspection). Each logs its own changes, once each way; the
+/// credential store's gauge is set by `store_calls` as calls happen.
+fn watch_dependencies(
+    limiter: Arc<portcullis_limits::Limiter>,
+    authenticator: Authenticator,
+) -> tokio::task::JoinHandle<()> {
+    let gauge = |up: bool| if up { 1.0 } else { 0.0 };
     tokio::spawn(async move {
         loop {
-            let up = if limiter.shared_backend_up() {
-                1.0
-            } else {
-                0.0
-            };
-            metrics::gauge!(telemetry::LIMITS_BACKEND_UP).set(up);
+            metrics::gauge!(telemetry::LIMITS_BACKEND_UP).set(gauge(limiter.shared_backend_up()));
+            if let Some(up) = authenticator.token_issuer_up() {
+                metrics::gauge!(telemetry::OAUTH_ISSUER_UP).set(gauge(up));
+            }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     })
