@@ -19,13 +19,56 @@ use portcullis_lua::fuzzing::{auth_verdict, kumo_verdict, message_verdict};
 use portcullis_lua::{MessageVerdict, Verdict};
 
 const KEYS: &[&str] = &[
-    "verdict", "accept", "reject", "defer", "reply", "user", "authz", "data", "code",
-    "enhanced", "message", "disconnect", "challenge", "5.7.8", "4.7.0", "2.0.0", "addresses",
-    "alice", "bob", "",
+    "verdict",
+    "accept",
+    "reject",
+    "defer",
+    "reply",
+    "user",
+    "authz",
+    "data",
+    "code",
+    "enhanced",
+    "message",
+    "disconnect",
+    "challenge",
+    "5.7.8",
+    "4.7.0",
+    "2.0.0",
+    "addresses",
+    "alice",
+    "bob",
+    "",
 ];
 const INTEGERS: &[i64] = &[
-    0, 1, -1, 2, 4, 5, 7, 8, 235, 250, 421, 450, 451, 454, 459, 460, 535, 550, 554, 559, 560,
-    599, 999, 1000, 65535, 65536, i64::MIN, i64::MAX,
+    0,
+    1,
+    -1,
+    2,
+    4,
+    5,
+    7,
+    8,
+    235,
+    250,
+    421,
+    450,
+    451,
+    454,
+    459,
+    460,
+    535,
+    550,
+    554,
+    559,
+    560,
+    599,
+    999,
+    1000,
+    65535,
+    65536,
+    i64::MIN,
+    i64::MAX,
 ];
 const MAX_STACK: usize = 64;
 
@@ -50,12 +93,27 @@ impl Bytes<'_> {
     }
 }
 
+thread_local! {
+    /// One state for every run (a fresh one per run costs most of the
+    /// time); each run's values are garbage once it ends.
+    static LUA: Lua = {
+        let lua = Lua::new();
+        lua.set_memory_limit(16 << 20).expect("memory limit");
+        lua
+    };
+}
+
 fuzz_target!(|input: &[u8]| {
-    let lua = Lua::new();
-    lua.set_memory_limit(16 << 20).expect("memory limit");
+    LUA.with(|lua| {
+        run(lua, input);
+        lua.gc_collect().expect("garbage collection");
+    })
+});
+
+fn run(lua: &Lua, input: &[u8]) {
     let mut bytes = Bytes(input);
     let flags = bytes.byte();
-    let Ok(value) = build(&lua, &mut bytes) else {
+    let Ok(value) = build(lua, &mut bytes) else {
         return;
     };
     let authzid = match flags & 3 {
@@ -64,8 +122,8 @@ fuzz_target!(|input: &[u8]| {
         _ => Some("bob"),
     };
     let checked = flags & 4 != 0;
-    match auth_verdict(&lua, value.clone(), "alice", authzid, checked) {
-        Ok(verdict) => check_auth(&lua, &value, &verdict, authzid, checked),
+    match auth_verdict(lua, value.clone(), "alice", authzid, checked) {
+        Ok(verdict) => check_auth(lua, &value, &verdict, authzid, checked),
         Err(mistake) => assert!(!mistake.is_empty()),
     }
     if let Ok(Verdict::Accept { authz_id, .. }) =
@@ -76,10 +134,12 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(MessageVerdict::Refuse { reply, .. }) = message_verdict(value) {
         check_reply(&reply, &[4, 5]);
     }
-});
+}
 
 fn build(lua: &Lua, bytes: &mut Bytes<'_>) -> mlua::Result<Value> {
-    let fails = lua.load("return function() error('no') end").eval::<Value>()?;
+    let fails = lua
+        .load("return function() error('no') end")
+        .eval::<Value>()?;
     let answers = lua
         .load("return function(t, k) return k == 'verdict' and 'accept' or nil end")
         .eval::<Value>()?;
@@ -124,9 +184,9 @@ fn build(lua: &Lua, bytes: &mut Bytes<'_>) -> mlua::Result<Value> {
                 None => continue,
             },
             11 => {
-                // Wraps the top in up to 16 320 single-element tables.
+                // Wraps the top in up to 1 020 single-element tables.
                 let Some(mut v) = stack.pop() else { continue };
-                for _ in 0..bytes.byte() as usize * 64 {
+                for _ in 0..bytes.byte() as usize * 4 {
                     let t = lua.create_table()?;
                     t.raw_push(v)?;
                     v = Value::Table(t);
@@ -141,7 +201,10 @@ fn build(lua: &Lua, bytes: &mut Bytes<'_>) -> mlua::Result<Value> {
                 let index = match bytes.byte() % 3 {
                     0 => fails.clone(),
                     1 => answers.clone(),
-                    _ => stack.get(stack.len().wrapping_sub(2)).cloned().unwrap_or(Value::Nil),
+                    _ => stack
+                        .get(stack.len().wrapping_sub(2))
+                        .cloned()
+                        .unwrap_or(Value::Nil),
                 };
                 meta.raw_set("__index", index)?;
                 t.set_metatable(Some(meta))?;
@@ -171,13 +234,7 @@ fn build(lua: &Lua, bytes: &mut Bytes<'_>) -> mlua::Result<Value> {
     Ok(stack.pop().unwrap_or(Value::Nil))
 }
 
-fn check_auth(
-    lua: &Lua,
-    value: &Value,
-    verdict: &Verdict,
-    authzid: Option<&str>,
-    checked: bool,
-) {
+fn check_auth(lua: &Lua, value: &Value, verdict: &Verdict, authzid: Option<&str>, checked: bool) {
     match verdict {
         Verdict::Accept {
             authn_id,

@@ -58,10 +58,13 @@ fn cheap(stored: &str) -> bool {
             Some(count) => count.parse::<u64>().map_or(true, |n| n <= 1000),
             None => third.is_none(),
         },
-        "2a" | "2b" | "2y" => third.and_then(|c| c.parse::<u32>().ok()).map_or(true, |c| c <= 5),
+        "2a" | "2b" | "2y" => third
+            .and_then(|c| c.parse::<u32>().ok())
+            .map_or(true, |c| c <= 5),
         id if id.starts_with("argon2") => match PasswordHash::new(value) {
-            Ok(hash) => argon2::Params::try_from(&hash)
-                .map_or(true, |p| p.m_cost() <= 64 && p.t_cost() <= 2 && p.p_cost() <= 2),
+            Ok(hash) => argon2::Params::try_from(&hash).map_or(true, |p| {
+                p.m_cost() <= 64 && p.t_cost() <= 2 && p.p_cost() <= 2
+            }),
             Err(_) => true,
         },
         _ => true,

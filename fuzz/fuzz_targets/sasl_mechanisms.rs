@@ -28,8 +28,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use portcullis_sasl::{
-    scram, ChannelBinding, Credentials, Exchange, Mechanism, ScramHash, ScramOutcome,
-    ScramSecrets, StartContext, Step,
+    scram, ChannelBinding, Credentials, Exchange, Mechanism, ScramHash, ScramOutcome, ScramSecrets,
+    StartContext, Step,
 };
 
 const PASSWORD: &[u8] = b"pencil";
@@ -178,7 +178,11 @@ fn check(
             assert!(mechanism.reveals_password());
             assert!(!authcid.is_empty());
             assert!(authzid.as_deref() != Some(""));
-            assert_not_shown(&debug, password.expose(), &[authcid, authzid.as_deref().unwrap_or("")]);
+            assert_not_shown(
+                &debug,
+                password.expose(),
+                &[authcid, authzid.as_deref().unwrap_or("")],
+            );
         }
         Credentials::CramMd5 {
             authcid, challenge, ..
@@ -241,7 +245,8 @@ fn check_proof(hash: ScramHash, sent: &[&[u8]], server_first: &[u8]) {
         &last[..split]
     );
     let salt = STANDARD.decode(example(hash).0).expect("RFC salt");
-    let (proof, _) = scram::client_proof(hash, PASSWORD, &salt, ITERATIONS, auth_message.as_bytes());
+    let (proof, _) =
+        scram::client_proof(hash, PASSWORD, &salt, ITERATIONS, auth_message.as_bytes());
     assert_eq!(
         STANDARD.decode(&last[split + 3..]).expect("base64 proof"),
         proof,
