@@ -55,16 +55,16 @@ fn cheap(stored: &str) -> bool {
     };
     match id {
         "5" | "6" => match third.and_then(|salt| salt.strip_prefix("rounds=")) {
-            Some(count) => count.parse::<u64>().map_or(true, |n| n <= 1000),
+            Some(count) => count.parse::<u64>().ok().is_none_or(|n| n <= 1000),
             None => third.is_none(),
         },
         "2a" | "2b" | "2y" => third
             .and_then(|c| c.parse::<u32>().ok())
-            .map_or(true, |c| c <= 5),
+            .is_none_or(|c| c <= 5),
         id if id.starts_with("argon2") => match PasswordHash::new(value) {
-            Ok(hash) => argon2::Params::try_from(&hash).map_or(true, |p| {
-                p.m_cost() <= 64 && p.t_cost() <= 2 && p.p_cost() <= 2
-            }),
+            Ok(hash) => argon2::Params::try_from(&hash)
+                .ok()
+                .is_none_or(|p| p.m_cost() <= 64 && p.t_cost() <= 2 && p.p_cost() <= 2),
             Err(_) => true,
         },
         _ => true,
