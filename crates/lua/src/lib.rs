@@ -67,6 +67,37 @@ pub use message::{MessageFacts, MessageVerdict};
 pub use request::{AuthRequest, CertFacts, ConnFacts, ConnMeta, TlsFacts};
 pub use verdict::Verdict;
 
+/// The conversions of a hook's answer, for the fuzz targets: Lua values
+/// the fuzzer builds go through them as a script's answer would. Not an
+/// API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use mlua;
+
+    use crate::{MessageVerdict, Verdict};
+
+    /// What `smtp_server_auth` returned, as the pool converts it.
+    pub fn auth_verdict(
+        lua: &mlua::Lua,
+        value: mlua::Value,
+        user: &str,
+        authzid: Option<&str>,
+        authzid_checked: bool,
+    ) -> Result<Verdict, String> {
+        crate::verdict::from_general(lua, value, user, authzid, authzid_checked)
+    }
+
+    /// What KumoMTA's `smtp_server_auth_plain` returned.
+    pub fn kumo_verdict(value: mlua::Value, authz: &str, authc: &str) -> Result<Verdict, String> {
+        crate::verdict::from_kumo(value, authz, authc)
+    }
+
+    /// What `smtp_server_message_received` returned.
+    pub fn message_verdict(value: mlua::Value) -> Result<MessageVerdict, String> {
+        crate::message::verdict(value)
+    }
+}
+
 /// Why a script could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -82,7 +82,7 @@ pub(crate) fn call(
     Ok(verdict(answer))
 }
 
-fn verdict(answer: Value) -> Result<MessageVerdict, String> {
+pub(crate) fn verdict(answer: Value) -> Result<MessageVerdict, String> {
     let t = match answer {
         Value::Nil | Value::Boolean(true) => return Ok(MessageVerdict::Accept),
         Value::Boolean(false) => {

@@ -788,3 +788,50 @@ fn finalizers_cannot_run_away() {
     assert!(matches!(first, Verdict::Reject { .. }), "{first:?}");
     assert!(matches!(overran, Verdict::Defer { .. }), "{overran:?}");
 }
+
+/// The spool stores user data as JSON with each message and reads it back
+/// to deliver it; JSON readers (serde_json among them) stop at 128 levels.
+/// Data nested deeper must be refused when the script gives it, not
+/// accepted and then found unreadable in the spool.
+#[test]
+fn user_data_nested_too_deep_to_store_is_refused() {
+    let (_d, p) = policy(
+        "portcullis.on('smtp_server_auth', function(auth, conn)\n\
+           local t = 'leaf'\n\
+           for i = 1, tonumber(auth.user) do t = { t } end\n\
+           return portcullis.accept{ user = 'u', data = { t } }\n\
+         end)",
+    );
+    let p = p.unwrap();
+    let Verdict::Accept { user_data, .. } = decide(&p, &request("PLAIN", "20", "pw", None)) else {
+        panic!("shallow data is accepted");
+    };
+    let json = serde_json::to_vec(&user_data).unwrap();
+    assert!(serde_json::from_slice::<serde_json::Value>(&json).is_ok());
+    for depth in ["200", "100000"] {
+        let v = decide(&p, &request("PLAIN", depth, "pw", None));
+        // An answer the server cannot use is the script's mistake.
+        assert!(
+            matches!(v, Verdict::ScriptError { .. }),
+            "{depth} levels: not refused: {v:?}"
+        );
+    }
+}
+
+/// A table that holds the same table twice, forty times over, is small in
+/// Lua and 2^40 values as JSON: user data is bounded in values too.
+#[test]
+fn user_data_with_too_many_values_is_refused() {
+    let (_d, p) = policy(
+        "portcullis.on('smtp_server_auth', function(auth, conn)\n\
+           local t = {}\n\
+           for i = 1, 20 do t = { t, t } end\n\
+           return portcullis.accept{ user = 'u', data = t }\n\
+         end)",
+    );
+    let p = p.unwrap();
+    let started = std::time::Instant::now();
+    let v = decide(&p, &request("PLAIN", "u", "pw", None));
+    assert!(matches!(v, Verdict::ScriptError { .. }), "not refused: {v:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}

@@ -12,6 +12,15 @@ use portcullis_proto::Reply;
 
 /// Longest reply text a script may set.
 const MAX_TEXT: usize = 400;
+/// Deepest user data a script may attach. The spool keeps it as JSON with
+/// each message and reads it back to deliver; JSON readers (serde_json
+/// among them) stop at 128 levels, so deeper data would be accepted and
+/// then found unreadable. The check also keeps the conversion's recursion
+/// off the end of the stack.
+const MAX_DATA_DEPTH: usize = 32;
+/// Most values (tables, keys, scalars) user data may hold: it is stored
+/// with every message, and a table may hold one table many times over.
+const MAX_DATA_VALUES: usize = 10_000;
 
 /// What the policy decided about one AUTH attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,10 +163,14 @@ pub(crate) fn from_general(
             let get = |k: &str| t.get::<Option<String>>(k).map_err(|e| e.to_string());
             let data = match t.get::<Value>("data").map_err(|e| e.to_string())? {
                 Value::Nil => None,
-                v => Some(
-                    lua.from_value::<serde_json::Value>(v)
-                        .map_err(|e| format!("accept: data is not plain data: {e}"))?,
-                ),
+                v => {
+                    let mut budget = MAX_DATA_VALUES;
+                    within_bounds(&v, 0, &mut budget)?;
+                    Some(
+                        lua.from_value::<serde_json::Value>(v)
+                            .map_err(|e| format!("accept: data is not plain data: {e}"))?,
+                    )
+                }
             };
             Ok(accept(get("user")?, get("authz")?, data))
         }
@@ -171,6 +184,28 @@ pub(crate) fn from_general(
             "the hook returned a table whose verdict is {other:?} (use portcullis.accept/reject/defer)"
         )),
     }
+}
+
+/// Checks user data against [`MAX_DATA_DEPTH`] and [`MAX_DATA_VALUES`]
+/// before it is converted (a table that holds itself stops at the depth).
+fn within_bounds(value: &Value, depth: usize, budget: &mut usize) -> Result<(), String> {
+    *budget = budget
+        .checked_sub(1)
+        .ok_or_else(|| format!("accept: data holds more than {MAX_DATA_VALUES} values"))?;
+    let Value::Table(t) = value else {
+        return Ok(());
+    };
+    if depth == MAX_DATA_DEPTH {
+        return Err(format!(
+            "accept: data is nested deeper than {MAX_DATA_DEPTH} levels"
+        ));
+    }
+    for pair in t.pairs::<Value, Value>() {
+        let (key, value) = pair.map_err(|e| e.to_string())?;
+        within_bounds(&key, depth + 1, budget)?;
+        within_bounds(&value, depth + 1, budget)?;
+    }
+    Ok(())
 }
 
 /// The answer of KumoMTA's `smtp_server_auth_plain`: a boolean. `true`
