@@ -832,6 +832,30 @@ fn user_data_with_too_many_values_is_refused() {
     let p = p.unwrap();
     let started = std::time::Instant::now();
     let v = decide(&p, &request("PLAIN", "u", "pw", None));
-    assert!(matches!(v, Verdict::ScriptError { .. }), "not refused: {v:?}");
+    assert!(
+        matches!(v, Verdict::ScriptError { .. }),
+        "not refused: {v:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// An accept must name somebody: an empty user or authzid (from the
+/// script, or a mechanism that carried no name) is refused, not recorded
+/// as an authenticated nobody.
+#[test]
+fn an_accept_with_an_empty_identity_is_refused() {
+    let (_d, p) = policy(
+        "portcullis.on('smtp_server_auth', function(auth)\n\
+           if auth.user == 'empty-user' then return portcullis.accept{ user = '' } end\n\
+           if auth.user == 'empty-authz' then return portcullis.accept{ authz = '' } end\n\
+           return true\n\
+         end)",
+    );
+    let p = p.unwrap();
+    for user in ["empty-user", "empty-authz", ""] {
+        let v = decide(&p, &request("PLAIN", user, "pw", None));
+        assert!(matches!(v, Verdict::Reject { .. }), "{user:?}: {v:?}");
+    }
+    let v = decide(&p, &request("PLAIN", "alice", "pw", None));
+    assert!(matches!(v, Verdict::Accept { .. }), "{v:?}");
 }

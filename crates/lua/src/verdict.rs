@@ -144,6 +144,13 @@ pub(crate) fn from_general(
             }
             (None, None) => authn_id.clone(),
         };
+        // Nobody can be recorded as the sender: an empty name would reach
+        // the spool, the sender rules and the log as "authenticated".
+        if authn_id.is_empty() || authz_id.is_empty() {
+            return Verdict::reject(
+                "the script accepted an empty identity: name the user (accept{user=…})",
+            );
+        }
         Verdict::Accept {
             authn_id,
             authz_id,
