@@ -121,24 +121,8 @@ pub(crate) fn call(
             return Ok(Ok(Verdict::Challenge(challenge.as_bytes().to_vec())));
         }
     }
-    Ok(match verdict::from_general(lua, answer, "", None, false) {
-        Ok(Verdict::Accept { authn_id, .. }) if authn_id.is_empty() => Err(format!(
-            "{}: accept needs a user (portcullis.accept{{ user = … }})",
-            step.mechanism
-        )),
-        // No `authz`: the user acts as themself.
-        Ok(Verdict::Accept {
-            authn_id,
-            authz_id,
-            user_data,
-        }) => Ok(Verdict::Accept {
-            authz_id: match authz_id.is_empty() {
-                true => authn_id.clone(),
-                false => authz_id,
-            },
-            authn_id,
-            user_data,
-        }),
-        other => other,
-    })
+    // An accept must name its user (an empty identity is a script
+    // mistake); without `authz` the user acts as themself.
+    Ok(verdict::from_general(lua, answer, "", None, false)
+        .map_err(|why| format!("{}: {why}", step.mechanism)))
 }

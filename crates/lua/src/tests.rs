@@ -854,7 +854,7 @@ fn an_accept_with_an_empty_identity_is_refused() {
     let p = p.unwrap();
     for user in ["empty-user", "empty-authz", ""] {
         let v = decide(&p, &request("PLAIN", user, "pw", None));
-        assert!(matches!(v, Verdict::Reject { .. }), "{user:?}: {v:?}");
+        assert!(matches!(v, Verdict::ScriptError { .. }), "{user:?}: {v:?}");
     }
     let v = decide(&p, &request("PLAIN", "alice", "pw", None));
     assert!(matches!(v, Verdict::Accept { .. }), "{v:?}");

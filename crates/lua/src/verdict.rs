@@ -144,22 +144,27 @@ pub(crate) fn from_general(
             }
             (None, None) => authn_id.clone(),
         };
-        // Nobody can be recorded as the sender: an empty name would reach
-        // the spool, the sender rules and the log as "authenticated".
-        if authn_id.is_empty() || authz_id.is_empty() {
-            return Verdict::reject(
-                "the script accepted an empty identity: name the user (accept{user=…})",
-            );
-        }
         Verdict::Accept {
             authn_id,
             authz_id,
             user_data: data,
         }
     };
+    // Nobody can be recorded as the sender: an empty name would reach the
+    // spool, the sender rules and the log as "authenticated". The script
+    // is at fault (a mechanism that carried no name, `accept{user=''}`).
+    let accept = |name: Option<String>, authz: Option<String>, data| match accept(name, authz, data)
+    {
+        Verdict::Accept {
+            authn_id, authz_id, ..
+        } if authn_id.is_empty() || authz_id.is_empty() => {
+            Err("accept with an empty identity: name the user (accept{ user = … })".to_string())
+        }
+        verdict => Ok(verdict),
+    };
     let t = match value {
         Value::Nil => return Ok(Verdict::reject("the hook returned nothing")),
-        Value::Boolean(true) => return Ok(accept(None, None, None)),
+        Value::Boolean(true) => return accept(None, None, None),
         Value::Boolean(false) => return Ok(Verdict::reject("the hook returned false")),
         Value::Table(t) => t,
         other => return Err(format!("the hook returned a {}", other.type_name())),
@@ -179,7 +184,7 @@ pub(crate) fn from_general(
                     )
                 }
             };
-            Ok(accept(get("user")?, get("authz")?, data))
+            accept(get("user")?, get("authz")?, data)
         }
         Some("reject") => refusal(&t, Reply::auth_failed(), &[4, 5]).map(|(reply, disconnect, reason)| {
             Verdict::Reject { reply, disconnect, reason }
