@@ -48,11 +48,12 @@ pub enum Attempt {
     Proceed(AttemptSlot),
     /// The address is banned: `421`, no check.
     Banned(Ban),
-    /// The user is cooling down, or would be if every attempt for them
-    /// now in flight failed: `454`, no check.
+    /// The user is cooling down: `454`, no check.
     CoolDown,
-    /// The address would be banned if every attempt from it now in flight
-    /// failed: `454`, no check, until those are counted.
+    /// The address would be banned, or the user cooled down, if every
+    /// attempt now in flight for them failed: ask again once those are
+    /// counted (a burst of right passwords then goes through; a burst of
+    /// guesses meets the ban or cool-down), `454` if they never are.
     Saturated,
 }
 
@@ -315,7 +316,7 @@ impl Limiter {
             && counts[2] + before[1] >= self.config.user_max_failures
             && !self.marked(&format!("ok:{ip}:{user}"), now).await
         {
-            return Attempt::CoolDown;
+            return Attempt::Saturated;
         }
         Attempt::Proceed(slot)
     }

@@ -365,7 +365,7 @@ async fn parallel_attempts_for_one_user_stop_at_the_cool_down() {
     }
     assert!(matches!(
         limiter.admit_attempt(ip("198.18.9.1"), "erin", T0).await,
-        Attempt::CoolDown
+        Attempt::Saturated
     ));
     assert!(matches!(
         limiter.admit_attempt(home, "erin", T0).await,

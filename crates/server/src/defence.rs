@@ -64,6 +64,11 @@ pub(crate) async fn admit(shared: &Shared, peer: &Peer) -> Result<ConnectionSlot
     Err(reply)
 }
 
+/// How long an attempt waits for the attempts in flight before it
+/// (see [`Attempt::Saturated`]), and how often it asks again.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// An AUTH attempt through the defence: a banned address gets `421`
 /// (an open session of an address banned since it connected included); a
 /// user cooling down, or an attempt that would pass a ban or cool-down if
@@ -80,7 +85,17 @@ pub(crate) async fn authenticate(
     let ip = client_ip(peer, session);
     let user = credentials.authcid().to_string();
     let limiter = &shared.limiter;
-    let slot = match limiter.admit_attempt(ip, &user, Timestamp::now()).await {
+    // Attempts in flight that would reach a ban or cool-down if they all
+    // failed: wait for them to be counted, then ask again. A burst of
+    // right passwords (many workers of one sender logging in at once)
+    // then goes through; a burst of guesses meets the ban or cool-down.
+    let waited_until = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+    let mut admitted = limiter.admit_attempt(ip, &user, Timestamp::now()).await;
+    while matches!(admitted, Attempt::Saturated) && tokio::time::Instant::now() < waited_until {
+        tokio::time::sleep(IN_FLIGHT_POLL).await;
+        admitted = limiter.admit_attempt(ip, &user, Timestamp::now()).await;
+    }
+    let slot = match admitted {
         Attempt::Proceed(slot) => slot,
         Attempt::Banned(ban) => {
             tracing::info!(client = %ip, proxy = %peer.client.ip(), reason = %ban.reason, "auth refused: banned");
@@ -94,7 +109,7 @@ pub(crate) async fn authenticate(
             return refuse_unchecked(shared, ip).await;
         }
         Attempt::Saturated => {
-            tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: address at its ban threshold with attempts in flight");
+            tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: at a ban or cool-down threshold with attempts in flight");
             return refuse_unchecked(shared, ip).await;
         }
     };
