@@ -156,6 +156,13 @@ impl Policy {
         self.generation().registered.clone()
     }
 
+    /// What the current script registered or called that portcullis
+    /// accepts but ignores (KumoMTA-only events and configuration calls),
+    /// one line each, e.g. `event get_queue_config: KumoMTA-only, ignored`.
+    pub fn ignored(&self) -> Vec<String> {
+        self.generation().ignored.clone()
+    }
+
     /// Whether the script decides this mechanism (else the store does):
     /// `smtp_server_auth` decides all; `smtp_server_auth_plain` decides
     /// PLAIN and LOGIN.

@@ -193,19 +193,23 @@ fn install_require(lua: &Lua) -> mlua::Result<()> {
 /// `print` goes to the log, not to stdout.
 fn install_print(lua: &Lua) -> mlua::Result<()> {
     let print = lua.create_function(|lua, args: mlua::Variadic<Value>| {
-        let mut line = String::new();
-        for (i, value) in args.iter().enumerate() {
-            if i > 0 {
-                line.push('\t');
-            }
-            let text: mlua::String = lua
-                .globals()
-                .get::<mlua::Function>("tostring")?
-                .call(value.clone())?;
-            line.push_str(&text.to_string_lossy());
-        }
+        let line = log_line(lua, &args)?;
         tracing::info!(target: "portcullis::policy", "{line}");
         Ok(())
     })?;
     lua.globals().set("print", print)
+}
+
+/// The arguments of `print` or `kumo.log_*`, as `print` joins them.
+pub(crate) fn log_line(lua: &Lua, args: &[Value]) -> mlua::Result<String> {
+    let tostring = lua.globals().get::<mlua::Function>("tostring")?;
+    let mut line = String::new();
+    for (i, value) in args.iter().enumerate() {
+        if i > 0 {
+            line.push('\t');
+        }
+        let text: mlua::String = tostring.call(value.clone())?;
+        line.push_str(&text.to_string_lossy());
+    }
+    Ok(line)
 }
