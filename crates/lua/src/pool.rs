@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub memo: Caches,
     pub vault: VaultSettings,
     pub paths: AllowedPaths,
+    /// The script's directory, where `require` looks first.
+    pub script_dir: PathBuf,
 }
 
 pub(crate) struct Generation {
@@ -45,6 +47,10 @@ pub(crate) struct Generation {
 impl Generation {
     pub fn load(options: &PolicyOptions) -> Result<Generation, PolicyError> {
         let path = options.script.clone();
+        let script_dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let source = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
             path: path.clone(),
             source,
@@ -60,6 +66,7 @@ impl Generation {
                     timeout: options.hook_timeout,
                 },
                 paths: AllowedPaths::new(&options.allowed_paths),
+                script_dir,
             }),
             memory_limit: options.memory_limit,
             timeout: options.hook_timeout,

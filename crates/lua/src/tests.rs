@@ -1041,3 +1041,75 @@ end)
         assert!(log.contains(line), "{line} missing: {log}");
     }
 }
+
+#[test]
+fn os_getenv_reads_the_environment_and_nothing_changes_it() {
+    // PATH is set for every test process; nothing here sets variables.
+    let path = std::env::var("PATH").expect("PATH");
+    let (_d, p) = policy(
+        "local path = os.getenv('PATH')\n\
+         assert(os.getenv('PORTCULLIS_SURELY_UNSET_VARIABLE') == nil)\n\
+         assert(os.setenv == nil and os.remove == nil and os.exit == nil)\n\
+         kumo.on('smtp_server_auth_plain', function(authz, authc, password) return password == path end)",
+    );
+    let p = p.expect("os.getenv works");
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "a", &path, None)),
+        Verdict::Accept { .. }
+    ));
+}
+
+#[test]
+fn require_loads_modules_beside_the_script_and_only_under_allowed_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::fs::write(
+        dir.path().join("users.lua"),
+        "loads = (loads or 0) + 1\nreturn { alice = 'secret' }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("lib/init.lua"),
+        "return { check = function(t, u, p) return t[u] == p end }",
+    )
+    .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("evil.lua"), "return {}").unwrap();
+    let script = dir.path().join("policy.lua");
+    std::fs::write(
+        &script,
+        "local users = require 'users'\n\
+         local lib = require 'lib'\n\
+         assert(require 'users' == users and loads == 1, 'a module runs once')\n\
+         kumo.on('smtp_server_auth_plain', function(authz, authc, password)\n\
+           return lib.check(users, authc, password)\n\
+         end)",
+    )
+    .unwrap();
+    let p = Policy::load(PolicyOptions::new(&script)).expect("modules load");
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "alice", "secret", None)),
+        Verdict::Accept { .. }
+    ));
+
+    // A search path outside the allowed directories, a name that climbs
+    // out, a module that is not there: each fails at load.
+    let evil = format!(
+        "package.path = '{}/?.lua;' .. package.path\nrequire 'evil'",
+        outside.path().display()
+    );
+    for (source, expected) in [
+        (evil.as_str(), "allowed_paths"),
+        ("require '../secret'", "dotted words"),
+        ("require 'lib..x'", "dotted words"),
+        ("require 'missing'", "not found"),
+        ("require 'policy-extras.listener_domains'", "not found"),
+    ] {
+        std::fs::write(&script, source).unwrap();
+        let message = Policy::load(PolicyOptions::new(&script))
+            .err()
+            .unwrap_or_else(|| panic!("{source} loaded"))
+            .to_string();
+        assert!(message.contains(expected), "{source}: {message}");
+    }
+}
