@@ -1113,3 +1113,16 @@ fn require_loads_modules_beside_the_script_and_only_under_allowed_paths() {
         assert!(message.contains(expected), "{source}: {message}");
     }
 }
+
+#[test]
+fn docs_name_every_kumomta_event_and_configuration_call_portcullis_accepts() {
+    let docs = include_str!("../../../docs/policy.md");
+    let names = crate::events::all()
+        .filter(|e| e.namespace == crate::events::Namespace::Kumo)
+        .map(|e| e.name)
+        .chain(crate::events::KUMO_CONFIGURATION.iter().copied());
+    for name in names {
+        let named = docs.contains(&format!("`{name}`")) || docs.contains(&format!("`kumo.{name}`"));
+        assert!(named, "docs/policy.md does not name `{name}`");
+    }
+}
