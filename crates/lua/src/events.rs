@@ -1,7 +1,9 @@
 //! Every event a script may register, declared once: its namespace, name,
 //! arguments, what it returns and whether portcullis calls it. `kumo.on` and
-//! `portcullis.on` refuse names not in [`EVENTS`], so a typo fails at load
-//! instead of silently never running; `docs/policy.md` lists the same table.
+//! `portcullis.on` refuse names not declared here, so a typo fails at load
+//! instead of silently never running. KumoMTA's configuration functions
+//! that mean nothing here are declared here too ([`KUMO_CONFIGURATION`]).
+//! `docs/policy.md` lists the same names (a test checks it names them all).
 
 /// Which table's `on` registers the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,9 @@
 //! boolean. Codes and texts a script gives are checked here (a reject is
 //! `4xx`/`5xx`, a defer `4xx`, the enhanced code's class matches, CR and LF
 //! are removed from the text) so a script cannot break the protocol.
+//! KumoMTA's `kumo.reject(code, text)` and `kumo.disconnect(code, text)`
+//! raise an error that carries the reply ([`KumoRefusal`]); their code and
+//! text are checked the same way before anything is raised.
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use portcullis_proto::reply::EnhancedCode;
