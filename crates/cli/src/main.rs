@@ -165,6 +165,9 @@ fn check_config(config: &Config) -> Result<std::process::ExitCode> {
             list_or_none(policy.registered()),
             list_or_none(policy.mechanisms())
         );
+        for line in policy.ignored() {
+            println!("    {line}");
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

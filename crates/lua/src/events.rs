@@ -1,7 +1,9 @@
 //! Every event a script may register, declared once: its namespace, name,
 //! arguments, what it returns and whether portcullis calls it. `kumo.on` and
-//! `portcullis.on` refuse names not in [`EVENTS`], so a typo fails at load
-//! instead of silently never running; `docs/policy.md` lists the same table.
+//! `portcullis.on` refuse names not declared here, so a typo fails at load
+//! instead of silently never running. KumoMTA's configuration functions
+//! that mean nothing here are declared here too ([`KUMO_CONFIGURATION`]).
+//! `docs/policy.md` lists the same names (a test checks it names them all).
 
 /// Which table's `on` registers the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,23 +98,89 @@ const CALLED: [Event; 4] = [
     },
 ];
 
-const IGNORED: [Event; 16] = kumo_ignored![
-    "get_queue_config",
-    "get_listener_domain",
-    "get_egress_source",
-    "get_egress_pool",
+/// KumoMTA's events that mean nothing here (portcullis has no queues,
+/// egress, HTTP listener, log hooks, proxy or traffic shaping): accepted so
+/// whole KumoMTA policy files load, reported once at load, never called.
+///
+/// The names are those of KumoMTA's reference manual, "Events"
+/// (docs.kumomta.com/reference/events, as of the 2025 releases), plus
+/// `smtp_server_mail_rcpt_to`, the name older releases used for
+/// `smtp_server_rcpt_to`, and `message_queued`, which earlier portcullis
+/// releases accepted. KumoMTA's `smtp_server_message_received` is
+/// listed here too: portcullis's own message hook has other arguments
+/// (`portcullis.on`, see [`SMTP_SERVER_MESSAGE_RECEIVED`]).
+const IGNORED: [Event; 33] = kumo_ignored![
+    "get_acl_definition",
     "get_egress_path_config",
-    "smtp_server_rewrite_response",
-    "smtp_server_ehlo",
-    "smtp_server_mail_from",
-    "smtp_server_mail_rcpt_to",
-    "smtp_server_message_received",
+    "get_egress_pool",
+    "get_egress_source",
+    "get_listener_domain",
+    "get_queue_config",
+    "http_message_generated",
+    "http_server_validate_auth_basic",
+    "pre_init",
+    "proxy_init",
+    "proxy_server_auth_rfc1929",
+    "rebind_message",
+    "requeue_message",
+    "should_enqueue_log_record",
+    "shutdown_logging",
+    "smtp_client_rewrite_delivery_status",
     "smtp_server_connection_accepted",
     "smtp_server_data",
-    "http_message_generated",
-    "should_enqueue_log_record",
+    "smtp_server_ehlo",
+    "smtp_server_get_dynamic_parameters",
+    "smtp_server_mail_from",
+    "smtp_server_mail_rcpt_to",
+    "smtp_server_message_deferred_inject",
+    "smtp_server_message_received",
+    "smtp_server_rcpt_to",
+    "smtp_server_rewrite_response",
+    "smtp_server_split_transaction",
+    "spool_message_enumerated",
+    "throttle_insert_ready_queue",
+    "tsa_init",
+    "tsa_load_shaping_data",
+    "xfer_message_received",
     "message_queued",
-    "pre_init",
+];
+
+/// KumoMTA's `kumo.*` functions that configure what portcullis does not
+/// have (listeners come from portcullis's own config; there is no spool
+/// policy, queue, egress, log hook or bounce classifier to set up). They
+/// exist so `init` bodies run through: each returns its first argument
+/// (a `make_*` result may be returned from an ignored event) and is
+/// reported once at load. Any other `kumo.*` name does not exist, so a
+/// typo is an error. Names from KumoMTA's reference manual, "module kumo"
+/// (docs.kumomta.com/reference/kumo).
+pub const KUMO_CONFIGURATION: &[&str] = &[
+    "configure_accounting_db_path",
+    "configure_bounce_classifier",
+    "configure_local_logs",
+    "configure_log_hook",
+    "configure_redis_throttles",
+    "define_spool",
+    "make_egress_path",
+    "make_egress_pool",
+    "make_egress_source",
+    "make_listener_domain",
+    "make_queue_config",
+    "set_config_monitor_globs",
+    "set_diagnostic_log_filter",
+    "set_httpinject_recipient_rate_limit",
+    "set_httpinject_threads",
+    "set_lruttl_cache_capacity",
+    "set_max_lua_context_age",
+    "set_max_lua_context_use_count",
+    "set_max_spare_lua_contexts",
+    "set_memory_hard_limit",
+    "set_memory_low_thresh",
+    "set_memory_soft_limit",
+    "set_qmaint_threads",
+    "set_readyq_threads",
+    "set_spoolin_threads",
+    "start_esmtp_listener",
+    "start_http_listener",
 ];
 
 /// Looks an event up.

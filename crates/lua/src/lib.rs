@@ -24,15 +24,17 @@
 //! pool costs memory per state (a few hundred KiB) and a script load per new
 //! state; measured numbers are in `docs/policy.md`.
 //!
-//! **Sandbox.** Only `string`, `table`, `math`, `utf8`, `coroutine` and a
-//! clock-only `os` are loaded; `io`, `os.execute`, `dofile`, `loadfile` and
-//! `require` of files do not exist. `require` knows only built-in modules.
+//! **Sandbox.** Only `string`, `table`, `math`, `utf8`, `coroutine` and an
+//! `os` that reads the clock and the environment are loaded; `io`,
+//! `os.execute`, `dofile` and `loadfile` do not exist. `require` knows the
+//! built-in modules and Lua files under the allowed directories (by
+//! default beside the script).
 //! Each state has a memory limit, and each call a deadline enforced by an
 //! instruction-count hook in every coroutine, and by a step budget in the
 //! pattern functions: a script that loops is stopped, the attempt
 //! deferred, and the state dropped.
 //!
-//! **Files.** `kumo.secrets.load{key_path=…}` and the `sqlite` module reach
+//! **Files.** `require`, `kumo.secrets.load{key_path=…}` and the `sqlite` module reach
 //! only files under the directories the config allows ([`paths`]).
 //!
 //! **Reload.** [`Policy::reload`] compiles the script into a fresh state
@@ -185,6 +187,13 @@ impl Policy {
     /// The events the current script registered.
     pub fn registered(&self) -> Vec<&'static str> {
         self.generation().registered.clone()
+    }
+
+    /// What the current script registered or called that portcullis
+    /// accepts but ignores (KumoMTA-only events and configuration calls),
+    /// one line each, e.g. `event get_queue_config: KumoMTA-only, ignored`.
+    pub fn ignored(&self) -> Vec<String> {
+        self.generation().ignored.clone()
     }
 
     /// Whether the script decides this mechanism (else the store does):

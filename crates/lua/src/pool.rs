@@ -16,7 +16,7 @@ use crate::paths::AllowedPaths;
 use crate::request::{AuthRequest, ConnFacts, ConnMeta};
 use crate::sandbox::{State, TIMED_OUT};
 use crate::secrets::VaultSettings;
-use crate::verdict::{self, Verdict};
+use crate::verdict::{self, KumoRefusal, Verdict};
 use crate::{PolicyError, PolicyOptions};
 
 /// What every state of a generation shares (Lua app data).
@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub memo: Caches,
     pub vault: VaultSettings,
     pub paths: AllowedPaths,
+    /// The script's directory, where `require` looks first.
+    pub script_dir: PathBuf,
 }
 
 pub(crate) struct Generation {
@@ -37,11 +39,18 @@ pub(crate) struct Generation {
     pub registered: Vec<&'static str>,
     /// Names declared with `portcullis.mechanism`.
     pub mechanisms: Vec<String>,
+    /// What the script registered or called that portcullis ignores
+    /// (KumoMTA-only events and configuration), one line each.
+    pub ignored: Vec<String>,
 }
 
 impl Generation {
     pub fn load(options: &PolicyOptions) -> Result<Generation, PolicyError> {
         let path = options.script.clone();
+        let script_dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let source = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
             path: path.clone(),
             source,
@@ -57,6 +66,7 @@ impl Generation {
                     timeout: options.hook_timeout,
                 },
                 paths: AllowedPaths::new(&options.allowed_paths),
+                script_dir,
             }),
             memory_limit: options.memory_limit,
             timeout: options.hook_timeout,
@@ -64,6 +74,7 @@ impl Generation {
             idle: Mutex::default(),
             registered: Vec::new(),
             mechanisms: Vec::new(),
+            ignored: Vec::new(),
         };
         let first = generation.new_state()?;
         generation.registered = events::all()
@@ -73,6 +84,10 @@ impl Generation {
             .map(|e| e.name)
             .collect();
         generation.registered.dedup();
+        generation.ignored = crate::kumo::Ignored::lines(&first.lua);
+        for line in &generation.ignored {
+            tracing::info!(script = %generation.path.display(), "policy: {line}");
+        }
         generation.mechanisms =
             crate::mechanism::declared(&first.lua).map_err(|e| PolicyError::Script {
                 path: generation.path.clone(),
@@ -154,6 +169,7 @@ impl Generation {
             |lua| self.call(lua, request, conn, meta),
             Verdict::defer,
             Verdict::script_error,
+            KumoRefusal::verdict,
         );
         record(meta, verdict)
     }
@@ -165,7 +181,14 @@ impl Generation {
         meta: &ConnMeta,
     ) -> Verdict {
         let run = |lua: &Lua| crate::mechanism::call(lua, step, conn, meta);
-        let verdict = self.run(conn, meta, run, Verdict::defer, Verdict::script_error);
+        let verdict = self.run(
+            conn,
+            meta,
+            run,
+            Verdict::defer,
+            Verdict::script_error,
+            KumoRefusal::verdict,
+        );
         record(meta, verdict)
     }
 
@@ -182,11 +205,16 @@ impl Generation {
             run,
             MessageVerdict::defer,
             MessageVerdict::defer,
+            |refusal| MessageVerdict::Refuse {
+                reply: refusal.reply.clone(),
+                reason: refusal.to_string(),
+            },
         )
     }
 
     /// Borrows a state, runs `hook` under the deadline, and turns a
-    /// timeout (or no state) into `defer(reason)`, a Lua error or an
+    /// timeout (or no state) into `defer(reason)`, `kumo.reject` /
+    /// `kumo.disconnect` into `refused(reply)`, another Lua error or an
     /// invalid answer into `script_error(reason)`.
     fn run<T>(
         &self,
@@ -195,6 +223,7 @@ impl Generation {
         hook: impl FnOnce(&Lua) -> mlua::Result<Result<T, String>>,
         defer: impl Fn(String) -> T,
         script_error: impl Fn(String) -> T,
+        refused: impl Fn(&KumoRefusal) -> T,
     ) -> T {
         let state = match self.take() {
             Ok(state) => state,
@@ -224,6 +253,9 @@ impl Generation {
             Ok(Err(mistake)) => {
                 tracing::error!(script = %self.path.display(), error = %mistake, "policy: the hook's answer is invalid; deferring");
                 script_error(format!("invalid answer: {mistake}"))
+            }
+            Err(error) if !overran && KumoRefusal::find(&error).is_some() => {
+                refused(KumoRefusal::find(&error).expect("checked above"))
             }
             Err(_) if overran => {
                 tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");

@@ -168,7 +168,9 @@ fn trim(lua: &Lua) -> mlua::Result<()> {
     }
     let os: Table = globals.get("os")?;
     let kept = lua.create_table()?;
-    for name in ["time", "clock", "date", "difftime"] {
+    // `getenv` reads the environment (KumoMTA scripts take settings from
+    // it); nothing here changes it.
+    for name in ["time", "clock", "date", "difftime", "getenv"] {
         kept.set(name, os.get::<Value>(name)?)?;
     }
     globals.set("os", kept)?;
@@ -177,35 +179,106 @@ fn trim(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
-/// `require` of built-in modules only; there is no search path.
+/// `require`: the built-in modules (`sqlite`, `kumo`, `portcullis`), then
+/// Lua files along `package.path`. That path starts as the script's
+/// directory (`<dir>/?.lua;<dir>/?/init.lua`); a script may set it, as
+/// KumoMTA scripts do, but every file it names must lie under the allowed
+/// directories ([`crate::paths`]), like every other file a script reaches.
+/// A module name is dotted words (`lib.users`), so it cannot climb out of
+/// a directory with `..` or `/`. A module runs once per state; what it
+/// returns is kept in `package.loaded`.
 fn install_require(lua: &Lua) -> mlua::Result<()> {
+    let package = lua.create_table()?;
+    let dir = lua
+        .app_data_ref::<Arc<Shared>>()
+        .map(|s| s.script_dir.display().to_string())
+        .unwrap_or_else(|| ".".into());
+    package.set("path", format!("{dir}/?.lua;{dir}/?/init.lua"))?;
+    package.set("loaded", lua.create_table()?)?;
+    lua.globals().set("package", package)?;
     let require = lua.create_function(|lua, name: String| match name.as_str() {
         "sqlite" => crate::sqlite::module(lua).map(Value::Table),
         "kumo" => lua.globals().get::<Value>("kumo"),
         "portcullis" => lua.globals().get::<Value>("portcullis"),
-        other => Err(mlua::Error::runtime(format!(
-            "module '{other}' not found: policy scripts may require only 'sqlite', 'kumo' and 'portcullis'"
-        ))),
+        other => require_file(lua, other),
     })?;
     lua.globals().set("require", require)
+}
+
+/// A module from a file along `package.path` (see [`install_require`]).
+fn require_file(lua: &Lua, name: &str) -> mlua::Result<Value> {
+    let fail = |why: String| mlua::Error::runtime(format!("module '{name}' not found: {why}"));
+    let valid = !name.is_empty()
+        && name.split('.').all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if !valid {
+        return Err(fail(
+            "a module name is dotted words of letters, digits, '_' and '-'".into(),
+        ));
+    }
+    let package: Table = lua.globals().get("package")?;
+    let loaded: Table = package.get("loaded")?;
+    match loaded.get::<Value>(name)? {
+        Value::Nil | Value::Boolean(false) => {}
+        done => return Ok(done),
+    }
+    let search: String = package.get("path")?;
+    let relative = name.replace('.', "/");
+    let shared = lua
+        .app_data_ref::<Arc<Shared>>()
+        .ok_or_else(|| mlua::Error::runtime("require: no policy context"))?
+        .clone();
+    let mut tried = Vec::new();
+    for template in search.split(';').filter(|t| !t.is_empty()) {
+        let candidate = template.replace('?', &relative);
+        if !std::path::Path::new(&candidate).is_file() {
+            tried.push(candidate);
+            continue;
+        }
+        let resolved = shared.paths.check(&candidate).map_err(fail)?;
+        let source = crate::secrets::read_key_file(&resolved)
+            .map_err(|e| fail(format!("{}: {e}", resolved.display())))?;
+        let value: Value = lua
+            .load(source)
+            .set_name(format!("@{}", resolved.display()))
+            .call((name, resolved.display().to_string()))?;
+        let value = match value {
+            Value::Nil => Value::Boolean(true),
+            v => v,
+        };
+        loaded.set(name, value.clone())?;
+        return Ok(value);
+    }
+    Err(fail(format!(
+        "not built in ('sqlite', 'kumo', 'portcullis'), and no file {}",
+        tried.join(", ")
+    )))
 }
 
 /// `print` goes to the log, not to stdout.
 fn install_print(lua: &Lua) -> mlua::Result<()> {
     let print = lua.create_function(|lua, args: mlua::Variadic<Value>| {
-        let mut line = String::new();
-        for (i, value) in args.iter().enumerate() {
-            if i > 0 {
-                line.push('\t');
-            }
-            let text: mlua::String = lua
-                .globals()
-                .get::<mlua::Function>("tostring")?
-                .call(value.clone())?;
-            line.push_str(&text.to_string_lossy());
-        }
+        let line = log_line(lua, &args)?;
         tracing::info!(target: "portcullis::policy", "{line}");
         Ok(())
     })?;
     lua.globals().set("print", print)
+}
+
+/// The arguments of `print` or `kumo.log_*`, as `print` joins them.
+pub(crate) fn log_line(lua: &Lua, args: &[Value]) -> mlua::Result<String> {
+    let tostring = lua.globals().get::<mlua::Function>("tostring")?;
+    let mut line = String::new();
+    for (i, value) in args.iter().enumerate() {
+        if i > 0 {
+            line.push('\t');
+        }
+        let text: mlua::String = tostring.call(value.clone())?;
+        line.push_str(&text.to_string_lossy());
+    }
+    Ok(line)
 }

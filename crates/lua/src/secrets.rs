@@ -87,7 +87,7 @@ const MAX_KEY_FILE: u64 = 1024 * 1024;
 
 /// A regular file of at most [`MAX_KEY_FILE`] bytes (a FIFO or a device
 /// could block the hook or never end).
-fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.is_file() {

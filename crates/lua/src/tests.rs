@@ -264,7 +264,7 @@ fn misuse_is_reported_at_load() {
     );
     assert_eq!(
         p.unwrap().registered(),
-        vec!["init", "get_queue_config", "get_listener_domain"]
+        vec!["init", "get_listener_domain", "get_queue_config"]
     );
 }
 
@@ -787,6 +787,344 @@ fn finalizers_cannot_run_away() {
         .expect("a finalizer hung the pool");
     assert!(matches!(first, Verdict::Reject { .. }), "{first:?}");
     assert!(matches!(overran, Verdict::Defer { .. }), "{overran:?}");
+}
+
+/// Runs `f` with portcullis's log captured; returns what it logged.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+const KUMOMTA_FILE: &str = r#"
+local kumo = require 'kumo'
+local users = {}
+kumo.on('init', function()
+  kumo.configure_accounting_db_path '/var/spool/kumomta/accounting.db'
+  kumo.start_esmtp_listener { listen = '0.0.0.0:25', hostname = 'mx.example' }
+  kumo.start_esmtp_listener { listen = '0.0.0.0:587' }
+  kumo.start_http_listener { listen = '127.0.0.1:8000' }
+  kumo.define_spool { name = 'data', path = '/var/spool/kumomta/data' }
+  kumo.configure_local_logs { log_dir = '/var/log/kumomta' }
+  kumo.set_diagnostic_log_filter 'kumod=info'
+  users.alice = 'secret'
+end)
+kumo.on('http_server_validate_auth_basic', function(user, password) return false end)
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {}
+end)
+kumo.on('get_egress_path_config', function(domain, source, site) return kumo.make_egress_path {} end)
+kumo.on('smtp_server_auth_plain', function(authz, authc, password, conn_meta)
+  if authc == 'mallory' then kumo.reject(535, 'nope') end
+  return users[authc] == password
+end)
+"#;
+
+#[test]
+fn a_whole_kumomta_file_loads_and_what_it_ignores_is_reported_once() {
+    let mut loaded = None;
+    let log = logged(|| loaded = Some(policy(KUMOMTA_FILE)));
+    let (_d, p) = loaded.unwrap();
+    let p = p.expect("a whole KumoMTA file loads");
+    assert_eq!(
+        p.ignored(),
+        vec![
+            "event http_server_validate_auth_basic: KumoMTA-only, ignored",
+            "event get_queue_config: KumoMTA-only, ignored",
+            "event get_egress_path_config: KumoMTA-only, ignored",
+            "kumo.configure_accounting_db_path: KumoMTA-only, ignored",
+            "kumo.start_esmtp_listener: KumoMTA-only, ignored",
+            "kumo.start_http_listener: KumoMTA-only, ignored",
+            "kumo.define_spool: KumoMTA-only, ignored",
+            "kumo.configure_local_logs: KumoMTA-only, ignored",
+            "kumo.set_diagnostic_log_filter: KumoMTA-only, ignored",
+        ]
+    );
+    assert_eq!(
+        log.matches("kumo.start_esmtp_listener: KumoMTA-only")
+            .count(),
+        1,
+        "{log}"
+    );
+    // `init` ran (in every state): the table it filled decides.
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "alice", "secret", None)),
+        Verdict::Accept { .. }
+    ));
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "alice", "wrong", None)),
+        Verdict::Reject { .. }
+    ));
+    // Reported at load, not at each call.
+    let log = logged(|| {
+        decide(&p, &request("PLAIN", "alice", "secret", None));
+    });
+    assert!(!log.contains("KumoMTA-only"), "{log}");
+}
+
+#[test]
+fn names_neither_kumomta_nor_portcullis_knows_still_fail_at_load() {
+    for script in [
+        "kumo.on('http_server_validate_auth_basci', function() end)",
+        "kumo.on('init', function() kumo.start_esmtp_listner { listen = '0:25' } end)",
+        "kumo.configure_local_log { log_dir = '/tmp' }",
+    ] {
+        let (_d, p) = policy(script);
+        assert!(p.is_err(), "{script} loaded");
+    }
+}
+
+fn refusal(v: Verdict) -> (u16, String, bool, bool) {
+    match v {
+        Verdict::Reject {
+            reply, disconnect, ..
+        } => (reply.code(), reply.text(), disconnect, false),
+        Verdict::Defer {
+            reply, disconnect, ..
+        } => (reply.code(), reply.text(), disconnect, true),
+        other => panic!("not a refusal: {other:?}"),
+    }
+}
+
+#[test]
+fn kumo_reject_and_disconnect_answer_with_their_reply() {
+    let (_d, p) = policy(
+        r#"
+local function deep(f, ...) return f(...) end
+kumo.on('smtp_server_auth_plain', function(authz, authc, password)
+  if authc == 'mallory' then deep(kumo.reject, 535, 'nope') end
+  if authc == 'eve' then kumo.disconnect(550, '5.7.1 go away') end
+  if authc == 'busy' then kumo.reject(451, 'later') end
+  if authc == 'bye' then kumo.disconnect(421, 'closing') end
+  if authc == 'crlf' then kumo.reject(535, 'nope\r\n250 ok') end
+  if authc == 'ok' then kumo.reject(250, 'fine') end
+  if authc == 'huge' then kumo.reject(599, 'x') end
+  if authc == 'text' then kumo.reject('535', 'x') end
+  return password == 'secret'
+end)
+"#,
+    );
+    let p = p.unwrap();
+    let ask = |user: &str| decide(&p, &request("PLAIN", user, "secret", None));
+    assert_eq!(refusal(ask("mallory")), (535, "nope".into(), false, false));
+    assert_eq!(
+        refusal(ask("eve")),
+        (550, "5.7.1 go away".into(), true, false)
+    );
+    assert_eq!(refusal(ask("busy")), (451, "later".into(), false, true));
+    assert_eq!(refusal(ask("bye")), (421, "closing".into(), true, true));
+    // A reply that would break the protocol is a script error, never sent.
+    for user in ["crlf", "ok", "huge", "text"] {
+        assert!(
+            matches!(ask(user), Verdict::ScriptError { .. }),
+            "{user}: {:?}",
+            ask(user)
+        );
+    }
+    assert!(matches!(ask("alice"), Verdict::Accept { .. }));
+}
+
+#[test]
+fn kumo_reject_also_answers_the_general_hook_and_messages() {
+    let (_d, p) = policy(
+        r#"
+portcullis.on('smtp_server_auth', function(auth) kumo.reject(535, 'not you') end)
+portcullis.on('smtp_server_message_received', function(msg) kumo.reject(550, 'no mail') end)
+"#,
+    );
+    let p = p.unwrap();
+    assert_eq!(
+        refusal(decide(&p, &request("PLAIN", "a", "b", None))),
+        (535, "not you".into(), false, false)
+    );
+    let msg = MessageFacts {
+        mail_from: "a@example.com".into(),
+        rcpt_to: vec!["b@example.com".into()],
+        size: 10,
+        helo: "client.example".into(),
+        authn_id: Some("a".into()),
+        authz_id: Some("a".into()),
+        mechanism: Some("PLAIN".into()),
+        user_data: None,
+    };
+    match p.message_received(&msg, &conn(), &ConnMeta::new()) {
+        MessageVerdict::Refuse { reply, .. } => {
+            assert_eq!((reply.code(), reply.text()), (550, "no mail".into()))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn script_errors_are_logged_with_a_traceback() {
+    let (_d, p) = policy(
+        r#"
+local function lookup(user) error('no table for ' .. user) end
+local function check(user) local found = lookup(user) return found end
+kumo.on('smtp_server_auth_plain', function(authz, authc) local ok = check(authc) return ok end)
+"#,
+    );
+    let p = p.unwrap();
+    let log = logged(|| {
+        assert!(matches!(
+            decide(&p, &request("PLAIN", "alice", "pw", None)),
+            Verdict::ScriptError { .. }
+        ));
+    });
+    assert!(log.contains("no table for alice"), "{log}");
+    assert!(log.contains("stack traceback"), "{log}");
+    assert!(log.contains("in upvalue 'lookup'"), "{log}");
+    assert!(log.contains("in upvalue 'check'"), "{log}");
+    // So does an error raised by a Rust function the script called.
+    let (_d, p) = policy(
+        "kumo.on('smtp_server_auth_plain', function(authz, authc) local db = require('sqlite').open('/nonexistent/x.db') return false end)",
+    );
+    let p = p.unwrap();
+    let log = logged(|| {
+        decide(&p, &request("PLAIN", "alice", "pw", None));
+    });
+    assert!(log.contains("stack traceback"), "{log}");
+    // An error while loading carries one too.
+    let (_d, p) = policy(
+        "local function f() error('broken at load') end\nkumo.on('init', function() f() end)",
+    );
+    let message = p.err().expect("load fails").to_string();
+    assert!(message.contains("broken at load"), "{message}");
+    assert!(message.contains("stack traceback"), "{message}");
+}
+
+#[test]
+fn kumo_log_functions_write_to_the_log() {
+    let (_d, p) = policy(
+        r#"
+kumo.on('smtp_server_auth_plain', function(authz, authc)
+  kumo.log_error('err', authc, 1)
+  kumo.log_warn('warn', authc)
+  kumo.log_info('info', authc)
+  kumo.log_debug('debug', authc)
+  return false
+end)
+"#,
+    );
+    let p = p.unwrap();
+    let log = logged(|| {
+        decide(&p, &request("PLAIN", "alice", "pw", None));
+    });
+    for line in [
+        "ERROR",
+        "err\talice\t1",
+        "WARN",
+        "warn\talice",
+        "INFO",
+        "info\talice",
+        "DEBUG",
+        "debug\talice",
+    ] {
+        assert!(log.contains(line), "{line} missing: {log}");
+    }
+}
+
+#[test]
+fn os_getenv_reads_the_environment_and_nothing_changes_it() {
+    // PATH is set for every test process; nothing here sets variables.
+    let path = std::env::var("PATH").expect("PATH");
+    let (_d, p) = policy(
+        "local path = os.getenv('PATH')\n\
+         assert(os.getenv('PORTCULLIS_SURELY_UNSET_VARIABLE') == nil)\n\
+         assert(os.setenv == nil and os.remove == nil and os.exit == nil)\n\
+         kumo.on('smtp_server_auth_plain', function(authz, authc, password) return password == path end)",
+    );
+    let p = p.expect("os.getenv works");
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "a", &path, None)),
+        Verdict::Accept { .. }
+    ));
+}
+
+#[test]
+fn require_loads_modules_beside_the_script_and_only_under_allowed_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::fs::write(
+        dir.path().join("users.lua"),
+        "loads = (loads or 0) + 1\nreturn { alice = 'secret' }",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("lib/init.lua"),
+        "return { check = function(t, u, p) return t[u] == p end }",
+    )
+    .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("evil.lua"), "return {}").unwrap();
+    let script = dir.path().join("policy.lua");
+    std::fs::write(
+        &script,
+        "local users = require 'users'\n\
+         local lib = require 'lib'\n\
+         assert(require 'users' == users and loads == 1, 'a module runs once')\n\
+         kumo.on('smtp_server_auth_plain', function(authz, authc, password)\n\
+           return lib.check(users, authc, password)\n\
+         end)",
+    )
+    .unwrap();
+    let p = Policy::load(PolicyOptions::new(&script)).expect("modules load");
+    assert!(matches!(
+        decide(&p, &request("PLAIN", "alice", "secret", None)),
+        Verdict::Accept { .. }
+    ));
+
+    // A search path outside the allowed directories, a name that climbs
+    // out, a module that is not there: each fails at load.
+    let evil = format!(
+        "package.path = '{}/?.lua;' .. package.path\nrequire 'evil'",
+        outside.path().display()
+    );
+    for (source, expected) in [
+        (evil.as_str(), "allowed_paths"),
+        ("require '../secret'", "dotted words"),
+        ("require 'lib..x'", "dotted words"),
+        ("require 'missing'", "not found"),
+        ("require 'policy-extras.listener_domains'", "not found"),
+    ] {
+        std::fs::write(&script, source).unwrap();
+        let message = Policy::load(PolicyOptions::new(&script))
+            .err()
+            .unwrap_or_else(|| panic!("{source} loaded"))
+            .to_string();
+        assert!(message.contains(expected), "{source}: {message}");
+    }
+}
+
+#[test]
+fn docs_name_every_kumomta_event_and_configuration_call_portcullis_accepts() {
+    let docs = include_str!("../../../docs/policy.md");
+    let names = crate::events::all()
+        .filter(|e| e.namespace == crate::events::Namespace::Kumo)
+        .map(|e| e.name)
+        .chain(crate::events::KUMO_CONFIGURATION.iter().copied());
+    for name in names {
+        let named = docs.contains(&format!("`{name}`")) || docs.contains(&format!("`kumo.{name}`"));
+        assert!(named, "docs/policy.md does not name `{name}`");
+    }
 }
 
 /// The spool stores user data as JSON with each message and reads it back

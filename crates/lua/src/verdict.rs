@@ -5,6 +5,9 @@
 //! boolean. Codes and texts a script gives are checked here (a reject is
 //! `4xx`/`5xx`, a defer `4xx`, the enhanced code's class matches, CR and LF
 //! are removed from the text) so a script cannot break the protocol.
+//! KumoMTA's `kumo.reject(code, text)` and `kumo.disconnect(code, text)`
+//! raise an error that carries the reply ([`KumoRefusal`]); their code and
+//! text are checked the same way before anything is raised.
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use portcullis_proto::reply::EnhancedCode;
@@ -329,4 +332,82 @@ fn clean_text(text: &str) -> String {
         clean.truncate(end);
     }
     clean
+}
+
+/// The reply `kumo.reject(code, text)` or `kumo.disconnect(code, text)`
+/// carries. As in KumoMTA, they raise an error (so they end the hook from
+/// any depth); the pool finds this value in the error and answers with it
+/// instead of treating the error as a script failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("kumo.{}({}, {:?})", if *.disconnect { "disconnect" } else { "reject" }, .reply.code(), .reply.text())]
+pub(crate) struct KumoRefusal {
+    pub reply: Reply,
+    pub disconnect: bool,
+}
+
+impl KumoRefusal {
+    /// The refusal an error carries, however deeply mlua wrapped it.
+    pub fn find(error: &mlua::Error) -> Option<&KumoRefusal> {
+        match error {
+            mlua::Error::CallbackError { cause, .. } => KumoRefusal::find(cause),
+            mlua::Error::WithContext { cause, .. } => KumoRefusal::find(cause),
+            mlua::Error::ExternalError(e) => e.downcast_ref::<KumoRefusal>(),
+            _ => None,
+        }
+    }
+
+    /// A reject for a 5xx code, a defer for a 4xx one.
+    pub fn verdict(&self) -> Verdict {
+        let reason = format!("{self}");
+        match self.reply.code() / 100 {
+            4 => Verdict::Defer {
+                reply: self.reply.clone(),
+                disconnect: self.disconnect,
+                reason,
+            },
+            _ => Verdict::Reject {
+                reply: self.reply.clone(),
+                disconnect: self.disconnect,
+                reason,
+            },
+        }
+    }
+}
+
+/// `kumo.reject(code, text)` and `kumo.disconnect(code, text)`. The code
+/// must be `4xx` or `5xx` and the text one line (a CR or LF would let a
+/// script, or a user name it echoes, inject a reply line): anything else
+/// is a script error, never a reply.
+pub(crate) fn install_kumo_refusals(lua: &Lua, kumo: &Table) -> mlua::Result<()> {
+    for (name, disconnect) in [("reject", false), ("disconnect", true)] {
+        let f = lua.create_function(move |_, (code, text): (Value, Option<mlua::String>)| {
+            let code = match code {
+                Value::Integer(c) => u16::try_from(c).ok(),
+                Value::Number(c) if c.fract() == 0.0 && (0.0..=999.0).contains(&c) => {
+                    Some(c as u16)
+                }
+                _ => None,
+            }
+            .filter(|c| matches!(c / 100, 4 | 5) && c % 100 <= 59)
+            .ok_or_else(|| {
+                mlua::Error::runtime(format!("kumo.{name}: the reply code must be 4xx or 5xx"))
+            })?;
+            let text = text.map(|t| t.to_string_lossy()).unwrap_or_default();
+            if text.contains(['\r', '\n']) {
+                return Err(mlua::Error::runtime(format!(
+                    "kumo.{name}: the reply text must not contain CR or LF"
+                )));
+            }
+            let text = match clean_text(&text) {
+                t if t.trim().is_empty() => "Refused by policy".to_string(),
+                t => t,
+            };
+            Err::<(), _>(mlua::Error::external(KumoRefusal {
+                reply: Reply::new(code, None, text),
+                disconnect,
+            }))
+        })?;
+        kumo.set(name, f)?;
+    }
+    Ok(())
 }
