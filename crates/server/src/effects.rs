@@ -65,7 +65,8 @@ pub(crate) async fn authenticate(
 }
 
 /// The full check on the blocking pool: the store may block, and a cold
-/// login pays the slow hash.
+/// login pays the slow hash, after waiting for a hash slot if need be
+/// (hence `run_check`: that wait is not a stalled store).
 async fn check_blocking(
     shared: &Shared,
     authenticator: portcullis_auth::Authenticator,
@@ -73,7 +74,7 @@ async fn check_blocking(
 ) -> Result<(Decision, ScramUpgrade, Option<String>), StoreCallError> {
     shared
         .store_calls
-        .run(move || {
+        .run_check(move || {
             let (decision, detail) = match &credentials {
                 Credentials::Bearer { user, token } => {
                     authenticator.check_token(user.as_deref(), token)

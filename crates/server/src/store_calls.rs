@@ -10,6 +10,14 @@
 //! bounded number of threads. The log says once when the store stalls and
 //! once when it answers again; `portcullis_store_up` shows it.
 //!
+//! A credential check may also wait for a hash slot (a burst of cold
+//! logins queues for the slow hash, up to `[auth] slot_wait`, at most
+//! `[auth] slot_queue` logins at once). That wait is not the store's, so it
+//! must not look like a stall: [`StoreCalls::run_check`] allows the store
+//! timeout plus the slot wait, and the bound on calls in flight has room
+//! for every waiter on top of [`MAX_CALLS`], so a full queue of waiters
+//! never leaves the store calls without room.
+//!
 //! [`Config::store_timeout`]: portcullis_config::Config::store_timeout
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +28,8 @@ use tokio::sync::Semaphore;
 
 use crate::telemetry;
 
-/// Store calls running at once, stalled ones included.
+/// Store calls running at once, stalled ones included (plus room for the
+/// checks waiting for a hash slot, see [`StoreCalls::new`]).
 pub const MAX_CALLS: usize = 64;
 
 /// Why a store call gave no answer.
@@ -39,15 +48,22 @@ pub(crate) enum StoreCallError {
 pub(crate) struct StoreCalls {
     permits: Arc<Semaphore>,
     timeout: Duration,
+    /// How long a credential check may wait for a hash slot besides.
+    slot_wait: Duration,
     stalled: AtomicBool,
 }
 
 impl StoreCalls {
-    pub(crate) fn new(timeout: Duration) -> StoreCalls {
+    /// Calls bounded by `timeout`; credential checks, which may also wait
+    /// up to `slot_wait` for a hash slot with up to `slot_queue` others
+    /// (the authenticator's settings), get that wait on top, and that many
+    /// more calls in flight.
+    pub(crate) fn new(timeout: Duration, slot_wait: Duration, slot_queue: usize) -> StoreCalls {
         metrics::gauge!(telemetry::STORE_UP).set(1.0);
         StoreCalls {
-            permits: Arc::new(Semaphore::new(MAX_CALLS)),
+            permits: Arc::new(Semaphore::new(MAX_CALLS + slot_queue)),
             timeout,
+            slot_wait,
             stalled: AtomicBool::new(false),
         }
     }
@@ -56,6 +72,23 @@ impl StoreCalls {
     /// timeout.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, StoreCallError> {
+        self.run_within(self.timeout, call).await
+    }
+
+    /// Runs a credential check, which may wait for a hash slot: waits for
+    /// it at most the store timeout plus the slot wait.
+    pub(crate) async fn run_check<T: Send + 'static>(
+        &self,
+        check: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, StoreCallError> {
+        self.run_within(self.timeout + self.slot_wait, check).await
+    }
+
+    async fn run_within<T: Send + 'static>(
+        &self,
+        limit: Duration,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, StoreCallError> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
@@ -68,7 +101,7 @@ impl StoreCalls {
             let _permit = permit;
             call()
         });
-        match tokio::time::timeout(self.timeout, task).await {
+        match tokio::time::timeout(limit, task).await {
             Ok(Ok(value)) => {
                 if self.stalled.swap(false, Ordering::Relaxed) {
                     tracing::warn!("the credential store answers again");
@@ -98,7 +131,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stalled_call_is_cut_at_the_timeout_and_the_next_one_works() {
-        let calls = StoreCalls::new(Duration::from_millis(50));
+        let calls = StoreCalls::new(Duration::from_millis(50), Duration::ZERO, 0);
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let stalled = calls.run(move || wait.recv().is_ok()).await;
         assert_eq!(stalled, Err(StoreCallError::TimedOut));
@@ -108,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn stalled_calls_hold_a_bounded_number_of_threads() {
-        let calls = StoreCalls::new(Duration::from_millis(10));
+        let calls = StoreCalls::new(Duration::from_millis(10), Duration::ZERO, 0);
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let wait = Arc::new(std::sync::Mutex::new(wait));
         for _ in 0..MAX_CALLS {
@@ -118,6 +151,37 @@ mod tests {
                     let _ = wait.lock().map(|w| w.recv());
                 })
                 .await;
+        }
+        assert_eq!(calls.run(|| 1).await, Err(StoreCallError::Busy));
+        drop(release);
+    }
+
+    #[tokio::test]
+    async fn a_check_may_wait_for_a_hash_slot_beyond_the_store_timeout() {
+        let calls = StoreCalls::new(Duration::from_millis(50), Duration::from_secs(5), 1);
+        let waits_for_a_slot = || std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(calls.run_check(waits_for_a_slot).await, Ok(()));
+        assert!(!calls.stalled.load(Ordering::Relaxed), "not a stall");
+        assert_eq!(
+            calls.run(waits_for_a_slot).await,
+            Err(StoreCallError::TimedOut),
+            "a plain store call keeps the store timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_slot_queue_gets_room_beside_the_store_calls() {
+        let calls = StoreCalls::new(Duration::from_millis(10), Duration::ZERO, 3);
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Arc::new(std::sync::Mutex::new(wait));
+        for _ in 0..MAX_CALLS + 3 {
+            let wait = wait.clone();
+            let stalled = calls
+                .run(move || {
+                    let _ = wait.lock().map(|w| w.recv());
+                })
+                .await;
+            assert_eq!(stalled, Err(StoreCallError::TimedOut), "room for it");
         }
         assert_eq!(calls.run(|| 1).await, Err(StoreCallError::Busy));
         drop(release);
