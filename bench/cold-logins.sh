@@ -56,12 +56,19 @@ CONFIG="$DATA/portcullis.toml"
 portcullis_config "$DATA" "$PORT" $((USERS + 100)) >"$CONFIG"
 if [ -n "${AUTH_CONFIG:-}" ]; then printf '\n[auth]\n%s\n' "$AUTH_CONFIG" >>"$CONFIG"; fi
 
-# One `user add` per user (each hashes once): about a second per 20 users
-# on two cores, in two parallel streams.
+# One `user add` per user (each hashes once), in two parallel streams
+# once the first has made the database (two processes creating its schema
+# at the same moment can collide).
 echo "adding $USERS users" >&2
-seq 1 "$USERS" | xargs -P 2 -I{} sh -c \
-  'printf "pw-%s\n" "$1" | "$2" user add "u$1" --password-stdin --config "$3" >/dev/null' \
-  _ {} "$SERVER" "$CONFIG"
+add_user() { # N
+  printf 'pw-%s\n' "$1" | "$SERVER" user add "u$1" --password-stdin --config "$CONFIG" >/dev/null
+}
+export -f add_user
+export SERVER CONFIG
+add_user 1
+if [ "$USERS" -gt 1 ]; then
+  seq 2 "$USERS" | xargs -P 2 -I{} bash -c 'add_user "$1"' _ {}
+fi
 
 start_server() { # LOG
   local -a env=(PORTCULLIS_LOG="${PORTCULLIS_LOG:-warn}")

@@ -147,15 +147,18 @@ pub fn default_verification_slots() -> usize {
     (cores * 2).min(by_memory).max(4)
 }
 
-/// How long a login waits for a hash slot by default: a burst of cold
-/// logins (every user at once after a restart) drains in about this long
-/// on a small machine, and a mail client waits far longer for a reply.
-pub const DEFAULT_SLOT_WAIT: Duration = Duration::from_secs(2);
+/// How long a login waits for a hash slot by default. Measured with
+/// `bench/cold-logins.sh` (200 users logging in at once on a just-started
+/// server, 2 cores, 4 slots): two cores hash 30 to 50 argon2id a second,
+/// so the burst takes 4 to 7 s to drain; with a 2 s wait about half the
+/// logins still got `454`. Mail clients wait far longer than this for a
+/// reply.
+pub const DEFAULT_SLOT_WAIT: Duration = Duration::from_secs(5);
 
 /// How many logins may wait for a hash slot by default. A waiter holds a
 /// parked thread of the blocking pool (no hash memory), so this bounds
 /// threads, not memory: 256 is half of tokio's default pool of 512, and
-/// with 4 slots about what two cores hash in [`DEFAULT_SLOT_WAIT`].
+/// room for a burst of a few hundred cold logins.
 pub const DEFAULT_SLOT_QUEUE: usize = 256;
 
 /// Checks credentials against one store.

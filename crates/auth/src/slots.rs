@@ -1,4 +1,4 @@
-//! Hash slots: at most `max` slow verifications at once, and a short,
+//! Hash slots: at most `max` slow verifications at once, and a
 //! bounded queue with a deadline for the logins that find them all taken.
 //!
 //! A hash is slow on purpose and holds 19 MiB (argon2id), so the number
@@ -6,7 +6,7 @@
 //! slot taken is answered `454` at once, and a mail client shows that as an
 //! error to its user. That is wrong after a restart: every user is cold at
 //! the same moment, the burst of first logins is legitimate and the slots
-//! drain it in a second or two. So a login waits for a slot, up to `wait`;
+//! drain it in a few seconds. So a login waits for a slot, up to `wait`;
 //! only then is it answered "try later".
 //!
 //! The queue is bounded too (`max_waiting`): a waiter parks a thread of the

@@ -31,7 +31,7 @@ pub const DEVELOPMENT_ADMIN_PORT: u16 = 2580;
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The longest `[auth] slot_wait`: the wait is meant to absorb a burst of
-/// a second or two; a login held longer is a thread held longer.
+/// a few seconds; a login held longer is a thread held longer.
 pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
 
 /// The largest `[auth] slot_queue`: each waiter parks a thread of the
@@ -87,7 +87,7 @@ pub struct AuthTuning {
     pub max_concurrent_verifications: Option<usize>,
     /// How long a login waits for a free hash slot before `454 4.7.0`
     /// (`[auth] slot_wait`; zero: not at all). `None`: the auth crate's
-    /// default (2 s).
+    /// default (5 s).
     pub slot_wait: Option<Duration>,
     /// Logins that may wait for a hash slot at once; past it `454 4.7.0`
     /// at once (`[auth] slot_queue`). `None`: the auth crate's default (256).
