@@ -221,9 +221,15 @@ impl Authenticator {
 
     /// How long [`Authenticator::check`] may wait for a hash slot, on top
     /// of its store calls and its hash: callers that bound the whole check
-    /// in time add this.
+    /// in time add this while [`Authenticator::hashing`].
     pub fn slot_wait(&self) -> Duration {
         self.verifications.wait()
+    }
+
+    /// Whether a slow hash runs or a login waits for a hash slot now. A
+    /// check that takes long while nothing hashes is stuck in the store.
+    pub fn hashing(&self) -> bool {
+        self.verifications.in_use()
     }
 
     /// How many checks may wait for a hash slot at once: callers that

@@ -39,6 +39,7 @@ pub(crate) enum NoSlot {
 /// The bounded set of hash slots and its queue.
 pub(crate) struct VerificationSlots {
     state: Mutex<State>,
+    max: usize,
     max_waiting: usize,
     wait: Duration,
 }
@@ -64,11 +65,13 @@ impl VerificationSlots {
     /// `max` slots (at least 1); up to `max_waiting` logins wait up to
     /// `wait` for one.
     pub(crate) fn new(max: usize, max_waiting: usize, wait: Duration) -> Self {
+        let max = max.max(1);
         VerificationSlots {
             state: Mutex::new(State {
-                free: max.max(1),
+                free: max,
                 waiting: VecDeque::new(),
             }),
+            max,
             max_waiting,
             wait,
         }
@@ -133,6 +136,12 @@ impl VerificationSlots {
     #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
         self.lock().waiting.len()
+    }
+
+    /// Whether any slot is held or any login waits for one.
+    pub(crate) fn in_use(&self) -> bool {
+        let state = self.lock();
+        state.free < self.max || !state.waiting.is_empty()
     }
 
     fn release(&self) {
@@ -215,12 +224,15 @@ mod tests {
     #[test]
     fn past_the_deadline_a_waiting_login_is_refused() {
         let slots = Arc::new(VerificationSlots::new(1, 8, Duration::from_millis(150)));
+        assert!(!slots.in_use());
         let held = slots.take().expect("a free slot");
+        assert!(slots.in_use());
         let started = Instant::now();
         assert_eq!(slots.take().err(), Some(NoSlot::TimedOut));
         assert!(started.elapsed() >= Duration::from_millis(150));
         assert!(slots.lock().waiting.is_empty(), "the waiter left the queue");
         drop(held);
+        assert!(!slots.in_use());
         assert!(slots.take().is_ok(), "the slot came back");
     }
 

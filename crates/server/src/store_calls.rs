@@ -13,10 +13,14 @@
 //! A credential check may also wait for a hash slot (a burst of cold
 //! logins queues for the slow hash, up to `[auth] slot_wait`, at most
 //! `[auth] slot_queue` logins at once). That wait is not the store's, so it
-//! must not look like a stall: [`StoreCalls::run_check`] allows the store
-//! timeout plus the slot wait, and the bound on calls in flight has room
-//! for every waiter on top of [`MAX_CALLS`], so a full queue of waiters
-//! never leaves the store calls without room.
+//! must not look like a stall: [`StoreCalls::run_check`] gives a check
+//! that has not answered within the store timeout the slot wait on top
+//! when hashes are running or waiting at that moment (a stalled store
+//! holds its logins before their hash, so it is still detected at the
+//! store timeout when nothing else hashes, and at most one slot wait
+//! later under a burst). The bound on calls in flight has room for every
+//! waiter on top of [`MAX_CALLS`], so a full queue of waiters never leaves
+//! the store calls without room.
 //!
 //! [`Config::store_timeout`]: portcullis_config::Config::store_timeout
 
@@ -74,34 +78,40 @@ impl StoreCalls {
         &self,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, StoreCallError> {
-        self.run_within(self.timeout, call).await
+        self.run_within(call, || false).await
     }
 
     /// Runs a credential check, which may wait for a hash slot: waits for
-    /// it at most the store timeout plus the slot wait.
+    /// it the store timeout, and the slot wait on top if `hashing` (the
+    /// authenticator's) says hashes run or wait when the timeout is up.
     pub(crate) async fn run_check<T: Send + 'static>(
         &self,
         check: impl FnOnce() -> T + Send + 'static,
+        hashing: impl Fn() -> bool,
     ) -> Result<T, StoreCallError> {
-        self.run_within(self.timeout + self.slot_wait, check).await
+        self.run_within(check, hashing).await
     }
 
     async fn run_within<T: Send + 'static>(
         &self,
-        limit: Duration,
         call: impl FnOnce() -> T + Send + 'static,
+        hashing: impl Fn() -> bool,
     ) -> Result<T, StoreCallError> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.went_away(StoreCallError::Busy);
             return Err(StoreCallError::Busy);
         };
-        let task = tokio::task::spawn_blocking(move || {
+        let mut task = tokio::task::spawn_blocking(move || {
             // Held until the call really ends, however long after the
             // caller stopped waiting.
             let _permit = permit;
             call()
         });
-        match tokio::time::timeout(limit, task).await {
+        let mut answer = tokio::time::timeout(self.timeout, &mut task).await;
+        if answer.is_err() && !self.slot_wait.is_zero() && hashing() {
+            answer = tokio::time::timeout(self.slot_wait, &mut task).await;
+        }
+        match answer {
             Ok(Ok(value)) => {
                 if self.stalled.swap(false, Ordering::Relaxed) {
                     tracing::warn!("the credential store answers again");
@@ -160,8 +170,15 @@ mod tests {
     async fn a_check_may_wait_for_a_hash_slot_beyond_the_store_timeout() {
         let calls = StoreCalls::new(Duration::from_millis(50), Duration::from_secs(5), 1);
         let waits_for_a_slot = || std::thread::sleep(Duration::from_millis(200));
-        assert_eq!(calls.run_check(waits_for_a_slot).await, Ok(()));
+        assert_eq!(calls.run_check(waits_for_a_slot, || true).await, Ok(()));
         assert!(!calls.stalled.load(Ordering::Relaxed), "not a stall");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            calls.run_check(waits_for_a_slot, || false).await,
+            Err(StoreCallError::TimedOut),
+            "nothing hashes: the store is stuck"
+        );
+        assert!(started.elapsed() < Duration::from_millis(190));
         assert_eq!(
             calls.run(waits_for_a_slot).await,
             Err(StoreCallError::TimedOut),
