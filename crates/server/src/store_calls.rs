@@ -20,7 +20,9 @@
 //! store timeout when nothing else hashes, and at most one slot wait
 //! later under a burst). The bound on calls in flight has room for every
 //! waiter on top of [`MAX_CALLS`], so a full queue of waiters never leaves
-//! the store calls without room.
+//! the store calls without room; and a burst larger still, which finds
+//! that bound reached while hashes run, gets `454` without being logged
+//! as a stalled store.
 //!
 //! [`Config::store_timeout`]: portcullis_config::Config::store_timeout
 
@@ -98,7 +100,11 @@ impl StoreCalls {
         hashing: impl Fn() -> bool,
     ) -> Result<T, StoreCallError> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            self.went_away(StoreCallError::Busy);
+            // Every call in flight while hashes run or wait is a burst of
+            // logins, not a store that went away.
+            if !hashing() {
+                self.went_away(StoreCallError::Busy);
+            }
             return Err(StoreCallError::Busy);
         };
         let mut task = tokio::task::spawn_blocking(move || {
@@ -184,6 +190,48 @@ mod tests {
             Err(StoreCallError::TimedOut),
             "a plain store call keeps the store timeout"
         );
+    }
+
+    #[tokio::test]
+    async fn a_burst_that_fills_every_call_while_hashes_run_is_not_a_stall() {
+        let calls = Arc::new(StoreCalls::new(
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+            0,
+        ));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Arc::new(std::sync::Mutex::new(wait));
+        let held: Vec<_> = (0..MAX_CALLS)
+            .map(|_| {
+                let (calls, wait) = (calls.clone(), wait.clone());
+                tokio::spawn(async move {
+                    let hashing = move || {
+                        let _ = wait.lock().map(|w| w.recv());
+                    };
+                    calls.run_check(hashing, || true).await
+                })
+            })
+            .collect();
+        while calls.permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            calls.run_check(|| 1, || true).await,
+            Err(StoreCallError::Busy)
+        );
+        assert!(
+            !calls.stalled.load(Ordering::Relaxed),
+            "a burst, not a stall"
+        );
+        assert_eq!(calls.run(|| 1).await, Err(StoreCallError::Busy));
+        assert!(
+            calls.stalled.load(Ordering::Relaxed),
+            "nothing hashes: a stall"
+        );
+        drop(release);
+        for call in held {
+            assert_eq!(call.await.unwrap(), Ok(()));
+        }
     }
 
     #[tokio::test]
