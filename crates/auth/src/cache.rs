@@ -29,8 +29,8 @@ type Tag = [u8; 32];
 pub(crate) enum NotVerified {
     /// The password is wrong, or the stored hash unusable: the reason.
     Rejected(crate::RejectReason),
-    /// Every verification slot was taken.
-    Busy,
+    /// No verification slot was free within the wait.
+    Busy(crate::slots::NoSlot),
 }
 
 /// A bounded, expiring set of tags of verified (user, stored hash,

@@ -13,8 +13,9 @@
 //! milliseconds by design): callers run it on a blocking pool. Two things
 //! keep that cost in check: a [verified-credential cache](cache) so a
 //! user's slow hash is paid once per TTL, and a bound on concurrent slow
-//! verifications that answers "try later" at once under a flood instead of
-//! letting every login queue behind it.
+//! verifications with a short, bounded queue with a deadline (see
+//! [`slots`]): a burst of cold logins waits a moment for a slot, while a
+//! flood past the queue is answered "try later" at once.
 //!
 //! A refused credential is answered no sooner than a [floor](floor) above
 //! the slowest verification in use, so an imported `{PLAIN}` user's wrong
@@ -26,9 +27,9 @@ mod cache;
 mod floor;
 mod records;
 mod rehash;
+mod slots;
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ use cache::{NotVerified, Source, VerifiedCache};
 use floor::{Cost, FailureFloor};
 use records::RecordCache;
 pub use records::VERSION_POLL;
+use slots::{NoSlot, VerificationSlots};
 
 use portcullis_credentials::{scheme, CredentialStore, StoreError, UserRecord, Verification};
 use portcullis_sasl::{Credentials, Secret};
@@ -101,9 +103,15 @@ pub struct AuthOptions {
     pub verified_cache_ttl: Duration,
     /// Users remembered at most.
     pub verified_cache_capacity: u64,
-    /// Slow hash verifications allowed at once; past it, `Unavailable`.
+    /// Slow hash verifications allowed at once; past it, a login waits.
     /// Default: [`default_verification_slots`].
     pub max_concurrent_verifications: usize,
+    /// How long a login waits for a free hash slot before `Unavailable`
+    /// (zero: not at all). Default: [`DEFAULT_SLOT_WAIT`].
+    pub slot_wait: Duration,
+    /// Logins that may wait for a hash slot at once; past it, `Unavailable`
+    /// at once. Default: [`DEFAULT_SLOT_QUEUE`].
+    pub slot_queue: usize,
     /// A refused credential is answered no sooner than this (or than a
     /// margin above the slowest verification seen, if that is longer).
     pub failure_floor: Duration,
@@ -115,6 +123,8 @@ impl Default for AuthOptions {
             verified_cache_ttl: Duration::from_secs(300),
             verified_cache_capacity: 100_000,
             max_concurrent_verifications: default_verification_slots(),
+            slot_wait: DEFAULT_SLOT_WAIT,
+            slot_queue: DEFAULT_SLOT_QUEUE,
             failure_floor: Duration::ZERO,
         }
     }
@@ -138,6 +148,20 @@ pub fn default_verification_slots() -> usize {
     (cores * 2).min(by_memory).max(4)
 }
 
+/// How long a login waits for a hash slot by default. Measured with
+/// `bench/cold-logins.sh` (200 users logging in at once on a just-started
+/// server, 2 cores, 4 slots): two cores hash 30 to 50 argon2id a second,
+/// so the burst takes 4 to 7 s to drain; with a 2 s wait about half the
+/// logins still got `454`. Mail clients wait far longer than this for a
+/// reply.
+pub const DEFAULT_SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// How many logins may wait for a hash slot by default. A waiter holds a
+/// parked thread of the blocking pool (no hash memory), so this bounds
+/// threads, not memory: 256 is half of tokio's default pool of 512, and
+/// room for a burst of a few hundred cold logins.
+pub const DEFAULT_SLOT_QUEUE: usize = 256;
+
 /// Checks credentials against one store.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -152,29 +176,6 @@ pub struct Authenticator {
     verifications: Arc<VerificationSlots>,
     /// How long a refusal takes at least.
     floor: Arc<FailureFloor>,
-}
-
-/// Counts slow verifications in flight.
-struct VerificationSlots {
-    in_flight: AtomicUsize,
-    max: usize,
-}
-
-/// A slow verification in flight; frees its slot when dropped.
-struct Slot<'a>(&'a VerificationSlots);
-
-impl VerificationSlots {
-    fn try_take(&self) -> Option<Slot<'_>> {
-        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(self);
-        (previous < self.max).then_some(slot)
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Authenticator {
@@ -204,10 +205,11 @@ impl Authenticator {
             tokens: None,
             cache,
             records,
-            verifications: Arc::new(VerificationSlots {
-                in_flight: AtomicUsize::new(0),
-                max: options.max_concurrent_verifications.max(1),
-            }),
+            verifications: Arc::new(VerificationSlots::new(
+                options.max_concurrent_verifications,
+                options.slot_queue,
+                options.slot_wait,
+            )),
             floor: Arc::new(FailureFloor::new(options.failure_floor)),
         }
     }
@@ -216,6 +218,25 @@ impl Authenticator {
     pub fn with_token_validator(mut self, validator: TokenValidator) -> Self {
         self.tokens = Some(Arc::new(validator));
         self
+    }
+
+    /// How long [`Authenticator::check`] may wait for a hash slot, on top
+    /// of its store calls and its hash: callers that bound the whole check
+    /// in time add this while [`Authenticator::hashing`].
+    pub fn slot_wait(&self) -> Duration {
+        self.verifications.wait()
+    }
+
+    /// Whether a slow hash runs or a login waits for a hash slot now. A
+    /// check that takes long while nothing hashes is stuck in the store.
+    pub fn hashing(&self) -> bool {
+        self.verifications.in_use()
+    }
+
+    /// How many checks may wait for a hash slot at once: callers that
+    /// bound concurrent checks leave room for them.
+    pub fn slot_queue(&self) -> usize {
+        self.verifications.max_waiting()
     }
 
     /// Whether OAUTHBEARER and XOAUTH2 can be offered.
@@ -377,12 +398,23 @@ impl Authenticator {
             Credentials::Password { password, .. } => {
                 match self.verify_password(record.as_deref(), password) {
                     Ok(verified) => verified,
-                    Err(Busy) => {
-                        metrics::counter!("portcullis_auth_verifications_refused_total")
+                    Err(Busy(why)) => {
+                        let (reason, text) = match why {
+                            NoSlot::QueueFull => (
+                                "queue_full",
+                                "too many password verifications in flight and waiting".into(),
+                            ),
+                            NoSlot::TimedOut => (
+                                "timed_out",
+                                format!(
+                                    "no password verification slot freed within {:?}",
+                                    self.verifications.wait()
+                                ),
+                            ),
+                        };
+                        metrics::counter!("portcullis_auth_verifications_refused_total", "reason" => reason)
                             .increment(1);
-                        return Decision::Unavailable(
-                            "too many password verifications in flight".into(),
-                        );
+                        return Decision::Unavailable(text);
                     }
                 }
             }
@@ -405,14 +437,15 @@ impl Authenticator {
     }
 }
 
-/// Every slow-verification slot is taken.
-struct Busy;
+/// No slow-verification slot was free within the wait, and why.
+struct Busy(NoSlot);
 
 impl Authenticator {
     /// Verifies a password: from the cache when this exact (user, stored
     /// hash, password) was verified lately, else by the slow hash, within a
-    /// bounded number of concurrent verifications. Unknown users and users
-    /// without a password pay a dummy verification so timing tells nothing.
+    /// bounded number of concurrent verifications (waiting a moment for a
+    /// slot, see [`slots`]). Unknown users and users without a password pay
+    /// a dummy verification, waiting alike, so timing tells nothing.
     fn verify_password(
         &self,
         record: Option<&UserRecord>,
@@ -421,7 +454,7 @@ impl Authenticator {
         let Some((user, stored)) =
             record.and_then(|r| r.password.as_ref().map(|p| (r.name.as_str(), p)))
         else {
-            let _slot = self.verifications.try_take().ok_or(Busy)?;
+            let _slot = self.verifications.take().map_err(Busy)?;
             let started = Instant::now();
             scheme::verify_dummy(password);
             self.floor.observe(Cost::Dummy, started.elapsed());
@@ -432,7 +465,7 @@ impl Authenticator {
             return Ok(Err(reason));
         };
         let slow = || {
-            let _slot = self.verifications.try_take().ok_or(NotVerified::Busy)?;
+            let _slot = self.verifications.take().map_err(NotVerified::Busy)?;
             let started = Instant::now();
             let verified = scheme::verify(stored, password);
             let cost = scheme::family(stored).map_or(Cost::Unusable, Cost::Stored);
@@ -460,7 +493,7 @@ impl Authenticator {
         match result {
             Ok(()) => Ok(Ok(())),
             Err(NotVerified::Rejected(reason)) => Ok(Err(reason)),
-            Err(NotVerified::Busy) => Err(Busy),
+            Err(NotVerified::Busy(why)) => Err(Busy(why)),
         }
     }
 }

@@ -125,6 +125,7 @@ fn verifications_past_the_bound_are_deferred_but_cache_hits_are_not() {
     let (_d, store_dir_authenticator) = authenticator();
     let options = AuthOptions {
         max_concurrent_verifications: 1,
+        slot_wait: std::time::Duration::from_millis(50),
         ..AuthOptions::default()
     };
     let a = Authenticator::with_options(store_dir_authenticator.store.clone(), &options);
@@ -145,6 +146,97 @@ fn verifications_past_the_bound_are_deferred_but_cache_hits_are_not() {
         a.check(&plain("alice", None, "right")),
         Decision::Accepted { .. }
     ));
+}
+
+/// `count` users `u1`..`uN` with passwords `pw-1`..`pw-N`, none cached.
+fn cold_users(count: usize, options: &AuthOptions) -> (tempfile::TempDir, Authenticator) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("users.sqlite")).unwrap();
+    for n in 1..=count {
+        store
+            .add_user(
+                &format!("u{n}"),
+                &Secret::from(format!("pw-{n}").as_str()),
+                false,
+            )
+            .unwrap();
+    }
+    (dir, Authenticator::with_options(Arc::new(store), options))
+}
+
+/// Every user logs in at the same moment, each on its own thread.
+fn burst(a: &Authenticator, count: usize) -> Vec<Decision> {
+    let start = Arc::new(std::sync::Barrier::new(count));
+    let threads: Vec<_> = (1..=count)
+        .map(|n| {
+            let (a, start) = (a.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                a.check(&plain(&format!("u{n}"), None, &format!("pw-{n}")))
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn a_burst_of_cold_logins_beyond_the_slots_waits_for_them_and_is_verified() {
+    let options = AuthOptions {
+        max_concurrent_verifications: 2,
+        ..AuthOptions::default()
+    };
+    let (_d, a) = cold_users(8, &options);
+    let decisions = burst(&a, 8);
+    assert!(
+        decisions
+            .iter()
+            .all(|d| matches!(d, Decision::Accepted { .. })),
+        "{decisions:?}"
+    );
+}
+
+#[test]
+fn past_the_slot_queue_or_its_deadline_a_login_is_deferred() {
+    let options = AuthOptions {
+        max_concurrent_verifications: 1,
+        slot_queue: 1,
+        slot_wait: std::time::Duration::from_secs(30),
+        ..AuthOptions::default()
+    };
+    let (_d, a) = cold_users(3, &options);
+    let held = a.verifications.try_take().expect("a free slot");
+    let queued = {
+        let a = a.clone();
+        std::thread::spawn(move || a.check(&plain("u1", None, "pw-1")))
+    };
+    while a.verifications.waiting() == 0 {
+        std::thread::yield_now();
+    }
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        a.check(&plain("u2", None, "pw-2")),
+        Decision::Unavailable(_)
+    ));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the queue is full: deferred at once"
+    );
+    drop(held);
+    assert!(matches!(queued.join().unwrap(), Decision::Accepted { .. }));
+
+    let options = AuthOptions {
+        max_concurrent_verifications: 1,
+        slot_wait: std::time::Duration::from_millis(200),
+        ..AuthOptions::default()
+    };
+    let (_d, a) = cold_users(1, &options);
+    let _held = a.verifications.try_take().expect("a free slot");
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        a.check(&plain("u1", None, "pw-1")),
+        Decision::Unavailable(_)
+    ));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
 }
 
 fn external(authcid: &str, authzid: Option<&str>) -> Credentials {

@@ -86,6 +86,8 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
                 .auth
                 .max_concurrent_verifications
                 .unwrap_or(defaults.max_concurrent_verifications),
+            slot_wait: config.auth.slot_wait.unwrap_or(defaults.slot_wait),
+            slot_queue: config.auth.slot_queue.unwrap_or(defaults.slot_queue),
             failure_floor: config.auth.failure_floor,
             ..defaults
         };

@@ -30,6 +30,15 @@ pub const DEVELOPMENT_ADMIN_PORT: u16 = 2580;
 /// How long one credential-store call may take, by default.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The longest `[auth] slot_wait`: the wait is meant to absorb a burst of
+/// a few seconds; a login held longer is a thread held longer.
+pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
+
+/// The largest `[auth] slot_queue`: each waiter parks a thread of the
+/// blocking pool (512 threads by default), which store calls, waiters and
+/// the rest of the server share.
+pub const MAX_SLOT_QUEUE: usize = 256;
+
 /// The default data directory, relative to where the server starts.
 pub const DEFAULT_DATA_DIR: &str = "portcullis-data";
 
@@ -72,9 +81,17 @@ pub struct Config {
 pub struct AuthTuning {
     /// How long a verified password is remembered (zero: never).
     pub verified_cache_ttl: Duration,
-    /// Slow hash verifications at once; past it, `454 4.7.0`. `None`:
-    /// sized from the machine (the auth crate's default).
+    /// Slow hash verifications at once; past it, a login waits for one
+    /// (`slot_wait`, `slot_queue`). `None`: sized from the machine (the
+    /// auth crate's default).
     pub max_concurrent_verifications: Option<usize>,
+    /// How long a login waits for a free hash slot before `454 4.7.0`
+    /// (`[auth] slot_wait`; zero: not at all). `None`: the auth crate's
+    /// default (5 s).
+    pub slot_wait: Option<Duration>,
+    /// Logins that may wait for a hash slot at once; past it `454 4.7.0`
+    /// at once (`[auth] slot_queue`). `None`: the auth crate's default (256).
+    pub slot_queue: Option<usize>,
     /// A refused credential is answered no sooner than this (the floor
     /// also follows the slowest hash scheme seen).
     pub failure_floor: Duration,

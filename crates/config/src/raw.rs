@@ -126,6 +126,8 @@ pub struct RawAuth {
     pub verified_cache_ttl_secs: Option<u64>,
     pub max_concurrent_verifications: Option<usize>,
     pub failure_floor_ms: Option<u64>,
+    pub slot_wait: Option<String>,
+    pub slot_queue: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

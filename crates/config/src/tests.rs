@@ -246,6 +246,8 @@ fn auth_tuning_defaults_to_the_machine_and_bounds_the_floor() {
         "sized at start-up"
     );
     assert_eq!(c.auth.failure_floor, Duration::ZERO);
+    assert_eq!(c.auth.slot_wait, None, "the auth crate's default");
+    assert_eq!(c.auth.slot_queue, None, "the auth crate's default");
     let c =
         parse("[auth]\nmax_concurrent_verifications = 6\nfailure_floor_ms = 400\n").expect("valid");
     assert_eq!(c.auth.max_concurrent_verifications, Some(6));
@@ -253,6 +255,23 @@ fn auth_tuning_defaults_to_the_machine_and_bounds_the_floor() {
     for bad in [
         "[auth]\nmax_concurrent_verifications = 0\n",
         "[auth]\nfailure_floor_ms = 5000\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_wait_for_a_hash_slot_and_its_queue_are_bounded() {
+    let c = parse("[auth]\nslot_wait = \"1500ms\"\nslot_queue = 32\n").expect("valid");
+    assert_eq!(c.auth.slot_wait, Some(Duration::from_millis(1500)));
+    assert_eq!(c.auth.slot_queue, Some(32));
+    let off = parse("[auth]\nslot_wait = \"0s\"\nslot_queue = 0\n").expect("valid");
+    assert_eq!(off.auth.slot_wait, Some(Duration::ZERO));
+    for bad in [
+        "[auth]\nslot_wait = \"11s\"\n",
+        "[auth]\nslot_wait = \"soon\"\n",
+        "[auth]\nslot_wait = 2\n",
+        "[auth]\nslot_queue = 257\n",
     ] {
         assert!(parse(bad).is_err(), "{bad}");
     }

@@ -141,7 +141,27 @@ pub(crate) fn validate(
         verified_cache_ttl: Duration::from_secs(raw.auth.verified_cache_ttl_secs.unwrap_or(300)),
         max_concurrent_verifications: raw.auth.max_concurrent_verifications,
         failure_floor: Duration::from_millis(raw.auth.failure_floor_ms.unwrap_or(0)),
+        slot_wait: match &raw.auth.slot_wait {
+            None => None,
+            Some(text) => Some(
+                crate::delivery::parse_duration(text)
+                    .filter(|d| *d <= crate::MAX_SLOT_WAIT)
+                    .ok_or_else(|| {
+                        invalid(
+                            "auth.slot_wait",
+                            format!("{text:?} is not a duration from 0s to 10s, like 2s"),
+                        )
+                    })?,
+            ),
+        },
+        slot_queue: raw.auth.slot_queue,
     };
+    if auth.slot_queue.is_some_and(|n| n > crate::MAX_SLOT_QUEUE) {
+        return Err(invalid(
+            "auth.slot_queue",
+            format!("at most {}", crate::MAX_SLOT_QUEUE),
+        ));
+    }
     if auth.failure_floor > Duration::from_secs(1) {
         return Err(invalid("auth.failure_floor_ms", "at most 1000"));
     }

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 
 use crate::mech::{Mechanism, Password};
+use crate::users::{self, User};
 
 /// Closed-loop load against an SMTP submission server: C connections, each
 /// running sessions back to back (connect, EHLO, [STARTTLS], AUTH, N
@@ -71,6 +72,30 @@ pub struct Args {
     /// Read the password from this environment variable.
     #[arg(long, value_name = "VAR")]
     pub password_env: Option<String>,
+
+    /// Log in as the users listed in FILE, one `user:password` or
+    /// `user<TAB>password` per line, taken round-robin by the sessions.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["user", "password", "password_env", "user_pattern"])]
+    pub users: Option<PathBuf>,
+
+    /// Log in as numbered users taken round-robin: `{n}` is replaced by
+    /// 1, 2, ... --user-count (e.g. 'u{n}@example.com').
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        requires = "user_count",
+        conflicts_with = "user"
+    )]
+    pub user_pattern: Option<String>,
+
+    /// With --user-pattern: user n's password, `{n}` replaced (instead of
+    /// one --password or --password-env for all).
+    #[arg(long, value_name = "PATTERN", requires = "user_pattern", conflicts_with_all = ["password", "password_env"])]
+    pub password_pattern: Option<String>,
+
+    /// With --user-pattern: how many numbered users.
+    #[arg(long, value_name = "N", requires = "user_pattern")]
+    pub user_count: Option<usize>,
 
     /// STARTTLS after the first EHLO (full handshake each session).
     #[arg(long, conflicts_with = "tls")]
@@ -188,8 +213,8 @@ pub struct Plan {
     pub from: String,
     pub ehlo: String,
     pub mechanism: Mechanism,
-    pub user: String,
-    pub password: Password,
+    /// Who sessions log in as, round-robin (empty with `--auth none`).
+    pub users: Vec<User>,
     pub tls: TlsMode,
     pub tls_resume: bool,
     pub insecure: bool,
@@ -229,7 +254,7 @@ impl Args {
             None => self.target.as_str(),
         };
         let server_name = self.sni.clone().unwrap_or_else(|| host.to_string());
-        let (user, password) = self.credentials()?;
+        let users = self.credentials()?;
         let tls = match (self.starttls, self.tls) {
             (true, _) => TlsMode::StartTls,
             (_, true) => TlsMode::Implicit,
@@ -264,8 +289,7 @@ impl Args {
             from: self.from,
             ehlo: self.ehlo,
             mechanism: self.mechanism,
-            user,
-            password,
+            users,
             tls,
             tls_resume: self.tls_resume,
             insecure: self.insecure,
@@ -279,23 +303,51 @@ impl Args {
         })
     }
 
-    fn credentials(&self) -> anyhow::Result<(String, Password)> {
+    fn credentials(&self) -> anyhow::Result<Vec<User>> {
         if self.mechanism == Mechanism::None {
-            return Ok((String::new(), Password::new(String::new())));
+            return Ok(Vec::new());
         }
-        let Some(user) = self.user.clone() else {
-            bail!("--auth {} needs --user", self.mechanism.name());
+        if let Some(path) = &self.users {
+            return users::from_file(path);
+        }
+        let password = self.password()?;
+        if let Some(pattern) = &self.user_pattern {
+            if password.is_none() && self.password_pattern.is_none() {
+                bail!("--user-pattern needs --password-pattern, --password or --password-env");
+            }
+            return users::numbered(
+                pattern,
+                self.user_count.unwrap_or(0),
+                self.password_pattern.as_deref(),
+                password.as_ref(),
+            );
+        }
+        let Some(name) = self.user.clone() else {
+            bail!(
+                "--auth {} needs --user, --users or --user-pattern",
+                self.mechanism.name()
+            );
         };
-        let password = match (&self.password, &self.password_env) {
-            (Some(p), _) => p.clone(),
-            (None, Some(var)) => std::env::var(var)
-                .with_context(|| format!("--password-env {var}: variable not set"))?,
-            (None, None) => bail!(
+        let Some(password) = password else {
+            bail!(
                 "--auth {} needs --password or --password-env",
                 self.mechanism.name()
-            ),
+            );
         };
-        Ok((user, Password::new(password)))
+        Ok(vec![User { name, password }])
+    }
+
+    /// The one password given by --password or --password-env, if any.
+    fn password(&self) -> anyhow::Result<Option<Password>> {
+        Ok(match (&self.password, &self.password_env) {
+            (Some(p), _) => Some(Password::new(p.clone())),
+            (None, Some(var)) => {
+                Some(Password::new(std::env::var(var).with_context(|| {
+                    format!("--password-env {var}: variable not set")
+                })?))
+            }
+            (None, None) => None,
+        })
     }
 }
 
@@ -336,6 +388,44 @@ mod tests {
         assert!(plan(&["127.0.0.1:25"]).is_err());
         assert!(plan(&["127.0.0.1:25", "-u", "a"]).is_err());
         assert!(plan(&["127.0.0.1:25", "--auth", "none"]).is_ok());
+    }
+
+    #[test]
+    fn numbered_users_need_a_count_and_a_password() {
+        let p = plan(&[
+            "127.0.0.1:25",
+            "--user-pattern",
+            "u{n}",
+            "--user-count",
+            "3",
+            "--password-pattern",
+            "pw-{n}",
+        ])
+        .unwrap();
+        let names: Vec<_> = p.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["u1", "u2", "u3"]);
+        assert_eq!(p.users[2].password.expose(), "pw-3");
+        let shared = plan(&[
+            "127.0.0.1:25",
+            "--user-pattern",
+            "u{n}",
+            "--user-count",
+            "2",
+            "-p",
+            "same",
+        ])
+        .unwrap();
+        assert_eq!(shared.users[1].password.expose(), "same");
+        assert!(plan(&[
+            "127.0.0.1:25",
+            "--user-pattern",
+            "u{n}",
+            "--user-count",
+            "2"
+        ])
+        .is_err());
+        assert!(plan(&["127.0.0.1:25", "--user-pattern", "u{n}", "-p", "x"]).is_err());
+        assert!(plan(&["127.0.0.1:25", "--users", "f", "-u", "a", "-p", "b"]).is_err());
     }
 
     #[test]

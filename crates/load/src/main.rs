@@ -9,7 +9,8 @@
 //!
 //! Modules, one concern each: `args` (flags → validated plan), `conn`
 //! (stream, bounded reply reader, step timeouts), `tls`, `mech` and `scram`
-//! (SASL client step machines, no I/O), `message`, `session` (the SMTP
+//! (SASL client step machines, no I/O), `users` (who sessions log in
+//! as), `message`, `session` (the SMTP
 //! steps), `stats` (window and recorders), `run` (the closed loop and
 //! progress line), `hold`, and `report` (table and JSON).
 //!
@@ -26,6 +27,7 @@ mod scram;
 mod session;
 mod stats;
 mod tls;
+mod users;
 
 use std::sync::Arc;
 

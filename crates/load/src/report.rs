@@ -17,6 +17,8 @@ use crate::stats::Recorder;
 pub struct Setup {
     pub target: String,
     pub mechanism: &'static str,
+    /// Distinct users the sessions log in as (round-robin).
+    pub users: usize,
     pub tls: &'static str,
     pub tls_resume: bool,
     pub connections: usize,
@@ -31,6 +33,7 @@ impl Setup {
         Setup {
             target: plan.target.clone(),
             mechanism: plan.mechanism.name(),
+            users: plan.users.len(),
             tls: match plan.tls {
                 TlsMode::None => "none",
                 TlsMode::StartTls => "starttls",
@@ -143,9 +146,13 @@ impl LoadReport {
     pub fn text(&self) -> String {
         let s = &self.setup;
         let mut out = format!(
-            "portcullis-load {}  AUTH {} (TLS: {}{})  {} connections  {} message(s) of {} B per session\n",
+            "portcullis-load {}  AUTH {}{} (TLS: {}{})  {} connections  {} message(s) of {} B per session\n",
             s.target,
             s.mechanism,
+            match s.users {
+                0 | 1 => String::new(),
+                n => format!(" as {n} users"),
+            },
             s.tls,
             if s.tls_resume { ", resumed" } else { "" },
             s.connections,

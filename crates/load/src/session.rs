@@ -11,6 +11,7 @@
 //! connection is dropped and the failure is returned with its step.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::args::{Plan, TlsMode};
@@ -86,7 +87,10 @@ pub struct Script {
     tls_mode: TlsMode,
     tls: Option<TlsClient>,
     ehlo: Vec<u8>,
-    credentials: Option<Credentials>,
+    /// One per user (empty: no AUTH), taken round-robin.
+    credentials: Vec<Credentials>,
+    /// Sessions that took credentials so far.
+    next_user: AtomicUsize,
     messages: u32,
     pipelining: bool,
     mail: Vec<u8>,
@@ -110,8 +114,14 @@ impl Script {
         group.extend_from_slice(b"DATA\r\n");
         let mut body = message::build(plan.size, &plan.from, &plan.recipients[0]);
         body.extend_from_slice(b".\r\n");
-        let credentials = (plan.mechanism != Mechanism::None)
-            .then(|| Credentials::new(plan.mechanism, plan.user.clone(), plan.password.clone()));
+        let credentials = match plan.mechanism {
+            Mechanism::None => Vec::new(),
+            mechanism => plan
+                .users
+                .iter()
+                .map(|u| Credentials::new(mechanism, u.name.clone(), u.password.clone()))
+                .collect(),
+        };
         Script {
             address: plan.address,
             step_timeout: plan.step_timeout,
@@ -119,6 +129,7 @@ impl Script {
             tls,
             ehlo: format!("EHLO {}\r\n", plan.ehlo).into_bytes(),
             credentials,
+            next_user: AtomicUsize::new(0),
             messages: plan.messages,
             pipelining: plan.pipelining,
             mail,
@@ -131,6 +142,15 @@ impl Script {
     /// Bytes of one message as sent, without the final dot line.
     pub fn message_size(&self) -> usize {
         self.body.len() - 3
+    }
+
+    /// The next user's credentials, round-robin; `None` without AUTH.
+    fn next_credentials(&self) -> Option<&Credentials> {
+        if self.credentials.is_empty() {
+            return None;
+        }
+        let k = self.next_user.fetch_add(1, Ordering::Relaxed);
+        self.credentials.get(k % self.credentials.len())
     }
 }
 
@@ -162,7 +182,7 @@ pub async fn open(
         handshake(script, &mut conn).await?;
         ehlo = self::ehlo(script, &mut conn).await?;
     }
-    if let Some(credentials) = &script.credentials {
+    if let Some(credentials) = script.next_credentials() {
         let started = Instant::now();
         authenticate(credentials, &mut conn).await?;
         rec.auth_done(clock, live, started);

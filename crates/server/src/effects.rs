@@ -66,27 +66,33 @@ pub(crate) async fn authenticate(
 }
 
 /// The full check on the blocking pool: the store may block, and a cold
-/// login pays the slow hash.
+/// login pays the slow hash, after waiting for a hash slot if need be
+/// (hence `run_check` with the authenticator's probe: while hashes run or
+/// wait, a check past the store timeout is not a stalled store).
 async fn check_blocking(
     shared: &Shared,
     authenticator: portcullis_auth::Authenticator,
     credentials: Credentials,
 ) -> Result<(Decision, ScramUpgrade, Option<String>), StoreCallError> {
+    let probe = authenticator.clone();
     shared
         .store_calls
-        .run(move || {
-            let (decision, detail) = match &credentials {
-                Credentials::Bearer { user, token } => {
-                    authenticator.check_token(user.as_deref(), token)
-                }
-                _ => (authenticator.check(&credentials), None),
-            };
-            let upgrade = match decision {
-                Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
-                _ => ScramUpgrade::NotNeeded,
-            };
-            (decision, upgrade, detail)
-        })
+        .run_check(
+            move || {
+                let (decision, detail) = match &credentials {
+                    Credentials::Bearer { user, token } => {
+                        authenticator.check_token(user.as_deref(), token)
+                    }
+                    _ => (authenticator.check(&credentials), None),
+                };
+                let upgrade = match decision {
+                    Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
+                    _ => ScramUpgrade::NotNeeded,
+                };
+                (decision, upgrade, detail)
+            },
+            move || probe.hashing(),
+        )
         .await
 }
 

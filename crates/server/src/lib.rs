@@ -362,6 +362,11 @@ impl Server {
             sockets.push(socket);
         }
         let (limiter, ban_file) = defence_backend(config).await?;
+        let store_calls = store_calls::StoreCalls::new(
+            config.store_timeout,
+            authenticator.slot_wait(),
+            authenticator.slot_queue(),
+        );
         let shared = Arc::new(Shared {
             authorization: config.authorization.clone(),
             limiter,
@@ -379,7 +384,7 @@ impl Server {
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
             stopping,
             grace_over: watch::Sender::new(false),
-            store_calls: store_calls::StoreCalls::new(config.store_timeout),
+            store_calls,
         });
         Ok(Server {
             shared,

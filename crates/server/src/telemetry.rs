@@ -14,7 +14,9 @@ pub const AUTH_DURATION: &str = "portcullis_auth_duration_seconds";
 /// Verified-credential cache look-ups, by result (hit, miss). Recorded by
 /// the auth crate.
 pub const AUTH_CACHE: &str = "portcullis_auth_cache_total";
-/// Slow verifications refused because too many were in flight.
+/// Slow verifications refused because every hash slot stayed taken, by
+/// reason (queue_full: refused at once; timed_out: after `slot_wait`).
+/// Recorded by the auth crate.
 pub const AUTH_VERIFICATIONS_REFUSED: &str = "portcullis_auth_verifications_refused_total";
 /// Messages durably spooled.
 pub const MESSAGES_SPOOLED: &str = "portcullis_messages_spooled_total";
@@ -83,7 +85,7 @@ pub fn describe() {
     describe_counter!(AUTH_CACHE, "Verified-credential cache look-ups by result");
     describe_counter!(
         AUTH_VERIFICATIONS_REFUSED,
-        "Slow verifications refused under load (454)"
+        "Slow verifications refused under load (454), by reason (queue_full, timed_out)"
     );
     describe_counter!(
         CONNECTIONS_LIMITED,
