@@ -4,7 +4,7 @@
 //! reach another Vault secret than the one its path names, or read files
 //! outside the directories the config allows.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::{BaoServer, RawClient, TestServer};

@@ -2,7 +2,7 @@
 //! unchanged from the fixtures (byte-for-byte copies of KumoMTA's docs), and
 //! each answer of the general `smtp_server_auth` hook.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::{python, swaks, BaoServer, RawClient, TestServer, FROM, TO};
