@@ -22,6 +22,7 @@ impl fmt::Display for ListenerAuth {
         f.write_str(match self {
             ListenerAuth::Required => "required",
             ListenerAuth::Disabled => "disabled",
+            ListenerAuth::Optional => "optional",
         })
     }
 }
@@ -56,6 +57,7 @@ mod tests {
     fn settings_show_as_the_config_file_writes_them() {
         assert_eq!(ListenerTls::StartTls.to_string(), "starttls");
         assert_eq!(ListenerAuth::Required.to_string(), "required");
+        assert_eq!(ListenerAuth::Optional.to_string(), "optional");
         let sqlite = UserBackend::Sqlite {
             path: "data/users.sqlite".into(),
         };

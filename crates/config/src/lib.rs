@@ -30,6 +30,10 @@ pub const DEVELOPMENT_ADMIN_PORT: u16 = 2580;
 /// How long one credential-store call may take, by default.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The longest `auth_required_message`: with `530 5.7.0 ` and CRLF it stays
+/// well inside a 512-octet reply line (RFC 5321 §4.5.3.1.5).
+pub const MAX_AUTH_REQUIRED_MESSAGE: usize = 400;
+
 /// The longest `[auth] slot_wait`: the wait is meant to absorb a burst of
 /// a few seconds; a login held longer is a thread held longer.
 pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(10);
@@ -187,6 +191,10 @@ pub enum ListenerAuth {
     Required,
     /// No AUTH; MAIL accepted from anyone (a relay port behind a firewall).
     Disabled,
+    /// AUTH offered (under TLS as for `Required`) but not needed for MAIL:
+    /// mail without it is taken with no identity (Nodemailer's
+    /// `authOptional`).
+    Optional,
 }
 
 /// One listening socket.
@@ -198,6 +206,10 @@ pub struct Listener {
     pub auth: ListenerAuth,
     /// Offer AUTH before TLS: passwords cross the network in clear.
     pub allow_insecure_auth: bool,
+    /// The text of the `530 5.7.0` for MAIL before AUTH (only where AUTH is
+    /// required); `None`: the catalog's. One line of printable ASCII, at
+    /// most [`MAX_AUTH_REQUIRED_MESSAGE`] octets.
+    pub auth_required_message: Option<String>,
     /// The SASL mechanisms offered here, upper-case, in this order; `None`:
     /// every mechanism the configured stores can serve. Names are checked
     /// against the mechanisms the server knows when it binds.

@@ -110,6 +110,8 @@ pub struct RawListener {
     pub tls: Option<String>,
     pub auth: Option<String>,
     pub allow_insecure_auth: Option<bool>,
+    /// The text of the `530 5.7.0` sent for MAIL before AUTH.
+    pub auth_required_message: Option<String>,
     /// SASL mechanisms this listener offers (default: all the stores serve).
     pub mechanisms: Option<Vec<String>>,
     /// Networks (CIDR) whose clients may send XCLIENT (default: none).

@@ -276,3 +276,65 @@ fn the_wait_for_a_hash_slot_and_its_queue_are_bounded() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn optional_auth_listener() {
+    let c = parse("[[listener]]\naddress = \"127.0.0.1:1\"\nauth = \"optional\"").unwrap();
+    assert_eq!(c.listeners[0].auth, ListenerAuth::Optional);
+    let err = parse("[[listener]]\naddress = \"127.0.0.1:1\"\nauth = \"optional\"\ntls = \"none\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("listener[0].auth"), "{err}");
+    let err = parse("[[listener]]\naddress = \"127.0.0.1:1\"\nauth = \"maybe\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("required, optional or disabled"), "{err}");
+}
+
+#[test]
+fn auth_required_message_is_one_bounded_printable_line() {
+    let listener = |value: &str, auth: &str| {
+        parse(&format!(
+            "[[listener]]\naddress = \"127.0.0.1:1\"\nauth = \"{auth}\"\nauth_required_message = {value}"
+        ))
+    };
+    let c = listener("\"Please authenticate first\"", "required").unwrap();
+    assert_eq!(
+        c.listeners[0].auth_required_message.as_deref(),
+        Some("Please authenticate first")
+    );
+    assert_eq!(parse("").unwrap().listeners[0].auth_required_message, None);
+    let long = format!("\"{}\"", "a".repeat(MAX_AUTH_REQUIRED_MESSAGE + 1));
+    let max = format!("\"{}\"", "a".repeat(MAX_AUTH_REQUIRED_MESSAGE));
+    assert!(listener(&max, "required").is_ok());
+    for bad in [
+        "\"two\\r\\n250 forged\"",
+        "\"line\\nfeed\"",
+        "\"carriage\\rreturn\"",
+        "\"tab\\there\"",
+        "\"caf\u{e9}\"",
+        "\"\"",
+        "\"   \"",
+        long.as_str(),
+    ] {
+        let err = listener(bad, "required").unwrap_err().to_string();
+        assert!(
+            err.starts_with("listener[0].auth_required_message"),
+            "{bad}: {err}"
+        );
+    }
+    for auth in ["optional", "disabled"] {
+        let err = listener("\"x\"", auth).unwrap_err().to_string();
+        assert!(
+            err.starts_with("listener[0].auth_required_message"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn zero_unauthenticated_commands_means_no_limit() {
+    let c = parse("[limits]\nmax_unauthenticated_commands = 0").unwrap();
+    assert_eq!(c.limits.max_unauthenticated_commands, 0);
+    assert!(parse("[limits]\nmax_auth_failures = 0").is_err());
+}

@@ -275,6 +275,7 @@ fn default_listeners() -> Vec<Listener> {
         tls,
         auth: ListenerAuth::Required,
         allow_insecure_auth: false,
+        auth_required_message: None,
         mechanisms: None,
         xclient_trusted: Vec::new(),
         proxy_trusted: Vec::new(),
@@ -305,20 +306,27 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
     let auth = match raw.auth.as_deref().unwrap_or("required") {
         "required" => ListenerAuth::Required,
         "disabled" => ListenerAuth::Disabled,
+        "optional" => ListenerAuth::Optional,
         other => {
             return Err(invalid(
                 key("auth"),
-                format!("{other:?}: use required or disabled"),
+                format!("{other:?}: use required, optional or disabled"),
             ))
         }
     };
     let allow_insecure_auth = raw.allow_insecure_auth.unwrap_or(false);
-    if auth == ListenerAuth::Required && tls == ListenerTls::None && !allow_insecure_auth {
+    if auth != ListenerAuth::Disabled && tls == ListenerTls::None && !allow_insecure_auth {
         return Err(invalid(
             key("auth"),
             "AUTH on a listener without TLS would never be offered; set tls, or allow_insecure_auth = true",
         ));
     }
+    let auth_required_message = raw
+        .auth_required_message
+        .map(|text| {
+            auth_required_message(text, auth).map_err(|m| invalid(key("auth_required_message"), m))
+        })
+        .transpose()?;
     let mechanisms = raw
         .mechanisms
         .map(|names| names.iter().map(|n| n.to_ascii_uppercase()).collect());
@@ -350,8 +358,34 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
         tls,
         auth,
         allow_insecure_auth,
+        auth_required_message,
         mechanisms,
         xclient_trusted,
         proxy_trusted,
     })
+}
+
+/// Checks the text of a listener's `530 5.7.0`: it goes onto the wire as
+/// is, so one non-empty line of printable ASCII (no CR, LF or other control
+/// that could end the reply early or forge another), bounded; and only
+/// where a `530` for missing AUTH is ever sent.
+fn auth_required_message(text: String, auth: ListenerAuth) -> Result<String, String> {
+    if auth != ListenerAuth::Required {
+        return Err(format!(
+            "only used where auth = \"required\" (this listener is {auth})"
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = text.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(format!("{c:?} is not allowed: one line of printable ASCII"));
+    }
+    if text.len() > crate::MAX_AUTH_REQUIRED_MESSAGE {
+        return Err(format!(
+            "at most {} characters",
+            crate::MAX_AUTH_REQUIRED_MESSAGE
+        ));
+    }
+    Ok(text)
 }

@@ -303,7 +303,9 @@ fn session_config(
         auth: match l.auth {
             ListenerAuth::Required => AuthPolicy::Required,
             ListenerAuth::Disabled => AuthPolicy::Disabled,
+            ListenerAuth::Optional => AuthPolicy::Optional,
         },
+        auth_required_message: l.auth_required_message.clone(),
         allow_insecure_auth: l.allow_insecure_auth,
         starttls: l.tls == ListenerTls::StartTls && starttls_available,
         mechanisms: listener_mechanisms(mechanisms, l)?,

@@ -240,9 +240,13 @@ pub(crate) fn failure_acknowledged(session: &mut Session, reply: Reply, out: &mu
 }
 
 /// Answers a failed attempt; past the per-connection limit, `421` and close.
+/// The attempt is counted here, so the AUTH command that started it is
+/// given back to the unauthenticated-command budget: many failed AUTHs end
+/// at `max_auth_failures`, never earlier at that other limit.
 pub(crate) fn fail(session: &mut Session, reply: Reply, out: &mut Vec<u8>) -> Step {
     session.phase = Phase::Command;
     reply.write_to(out);
+    session.unauthenticated_commands = session.unauthenticated_commands.saturating_sub(1);
     session.auth_failures += 1;
     if session.auth_failures >= session.config.max_auth_failures {
         return Step::Effect(session.abort(Reply::too_many_auth_failures(), out));

@@ -9,6 +9,12 @@ pub enum AuthPolicy {
     Disabled,
     /// AUTH is offered; MAIL needs it first (submission, RFC 6409).
     Required,
+    /// AUTH is offered (under the same TLS rule) but MAIL is allowed without
+    /// it (Nodemailer's `authOptional`). A session that authenticates is
+    /// treated exactly as on a `Required` listener; one that does not sends
+    /// with no identity and no sender rule, and is not held to the
+    /// unauthenticated-command limit, since not authenticating is allowed.
+    Optional,
 }
 
 /// Per-listener session settings, fixed for the session's life.
@@ -29,7 +35,13 @@ pub struct SessionConfig {
     /// Mechanisms the policy script implements, advertised after ours
     /// (upper case; never the name of one of ours).
     pub script_mechanisms: Vec<String>,
-    /// Commands allowed before AUTH succeeds where it is required.
+    /// The text of the `530 5.7.0` sent for MAIL before AUTH (Nodemailer's
+    /// `authRequiredMessage`); `None`: the catalog's. The config crate
+    /// guarantees one bounded line of printable ASCII.
+    pub auth_required_message: Option<String>,
+    /// Commands allowed before AUTH succeeds where it is required; AUTH
+    /// itself is not counted (failures have `max_auth_failures`). `0`: no
+    /// limit.
     pub max_unauthenticated_commands: u32,
     /// Failed AUTH attempts allowed on one connection.
     pub max_auth_failures: u32,
@@ -50,6 +62,7 @@ impl SessionConfig {
             starttls: true,
             mechanisms: vec![Mechanism::Plain, Mechanism::Login],
             script_mechanisms: Vec::new(),
+            auth_required_message: None,
             max_unauthenticated_commands: 10,
             max_auth_failures: 3,
             max_invalid_commands: 10,

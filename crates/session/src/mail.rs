@@ -18,7 +18,10 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
     {
         Reply::tls_required()
     } else if needs_auth {
-        Reply::auth_required()
+        match &session.config.auth_required_message {
+            Some(text) => Reply::auth_required().with_text(text.clone()),
+            None => Reply::auth_required(),
+        }
     } else if session.transaction.is_some() {
         Reply::nested_mail()
     } else if session

@@ -347,6 +347,10 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8], out: &mut Vec<u8>) -> Step {
+        // AUTH is counted too, and given back when it fails (see
+        // `auth::fail`): a failed AUTH has its own limit. One refused before
+        // it starts, cancelled, or failing temporarily stays counted, so a
+        // loop of those is still bounded.
         if let Step::Effect(close) = self.count_unauthenticated(out) {
             return Step::Effect(close);
         }
@@ -391,13 +395,14 @@ impl Session {
     }
 
     /// Counts a command against the limit for sessions that must AUTH and
-    /// have not; past it, `421` and close.
+    /// have not; past it, `421` and close. A limit of `0` is no limit.
     fn count_unauthenticated(&mut self, out: &mut Vec<u8>) -> Step {
-        if self.config.auth != AuthPolicy::Required || self.authenticated() {
+        let max = self.config.max_unauthenticated_commands;
+        if self.config.auth != AuthPolicy::Required || self.authenticated() || max == 0 {
             return Step::Continue;
         }
-        self.unauthenticated_commands += 1;
-        if self.unauthenticated_commands > self.config.max_unauthenticated_commands {
+        self.unauthenticated_commands = self.unauthenticated_commands.saturating_add(1);
+        if self.unauthenticated_commands > max {
             return Step::Effect(self.abort(Reply::too_many_unauthenticated_commands(), out));
         }
         Step::Continue

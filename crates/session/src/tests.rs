@@ -485,4 +485,5 @@ fn protocol_names() {
 }
 
 mod limits;
+mod optional_auth;
 mod senders;
