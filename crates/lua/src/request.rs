@@ -53,6 +53,9 @@ pub struct ConnFacts {
     pub helo: Option<String>,
     pub listener: String,
     pub tls: Option<TlsFacts>,
+    /// Behind a trusted XCLIENT proxy, the proxy's own address (`client`
+    /// is then the client the proxy named).
+    pub proxy: Option<SocketAddr>,
 }
 
 impl ConnFacts {
@@ -64,6 +67,10 @@ impl ConnFacts {
         if let Some(server) = self.server {
             t.set("server_ip", server.ip().to_string())?;
             t.set("server_port", server.port())?;
+        }
+        if let Some(proxy) = self.proxy {
+            t.set("proxy_ip", proxy.ip().to_string())?;
+            t.set("proxy_port", proxy.port())?;
         }
         t.set("helo", self.helo.clone())?;
         t.set("listener", self.listener.clone())?;

@@ -46,6 +46,7 @@ fn conn() -> ConnFacts {
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
             client_certificate: None,
         }),
+        proxy: None,
     }
 }
 

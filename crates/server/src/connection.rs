@@ -289,11 +289,30 @@ where
             Some(Effect::XclientLogin { login }) => {
                 let vouched = AuthOutcome::Accepted {
                     authn_id: login.clone(),
-                    authz_id: login,
+                    authz_id: login.clone(),
                 };
-                if let Some(rule) = crate::authorization::sender_rule(shared, peer, &vouched).await
-                {
-                    session.restrict_senders(rule);
+                let verdict = crate::policy::xclient_login(shared, peer, session, &login).await;
+                let (refusal, close) = match verdict {
+                    None | Some(AuthOutcome::Accepted { .. }) => (None, false),
+                    Some(AuthOutcome::Rejected { .. }) => (Some(Reply::xclient_refused()), false),
+                    Some(AuthOutcome::TemporaryFailure { reply }) => (
+                        Some(reply.unwrap_or_else(Reply::auth_temporary_failure)),
+                        false,
+                    ),
+                    Some(AuthOutcome::Disconnect { reply }) => (Some(reply), true),
+                };
+                if refusal.is_none() {
+                    if let Some(rule) =
+                        crate::authorization::sender_rule(shared, peer, &vouched).await
+                    {
+                        session.restrict_senders(rule);
+                    }
+                }
+                session.xclient_login_finished(refusal, &mut out);
+                if close {
+                    flush(stream, &mut out, shared).await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(Ended::Closed);
                 }
             }
             Some(Effect::Close) => {
