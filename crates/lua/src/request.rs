@@ -56,6 +56,9 @@ pub struct ConnFacts {
     /// Behind a trusted XCLIENT proxy, the proxy's own address (`client`
     /// is then the client the proxy named).
     pub proxy: Option<SocketAddr>,
+    /// `ESMTP`, `ESMTPS`, `ESMTPSA`, … as the Received header says it
+    /// (KumoMTA's `reception_protocol`).
+    pub protocol: String,
 }
 
 impl ConnFacts {
@@ -135,6 +138,15 @@ impl ConnMeta {
     /// Sets a value.
     pub fn set(&self, key: &str, value: serde_json::Value) {
         self.lock().values.insert(key.to_string(), value);
+    }
+
+    /// Every value set, for the message metadata.
+    pub fn values(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.lock()
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The user data of the accepted AUTH, for the message metadata.

@@ -47,6 +47,7 @@ fn conn() -> ConnFacts {
             client_certificate: None,
         }),
         proxy: None,
+        protocol: "ESMTPS".into(),
     }
 }
 
@@ -152,6 +153,17 @@ fn kumo_auth_info_without_an_identity_is_a_script_error() {
         policy("kumo.on('smtp_server_auth_plain', function() return { groups = { 'g' } } end)");
     let v = decide(&p.unwrap(), &request("PLAIN", "alice", "pw", None));
     assert!(matches!(v, Verdict::ScriptError { .. }), "{v:?}");
+}
+
+#[test]
+fn kumo_conn_meta_knows_the_reception_protocol() {
+    let (_d, p) = policy(
+        "kumo.on('smtp_server_auth_plain', function(authz, authc, password, meta)\n\
+           return meta:get_meta('reception_protocol') == 'ESMTPS'\n\
+         end)",
+    );
+    let v = decide(&p.unwrap(), &request("PLAIN", "alice", "x", None));
+    assert!(matches!(v, Verdict::Accept { .. }), "{v:?}");
 }
 
 #[test]

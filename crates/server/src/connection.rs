@@ -58,11 +58,14 @@ pub(crate) async fn serve(
             None => return,
         }
     };
+    let meta = portcullis_lua::ConnMeta::new();
+    // KumoMTA's `conn_meta:get_meta('hostname')`: ours.
+    meta.set("hostname", shared.hostname.clone().into());
     let peer = Peer {
         client,
         server,
         listener: listener.name.clone(),
-        meta: portcullis_lua::ConnMeta::new(),
+        meta,
         // Read before the ban check at connect: a ban made after it
         // changes the generation, and the next command looks again.
         bans_seen: AtomicU64::new(shared.limiter.ban_generation()),

@@ -253,6 +253,8 @@ pub(crate) fn conn_facts(peer: &Peer, session: &Session) -> ConnFacts {
         helo: session.helo_name().map(str::to_string),
         listener: peer.listener.clone(),
         proxy: (client_ip != peer.client.ip()).then_some(peer.client),
+        protocol: session.protocol().to_string(),
+
         tls: session.tls().map(|t| TlsFacts {
             version: t.version.clone(),
             cipher: t.cipher.clone(),
