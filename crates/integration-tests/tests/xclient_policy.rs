@@ -45,6 +45,11 @@ fn xclient_login_is_decided_by_the_policy() {
         show("alice", s.docmd("XCLIENT", "ADDR=192.0.2.7 LOGIN=alice"))
         show("ehlo2", s.ehlo())
         submit("m", s)
+        # A refused login after an accepted one takes the session back to
+        # unauthenticated, and alice's data with it.
+        show("mallory2", s.docmd("XCLIENT", "ADDR=192.0.2.7 LOGIN=mallory"))
+        show("ehlo3", s.ehlo())
+        show("mallory2.mail", s.mail(FROM))
         s.quit()
         "#,
         &[server.port("proxied")],
@@ -53,7 +58,9 @@ fn xclient_login_is_decided_by_the_policy() {
         .assert_reply("mallory.mail", "530 5.7.0")
         .assert_reply("alice", "220 mx.test ESMTP")
         .assert_reply("m.mail", "250 2.1.0")
-        .assert_reply("m.data", "250 2.0.0");
+        .assert_reply("m.data", "250 2.0.0")
+        .assert_reply("mallory2", "550 5.7.0")
+        .assert_reply("mallory2.mail", "530 5.7.0");
     let message = server.single_message();
     let meta = &message.meta;
     assert_eq!(

@@ -154,6 +154,16 @@ impl ConnMeta {
         self.lock().user_data.clone()
     }
 
+    /// Drops what an accepted AUTH recorded (`authn_id`, `authz_id`, the
+    /// user data): a new login replaces it, and a refused one must not
+    /// leave the previous user's behind.
+    pub fn forget_login(&self) {
+        let mut state = self.lock();
+        state.values.remove("authn_id");
+        state.values.remove("authz_id");
+        state.user_data = None;
+    }
+
     pub(crate) fn set_user_data(&self, data: Option<serde_json::Value>) {
         self.lock().user_data = data;
     }

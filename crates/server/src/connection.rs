@@ -294,6 +294,8 @@ where
                     authn_id: login.clone(),
                     authz_id: login.clone(),
                 };
+                // The proxy's word replaces whoever was logged in before.
+                peer.meta.forget_login();
                 let verdict = crate::policy::xclient_login(shared, peer, session, &login).await;
                 let (refusal, close) = match verdict {
                     None | Some(AuthOutcome::Accepted { .. }) => (None, false),
