@@ -116,6 +116,7 @@ impl Bounce<'_> {
             auth: None,
             mail_auth_param: None,
             xclient: None,
+            meta: Default::default(),
         }
     }
 }

@@ -247,6 +247,8 @@ impl Generation {
                 meta.set(key, value);
             }
         }
+        // It changes within a connection (STARTTLS, AUTH): always current.
+        meta.set("reception_protocol", conn.protocol.clone().into());
         let deadline = Instant::now() + self.timeout;
         state.set_deadline(deadline);
         let result = hook(&state.lua);

@@ -53,6 +53,12 @@ pub struct ConnFacts {
     pub helo: Option<String>,
     pub listener: String,
     pub tls: Option<TlsFacts>,
+    /// Behind a trusted XCLIENT proxy, the proxy's own address (`client`
+    /// is then the client the proxy named).
+    pub proxy: Option<SocketAddr>,
+    /// `ESMTP`, `ESMTPS`, `ESMTPSA`, … as the Received header says it
+    /// (KumoMTA's `reception_protocol`).
+    pub protocol: String,
 }
 
 impl ConnFacts {
@@ -64,6 +70,10 @@ impl ConnFacts {
         if let Some(server) = self.server {
             t.set("server_ip", server.ip().to_string())?;
             t.set("server_port", server.port())?;
+        }
+        if let Some(proxy) = self.proxy {
+            t.set("proxy_ip", proxy.ip().to_string())?;
+            t.set("proxy_port", proxy.port())?;
         }
         t.set("helo", self.helo.clone())?;
         t.set("listener", self.listener.clone())?;
@@ -130,9 +140,28 @@ impl ConnMeta {
         self.lock().values.insert(key.to_string(), value);
     }
 
+    /// Every value set, for the message metadata.
+    pub fn values(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.lock()
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The user data of the accepted AUTH, for the message metadata.
     pub fn user_data(&self) -> Option<serde_json::Value> {
         self.lock().user_data.clone()
+    }
+
+    /// Drops what an accepted AUTH recorded (`authn_id`, `authz_id`, the
+    /// user data): a new login replaces it, and a refused one must not
+    /// leave the previous user's behind.
+    pub fn forget_login(&self) {
+        let mut state = self.lock();
+        state.values.remove("authn_id");
+        state.values.remove("authz_id");
+        state.user_data = None;
     }
 
     pub(crate) fn set_user_data(&self, data: Option<serde_json::Value>) {

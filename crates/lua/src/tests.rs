@@ -46,6 +46,8 @@ fn conn() -> ConnFacts {
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
             client_certificate: None,
         }),
+        proxy: None,
+        protocol: "ESMTPS".into(),
     }
 }
 
@@ -103,6 +105,65 @@ fn kumo_authz_defaults_to_authc_and_another_is_never_granted_by_a_boolean() {
     // granting an authzid takes the general hook's `accept{authz=…}`.
     let v = decide(&p, &request("PLAIN", "alice", "x", Some("sales")));
     assert!(matches!(v, Verdict::Reject { .. }), "{v:?}");
+}
+
+#[test]
+fn kumo_auth_info_accepts_the_login_name_and_records_identities_and_groups() {
+    let (_d, p) = policy(
+        "kumo.on('smtp_server_auth_plain', function(authz, authc, password)\n\
+           if password ~= 'pw' then return false end\n\
+           local who = authc\n\
+           if authc == 'eve' then who = 'alice' end\n\
+           return { identities = { { identity = who, context = 'SmtpAuthPlainAuthentication' } },\n\
+                    groups = { 'staff', 'eu' } }\n\
+         end)",
+    );
+    let p = p.unwrap();
+    let v = decide(&p, &request("PLAIN", "alice", "pw", None));
+    let Verdict::Accept {
+        authn_id,
+        authz_id,
+        user_data,
+    } = v
+    else {
+        panic!("expected accept, got {v:?}");
+    };
+    assert_eq!((authn_id.as_str(), authz_id.as_str()), ("alice", "alice"));
+    assert_eq!(
+        user_data,
+        Some(serde_json::json!({"auth_info": {
+            "identities": [{"identity": "alice", "context": "SmtpAuthPlainAuthentication"}],
+            "groups": ["staff", "eu"],
+        }}))
+    );
+    // A wrong password still fails; an AuthInfo naming another user than
+    // the one who logged in is a refusal, not a way to become them.
+    let v = decide(&p, &request("PLAIN", "alice", "nope", None));
+    assert!(matches!(v, Verdict::Reject { .. }), "{v:?}");
+    let v = decide(&p, &request("PLAIN", "eve", "pw", None));
+    assert!(matches!(v, Verdict::Reject { .. }), "{v:?}");
+    // Nor does it grant an authzid the boolean could not.
+    let v = decide(&p, &request("PLAIN", "alice", "pw", Some("sales")));
+    assert!(matches!(v, Verdict::Reject { .. }), "{v:?}");
+}
+
+#[test]
+fn kumo_auth_info_without_an_identity_is_a_script_error() {
+    let (_d, p) =
+        policy("kumo.on('smtp_server_auth_plain', function() return { groups = { 'g' } } end)");
+    let v = decide(&p.unwrap(), &request("PLAIN", "alice", "pw", None));
+    assert!(matches!(v, Verdict::ScriptError { .. }), "{v:?}");
+}
+
+#[test]
+fn kumo_conn_meta_knows_the_reception_protocol() {
+    let (_d, p) = policy(
+        "kumo.on('smtp_server_auth_plain', function(authz, authc, password, meta)\n\
+           return meta:get_meta('reception_protocol') == 'ESMTPS'\n\
+         end)",
+    );
+    let v = decide(&p.unwrap(), &request("PLAIN", "alice", "x", None));
+    assert!(matches!(v, Verdict::Accept { .. }), "{v:?}");
 }
 
 #[test]

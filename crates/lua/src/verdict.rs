@@ -223,12 +223,17 @@ fn within_bounds(value: &Value, depth: usize, budget: &mut usize) -> Result<(), 
     Ok(())
 }
 
-/// The answer of KumoMTA's `smtp_server_auth_plain`: a boolean. `true`
-/// accepts the user; an authzid other than the user is refused, because a
-/// boolean cannot say the script looked at it (the reference scripts
-/// ignore it).
+/// Most identities or groups an AuthInfo may list: they are stored with
+/// every message.
+const MAX_AUTH_INFO_ENTRIES: usize = 100;
+
+/// The answer of KumoMTA's `smtp_server_auth_plain`: a boolean or an
+/// AuthInfo table. `true` accepts the user; an authzid other than the user
+/// is refused, because a boolean cannot say the script looked at it (the
+/// reference scripts ignore it).
 pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdict, String> {
     match value {
+        Value::Table(t) => from_auth_info(&t, authz, authc),
         Value::Boolean(true) if authz != authc => Ok(Verdict::reject(
             "authorization identity refused: smtp_server_auth_plain cannot grant another authzid",
         )),
@@ -241,10 +246,85 @@ pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdic
             Ok(Verdict::reject("smtp_server_auth_plain returned false"))
         }
         other => Err(format!(
-            "smtp_server_auth_plain must return a boolean, not a {}",
+            "smtp_server_auth_plain must return a boolean or an AuthInfo table, not a {}",
             other.type_name()
         )),
     }
+}
+
+/// KumoMTA's AuthInfo (`{ identities = { { identity = 'u', context = … } },
+/// groups = { 'g' } }`): an accept naming who authenticated. Strict, like
+/// the boolean: every identity it names must be the user whose password
+/// the hook checked (the authzid rule: nothing here can grant another
+/// identity, so an AuthInfo naming someone else is a refusal, not a way
+/// to act as them). An AuthInfo with no identity is a script mistake. The
+/// identities and groups are the session's user data (`auth_info` in the
+/// spool JSON and the message hook's `user_data`).
+fn from_auth_info(t: &Table, authz: &str, authc: &str) -> Result<Verdict, String> {
+    let e = |e: mlua::Error| format!("AuthInfo: {e}");
+    let identities: Option<Table> = t.get("identities").map_err(e)?;
+    let mut names = Vec::new();
+    let mut recorded = Vec::new();
+    for entry in identities.iter().flat_map(|t| t.sequence_values::<Value>()) {
+        if names.len() == MAX_AUTH_INFO_ENTRIES {
+            return Err(format!(
+                "AuthInfo: more than {MAX_AUTH_INFO_ENTRIES} identities"
+            ));
+        }
+        let (identity, context) = match entry.map_err(e)? {
+            Value::String(s) => (s.to_str().map_err(e)?.to_string(), None),
+            Value::Table(entry) => (
+                entry
+                    .get::<Option<String>>("identity")
+                    .map_err(e)?
+                    .ok_or("AuthInfo: an identity without `identity`")?,
+                entry.get::<Option<String>>("context").map_err(e)?,
+            ),
+            other => {
+                return Err(format!(
+                    "AuthInfo: an identity is a table, not a {}",
+                    other.type_name()
+                ))
+            }
+        };
+        let mut one = serde_json::Map::new();
+        one.insert("identity".into(), identity.clone().into());
+        if let Some(context) = context {
+            one.insert("context".into(), context.into());
+        }
+        recorded.push(serde_json::Value::Object(one));
+        names.push(identity);
+    }
+    let mut groups = Vec::new();
+    let listed: Option<Table> = t.get("groups").map_err(e)?;
+    for group in listed.iter().flat_map(|t| t.sequence_values::<String>()) {
+        if groups.len() == MAX_AUTH_INFO_ENTRIES {
+            return Err(format!(
+                "AuthInfo: more than {MAX_AUTH_INFO_ENTRIES} groups"
+            ));
+        }
+        groups.push(serde_json::Value::String(group.map_err(e)?));
+    }
+    let Some(first) = names.first() else {
+        return Err("AuthInfo names no identity".to_string());
+    };
+    if authz != authc {
+        return Ok(Verdict::reject(
+            "authorization identity refused: smtp_server_auth_plain cannot grant another authzid",
+        ));
+    }
+    if let Some(other) = names.iter().find(|name| *name != authc) {
+        return Ok(Verdict::reject(format!(
+            "AuthInfo names {other:?}, not the user who logged in; refused"
+        )));
+    }
+    Ok(Verdict::Accept {
+        authn_id: first.clone(),
+        authz_id: first.clone(),
+        user_data: Some(serde_json::json!({
+            "auth_info": { "identities": recorded, "groups": groups }
+        })),
+    })
 }
 
 /// Reply, disconnect flag and log reason of a reject or defer table.

@@ -58,11 +58,14 @@ pub(crate) async fn serve(
             None => return,
         }
     };
+    let meta = portcullis_lua::ConnMeta::new();
+    // KumoMTA's `conn_meta:get_meta('hostname')`: ours.
+    meta.set("hostname", shared.hostname.clone().into());
     let peer = Peer {
         client,
         server,
         listener: listener.name.clone(),
-        meta: portcullis_lua::ConnMeta::new(),
+        meta,
         // Read before the ban check at connect: a ban made after it
         // changes the generation, and the next command looks again.
         bans_seen: AtomicU64::new(shared.limiter.ban_generation()),
@@ -289,11 +292,32 @@ where
             Some(Effect::XclientLogin { login }) => {
                 let vouched = AuthOutcome::Accepted {
                     authn_id: login.clone(),
-                    authz_id: login,
+                    authz_id: login.clone(),
                 };
-                if let Some(rule) = crate::authorization::sender_rule(shared, peer, &vouched).await
-                {
-                    session.restrict_senders(rule);
+                // The proxy's word replaces whoever was logged in before.
+                peer.meta.forget_login();
+                let verdict = crate::policy::xclient_login(shared, peer, session, &login).await;
+                let (refusal, close) = match verdict {
+                    None | Some(AuthOutcome::Accepted { .. }) => (None, false),
+                    Some(AuthOutcome::Rejected { .. }) => (Some(Reply::xclient_refused()), false),
+                    Some(AuthOutcome::TemporaryFailure { reply }) => (
+                        Some(reply.unwrap_or_else(Reply::auth_temporary_failure)),
+                        false,
+                    ),
+                    Some(AuthOutcome::Disconnect { reply }) => (Some(reply), true),
+                };
+                if refusal.is_none() {
+                    if let Some(rule) =
+                        crate::authorization::sender_rule(shared, peer, &vouched).await
+                    {
+                        session.restrict_senders(rule);
+                    }
+                }
+                session.xclient_login_finished(refusal, &mut out);
+                if close {
+                    flush(stream, &mut out, shared).await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(Ended::Closed);
                 }
             }
             Some(Effect::Close) => {

@@ -194,6 +194,7 @@ pub(crate) async fn spool(
         auth: auth_meta(peer, &message),
         mail_auth_param: message.envelope.params.auth.clone(),
         xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
+        meta: conn_meta(shared, peer, &message),
     };
     let spool = shared.spool.clone();
     let started = std::time::Instant::now();
@@ -253,6 +254,25 @@ fn auth_meta(peer: &Peer, message: &Message) -> Option<AuthMeta> {
         mechanism: mechanism.to_string(),
         user_data: peer.meta.user_data(),
     })
+}
+
+/// The connection metadata the policy's hooks shared, copied into the
+/// message as KumoMTA does; empty without a policy (no script could read
+/// or set it). `reception_protocol` is the message's own.
+fn conn_meta(
+    shared: &Shared,
+    peer: &Peer,
+    message: &Message,
+) -> serde_json::Map<String, serde_json::Value> {
+    if shared.policy.is_none() {
+        return serde_json::Map::new();
+    }
+    let mut meta = peer.meta.values();
+    meta.insert(
+        "reception_protocol".into(),
+        message.protocol.to_string().into(),
+    );
+    meta
 }
 
 fn xclient_meta(peer: &Peer, x: &Xclient) -> XclientMeta {

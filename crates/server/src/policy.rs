@@ -82,6 +82,36 @@ pub(crate) async fn review_verified(
     Some(ask(policy, peer, session, request).await)
 }
 
+/// The mechanism name hooks see for a user a trusted proxy vouched for.
+pub(crate) const XCLIENT: &str = "XCLIENT";
+
+/// A trusted proxy's `XCLIENT LOGIN=`: the general hook is asked as for a
+/// proof our own verification accepted (`auth.verified = true`, mechanism
+/// `XCLIENT`, no password), with `conn.client_ip` the client the proxy
+/// named and `conn.proxy_ip` the proxy. The proxy vouches that the user
+/// authenticated; whether that user may send here is still the policy's
+/// call, as for every other mechanism. `None` when no script reviews
+/// logins (the proxy's word stands, as without a policy).
+pub(crate) async fn xclient_login(
+    shared: &Shared,
+    peer: &Peer,
+    session: &Session,
+    login: &str,
+) -> Option<AuthOutcome> {
+    let policy = shared.policy.as_ref()?.clone();
+    if !policy.reviews_verified() {
+        return None;
+    }
+    let request = AuthRequest {
+        mechanism: XCLIENT.to_string(),
+        user: login.to_string(),
+        password: None,
+        authzid: Some(login.to_string()),
+        verified: true,
+    };
+    Some(ask(policy, peer, session, request).await)
+}
+
 /// One round of a mechanism the script implements (`portcullis.mechanism`):
 /// a challenge to send, or the verdict. A script that no longer declares
 /// the mechanism (after a reload) defers.
@@ -222,6 +252,9 @@ pub(crate) fn conn_facts(peer: &Peer, session: &Session) -> ConnFacts {
         server: peer.server,
         helo: session.helo_name().map(str::to_string),
         listener: peer.listener.clone(),
+        proxy: (client_ip != peer.client.ip()).then_some(peer.client),
+        protocol: session.protocol().to_string(),
+
         tls: session.tls().map(|t| TlsFacts {
             version: t.version.clone(),
             cipher: t.cipher.clone(),
@@ -248,14 +281,26 @@ pub(crate) async fn message_received(
         return None;
     }
     let identity = message.identity.as_ref();
+    // A user a trusted proxy vouched for (and the policy let in) is the
+    // message's identity as one who used AUTH would be.
+    let xclient_login = match identity {
+        Some(_) => None,
+        None => message.xclient.as_ref().and_then(|x| x.login.clone()),
+    };
     let facts = MessageFacts {
         mail_from: message.envelope.mail_from.as_str().to_string(),
         rcpt_to: message.envelope.rcpt_to.clone(),
         size: message.data.len(),
         helo: message.helo.clone(),
-        authn_id: identity.map(|i| i.authn_id.clone()),
-        authz_id: identity.map(|i| i.authz_id.clone()),
-        mechanism: identity.map(|i| i.mechanism.name().to_string()),
+        authn_id: identity
+            .map(|i| i.authn_id.clone())
+            .or_else(|| xclient_login.clone()),
+        authz_id: identity
+            .map(|i| i.authz_id.clone())
+            .or_else(|| xclient_login.clone()),
+        mechanism: identity
+            .map(|i| i.mechanism.name().to_string())
+            .or_else(|| xclient_login.as_ref().map(|_| XCLIENT.to_string())),
         user_data: peer.meta.user_data(),
     };
     let conn = conn_facts(peer, session);

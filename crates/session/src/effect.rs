@@ -30,9 +30,10 @@ pub enum Effect {
     },
     /// Store the message durably; then call [`crate::Session::spool_finished`].
     Spool(Box<Message>),
-    /// A trusted proxy's `XCLIENT LOGIN=` named the user: give the session
-    /// that user's sender rule ([`crate::Session::restrict_senders`]) if
-    /// senders are checked, then feed on.
+    /// A trusted proxy's `XCLIENT LOGIN=` named the user: ask the policy,
+    /// give the session that user's sender rule
+    /// ([`crate::Session::restrict_senders`]) if senders are checked, then
+    /// call [`crate::Session::xclient_login_finished`].
     XclientLogin { login: String },
     /// Flush the output and close the connection.
     Close,

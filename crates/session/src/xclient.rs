@@ -89,11 +89,33 @@ pub(crate) fn xclient(
         session.sender_rule = None;
     }
     session.helo = None;
-    Reply::greeting(&session.config.hostname).write_to(out);
     match login {
-        // Stop before any pipelined MAIL: the driver restricts the senders
-        // for the named user first.
+        // Stop before any pipelined MAIL: the driver asks the policy about
+        // the named user and restricts its senders first; the greeting (or
+        // the refusal) waits for that answer.
         Some(login) => Step::Effect(Effect::XclientLogin { login }),
-        None => Step::Continue,
+        None => {
+            Reply::greeting(&session.config.hostname).write_to(out);
+            Step::Continue
+        }
+    }
+}
+
+impl Session {
+    /// The driver's answer to [`Effect::XclientLogin`]: `None` when the
+    /// login stands (a fresh `220`), else the reply refusing it. A refused
+    /// login leaves the session unauthenticated; the proxy's other facts
+    /// (the client's address) stay, so the client is still counted as the
+    /// one the proxy named.
+    pub fn xclient_login_finished(&mut self, refusal: Option<Reply>, out: &mut Vec<u8>) {
+        match refusal {
+            None => Reply::greeting(&self.config.hostname).write_to(out),
+            Some(reply) => {
+                if let Some(facts) = self.xclient.as_mut() {
+                    facts.login = None;
+                }
+                reply.write_to(out);
+            }
+        }
     }
 }

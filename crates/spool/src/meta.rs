@@ -36,6 +36,11 @@ pub struct MessageMeta {
     /// client it named, and `xclient.proxy_addr` the proxy itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xclient: Option<XclientMeta>,
+    /// The connection metadata of the policy script's hooks
+    /// (`conn_meta:set_meta`, and the facts portcullis presets there such
+    /// as `reception_protocol`), copied into the message as KumoMTA does.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub meta: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The XCLIENT facts of a proxied session (absent fields were not given

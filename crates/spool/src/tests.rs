@@ -26,6 +26,7 @@ fn meta() -> MessageMeta {
         }),
         mail_auth_param: Some("<>".into()),
         xclient: None,
+        meta: Default::default(),
     }
 }
 

@@ -38,10 +38,13 @@ fn login_authenticates_after_a_fresh_greeting() {
         ehlo.contains("250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT"),
         "{ehlo}"
     );
-    let (greeting, effect) = h.send("XCLIENT ADDR=192.0.2.7 PORT=4711 LOGIN=ann HELO=laptop\r\n");
-    assert_eq!(greeting, "220 mx.test ESMTP portcullis\r\n");
-    // The driver is asked for ann's sender rule before anything else is read.
+    let (nothing, effect) = h.send("XCLIENT ADDR=192.0.2.7 PORT=4711 LOGIN=ann HELO=laptop\r\n");
+    assert_eq!(nothing, "");
+    // The driver asks the policy and fetches ann's sender rule before
+    // anything else is read; the greeting waits for that.
     assert!(matches!(effect, Some(Effect::XclientLogin { ref login }) if login == "ann"));
+    h.session.xclient_login_finished(None, &mut h.out);
+    assert_eq!(h.take(), "220 mx.test ESMTP portcullis\r\n");
     // The greeting reset the SMTP state: EHLO again.
     assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["503 5.5.1"]);
     h.replies("EHLO proxy\r\n");
@@ -72,6 +75,7 @@ fn not_inside_a_transaction_and_unavailable_clears() {
         h.send("XCLIENT LOGIN=ann\r\n").1,
         Some(Effect::XclientLogin { .. })
     ));
+    h.session.xclient_login_finished(None, &mut h.out);
     h.replies("EHLO proxy\r\n");
     assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["250 2.1.0"]);
     assert_eq!(h.codes("XCLIENT LOGIN=[UNAVAILABLE]\r\n"), ["503 5.5.1"]);
@@ -82,4 +86,21 @@ fn not_inside_a_transaction_and_unavailable_clears() {
     h.replies("EHLO proxy\r\n");
     assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["530 5.7.0"]);
     assert_eq!(h.codes("XCLIENT BOGUS=1\r\n"), ["501 5.5.4"]);
+}
+
+#[test]
+fn a_refused_login_leaves_the_session_unauthenticated() {
+    let mut h = proxied(true);
+    h.replies("EHLO proxy\r\n");
+    let (nothing, effect) = h.send("XCLIENT ADDR=192.0.2.7 LOGIN=mallory\r\n");
+    assert_eq!(nothing, "");
+    assert!(matches!(effect, Some(Effect::XclientLogin { ref login }) if login == "mallory"));
+    h.session
+        .xclient_login_finished(Some(portcullis_proto::Reply::xclient_refused()), &mut h.out);
+    assert!(h.take().starts_with("550 5.7.0 "));
+    let facts = h.session.xclient().expect("the proxy's other facts stay");
+    assert_eq!(facts.login, None);
+    assert_eq!(facts.addr.as_deref(), Some("192.0.2.7"));
+    h.replies("EHLO proxy\r\n");
+    assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["530 5.7.0"]);
 }
