@@ -179,6 +179,30 @@ pub fn curl(args: &[&str], stdin: &str) -> ToolOutput {
     run("curl", &all, Some(stdin.as_bytes()))
 }
 
+/// swaks sending one message from [`crate::FROM`] to [`crate::TO`] over
+/// STARTTLS to `server`'s submission port, logged in with AUTH PLAIN as
+/// `user`.
+pub fn swaks_plain(server: &crate::TestServer, user: &str, password: &str) -> ToolOutput {
+    let address = format!("127.0.0.1:{}", server.submission_port());
+    swaks(&[
+        "--server",
+        &address,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--from",
+        crate::FROM,
+        "--to",
+        crate::TO,
+        "--body",
+        "portcullis test",
+    ])
+}
+
 /// Runs GNU SASL's `gsasl` client (add `--smtp --connect=127.0.0.1:PORT`).
 /// The SMTP dialogue, both sides, shows in stderr with `--verbose`.
 pub fn gsasl(args: &[&str]) -> ToolOutput {

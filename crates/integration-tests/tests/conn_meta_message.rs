@@ -3,7 +3,7 @@
 //! `meta`), beside the facts portcullis presets there (`hostname`,
 //! `reception_protocol`, the message's own `ESMTPSA`).
 
-use portcullis_integration_tests::{swaks, TestServer, FROM, TO};
+use portcullis_integration_tests::{swaks_plain, TestServer};
 
 const POLICY: &str = r#"
 kumo.on('smtp_server_auth_plain', function(authz, authc, password, conn_meta)
@@ -20,26 +20,9 @@ fn connection_metadata_set_at_auth_reaches_the_spooled_message() {
         .config("policy = \"policy.lua\"\n")
         .file("policy.lua", POLICY)
         .start();
-    let address = format!("127.0.0.1:{}", server.submission_port());
-    swaks(&[
-        "--server",
-        &address,
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice",
-        "--auth-password",
-        "pw",
-        "--from",
-        FROM,
-        "--to",
-        TO,
-        "--body",
-        "conn meta test",
-    ])
-    .assert_contains("250 2.0.0")
-    .assert_success(true);
+    swaks_plain(&server, "alice", "pw")
+        .assert_contains("250 2.0.0")
+        .assert_success(true);
     let message = server.single_message();
     let meta = &message.meta["meta"];
     assert_eq!(meta["x_plan"], "gold", "{:#}", message.meta);

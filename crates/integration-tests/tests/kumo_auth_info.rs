@@ -3,7 +3,7 @@
 //! gets `235` and its identities and groups reach the spool JSON; an
 //! AuthInfo naming someone other than the user who logged in is a `535`.
 
-use portcullis_integration_tests::{swaks, TestServer, FROM, TO};
+use portcullis_integration_tests::{swaks_plain, TestServer};
 
 const POLICY: &str = r#"
 kumo.on('smtp_server_auth_plain', function(authz, authc, password, conn_meta)
@@ -22,24 +22,7 @@ end)
 "#;
 
 fn send_as(server: &TestServer, user: &str) -> portcullis_integration_tests::ToolOutput {
-    let address = format!("127.0.0.1:{}", server.submission_port());
-    swaks(&[
-        "--server",
-        &address,
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        user,
-        "--auth-password",
-        "pw",
-        "--from",
-        FROM,
-        "--to",
-        TO,
-        "--body",
-        "auth info test",
-    ])
+    swaks_plain(server, user, "pw")
 }
 
 #[test]

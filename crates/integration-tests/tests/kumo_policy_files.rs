@@ -5,7 +5,7 @@
 //! boolean or with `kumo.reject` / `kumo.disconnect`. It loads, decides
 //! logins through real clients, and `check-config` names what it ignores.
 
-use portcullis_integration_tests::{python, swaks, TestServer, FROM, TO};
+use portcullis_integration_tests::{python, swaks_plain, TestServer};
 
 const POLICY: &str = r#"
 local kumo = require 'kumo'
@@ -64,26 +64,9 @@ fn server() -> TestServer {
 #[test]
 fn a_whole_kumomta_policy_file_decides_logins_with_its_own_replies() {
     let server = server();
-    let address = format!("127.0.0.1:{}", server.submission_port());
-    swaks(&[
-        "--server",
-        &address,
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "daniel",
-        "--auth-password",
-        "tiger",
-        "--from",
-        FROM,
-        "--to",
-        TO,
-        "--body",
-        "from a KumoMTA policy",
-    ])
-    .assert_contains("235 2.7.0")
-    .assert_success(true);
+    swaks_plain(&server, "daniel", "tiger")
+        .assert_contains("235 2.7.0")
+        .assert_success(true);
     assert_eq!(
         server.single_message().auth_field("authn_id").as_deref(),
         Some("daniel")

@@ -5,7 +5,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use portcullis_integration_tests::{python, swaks, BaoServer, RawClient, TestServer, FROM, TO};
+use portcullis_integration_tests::{
+    python, swaks, swaks_plain, BaoServer, RawClient, TestServer, FROM, TO,
+};
 
 const KUMO_REFERENCE: &str =
     include_str!("../../lua/tests/fixtures/kumo_smtp_server_auth_plain.md");
@@ -31,24 +33,7 @@ fn swaks_auth(
     user: &str,
     password: &str,
 ) -> portcullis_integration_tests::ToolOutput {
-    let address = format!("127.0.0.1:{}", server.submission_port());
-    swaks(&[
-        "--server",
-        &address,
-        "--tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        user,
-        "--auth-password",
-        password,
-        "--from",
-        FROM,
-        "--to",
-        TO,
-        "--body",
-        "policy test",
-    ])
+    swaks_plain(server, user, password)
 }
 
 /// EHLO, STARTTLS, EHLO: ready for AUTH.
