@@ -288,19 +288,21 @@ impl Limiter {
         if self.config.allowed(ip) {
             return Attempt::Proceed(AttemptSlot::enter(&self.in_flight, Vec::new()).0);
         }
+        let mut keys = vec![format!("ip:{ip}")];
+        if !user.is_empty() {
+            keys.push(format!("user:{user}"));
+        }
+        // Enter first, then read the ban, the cool-down and the counts: an
+        // attempt counts its failure (and records the ban or cool-down it
+        // causes) before it leaves, so this one sees either that attempt
+        // in flight or what it recorded, never neither.
+        let (slot, before) = AttemptSlot::enter(&self.in_flight, keys);
         if let Some(ban) = self.banned(ip, now).await {
             return Attempt::Banned(ban);
         }
         if self.before_auth(ip, &user, now).await == AuthGate::CoolDown {
             return Attempt::CoolDown;
         }
-        let mut keys = vec![format!("ip:{ip}")];
-        if !user.is_empty() {
-            keys.push(format!("user:{user}"));
-        }
-        // Enter first, then read the counts: a failure counted after its
-        // slot was released is then seen in the counts, never missed.
-        let (slot, before) = AttemptSlot::enter(&self.in_flight, keys);
         if before.iter().all(|n| *n == 0) {
             // Nothing in flight: the ban and cool-down marks decide, as
             // they did for the attempt before this one.

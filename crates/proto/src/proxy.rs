@@ -31,9 +31,13 @@ pub enum ProxyHeader {
         source: SocketAddr,
         destination: SocketAddr,
     },
-    /// v1 `UNKNOWN`, v2 `LOCAL`, or a v2 family other than TCP over IP
-    /// (health checks, UNIX sockets): keep the connection's own addresses.
+    /// v2 `LOCAL`: the balancer's own connection (a health check); keep
+    /// the connection's own addresses.
     Local,
+    /// v1 `UNKNOWN`, or v2 `PROXY` with a family other than TCP over IP
+    /// (UNSPEC, UDP, a UNIX socket): a client the balancer cannot name.
+    /// Keep the connection's own addresses, but it is a client.
+    Unknown,
 }
 
 /// How far [`parse`] got.
@@ -106,7 +110,7 @@ fn parse_v1(input: &[u8]) -> Result<ProxyParse, ProxyError> {
         .map_err(|_| ProxyError::V1("not ASCII"))?;
     let fields: Vec<&str> = line.split(' ').collect();
     let header = match fields.as_slice() {
-        ["UNKNOWN", ..] => ProxyHeader::Local,
+        ["UNKNOWN", ..] => ProxyHeader::Unknown,
         [family @ ("TCP4" | "TCP6"), src, dst, sport, dport] => {
             let v6 = *family == "TCP6";
             ProxyHeader::Proxied {
@@ -208,7 +212,7 @@ fn v2_addresses(family: u8, body: &[u8]) -> Result<ProxyHeader, ProxyError> {
             })
         }
         // UNSPEC, UDP, UNIX: no client address we can use.
-        _ => Ok(ProxyHeader::Local),
+        _ => Ok(ProxyHeader::Unknown),
     }
 }
 

@@ -54,7 +54,11 @@ pub(crate) async fn serve(
                 source,
                 destination,
             }) => (source, Some(destination), false),
+            // Only v2 LOCAL is the balancer itself; a client it cannot
+            // name (v1 UNKNOWN, a UNIX-socket frontend) is admitted, and
+            // counted, under the balancer's address.
             Some(ProxyHeader::Local) => (client, tcp.local_addr().ok(), true),
+            Some(ProxyHeader::Unknown) => (client, tcp.local_addr().ok(), false),
             None => return,
         }
     };

@@ -251,7 +251,12 @@ impl Session {
         self.transaction = None;
         self.identity = None;
         self.sender_rule = None;
-        self.xclient = None;
+        // The login a proxy vouched for is forgotten like any identity;
+        // the client address it named is not client input but the
+        // trusted proxy's, and counting (bans, limits) must stay on it.
+        if let Some(xclient) = &mut self.xclient {
+            xclient.login = None;
+        }
         self.phase = Phase::Command;
     }
 

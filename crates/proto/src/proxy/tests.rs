@@ -35,10 +35,10 @@ fn v1_tcp4_tcp6_and_unknown() {
         done(line).0,
         proxied("[2001:db8::7]:4711", "[2001:db8::1]:465")
     );
-    assert_eq!(done(b"PROXY UNKNOWN\r\n"), (ProxyHeader::Local, 15));
+    assert_eq!(done(b"PROXY UNKNOWN\r\n"), (ProxyHeader::Unknown, 15));
     assert_eq!(
         done(b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n").0,
-        ProxyHeader::Local
+        ProxyHeader::Unknown
     );
 }
 
@@ -82,7 +82,7 @@ fn v2_tcp4_tcp6_local_and_tlvs() {
         proxied("[::7]:4711", "[::1]:465")
     );
     assert_eq!(done(&v2(0, 0x00, &[])).0, ProxyHeader::Local);
-    assert_eq!(done(&v2(1, 0x31, &[0; 216])).0, ProxyHeader::Local);
+    assert_eq!(done(&v2(1, 0x31, &[0; 216])).0, ProxyHeader::Unknown);
 }
 
 #[test]

@@ -104,3 +104,33 @@ fn a_refused_login_leaves_the_session_unauthenticated() {
     h.replies("EHLO proxy\r\n");
     assert_eq!(h.codes("MAIL FROM:<a@b>\r\n"), ["530 5.7.0"]);
 }
+
+/// A proxy that passes the client's STARTTLS through: the client address
+/// it named stays the one counted (bans, limits), only a login it vouched
+/// for is forgotten with everything else learned before TLS.
+#[test]
+fn starttls_keeps_the_address_a_proxy_named_and_forgets_its_login() {
+    let mut out = Vec::new();
+    let conn = ConnectionInfo {
+        client_ip: "10.0.0.1".into(),
+        session_id: "s1".into(),
+        xclient_trusted: true,
+    };
+    let mut config = SessionConfig::new("mx.test");
+    config.starttls = true;
+    config.allow_insecure_auth = true;
+    let session = Session::new(Arc::new(config), conn, None, &mut out);
+    let mut h = Harness { session, out };
+    h.take();
+    h.replies("EHLO proxy\r\n");
+    let greeting = h.replies("XCLIENT ADDR=192.0.2.99\r\n");
+    assert!(greeting.starts_with("220"), "{greeting}");
+    h.replies("EHLO client\r\n");
+    let (replies, effect) = h.send("STARTTLS\r\n");
+    assert!(replies.starts_with("220"), "{replies}");
+    assert!(matches!(effect, Some(Effect::StartTls)));
+    h.session.tls_established(tls());
+    let xclient = h.session.xclient().expect("the proxy's facts are kept");
+    assert_eq!(xclient.addr.as_deref(), Some("192.0.2.99"));
+    assert_eq!(xclient.login, None);
+}
