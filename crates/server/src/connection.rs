@@ -175,6 +175,8 @@ where
     let mut input: Vec<u8> = Vec::new();
     let mut stopping = shared.stopping.clone();
     let mut grace_over = shared.grace_over.subscribe();
+    // The admission of a script mechanism's exchange, held across its rounds.
+    let mut script_slot: Option<portcullis_limits::AttemptSlot> = None;
     let mut pace = Pace::new(shared.command_timeout, shared.min_data_rate, Instant::now());
     loop {
         let progress = session.feed(&input, &mut out);
@@ -255,12 +257,39 @@ where
                 step,
                 response,
             }) => {
-                let mut outcome =
-                    crate::policy::script_step(shared, peer, session, mechanism, step, response)
-                        .await;
-                if let ScriptStepOutcome::Finished(verdict) = outcome {
-                    let verdict =
-                        crate::defence::script_auth_finished(shared, peer, session, verdict).await;
+                // A script mechanism is admitted like any AUTH, before its
+                // first round (bans, cool-downs, attempts in flight), and
+                // holds its slot until its outcome is counted.
+                let admitted = match script_slot {
+                    Some(_) => Ok(()),
+                    None => {
+                        let ip = crate::defence::client_ip(peer, session);
+                        crate::defence::admit_attempt(shared, peer, ip, &mechanism, "")
+                            .await
+                            .map(|slot| script_slot = Some(slot))
+                    }
+                };
+                let (mut outcome, ran) = match admitted {
+                    Ok(()) => (
+                        crate::policy::script_step(
+                            shared, peer, session, mechanism, step, response,
+                        )
+                        .await,
+                        true,
+                    ),
+                    // Refused before the script ran: nothing to count.
+                    Err(refused) => (ScriptStepOutcome::Finished(refused), false),
+                };
+                if let (ScriptStepOutcome::Finished(verdict), true) = (&outcome, ran) {
+                    let verdict = verdict.clone();
+                    let verdict = crate::defence::script_auth_finished(
+                        shared,
+                        peer,
+                        session,
+                        verdict,
+                        script_slot.take(),
+                    )
+                    .await;
                     let senders = crate::authorization::sender_rule(shared, peer, &verdict).await;
                     if let Some(rule) = senders {
                         session.restrict_senders(rule);

@@ -69,6 +69,49 @@ pub(crate) async fn admit(shared: &Shared, peer: &Peer) -> Result<ConnectionSlot
 const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Admission of one AUTH attempt, right before it is checked: a banned
+/// address gets `421` and is closed; a user cooling down, or an attempt
+/// that would pass a ban or cool-down if the attempts in flight failed
+/// and still would after waiting for them to be counted, gets `454`
+/// unchecked. The slot is held until the outcome is counted.
+pub(crate) async fn admit_attempt(
+    shared: &Shared,
+    peer: &Peer,
+    ip: IpAddr,
+    mechanism: &str,
+    user: &str,
+) -> Result<AttemptSlot, AuthOutcome> {
+    let limiter = &shared.limiter;
+    // Attempts in flight that would reach a ban or cool-down if they all
+    // failed: wait for them to be counted, then ask again. A burst of
+    // right passwords (many workers of one sender logging in at once)
+    // then goes through; a burst of guesses meets the ban or cool-down.
+    let waited_until = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+    let mut admitted = limiter.admit_attempt(ip, user, Timestamp::now()).await;
+    while matches!(admitted, Attempt::Saturated) && tokio::time::Instant::now() < waited_until {
+        tokio::time::sleep(IN_FLIGHT_POLL).await;
+        admitted = limiter.admit_attempt(ip, user, Timestamp::now()).await;
+    }
+    match admitted {
+        Attempt::Proceed(slot) => Ok(slot),
+        Attempt::Banned(ban) => {
+            tracing::info!(client = %ip, proxy = %peer.client.ip(), reason = %ban.reason, "auth refused: banned");
+            metrics::counter!(telemetry::CONNECTIONS_LIMITED, "reason" => "banned").increment(1);
+            Err(AuthOutcome::Disconnect {
+                reply: Reply::banned(),
+            })
+        }
+        Attempt::CoolDown => {
+            tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: user cooling down after repeated failures");
+            Err(refuse_unchecked(shared, ip).await)
+        }
+        Attempt::Saturated => {
+            tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: at a ban or cool-down threshold with attempts in flight");
+            Err(refuse_unchecked(shared, ip).await)
+        }
+    }
+}
+
 /// An AUTH attempt through the defence: a banned address gets `421`
 /// (an open session of an address banned since it connected included); a
 /// user cooling down, or an attempt that would pass a ban or cool-down if
@@ -84,34 +127,9 @@ pub(crate) async fn authenticate(
 ) -> AuthOutcome {
     let ip = client_ip(peer, session);
     let user = credentials.authcid().to_string();
-    let limiter = &shared.limiter;
-    // Attempts in flight that would reach a ban or cool-down if they all
-    // failed: wait for them to be counted, then ask again. A burst of
-    // right passwords (many workers of one sender logging in at once)
-    // then goes through; a burst of guesses meets the ban or cool-down.
-    let waited_until = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
-    let mut admitted = limiter.admit_attempt(ip, &user, Timestamp::now()).await;
-    while matches!(admitted, Attempt::Saturated) && tokio::time::Instant::now() < waited_until {
-        tokio::time::sleep(IN_FLIGHT_POLL).await;
-        admitted = limiter.admit_attempt(ip, &user, Timestamp::now()).await;
-    }
-    let slot = match admitted {
-        Attempt::Proceed(slot) => slot,
-        Attempt::Banned(ban) => {
-            tracing::info!(client = %ip, proxy = %peer.client.ip(), reason = %ban.reason, "auth refused: banned");
-            metrics::counter!(telemetry::CONNECTIONS_LIMITED, "reason" => "banned").increment(1);
-            return AuthOutcome::Disconnect {
-                reply: Reply::banned(),
-            };
-        }
-        Attempt::CoolDown => {
-            tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: user cooling down after repeated failures");
-            return refuse_unchecked(shared, ip).await;
-        }
-        Attempt::Saturated => {
-            tracing::warn!(client = %ip, %mechanism, %user, result = "cool-down", "auth: at a ban or cool-down threshold with attempts in flight");
-            return refuse_unchecked(shared, ip).await;
-        }
+    let slot = match admit_attempt(shared, peer, ip, mechanism.name(), &user).await {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
     };
     // Kept only to recognise a repeated wrong password; zeroized on drop.
     let password: Option<Secret> = match &credentials {
@@ -136,7 +154,10 @@ pub(crate) async fn authenticate(
     };
     match &outcome {
         AuthOutcome::Accepted { .. } => {
-            limiter.auth_succeeded(ip, &user, Timestamp::now()).await;
+            shared
+                .limiter
+                .auth_succeeded(ip, &user, Timestamp::now())
+                .await;
             outcome
         }
         AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
@@ -191,6 +212,7 @@ pub(crate) async fn script_auth_finished(
     peer: &Peer,
     session: &Session,
     outcome: AuthOutcome,
+    slot: Option<AttemptSlot>,
 ) -> AuthOutcome {
     let ip = client_ip(peer, session);
     match &outcome {
@@ -200,7 +222,7 @@ pub(crate) async fn script_auth_finished(
             outcome
         }
         AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
-            failed(shared, ip, "", None, outcome, None).await
+            failed(shared, ip, "", None, outcome, slot).await
         }
         AuthOutcome::TemporaryFailure { .. } => outcome,
     }
