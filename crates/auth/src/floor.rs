@@ -73,6 +73,10 @@ pub(crate) struct FailureFloor {
     /// Per kind of verification, a smoothed time in nanoseconds (0: none
     /// seen), at most `MAX_FLOOR`.
     estimates: [AtomicU64; 6],
+    /// Held while the unknown-user cost is first measured: one thread
+    /// measures, the others wait for it rather than each hashing twice
+    /// outside the hash slots (a burst of refusals just after a start).
+    measuring: std::sync::Mutex<()>,
 }
 
 impl FailureFloor {
@@ -80,6 +84,7 @@ impl FailureFloor {
         FailureFloor {
             fixed,
             estimates: Default::default(),
+            measuring: std::sync::Mutex::new(()),
         }
     }
 
@@ -88,6 +93,19 @@ impl FailureFloor {
     /// an unknown user costs).
     pub(crate) fn knows_dummy(&self) -> bool {
         self.estimates[Cost::Dummy.index()].load(Ordering::Relaxed) > 0
+    }
+
+    /// Measures the unknown-user cost with `measure` unless it is known,
+    /// by one thread at a time: however many refusals arrive together,
+    /// the measurement's hashes run once.
+    pub(crate) fn learn_dummy(&self, measure: impl FnOnce() -> Duration) {
+        if self.knows_dummy() {
+            return;
+        }
+        let _one = self.measuring.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.knows_dummy() {
+            self.observe(Cost::Dummy, measure());
+        }
     }
 
     /// Records how long one verification of this kind took. The first
@@ -181,5 +199,31 @@ mod tests {
         assert_eq!(floor.floor(), MS * 400);
         floor.observe(BCRYPT, Duration::from_secs(30));
         assert_eq!(floor.floor(), MAX_FLOOR);
+    }
+
+    /// A burst of refusals just after a start: the unknown-user cost is
+    /// measured (two argon2id hashes, outside the hash slots) once, not
+    /// once per refusal.
+    #[test]
+    fn the_unknown_user_cost_is_measured_once_however_many_refusals_wait() {
+        let floor = std::sync::Arc::new(FailureFloor::new(Duration::ZERO));
+        let measured = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (floor, measured) = (floor.clone(), measured.clone());
+                std::thread::spawn(move || {
+                    floor.learn_dummy(|| {
+                        measured.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Duration::from_millis(30)
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(measured.load(Ordering::SeqCst), 1);
+        assert!(floor.knows_dummy());
     }
 }

@@ -362,17 +362,17 @@ impl Authenticator {
 
     /// Waits until a refusal that started at `started` has taken the floor.
     fn hold_refusal(&self, started: Instant) {
-        if !self.floor.knows_dummy() {
-            // The floor must know an unknown user's cost before the first
-            // refusal of a user whose scheme is cheaper. The first hash
-            // of a process also pays for faulting its memory in: time the
-            // second.
+        // The floor must know an unknown user's cost before the first
+        // refusal of a user whose scheme is cheaper. The first hash of a
+        // process also pays for faulting its memory in: time the second.
+        // One thread measures; a burst of refusals waits for it.
+        self.floor.learn_dummy(|| {
             let dummy = Secret::from("portcullis-floor");
             scheme::verify_dummy(&dummy);
             let measured = Instant::now();
             scheme::verify_dummy(&dummy);
-            self.floor.observe(Cost::Dummy, measured.elapsed());
-        }
+            measured.elapsed()
+        });
         let wait = self.floor.remaining(started.elapsed(), rand::random());
         if !wait.is_zero() {
             std::thread::sleep(wait);
