@@ -160,6 +160,10 @@ pub(crate) async fn authenticate(
                 .await;
             outcome
         }
+        // A policy that defers and hangs up (`kumo.disconnect(421, …)`
+        // while its backend is down) made no judgement on the guess: not
+        // counted, or an outage would ban the users it turned away.
+        AuthOutcome::Disconnect { reply } if reply.code() / 100 == 4 => outcome,
         AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
             let secret = password.as_ref().map(Secret::expose);
             failed(shared, ip, &user, secret, outcome, Some(slot)).await
