@@ -28,7 +28,7 @@ fn a_deferring_disconnect_is_not_counted_as_a_failed_guess() {
         r#"
         for i in range(4):
             s = connect()
-            login(f"outage{i}", s, "outage", "x", "PLAIN")
+            login(f"outage{i}", s, "outage", f"x{i}", "PLAIN")
         s = connect()
         login("after", s, "alice", "right", "PLAIN")
         "#,
