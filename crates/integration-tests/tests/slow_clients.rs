@@ -83,6 +83,29 @@ fn a_command_line_sent_byte_by_byte_is_cut_at_the_command_deadline() {
     assert!(after < Duration::from_secs(3), "cut after {after:?}");
 }
 
+/// An over-long line is thrown away as it arrives: trickled, its bytes
+/// must not each restart the line's clock.
+#[test]
+fn an_over_long_line_trickled_in_is_cut_at_the_command_deadline() {
+    let server = TestServer::start(SLOW);
+    let mut tcp = connect(server.port("relay"));
+    assert!(command(&mut tcp, "EHLO client.test").starts_with("250"));
+    tcp.write_all("x".repeat(13_000).as_bytes()).expect("send");
+    // The server says the line is too long as soon as it is, and throws
+    // the rest of it away as it comes.
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = tcp.read(&mut buf).expect("a reply");
+    assert!(
+        buf[..n].starts_with(b"500 5.5.6"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let (said, after) = dribble(&mut tcp, "y".repeat(40).as_bytes()).expect("the server speaks");
+    assert!(said.contains("421 4.4.2"), "{said:?}");
+    assert!(after < Duration::from_secs(3), "cut after {after:?}");
+}
+
 #[test]
 fn message_data_below_the_minimum_rate_is_cut() {
     let server = TestServer::start(SLOW);

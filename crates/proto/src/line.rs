@@ -36,6 +36,12 @@ impl LineFramer {
         }
     }
 
+    /// Whether the rest of an over-long line is being thrown away: bytes
+    /// are consumed, but no line has ended.
+    pub fn discarding(&self) -> bool {
+        self.discarding
+    }
+
     /// Looks at the front of `input`.
     pub fn next_frame<'a>(&mut self, input: &'a [u8]) -> Frame<'a> {
         let newline = input.iter().position(|&b| b == b'\n');

@@ -183,7 +183,10 @@ where
         input.drain(..progress.consumed);
         match progress.effect {
             None => {
-                let line_done = progress.consumed > 0 || input.is_empty();
+                // Bytes of an over-long line being thrown away end no line:
+                // trickled, they must not restart the line's clock.
+                let line_done =
+                    !session.discarding_line() && (progress.consumed > 0 || input.is_empty());
                 pace.wants_input(line_done, session.receiving_data(), Instant::now());
                 if *stopping.borrow() && !session.in_transaction() {
                     session.abort(Reply::shutting_down(), &mut out);

@@ -182,6 +182,13 @@ impl Session {
         matches!(self.phase, Phase::Data(_))
     }
 
+    /// Whether the rest of an over-long line is being thrown away: input
+    /// is consumed, but no command has ended (a driver's per-line clock
+    /// must not restart on it).
+    pub fn discarding_line(&self) -> bool {
+        self.framer.discarding()
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
