@@ -145,9 +145,14 @@ pub(crate) async fn authenticate(
                 crate::policy::review_verified(shared, peer, session, mechanism, &verified);
             match reviewed.await {
                 // The proof was right: a refusal by the script is policy,
-                // not a guess, so it is neither counted nor delayed.
+                // not a guess, so it is not counted. It waits what a wrong
+                // password would, or its speed would confirm the password.
                 Some(outcome @ AuthOutcome::Accepted { .. }) => outcome,
-                Some(refused) => return refused,
+                Some(refused) => {
+                    let delay = shared.limiter.refusal_delay(ip, Timestamp::now()).await;
+                    tokio::time::sleep(delay).await;
+                    return refused;
+                }
                 None => verified,
             }
         }
