@@ -9,7 +9,7 @@ mod sink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use portcullis_integration_tests::{TestServer, FROM};
+use portcullis_integration_tests::{wait_until, TestServer, FROM};
 use sink::{Plan, Sink};
 
 /// Short timings so retries happen within a test.
@@ -32,10 +32,6 @@ fn submit(server: &TestServer, rcpts: &[&str], subject: &str) {
     );
 }
 
-fn wait_for(server: &TestServer, what: &str, limit: Duration, done: impl FnMut() -> bool) {
-    portcullis_integration_tests::wait_until(server, what, limit, done);
-}
-
 fn spool_is_empty(server: &TestServer) -> bool {
     server.spool_len() == 0
 }
@@ -50,13 +46,13 @@ fn relays_to_a_second_portcullis_over_starttls_with_auth() {
     );
     let server = TestServer::start(&config);
     submit(&server, &["rcpt@example.test"], "relayed");
-    wait_for(
+    wait_until(
         &server,
         "the next hop to spool the message",
         Duration::from_secs(15),
         || next_hop.spool_messages().len() == 1,
     );
-    wait_for(
+    wait_until(
         &server,
         "our spool to empty",
         Duration::from_secs(5),
@@ -101,7 +97,7 @@ fn unverifiable_certificate_is_refused_by_default() {
     );
     let server = TestServer::start(&config);
     submit(&server, &["rcpt@example.test"], "untrusted");
-    wait_for(&server, "a TLS deferral", Duration::from_secs(10), || {
+    wait_until(&server, "a TLS deferral", Duration::from_secs(10), || {
         server.log().contains("4.7.5")
     });
     assert!(next_hop.spool_messages().is_empty());
@@ -118,13 +114,13 @@ fn temporary_failure_is_retried_then_delivered() {
     let sink = Sink::tcp(port, plan);
     let server = TestServer::start(&format!("{FAST}{}", sink_route(port, "")));
     submit(&server, &["rcpt@example.test"], "retry-me");
-    wait_for(
+    wait_until(
         &server,
         "a delivery after the 451",
         Duration::from_secs(15),
         || sink.acked().len() == 1,
     );
-    wait_for(
+    wait_until(
         &server,
         "our spool to empty",
         Duration::from_secs(5),
@@ -163,13 +159,13 @@ fn permanent_failure_bounces_to_the_senders_maildir_and_others_are_delivered() {
         "partly",
     );
     let inbox = server.data_dir().join("mail").join(FROM).join("new");
-    wait_for(
+    wait_until(
         &server,
         "the bounce in the sender's Maildir",
         Duration::from_secs(15),
         || maildir_count(&inbox) == 1,
     );
-    wait_for(
+    wait_until(
         &server,
         "our spool to empty",
         Duration::from_secs(5),
@@ -208,7 +204,7 @@ fn next_hop_down_then_up_loses_nothing() {
     for i in 0..5 {
         submit(&server, &["rcpt@example.test"], &format!("queued-{i}"));
     }
-    wait_for(
+    wait_until(
         &server,
         "connection failures",
         Duration::from_secs(10),
@@ -216,13 +212,13 @@ fn next_hop_down_then_up_loses_nothing() {
     );
     assert_eq!(server.spool_len(), 5);
     let sink = Sink::tcp(port, Plan::default());
-    wait_for(
+    wait_until(
         &server,
         "all five delivered",
         Duration::from_secs(20),
         || sink.acked().len() >= 5,
     );
-    wait_for(
+    wait_until(
         &server,
         "our spool to empty",
         Duration::from_secs(5),
@@ -248,7 +244,7 @@ fn sigkill_during_delivery_delivers_after_restart_with_at_most_one_duplicate() {
     );
     let mut server = TestServer::start(&format!("{FAST}{}", sink_route(port, "")));
     submit(&server, &["rcpt@example.test"], "killed");
-    wait_for(
+    wait_until(
         &server,
         "the message to reach the next hop",
         Duration::from_secs(10),
@@ -258,13 +254,13 @@ fn sigkill_during_delivery_delivers_after_restart_with_at_most_one_duplicate() {
     assert_eq!(server.spool_len(), 1, "not acknowledged, so still spooled");
     sink.set_stall(false);
     server.restart();
-    wait_for(
+    wait_until(
         &server,
         "delivery after the restart",
         Duration::from_secs(15),
         || sink.acked().len() == 1,
     );
-    wait_for(
+    wait_until(
         &server,
         "our spool to empty",
         Duration::from_secs(5),
@@ -298,10 +294,10 @@ fn lmtp_over_a_unix_socket_settles_each_recipient() {
     );
     let server = TestServer::start(&config);
     submit(&server, &["a@example.test", "b@example.test"], "lmtp");
-    wait_for(&server, "the retry for b", Duration::from_secs(15), || {
+    wait_until(&server, "the retry for b", Duration::from_secs(15), || {
         sink.acked().len() == 2
     });
-    wait_for(
+    wait_until(
         &server,
         "our spool to empty",
         Duration::from_secs(5),
@@ -332,7 +328,7 @@ fn xclient_login_carries_the_identity() {
         sink_route(port, "identity = \"xclient\"")
     ));
     submit(&server, &["rcpt@example.test"], "xclient");
-    wait_for(&server, "delivery", Duration::from_secs(10), || {
+    wait_until(&server, "delivery", Duration::from_secs(10), || {
         sink.acked().len() == 1
     });
     assert_eq!(sink.xclient_lines(), vec!["XCLIENT LOGIN=alice"]);
@@ -346,7 +342,7 @@ fn queue_command_lists_shows_retries_and_deletes() {
     let server = TestServer::start(&format!("{slow}{}", sink_route(port, "")));
     submit(&server, &["rcpt@example.test"], "first");
     submit(&server, &["rcpt@example.test"], "second");
-    wait_for(
+    wait_until(
         &server,
         "two failed attempts",
         Duration::from_secs(10),
@@ -372,13 +368,13 @@ fn queue_command_lists_shows_retries_and_deletes() {
     assert!(run_cli(&server, &["queue", "list"]).contains("1 message(s)"));
     let sink = Sink::tcp(port, Plan::default());
     run_cli(&server, &["queue", "retry", &id]);
-    wait_for(
+    wait_until(
         &server,
         "delivery after `queue retry`",
         Duration::from_secs(10),
         || sink.acked().len() == 1,
     );
-    wait_for(
+    wait_until(
         &server,
         "our spool to empty",
         Duration::from_secs(5),
@@ -427,7 +423,7 @@ fn a_thousand_queued_messages_drain() {
     }
     let started = Instant::now();
     let server = builder.start();
-    wait_for(
+    wait_until(
         &server,
         "the queue to drain",
         Duration::from_secs(120),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use portcullis_integration_tests::{free_port, TestServer, FROM};
+use portcullis_integration_tests::{free_port, wait_until, TestServer, FROM};
 use sink::{Plan, Sink};
 
 /// Short timings so retries happen within a test.
@@ -29,10 +29,6 @@ fn submit(server: &TestServer, rcpts: &[&str], subject: &str) {
     );
 }
 
-fn wait_for(server: &TestServer, what: &str, limit: Duration, done: impl FnMut() -> bool) {
-    portcullis_integration_tests::wait_until(server, what, limit, done);
-}
-
 fn maildir_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -48,7 +44,7 @@ fn maildir_file_has_lf_line_ends_return_path_and_delivered_to() {
     let server = TestServer::start(&format!("{FAST}{LOCAL}"));
     submit(&server, &["bob@example.test"], "lf please");
     let new = inbox(&server, "bob@example.test").join("new");
-    wait_for(&server, "the Maildir file", Duration::from_secs(10), || {
+    wait_until(&server, "the Maildir file", Duration::from_secs(10), || {
         maildir_files(&new).len() == 1
     });
     let file = std::fs::read_to_string(&maildir_files(&new)[0]).unwrap();
@@ -79,7 +75,7 @@ fn maildir_message_reads_cleanly_in_s_nail() {
     let server = TestServer::start(&format!("{FAST}{LOCAL}"));
     submit(&server, &["bob@example.test"], "read me");
     let mailbox = inbox(&server, "bob@example.test");
-    wait_for(&server, "the Maildir file", Duration::from_secs(10), || {
+    wait_until(&server, "the Maildir file", Duration::from_secs(10), || {
         maildir_files(&mailbox.join("new")).len() == 1
     });
     let folder = format!("maildir://{}", mailbox.display());
@@ -137,7 +133,7 @@ fn xclient_route_without_xclient_defers_then_bounces_instead_of_sending_anonymou
     let server = TestServer::start(&config);
     submit(&server, &["rcpt@remote.test"], "who am i");
     let bounces = inbox(&server, FROM).join("new");
-    wait_for(&server, "the bounce", Duration::from_secs(15), || {
+    wait_until(&server, "the bounce", Duration::from_secs(15), || {
         maildir_files(&bounces).len() == 1
     });
     assert!(
@@ -168,7 +164,7 @@ fn xclient_route_with_identity_not_required_sends_without_it() {
     );
     let server = TestServer::start(&config);
     submit(&server, &["rcpt@remote.test"], "anonymous is fine");
-    wait_for(&server, "delivery", Duration::from_secs(10), || {
+    wait_until(&server, "delivery", Duration::from_secs(10), || {
         sink.acked().len() == 1
     });
     assert!(sink.xclient_lines().is_empty());
@@ -213,7 +209,7 @@ fn a_stalled_route_does_not_delay_another_routes_mail() {
     for i in 0..4 {
         submit(&server, &["rcpt@remote.test"], &format!("stalled-{i}"));
     }
-    wait_for(
+    wait_until(
         &server,
         "the stalled route's connections",
         Duration::from_secs(5),
@@ -222,7 +218,7 @@ fn a_stalled_route_does_not_delay_another_routes_mail() {
     let started = Instant::now();
     submit(&server, &["bob@example.test"], "local");
     let new = inbox(&server, "bob@example.test").join("new");
-    wait_for(
+    wait_until(
         &server,
         "the Maildir delivery",
         Duration::from_secs(30),
@@ -242,7 +238,7 @@ fn a_stalled_route_does_not_delay_another_routes_mail() {
     let started = Instant::now();
     submit(&server, &["rcpt@remote.test", "carol@example.test"], "both");
     let new = inbox(&server, "carol@example.test").join("new");
-    wait_for(
+    wait_until(
         &server,
         "the Maildir delivery",
         Duration::from_secs(30),
@@ -304,7 +300,7 @@ fn smarthost_with_a_private_ca_is_trusted_with_ca_file_and_not_without() {
     );
     let without = TestServer::start(&format!("{FAST}{route}"));
     submit(&without, &["rcpt@remote.test"], "untrusted");
-    wait_for(&without, "a TLS deferral", Duration::from_secs(10), || {
+    wait_until(&without, "a TLS deferral", Duration::from_secs(10), || {
         without.log().contains("result=\"deferred\" status=4.7.5")
     });
     assert!(sink.txns().is_empty(), "nothing sent to an unverified host");
@@ -315,12 +311,12 @@ fn smarthost_with_a_private_ca_is_trusted_with_ca_file_and_not_without() {
         .config(&format!("{FAST}{route}ca_file = \"smarthost-ca.pem\"\n"))
         .start();
     submit(&with, &["rcpt@remote.test"], "trusted");
-    wait_for(&with, "delivery", Duration::from_secs(10), || {
+    wait_until(&with, "delivery", Duration::from_secs(10), || {
         sink.acked().len() == 1
     });
     let txn = &sink.acked()[0];
     assert!(txn.tls && txn.data.contains("Subject: trusted"), "{txn:?}");
-    wait_for(&with, "our spool to empty", Duration::from_secs(5), || {
+    wait_until(&with, "our spool to empty", Duration::from_secs(5), || {
         with.spool_len() == 0
     });
 }

@@ -28,14 +28,6 @@ fn with_policy(script: &str, extra: &str) -> TestServer {
         .start()
 }
 
-fn swaks_auth(
-    server: &TestServer,
-    user: &str,
-    password: &str,
-) -> portcullis_integration_tests::ToolOutput {
-    swaks_plain(server, user, password)
-}
-
 /// EHLO, STARTTLS, EHLO: ready for AUTH.
 fn raw_session(server: &TestServer) -> RawClient {
     let (mut c, _) = RawClient::connect(server.submission_port());
@@ -48,13 +40,13 @@ fn raw_session(server: &TestServer) -> RawClient {
 #[test]
 fn kumo_reference_static_table_runs_unchanged() {
     let server = with_policy(&lua_blocks(KUMO_REFERENCE)[0], "");
-    swaks_auth(&server, "scott", "tiger")
+    swaks_plain(&server, "scott", "tiger")
         .assert_contains("235 2.7.0")
         .assert_success(true);
     let message = server.single_message();
     assert_eq!(message.auth_field("authn_id").as_deref(), Some("scott"));
     assert_eq!(message.auth_field("authz_id").as_deref(), Some("scott"));
-    swaks_auth(&server, "scott", "lion").assert_contains("535 5.7.8");
+    swaks_plain(&server, "scott", "lion").assert_contains("535 5.7.8");
     // LOGIN goes through the same hook.
     let address = format!("127.0.0.1:{}", server.submission_port());
     swaks(&[
@@ -99,10 +91,10 @@ fn kumo_guide_sqlite_script_runs_unchanged() {
         &lua_blocks(KUMO_GUIDE)[1],
         "[lua]\nallowed_paths = [\"/path/to\"]\n",
     );
-    swaks_auth(&server, "daniel", "tiger")
+    swaks_plain(&server, "daniel", "tiger")
         .assert_contains("235 2.7.0")
         .assert_success(true);
-    swaks_auth(&server, "daniel", "lion").assert_contains("535 5.7.8");
+    swaks_plain(&server, "daniel", "lion").assert_contains("535 5.7.8");
     let _ = std::fs::remove_file(db);
 }
 
@@ -115,12 +107,12 @@ fn kumo_guide_vault_script_runs_unchanged_against_openbao() {
         bao.address()
     );
     let server = with_policy(&lua_blocks(KUMO_GUIDE)[2], &extra);
-    swaks_auth(&server, "daniel", "tiger")
+    swaks_plain(&server, "daniel", "tiger")
         .assert_contains("235 2.7.0")
         .assert_success(true);
-    swaks_auth(&server, "daniel", "lion").assert_contains("535 5.7.8");
+    swaks_plain(&server, "daniel", "lion").assert_contains("535 5.7.8");
     // No such secret: the script errors, which defers.
-    swaks_auth(&server, "nobody", "x").assert_contains("454 4.7.0");
+    swaks_plain(&server, "nobody", "x").assert_contains("454 4.7.0");
 }
 
 const GENERAL: &str = r#"
@@ -142,7 +134,7 @@ end)
 #[test]
 fn general_hook_accept_with_data_reaches_the_spool() {
     let server = with_policy(GENERAL, "");
-    swaks_auth(&server, "carol", "pw")
+    swaks_plain(&server, "carol", "pw")
         .assert_contains("235 2.7.0")
         .assert_success(true);
     let message = server.single_message();
@@ -295,7 +287,7 @@ fn a_permissive_hook_cannot_accept_a_proof_it_cannot_see() {
     attempt("not the password").assert_contains("535 5.7.8");
     assert!(server.spool_messages().is_empty());
     // PLAIN carries the password, so there the script does decide.
-    swaks_auth(&server, "anyone", "anything").assert_contains("235 2.7.0");
+    swaks_plain(&server, "anyone", "anything").assert_contains("235 2.7.0");
 }
 
 /// After our own verification accepted a CRAM-MD5 proof, `smtp_server_auth`
