@@ -217,7 +217,7 @@ pub fn msmtp(args: &[&str], stdin: &str) -> ToolOutput {
 
 /// Helpers every python script can use; `sys.argv[1:]` are the ports given.
 const PYTHON_PRELUDE: &str = r#"
-import base64, smtplib, socket, ssl, sys
+import base64, smtplib, socket, ssl, sys, threading
 PORTS = [int(p) for p in sys.argv[1:]]
 PORT = PORTS[0] if PORTS else 0
 FROM, TO = "alice@example.test", "rcpt@example.test"
@@ -243,11 +243,19 @@ def connect_tls(port):
 def b64(text):
     return base64.b64encode(text.encode()).decode()
 
+_out = threading.Lock()
+
+def say(line):
+    """One whole line per call, so lines from threads never interleave."""
+    with _out:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
 def show(label, reply):
     code, msg = reply
     if isinstance(msg, bytes):
         msg = msg.decode("utf-8", "replace")
-    print(f"{label}: {code} {msg}".replace("\n", " | "), flush=True)
+    say(f"{label}: {code} {msg}".replace("\n", " | "))
 
 def login(label, s, user, password, mech, initial_response_ok=True):
     s.user, s.password = user, password
@@ -257,7 +265,7 @@ def login(label, s, user, password, mech, initial_response_ok=True):
     except smtplib.SMTPAuthenticationError as e:
         show(label, (e.smtp_code, e.smtp_error))
     except (smtplib.SMTPException, OSError) as e:
-        print(f"{label}: EXC {e!r}", flush=True)
+        say(f"{label}: EXC {e!r}")
 
 def submit(label, s):
     show(label + ".mail", s.mail(FROM))
