@@ -86,6 +86,7 @@ mod tests {
             cram_md5: None,
             scram: ScramKeys::default(),
             may_act_as: Vec::new(),
+            state: Default::default(),
         })
     }
 

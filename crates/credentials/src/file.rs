@@ -9,6 +9,9 @@
 //! scram_sha256 = "{SCRAM-SHA-256}4096,salt,stored,server"  # optional, see `scram`
 //! scram_sha1 = "{SCRAM-SHA-1}4096,salt,stored,server"      # optional
 //! may_act_as = ["postmaster@example.org"]           # optional, "*" = any
+//! disabled = false                                  # optional
+//! require_app_password = false                      # optional (a file keeps no
+//!                                                   # app passwords: locks out)
 //! ```
 //!
 //! Unknown keys, duplicate names, unsupported password schemes and bad
@@ -24,8 +27,8 @@ use serde::Deserialize;
 use portcullis_sasl::ScramHash;
 
 use crate::{
-    check_identity, scheme, scram, CramMd5Keys, CredentialStore, ScramKeys, StoreError,
-    StoredPassword, UserRecord,
+    check_identity, scheme, scram, AccountState, CramMd5Keys, CredentialStore, ScramKeys,
+    StoreError, StoredPassword, UserRecord,
 };
 
 /// A read-only [`CredentialStore`] held in memory. Lookups do no I/O.
@@ -53,6 +56,10 @@ struct RawUser {
     scram_sha256: Option<String>,
     #[serde(default)]
     may_act_as: Vec<String>,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    require_app_password: bool,
 }
 
 impl FileStore {
@@ -124,6 +131,11 @@ fn validate(raw: RawUser) -> Result<UserRecord, String> {
         cram_md5,
         scram,
         may_act_as: raw.may_act_as,
+        state: AccountState {
+            disabled: raw.disabled,
+            require_app_password: raw.require_app_password,
+            password_set_at: None,
+        },
     })
 }
 

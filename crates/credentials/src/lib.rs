@@ -23,6 +23,7 @@
 //! - Unknown users cost the same time as wrong passwords
 //!   ([`scheme::verify_dummy`]), so timing does not reveal who exists.
 
+pub mod app_password;
 pub mod cram_md5;
 pub mod file;
 #[cfg(feature = "postgres")]
@@ -35,6 +36,7 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
+pub use app_password::{AppPassword, AppPasswordStore, NewAppPassword};
 pub use cram_md5::CramMd5Keys;
 pub use portcullis_sasl::Secret;
 pub use scheme::SchemeError;
@@ -55,6 +57,29 @@ pub struct UserRecord {
     /// Authorization identities this user may use besides its own name
     /// (`"*"` = any).
     pub may_act_as: Vec<String>,
+    /// Whether and how the account may log in.
+    pub state: AccountState,
+}
+
+/// What an account allows besides its secrets. The default: enabled,
+/// account password allowed, password age unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountState {
+    /// A disabled account is refused even with the right password
+    /// (`525 5.7.13`), and only then: a wrong one gets `535` as any.
+    pub disabled: bool,
+    /// Only app passwords log in; the account password is refused
+    /// (`534 5.7.9`) so a phished one does not open the relay.
+    pub require_app_password: bool,
+    /// When the password was last set (Unix seconds), if the store knows.
+    pub password_set_at: Option<i64>,
+}
+
+/// A switch `portcullis user disable|enable|require-app-password` turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountFlag {
+    Disabled,
+    RequireAppPassword,
 }
 
 /// A stored password hash (or, for `{PLAIN}`, the password itself).
@@ -134,6 +159,12 @@ pub trait CredentialStore: Send + Sync + 'static {
         let _ = (name, old, new);
         Ok(HashUpgrade::ReadOnly)
     }
+
+    /// The store's app passwords, if it keeps any (SQLite and our
+    /// PostgreSQL table do; read-only stores do not).
+    fn app_passwords(&self) -> Option<&dyn AppPasswordStore> {
+        None
+    }
 }
 
 /// What [`CredentialStore::upgrade_password_hash`] did.
@@ -188,6 +219,13 @@ pub trait UserAdmin: CredentialStore {
     /// Replaces the identities `name` may act as. Identities must be
     /// non-empty and contain no `,` or control characters.
     fn set_may_act_as(&self, name: &str, identities: &[String]) -> Result<(), StoreError>;
+
+    /// Turns an account switch on or off. `Err(StoreError::UnknownUser)`
+    /// if absent.
+    fn set_flag(&self, name: &str, flag: AccountFlag, on: bool) -> Result<(), StoreError>;
+
+    /// The app passwords of this store, to manage them.
+    fn app_password_admin(&self) -> &dyn AppPasswordStore;
 }
 
 /// Why a store operation failed. Messages name users and files, never
@@ -205,6 +243,9 @@ pub enum StoreError {
     /// An admin operation named a user that does not exist.
     #[error("no such user {0:?}")]
     UnknownUser(String),
+    /// An admin operation named an app password the user does not have.
+    #[error("no app password {0:?} for this user")]
+    UnknownCredential(String),
     /// A stored record, or a name or identity given to an admin operation,
     /// is not acceptable.
     #[error("invalid record for user {user:?}: {reason}")]
@@ -247,6 +288,7 @@ mod tests {
             cram_md5: Some(CramMd5Keys::from_password(b"hunter2")),
             scram: ScramKeys::from_password(&Secret::from("hunter2")).expect("derives"),
             may_act_as: vec![],
+            state: AccountState::default(),
         };
         let debug = format!("{record:?}");
         assert!(debug.contains("alice"));

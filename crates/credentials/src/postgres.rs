@@ -8,6 +8,13 @@
 //! a text array), `cram_md5`, `scram_sha1` and `scram_sha256` are read when
 //! present. Without a query, our own table (the SQLite store's schema) is
 //! used and created if missing; `portcullis user` manages only that table.
+//! A `password_query` may also return `disabled` and `require_app_password`
+//! (booleans) and `password_set_at` (Unix seconds).
+//!
+//! Our own tables are the SQLite store's (see [`crate::sqlite`]), in
+//! PostgreSQL types; columns added since are added at start
+//! (`ADD COLUMN IF NOT EXISTS`), so an older database is migrated in place.
+//! App passwords live in our own table only.
 //!
 //! Every call blocks (a network round trip): run it off the async workers.
 //! Connections are pooled (up to [`MAX_IDLE`] kept idle); one that fails is
@@ -20,10 +27,15 @@ use std::time::Duration;
 use portcullis_sasl::Secret;
 use postgres::{Client, NoTls, Row};
 
-use crate::sqlite::{credentials_for, expect_one_row, now_unix, scram_keys};
+use crate::app_password::{
+    check_scope, join_networks, AppPassword, AppPasswordStore, NewAppPassword,
+};
+use crate::sqlite::{
+    credentials_for, expect_one_row, flag_column, now_unix, scram_keys, AppPasswordRow, APP_COLUMNS,
+};
 use crate::{
-    check_identity, CramMd5Keys, CredentialStore, HashUpgrade, ScramKeys, ScramSave, StoreError,
-    StoredPassword, UserAdmin, UserRecord,
+    check_identity, AccountFlag, AccountState, CramMd5Keys, CredentialStore, HashUpgrade,
+    ScramKeys, ScramSave, StoreError, StoredPassword, UserAdmin, UserRecord,
 };
 
 /// Idle connections kept for reuse.
@@ -40,10 +52,28 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
     created_at BIGINT NOT NULL,
     scram_sha1 TEXT,
     scram_sha256 TEXT
-)";
+);
+ALTER TABLE users ADD COLUMN IF NOT EXISTS disabled BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS require_app_password BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS password_set_at BIGINT;
+CREATE TABLE IF NOT EXISTS app_passwords (
+    id TEXT PRIMARY KEY NOT NULL,
+    user_name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    last_used_at BIGINT,
+    last_used_from TEXT,
+    networks TEXT NOT NULL DEFAULT '',
+    senders TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS app_passwords_user ON app_passwords (user_name)";
 
 const DEFAULT_QUERY: &str =
-    "SELECT password, cram_md5, may_act_as, scram_sha1, scram_sha256 FROM users WHERE name = $1";
+    "SELECT password, cram_md5, may_act_as, scram_sha1, scram_sha256, disabled, \
+     require_app_password, COALESCE(password_set_at, created_at) AS password_set_at \
+     FROM users WHERE name = $1";
 
 /// A [`CredentialStore`] (and, on our own table, [`UserAdmin`]) over
 /// PostgreSQL.
@@ -168,10 +198,127 @@ fn record(name: &str, row: &Row) -> Result<UserRecord, StoreError> {
         cram_md5,
         scram,
         may_act_as: identities(row),
+        state: AccountState {
+            disabled: flag(row, "disabled"),
+            require_app_password: flag(row, "require_app_password"),
+            password_set_at: row
+                .columns()
+                .iter()
+                .any(|c| c.name() == "password_set_at")
+                .then(|| {
+                    row.try_get::<_, Option<i64>>("password_set_at")
+                        .ok()
+                        .flatten()
+                })
+                .flatten(),
+        },
     })
 }
 
+/// A boolean column by name; false when absent or NULL.
+fn flag(row: &Row, column: &str) -> bool {
+    row.columns().iter().any(|c| c.name() == column)
+        && row
+            .try_get::<_, Option<bool>>(column)
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+}
+
+fn app_password_row(row: &Row) -> AppPasswordRow {
+    AppPasswordRow {
+        id: row.get(0),
+        user: row.get(1),
+        label: row.get(2),
+        hash: row.get(3),
+        created_at: row.get(4),
+        expires_at: row.get(5),
+        last_used_at: row.get(6),
+        last_used_from: row.get(7),
+        networks: row.get(8),
+        senders: row.get(9),
+    }
+}
+
+impl AppPasswordStore for PostgresStore {
+    fn app_password(&self, id: &str) -> Result<Option<AppPassword>, StoreError> {
+        if !self.own_table {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {APP_COLUMNS} FROM app_passwords WHERE id = $1");
+        let row = self.with_client(|c| c.query_opt(sql.as_str(), &[&id]))?;
+        row.map(|r| app_password_row(&r).parse()).transpose()
+    }
+
+    fn app_password_used(&self, id: &str, at: i64, from: &str) -> Result<(), StoreError> {
+        self.with_client(|c| {
+            c.execute(
+                "UPDATE app_passwords SET last_used_at = $2, last_used_from = $3 WHERE id = $1",
+                &[&id, &at, &from],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn add_app_password(
+        &self,
+        user: &str,
+        id: &str,
+        hash: &StoredPassword,
+        new: &NewAppPassword,
+    ) -> Result<(), StoreError> {
+        self.require_own_table()?;
+        check_scope(new)?;
+        let (networks, senders) = (join_networks(&new.networks), new.senders.join(","));
+        let inserted = self.with_client(|c| {
+            c.execute(
+                "INSERT INTO app_passwords (id, user_name, label, hash, created_at, expires_at,
+                                            networks, senders)
+                 SELECT $1, name, $3, $4, $5, $6, $7, $8 FROM users WHERE name = $2",
+                &[
+                    &id,
+                    &user,
+                    &new.label,
+                    &hash.as_str(),
+                    &now_unix(),
+                    &new.expires_at,
+                    &networks,
+                    &senders,
+                ],
+            )
+        })?;
+        expect_one_row(inserted as usize, user)
+    }
+
+    fn list_app_passwords(&self, user: &str) -> Result<Vec<AppPassword>, StoreError> {
+        self.require_own_table()?;
+        let sql = format!(
+            "SELECT {APP_COLUMNS} FROM app_passwords WHERE user_name = $1 ORDER BY created_at, id"
+        );
+        let rows = self.with_client(|c| c.query(sql.as_str(), &[&user]))?;
+        rows.iter().map(|r| app_password_row(r).parse()).collect()
+    }
+
+    fn revoke_app_password(&self, user: &str, id: &str) -> Result<(), StoreError> {
+        self.require_own_table()?;
+        let deleted = self.with_client(|c| {
+            c.execute(
+                "DELETE FROM app_passwords WHERE user_name = $1 AND id = $2",
+                &[&user, &id],
+            )
+        })?;
+        match deleted {
+            0 => Err(StoreError::UnknownCredential(id.to_owned())),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl CredentialStore for PostgresStore {
+    fn app_passwords(&self) -> Option<&dyn AppPasswordStore> {
+        self.own_table.then_some(self as &dyn AppPasswordStore)
+    }
+
     fn lookup(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = self.with_client(|c| c.query_opt(self.query.as_str(), &[&name]))?;
         row.map(|row| record(name, &row)).transpose()
@@ -236,8 +383,9 @@ impl UserAdmin for PostgresStore {
         let inserted =
             self.with_client(|c| {
                 c.execute(
-                "INSERT INTO users (name, password, cram_md5, created_at, scram_sha1, scram_sha256)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO users (name, password, cram_md5, created_at, scram_sha1, scram_sha256,
+                                    password_set_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $4) ON CONFLICT (name) DO NOTHING",
                 &[&name, &new.hash, &new.cram, &now_unix(), &new.scram_sha1, &new.scram_sha256],
             )
             })?;
@@ -258,9 +406,10 @@ impl UserAdmin for PostgresStore {
         let updated =
             self.with_client(|c| {
                 c.execute(
-                "UPDATE users SET password = $2, cram_md5 = $3, scram_sha1 = $4, scram_sha256 = $5
+                "UPDATE users SET password = $2, cram_md5 = $3, scram_sha1 = $4, scram_sha256 = $5,
+                                  password_set_at = $6
                  WHERE name = $1",
-                &[&name, &new.hash, &new.cram, &new.scram_sha1, &new.scram_sha256],
+                &[&name, &new.hash, &new.cram, &new.scram_sha1, &new.scram_sha256, &now_unix()],
             )
             })?;
         expect_one_row(updated as usize, name)
@@ -268,9 +417,25 @@ impl UserAdmin for PostgresStore {
 
     fn delete_user(&self, name: &str) -> Result<(), StoreError> {
         self.require_own_table()?;
-        let deleted =
-            self.with_client(|c| c.execute("DELETE FROM users WHERE name = $1", &[&name]))?;
+        let deleted = self.with_client(|c| {
+            c.execute("DELETE FROM app_passwords WHERE user_name = $1", &[&name])?;
+            c.execute("DELETE FROM users WHERE name = $1", &[&name])
+        })?;
         expect_one_row(deleted as usize, name)
+    }
+
+    fn set_flag(&self, name: &str, flag: AccountFlag, on: bool) -> Result<(), StoreError> {
+        self.require_own_table()?;
+        let sql = format!(
+            "UPDATE users SET {} = $2 WHERE name = $1",
+            flag_column(flag)
+        );
+        let updated = self.with_client(|c| c.execute(sql.as_str(), &[&name, &on]))?;
+        expect_one_row(updated as usize, name)
+    }
+
+    fn app_password_admin(&self) -> &dyn AppPasswordStore {
+        self
     }
 
     fn list_users(&self) -> Result<Vec<String>, StoreError> {

@@ -11,9 +11,26 @@
 //!     may_act_as TEXT NOT NULL DEFAULT '',   -- comma-separated identities
 //!     created_at INTEGER NOT NULL,           -- Unix seconds
 //!     scram_sha1   TEXT,                     -- see `scram`: "{SCRAM-SHA-1}i,salt,…"
-//!     scram_sha256 TEXT                      -- "{SCRAM-SHA-256}i,salt,stored,server"
+//!     scram_sha256 TEXT,                     -- "{SCRAM-SHA-256}i,salt,stored,server"
+//!     disabled INTEGER NOT NULL DEFAULT 0,   -- 1: refused (525) even with the password
+//!     require_app_password INTEGER NOT NULL DEFAULT 0,  -- 1: account password refused (534)
+//!     password_set_at INTEGER                -- Unix seconds; NULL: created_at
+//! );
+//! CREATE TABLE app_passwords (               -- see `app_password`
+//!     id TEXT PRIMARY KEY NOT NULL,          -- the token's id
+//!     user_name TEXT NOT NULL,               -- users.name
+//!     label TEXT NOT NULL,
+//!     hash TEXT NOT NULL,                    -- "{HMAC-SHA256}" + hex
+//!     created_at INTEGER NOT NULL,
+//!     expires_at INTEGER,
+//!     last_used_at INTEGER,
+//!     last_used_from TEXT,
+//!     networks TEXT NOT NULL DEFAULT '',     -- comma-separated CIDR
+//!     senders TEXT NOT NULL DEFAULT ''       -- comma-separated addresses, @domains
 //! );
 //! ```
+//!
+//! The PostgreSQL store uses the same schema.
 //!
 //! The SCRAM columns came later: [`SqliteStore::open`] adds them to an
 //! older database (`ALTER TABLE ADD COLUMN`), leaving them NULL: those
@@ -39,9 +56,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use portcullis_sasl::ScramHash;
 
+use crate::app_password::{
+    check_scope, join_networks, split_list, split_networks, AppPassword, AppPasswordStore,
+    NewAppPassword,
+};
 use crate::{
-    check_identity, scheme, scram, CramMd5Keys, CredentialStore, HashUpgrade, ScramKeys, ScramSave,
-    StoreError, StoredPassword, UserAdmin, UserRecord,
+    check_identity, scheme, scram, AccountFlag, AccountState, CramMd5Keys, CredentialStore,
+    HashUpgrade, ScramKeys, ScramSave, StoreError, StoredPassword, UserAdmin, UserRecord,
 };
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
@@ -50,10 +71,34 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS users (
     cram_md5 TEXT,
     may_act_as TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL
-)";
+);
+CREATE TABLE IF NOT EXISTS app_passwords (
+    id TEXT PRIMARY KEY NOT NULL,
+    user_name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    last_used_at INTEGER,
+    last_used_from TEXT,
+    networks TEXT NOT NULL DEFAULT '',
+    senders TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS app_passwords_user ON app_passwords (user_name)";
 
 /// Columns added after the first schema, with their type.
-const ADDED_COLUMNS: [(&str, &str); 2] = [("scram_sha1", "TEXT"), ("scram_sha256", "TEXT")];
+pub(crate) const ADDED_COLUMNS: [(&str, &str); 5] = [
+    ("scram_sha1", "TEXT"),
+    ("scram_sha256", "TEXT"),
+    ("disabled", "INTEGER NOT NULL DEFAULT 0"),
+    ("require_app_password", "INTEGER NOT NULL DEFAULT 0"),
+    ("password_set_at", "INTEGER"),
+];
+
+/// The columns a look-up reads, in [`UserRow`] order.
+pub(crate) const LOOKUP_COLUMNS: &str =
+    "password, cram_md5, may_act_as, scram_sha1, scram_sha256, \
+     disabled <> 0, require_app_password <> 0, COALESCE(password_set_at, created_at)";
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -205,6 +250,45 @@ pub(crate) fn scram_keys(
     })
 }
 
+/// A user's row as SQLite and PostgreSQL return it.
+pub(crate) struct UserRow {
+    pub password: Option<String>,
+    pub cram_md5: Option<String>,
+    pub may_act_as: String,
+    pub scram_sha1: Option<String>,
+    pub scram_sha256: Option<String>,
+    pub state: AccountState,
+}
+
+impl UserRow {
+    pub(crate) fn into_record(self, name: &str) -> Result<UserRecord, StoreError> {
+        let scram = scram_keys(name, self.scram_sha1, self.scram_sha256)?;
+        let cram_md5 =
+            match self.cram_md5.filter(|s| !s.is_empty()) {
+                Some(stored) => Some(CramMd5Keys::from_stored(&stored).map_err(|e| {
+                    StoreError::InvalidRecord {
+                        user: name.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })?),
+                None => None,
+            };
+        Ok(UserRecord {
+            name: name.to_owned(),
+            password: self.password.map(StoredPassword::new),
+            cram_md5,
+            scram,
+            may_act_as: self
+                .may_act_as
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            state: self.state,
+        })
+    }
+}
+
 impl CredentialStore for SqliteStore {
     fn version(&self) -> Result<Option<u64>, StoreError> {
         let conn = self
@@ -221,49 +305,31 @@ impl CredentialStore for SqliteStore {
         let conn = self.conn();
         // Every login runs this: keep it prepared rather than parse it each time.
         let row = conn
-            .prepare_cached(
-                "SELECT password, cram_md5, may_act_as, scram_sha1, scram_sha256
-                 FROM users WHERE name = ?1",
-            )
+            .prepare_cached(&format!(
+                "SELECT {LOOKUP_COLUMNS} FROM users WHERE name = ?1"
+            ))
             .map_err(db_error)?
             .query_row([name], |row| {
-                Ok((
-                    row.get::<_, Option<String>>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, String>(2)?,
-                    (
-                        row.get::<_, Option<String>>(3)?,
-                        row.get::<_, Option<String>>(4)?,
-                    ),
-                ))
+                Ok(UserRow {
+                    password: row.get(0)?,
+                    cram_md5: row.get(1)?,
+                    may_act_as: row.get(2)?,
+                    scram_sha1: row.get(3)?,
+                    scram_sha256: row.get(4)?,
+                    state: AccountState {
+                        disabled: row.get(5)?,
+                        require_app_password: row.get(6)?,
+                        password_set_at: row.get(7)?,
+                    },
+                })
             })
             .optional()
             .map_err(db_error)?;
-        let Some((password, cram_md5, may_act_as, (sha1, sha256))) = row else {
-            return Ok(None);
-        };
-        let scram = scram_keys(name, sha1, sha256)?;
-        let cram_md5 =
-            match cram_md5.filter(|s| !s.is_empty()) {
-                Some(stored) => Some(CramMd5Keys::from_stored(&stored).map_err(|e| {
-                    StoreError::InvalidRecord {
-                        user: name.to_owned(),
-                        reason: e.to_string(),
-                    }
-                })?),
-                None => None,
-            };
-        Ok(Some(UserRecord {
-            name: name.to_owned(),
-            password: password.map(StoredPassword::new),
-            cram_md5,
-            scram,
-            may_act_as: may_act_as
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        }))
+        row.map(|row| row.into_record(name)).transpose()
+    }
+
+    fn app_passwords(&self) -> Option<&dyn AppPasswordStore> {
+        Some(self)
     }
 
     fn has_cram_md5_keys(&self) -> Result<bool, StoreError> {
@@ -330,8 +396,9 @@ impl UserAdmin for SqliteStore {
         let inserted = self
             .conn()
             .execute(
-                "INSERT INTO users (name, password, cram_md5, created_at, scram_sha1, scram_sha256)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO users (name, password, cram_md5, created_at, scram_sha1, scram_sha256,
+                                    password_set_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4)
                  ON CONFLICT (name) DO NOTHING",
                 params![
                     name,
@@ -359,20 +426,46 @@ impl UserAdmin for SqliteStore {
         let updated = self
             .conn()
             .execute(
-                "UPDATE users SET password = ?2, cram_md5 = ?3, scram_sha1 = ?4, scram_sha256 = ?5
+                "UPDATE users SET password = ?2, cram_md5 = ?3, scram_sha1 = ?4, scram_sha256 = ?5,
+                                  password_set_at = ?6
                  WHERE name = ?1",
-                params![name, new.hash, new.cram, new.scram_sha1, new.scram_sha256],
+                params![
+                    name,
+                    new.hash,
+                    new.cram,
+                    new.scram_sha1,
+                    new.scram_sha256,
+                    now_unix()
+                ],
             )
             .map_err(db_error)?;
         expect_one_row(updated, name)
     }
 
     fn delete_user(&self, name: &str) -> Result<(), StoreError> {
-        let deleted = self
-            .conn()
+        let conn = self.conn();
+        conn.execute("DELETE FROM app_passwords WHERE user_name = ?1", [name])
+            .map_err(db_error)?;
+        let deleted = conn
             .execute("DELETE FROM users WHERE name = ?1", [name])
             .map_err(db_error)?;
         expect_one_row(deleted, name)
+    }
+
+    fn set_flag(&self, name: &str, flag: AccountFlag, on: bool) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE users SET {} = ?2 WHERE name = ?1",
+            flag_column(flag)
+        );
+        let updated = self
+            .conn()
+            .execute(&sql, params![name, on])
+            .map_err(db_error)?;
+        expect_one_row(updated, name)
+    }
+
+    fn app_password_admin(&self) -> &dyn AppPasswordStore {
+        self
     }
 
     fn list_users(&self) -> Result<Vec<String>, StoreError> {
@@ -403,11 +496,153 @@ impl UserAdmin for SqliteStore {
     }
 }
 
+/// The column behind an account switch (a fixed name, never user input).
+pub(crate) fn flag_column(flag: AccountFlag) -> &'static str {
+    match flag {
+        AccountFlag::Disabled => "disabled",
+        AccountFlag::RequireAppPassword => "require_app_password",
+    }
+}
+
 /// Maps an UPDATE/DELETE row count to `UnknownUser` when nothing matched.
 pub(crate) fn expect_one_row(changed: usize, name: &str) -> Result<(), StoreError> {
     match changed {
         0 => Err(StoreError::UnknownUser(name.to_owned())),
         _ => Ok(()),
+    }
+}
+
+/// The columns of an app password, in [`app_password_row`] order.
+pub(crate) const APP_COLUMNS: &str = "id, user_name, label, hash, created_at, expires_at, \
+     last_used_at, last_used_from, networks, senders";
+
+fn app_password_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AppPasswordRow> {
+    Ok(AppPasswordRow {
+        id: row.get(0)?,
+        user: row.get(1)?,
+        label: row.get(2)?,
+        hash: row.get(3)?,
+        created_at: row.get(4)?,
+        expires_at: row.get(5)?,
+        last_used_at: row.get(6)?,
+        last_used_from: row.get(7)?,
+        networks: row.get(8)?,
+        senders: row.get(9)?,
+    })
+}
+
+/// An app password's columns as read, before the networks are parsed.
+pub(crate) struct AppPasswordRow {
+    pub id: String,
+    pub user: String,
+    pub label: String,
+    pub hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub last_used_from: Option<String>,
+    pub networks: String,
+    pub senders: String,
+}
+
+impl AppPasswordRow {
+    pub(crate) fn parse(self) -> Result<AppPassword, StoreError> {
+        Ok(AppPassword {
+            networks: split_networks(&self.id, &self.networks)?,
+            senders: split_list(&self.senders).map(str::to_owned).collect(),
+            id: self.id,
+            user: self.user,
+            label: self.label,
+            hash: StoredPassword::new(self.hash),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            last_used_from: self.last_used_from,
+        })
+    }
+}
+
+impl AppPasswordStore for SqliteStore {
+    fn app_password(&self, id: &str) -> Result<Option<AppPassword>, StoreError> {
+        let row = self
+            .conn()
+            .prepare_cached(&format!(
+                "SELECT {APP_COLUMNS} FROM app_passwords WHERE id = ?1"
+            ))
+            .map_err(db_error)?
+            .query_row([id], app_password_row)
+            .optional()
+            .map_err(db_error)?;
+        row.map(AppPasswordRow::parse).transpose()
+    }
+
+    fn app_password_used(&self, id: &str, at: i64, from: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE app_passwords SET last_used_at = ?2, last_used_from = ?3 WHERE id = ?1",
+                params![id, at, from],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    fn add_app_password(
+        &self,
+        user: &str,
+        id: &str,
+        hash: &StoredPassword,
+        new: &NewAppPassword,
+    ) -> Result<(), StoreError> {
+        check_scope(new)?;
+        let conn = self.conn();
+        let inserted = conn
+            .execute(
+                "INSERT INTO app_passwords (id, user_name, label, hash, created_at, expires_at,
+                                            networks, senders)
+                 SELECT ?1, name, ?3, ?4, ?5, ?6, ?7, ?8 FROM users WHERE name = ?2",
+                params![
+                    id,
+                    user,
+                    new.label,
+                    hash.as_str(),
+                    now_unix(),
+                    new.expires_at,
+                    join_networks(&new.networks),
+                    new.senders.join(",")
+                ],
+            )
+            .map_err(db_error)?;
+        expect_one_row(inserted, user)
+    }
+
+    fn list_app_passwords(&self, user: &str) -> Result<Vec<AppPassword>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(&format!(
+                "SELECT {APP_COLUMNS} FROM app_passwords WHERE user_name = ?1
+                 ORDER BY created_at, id"
+            ))
+            .map_err(db_error)?;
+        let rows = statement
+            .query_map([user], app_password_row)
+            .map_err(db_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error)?;
+        rows.into_iter().map(AppPasswordRow::parse).collect()
+    }
+
+    fn revoke_app_password(&self, user: &str, id: &str) -> Result<(), StoreError> {
+        let deleted = self
+            .conn()
+            .execute(
+                "DELETE FROM app_passwords WHERE user_name = ?1 AND id = ?2",
+                [user, id],
+            )
+            .map_err(db_error)?;
+        match deleted {
+            0 => Err(StoreError::UnknownCredential(id.to_owned())),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use std::io::Write;
 use portcullis_credentials::file::FileStore;
 use portcullis_credentials::sqlite::SqliteStore;
 use portcullis_credentials::{
-    scheme, CramMd5Keys, CredentialStore, HashUpgrade, Secret, StoredPassword, UserAdmin,
-    Verification,
+    app_password, scheme, AccountFlag, CramMd5Keys, CredentialStore, HashUpgrade, NewAppPassword,
+    Secret, StoreError, StoredPassword, UserAdmin, Verification,
 };
 
 /// What every store must do, given one holding:
@@ -78,6 +78,78 @@ fn hash_upgrade_swaps_only_the_verified_hash(store: &dyn CredentialStore) {
     );
 }
 
+/// Account switches and app passwords, on a writable store holding "bob".
+fn states_and_app_passwords_conform(store: &dyn UserAdmin) {
+    let bob = store.lookup("bob").expect("works").expect("exists");
+    assert!(!bob.state.disabled);
+    assert!(!bob.state.require_app_password);
+    assert!(bob.state.password_set_at.is_some(), "age known");
+    store
+        .set_flag("bob", AccountFlag::Disabled, true)
+        .expect("set");
+    store
+        .set_flag("bob", AccountFlag::RequireAppPassword, true)
+        .expect("set");
+    let bob = store.lookup("bob").expect("works").expect("exists");
+    assert!(bob.state.disabled && bob.state.require_app_password);
+    store
+        .set_flag("bob", AccountFlag::Disabled, false)
+        .expect("set");
+    assert!(!store.lookup("bob").unwrap().unwrap().state.disabled);
+    assert!(matches!(
+        store.set_flag("nobody", AccountFlag::Disabled, true),
+        Err(StoreError::UnknownUser(_))
+    ));
+
+    let apps = store.app_password_admin();
+    let key = Secret::from("key");
+    let (_, token) = app_password::generate();
+    let new = NewAppPassword {
+        label: "phone".into(),
+        expires_at: Some(4_000_000_000),
+        networks: vec![
+            "198.51.100.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ],
+        senders: vec!["bob@example.org".into(), "@example.com".into()],
+    };
+    apps.add_app_password("bob", &token.id, &token.hash(&key), &new)
+        .expect("added");
+    assert!(matches!(
+        apps.add_app_password("nobody", "x", &token.hash(&key), &new),
+        Err(StoreError::UnknownUser(_))
+    ));
+    let found = store
+        .app_passwords()
+        .expect("keeps app passwords")
+        .app_password(&token.id)
+        .expect("works")
+        .expect("found");
+    assert_eq!(found.user, "bob");
+    assert_eq!(found.label, "phone");
+    assert_eq!(found.networks, new.networks);
+    assert_eq!(found.senders, new.senders);
+    assert_eq!(found.expires_at, new.expires_at);
+    assert_eq!(token.verify(&key, &found.hash), Verification::Match);
+    apps.app_password_used(&token.id, 1234, "198.51.100.7")
+        .expect("recorded");
+    let listed = apps.list_app_passwords("bob").expect("works");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(1234));
+    assert_eq!(listed[0].last_used_from.as_deref(), Some("198.51.100.7"));
+    assert!(apps.list_app_passwords("alice").unwrap().is_empty());
+    assert!(matches!(
+        apps.revoke_app_password("alice", &token.id),
+        Err(StoreError::UnknownCredential(_))
+    ));
+    apps.revoke_app_password("bob", &token.id).expect("revoked");
+    assert!(apps.app_password(&token.id).unwrap().is_none());
+    assert!(apps
+        .app_password("'; DROP TABLE users; --")
+        .unwrap()
+        .is_none());
+}
+
 #[test]
 fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -96,6 +168,7 @@ fn sqlite_store_conforms() {
         .expect("added");
     conformance(&store);
     hash_upgrade_swaps_only_the_verified_hash(&store);
+    states_and_app_passwords_conform(&store);
 }
 
 #[test]
@@ -179,6 +252,7 @@ mod postgres {
         ));
         super::conformance(&store);
         super::hash_upgrade_swaps_only_the_verified_hash(&store);
+        super::states_and_app_passwords_conform(&store);
         assert_eq!(store.list_users().unwrap(), ["alice", "bob"]);
         assert!(store.has_scram_secrets().unwrap());
         store.delete_user("bob").expect("deleted");
