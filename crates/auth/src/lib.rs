@@ -23,6 +23,7 @@
 //! replaced by argon2id at the user's next successful login, where the
 //! store can be written.
 
+mod account;
 mod cache;
 mod floor;
 mod records;
@@ -33,6 +34,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use account::{LoginContext, RefusalClass, LAST_USED_GRANULARITY};
 use cache::{NotVerified, Source, VerifiedCache};
 use floor::{Cost, FailureFloor};
 use records::RecordCache;
@@ -57,13 +59,28 @@ pub enum Decision {
     Accepted {
         authn_id: String,
         authz_id: String,
+        /// The app password used, if one was: its id and label go to the
+        /// log and the spool; its senders narrow the account's.
+        credential: Option<Arc<AppCredential>>,
     },
     Rejected(RejectReason),
     /// The store could not answer; the client should try again later.
     Unavailable(String),
 }
 
-/// Why credentials were refused. For logs and `auth test`, never the client.
+/// The app password a login used: what the session, the log, the spool
+/// and per-credential limits key on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCredential {
+    pub id: String,
+    pub label: String,
+    /// Envelope senders it may use (addresses or `@domain`), on top of the
+    /// account's rules; empty: no narrowing.
+    pub senders: Vec<String>,
+}
+
+/// Why credentials were refused. For logs and `auth test`, never the
+/// client, which learns only the [class](RejectReason::class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     UnknownUser,
@@ -80,6 +97,21 @@ pub enum RejectReason {
     InvalidToken,
     /// A valid bearer token, but for another user than the one named.
     TokenForAnotherUser,
+    /// The right secret, but the account is disabled (`525 5.7.13`).
+    AccountDisabled,
+    /// The right account password, but the account requires app
+    /// passwords (`534 5.7.9`).
+    AccountPasswordNotAllowed,
+    /// The right account password, older than `password_max_age`.
+    PasswordExpired,
+    /// A well-formed app password whose id no store record has.
+    UnknownAppPassword,
+    /// A right app password, but another account's than the one named.
+    AppPasswordOfAnotherUser,
+    /// A right app password past its expiry.
+    AppPasswordExpired,
+    /// A right app password from a client outside its networks.
+    NetworkNotAllowed,
 }
 
 impl fmt::Display for RejectReason {
@@ -92,6 +124,15 @@ impl fmt::Display for RejectReason {
             RejectReason::ChannelBindingMismatch => "channel binding does not match (MITM?)",
             RejectReason::InvalidToken => "invalid bearer token",
             RejectReason::TokenForAnotherUser => "bearer token is for another user",
+            RejectReason::AccountDisabled => "account disabled",
+            RejectReason::AccountPasswordNotAllowed => {
+                "account password refused: app passwords required"
+            }
+            RejectReason::PasswordExpired => "password expired",
+            RejectReason::UnknownAppPassword => "unknown app password",
+            RejectReason::AppPasswordOfAnotherUser => "app password of another user",
+            RejectReason::AppPasswordExpired => "app password expired",
+            RejectReason::NetworkNotAllowed => "app password not allowed from this network",
         })
     }
 }
@@ -115,6 +156,9 @@ pub struct AuthOptions {
     /// A refused credential is answered no sooner than this (or than a
     /// margin above the slowest verification seen, if that is longer).
     pub failure_floor: Duration,
+    /// An account password set longer ago than this is refused
+    /// ("password expired"); `None`: passwords do not expire.
+    pub password_max_age: Option<Duration>,
 }
 
 impl Default for AuthOptions {
@@ -126,6 +170,7 @@ impl Default for AuthOptions {
             slot_wait: DEFAULT_SLOT_WAIT,
             slot_queue: DEFAULT_SLOT_QUEUE,
             failure_floor: Duration::ZERO,
+            password_max_age: None,
         }
     }
 }
@@ -176,6 +221,9 @@ pub struct Authenticator {
     verifications: Arc<VerificationSlots>,
     /// How long a refusal takes at least.
     floor: Arc<FailureFloor>,
+    /// The key app passwords are hashed with; `None`: none are checked.
+    app_key: Option<Arc<Secret>>,
+    password_max_age: Option<Duration>,
 }
 
 impl Authenticator {
@@ -211,7 +259,16 @@ impl Authenticator {
                 options.slot_wait,
             )),
             floor: Arc::new(FailureFloor::new(options.failure_floor)),
+            app_key: None,
+            password_max_age: options.password_max_age,
         }
+    }
+
+    /// Checks app passwords (`pc_…`) with this key (see
+    /// [`portcullis_credentials::app_password`]), where the store keeps them.
+    pub fn with_app_password_key(mut self, key: Secret) -> Self {
+        self.app_key = Some(Arc::new(key));
+        self
     }
 
     /// Accepts bearer tokens (OAUTHBEARER, XOAUTH2) that `validator` accepts.
@@ -311,6 +368,9 @@ impl Authenticator {
         else {
             return None;
         };
+        if self.app_token(credentials).is_some() {
+            return None;
+        }
         let record = self.records.as_ref()?.get(authcid)?;
         let stored = record.password.as_ref()?;
         // Without SCRAM secrets, the full check would store some.
@@ -323,11 +383,11 @@ impl Authenticator {
             return None;
         }
         metrics::counter!("portcullis_auth_cache_total", "result" => "hit").increment(1);
-        Some(decide(Ok(()), Some(&record), credentials))
+        Some(self.decide(Ok(()), Some(&record), credentials))
     }
 
     /// The user's record: cached at the store's current version, or read.
-    fn lookup_record(&self, user: &str) -> Result<Option<Arc<UserRecord>>, StoreError> {
+    pub(crate) fn lookup_record(&self, user: &str) -> Result<Option<Arc<UserRecord>>, StoreError> {
         let Some(records) = &self.records else {
             return Ok(self.store.lookup(user)?.map(Arc::new));
         };
@@ -347,15 +407,26 @@ impl Authenticator {
     /// an accepted password stored in a weak scheme is re-hashed with
     /// argon2id (see [`rehash`]).
     pub fn check(&self, credentials: &Credentials) -> Decision {
+        self.check_with(credentials, &LoginContext::default())
+    }
+
+    /// [`Authenticator::check`] with what the credentials do not say (the
+    /// client's address, for app-password network scopes).
+    pub fn check_with(&self, credentials: &Credentials, context: &LoginContext) -> Decision {
         if let Credentials::Bearer { user, token } = credentials {
             return self.check_token(user.as_deref(), token).0;
         }
         let started = Instant::now();
-        let decision = self.check_secret(credentials);
+        let decision = match self.app_token(credentials) {
+            Some(token) => self.check_app_password(&token, credentials, context),
+            None => self.check_secret(credentials),
+        };
         match &decision {
             Decision::Rejected(_) => self.hold_refusal(started),
-            Decision::Accepted { .. } => self.upgrade_hash(credentials),
-            Decision::Unavailable(_) => {}
+            Decision::Accepted {
+                credential: None, ..
+            } => self.upgrade_hash(credentials),
+            Decision::Accepted { .. } | Decision::Unavailable(_) => {}
         }
         decision
     }
@@ -433,7 +504,36 @@ impl Authenticator {
             },
             _ => Err(RejectReason::NoUsableSecret),
         };
-        decide(verified, record.as_deref(), credentials)
+        self.decide(verified, record.as_deref(), credentials)
+    }
+
+    /// The decision once the account's own secret is checked: rejected
+    /// with the reason; else refused if the account does not allow this
+    /// login (disabled, app passwords only, password too old; see
+    /// [`account`]); else accepted if the authorization identity is.
+    fn decide(
+        &self,
+        verified: Result<(), RejectReason>,
+        record: Option<&UserRecord>,
+        credentials: &Credentials,
+    ) -> Decision {
+        let allowed = verified.and_then(|()| match record {
+            Some(record) => account::account_password_allowed(
+                record,
+                credentials,
+                self.password_max_age,
+                account::now_unix(),
+            ),
+            None => Ok(()),
+        });
+        match allowed.and_then(|()| authorize(record, credentials)) {
+            Ok(authz_id) => Decision::Accepted {
+                authn_id: credentials.authcid().to_string(),
+                authz_id,
+                credential: None,
+            },
+            Err(reason) => Decision::Rejected(reason),
+        }
     }
 }
 
@@ -514,26 +614,10 @@ fn verify_cram_md5(
     }
 }
 
-/// The decision once the secret is checked: rejected with the reason, or
-/// accepted if the authorization identity is allowed.
-fn decide(
-    verified: Result<(), RejectReason>,
-    record: Option<&UserRecord>,
-    credentials: &Credentials,
-) -> Decision {
-    match verified.and_then(|()| authorize(record, credentials)) {
-        Ok(authz_id) => Decision::Accepted {
-            authn_id: credentials.authcid().to_string(),
-            authz_id,
-        },
-        Err(reason) => Decision::Rejected(reason),
-    }
-}
-
 /// The authorization identity (RFC 4616 §2, RFC 4422 §3.4.1): empty or the
 /// user's own name means the user itself; anything else only if the store
 /// lists it in `may_act_as` (or lists `*`).
-fn authorize(
+pub(crate) fn authorize(
     record: Option<&UserRecord>,
     credentials: &Credentials,
 ) -> Result<String, RejectReason> {
@@ -549,5 +633,7 @@ fn authorize(
     }
 }
 
+#[cfg(test)]
+mod account_tests;
 #[cfg(test)]
 mod tests;

@@ -244,6 +244,7 @@ pub(crate) fn decide(
             Decision::Accepted {
                 authn_id: user.clone(),
                 authz_id: user,
+                credential: None,
             },
             None,
         ),

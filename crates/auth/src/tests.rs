@@ -31,7 +31,8 @@ fn right_password_is_accepted_as_itself() {
         a.check(&plain("alice", None, "right")),
         Decision::Accepted {
             authn_id: "alice".into(),
-            authz_id: "alice".into()
+            authz_id: "alice".into(),
+            credential: None,
         }
     );
     assert!(matches!(
@@ -64,7 +65,8 @@ fn authzid_allowed_by_the_store() {
         a.check(&plain("alice", Some("sales"), "right")),
         Decision::Accepted {
             authn_id: "alice".into(),
-            authz_id: "sales".into()
+            authz_id: "sales".into(),
+            credential: None,
         }
     );
 }
@@ -253,14 +255,16 @@ fn external_needs_an_existing_user_and_follows_the_authzid_rule() {
         a.check(&external("alice", None)),
         Decision::Accepted {
             authn_id: "alice".into(),
-            authz_id: "alice".into()
+            authz_id: "alice".into(),
+            credential: None,
         }
     );
     assert_eq!(
         a.check(&external("alice", Some("sales"))),
         Decision::Accepted {
             authn_id: "alice".into(),
-            authz_id: "sales".into()
+            authz_id: "sales".into(),
+            credential: None,
         }
     );
     assert_eq!(
