@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use portcullis_auth::{Authenticator, Decision};
+use portcullis_auth::{AuthOptions, Authenticator, Decision};
 use portcullis_config::Config;
-use portcullis_credentials::CramMd5Keys;
+use portcullis_credentials::{app_password, CramMd5Keys};
 use portcullis_sasl::{Credentials, Mechanism, Secret};
 
 #[derive(Subcommand)]
@@ -52,7 +52,18 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
     } else {
         Secret::from(crate::users::prompt("Password: ", "use --password-stdin")?)
     };
-    let mut authenticator = Authenticator::new(crate::stores::open(config)?);
+    let options = AuthOptions {
+        password_max_age: config.auth.password_max_age,
+        ..AuthOptions::default()
+    };
+    let mut authenticator = Authenticator::with_options(crate::stores::open(config)?, &options);
+    // Only a key the server made: a test creates nothing.
+    let key_file = config.data_dir.join(app_password::KEY_FILE);
+    if key_file.exists() {
+        let key = app_password::load_or_create_key(&config.data_dir)
+            .with_context(|| format!("reading {}", key_file.display()))?;
+        authenticator = authenticator.with_app_password_key(key);
+    }
     if let Some(oauth) = &config.oauth {
         authenticator =
             authenticator.with_token_validator(portcullis_server::token_validator(oauth)?);
@@ -91,8 +102,15 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
         }
     };
     Ok(match authenticator.check(&credentials) {
-        Decision::Accepted { authn_id, authz_id } => {
-            println!("passdb: {user} auth succeeded ({mechanism}): authn_id={authn_id} authz_id={authz_id}");
+        Decision::Accepted {
+            authn_id,
+            authz_id,
+            credential,
+        } => {
+            let with = credential
+                .map(|c| format!(" credential={} label={:?}", c.id, c.label))
+                .unwrap_or_default();
+            println!("passdb: {user} auth succeeded ({mechanism}): authn_id={authn_id} authz_id={authz_id}{with}");
             ExitCode::SUCCESS
         }
         Decision::Rejected(reason) => {

@@ -4,6 +4,7 @@
 
 mod auth_test;
 mod bans;
+mod credentials;
 mod logging;
 mod policy;
 mod queue;
@@ -65,6 +66,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Manage app passwords: scoped, revocable passwords for one device or script.
+    Credential {
+        #[command(subcommand)]
+        action: credentials::CredentialAction,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Validate a config file and exit.
     CheckConfig {
         #[command(flatten)]
@@ -121,6 +129,11 @@ fn run(command: Command) -> Result<std::process::ExitCode> {
                 require_data_dir(&loaded)?;
             }
             users::run(action, &loaded)
+        }
+        Command::Credential { action, config } => {
+            let loaded = config.load()?;
+            require_data_dir(&loaded)?;
+            credentials::run(action, &loaded)
         }
         Command::CheckConfig { config } => check_config(&config.load()?),
         Command::Auth { action, config } => {

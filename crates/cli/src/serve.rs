@@ -89,6 +89,7 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
             slot_wait: config.auth.slot_wait.unwrap_or(defaults.slot_wait),
             slot_queue: config.auth.slot_queue.unwrap_or(defaults.slot_queue),
             failure_floor: config.auth.failure_floor,
+            password_max_age: config.auth.password_max_age,
             ..defaults
         };
         let authenticator = Authenticator::with_options(store, &options);

@@ -1,4 +1,4 @@
-//! `portcullis user add|passwd|del|list|allow`.
+//! `portcullis user add|passwd|del|list|allow|disable|enable|require-app-password`.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use portcullis_config::Config;
+use portcullis_credentials::AccountFlag;
 use portcullis_sasl::Secret;
 use rand::distributions::{Alphanumeric, DistString};
 
@@ -30,8 +31,19 @@ pub enum UserAction {
         /// The login name.
         name: String,
     },
-    /// List user names.
+    /// List user names, with their state (disabled, app passwords only).
     List,
+    /// Refuse the account's logins (`525 5.7.13` after a right password).
+    Disable { name: String },
+    /// Allow the account's logins again.
+    Enable { name: String },
+    /// Refuse the account password for SMTP (`534 5.7.9`): only app
+    /// passwords log in. `--off` allows the account password again.
+    RequireAppPassword {
+        name: String,
+        #[arg(long)]
+        off: bool,
+    },
     /// Set the authorization identities a user may act as (PLAIN authzid).
     Allow {
         /// The login name.
@@ -139,7 +151,33 @@ pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
         }
         UserAction::List => {
             for name in store.list_users()? {
-                println!("{name}");
+                let state = store.lookup(&name)?.map(|r| r.state).unwrap_or_default();
+                let mut flags = Vec::new();
+                if state.disabled {
+                    flags.push("disabled");
+                }
+                if state.require_app_password {
+                    flags.push("app-passwords-only");
+                }
+                match flags.is_empty() {
+                    true => println!("{name}"),
+                    false => println!("{name}  ({})", flags.join(", ")),
+                }
+            }
+        }
+        UserAction::Disable { name } => {
+            store.set_flag(&name, AccountFlag::Disabled, true)?;
+            println!("disabled {name}");
+        }
+        UserAction::Enable { name } => {
+            store.set_flag(&name, AccountFlag::Disabled, false)?;
+            println!("enabled {name}");
+        }
+        UserAction::RequireAppPassword { name, off } => {
+            store.set_flag(&name, AccountFlag::RequireAppPassword, !off)?;
+            match off {
+                false => println!("{name}: app passwords only (the account password is refused)"),
+                true => println!("{name}: the account password is allowed again"),
             }
         }
         UserAction::Allow { name, identities } => {

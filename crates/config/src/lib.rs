@@ -99,6 +99,10 @@ pub struct AuthTuning {
     /// A refused credential is answered no sooner than this (the floor
     /// also follows the slowest hash scheme seen).
     pub failure_floor: Duration,
+    /// An account password set longer ago than this is refused
+    /// ("password expired", `535`; `[auth] password_max_age`). App
+    /// passwords have their own expiry. `None`: passwords do not expire.
+    pub password_max_age: Option<Duration>,
 }
 
 /// Where the server certificate comes from.

@@ -130,6 +130,8 @@ pub struct RawAuth {
     pub failure_floor_ms: Option<u64>,
     pub slot_wait: Option<String>,
     pub slot_queue: Option<usize>,
+    /// An account password older than this is refused (`"90d"`).
+    pub password_max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

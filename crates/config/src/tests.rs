@@ -246,6 +246,13 @@ fn auth_tuning_defaults_to_the_machine_and_bounds_the_floor() {
         "sized at start-up"
     );
     assert_eq!(c.auth.failure_floor, Duration::ZERO);
+    assert_eq!(c.auth.password_max_age, None);
+    let aged = parse("[auth]\npassword_max_age = \"90d\"\n").expect("valid");
+    assert_eq!(
+        aged.auth.password_max_age,
+        Some(Duration::from_secs(90 * 86_400))
+    );
+    assert!(parse("[auth]\npassword_max_age = \"0s\"\n").is_err());
     assert_eq!(c.auth.slot_wait, None, "the auth crate's default");
     assert_eq!(c.auth.slot_queue, None, "the auth crate's default");
     let c =

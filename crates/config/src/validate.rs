@@ -155,6 +155,19 @@ pub(crate) fn validate(
             ),
         },
         slot_queue: raw.auth.slot_queue,
+        password_max_age: match &raw.auth.password_max_age {
+            None => None,
+            Some(text) => Some(
+                crate::delivery::parse_duration(text)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        invalid(
+                            "auth.password_max_age",
+                            format!("{text:?} is not a positive duration like 90d"),
+                        )
+                    })?,
+            ),
+        },
     };
     if auth.slot_queue.is_some_and(|n| n > crate::MAX_SLOT_QUEUE) {
         return Err(invalid(

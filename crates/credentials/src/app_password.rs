@@ -55,14 +55,14 @@ pub struct Token {
 
 /// Makes a new token: returns it whole (to print once) and parsed.
 pub fn generate() -> (Secret, Token) {
-    let mut rng = rand::thread_rng();
-    let mut pick = |n: usize| -> String {
-        (0..n)
-            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-            .collect()
-    };
-    let id = pick(ID_LEN);
-    let secret = pick(SECRET_LEN);
+    generate_for(&random_chars(ID_LEN))
+}
+
+/// A new secret for an existing id (`credential rotate`: the id, which
+/// logs, the spool and limits know the credential by, stays).
+pub fn generate_for(id: &str) -> (Secret, Token) {
+    let id = id.to_owned();
+    let secret = random_chars(SECRET_LEN);
     let check = check_char(id.bytes().chain(secret.bytes()));
     let whole = format!("{PREFIX}{id}_{secret}{check}");
     let token = Token {
@@ -92,6 +92,13 @@ pub fn parse(password: &[u8]) -> Option<Token> {
         id: String::from_utf8(id.to_vec()).ok()?,
         secret: Secret::new(secret.to_vec()),
     })
+}
+
+fn random_chars(n: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Luhn mod 32 (the Luhn algorithm over base 32 digits).
@@ -264,6 +271,15 @@ pub trait AppPasswordStore: Send + Sync {
 
     /// Deletes `user`'s app password `id`. `Err(UnknownCredential)` if absent.
     fn revoke_app_password(&self, user: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Replaces the hash of `user`'s app password `id` (a new secret, same
+    /// id and scopes). `Err(UnknownCredential)` if absent.
+    fn rotate_app_password(
+        &self,
+        user: &str,
+        id: &str,
+        hash: &StoredPassword,
+    ) -> Result<(), StoreError>;
 }
 
 /// Reads the HMAC key from the data directory, making it (32 random

@@ -312,6 +312,25 @@ impl AppPasswordStore for PostgresStore {
             _ => Ok(()),
         }
     }
+
+    fn rotate_app_password(
+        &self,
+        user: &str,
+        id: &str,
+        hash: &StoredPassword,
+    ) -> Result<(), StoreError> {
+        self.require_own_table()?;
+        let updated = self.with_client(|c| {
+            c.execute(
+                "UPDATE app_passwords SET hash = $3 WHERE user_name = $1 AND id = $2",
+                &[&user, &id, &hash.as_str()],
+            )
+        })?;
+        match updated {
+            0 => Err(StoreError::UnknownCredential(id.to_owned())),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl CredentialStore for PostgresStore {

@@ -644,6 +644,25 @@ impl AppPasswordStore for SqliteStore {
             _ => Ok(()),
         }
     }
+
+    fn rotate_app_password(
+        &self,
+        user: &str,
+        id: &str,
+        hash: &StoredPassword,
+    ) -> Result<(), StoreError> {
+        let updated = self
+            .conn()
+            .execute(
+                "UPDATE app_passwords SET hash = ?3 WHERE user_name = ?1 AND id = ?2",
+                [user, id, hash.as_str()],
+            )
+            .map_err(db_error)?;
+        match updated {
+            0 => Err(StoreError::UnknownCredential(id.to_owned())),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

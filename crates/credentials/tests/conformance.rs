@@ -142,6 +142,16 @@ fn states_and_app_passwords_conform(store: &dyn UserAdmin) {
         apps.revoke_app_password("alice", &token.id),
         Err(StoreError::UnknownCredential(_))
     ));
+    let (_, rotated) = app_password::generate_for(&token.id);
+    apps.rotate_app_password("bob", &token.id, &rotated.hash(&key))
+        .expect("rotated");
+    let found = apps.app_password(&token.id).unwrap().expect("same id");
+    assert_eq!(token.verify(&key, &found.hash), Verification::Mismatch);
+    assert_eq!(rotated.verify(&key, &found.hash), Verification::Match);
+    assert!(matches!(
+        apps.rotate_app_password("alice", &token.id, &rotated.hash(&key)),
+        Err(StoreError::UnknownCredential(_))
+    ));
     apps.revoke_app_password("bob", &token.id).expect("revoked");
     assert!(apps.app_password(&token.id).unwrap().is_none());
     assert!(apps

@@ -153,6 +153,12 @@ catalog! {
     tls_required => 530 (5, 7, 0) "Must issue a STARTTLS command first";
     /// `535` for wrong credentials (whatever the internal reason).
     auth_failed => 535 (5, 7, 8) "Authentication credentials invalid";
+    /// `525` for the right credentials of a disabled account (RFC 5248
+    /// 5.7.13); a wrong password to it gets `535` like any.
+    account_disabled => 525 (5, 7, 13) "User account disabled";
+    /// `534` for a right secret used in a way the account does not allow
+    /// (RFC 4954 §6, 5.7.9): its own password where app passwords are required.
+    auth_mechanism_too_weak => 534 (5, 7, 9) "Authentication mechanism is too weak; use an app password";
     /// `500` for a well-formed SASL response whose user name, password or
     /// token is longer than any we store (RFC 4954 §4), not a syntax error.
     auth_exchange_too_long => 500 (5, 5, 6) "Authentication Exchange line is too long";

@@ -20,7 +20,10 @@ pub(crate) async fn sender_rule(
     outcome: &AuthOutcome,
 ) -> Option<SenderRule> {
     let policy = shared.authorization.senders.as_ref()?;
-    let AuthOutcome::Accepted { authn_id, authz_id } = outcome else {
+    let AuthOutcome::Accepted {
+        authn_id, authz_id, ..
+    } = outcome
+    else {
         return None;
     };
     let mut owned = Vec::new();

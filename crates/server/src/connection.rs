@@ -329,6 +329,7 @@ where
                 let vouched = AuthOutcome::Accepted {
                     authn_id: login.clone(),
                     authz_id: login.clone(),
+                    credential: None,
                 };
                 // The proxy's word replaces whoever was logged in before.
                 peer.meta.forget_login();

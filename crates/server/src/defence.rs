@@ -140,14 +140,24 @@ pub(crate) async fn authenticate(
     let outcome = match decided.await {
         Some(outcome) => outcome,
         None => {
-            let verified = effects::authenticate(shared, peer, mechanism, credentials).await;
+            let verified = effects::authenticate(shared, ip, mechanism, credentials).await;
             let reviewed =
                 crate::policy::review_verified(shared, peer, session, mechanism, &verified);
             match reviewed.await {
                 // The proof was right: a refusal by the script is policy,
                 // not a guess, so it is not counted. It waits what a wrong
                 // password would, or its speed would confirm the password.
-                Some(outcome @ AuthOutcome::Accepted { .. }) => outcome,
+                // The same login: the app password it used stays with it.
+                Some(AuthOutcome::Accepted {
+                    authn_id, authz_id, ..
+                }) => AuthOutcome::Accepted {
+                    authn_id,
+                    authz_id,
+                    credential: match &verified {
+                        AuthOutcome::Accepted { credential, .. } => credential.clone(),
+                        _ => None,
+                    },
+                },
                 Some(refused) => {
                     let delay = shared.limiter.refusal_delay(ip, Timestamp::now()).await;
                     tokio::time::sleep(delay).await;
@@ -163,6 +173,15 @@ pub(crate) async fn authenticate(
                 .limiter
                 .auth_succeeded(ip, &user, Timestamp::now())
                 .await;
+            outcome
+        }
+        // The proof was right, the account refused it (disabled: 525;
+        // account password where app passwords are required: 534). No
+        // guess: not counted, or a disabled user's phone retrying would
+        // ban its network. It waits what a wrong password would.
+        AuthOutcome::Rejected { reply: Some(reply) } if matches!(reply.code(), 525 | 534) => {
+            let delay = shared.limiter.refusal_delay(ip, Timestamp::now()).await;
+            tokio::time::sleep(delay).await;
             outcome
         }
         // A policy that defers and hangs up (`kumo.disconnect(421, …)`

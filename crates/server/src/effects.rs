@@ -4,11 +4,16 @@
 //! record and password are cached is decided in place. Spooling awaits the
 //! journal writer's group fsync.
 
-use portcullis_auth::{Decision, ScramUpgrade};
+use portcullis_auth::{Decision, LoginContext, RefusalClass, ScramUpgrade};
 use portcullis_proto::received::{received_header, ReceivedFields};
+use portcullis_proto::Reply;
 use portcullis_sasl::{Credentials, Mechanism, ScramHash};
-use portcullis_session::{AuthOutcome, Message, ScramLookup, Session, SpoolOutcome, Xclient};
-use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, TlsMeta, XclientMeta};
+use portcullis_session::{
+    AuthOutcome, CredentialTag, Message, ScramLookup, Session, SpoolOutcome, Xclient,
+};
+use portcullis_spool::{
+    AuthMeta, ClientCertMeta, CredentialMeta, MessageMeta, TlsMeta, XclientMeta,
+};
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
@@ -18,9 +23,12 @@ use crate::{telemetry, Shared};
 
 /// Checks credentials and logs one line with the exact reason. The password
 /// never reaches the log: only the user name, mechanism and verdict do.
+///
+/// `client` is the client's address as the defence counts it (after
+/// PROXY and XCLIENT), for app-password network scopes.
 pub(crate) async fn authenticate(
     shared: &Shared,
-    peer: &Peer,
+    client: std::net::IpAddr,
     mechanism: Mechanism,
     credentials: Credentials,
 ) -> AuthOutcome {
@@ -28,9 +36,12 @@ pub(crate) async fn authenticate(
     let authzid = credentials.authzid().map(str::to_string);
     let authenticator = shared.authenticator.clone();
     let started = std::time::Instant::now();
+    let context = LoginContext {
+        client: Some(client),
+    };
     let checked = match authenticator.check_cached(&credentials) {
         Some(decision) => Ok((decision, ScramUpgrade::NotNeeded, None)),
-        None => check_blocking(shared, authenticator, credentials).await,
+        None => check_blocking(shared, authenticator, credentials, context).await,
     };
     let (decision, upgrade, detail) = checked.unwrap_or_else(|error| {
         let failed = Decision::Unavailable(error.to_string());
@@ -44,19 +55,39 @@ pub(crate) async fn authenticate(
     };
     metrics::counter!(telemetry::AUTH_ATTEMPTS, "mechanism" => mechanism.name(), "result" => result)
         .increment(1);
-    let client = peer.client.ip();
     log_scram_upgrade(&user, &upgrade);
+    // Absent fields are left out of the line, not shown as `None`.
+    use tracing::field::display;
     match decision {
-        Decision::Accepted { authn_id, authz_id } => {
-            tracing::info!(%client, %mechanism, user = %authn_id, authz = %authz_id, result = "accepted", "auth");
-            AuthOutcome::Accepted { authn_id, authz_id }
+        Decision::Accepted {
+            authn_id,
+            authz_id,
+            credential,
+        } => {
+            let (credential_id, label) = match &credential {
+                Some(c) => (Some(display(c.id.clone())), Some(display(c.label.clone()))),
+                None => (None, None),
+            };
+            tracing::info!(%client, %mechanism, user = %authn_id, authz = %authz_id, credential = credential_id, label, result = "accepted", "auth");
+            AuthOutcome::Accepted {
+                authn_id,
+                authz_id,
+                credential: credential.map(|c| CredentialTag {
+                    id: c.id.clone(),
+                    label: c.label.clone(),
+                    senders: c.senders.clone(),
+                }),
+            }
         }
         Decision::Rejected(reason) => {
-            // Absent fields are left out of the line, not shown as `None`.
-            use tracing::field::display;
             let (authzid, detail) = (authzid.map(display), detail.map(display));
             tracing::warn!(%client, %mechanism, %user, authzid, result = "rejected", %reason, detail, "auth");
-            AuthOutcome::Rejected { reply: None }
+            let reply = match reason.class() {
+                RefusalClass::Invalid => None,
+                RefusalClass::AccountDisabled => Some(Reply::account_disabled()),
+                RefusalClass::MechanismTooWeak => Some(Reply::auth_mechanism_too_weak()),
+            };
+            AuthOutcome::Rejected { reply }
         }
         Decision::Unavailable(reason) => {
             tracing::error!(%client, %mechanism, %user, result = "deferred", reason = %reason, "auth: store unavailable");
@@ -73,6 +104,7 @@ async fn check_blocking(
     shared: &Shared,
     authenticator: portcullis_auth::Authenticator,
     credentials: Credentials,
+    context: LoginContext,
 ) -> Result<(Decision, ScramUpgrade, Option<String>), StoreCallError> {
     let probe = authenticator.clone();
     shared
@@ -83,7 +115,7 @@ async fn check_blocking(
                     Credentials::Bearer { user, token } => {
                         authenticator.check_token(user.as_deref(), token)
                     }
-                    _ => (authenticator.check(&credentials), None),
+                    _ => (authenticator.check_with(&credentials, &context), None),
                 };
                 let upgrade = match decision {
                     Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
@@ -238,14 +270,19 @@ fn client_of(peer: &Peer, message: &Message) -> (String, String, String) {
 /// Who submitted: the SASL identity, or the login a trusted proxy vouched
 /// for with `XCLIENT LOGIN=` (mechanism `XCLIENT`).
 fn auth_meta(peer: &Peer, message: &Message) -> Option<AuthMeta> {
-    let (authn_id, authz_id, mechanism) = match (&message.identity, &message.xclient) {
-        (Some(i), _) => (&i.authn_id, &i.authz_id, i.mechanism.name()),
+    let (authn_id, authz_id, mechanism, credential) = match (&message.identity, &message.xclient) {
+        (Some(i), _) => (
+            &i.authn_id,
+            &i.authz_id,
+            i.mechanism.name(),
+            i.credential.as_ref(),
+        ),
         (
             None,
             Some(Xclient {
                 login: Some(login), ..
             }),
-        ) => (login, login, "XCLIENT"),
+        ) => (login, login, "XCLIENT", None),
         _ => return None,
     };
     Some(AuthMeta {
@@ -253,6 +290,10 @@ fn auth_meta(peer: &Peer, message: &Message) -> Option<AuthMeta> {
         authz_id: authz_id.clone(),
         mechanism: mechanism.to_string(),
         user_data: peer.meta.user_data(),
+        credential: credential.map(|c| CredentialMeta {
+            id: c.id.clone(),
+            label: c.label.clone(),
+        }),
     })
 }
 

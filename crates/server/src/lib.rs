@@ -63,6 +63,11 @@ pub enum ServerError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("app password key file {path}: {source}")]
+    AppPasswordKey {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The mechanisms every listener offers: PLAIN and LOGIN always; CRAM-MD5
@@ -326,8 +331,17 @@ impl Server {
         tls: Option<tls::TlsSetup>,
         stopping: watch::Receiver<bool>,
     ) -> Result<Server, ServerError> {
-        let mut authenticator =
-            authenticator.with_scram_key(scram_key::load_or_create(&config.data_dir)?);
+        let scram_key = scram_key::load_or_create(&config.data_dir)?;
+        let app_key = portcullis_credentials::app_password::load_or_create_key(&config.data_dir)
+            .map_err(|source| ServerError::AppPasswordKey {
+                path: config
+                    .data_dir
+                    .join(portcullis_credentials::app_password::KEY_FILE),
+                source,
+            })?;
+        let mut authenticator = authenticator
+            .with_scram_key(scram_key)
+            .with_app_password_key(app_key);
         if let Some(oauth) = &config.oauth {
             authenticator = authenticator.with_token_validator(token_validator(oauth)?);
         }

@@ -66,7 +66,10 @@ pub(crate) async fn review_verified(
     verified: &AuthOutcome,
 ) -> Option<AuthOutcome> {
     let policy = shared.policy.as_ref()?.clone();
-    let AuthOutcome::Accepted { authn_id, authz_id } = verified else {
+    let AuthOutcome::Accepted {
+        authn_id, authz_id, ..
+    } = verified
+    else {
         return None;
     };
     if !policy.reviews_verified() {
@@ -201,7 +204,11 @@ fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOu
             authn_id, authz_id, ..
         } => {
             tracing::info!(%client, %mechanism, user = %authn_id, authz = %authz_id, result = "accepted", by = "policy", "auth");
-            AuthOutcome::Accepted { authn_id, authz_id }
+            AuthOutcome::Accepted {
+                authn_id,
+                authz_id,
+                credential: None,
+            }
         }
         Verdict::Reject {
             reply,

@@ -142,11 +142,16 @@ pub(crate) fn finished(
         return None;
     };
     match outcome {
-        AuthOutcome::Accepted { authn_id, authz_id } => {
+        AuthOutcome::Accepted {
+            authn_id,
+            authz_id,
+            credential,
+        } => {
             let identity = Identity {
                 authn_id,
                 authz_id,
                 mechanism,
+                credential,
             };
             match success_data {
                 Some(data) => {

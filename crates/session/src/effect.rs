@@ -90,6 +90,27 @@ pub struct Identity {
     /// `authn_id` unless the store allowed another.
     pub authz_id: String,
     pub mechanism: AuthMechanism,
+    /// The app password the client logged in with, if any.
+    pub credential: Option<CredentialTag>,
+}
+
+/// The app password a login used: its id and label (for the log, the
+/// spool, and limits kept per credential) and the senders it narrows the
+/// account to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialTag {
+    pub id: String,
+    pub label: String,
+    /// Envelope senders it may use (addresses, `@domain`), on top of the
+    /// account's rule; empty: no narrowing.
+    pub senders: Vec<String>,
+}
+
+impl CredentialTag {
+    /// Whether the credential's own scope allows `from` as MAIL FROM.
+    pub fn allows_sender(&self, from: &Path) -> bool {
+        self.senders.is_empty() || crate::SenderRule::new(&self.senders).allows(from)
+    }
 }
 
 /// How the client authenticated: a mechanism of ours, or one the policy
@@ -143,20 +164,16 @@ pub enum AuthOutcome {
     Accepted {
         authn_id: String,
         authz_id: String,
+        /// The app password used, if any.
+        credential: Option<CredentialTag>,
     },
     /// `535 5.7.8` unless `reply` says otherwise.
-    Rejected {
-        reply: Option<Reply>,
-    },
+    Rejected { reply: Option<Reply> },
     /// `454 4.7.0` unless `reply` says otherwise.
-    TemporaryFailure {
-        reply: Option<Reply>,
-    },
+    TemporaryFailure { reply: Option<Reply> },
     /// Policy refused and asked to end the connection: send `reply`, then
     /// close.
-    Disconnect {
-        reply: Reply,
-    },
+    Disconnect { reply: Reply },
 }
 
 /// The result of an [`Effect::Spool`]. `Refused`: policy refused the

@@ -30,6 +30,13 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
         .is_some_and(|rule| !rule.allows(&from))
     {
         Reply::sender_not_owned()
+    } else if session
+        .identity
+        .as_ref()
+        .and_then(|i| i.credential.as_ref())
+        .is_some_and(|c| !c.allows_sender(&from))
+    {
+        Reply::sender_not_owned()
     } else if params
         .size
         .is_some_and(|size| size > session.config.max_message_size as u64)

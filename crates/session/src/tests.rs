@@ -96,6 +96,7 @@ impl Harness {
             AuthOutcome::Accepted {
                 authn_id: user.into(),
                 authz_id: user.into(),
+                credential: None,
             },
             &mut self.out,
         );
@@ -194,6 +195,37 @@ fn starttls_forgets_an_identity_proved_in_clear() {
 }
 
 #[test]
+fn an_app_password_narrows_the_senders_to_its_own() {
+    let mut h = Harness::over_tls();
+    h.take();
+    h.replies("EHLO c\r\n");
+    let (_, effect) = h.send("AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+    assert!(matches!(effect, Some(Effect::Authenticate { .. })));
+    let credential = crate::CredentialTag {
+        id: "abc".into(),
+        label: "script".into(),
+        senders: vec!["alice@example.com".into(), "@example.org".into()],
+    };
+    h.session.auth_finished(
+        AuthOutcome::Accepted {
+            authn_id: "alice".into(),
+            authz_id: "alice".into(),
+            credential: Some(credential.clone()),
+        },
+        &mut h.out,
+    );
+    h.take();
+    assert_eq!(
+        h.session.identity().and_then(|i| i.credential.as_ref()),
+        Some(&credential)
+    );
+    assert_eq!(h.codes("MAIL FROM:<bob@example.com>\r\n"), ["553 5.7.1"]);
+    assert_eq!(h.codes("MAIL FROM:<any@example.org>\r\n"), ["250 2.1.0"]);
+    h.codes("RSET\r\n");
+    assert_eq!(h.codes("MAIL FROM:<alice@example.com>\r\n"), ["250 2.1.0"]);
+}
+
+#[test]
 fn plain_with_initial_response_and_pipelined_transaction() {
     let mut h = Harness::over_tls();
     h.take();
@@ -214,6 +246,7 @@ fn plain_with_initial_response_and_pipelined_transaction() {
         AuthOutcome::Accepted {
             authn_id: "user".into(),
             authz_id: "user".into(),
+            credential: None,
         },
         &mut h.out,
     );

@@ -99,6 +99,16 @@ pub struct AuthMeta {
     /// Data the policy script attached when it accepted the AUTH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data: Option<serde_json::Value>,
+    /// The app password the client logged in with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialMeta>,
+}
+
+/// Which app password submitted a message (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialMeta {
+    pub id: String,
+    pub label: String,
 }
 
 /// The JSON on disk: the [`MessageMeta`] plus the spool's own fields.

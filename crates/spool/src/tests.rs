@@ -23,6 +23,10 @@ fn meta() -> MessageMeta {
             authz_id: "alice".into(),
             mechanism: "PLAIN".into(),
             user_data: None,
+            credential: Some(CredentialMeta {
+                id: "k3x9q2m7a4b5".into(),
+                label: "phone".into(),
+            }),
         }),
         mail_auth_param: Some("<>".into()),
         xclient: None,

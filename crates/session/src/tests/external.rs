@@ -62,6 +62,7 @@ fn empty_initial_response_authenticates_as_the_certificate() {
         AuthOutcome::Accepted {
             authn_id: "alice".into(),
             authz_id: "alice".into(),
+            credential: None,
         },
         &mut h.out,
     );

@@ -58,6 +58,7 @@ fn accepted_token_gets_235_at_once() {
     let outcome = AuthOutcome::Accepted {
         authn_id: "ann".into(),
         authz_id: "ann".into(),
+        credential: None,
     };
     h.session.auth_finished(outcome, &mut h.out);
     assert!(h.take().starts_with("235 2.7.0"));

@@ -86,6 +86,7 @@ fn accept(h: &mut Harness) {
     let outcome = AuthOutcome::Accepted {
         authn_id: "user".into(),
         authz_id: "user".into(),
+        credential: None,
     };
     assert!(h.session.auth_finished(outcome, &mut h.out).is_none());
 }

@@ -59,6 +59,7 @@ fn two_rounds_then_accepted() {
     let accepted = AuthOutcome::Accepted {
         authn_id: "dora".into(),
         authz_id: "dora".into(),
+        credential: None,
     };
     h.session
         .script_step_finished(ScriptStepOutcome::Finished(accepted), &mut h.out);
