@@ -39,6 +39,7 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
         authzid,
         password_stdin,
     } = action;
+    let user = crate::users::canonical_name(config, &user, false)?;
     let Some(mechanism) = Mechanism::from_name(&mechanism) else {
         bail!("unknown mechanism {mechanism}");
     };

@@ -44,6 +44,7 @@ pub enum CredentialAction {
 pub fn run(action: CredentialAction, config: &Config) -> Result<ExitCode> {
     let store = crate::stores::open_admin(config)?;
     let apps = store.app_password_admin();
+    let name = |user: &str| crate::users::canonical_name(config, user, false);
     match action {
         CredentialAction::Add {
             user,
@@ -58,6 +59,7 @@ pub fn run(action: CredentialAction, config: &Config) -> Result<ExitCode> {
                 networks: from.iter().map(|n| network(n)).collect::<Result<_>>()?,
                 senders,
             };
+            let user = name(&user)?;
             let key = key(config)?;
             let (whole, token) = app_password::generate();
             apps.add_app_password(&user, &token.id, &token.hash(&key), &new)?;
@@ -65,6 +67,7 @@ pub fn run(action: CredentialAction, config: &Config) -> Result<ExitCode> {
             println!("{}", String::from_utf8_lossy(whole.expose()));
         }
         CredentialAction::List { user } => {
+            let user = name(&user)?;
             if store.lookup(&user)?.is_none() {
                 bail!("no such user {user:?}");
             }
@@ -73,10 +76,12 @@ pub fn run(action: CredentialAction, config: &Config) -> Result<ExitCode> {
             }
         }
         CredentialAction::Revoke { user, id } => {
+            let user = name(&user)?;
             apps.revoke_app_password(&user, &id)?;
             println!("revoked app password {id} of {user}");
         }
         CredentialAction::Rotate { user, id } => {
+            let user = name(&user)?;
             let key = key(config)?;
             let (whole, token) = app_password::generate_for(&id);
             apps.rotate_app_password(&user, &id, &token.hash(&key))?;

@@ -112,7 +112,57 @@ fn read_stdin_line() -> Result<Secret> {
     Ok(Secret::from(password))
 }
 
+/// `name` as the server will see it (`[users] username_profile`): a new
+/// user must satisfy the profile; others are looked up as logins are.
+pub fn canonical_name(config: &Config, name: &str, new: bool) -> Result<String> {
+    let profile = config.username_profile;
+    match profile.enforce(name) {
+        Ok(canonical) => Ok(canonical.into_owned()),
+        Err(_) if !new => Ok(name.to_owned()),
+        Err(error) => bail!(
+            "{name:?}: {error} (no spaces or control characters; or set \
+             [users] username_profile = \"exact\")"
+        ),
+    }
+}
+
 impl UserAction {
+    /// The action with its user name in canonical form.
+    fn canonical(self, config: &Config) -> Result<UserAction> {
+        let name = |n: String, new| canonical_name(config, &n, new);
+        Ok(match self {
+            UserAction::Add { name: n, password } => UserAction::Add {
+                name: name(n, true)?,
+                password,
+            },
+            UserAction::Passwd { name: n, password } => UserAction::Passwd {
+                name: name(n, false)?,
+                password,
+            },
+            UserAction::Del { name: n } => UserAction::Del {
+                name: name(n, false)?,
+            },
+            UserAction::List => UserAction::List,
+            UserAction::Allow {
+                name: n,
+                identities,
+            } => UserAction::Allow {
+                name: name(n, false)?,
+                identities,
+            },
+            UserAction::Disable { name: n } => UserAction::Disable {
+                name: name(n, false)?,
+            },
+            UserAction::Enable { name: n } => UserAction::Enable {
+                name: name(n, false)?,
+            },
+            UserAction::RequireAppPassword { name: n, off } => UserAction::RequireAppPassword {
+                name: name(n, false)?,
+                off,
+            },
+        })
+    }
+
     /// Only `user add` may make a data directory; the others read one.
     pub fn may_create_data_dir(&self) -> bool {
         matches!(self, UserAction::Add { .. })
@@ -128,6 +178,7 @@ pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
         _ => None,
     };
     let store = crate::stores::open_admin(config)?;
+    let action = action.canonical(config)?;
     match action {
         UserAction::Add { name, .. } => {
             let (secret, generated) = new_password.context("password read above")?;

@@ -62,6 +62,10 @@ pub struct Config {
     /// How long one call to the credential store may take before the
     /// login is answered `454 4.7.0` (`[users] timeout`).
     pub store_timeout: Duration,
+    /// How user names are canonicalised, once, at the edge (`[users]
+    /// username_profile = "case_mapped"` (the default, PRECIS
+    /// UsernameCaseMapped) or `"exact"`).
+    pub username_profile: portcullis_sasl::UsernameProfile,
     /// Store CRAM-MD5 keys beside password hashes, so CRAM-MD5 can be offered.
     pub cram_md5: bool,
     pub spool_dir: PathBuf,

@@ -65,6 +65,8 @@ pub struct RawUsers {
     pub password_query: Option<String>,
     /// How long one call to the store may take (`"3s"`).
     pub timeout: Option<String>,
+    /// `"case_mapped"` (default) or `"exact"`.
+    pub username_profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -247,6 +247,16 @@ fn auth_tuning_defaults_to_the_machine_and_bounds_the_floor() {
     );
     assert_eq!(c.auth.failure_floor, Duration::ZERO);
     assert_eq!(c.auth.password_max_age, None);
+    assert_eq!(
+        c.username_profile,
+        portcullis_sasl::UsernameProfile::CaseMapped
+    );
+    let exact = parse("[users]\nusername_profile = \"exact\"\n").expect("valid");
+    assert_eq!(
+        exact.username_profile,
+        portcullis_sasl::UsernameProfile::Exact
+    );
+    assert!(parse("[users]\nusername_profile = \"lower\"\n").is_err());
     let aged = parse("[auth]\npassword_max_age = \"90d\"\n").expect("valid");
     assert_eq!(
         aged.auth.password_max_age,

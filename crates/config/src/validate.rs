@@ -237,6 +237,15 @@ pub(crate) fn validate(
         hostname: raw.hostname.unwrap_or_else(|| "localhost".to_string()),
         spool_dir: in_data_dir(raw.spool.path.unwrap_or_else(|| "spool".into())),
         cram_md5: raw.users.cram_md5.unwrap_or(true),
+        username_profile: match raw.users.username_profile.as_deref() {
+            None => portcullis_sasl::UsernameProfile::default(),
+            Some(name) => portcullis_sasl::UsernameProfile::from_name(name).ok_or_else(|| {
+                invalid(
+                    "users.username_profile",
+                    format!("{name:?}: expected \"case_mapped\" or \"exact\""),
+                )
+            })?,
+        },
         store_timeout: match &raw.users.timeout {
             None => crate::DEFAULT_STORE_TIMEOUT,
             Some(text) => crate::delivery::parse_duration(text)

@@ -21,10 +21,12 @@ mod mechanism;
 pub mod oauth;
 pub mod scram;
 mod secret;
+pub mod username;
 
 pub use mechanism::{Credentials, Exchange, Mechanism, SaslError, StartContext, Step};
 pub use scram::{ChannelBinding, ScramHash, ScramOutcome, ScramSecrets, SecretsRequest};
 pub use secret::Secret;
+pub use username::UsernameProfile;
 
 /// Longest user name or authorization identity we accept, in octets.
 ///

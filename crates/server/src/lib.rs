@@ -318,6 +318,7 @@ fn session_config(
         max_unauthenticated_commands: config.limits.max_unauthenticated_commands,
         max_auth_failures: config.limits.max_auth_failures,
         max_invalid_commands: config.limits.max_invalid_commands,
+        username_profile: config.username_profile,
     })
 }
 

@@ -99,6 +99,8 @@ fn advance(
             Step::Continue
         }
         Ok(SaslStep::Done(credentials)) => {
+            // The one place names are canonicalised (see `UsernameProfile`).
+            let credentials = credentials.canonicalized(session.config.username_profile);
             session.phase = Phase::AwaitingAuth {
                 mechanism: mechanism.into(),
                 success_data: credentials.success_data().map(<[u8]>::to_vec),
@@ -111,7 +113,7 @@ fn advance(
         }
         Ok(SaslStep::NeedSecrets(request)) => {
             let effect = Effect::LookupScramSecrets {
-                authcid: request.authcid().to_string(),
+                authcid: session.config.username_profile.canonical(request.authcid()),
                 hash: request.hash(),
             };
             session.phase = Phase::AwaitingScramSecrets { mechanism, request };

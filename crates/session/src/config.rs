@@ -48,6 +48,10 @@ pub struct SessionConfig {
     /// Unknown or malformed commands allowed on one connection; past it,
     /// `421` and close.
     pub max_invalid_commands: u32,
+    /// How user names are canonicalised before the driver sees them
+    /// (AUTH, SCRAM look-ups, XCLIENT LOGIN): once, here, so the store,
+    /// caches, counters, bans, logs and the spool all see one name.
+    pub username_profile: portcullis_sasl::UsernameProfile,
 }
 
 impl SessionConfig {
@@ -66,6 +70,7 @@ impl SessionConfig {
             max_unauthenticated_commands: 10,
             max_auth_failures: 3,
             max_invalid_commands: 10,
+            username_profile: portcullis_sasl::UsernameProfile::default(),
         }
     }
 }

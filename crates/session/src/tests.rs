@@ -194,6 +194,32 @@ fn starttls_forgets_an_identity_proved_in_clear() {
     );
 }
 
+/// The name the driver is asked to check, for `AUTH PLAIN` as `user`.
+fn authcid_sent(config: SessionConfig, user: &str) -> String {
+    use base64::Engine;
+    let mut h = Harness::with(config, Some(tls()));
+    h.take();
+    h.replies("EHLO c\r\n");
+    let response = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0secret"));
+    let (_, effect) = h.send(&format!("AUTH PLAIN {response}\r\n"));
+    let Some(Effect::Authenticate { credentials, .. }) = effect else {
+        panic!("{effect:?}");
+    };
+    credentials.authcid().to_string()
+}
+
+#[test]
+fn user_names_are_canonical_before_the_driver_sees_them() {
+    for spelt in ["alice", "Alice", "ALICE", "ａｌｉｃｅ"] {
+        assert_eq!(authcid_sent(SessionConfig::new("mx.test"), spelt), "alice");
+    }
+    let mut exact = SessionConfig::new("mx.test");
+    exact.username_profile = portcullis_sasl::UsernameProfile::Exact;
+    assert_eq!(authcid_sent(exact, "ALICE"), "ALICE");
+    // A name the profile refuses goes on as sent (it names no account).
+    assert_eq!(authcid_sent(SessionConfig::new("mx.test"), "a b"), "a b");
+}
+
 #[test]
 fn an_app_password_narrows_the_senders_to_its_own() {
     let mut h = Harness::over_tls();

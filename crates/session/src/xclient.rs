@@ -93,7 +93,9 @@ pub(crate) fn xclient(
         // Stop before any pipelined MAIL: the driver asks the policy about
         // the named user and restricts its senders first; the greeting (or
         // the refusal) waits for that answer.
-        Some(login) => Step::Effect(Effect::XclientLogin { login }),
+        Some(login) => Step::Effect(Effect::XclientLogin {
+            login: session.config.username_profile.canonical(&login),
+        }),
         None => {
             Reply::greeting(&session.config.hostname).write_to(out);
             Step::Continue
