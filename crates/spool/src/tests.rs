@@ -322,7 +322,11 @@ fn json_field_names_are_the_documented_ones() {
     expected.sort_unstable();
     assert_eq!(keys(&value), expected);
     assert_eq!(keys(&value["tls"]), ["cipher", "version"]);
-    assert_eq!(keys(&value["auth"]), ["authn_id", "authz_id", "mechanism"]);
+    assert_eq!(
+        keys(&value["auth"]),
+        ["authn_id", "authz_id", "credential", "mechanism"]
+    );
+    assert_eq!(keys(&value["auth"]["credential"]), ["id", "label"]);
     assert_eq!(value["id"], id.to_string());
     assert_eq!(value["size"], MESSAGE.len());
     assert_eq!(value["declared_size"], 1234);
