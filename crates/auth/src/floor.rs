@@ -63,6 +63,7 @@ impl Cost {
             Cost::Stored(Family::ShaCrypt) => 3,
             Cost::Stored(Family::Plain) => 4,
             Cost::Unusable => 5,
+            Cost::Stored(Family::Ssha) => 6,
         }
     }
 }
@@ -72,7 +73,7 @@ pub(crate) struct FailureFloor {
     fixed: Duration,
     /// Per kind of verification, a smoothed time in nanoseconds (0: none
     /// seen), at most `MAX_FLOOR`.
-    estimates: [AtomicU64; 6],
+    estimates: [AtomicU64; 7],
     /// Held while the unknown-user cost is first measured: one thread
     /// measures, the others wait for it rather than each hashing twice
     /// outside the hash slots (a burst of refusals just after a start).

@@ -26,6 +26,8 @@
 pub mod app_password;
 pub mod cram_md5;
 pub mod file;
+#[cfg(feature = "ldap")]
+pub mod ldap;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod scheme;
@@ -158,6 +160,18 @@ pub trait CredentialStore: Send + Sync + 'static {
     ) -> Result<HashUpgrade, StoreError> {
         let _ = (name, old, new);
         Ok(HashUpgrade::ReadOnly)
+    }
+
+    /// Checks `name`'s password in the back end itself, for stores that
+    /// never show a hash (an LDAP bind as the user). `None`: verify the
+    /// hash [`CredentialStore::lookup`] returned, as usual.
+    fn verify_password(
+        &self,
+        name: &str,
+        password: &Secret,
+    ) -> Result<Option<Verification>, StoreError> {
+        let _ = (name, password);
+        Ok(None)
     }
 
     /// The store's app passwords, if it keeps any (SQLite and our

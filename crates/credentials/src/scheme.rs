@@ -12,6 +12,8 @@
 //! | `$5$` SHA-256-crypt | `{SHA256-CRYPT}` |
 //! | any of the `$n$` forms above | `{CRYPT}` |
 //! | the password itself, compared in constant time | `{PLAIN}`, `{CLEARTEXT}` |
+//! | base64 of SHA-1(password ‖ salt) ‖ salt (OpenLDAP) | `{SSHA}` |
+//! | any argon2 PHC string (OpenLDAP's argon2 module) | `{ARGON2}` |
 //!
 //! Errors describe the format, never the stored value or the password.
 
@@ -58,7 +60,27 @@ pub fn verify(stored: &StoredPassword, password: &Secret) -> Result<Verification
         Parsed::Bcrypt(hash) => verify_bcrypt(hash, password),
         Parsed::ShaCrypt(variant, hash) => verify_sha_crypt(variant, hash, password),
         Parsed::Plain(plain) => Ok(matched(password.ct_eq(plain.as_bytes()))),
+        Parsed::Ssha(encoded) => verify_ssha(encoded, password),
     }
+}
+
+/// `{SSHA}`: base64 of the 20-byte SHA-1 of password and salt, then the salt.
+fn verify_ssha(encoded: &str, password: &Secret) -> Result<Verification, SchemeError> {
+    use base64::Engine;
+    use sha1::Digest;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed("{SSHA} value is not base64"))?;
+    if decoded.len() <= 20 {
+        return Err(malformed("{SSHA} value has no salt"));
+    }
+    let (digest, salt) = decoded.split_at(20);
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(password.expose());
+    hasher.update(salt);
+    Ok(matched(bool::from(
+        hasher.finalize().as_slice().ct_eq(digest),
+    )))
 }
 
 /// The family of a stored form: what its verification costs depends on
@@ -70,6 +92,8 @@ pub enum Family {
     Bcrypt,
     ShaCrypt,
     Plain,
+    /// Salted SHA-1: as fast to guess as `{PLAIN}` is to read, nearly.
+    Ssha,
 }
 
 pub fn family(stored: &StoredPassword) -> Option<Family> {
@@ -78,6 +102,7 @@ pub fn family(stored: &StoredPassword) -> Option<Family> {
         Parsed::Bcrypt(_) => Family::Bcrypt,
         Parsed::ShaCrypt(..) => Family::ShaCrypt,
         Parsed::Plain(_) => Family::Plain,
+        Parsed::Ssha(_) => Family::Ssha,
     })
 }
 
@@ -95,6 +120,7 @@ pub fn needs_upgrade(stored: &StoredPassword) -> bool {
 pub fn validate(stored: &StoredPassword) -> Result<(), SchemeError> {
     match parse(stored.as_str())? {
         Parsed::Argon2(phc) => parse_phc(phc).map(|_| ()),
+        Parsed::Ssha(encoded) => verify_ssha(encoded, &Secret::from("")).map(|_| ()),
         Parsed::Bcrypt(_) | Parsed::ShaCrypt(..) | Parsed::Plain(_) => Ok(()),
     }
 }
@@ -117,6 +143,7 @@ enum Parsed<'a> {
     Bcrypt(&'a str),
     ShaCrypt(ShaVariant, &'a str),
     Plain(&'a str),
+    Ssha(&'a str),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -136,13 +163,14 @@ fn parse(stored: &str) -> Result<Parsed<'_>, SchemeError> {
     let parsed = match upper.as_str() {
         "PLAIN" | "CLEARTEXT" => return Ok(Parsed::Plain(value)),
         "CRYPT" => return parse_crypt(value),
-        "ARGON2ID" | "ARGON2I" | "BLF-CRYPT" | "BCRYPT" | "SHA512-CRYPT" | "SHA256-CRYPT" => {
-            parse_crypt(value)?
-        }
+        "SSHA" => return Ok(Parsed::Ssha(value)),
+        "ARGON2" | "ARGON2ID" | "ARGON2I" | "BLF-CRYPT" | "BCRYPT" | "SHA512-CRYPT"
+        | "SHA256-CRYPT" => parse_crypt(value)?,
         _ => return Err(SchemeError::UnknownScheme(printable_scheme(name))),
     };
     // The prefix and the `$id$` must agree.
     let agrees = match (&parsed, upper.as_str()) {
+        (Parsed::Argon2(_), "ARGON2") => true,
         (Parsed::Argon2(phc), "ARGON2ID") => phc.starts_with("$argon2id$"),
         (Parsed::Argon2(phc), "ARGON2I") => phc.starts_with("$argon2i$"),
         (Parsed::Bcrypt(_), "BLF-CRYPT" | "BCRYPT") => true,

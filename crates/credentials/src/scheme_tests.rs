@@ -162,7 +162,7 @@ fn unsupported_schemes_are_errors_not_mismatches() {
     for unknown in [
         "{PLAIN-TRUNC}3-abc",
         "{MD5}x",
-        "{SSHA}x",
+        "{SMD5}x",
         "$1$salt$hash",
         "plainvalue",
         "",
@@ -206,4 +206,40 @@ fn dummy_always_mismatches() {
 #[test]
 fn stored_password_debug_redacts() {
     assert_eq!(format!("{:?}", stored("{PLAIN}x")), "StoredPassword(***)");
+}
+
+#[test]
+fn openldap_ssha_and_argon2_prefixes_verify() {
+    use base64::Engine;
+    use sha1::Digest;
+    let salt = b"salt1234";
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(b"secret");
+    hasher.update(salt);
+    let mut raw = hasher.finalize().to_vec();
+    raw.extend_from_slice(salt);
+    let ssha = format!(
+        "{{SSHA}}{}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    );
+    let stored = StoredPassword::new(ssha);
+    assert_eq!(
+        verify(&stored, &Secret::from("secret")).unwrap(),
+        Verification::Match
+    );
+    assert_eq!(
+        verify(&stored, &Secret::from("Secret")).unwrap(),
+        Verification::Mismatch
+    );
+    assert!(needs_upgrade(&stored));
+    assert!(verify(
+        &StoredPassword::new("{SSHA}c2hvcnQ=".into()),
+        &Secret::from("x")
+    )
+    .is_err());
+    let argon = format!("{{ARGON2}}{}", hash_password(&Secret::from("secret")));
+    assert_eq!(
+        verify(&StoredPassword::new(argon), &Secret::from("secret")).unwrap(),
+        Verification::Match
+    );
 }

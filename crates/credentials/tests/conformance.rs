@@ -331,3 +331,170 @@ mod postgres {
         ::postgres::Client::connect(url, ::postgres::NoTls).expect("connects")
     }
 }
+
+/// The LDAP store against a real OpenLDAP slapd (Debian's `slapd`,
+/// started from an LDIF in a temporary directory): the same suite in
+/// search mode, bind mode, names that would inject into filters and DNs,
+/// and `Unavailable` (454) when the directory is down.
+#[cfg(feature = "ldap")]
+mod ldap {
+    use std::time::Duration;
+
+    use portcullis_credentials::ldap::{LdapAttributes, LdapMode, LdapSettings, LdapStore, SCHEMA};
+    use portcullis_credentials::{
+        scheme, CramMd5Keys, CredentialStore, Secret, StoreError, Verification,
+    };
+    use portcullis_integration_tests::{LdapServer, LDAP_ADMIN_DN, LDAP_ADMIN_PASSWORD};
+
+    fn ssha(password: &str) -> String {
+        use base64::Engine;
+        use sha1::Digest;
+        let salt: [u8; 8] = rand::random();
+        let mut digest = sha1::Sha1::digest([password.as_bytes(), &salt].concat()).to_vec();
+        digest.extend_from_slice(&salt);
+        format!(
+            "{{SSHA}}{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    }
+
+    fn person(rdn: &str, uid: &str, password: &str, extra: &str) -> String {
+        format!(
+            "dn: uid={rdn},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\n\
+             objectClass: portcullisAccount\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
+             userPassword: {password}\n{extra}\n"
+        )
+    }
+
+    fn directory() -> LdapServer {
+        let bob_crypt = sha_crypt::sha512_simple(
+            "bob-pw",
+            &sha_crypt::Sha512Params::new(1000).expect("valid rounds"),
+        )
+        .expect("hashes");
+        let ldif = [
+            "dn: dc=example,dc=org\nobjectClass: dcObject\nobjectClass: organization\n\
+             dc: example\no: Example\n\n\
+             dn: ou=people,dc=example,dc=org\nobjectClass: organizationalUnit\nou: people\n\n"
+                .to_string(),
+            person(
+                "alice",
+                "alice",
+                &ssha("alice-pw"),
+                &format!(
+                    "portcullisCramMd5: {}\nportcullisMayActAs: postmaster@example.org\n\
+                     portcullisMayActAs: abuse@example.org\n",
+                    CramMd5Keys::from_password(b"alice-pw").to_stored()
+                ),
+            ),
+            person("bob", "bob", &format!("{{CRYPT}}{bob_crypt}"), ""),
+            // Names with filter and DN metacharacters, stored as such.
+            person("x*y", "x*y", &ssha("star-pw"), ""),
+            person("back\\5Cslash", "back\\slash", &ssha("backslash-pw"), ""),
+            person(
+                "dana",
+                "dana",
+                &ssha("dana-pw"),
+                "portcullisAccountDisabled: TRUE\n",
+            ),
+        ]
+        .join("\n");
+        LdapServer::start(SCHEMA, &ldif)
+            .expect("slapd is not installed: apt-get install -y slapd ldap-utils")
+    }
+
+    fn settings(server: &LdapServer, mode: LdapMode) -> LdapSettings {
+        LdapSettings {
+            url: server.url(),
+            starttls: false,
+            bind_dn: Some(LDAP_ADMIN_DN.into()),
+            bind_password: Some(Secret::from(LDAP_ADMIN_PASSWORD)),
+            base_dn: "ou=people,dc=example,dc=org".into(),
+            user_filter: "(&(objectClass=inetOrgPerson)(uid=%u))".into(),
+            name_attribute: "uid".into(),
+            mode,
+            attributes: LdapAttributes::default(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Names that would match other entries, or add clauses, if they
+    /// reached the filter raw: none finds anyone.
+    const INJECTIONS: [&str; 9] = [
+        "*",
+        "a*",
+        "*)(uid=*",
+        "alice)(uid=*",
+        "alice)(|(uid=*",
+        "alice\0",
+        "\\",
+        "\\2a",
+        "x*",
+    ];
+
+    #[test]
+    fn ldap_search_mode_conforms_and_resists_injection() {
+        let mut server = directory();
+        let store = LdapStore::open(settings(&server, LdapMode::Search)).expect("opens");
+        super::conformance(&store);
+        for name in INJECTIONS {
+            assert!(
+                store.lookup(name).expect("store works").is_none(),
+                "{name:?} found someone"
+            );
+        }
+        // Metacharacters in a real name are matched literally.
+        let star = store.lookup("x*y").unwrap().expect("x*y exists");
+        let check = |r: &portcullis_credentials::UserRecord, pw: &str| {
+            scheme::verify(r.password.as_ref().expect("password"), &Secret::from(pw)).unwrap()
+        };
+        assert_eq!(check(&star, "star-pw"), Verification::Match);
+        let back = store.lookup("back\\slash").unwrap().expect("exists");
+        assert_eq!(check(&back, "backslash-pw"), Verification::Match);
+        assert!(store.lookup("dana").unwrap().expect("dana").state.disabled);
+        assert!(!store.lookup("alice").unwrap().unwrap().state.disabled);
+
+        server.stop();
+        assert!(matches!(
+            store.lookup("alice"),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            LdapStore::open(settings(&server, LdapMode::Search)),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn ldap_bind_mode_lets_the_directory_check_passwords() {
+        let server = directory();
+        let dn = "uid=%u,ou=people,dc=example,dc=org".to_string();
+        let store = LdapStore::open(settings(&server, LdapMode::Bind { dn })).expect("opens");
+        let verify = |name: &str, pw: &str| {
+            store
+                .verify_password(name, &Secret::from(pw))
+                .expect("directory answers")
+                .expect("bind mode verifies")
+        };
+        assert_eq!(verify("alice", "alice-pw"), Verification::Match);
+        assert_eq!(verify("alice", "bob-pw"), Verification::Mismatch);
+        assert_eq!(verify("bob", "bob-pw"), Verification::Match);
+        assert_eq!(verify("x*y", "star-pw"), Verification::Match);
+        assert_eq!(verify("back\\slash", "backslash-pw"), Verification::Match);
+        // No unauthenticated bind (RFC 4513 §5.1.2) with an empty password.
+        assert_eq!(verify("alice", ""), Verification::Mismatch);
+        for name in INJECTIONS
+            .iter()
+            .chain(&["alice,ou=people", "uid=alice,ou=people,dc=example,dc=org"])
+        {
+            assert_eq!(verify(name, "alice-pw"), Verification::Mismatch, "{name:?}");
+        }
+        // The record carries no hash (the directory keeps it) but the rest.
+        let alice = store.lookup("alice").unwrap().expect("alice");
+        assert!(alice.password.is_none());
+        assert_eq!(
+            alice.may_act_as,
+            ["postmaster@example.org", "abuse@example.org"]
+        );
+    }
+}

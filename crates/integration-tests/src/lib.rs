@@ -16,11 +16,13 @@
 //! must run first (the workspace test script does). Set `PORTCULLIS_BIN` to
 //! test another build.
 
+mod ldap;
 mod raw;
 mod server;
 mod services;
 mod tools;
 
+pub use ldap::{LdapServer, LDAP_ADMIN_DN, LDAP_ADMIN_PASSWORD, LDAP_SUFFIX};
 pub use raw::{RawClient, Reply};
 pub use server::{free_port, portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
 pub use services::{BaoServer, PostgresServer, RedisServer};
