@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use portcullis_config::{Config, UserBackend};
+use portcullis_config::{Config, LdapUsers, UserBackend};
 use portcullis_credentials::file::FileStore;
+use portcullis_credentials::ldap::{LdapAttributes, LdapMode, LdapSettings, LdapStore};
 use portcullis_credentials::postgres::PostgresStore;
 use portcullis_credentials::sqlite::SqliteStore;
 use portcullis_credentials::{CredentialStore, UserAdmin};
@@ -21,7 +22,37 @@ pub fn open(config: &Config) -> Result<Arc<dyn CredentialStore>> {
             url,
             password_query,
         } => Arc::new(open_postgres(url, password_query.as_deref())?),
+        UserBackend::Ldap(ldap) => Arc::new(open_ldap(ldap, config.store_timeout)?),
     })
+}
+
+/// The LDAP store; binds once to fail early.
+pub fn open_ldap(ldap: &LdapUsers, timeout: std::time::Duration) -> Result<LdapStore> {
+    let bind_password = match &ldap.bind_password_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let line = text.lines().next().unwrap_or_default().to_string();
+            Some(portcullis_credentials::Secret::from(line))
+        }
+    };
+    let settings = LdapSettings {
+        url: ldap.url.clone(),
+        starttls: ldap.starttls,
+        bind_dn: ldap.bind_dn.clone(),
+        bind_password,
+        base_dn: ldap.base_dn.clone(),
+        user_filter: ldap.user_filter.clone(),
+        name_attribute: ldap.name_attribute.clone(),
+        mode: match &ldap.user_dn {
+            Some(dn) => LdapMode::Bind { dn: dn.clone() },
+            None => LdapMode::Search,
+        },
+        attributes: LdapAttributes::default(),
+        timeout,
+    };
+    LdapStore::open(settings).with_context(|| format!("opening the LDAP user store {}", ldap.url))
 }
 
 /// The PostgreSQL store; connects once to fail early.
@@ -45,6 +76,9 @@ pub fn open_admin(config: &Config) -> Result<Box<dyn UserAdmin>> {
             anyhow::bail!("users come from your own table (password_query): manage them there")
         }
         UserBackend::File { .. } => anyhow::bail!("the users backend is a file: edit it directly"),
+        UserBackend::Ldap(_) => {
+            anyhow::bail!("users come from the LDAP directory: manage them there")
+        }
     })
 }
 

@@ -44,6 +44,13 @@ impl fmt::Display for UserBackend {
                 }
                 Ok(())
             }
+            UserBackend::Ldap(ldap) => {
+                let mode = match ldap.user_dn {
+                    Some(_) => "bind",
+                    None => "search",
+                };
+                write!(f, "ldap {} {} ({mode})", ldap.url, ldap.base_dn)
+            }
         }
     }
 }

@@ -156,6 +156,29 @@ pub enum UserBackend {
         url: defence::DatabaseUrl,
         password_query: Option<String>,
     },
+    /// An LDAP directory (read-only).
+    Ldap(Box<LdapUsers>),
+}
+
+/// `users.backend = "ldap"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapUsers {
+    /// `ldap://` or `ldaps://`.
+    pub url: String,
+    /// StartTLS before binding (an `ldap://` URL).
+    pub starttls: bool,
+    pub base_dn: String,
+    /// `%u`: the login name, RFC 4515-escaped.
+    pub user_filter: String,
+    /// The attribute the name must equal exactly.
+    pub name_attribute: String,
+    /// The service account; `None`: anonymous.
+    pub bind_dn: Option<String>,
+    /// A file holding the service account's password (first line).
+    pub bind_password_file: Option<PathBuf>,
+    /// Bind as the user with this DN (`%u`: the name, RFC 4514-escaped)
+    /// instead of verifying `userPassword` ourselves.
+    pub user_dn: Option<String>,
 }
 
 /// Resource limits.

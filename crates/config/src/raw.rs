@@ -67,6 +67,14 @@ pub struct RawUsers {
     pub timeout: Option<String>,
     /// `"case_mapped"` (default) or `"exact"`.
     pub username_profile: Option<String>,
+    /// `backend = "ldap"`: see `LdapUsers`.
+    pub starttls: Option<bool>,
+    pub base_dn: Option<String>,
+    pub user_filter: Option<String>,
+    pub name_attribute: Option<String>,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub user_dn: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -90,10 +90,43 @@ pub(crate) fn validate(
             ),
             password_query: raw.users.password_query,
         },
+        "ldap" => {
+            let u = &raw.users;
+            let url = u
+                .url
+                .clone()
+                .ok_or_else(|| invalid("users.url", "the ldap backend needs a url"))?;
+            if !(url.starts_with("ldap://") || url.starts_with("ldaps://")) {
+                return Err(invalid("users.url", "an ldap:// or ldaps:// URL"));
+            }
+            let user_filter = u
+                .user_filter
+                .clone()
+                .unwrap_or_else(|| "(&(objectClass=inetOrgPerson)(uid=%u))".into());
+            if !user_filter.contains("%u") {
+                return Err(invalid("users.user_filter", "must contain %u"));
+            }
+            if u.user_dn.as_ref().is_some_and(|d| !d.contains("%u")) {
+                return Err(invalid("users.user_dn", "must contain %u"));
+            }
+            UserBackend::Ldap(Box::new(crate::LdapUsers {
+                url,
+                starttls: u.starttls.unwrap_or(false),
+                base_dn: u
+                    .base_dn
+                    .clone()
+                    .ok_or_else(|| invalid("users.base_dn", "the ldap backend needs a base_dn"))?,
+                user_filter,
+                name_attribute: u.name_attribute.clone().unwrap_or_else(|| "uid".into()),
+                bind_dn: u.bind_dn.clone(),
+                bind_password_file: u.bind_password_file.clone().map(in_data_dir),
+                user_dn: u.user_dn.clone(),
+            }))
+        }
         other => {
             return Err(invalid(
                 "users.backend",
-                format!("unknown backend {other:?} (sqlite, file, postgres)"),
+                format!("unknown backend {other:?} (sqlite, file, postgres, ldap)"),
             ))
         }
     };
