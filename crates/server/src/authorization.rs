@@ -7,7 +7,7 @@ use portcullis_config::authorization::Tenants;
 use portcullis_proto::Reply;
 use portcullis_session::{AuthOutcome, Message, SenderRule};
 
-use crate::connection::Peer;
+use crate::peer::Peer;
 use crate::Shared;
 
 /// The senders an accepted user owns, when `[senders]` is on: the user

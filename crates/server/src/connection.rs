@@ -13,19 +13,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::pace::Pace;
+use crate::peer::Peer;
 use crate::{effects, tls, BoundListener, Shared};
-
-/// Facts about the connection the spool records.
-pub(crate) struct Peer {
-    pub client: SocketAddr,
-    pub server: Option<SocketAddr>,
-    pub listener: String,
-    /// What policy hooks of this connection share (`conn_meta`, user data).
-    pub meta: portcullis_lua::ConnMeta,
-    /// The limiter's ban generation when this connection's address was
-    /// last checked (see [`crate::defence::banned_since`]).
-    pub bans_seen: AtomicU64,
-}
 
 /// How [`drive`] ended.
 enum Ended {
@@ -67,7 +56,7 @@ pub(crate) async fn serve(
     meta.set("hostname", shared.hostname.clone().into());
     let peer = Peer {
         client,
-        server,
+        local: server,
         listener: listener.name.clone(),
         meta,
         // Read before the ban check at connect: a ban made after it

@@ -28,7 +28,7 @@ use portcullis_proto::Reply;
 use portcullis_sasl::{Credentials, Mechanism, Secret};
 use portcullis_session::{AuthOutcome, Session};
 
-use crate::connection::Peer;
+use crate::peer::Peer;
 use crate::{effects, telemetry, Shared};
 
 /// The ban file's name in the data directory.

@@ -12,7 +12,7 @@ use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, TlsMeta, XclientMe
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
-use crate::connection::Peer;
+use crate::peer::Peer;
 use crate::store_calls::StoreCallError;
 use crate::{telemetry, Shared};
 
@@ -180,7 +180,7 @@ pub(crate) async fn spool(
         declared_size: message.envelope.params.size,
         helo: Some(helo.clone()),
         client_addr,
-        server_addr: peer.server.map(|a| a.to_string()).unwrap_or_default(),
+        server_addr: peer.local.map(|a| a.to_string()).unwrap_or_default(),
         listener: peer.listener.clone(),
         tls: session.tls().map(|t| TlsMeta {
             version: t.version.clone(),

@@ -18,6 +18,7 @@ pub mod defence;
 mod effects;
 mod listener;
 mod pace;
+mod peer;
 mod policy;
 pub mod preflight;
 mod proxy_protocol;

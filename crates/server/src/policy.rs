@@ -16,7 +16,7 @@ use portcullis_proto::Reply;
 use portcullis_sasl::{Credentials, Mechanism, Secret};
 use portcullis_session::{AuthOutcome, Message, ScriptStepOutcome, Session};
 
-use crate::connection::Peer;
+use crate::peer::Peer;
 use crate::Shared;
 
 /// Extra wait beyond the hook timeout before the server stops waiting.
@@ -249,7 +249,7 @@ pub(crate) fn conn_facts(peer: &Peer, session: &Session) -> ConnFacts {
     };
     ConnFacts {
         client: std::net::SocketAddr::new(client_ip, client_port),
-        server: peer.server,
+        server: peer.local,
         helo: session.helo_name().map(str::to_string),
         listener: peer.listener.clone(),
         proxy: (client_ip != peer.client.ip()).then_some(peer.client),
