@@ -10,9 +10,9 @@
 //!
 //! The address counted is the real client's: the PROXY header's, or the
 //! address a trusted proxy named with XCLIENT
-//! ([`ConnectionFacts::client`]), never the proxy's.
+//! (`ConnectionFacts::client`), never the proxy's.
 //!
-//! The auth service ([`crate::auth_service`]) calls the attempt half of
+//! The auth service (`auth_service.rs`) calls the attempt half of
 //! this module (admission before a check, the record after it); the
 //! connection calls the connection half (admission at connect, bans made
 //! since).
