@@ -88,7 +88,7 @@ fn secs(d: Duration) -> i64 {
 pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| secs(d))
+        .map_or(0, secs)
 }
 
 impl Authenticator {

@@ -24,18 +24,7 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
         }
     } else if session.transaction.is_some() {
         Reply::nested_mail()
-    } else if session
-        .sender_rule
-        .as_ref()
-        .is_some_and(|rule| !rule.allows(&from))
-    {
-        Reply::sender_not_owned()
-    } else if session
-        .identity
-        .as_ref()
-        .and_then(|i| i.credential.as_ref())
-        .is_some_and(|c| !c.allows_sender(&from))
-    {
+    } else if !sender_allowed(session, &from) {
         Reply::sender_not_owned()
     } else if params
         .size
@@ -120,4 +109,19 @@ pub(crate) fn data(session: &mut Session, out: &mut Vec<u8>) {
         }
     };
     reply.write_to(out);
+}
+
+/// The account's sender rule, if any, and the app password's own senders,
+/// if the login used one that has some: both must allow `from`.
+fn sender_allowed(session: &Session, from: &Path) -> bool {
+    let by_account = session
+        .sender_rule
+        .as_ref()
+        .is_none_or(|rule| rule.allows(from));
+    let by_credential = session
+        .identity
+        .as_ref()
+        .and_then(|i| i.credential.as_ref())
+        .is_none_or(|c| c.allows_sender(from));
+    by_account && by_credential
 }
