@@ -36,6 +36,16 @@ pub fn check_files(config: &Config) -> Result<(), ServerError> {
     if let UserBackend::File { path } = &config.users {
         portcullis_credentials::file::FileStore::load(path)?;
     }
+    if let UserBackend::Ldap(ldap) = &config.users {
+        if let Some(path) = &ldap.bind_password_file {
+            std::fs::read_to_string(path).map_err(|e| {
+                portcullis_credentials::StoreError::Unavailable(format!(
+                    "LDAP bind password file {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+    }
     Ok(())
 }
 
