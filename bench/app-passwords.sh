@@ -15,6 +15,7 @@
 # machine; the client runs on one thread.
 #
 # Environment: CONNS (50) DURATION (10) WARMUP (2) USERS (200) PORT (2720)
+# BUILD (1; 0 uses the release binaries as they are)
 # OUT (results directory; default bench/results/app-passwords-<stamp>)
 # PORTCULLIS_LOG (warn) BENCH_MMAP_THRESHOLD (see lib.sh).
 set -euo pipefail
@@ -29,7 +30,9 @@ PORT="${PORT:-2720}"
 OUT="${OUT:-$REPO/bench/results/app-passwords-$(date +%Y%m%d-%H%M%S)}"
 export BENCH_PASS="${BENCH_PASS:-bench-pass}"
 
-(cd "$REPO" && cargo build --release -q -p portcullis -p portcullis-load)
+if [ "${BUILD:-1}" != 0 ]; then
+  (cd "$REPO" && cargo build --release -q -p portcullis -p portcullis-load)
+fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}/release"
 SERVER="$TARGET_DIR/portcullis"
 LOAD="$TARGET_DIR/portcullis-load"
