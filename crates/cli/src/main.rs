@@ -40,11 +40,16 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// Loads the config, logging each key written under a deprecated name.
     fn load(&self) -> Result<Config> {
-        Ok(match &self.config {
+        let config = match &self.config {
             Some(path) => Config::load(path, self.data_dir.as_deref())?,
             None => Config::development(self.data_dir.as_deref()),
-        })
+        };
+        for deprecation in &config.deprecations {
+            tracing::warn!(key = deprecation.old, "{deprecation}");
+        }
+        Ok(config)
     }
 }
 
