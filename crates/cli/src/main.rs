@@ -237,6 +237,7 @@ fn describe(error: &anyhow::Error) -> String {
 /// in `println!` with a broken-pipe backtrace. (Rust ignores SIGPIPE; the
 /// default action ends the process silently. `serve` keeps ignoring it: a
 /// client that hangs up must never end the server.)
+#[allow(unsafe_code)] // libc, see the SAFETY note below
 fn quiet_on_closed_pipe() {
     #[cfg(unix)]
     // SAFETY: restoring a signal's default disposition, before any other
