@@ -44,7 +44,9 @@
 //! What this crate does not do: network I/O other than Vault's HTTP API, or
 //! any SMTP. The server maps a [`Verdict`] to its session's outcome.
 
+mod digest;
 pub mod events;
+mod formats;
 mod kumo;
 mod mechanism;
 mod memoize;
@@ -276,3 +278,5 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_library;

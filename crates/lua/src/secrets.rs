@@ -112,6 +112,11 @@ const MAX_KEY_FILE: u64 = 1024 * 1024;
 /// A regular file of at most [`MAX_KEY_FILE`] bytes (a FIFO or a device
 /// could block the hook or never end).
 pub(crate) fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    read_bounded(path, MAX_KEY_FILE)
+}
+
+/// A regular file of at most `max` bytes.
+pub(crate) fn read_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.is_file() {
@@ -119,10 +124,10 @@ pub(crate) fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     }
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
         .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(format!("larger than {MAX_KEY_FILE} bytes"));
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
     }
     Ok(bytes)
 }
