@@ -47,6 +47,7 @@
 mod digest;
 pub mod events;
 mod formats;
+mod http;
 mod kumo;
 mod mechanism;
 mod memoize;

@@ -269,6 +269,11 @@ impl Generation {
             Err(error) if !overran && KumoRefusal::find(&error).is_some() => {
                 refused(KumoRefusal::find(&error).expect("checked above"))
             }
+            Err(error) if !overran && crate::http::Unreachable::find(&error).is_some() => {
+                let reason = crate::http::Unreachable::find(&error).expect("checked above");
+                tracing::error!(script = %self.path.display(), error = %reason, "policy: a service the script asked is unreachable; deferring");
+                defer(reason.to_string())
+            }
             Err(_) if overran => {
                 tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");
                 defer("the hook timed out".into())
