@@ -104,3 +104,63 @@ fn plain_http_to_another_host_is_refused() {
     let log = server.log();
     assert!(log.contains("use https"), "{log}");
 }
+
+/// The memoized look-up an AUTH policy wants: every login asks the API
+/// (`ttl = 0`), and while the API is down the last answer serves for the
+/// stale window, so users who logged in before still can; a user the
+/// cache never saw gets `454`.
+#[test]
+fn memoized_lookups_keep_known_users_logging_in_while_the_api_is_down() {
+    let mut api = HttpUserApi::start(USERS);
+    let script = format!(
+        r#"
+local client = kumo.http.build_client {{ timeout = '5 seconds' }}
+local fetch_user = kumo.memoize(function(name)
+  local response = client:get('{api}/users/' .. name):basic_auth('svc', 'api-key'):send()
+  if response:status_code() == 404 then
+    return nil
+  end
+  return response:json()
+end, {{ name = 'users', ttl = 0, max_stale = '1 hour', allow_stale_reads = true,
+       populate_timeout = '3 seconds', invalidate_with_epoch = true }})
+
+kumo.on('smtp_server_auth_plain', function(authz, authc, password)
+  local user = fetch_user(authc)
+  return user ~= nil and user.password == password
+end)
+"#,
+        api = api.url()
+    );
+    let server = TestServer::builder()
+        .config("policy = \"policy.lua\"\n")
+        .file("policy.lua", &script)
+        .start();
+    let port = server.submission_port();
+    python(
+        r#"
+        s = connect()
+        login("alice", s, "alice", "wonderland", "PLAIN")
+        s.quit()
+        "#,
+        &[port],
+    )
+    .assert_reply("alice", "235 2.7.0");
+
+    api.kill();
+    let out = python(
+        r#"
+        s = connect()
+        login("cached", s, "alice", "wonderland", "PLAIN")
+        s.quit()
+        s = connect()
+        login("cached-wrong", s, "alice", "looking-glass", "PLAIN")
+        login("new", s, "bob", "builder", "PLAIN")
+        s.quit()
+        "#,
+        &[port],
+    );
+    out.assert_reply("cached", "235 2.7.0")
+        .assert_reply("cached-wrong", "535 5.7.8")
+        .assert_reply("new", "454 4.7.0");
+    assert!(server.log().contains("serving the last answer"));
+}

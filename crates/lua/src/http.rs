@@ -50,9 +50,10 @@ pub(crate) const MAX_RESPONSE: u64 = 1024 * 1024;
 /// The timeout of a client built without one.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The service could not be reached (Lua error payload): the pool defers.
+/// A service could not be reached (a Lua error payload; also Vault's):
+/// the pool defers.
 #[derive(Debug, thiserror::Error)]
-#[error("kumo.http: {0}")]
+#[error("{0} (unreachable)")]
 pub(crate) struct Unreachable(pub String);
 
 impl Unreachable {
@@ -164,7 +165,10 @@ impl Request {
         // Never past the hook's deadline: the client already got its 454.
         let timeout = CallDeadline::remaining(lua, self.timeout).min(self.timeout);
         let unreachable = |e: ureq::Error| {
-            mlua::Error::external(Unreachable(format!("{} {}: {e}", self.method, self.url)))
+            mlua::Error::external(Unreachable(format!(
+                "kumo.http: {} {}: {e}",
+                self.method, self.url
+            )))
         };
         use ureq::RequestExt as _;
         let result = match &self.body {

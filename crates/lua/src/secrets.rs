@@ -100,7 +100,12 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
         _ => settings.answered(true, ""),
     }
     let value = value.map_err(|e| {
-        mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {}", e.text()))
+        let text = format!("kumo.secrets.load: {mount}/{path}: {}", e.text());
+        match e {
+            // Vault down is not the client's fault: the pool defers.
+            VaultFailure::Unreachable(_) => mlua::Error::external(crate::http::Unreachable(text)),
+            VaultFailure::Refused(_) => mlua::Error::runtime(text),
+        }
     })?;
     lua.create_string(value)
 }

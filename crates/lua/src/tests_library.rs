@@ -88,3 +88,105 @@ fn digests_and_encodings_as_kumomta_names_them() {
     assert_eq!(data["dehex"], "hi");
     assert_eq!(data["bad"], false);
 }
+
+/// A memoized look-up of `plans.json` (beside the script) with `options`;
+/// the hook accepts with the looked-up value as data.
+fn memoized(options: &str) -> (tempfile::TempDir, Policy) {
+    let (dir, _) = policy("");
+    let script = format!(
+        "local lookup = kumo.memoize(function(user)\n\
+           local ok, plans = pcall(kumo.json_load, '{d}/plans.json')\n\
+           if not ok then\n\
+             if user == 'hang' then while true do end end\n\
+             error('the store is down')\n\
+           end\n\
+           return plans[user]\n\
+         end, {{ name = 'plans', {options} }})\n\
+         portcullis.on('smtp_server_auth', function(auth)\n\
+           return portcullis.accept{{ data = {{ plan = lookup(auth.user) }} }}\n\
+         end)",
+        d = dir.path().display()
+    );
+    std::fs::write(dir.path().join("policy.lua"), script).unwrap();
+    let mut options_ = PolicyOptions::new(dir.path().join("policy.lua"));
+    options_.hook_timeout = std::time::Duration::from_secs(5);
+    let p = Policy::load(options_).expect("loads");
+    (dir, p)
+}
+
+fn plan_of(p: &Policy, user: &str) -> Result<serde_json::Value, Verdict> {
+    match decide(p, &request("PLAIN", user, "pw", None)) {
+        Verdict::Accept { user_data, .. } => Ok(user_data.expect("data")["plan"].clone()),
+        other => Err(other),
+    }
+}
+
+#[test]
+fn memoize_serves_stale_answers_while_the_store_is_down_only_with_allow_stale_reads() {
+    for allow in [true, false] {
+        let (dir, p) = memoized(&format!(
+            "ttl = 0, max_stale = '1 hour', allow_stale_reads = {allow}"
+        ));
+        let plans = dir.path().join("plans.json");
+        std::fs::write(&plans, r#"{"alice": "gold", "bob": "silver"}"#).unwrap();
+        assert_eq!(plan_of(&p, "alice").unwrap(), "gold");
+        std::fs::remove_file(&plans).unwrap();
+        // Expired (ttl 0), and the refresh fails.
+        match allow {
+            true => assert_eq!(plan_of(&p, "alice").unwrap(), "gold"),
+            false => assert!(matches!(
+                plan_of(&p, "alice"),
+                Err(Verdict::ScriptError { .. })
+            )),
+        }
+        // Never cached: the error.
+        assert!(matches!(
+            plan_of(&p, "bob"),
+            Err(Verdict::ScriptError { .. })
+        ));
+    }
+}
+
+#[test]
+fn memoize_stale_window_ends() {
+    let (dir, p) = memoized("ttl = 0, max_stale = 0, allow_stale_reads = true");
+    let plans = dir.path().join("plans.json");
+    std::fs::write(&plans, r#"{"alice": "gold"}"#).unwrap();
+    assert_eq!(plan_of(&p, "alice").unwrap(), "gold");
+    std::fs::remove_file(&plans).unwrap();
+    assert!(plan_of(&p, "alice").is_err());
+}
+
+#[test]
+fn memoize_populate_timeout_stops_a_hanging_look_up() {
+    let (dir, p) = memoized(
+        "ttl = 0, max_stale = '1 hour', allow_stale_reads = true, populate_timeout = 0.05",
+    );
+    let plans = dir.path().join("plans.json");
+    std::fs::write(&plans, r#"{"hang": "gold"}"#).unwrap();
+    assert_eq!(plan_of(&p, "hang").unwrap(), "gold");
+    std::fs::remove_file(&plans).unwrap();
+    // The look-up loops; past 50 ms (the hook has 5 s) the stale answer.
+    assert_eq!(plan_of(&p, "hang").unwrap(), "gold");
+    // Without a stale answer, the look-up's timeout defers the attempt.
+    let (dir, p) = memoized("ttl = 0, populate_timeout = 0.05");
+    let _ = dir;
+    assert!(matches!(plan_of(&p, "hang"), Err(Verdict::Defer { .. })));
+}
+
+#[test]
+fn memoize_caches_outlive_a_reload_unless_invalidate_with_epoch() {
+    for invalidate in [false, true] {
+        let (dir, p) = memoized(&format!(
+            "ttl = '1 hour', invalidate_with_epoch = {invalidate}"
+        ));
+        let plans = dir.path().join("plans.json");
+        std::fs::write(&plans, r#"{"alice": "gold"}"#).unwrap();
+        assert_eq!(plan_of(&p, "alice").unwrap(), "gold");
+        std::fs::write(&plans, r#"{"alice": "platinum"}"#).unwrap();
+        assert_eq!(plan_of(&p, "alice").unwrap(), "gold");
+        p.reload().unwrap();
+        let expected = if invalidate { "platinum" } else { "gold" };
+        assert_eq!(plan_of(&p, "alice").unwrap(), expected);
+    }
+}
