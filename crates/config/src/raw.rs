@@ -120,6 +120,9 @@ pub struct RawListener {
     pub proxy_protocol: Option<bool>,
     /// Networks (CIDR) allowed to send that header; needed with it.
     pub proxy_trusted: Option<Vec<String>>,
+    /// `"request"`: ask every client for a certificate and accept one
+    /// that chains to no CA (for a policy to pin).
+    pub client_certificate: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -279,6 +279,7 @@ fn default_listeners() -> Vec<Listener> {
         mechanisms: None,
         xclient_trusted: Vec::new(),
         proxy_trusted: Vec::new(),
+        request_client_certificate: false,
     };
     vec![
         listener("submission", "127.0.0.1:2587", ListenerTls::StartTls),
@@ -352,7 +353,24 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
         (false, false) => return Err(invalid(key("proxy_trusted"), "set proxy_protocol = true")),
         _ => {}
     }
+    let request_client_certificate = match raw.client_certificate.as_deref() {
+        None | Some("verify") => false,
+        Some("request") if tls == ListenerTls::None => {
+            return Err(invalid(
+                key("client_certificate"),
+                "needs tls on this listener",
+            ))
+        }
+        Some("request") => true,
+        Some(other) => {
+            return Err(invalid(
+                key("client_certificate"),
+                format!("{other:?}: expected \"request\" or \"verify\""),
+            ))
+        }
+    };
     Ok(Listener {
+        request_client_certificate,
         name: raw.name.unwrap_or_else(|| format!("listener{index}")),
         address,
         tls,

@@ -49,6 +49,7 @@ pub(crate) fn conn() -> ConnFacts {
         tls: Some(TlsFacts {
             version: "TLSv1.3".into(),
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            key_size: 256,
             client_certificate: None,
         }),
         proxy: None,
@@ -439,6 +440,7 @@ fn verified_logins_reach_only_the_general_hook_without_a_password() {
         subject: "CN=alice".into(),
         issuer: "CN=CA".into(),
         sha256: "AB:CD".into(),
+        ..Default::default()
     });
     let v = p.authenticate(&request, &facts, &ConnMeta::new());
     let Verdict::Accept {

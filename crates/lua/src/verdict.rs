@@ -338,7 +338,22 @@ pub(crate) fn refusal(
         .get::<Option<bool>>("disconnect")
         .map_err(e)?
         .unwrap_or(false);
-    let message: Option<String> = t.get("message").map_err(e)?;
+    // A string, or (Halon's form) a list of lines: a multi-line reply.
+    let lines: Option<Vec<String>> = match t.get::<Value>("message").map_err(e)? {
+        Value::Nil => None,
+        Value::Table(list) => {
+            let lines: Vec<String> = list
+                .sequence_values::<String>()
+                .collect::<mlua::Result<_>>()
+                .map_err(e)?;
+            if lines.is_empty() || lines.len() > MAX_LINES {
+                return Err(format!("message must have 1 to {MAX_LINES} lines"));
+            }
+            Some(lines)
+        }
+        _ => Some(vec![t.get::<String>("message").map_err(e)?]),
+    };
+    let message = lines.as_ref().map(|l| l.join(" "));
     let code: Option<u16> = t.get("code").map_err(e)?;
     let enhanced = enhanced_code(&t.get::<Value>("enhanced").map_err(e)?)?;
     let reason = message
@@ -360,11 +375,15 @@ pub(crate) fn refusal(
             "enhanced code class does not match reply code {code}"
         ));
     }
-    let text = match message {
-        Some(m) => clean_text(&m),
-        None => default.text(),
+    let reply = match lines {
+        Some(lines) => Reply::multiline(
+            code,
+            enhanced,
+            lines.iter().map(|l| clean_text(l)).collect(),
+        ),
+        None => Reply::new(code, enhanced, default.text()),
     };
-    Ok((Reply::new(code, enhanced, text), disconnect, reason))
+    Ok((reply, disconnect, reason))
 }
 
 /// `"5.7.8"` or `{5, 7, 8}`.
@@ -397,6 +416,9 @@ fn enhanced_code(value: &Value) -> Result<Option<EnhancedCode>, String> {
         _ => Err(format!("invalid enhanced code {parts:?}")),
     }
 }
+
+/// The most lines a refusal's message may have.
+const MAX_LINES: usize = 10;
 
 /// One line of printable text, bounded.
 fn clean_text(text: &str) -> String {

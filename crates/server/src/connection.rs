@@ -126,7 +126,8 @@ pub(crate) async fn serve(
 /// channel-binding data of the certificate served now.
 fn tls_info(conn: &rustls::ServerConnection, shared: &Shared) -> portcullis_session::TlsInfo {
     let end_point_hash = shared.certificate.as_ref().map(|c| c.end_point_hash());
-    tls::info(conn, end_point_hash.as_deref(), shared.client_identity)
+    let ca = shared.client_ca.as_deref();
+    tls::info(conn, end_point_hash.as_deref(), shared.client_identity, ca)
 }
 
 /// A plain-text start, upgraded in place if the client asks for STARTTLS.

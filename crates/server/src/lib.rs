@@ -180,6 +180,9 @@ pub(crate) struct Shared {
     /// How a verified client certificate names its user (EXTERNAL); `None`
     /// when no client CA is configured.
     pub client_identity: Option<portcullis_config::ClientIdentity>,
+    /// `[tls] client_ca`'s verifier: whether a certificate a requesting
+    /// listener let through chains to it.
+    pub client_ca: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// The Lua policy, when the config names a script.
     pub policy: Option<Arc<portcullis_lua::Policy>>,
     /// Sender and tenant rules after AUTH.
@@ -338,6 +341,10 @@ impl Server {
             mechanisms.insert(0, Mechanism::External);
         }
         let certificate = tls.as_ref().map(|t| t.certificate.clone());
+        let client_ca = tls.as_ref().and_then(|t| t.ca_verifier.clone());
+        let request_any = tls
+            .as_ref()
+            .map(|t| TlsAcceptor::from(t.request_any.clone()));
         let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
         let mut listeners = Vec::new();
         let mut sockets = Vec::new();
@@ -356,7 +363,11 @@ impl Server {
                 name: l.name.clone(),
                 local_addr: socket.local_addr().ok(),
                 implicit_tls: l.tls == ListenerTls::Implicit,
-                acceptor: if uses_tls { acceptor.clone() } else { None },
+                acceptor: match (uses_tls, l.request_client_certificate) {
+                    (false, _) => None,
+                    (true, false) => acceptor.clone(),
+                    (true, true) => request_any.clone(),
+                },
                 session: std::sync::RwLock::new(Arc::new(session)),
                 xclient_trusted: l.xclient_trusted.clone(),
                 proxy_trusted: l.proxy_trusted.clone(),
@@ -384,6 +395,7 @@ impl Server {
             policy: None,
             certificate,
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
+            client_ca,
             stopping,
             grace_over: watch::Sender::new(false),
             store_calls,
