@@ -56,7 +56,10 @@ pub(crate) async fn authenticate(
             use tracing::field::display;
             let (authzid, detail) = (authzid.map(display), detail.map(display));
             tracing::warn!(%client, %mechanism, %user, authzid, result = "rejected", %reason, detail, "auth");
-            AuthOutcome::Rejected { reply: None }
+            AuthOutcome::Rejected {
+                reply: None,
+                challenge: None,
+            }
         }
         Decision::Unavailable(reason) => {
             tracing::error!(%client, %mechanism, %user, result = "deferred", reason = %reason, "auth: store unavailable");

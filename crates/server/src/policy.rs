@@ -206,12 +206,16 @@ fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOu
         Verdict::Reject {
             reply,
             disconnect,
+            oauth_challenge,
             reason,
         } => {
             tracing::warn!(%client, %mechanism, %user, result = "rejected", %reason, disconnect, by = "policy", "auth");
             match disconnect {
                 true => AuthOutcome::Disconnect { reply },
-                false => AuthOutcome::Rejected { reply: Some(reply) },
+                false => AuthOutcome::Rejected {
+                    reply: Some(reply),
+                    challenge: oauth_challenge,
+                },
             }
         }
         Verdict::Defer {
@@ -230,7 +234,10 @@ fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOu
             // The client sees the 454, but the attempt is a failure: it
             // waits the failure delay and is counted (see `defence`), so a
             // script that errors for unknown users is no user oracle.
-            AuthOutcome::Rejected { reply: Some(reply) }
+            AuthOutcome::Rejected {
+                reply: Some(reply),
+                challenge: None,
+            }
         }
         _ => AuthOutcome::TemporaryFailure { reply: None },
     }

@@ -169,9 +169,12 @@ pub enum AuthOutcome {
         authn_id: String,
         authz_id: String,
     },
-    /// `535 5.7.8` unless `reply` says otherwise.
+    /// `535 5.7.8` unless `reply` says otherwise. For OAUTHBEARER and
+    /// XOAUTH2 the error JSON goes first as a challenge: `challenge`, or
+    /// the default `invalid_token` one; other mechanisms ignore it.
     Rejected {
         reply: Option<Reply>,
+        challenge: Option<Vec<u8>>,
     },
     /// `454 4.7.0` unless `reply` says otherwise.
     TemporaryFailure {

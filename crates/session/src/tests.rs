@@ -306,7 +306,13 @@ fn rejected_and_deferred_auth() {
     h.send("AUTH PLAIN AHUAcA==\r\n");
     assert!(h
         .session
-        .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out)
+        .auth_finished(
+            AuthOutcome::Rejected {
+                reply: None,
+                challenge: None,
+            },
+            &mut h.out
+        )
         .is_none());
     assert_eq!(h.take(), "535 5.7.8 Authentication credentials invalid\r\n");
     h.send("AUTH PLAIN AHUAcA==\r\n");
@@ -325,13 +331,23 @@ fn third_auth_failure_closes_with_421() {
         h.send("AUTH PLAIN AHUAcA==\r\n");
         assert!(h
             .session
-            .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out)
+            .auth_finished(
+                AuthOutcome::Rejected {
+                    reply: None,
+                    challenge: None,
+                },
+                &mut h.out
+            )
             .is_none());
     }
     h.send("AUTH PLAIN AHUAcA==\r\n");
-    let effect = h
-        .session
-        .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
+    let effect = h.session.auth_finished(
+        AuthOutcome::Rejected {
+            reply: None,
+            challenge: None,
+        },
+        &mut h.out,
+    );
     assert!(matches!(effect, Some(Effect::Close)));
     assert!(h
         .take()

@@ -77,7 +77,10 @@ fn initial_response_rejection_and_cancel() {
     let mut h = with_otp(Some(tls()));
     h.replies("EHLO c\r\n");
     expect_round(&mut h, "AUTH X-OTP ZG9yYQ==\r\n", 1, Some(b"dora"));
-    let rejected = AuthOutcome::Rejected { reply: None };
+    let rejected = AuthOutcome::Rejected {
+        reply: None,
+        challenge: None,
+    };
     h.session
         .script_step_finished(ScriptStepOutcome::Finished(rejected), &mut h.out);
     assert_eq!(h.take(), "535 5.7.8 Authentication credentials invalid\r\n");
