@@ -42,8 +42,11 @@
 //! states; `kumo.memoize` caches outlive it unless declared
 //! `invalidate_with_epoch`). Calls in flight finish on the old one.
 //!
-//! What this crate does not do: network I/O other than Vault's HTTP API, or
-//! any SMTP. The server maps a [`Verdict`] to its session's outcome.
+//! **Network.** Vault's HTTP API and `kumo.http` (the operator's own user
+//! API), both through ureq on the hook's blocking thread, bounded by the
+//! hook's deadline; an unreachable service defers the attempt (`454`, not
+//! counted against the client). No SMTP: the server maps a [`Verdict`] to
+//! its session's outcome.
 
 mod digest;
 pub mod events;
