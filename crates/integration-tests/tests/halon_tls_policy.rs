@@ -52,11 +52,11 @@ fn a_self_signed_client_certificate_is_pinned_by_fingerprint_and_refusals_span_l
 
     let server = TestServer::builder()
         .without_default_listeners()
-        .config(&format!(
+        .config(
             "policy = \"policy.lua\"\n\
-             [[listener]]\nname = \"pinned\"\naddress = \"127.0.0.1:{{port:pinned}}\"\n\
+             [[listener]]\nname = \"pinned\"\naddress = \"127.0.0.1:{port:pinned}\"\n\
              tls = \"starttls\"\nclient_certificate = \"request\"\n",
-        ))
+        )
         .file("policy.lua", &format!("PINNED = '{sha256}'\n{POLICY}"))
         .file("client.crt", &cert.pem())
         .file("client.key", &key.serialize_pem())
