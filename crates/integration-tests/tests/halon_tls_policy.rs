@@ -38,6 +38,11 @@ portcullis.on('smtp_server_auth', function(auth, conn)
 end)
 "#;
 
+/// What the spool record says of the client certificate's verification.
+fn meta_verified(meta: &serde_json::Value) -> Option<bool> {
+    meta["tls"]["client_certificate"]["verified"].as_bool()
+}
+
 #[test]
 fn a_self_signed_client_certificate_is_pinned_by_fingerprint_and_refusals_span_lines() {
     let mut params = rcgen::CertificateParams::new(vec!["device-7.example.test".to_string()])
@@ -129,6 +134,12 @@ fn a_self_signed_client_certificate_is_pinned_by_fingerprint_and_refusals_span_l
         serde_json::json!(["DNS:device-7.example.test"])
     );
     assert!(data["not_after"].as_str().is_some_and(|d| !d.is_empty()));
+    assert_eq!(
+        meta_verified(&message.meta),
+        Some(false),
+        "{:#}",
+        message.meta
+    );
     // A certificate that chains to no CA never names a user for EXTERNAL.
     assert_eq!(message.auth_field("mechanism").as_deref(), Some("PLAIN"));
 }
