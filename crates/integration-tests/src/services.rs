@@ -312,3 +312,122 @@ impl Drop for BaoServer {
         self.kill();
     }
 }
+
+/// A small HTTP user API, as operators run beside their mail servers
+/// (Python's `http.server`, threaded, on a free loopback port; killed on
+/// drop). Users are given as JSON `{"name": {"password": …, "groups": […]}}`.
+///
+/// - `POST /check` with `{"user": …, "password": …}`: `200 {"ok": true,
+///   "groups": […]}` for the right password, else `403 {"ok": false}`;
+/// - `GET /users/<name>` with HTTP Basic auth `svc:api-key`: `200` and the
+///   user's object, `404` for no such user, `401` without the key;
+/// - `GET /hits`: how many `/check` and `/users/` requests it answered.
+pub struct HttpUserApi {
+    child: Option<Child>,
+    port: u16,
+    users: String,
+}
+
+const HTTP_USER_API: &str = r#"
+import base64, json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+port, users = int(sys.argv[1]), json.loads(sys.argv[2])
+hits = 0
+lock = threading.Lock()
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def answer(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def count(self):
+        global hits
+        with lock:
+            hits += 1
+    def do_GET(self):
+        if self.path == "/hits":
+            return self.answer(200, {"hits": hits})
+        if self.path.startswith("/users/"):
+            self.count()
+            want = "Basic " + base64.b64encode(b"svc:api-key").decode()
+            if self.headers.get("Authorization") != want:
+                return self.answer(401, {"error": "key"})
+            user = users.get(self.path[len("/users/"):])
+            return self.answer(200, user) if user else self.answer(404, {})
+        self.answer(404, {})
+    def do_POST(self):
+        self.count()
+        length = int(self.headers.get("Content-Length", "0"))
+        asked = json.loads(self.rfile.read(length) or b"{}")
+        user = users.get(asked.get("user"))
+        if self.path == "/check" and user and user["password"] == asked.get("password"):
+            return self.answer(200, {"ok": True, "groups": user.get("groups", [])})
+        self.answer(403, {"ok": False})
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+impl HttpUserApi {
+    /// Starts one serving `users` and waits until it answers.
+    pub fn start(users: &str) -> HttpUserApi {
+        let mut api = HttpUserApi {
+            child: None,
+            port: crate::server::free_port(),
+            users: users.to_string(),
+        };
+        api.spawn();
+        api
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many user requests it answered.
+    pub fn hits(&self) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("api answers");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /hits HTTP/1.0\r\n\r\n")
+            .expect("write");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: serde_json::Value = serde_json::from_str(body).expect("JSON hits");
+        json["hits"].as_u64().expect("a count")
+    }
+
+    /// Kills it (SIGKILL): the tests of "the API went away".
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("python3")
+            .args(["-c", HTTP_USER_API, &self.port.to_string(), &self.users])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the HTTP user API never came up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HttpUserApi {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -181,6 +181,16 @@ impl Reply {
         }
     }
 
+    /// A multi-line reply (`code-…` lines, then `code …`): one line per
+    /// entry of `lines`; none is a reply with an empty text.
+    pub fn multiline(code: u16, status: Option<EnhancedCode>, lines: Vec<String>) -> Reply {
+        let mut reply = Reply::new(code, status, "");
+        if !lines.is_empty() {
+            reply.lines = lines.into_iter().map(Cow::Owned).collect();
+        }
+        reply
+    }
+
     /// The `220` greeting. RFC 2034 gives greetings no enhanced code.
     pub fn greeting(hostname: &str) -> Reply {
         Reply::new(220, None, format!("{hostname} ESMTP portcullis"))

@@ -63,6 +63,7 @@ pub(crate) async fn spool(
             version: t.version.clone(),
             cipher: t.cipher.clone(),
             client_certificate: t.client_certificate.as_ref().map(|c| ClientCertMeta {
+                verified: c.details.verify_error.is_none(),
                 subject: c.subject.clone(),
                 issuer: c.issuer.clone(),
                 sha256: c.sha256.clone(),

@@ -24,8 +24,8 @@ mod xclient;
 
 pub use config::{AuthPolicy, SessionConfig};
 pub use effect::{
-    AuthMechanism, AuthOutcome, ClientCertificate, Effect, Envelope, Flow, Identity, Message,
-    ScramLookup, ScriptStepOutcome, SpoolOutcome, TlsInfo,
+    AuthMechanism, AuthOutcome, CertificateDetails, ClientCertificate, Effect, Envelope, Flow,
+    Identity, Message, ScramLookup, ScriptStepOutcome, SpoolOutcome, TlsInfo,
 };
 pub use script_auth::MAX_SCRIPT_ROUNDS;
 pub use sender::SenderRule;

@@ -71,20 +71,30 @@ pub struct TlsMeta {
     pub version: String,
     /// Cipher suite name.
     pub cipher: String,
-    /// The client certificate our CA verified, if the client sent one.
+    /// The client certificate the client sent, if any: verified by our CA
+    /// unless `verified` says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<ClientCertMeta>,
 }
 
-/// A verified TLS client certificate (SASL EXTERNAL).
+/// A TLS client certificate (SASL EXTERNAL; or one a listener with
+/// `client_certificate = "request"` took without a CA).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientCertMeta {
+    /// Whether it chained to `[tls] client_ca`. Records written before
+    /// this field existed hold only verified certificates.
+    #[serde(default = "verified_by_default")]
+    pub verified: bool,
     /// Subject distinguished name.
     pub subject: String,
     /// Issuer distinguished name.
     pub issuer: String,
     /// SHA-256 of the DER certificate, colon-separated hex.
     pub sha256: String,
+}
+
+fn verified_by_default() -> bool {
+    true
 }
 
 /// The SASL identity of the submitting client.
