@@ -1,6 +1,6 @@
 //! What the session asks of its driver, and what comes back.
 
-use portcullis_proto::{MailParams, Path, Reply};
+use portcullis_proto::{MailParams, Path, RcptParams, Reply};
 use portcullis_sasl::{ChannelBinding, Credentials, Mechanism, ScramHash, ScramSecrets, Secret};
 
 /// Work the session cannot do itself. After returning one, the session waits
@@ -174,6 +174,8 @@ pub struct Envelope {
     pub mail_from: Path,
     pub params: MailParams,
     pub rcpt_to: Vec<String>,
+    /// The DSN parameters of each recipient, in `rcpt_to` order.
+    pub rcpt_params: Vec<RcptParams>,
 }
 
 /// A received message and everything known about how it came.
