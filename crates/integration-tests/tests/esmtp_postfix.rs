@@ -240,6 +240,15 @@ fn next_hop_without_smtputf8_or_dsn() {
     );
     assert!(bounce.contains("Original-Envelope-Id: intl"), "{bounce}");
     assert!(
+        bounce.contains("Content-Type: message/global-delivery-status")
+            && bounce.contains("Content-Type: message/global-headers"),
+        "RFC 6533 parts for an internationalised message: {bounce}"
+    );
+    assert!(
+        bounce.contains("Subject: Gr\u{fc}\u{df}e\n"),
+        "UTF-8 header kept in the Maildir: {bounce}"
+    );
+    assert!(
         !bounce.contains("never@remote.example"),
         "NOTIFY=NEVER: {bounce}"
     );

@@ -184,7 +184,8 @@ pub struct Message {
     pub envelope: Envelope,
     /// The unstuffed body, as the client sent it (no trace header yet).
     pub data: Vec<u8>,
-    /// `ESMTPSA`, `ESMTPA`, `ESMTPS`, `ESMTP` or `SMTP` (RFC 3848).
+    /// `ESMTPSA`, `ESMTPA`, `ESMTPS`, `ESMTP` or `SMTP` (RFC 3848); `UTF8SMTP…`
+    /// for an SMTPUTF8 transaction (RFC 6531 §3.7.3).
     pub protocol: &'static str,
     pub helo: String,
     pub tls: Option<TlsInfo>,

@@ -347,6 +347,19 @@ impl Session {
         }
     }
 
+    /// The protocol of a message for its trace header: RFC 6531 §3.7.3
+    /// names an SMTPUTF8 transaction `UTF8SMTP` (with `A` and `S` as in
+    /// RFC 3848), as Postfix writes it.
+    fn message_protocol(&self, smtputf8: bool) -> &'static str {
+        match (smtputf8, self.protocol()) {
+            (true, "ESMTPSA") => "UTF8SMTPSA",
+            (true, "ESMTPA") => "UTF8SMTPA",
+            (true, "ESMTPS") => "UTF8SMTPS",
+            (true, "ESMTP") => "UTF8SMTP",
+            (_, protocol) => protocol,
+        }
+    }
+
     fn next_line(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
         match self.framer.next_frame(input) {
             Frame::Incomplete => (0, Step::NeedInput),
@@ -582,9 +595,9 @@ impl Session {
                 }
                 self.phase = Phase::AwaitingSpool;
                 Step::Effect(Effect::Spool(Box::new(Message {
+                    protocol: self.message_protocol(envelope.params.smtputf8),
                     envelope,
                     data,
-                    protocol: self.protocol(),
                     helo: self
                         .helo
                         .as_ref()

@@ -53,6 +53,7 @@ fn utf8_envelope_needs_smtputf8() {
     assert_eq!(codes, ["250 2.1.0", "250 2.1.5", "354"]);
     let message = spooled(h.send("Subject: gr\u{fc}\u{df}e\r\n\r\nhi\r\n.\r\n").1);
     assert!(message.envelope.params.smtputf8);
+    assert_eq!(message.protocol, "UTF8SMTPSA", "RFC 6531 §3.7.3");
     assert_eq!(
         message.envelope.mail_from.as_str(),
         "j\u{fc}rgen@b\u{fc}cher.example"
