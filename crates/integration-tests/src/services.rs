@@ -507,6 +507,121 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 ";
 
+/// A private Dovecot submission service (Debian's `dovecot-submissiond`)
+/// that relays what it is given to `relay_port` on 127.0.0.1: its own
+/// base, state and log paths in a temporary directory, any user with the
+/// password [`DovecotSubmission::PASSWORD`]. Its SMTP client sends the
+/// data with `BDAT` when the relay offers CHUNKING; with
+/// `log_debug = category=smtp-client` it logs every command it sends
+/// (`command BDAT: Sent: BDAT 208 LAST`), read with
+/// [`DovecotSubmission::log`].
+///
+/// Dovecot's master runs as root; `start` returns `None` without
+/// Dovecot's submission service or without root.
+pub struct DovecotSubmission {
+    dir: TempDir,
+    port: u16,
+}
+
+impl DovecotSubmission {
+    pub const PASSWORD: &'static str = "dovecot-pass";
+
+    pub fn start(relay_port: u16) -> Option<DovecotSubmission> {
+        let installed = std::path::Path::new("/usr/lib/dovecot/submission").exists();
+        if !installed || !running_as_root() {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("dovecot-it-")
+            .tempdir()
+            .expect("a temp dir can be created");
+        set_mode(dir.path(), 0o755);
+        let root = dir.path().display().to_string();
+        for sub in ["run", "state", "home"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("dovecot directories");
+        }
+        // Mail is never stored, but the user's session wants a location.
+        set_mode(&dir.path().join("home"), 0o777);
+        let port = crate::server::free_port();
+        let password = Self::PASSWORD;
+        let conf = format!(
+            "base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+             protocols = submission
+listen = 127.0.0.1
+ssl = no
+             disable_plaintext_auth = no
+auth_mechanisms = plain
+hostname = dovecot.test
+             passdb {{
+  driver = static
+  args = password={password}
+}}
+             userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={root}/home
+}}
+             mail_location = maildir:{root}/home/Maildir
+             submission_relay_host = 127.0.0.1
+submission_relay_port = {relay_port}
+             submission_relay_ssl = no
+             service submission-login {{
+  inet_listener submission {{
+    port = {port}
+  }}
+}}
+             log_debug = category=smtp-client
+"
+        );
+        std::fs::write(dir.path().join("dovecot.conf"), conf).expect("dovecot.conf");
+        let server = DovecotSubmission { dir, port };
+        let started = server.dovecot(&[]);
+        assert!(started, "dovecot did not start:\n{}", server.log());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not listen:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(server)
+    }
+
+    /// The port of its submission listener (plain text, AUTH PLAIN).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        let bytes = std::fs::read(self.dir.path().join("dovecot.log")).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn dovecot(&self, args: &[&str]) -> bool {
+        Command::new("dovecot")
+            .arg("-c")
+            .arg(self.dir.path().join("dovecot.conf"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for DovecotSubmission {
+    fn drop(&mut self) {
+        self.dovecot(&["stop"]);
+        if std::thread::panicking() {
+            eprintln!("--- dovecot log ---\n{}", self.log());
+        }
+    }
+}
+
 fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")

@@ -1,8 +1,8 @@
 //! SMTPUTF8, CHUNKING (BDAT) and DSN as real clients use them: Python's
 //! smtplib with a UTF-8 sender and recipient, swaks with an 8-bit body,
 //! lettre with an internationalised recipient, and raw BDAT chunks. The
-//! Postfix end of it (as a client and as the next hop) is in
-//! `esmtp_postfix.rs`.
+//! MTA end of it (Postfix as a client and as the next hop, Dovecot relaying
+//! with BDAT) is in `esmtp_postfix.rs`.
 //!
 //! Each test prints the lines of the client's transcript that show which
 //! extension it used (`cargo test -- --nocapture`).

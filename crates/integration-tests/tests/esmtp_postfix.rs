@@ -1,19 +1,23 @@
-//! SMTPUTF8 and DSN between portcullis and a private Postfix instance
-//! (Debian's `postfix`, see [`PostfixServer`]): Postfix as a client
-//! relaying to us, as the next hop we relay to, and as a next hop that
-//! offers neither SMTPUTF8 nor DSN.
+//! SMTPUTF8, DSN and CHUNKING between portcullis and real MTAs: a private
+//! Postfix instance (Debian's `postfix`, see [`PostfixServer`]) as a
+//! client relaying to us, as the next hop we relay to, and as a next hop
+//! that offers neither SMTPUTF8 nor DSN; and Dovecot's submission service
+//! ([`DovecotSubmission`]) relaying to us with BDAT (Postfix's SMTP client
+//! never sends BDAT: Postfix implements CHUNKING as a server only).
 //!
-//! Postfix logs every command it exchanges with a loopback peer
-//! (`debug_peer_list`); the tests print the lines that show which
-//! extension was used (`cargo test -- --nocapture`).
+//! Both log every command they exchange with us (Postfix:
+//! `debug_peer_list`; Dovecot: `log_debug = category=smtp-client`); the
+//! tests print the lines that show which extension was used
+//! (`cargo test -- --nocapture`).
 //!
-//! Postfix needs root: without it (or without Postfix) each test says so
-//! and passes without running, like the other service-backed tests.
+//! Postfix and Dovecot need root: without it (or without the packages)
+//! each test says so and passes without running, like the other
+//! service-backed tests.
 
 use std::time::Duration;
 
 use portcullis_integration_tests::{
-    python, wait_until, PostfixServer, RawClient, TestServer, ALICE, FROM,
+    python, wait_until, DovecotSubmission, PostfixServer, RawClient, TestServer, ALICE, FROM,
 };
 
 const JUERGEN: &str = "j\u{fc}rgen@b\u{fc}cher.example";
@@ -272,5 +276,52 @@ fn next_hop_without_smtputf8_or_dsn() {
     assert!(
         !log.contains("NOTIFY="),
         "no DSN parameters to a next hop without DSN: {log}"
+    );
+}
+
+/// Dovecot's submission service relaying to us: its SMTP client sees
+/// CHUNKING and sends the message with `BDAT … LAST`, which we store byte
+/// for byte as sent, 8-bit text included.
+#[test]
+fn dovecot_submission_relays_to_us_with_bdat() {
+    let server = TestServer::start(
+        "[[listener]]\nname = \"relay\"\naddress = \"127.0.0.1:{port:relay}\"\ntls = \"none\"\nauth = \"disabled\"\n",
+    );
+    let Some(dovecot) = DovecotSubmission::start(server.port("relay")) else {
+        eprintln!("skipped: needs Debian's dovecot-submissiond and root");
+        return;
+    };
+    let script = format!(
+        r#"
+        s = connect(starttls=False)
+        s.login("alice", "{}")
+        msg = ("From: <alice@example.test>\r\nSubject: Gr\u00fc\u00dfe\r\n\r\n"
+               ".a line with a leading dot\r\nSch\u00f6ne Gr\u00fc\u00dfe.\r\n").encode("utf-8")
+        say(f"refused: {{s.sendmail('alice@example.test', ['rcpt@example.test'], msg, mail_options=['BODY=8BITMIME'])!r}}")
+        s.quit()
+        "#,
+        DovecotSubmission::PASSWORD
+    );
+    python(&script, &[dovecot.port()]).assert_contains("refused: {}");
+    wait_until(&server, "Dovecot to relay the message to us", WAIT, || {
+        server.spool_len() == 1
+    });
+    let log = dovecot.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Sent:") || l.contains("CHUNKING"))
+        .collect();
+    println!("dovecot submission as client: {lines:#?}");
+    assert!(
+        log.contains("command BDAT: Sent: BDAT "),
+        "Dovecot used BDAT:\n{log}"
+    );
+    let message = server.single_message();
+    assert!(
+        message.eml.ends_with(
+            "Subject: Gr\u{fc}\u{df}e\r\n\r\n.a line with a leading dot\r\nSch\u{f6}ne Gr\u{fc}\u{df}e.\r\n"
+        ),
+        "{}",
+        message.eml
     );
 }
