@@ -520,6 +520,59 @@ mod tests {
         );
     }
 
+    fn ehlo(keywords: &[&str]) -> ServerReply {
+        let mut lines = vec!["mx.test".to_string()];
+        lines.extend(keywords.iter().map(|k| k.to_string()));
+        ServerReply {
+            code: 250,
+            status: None,
+            lines,
+        }
+    }
+
+    /// SMTPUTF8 is needed only for a UTF-8 address or header; the DSN
+    /// parameters go only to a next hop that offers DSN, xtext-encoded.
+    #[test]
+    fn parameters_follow_what_the_next_hop_offers() {
+        let dsn = DsnMeta {
+            ret: Some("HDRS".into()),
+            envid: Some("a b".into()),
+            recipients: vec![portcullis_spool::RcptDsnMeta {
+                rcpt: "r@x".into(),
+                notify: Some("NEVER".into()),
+                orcpt: Some("rfc822;o+1@x".into()),
+            }],
+        };
+        let rcpts = ["r@x".to_string()];
+        let env = Envelope {
+            mail_from: "s@x",
+            rcpt_to: &rcpts,
+            eight_bit: true,
+            smtputf8: true,
+            dsn: Some(&dsn),
+        };
+        assert!(!env.needs_smtputf8(b"Subject: ascii\r\n\r\nb\xc3\xbcdy\r\n"));
+        assert!(env.needs_smtputf8("Subject: gr\u{fc}n\r\n\r\n".as_bytes()));
+        let full = ehlo(&["8BITMIME", "SIZE 100", "SMTPUTF8", "DSN"]);
+        assert_eq!(
+            env.mail_command(&full, 42),
+            "MAIL FROM:<s@x> BODY=8BITMIME SIZE=42 SMTPUTF8 RET=HDRS ENVID=a+20b"
+        );
+        assert_eq!(
+            env.rcpt_command(&full, "r@x"),
+            "RCPT TO:<r@x> NOTIFY=NEVER ORCPT=rfc822;o+2B1@x"
+        );
+        let bare = ehlo(&["PIPELINING"]);
+        assert_eq!(env.mail_command(&bare, 42), "MAIL FROM:<s@x>");
+        assert_eq!(env.rcpt_command(&bare, "r@x"), "RCPT TO:<r@x>");
+        let utf8 = ["\u{7528}@x".to_string()];
+        let env = Envelope {
+            rcpt_to: &utf8,
+            ..env
+        };
+        assert!(env.needs_smtputf8(b"Subject: ascii\r\n\r\n"));
+    }
+
     #[test]
     fn xtext_escapes() {
         assert_eq!(xtext("alice"), "alice");
