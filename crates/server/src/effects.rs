@@ -8,9 +8,7 @@ use portcullis_auth::{Decision, ScramUpgrade};
 use portcullis_proto::received::{received_header, ReceivedFields};
 use portcullis_sasl::{Credentials, Mechanism, ScramHash};
 use portcullis_session::{AuthOutcome, Message, ScramLookup, Session, SpoolOutcome, Xclient};
-use portcullis_spool::{
-    AuthMeta, ClientCertMeta, DsnMeta, MessageMeta, RcptDsnMeta, TlsMeta, XclientMeta,
-};
+use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, TlsMeta, XclientMeta};
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
@@ -198,7 +196,7 @@ pub(crate) async fn spool(
         xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
         meta: conn_meta(shared, peer, &message),
         smtputf8: message.envelope.params.smtputf8,
-        dsn: dsn_meta(&message.envelope),
+        dsn: crate::dsn_meta::of(&message.envelope),
     };
     let spool = shared.spool.clone();
     let started = std::time::Instant::now();
@@ -216,28 +214,6 @@ pub(crate) async fn spool(
             SpoolOutcome::Failed
         }
     }
-}
-
-/// The DSN requests of the envelope (RFC 3461), `None` when it made none.
-fn dsn_meta(envelope: &portcullis_session::Envelope) -> Option<DsnMeta> {
-    let recipients: Vec<RcptDsnMeta> = envelope
-        .rcpt_to
-        .iter()
-        .zip(&envelope.rcpt_params)
-        .filter(|(_, p)| p.notify.is_some() || p.orcpt.is_some())
-        .map(|(rcpt, p)| RcptDsnMeta {
-            rcpt: rcpt.clone(),
-            notify: p.notify.map(|n| n.to_value()),
-            orcpt: p.orcpt.clone(),
-        })
-        .collect();
-    let params = &envelope.params;
-    let dsn = DsnMeta {
-        ret: params.ret.map(|r| r.as_str().to_string()),
-        envid: params.envid.clone(),
-        recipients,
-    };
-    (dsn != DsnMeta::default()).then_some(dsn)
 }
 
 /// The client as the trace header and spool see it: `(ip, ip:port, helo)`

@@ -15,6 +15,7 @@ mod authorization;
 mod client_cert;
 mod connection;
 pub mod defence;
+mod dsn_meta;
 mod effects;
 mod listener;
 mod pace;
