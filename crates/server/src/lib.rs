@@ -22,6 +22,7 @@ mod client_cert;
 mod connection;
 mod context;
 pub mod defence;
+mod dsn_meta;
 mod error;
 mod files;
 mod listener;

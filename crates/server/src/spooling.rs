@@ -73,6 +73,8 @@ pub(crate) async fn spool(
         mail_auth_param: message.envelope.params.auth.clone(),
         xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
         meta: conn_meta(spooler.with_policy, peer, &message),
+        smtputf8: message.envelope.params.smtputf8,
+        dsn: crate::dsn_meta::of(&message.envelope),
     };
     let spool = spooler.spool.clone();
     let started = std::time::Instant::now();

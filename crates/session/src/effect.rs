@@ -1,6 +1,6 @@
 //! What the session asks of its driver, and what comes back.
 
-use portcullis_proto::{MailParams, Path, Reply};
+use portcullis_proto::{MailParams, Path, RcptParams, Reply};
 use portcullis_sasl::{ChannelBinding, Credentials, Mechanism, ScramHash, ScramSecrets, Secret};
 
 /// Work the session cannot do itself. After returning one, the session waits
@@ -213,6 +213,8 @@ pub struct Envelope {
     pub mail_from: Path,
     pub params: MailParams,
     pub rcpt_to: Vec<String>,
+    /// The DSN parameters of each recipient, in `rcpt_to` order.
+    pub rcpt_params: Vec<RcptParams>,
 }
 
 /// A received message and everything known about how it came.
@@ -221,7 +223,8 @@ pub struct Message {
     pub envelope: Envelope,
     /// The unstuffed body, as the client sent it (no trace header yet).
     pub data: Vec<u8>,
-    /// `ESMTPSA`, `ESMTPA`, `ESMTPS`, `ESMTP` or `SMTP` (RFC 3848).
+    /// `ESMTPSA`, `ESMTPA`, `ESMTPS`, `ESMTP` or `SMTP` (RFC 3848); `UTF8SMTP…`
+    /// for an SMTPUTF8 transaction (RFC 6531 §3.7.3).
     pub protocol: &'static str,
     pub helo: String,
     pub tls: Option<TlsInfo>,

@@ -14,6 +14,7 @@
 //! asks for: a pipelined group is answered with one write.
 
 mod auth;
+mod bdat;
 mod config;
 mod effect;
 mod mail;

@@ -7,6 +7,7 @@ use portcullis_sasl::{Credentials, Mechanism};
 use crate::*;
 
 mod clients;
+mod esmtp;
 mod external;
 mod oauth;
 mod scram;
