@@ -103,9 +103,8 @@ fn key(config: &Config) -> Result<portcullis_credentials::Secret> {
 
 /// `90d` from now, in Unix seconds.
 fn expiry(text: &str) -> Result<i64> {
-    let Some(valid) = portcullis_config::delivery::parse_duration(text) else {
-        bail!("--expires {text:?}: not a duration like 90d or 12h");
-    };
+    let valid =
+        portcullis_config::duration::parse(text).map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     Ok(now.saturating_add(i64::try_from(valid.as_secs()).unwrap_or(i64::MAX)))
 }

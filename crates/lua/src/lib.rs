@@ -39,12 +39,19 @@
 //!
 //! **Reload.** [`Policy::reload`] compiles the script into a fresh state
 //! first; only if that works does it replace the generation (and its
-//! states and memoize caches). Calls in flight finish on the old one.
+//! states; `kumo.memoize` caches outlive it unless declared
+//! `invalidate_with_epoch`). Calls in flight finish on the old one.
 //!
-//! What this crate does not do: network I/O other than Vault's HTTP API, or
-//! any SMTP. The server maps a [`Verdict`] to its session's outcome.
+//! **Network.** Vault's HTTP API and `kumo.http` (the operator's own user
+//! API), both through ureq on the hook's blocking thread, bounded by the
+//! hook's deadline; an unreachable service defers the attempt (`454`, not
+//! counted against the client). No SMTP: the server maps a [`Verdict`] to
+//! its session's outcome.
 
+mod digest;
 pub mod events;
+mod formats;
+mod http;
 mod kumo;
 mod mechanism;
 mod memoize;
@@ -67,7 +74,7 @@ use portcullis_sasl::Secret;
 pub use mechanism::MechanismStep;
 pub use message::{MessageFacts, MessageVerdict};
 pub use request::{AuthRequest, CertFacts, ConnFacts, ConnMeta, TlsFacts};
-pub use verdict::Verdict;
+pub use verdict::{BadAnswer, Verdict};
 
 /// The conversions of a hook's answer, for the fuzz targets: Lua values
 /// the fuzzer builds go through them as a script's answer would. Not an
@@ -76,7 +83,7 @@ pub use verdict::Verdict;
 pub mod fuzzing {
     pub use mlua;
 
-    use crate::{MessageVerdict, Verdict};
+    use crate::{BadAnswer, MessageVerdict, Verdict};
 
     /// What `smtp_server_auth` returned, as the pool converts it.
     pub fn auth_verdict(
@@ -85,17 +92,21 @@ pub mod fuzzing {
         user: &str,
         authzid: Option<&str>,
         authzid_checked: bool,
-    ) -> Result<Verdict, String> {
+    ) -> Result<Verdict, BadAnswer> {
         crate::verdict::from_general(lua, value, user, authzid, authzid_checked)
     }
 
     /// What KumoMTA's `smtp_server_auth_plain` returned.
-    pub fn kumo_verdict(value: mlua::Value, authz: &str, authc: &str) -> Result<Verdict, String> {
+    pub fn kumo_verdict(
+        value: mlua::Value,
+        authz: &str,
+        authc: &str,
+    ) -> Result<Verdict, BadAnswer> {
         crate::verdict::from_kumo(value, authz, authc)
     }
 
     /// What `smtp_server_message_received` returned.
-    pub fn message_verdict(value: mlua::Value) -> Result<MessageVerdict, String> {
+    pub fn message_verdict(value: mlua::Value) -> Result<MessageVerdict, BadAnswer> {
         crate::message::verdict(value)
     }
 }
@@ -156,15 +167,19 @@ impl PolicyOptions {
 /// A loaded policy script, safe to share between connections.
 pub struct Policy {
     options: PolicyOptions,
+    /// `kumo.memoize`'s caches: they outlive reloads, as KumoMTA's do.
+    memo: Arc<memoize::Caches>,
     current: RwLock<Arc<pool::Generation>>,
 }
 
 impl Policy {
     /// Reads, compiles and runs the script once, so every error shows now.
     pub fn load(options: PolicyOptions) -> Result<Policy, PolicyError> {
-        let generation = pool::Generation::load(&options)?;
+        let memo = Arc::new(memoize::Caches::default());
+        let generation = pool::Generation::load(&options, memo.clone())?;
         Ok(Policy {
             options,
+            memo,
             current: RwLock::new(Arc::new(generation)),
         })
     }
@@ -177,7 +192,9 @@ impl Policy {
     /// Loads the script again. On error the running generation stays and the
     /// error says why. May block (reads the file, runs the script).
     pub fn reload(&self) -> Result<(), PolicyError> {
-        let generation = Arc::new(pool::Generation::load(&self.options)?);
+        // A new epoch: caches declared `invalidate_with_epoch` start empty.
+        self.memo.new_epoch();
+        let generation = Arc::new(pool::Generation::load(&self.options, self.memo.clone())?);
         // Invariant: the lock is only held to swap or clone an Arc, so it
         // cannot be poisoned by a panicking hook.
         *self.current.write().expect("policy lock") = generation;
@@ -276,3 +293,5 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_library;

@@ -21,7 +21,7 @@ use crate::{PolicyError, PolicyOptions};
 
 /// What every state of a generation shares (Lua app data).
 pub(crate) struct Shared {
-    pub memo: Caches,
+    pub memo: Arc<Caches>,
     pub vault: VaultSettings,
     pub paths: AllowedPaths,
     /// The script's directory, where `require` looks first.
@@ -54,7 +54,7 @@ impl Generation {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn load(options: &PolicyOptions) -> Result<Generation, PolicyError> {
+    pub fn load(options: &PolicyOptions, memo: Arc<Caches>) -> Result<Generation, PolicyError> {
         let path = options.script.clone();
         let script_dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -68,7 +68,7 @@ impl Generation {
             path,
             source,
             shared: Arc::new(Shared {
-                memo: Caches::default(),
+                memo,
                 vault: VaultSettings {
                     address: options.vault_address.clone(),
                     token: options.vault_token.clone(),
@@ -230,7 +230,7 @@ impl Generation {
         &self,
         conn: &ConnFacts,
         meta: &ConnMeta,
-        hook: impl FnOnce(&Lua) -> mlua::Result<Result<T, String>>,
+        hook: impl FnOnce(&Lua) -> mlua::Result<Result<T, crate::verdict::BadAnswer>>,
         defer: impl Fn(String) -> T,
         script_error: impl Fn(String) -> T,
         refused: impl Fn(&KumoRefusal) -> T,
@@ -269,6 +269,11 @@ impl Generation {
             Err(error) if !overran && KumoRefusal::find(&error).is_some() => {
                 refused(KumoRefusal::find(&error).expect("checked above"))
             }
+            Err(error) if !overran && crate::http::Unreachable::find(&error).is_some() => {
+                let reason = crate::http::Unreachable::find(&error).expect("checked above");
+                tracing::error!(script = %self.path.display(), error = %reason, "policy: a service the script asked is unreachable; deferring");
+                defer(reason.to_string())
+            }
             Err(_) if overran => {
                 tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");
                 defer("the hook timed out".into())
@@ -288,7 +293,7 @@ impl Generation {
         request: &AuthRequest,
         conn: &ConnFacts,
         meta: &ConnMeta,
-    ) -> mlua::Result<Result<Verdict, String>> {
+    ) -> mlua::Result<Result<Verdict, crate::verdict::BadAnswer>> {
         if let Some(hook) =
             crate::kumo::handler(lua, Namespace::Portcullis, events::SMTP_SERVER_AUTH)?
         {
@@ -319,7 +324,7 @@ impl Generation {
                     hook.call((authz, request.user.as_str(), password, meta.clone()))?;
                 Ok(verdict::from_kumo(answer, authz, &request.user))
             }
-            _ => Ok(Err(format!("no hook decides {}", request.mechanism))),
+            _ => Ok(Err(format!("no hook decides {}", request.mechanism).into())),
         }
     }
 }

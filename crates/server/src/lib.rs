@@ -22,6 +22,7 @@ mod client_cert;
 mod connection;
 mod context;
 pub mod defence;
+mod dsn_meta;
 mod error;
 mod files;
 mod listener;
@@ -255,6 +256,10 @@ impl Server {
             mechanisms.insert(0, Mechanism::External);
         }
         let certificate = tls.as_ref().map(|t| t.certificate.clone());
+        let client_ca = tls.as_ref().and_then(|t| t.ca_verifier.clone());
+        let request_any = tls
+            .as_ref()
+            .map(|t| TlsAcceptor::from(t.request_any.clone()));
         let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
         let mut listeners = Vec::new();
         let mut sockets = Vec::new();
@@ -273,7 +278,11 @@ impl Server {
                 name: l.name.clone(),
                 local_addr: socket.local_addr().ok(),
                 implicit_tls: l.tls == ListenerTls::Implicit,
-                acceptor: if uses_tls { acceptor.clone() } else { None },
+                acceptor: match (uses_tls, l.request_client_certificate) {
+                    (false, _) => None,
+                    (true, false) => acceptor.clone(),
+                    (true, true) => request_any.clone(),
+                },
                 session: std::sync::RwLock::new(Arc::new(session)),
                 xclient_trusted: l.xclient_trusted.clone(),
                 proxy_trusted: l.proxy_trusted.clone(),
@@ -307,6 +316,7 @@ impl Server {
             max_connections: config.limits.max_connections,
             certificate,
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
+            client_ca,
             stopping,
             grace_over: watch::Sender::new(false),
         });
@@ -441,6 +451,27 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The config's `[limits]` defence settings as the limits crate takes them
+/// (the config crate does not depend on it).
+fn limits_config(d: &portcullis_config::defence::Defence) -> portcullis_limits::LimitsConfig {
+    portcullis_limits::LimitsConfig {
+        delay_initial: d.delay_initial,
+        delay_max: d.delay_max,
+        failure_window: d.failure_window,
+        network_divisor: d.network_divisor,
+        user_max_failures: d.user_max_failures,
+        user_cooldown: d.user_cooldown,
+        trusted_for: d.trusted_for,
+        ban_after: d.ban_after,
+        ban_duration: d.ban_duration,
+        allow: d.allow.clone(),
+        max_connections_per_address: d.max_connections_per_address,
+        max_connections_per_network: d.max_connections_per_network,
+        max_connection_rate: d.max_connection_rate,
+        connection_rate_window: d.connection_rate_window,
+    }
+}
+
 /// The limiter the config asks for. Local counting keeps bans in
 /// `bans.json` in the data directory as well; Redis is shared, with local
 /// counts standing in while it is down.
@@ -449,14 +480,18 @@ async fn defence_backend(config: &Config) -> Result<defence::Defence, ServerErro
     use portcullis_limits::{BanFile, Limiter};
     match &config.limits.store {
         LimitsStore::Local => {
-            let limiter = Limiter::in_memory(config.limits.defence.clone());
+            let limiter = Limiter::in_memory(limits_config(&config.limits.defence));
             let file = BanFile::new(config.data_dir.join(defence::BAN_FILE));
             Ok(defence::Defence::new(Arc::new(limiter), Some(file)))
         }
         LimitsStore::Redis { url } => {
             let redis = portcullis_limits::RedisBackend::new(url)?;
             let local = Arc::new(portcullis_limits::MemoryBackend::new());
-            let limiter = Limiter::new(config.limits.defence.clone(), Arc::new(redis), local);
+            let limiter = Limiter::new(
+                limits_config(&config.limits.defence),
+                Arc::new(redis),
+                local,
+            );
             Ok(defence::Defence::new(Arc::new(limiter), None))
         }
     }

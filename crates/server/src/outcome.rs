@@ -15,8 +15,12 @@ pub(crate) enum Outcome {
         /// The app password the login used, if any.
         credential: Option<CredentialTag>,
     },
-    /// `535 5.7.8` unless `reply` says otherwise.
-    Rejected { reply: Option<Reply> },
+    /// `535 5.7.8` unless `reply` says otherwise; for OAUTHBEARER and
+    /// XOAUTH2, `challenge` is the policy's error JSON (else the default).
+    Rejected {
+        reply: Option<Reply>,
+        challenge: Option<Vec<u8>>,
+    },
     /// `454 4.7.0` unless `reply` says otherwise.
     Deferred { reply: Option<Reply> },
     /// Refused, and the connection is to be closed after `reply`.

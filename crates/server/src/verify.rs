@@ -87,7 +87,10 @@ pub(crate) async fn check(
                 RefusalClass::AccountDisabled => Some(Reply::account_disabled()),
                 RefusalClass::MechanismTooWeak => Some(Reply::auth_mechanism_too_weak()),
             };
-            Outcome::Rejected { reply }
+            Outcome::Rejected {
+                reply,
+                challenge: None,
+            }
         }
         Decision::Unavailable(reason) => {
             tracing::error!(%client, %mechanism, %user, result = "deferred", reason = %reason, "auth: store unavailable");
