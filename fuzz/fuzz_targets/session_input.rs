@@ -47,6 +47,7 @@ fuzz_target!(|input: &[u8]| {
                     AuthOutcome::Accepted {
                         authn_id: credentials.authcid().into(),
                         authz_id: credentials.authcid().into(),
+                        credential: None,
                     }
                 } else {
                     AuthOutcome::Rejected { reply: None, challenge: None }
