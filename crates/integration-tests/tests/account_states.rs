@@ -76,3 +76,27 @@ fn an_old_password_is_refused_and_auth_test_says_expired() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("password expired"), "{said}");
 }
+
+/// A disabled user's phone retrying with the right password makes no
+/// guesses: it never reaches the user's cool-down (which would answer
+/// `454` unchecked), however often it tries.
+#[test]
+fn right_passwords_to_a_disabled_account_are_not_counted_as_guesses() {
+    let server = TestServer::start(
+        "[limits.auth]\nallow = []\ndelay_initial = \"0ms\"\ndelay_max = \"0ms\"\n\
+         user_max_failures = 2\nuser_cooldown = \"1h\"\nban_after = 50\n",
+    );
+    cli(&server, &["user", "disable", ALICE.0]);
+    for _ in 0..4 {
+        swaks_plain(&server, ALICE.0, ALICE.1)
+            .assert_contains("525 5.7.13")
+            .assert_lacks("454 ");
+    }
+    // One wrong password: one failure, below the cool-down (had the
+    // 525s counted, this would be the second and the next try a 454).
+    swaks_plain(&server, ALICE.0, "guess-1").assert_contains("535 5.7.8");
+    swaks_plain(&server, ALICE.0, ALICE.1).assert_contains("525 5.7.13");
+    // A second (distinct) wrong password starts the cool-down.
+    swaks_plain(&server, ALICE.0, "guess-2").assert_contains("535 5.7.8");
+    swaks_plain(&server, ALICE.0, ALICE.1).assert_contains("454 4.7.0");
+}
