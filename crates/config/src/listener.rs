@@ -102,7 +102,10 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
     let request_client_certificate = match raw.client_certificate {
         None | Some(ClientCertificateMode::Verify) => false,
         Some(ClientCertificateMode::Request) if tls == ListenerTls::None => {
-            return Err(invalid(key("client_certificate"), "needs tls on this listener"))
+            return Err(invalid(
+                key("client_certificate"),
+                "needs tls on this listener",
+            ))
         }
         Some(ClientCertificateMode::Request) => true,
     };
