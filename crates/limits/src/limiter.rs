@@ -469,6 +469,17 @@ impl Limiter {
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
+    /// Checks sending quotas and counts them if all allow
+    /// ([`crate::sending`]); counted locally while the shared backend is down.
+    pub async fn consume(
+        &self,
+        quotas: &[crate::sending::Quota],
+        now: Timestamp,
+    ) -> crate::sending::Consumed {
+        let shared = self.backend.consume(quotas, now).await;
+        self.or_local(shared, || self.local.consume_now(quotas, now))
+    }
+
     async fn hit(&self, counters: &[Counter], now: Timestamp) -> Vec<u64> {
         let shared = self.backend.hit(counters, now).await;
         self.or_local(shared, || self.local.hit_now(counters, now))
