@@ -8,6 +8,7 @@
 //! certificate and a SQLite user database in the data directory.
 
 pub mod authorization;
+pub mod containment;
 pub mod defence;
 pub mod delivery;
 mod display;
@@ -78,6 +79,10 @@ pub struct Config {
     pub delivery: Option<delivery::Delivery>,
     /// How OAUTHBEARER/XOAUTH2 tokens are checked; `None`: not offered.
     pub oauth: Option<oauth::OAuth>,
+    /// Sending limits per identity (`[limits.sending]`).
+    pub sending: containment::Sending,
+    /// Compromise signals and their answers (`[containment]`).
+    pub containment: containment::Containment,
 }
 
 /// How much the AUTH decision may cost.

@@ -99,6 +99,8 @@ pub(crate) fn validate(
     };
 
     let l = raw.limits;
+    let sending = crate::containment::validate_sending(l.sending)?;
+    let containment = crate::containment::validate(raw.containment)?;
     let (store, defence) = crate::defence::validate(crate::defence::RawDefence {
         backend: l.backend,
         max_connections_per_address: l.max_connections_per_address,
@@ -216,6 +218,8 @@ pub(crate) fn validate(
     }
 
     Ok(Config {
+        sending,
+        containment,
         workers: raw.workers,
         authorization,
         oauth,
