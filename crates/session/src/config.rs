@@ -48,6 +48,10 @@ pub struct SessionConfig {
     /// Unknown or malformed commands allowed on one connection; past it,
     /// `421` and close.
     pub max_invalid_commands: u32,
+    /// Ask the driver ([`crate::Effect::CheckSending`]) before accepting
+    /// MAIL and each RCPT of an authenticated client: sending limits and
+    /// compromise answers live outside the session.
+    pub check_sending: bool,
 }
 
 impl SessionConfig {
@@ -66,6 +70,7 @@ impl SessionConfig {
             max_unauthenticated_commands: 10,
             max_auth_failures: 3,
             max_invalid_commands: 10,
+            check_sending: false,
         }
     }
 }

@@ -25,7 +25,7 @@ mod xclient;
 pub use config::{AuthPolicy, SessionConfig};
 pub use effect::{
     AuthMechanism, AuthOutcome, ClientCertificate, Effect, Envelope, Identity, Message,
-    ScramLookup, ScriptStepOutcome, SpoolOutcome, TlsInfo,
+    ScramLookup, ScriptStepOutcome, SendingCheck, SpoolOutcome, TlsInfo,
 };
 pub use script_auth::MAX_SCRIPT_ROUNDS;
 pub use sender::SenderRule;

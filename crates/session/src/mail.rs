@@ -4,10 +4,27 @@ use portcullis_proto::data::DataReceiver;
 use portcullis_proto::{MailParams, Path, Reply};
 
 use crate::config::AuthPolicy;
-use crate::effect::Envelope;
-use crate::session::{Phase, Session};
+use crate::effect::{Effect, Envelope, SendingCheck};
+use crate::session::{Phase, Session, Step};
 
-pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &mut Vec<u8>) {
+/// A MAIL or RCPT waiting for the driver's [`crate::Effect::CheckSending`].
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Mail(Envelope),
+    Rcpt(String),
+}
+
+/// Whether MAIL and RCPT wait for the driver's check.
+fn checked_by_driver(session: &Session) -> bool {
+    session.config.check_sending && session.authenticated()
+}
+
+pub(crate) fn mail(
+    session: &mut Session,
+    from: Path,
+    params: MailParams,
+    out: &mut Vec<u8>,
+) -> Step {
     let needs_auth = session.config.auth == AuthPolicy::Required && !session.authenticated();
     let reply = if session.helo.is_none() {
         Reply::need_ehlo()
@@ -40,12 +57,43 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
         params.auth = params
             .auth
             .map(|claimed| trusted_auth_param(session, claimed));
-        session.transaction = Some(Envelope {
+        let envelope = Envelope {
             mail_from: from,
             params,
             rcpt_to: Vec::new(),
-        });
+        };
+        if checked_by_driver(session) {
+            let size = envelope.params.size;
+            session.phase = Phase::AwaitingSendingCheck(Pending::Mail(envelope));
+            return Step::Effect(Effect::CheckSending(SendingCheck::Mail { size }));
+        }
+        session.transaction = Some(envelope);
         Reply::sender_ok()
+    };
+    reply.write_to(out);
+    Step::Continue
+}
+
+/// The driver answered [`crate::Effect::CheckSending`].
+pub(crate) fn checked(
+    session: &mut Session,
+    pending: Pending,
+    refusal: Option<Reply>,
+    out: &mut Vec<u8>,
+) {
+    let reply = match (refusal, pending) {
+        (Some(reply), _) => reply,
+        (None, Pending::Mail(envelope)) => {
+            session.transaction = Some(envelope);
+            Reply::sender_ok()
+        }
+        (None, Pending::Rcpt(to)) => match &mut session.transaction {
+            Some(envelope) => {
+                envelope.rcpt_to.push(to);
+                Reply::recipient_ok()
+            }
+            None => Reply::need_mail(),
+        },
     };
     reply.write_to(out);
 }
@@ -90,17 +138,25 @@ fn trusted_auth_param(session: &Session, claimed: String) -> String {
     }
 }
 
-pub(crate) fn rcpt(session: &mut Session, to: Path, out: &mut Vec<u8>) {
+pub(crate) fn rcpt(session: &mut Session, to: Path, out: &mut Vec<u8>) -> Step {
     let max = session.config.max_recipients;
+    let check = checked_by_driver(session);
     let reply = match &mut session.transaction {
         None => Reply::need_mail(),
         Some(envelope) if envelope.rcpt_to.len() >= max => Reply::too_many_recipients(),
+        Some(envelope) if check => {
+            let n = envelope.rcpt_to.len() + 1;
+            let pending = Pending::Rcpt(to.as_str().to_string());
+            session.phase = Phase::AwaitingSendingCheck(pending);
+            return Step::Effect(Effect::CheckSending(SendingCheck::Rcpt { n }));
+        }
         Some(envelope) => {
             envelope.rcpt_to.push(to.as_str().to_string());
             Reply::recipient_ok()
         }
     };
     reply.write_to(out);
+    Step::Continue
 }
 
 pub(crate) fn data(session: &mut Session, out: &mut Vec<u8>) {

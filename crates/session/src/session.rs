@@ -75,6 +75,8 @@ pub(crate) enum Phase {
     Data(DataReceiver),
     /// Waiting for [`Session::spool_finished`].
     AwaitingSpool,
+    /// Waiting for [`Session::sending_checked`] on this MAIL or RCPT.
+    AwaitingSendingCheck(crate::mail::Pending),
     /// Waiting for [`Session::tls_established`].
     AwaitingTls,
     /// The connection is closing; nothing more is read.
@@ -172,7 +174,11 @@ impl Session {
     /// Whether a mail transaction is under way (MAIL given, or DATA being
     /// read or stored): a stopping server lets it finish.
     pub fn in_transaction(&self) -> bool {
-        self.transaction.is_some() || matches!(self.phase, Phase::Data(_) | Phase::AwaitingSpool)
+        self.transaction.is_some()
+            || matches!(
+                self.phase,
+                Phase::Data(_) | Phase::AwaitingSpool | Phase::AwaitingSendingCheck(_)
+            )
     }
 
     /// Whether the session is reading message data (after `354`): the
@@ -217,6 +223,7 @@ impl Session {
                 | Phase::AwaitingScript { .. }
                 | Phase::AwaitingScramSecrets { .. }
                 | Phase::AwaitingSpool
+                | Phase::AwaitingSendingCheck(_)
                 | Phase::AwaitingTls => (0, Step::NeedInput),
             };
             consumed += used;
@@ -297,6 +304,15 @@ impl Session {
             SpoolOutcome::Stored { id } => Reply::queued(&id).write_to(out),
             SpoolOutcome::Failed => Reply::local_error().write_to(out),
             SpoolOutcome::Refused(reply) => reply.write_to(out),
+        }
+    }
+
+    /// The driver's answer to [`Effect::CheckSending`]: `None` lets the
+    /// MAIL or RCPT through, else the reply refusing it.
+    pub fn sending_checked(&mut self, refusal: Option<Reply>, out: &mut Vec<u8>) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Command);
+        if let Phase::AwaitingSendingCheck(pending) = phase {
+            crate::mail::checked(self, pending, refusal, out);
         }
     }
 
@@ -385,8 +401,8 @@ impl Session {
                 mechanism,
                 initial_response,
             } => return crate::auth::start(self, &mechanism, initial_response, out),
-            Command::Mail(from, params) => crate::mail::mail(self, from, params, out),
-            Command::Rcpt(to) => crate::mail::rcpt(self, to, out),
+            Command::Mail(from, params) => return crate::mail::mail(self, from, params, out),
+            Command::Rcpt(to) => return crate::mail::rcpt(self, to, out),
             Command::Data => crate::mail::data(self, out),
             Command::Rset => {
                 self.transaction = None;
