@@ -23,6 +23,7 @@
 //! - Unknown users cost the same time as wrong passwords
 //!   ([`scheme::verify_dummy`]), so timing does not reveal who exists.
 
+pub mod activity;
 pub mod cram_md5;
 pub mod file;
 #[cfg(feature = "postgres")]
