@@ -105,6 +105,10 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
             server.reloader(),
             reload_config,
         ));
+        let server = match crate::stores::open_activity(&config)? {
+            Some(activity) => server.with_activity(activity, &config),
+            None => server,
+        };
         let server = match policy {
             Some(policy) => {
                 tokio::spawn(crate::policy::reload_on_sighup(policy.clone()));

@@ -48,6 +48,17 @@ pub fn open_admin(config: &Config) -> Result<Box<dyn UserAdmin>> {
     })
 }
 
+/// Where the login history, suspensions and per-user sending limits live:
+/// the SQLite user database (its own tables). `None` for other backends.
+pub fn open_activity(
+    config: &Config,
+) -> Result<Option<Arc<dyn portcullis_credentials::activity::ActivityStore>>> {
+    Ok(match &config.users {
+        UserBackend::Sqlite { path } => Some(Arc::new(open_sqlite(path)?)),
+        _ => None,
+    })
+}
+
 /// The SQLite store, creating its directory on first use.
 pub fn open_sqlite(path: &std::path::Path) -> Result<SqliteStore> {
     if let Some(dir) = path.parent() {

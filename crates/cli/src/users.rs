@@ -32,6 +32,42 @@ pub enum UserAction {
     },
     /// List user names.
     List,
+    /// Last logins, messages sent per hour, signals, suspension and limits.
+    Activity {
+        /// The login name.
+        name: String,
+    },
+    /// Refuse AUTH for the user (535 5.7.8); open sessions get 421.
+    Suspend {
+        /// The login name.
+        name: String,
+        /// Why, for the log and `auth test`.
+        #[arg(long, default_value = "suspended by the operator")]
+        reason: String,
+    },
+    /// Lift a suspension.
+    Resume {
+        /// The login name.
+        name: String,
+    },
+    /// Sending limits of this user, replacing the config's defaults for
+    /// what they name: `--messages 500/h --recipients 2000/d`.
+    Limits {
+        /// The login name.
+        name: String,
+        /// Messages per window, e.g. 500/h (repeat for several windows).
+        #[arg(long)]
+        messages: Vec<String>,
+        /// Recipients per window, e.g. 2000/d.
+        #[arg(long)]
+        recipients: Vec<String>,
+        /// Bytes per window, e.g. 500M/d.
+        #[arg(long)]
+        bytes: Vec<String>,
+        /// Remove the user's own limits (the defaults apply again).
+        #[arg(long)]
+        clear: bool,
+    },
     /// Set the authorization identities a user may act as (PLAIN authzid).
     Allow {
         /// The login name.
@@ -115,6 +151,9 @@ pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
         }
         _ => None,
     };
+    if let Some(code) = crate::activity::run(&action, config)? {
+        return Ok(code);
+    }
     let store = crate::stores::open_admin(config)?;
     match action {
         UserAction::Add { name, .. } => {
@@ -146,6 +185,10 @@ pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
             store.set_may_act_as(&name, &identities)?;
             println!("{name} may act as: {}", identities.join(", "));
         }
+        UserAction::Activity { .. }
+        | UserAction::Suspend { .. }
+        | UserAction::Resume { .. }
+        | UserAction::Limits { .. } => unreachable!("handled by activity::run"),
     }
     Ok(ExitCode::SUCCESS)
 }

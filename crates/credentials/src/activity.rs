@@ -9,6 +9,8 @@
 //! ```sql
 //! CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
 //!     address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL);
+//! CREATE TABLE sent_hourly (user, hour, messages, recipients);
+//! CREATE TABLE signals (user, at_ms, signal, answer, detail);
 //! CREATE TABLE identity_state (user TEXT PRIMARY KEY NOT NULL,
 //!     suspended_reason TEXT, suspended_at_ms INTEGER, limits TEXT);
 //! ```
@@ -40,8 +42,34 @@ pub struct Suspension {
     pub at_ms: u64,
 }
 
+/// A compromise signal that fired, as `user activity` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalRecord {
+    pub user: String,
+    pub at_ms: u64,
+    pub signal: String,
+    pub answer: String,
+    pub detail: String,
+}
+
+/// Messages and recipients one identity sent in one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentHour {
+    /// Unix hour (ms / 3 600 000).
+    pub hour: u64,
+    pub messages: u64,
+    pub recipients: u64,
+}
+
 /// Per-identity state kept beside the credentials.
 pub trait ActivityStore: Send + Sync + 'static {
+    /// Counts one message with `recipients` in the hour of `at_ms`.
+    fn record_sent(&self, user: &str, at_ms: u64, recipients: u64) -> Result<(), StoreError>;
+    /// The last `hours` hours with sending, newest first.
+    fn sent(&self, user: &str, hours: usize) -> Result<Vec<SentHour>, StoreError>;
+    fn record_signal(&self, signal: &SignalRecord) -> Result<(), StoreError>;
+    /// The latest `limit` signals of `user`, newest first.
+    fn signals(&self, user: &str, limit: usize) -> Result<Vec<SignalRecord>, StoreError>;
     fn record_login(&self, login: &LoginRecord) -> Result<(), StoreError>;
     /// The latest `limit` logins of `user`, newest first.
     fn logins(&self, user: &str, limit: usize) -> Result<Vec<LoginRecord>, StoreError>;
@@ -71,6 +99,21 @@ pub(crate) fn sqlite_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
         );
         CREATE INDEX IF NOT EXISTS logins_user_at ON logins (user, at_ms);
         CREATE INDEX IF NOT EXISTS logins_at ON logins (at_ms);
+        CREATE TABLE IF NOT EXISTS sent_hourly (
+            user TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            messages INTEGER NOT NULL,
+            recipients INTEGER NOT NULL,
+            PRIMARY KEY (user, hour)
+        );
+        CREATE TABLE IF NOT EXISTS signals (
+            user TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            signal TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS signals_user_at ON signals (user, at_ms);
         CREATE TABLE IF NOT EXISTS identity_state (
             user TEXT PRIMARY KEY NOT NULL,
             suspended_reason TEXT,
@@ -85,6 +128,70 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 }
 
 impl ActivityStore for SqliteStore {
+    fn record_sent(&self, user: &str, at_ms: u64, recipients: u64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO sent_hourly (user, hour, messages, recipients) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT(user, hour) DO UPDATE SET messages = messages + 1,
+                 recipients = recipients + ?3",
+                params![user, (at_ms / 3_600_000) as i64, recipients as i64],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn sent(&self, user: &str, hours: usize) -> Result<Vec<SentHour>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT hour, messages, recipients FROM sent_hourly WHERE user = ?1
+                 ORDER BY hour DESC LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map(params![user, hours as i64], |row| {
+                Ok(SentHour {
+                    hour: row.get::<_, i64>(0)? as u64,
+                    messages: row.get::<_, i64>(1)? as u64,
+                    recipients: row.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    fn record_signal(&self, s: &SignalRecord) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO signals (user, at_ms, signal, answer, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.user, s.at_ms as i64, s.signal, s.answer, s.detail],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn signals(&self, user: &str, limit: usize) -> Result<Vec<SignalRecord>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT user, at_ms, signal, answer, detail FROM signals WHERE user = ?1
+                 ORDER BY at_ms DESC LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map(params![user, limit as i64], |row| {
+                Ok(SignalRecord {
+                    user: row.get(0)?,
+                    at_ms: row.get::<_, i64>(1)? as u64,
+                    signal: row.get(2)?,
+                    answer: row.get(3)?,
+                    detail: row.get(4)?,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
     fn record_login(&self, l: &LoginRecord) -> Result<(), StoreError> {
         self.conn()
             .execute(
@@ -118,11 +225,16 @@ impl ActivityStore for SqliteStore {
     }
 
     fn prune_logins(&self, before_ms: u64) -> Result<usize, StoreError> {
-        self.conn()
-            .execute(
-                "DELETE FROM logins WHERE at_ms < ?1",
-                params![before_ms as i64],
-            )
+        let conn = self.conn();
+        let before = before_ms as i64;
+        conn.execute("DELETE FROM signals WHERE at_ms < ?1", params![before])
+            .map_err(unavailable)?;
+        conn.execute(
+            "DELETE FROM sent_hourly WHERE hour < ?1",
+            params![before / 3_600_000],
+        )
+        .map_err(unavailable)?;
+        conn.execute("DELETE FROM logins WHERE at_ms < ?1", params![before])
             .map_err(unavailable)
     }
 
@@ -238,5 +350,24 @@ mod tests {
             "kept"
         );
         assert_eq!(store.limits("carol").unwrap(), None);
+
+        store.record_sent("alice", 3_600_000, 2).unwrap();
+        store.record_sent("alice", 3_600_001, 3).unwrap();
+        store.record_sent("alice", 7_200_000, 1).unwrap();
+        let sent = store.sent("alice", 24).unwrap();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            (sent[1].hour, sent[1].messages, sent[1].recipients),
+            (1, 2, 5)
+        );
+        let signal = SignalRecord {
+            user: "alice".into(),
+            at_ms: 9,
+            signal: "many_networks".into(),
+            answer: "defer".into(),
+            detail: "4 over 3".into(),
+        };
+        store.record_signal(&signal).unwrap();
+        assert_eq!(store.signals("alice", 5).unwrap(), vec![signal]);
     }
 }

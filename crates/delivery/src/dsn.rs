@@ -117,6 +117,7 @@ impl Bounce<'_> {
             mail_auth_param: None,
             xclient: None,
             meta: Default::default(),
+            held: None,
         }
     }
 }

@@ -187,7 +187,7 @@ impl Engine {
             let mut due = Vec::new();
             for id in ids {
                 let state = state::load(&inner.spool, &id).unwrap_or_default();
-                if in_flight.contains(&id) || !state.is_due(now) {
+                if in_flight.contains(&id) || !state.is_due(now) || state.hold == Some(true) {
                     continue;
                 }
                 let lanes = match needs.get(&id) {
@@ -275,6 +275,11 @@ impl Inner {
             Err(_) => return,
         };
         if !state.is_due(now_ms()) {
+            return;
+        }
+        // Held by a containment answer or the operator: not delivered
+        // until `portcullis queue release`.
+        if state.is_held(&meta.meta) {
             return;
         }
         let pending = state

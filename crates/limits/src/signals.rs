@@ -210,6 +210,14 @@ impl IdentityWatch {
         })
     }
 
+    /// The addresses of the remembered logins, each once.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut list: Vec<IpAddr> = self.logins.iter().map(|l| l.ip).collect();
+        list.sort();
+        list.dedup();
+        list
+    }
+
     /// Whether `ip` logged in as this identity before `before`.
     pub fn known_before(&self, ip: IpAddr, before: Timestamp) -> bool {
         self.logins.iter().any(|l| l.ip == ip && l.at < before)

@@ -174,7 +174,8 @@ catalog! {
 impl Reply {
     /// `451 4.7.1` naming the sending limit that was reached.
     pub fn sending_limit_reached(limit: &str) -> Reply {
-        Reply::sending_limit().with_text(format!("Sending limit reached ({limit}), try again later"))
+        Reply::sending_limit()
+            .with_text(format!("Sending limit reached ({limit}), try again later"))
     }
 
     /// A reply with a code, optional enhanced code and one line of text.

@@ -25,6 +25,8 @@ pub(crate) struct Peer {
     /// The limiter's ban generation when this connection's address was
     /// last checked (see [`crate::defence::banned_since`]).
     pub bans_seen: AtomicU64,
+    /// What containment keeps for this session.
+    pub containment: crate::containment::PerSession,
 }
 
 /// How [`drive`] ended.
@@ -73,6 +75,7 @@ pub(crate) async fn serve(
         // Read before the ban check at connect: a ban made after it
         // changes the generation, and the next command looks again.
         bans_seen: AtomicU64::new(shared.limiter.ban_generation()),
+        containment: Default::default(),
     };
     // Bans and per-address limits, before the greeting (and before any TLS
     // work). The slot counts this connection until it ends. Not for the
@@ -217,6 +220,13 @@ where
                     Ok(Ok(0)) => return Ok(Ended::Closed),
                     Ok(Ok(n)) => {
                         pace.received(n);
+                        let suspended =
+                            crate::containment::closed_by_suspension(shared, peer, session);
+                        if let Some(reply) = suspended {
+                            session.abort(reply, &mut out);
+                            flush(stream, &mut out, shared).await?;
+                            return Ok(Ended::Closed);
+                        }
                         if let Some(reply) = banned_since(peer, session, shared).await {
                             session.abort(reply, &mut out);
                             flush(stream, &mut out, shared).await?;
@@ -324,6 +334,10 @@ where
                     Some(reply) => SpoolOutcome::Refused(reply),
                 };
                 session.spool_finished(outcome, &mut out);
+            }
+            Some(Effect::CheckSending(check)) => {
+                let refusal = crate::containment::check_sending(shared, peer, session, check).await;
+                session.sending_checked(refusal, &mut out);
             }
             Some(Effect::XclientLogin { login }) => {
                 let vouched = AuthOutcome::Accepted {

@@ -158,7 +158,14 @@ pub(crate) async fn authenticate(
         }
     };
     match &outcome {
-        AuthOutcome::Accepted { .. } => {
+        AuthOutcome::Accepted { authn_id, .. } => {
+            // A suspended identity is refused after the proof (so a guess
+            // learns nothing), and not counted as a failure.
+            let contained =
+                crate::containment::login_accepted(shared, ip, authn_id, mechanism.name());
+            if let Some(refused) = contained.await {
+                return refused;
+            }
             shared
                 .limiter
                 .auth_succeeded(ip, &user, Timestamp::now())
@@ -170,6 +177,7 @@ pub(crate) async fn authenticate(
         // counted, or an outage would ban the users it turned away.
         AuthOutcome::Disconnect { reply } if reply.code() / 100 == 4 => outcome,
         AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
+            crate::containment::login_refused(shared, ip, &user, mechanism.name());
             let secret = password.as_ref().map(Secret::expose);
             failed(shared, ip, &user, secret, outcome, Some(slot)).await
         }

@@ -195,7 +195,10 @@ pub(crate) async fn spool(
         mail_auth_param: message.envelope.params.auth.clone(),
         xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
         meta: conn_meta(shared, peer, &message),
+        held: crate::containment::held(shared, peer, session),
     };
+    let (rcpt_count, size, declared) =
+        (meta.rcpt_to.len(), data.len(), message.envelope.params.size);
     let spool = shared.spool.clone();
     let started = std::time::Instant::now();
     let stored = spool.store_async(&meta, data).await;
@@ -204,6 +207,10 @@ pub(crate) async fn spool(
         Ok(id) => {
             tracing::info!(client = %peer.client.ip(), %id, recipients = recipients.len(), "message spooled");
             metrics::counter!(telemetry::MESSAGES_SPOOLED).increment(1);
+            if let Some(reason) = &meta.held {
+                tracing::warn!(client = %peer.client.ip(), %id, %reason, "message held");
+            }
+            crate::containment::message_spooled(shared, peer, session, rcpt_count, size, declared);
             SpoolOutcome::Stored { id: id.to_string() }
         }
         Err(error) => {

@@ -14,6 +14,7 @@ pub mod admin;
 mod authorization;
 mod client_cert;
 mod connection;
+pub mod containment;
 pub mod defence;
 mod effects;
 mod listener;
@@ -25,6 +26,7 @@ mod scram_key;
 mod store_calls;
 pub mod telemetry;
 pub mod tls;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
@@ -197,6 +199,8 @@ pub(crate) struct Shared {
     pub grace_over: watch::Sender<bool>,
     /// Every call to the credential store goes through this bound.
     pub store_calls: store_calls::StoreCalls,
+    /// Sending limits, compromise signals and their answers.
+    pub containment: containment::Containment,
 }
 
 /// One bound listener and how its sessions behave.
@@ -271,6 +275,7 @@ impl Reloader {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             session.script_mechanisms = old.script_mechanisms.clone();
+            session.check_sending |= old.check_sending;
             updates.push((bound, session));
         }
         // All or nothing: every listener's settings validated before any swap.
@@ -313,6 +318,7 @@ fn session_config(
         max_unauthenticated_commands: config.limits.max_unauthenticated_commands,
         max_auth_failures: config.limits.max_auth_failures,
         max_invalid_commands: config.limits.max_invalid_commands,
+        check_sending: !config.sending.is_empty() || !config.containment.answers.is_empty(),
     })
 }
 
@@ -387,6 +393,11 @@ impl Server {
             stopping,
             grace_over: watch::Sender::new(false),
             store_calls,
+            containment: containment::Containment::new(
+                config.sending.clone(),
+                config.containment.clone(),
+                None,
+            ),
         });
         Ok(Server {
             shared,
@@ -427,6 +438,32 @@ impl Server {
         self
     }
 
+    /// Keeps the login history, suspensions and per-user sending limits in
+    /// `store` (the user store's database): `portcullis user activity`,
+    /// `suspend`, `resume` and `limits` work on the same tables.
+    pub fn with_activity(
+        mut self,
+        store: Arc<dyn portcullis_credentials::activity::ActivityStore>,
+        config: &Config,
+    ) -> Server {
+        for listener in &self.listeners {
+            let mut current = listener
+                .session
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::make_mut(&mut current).check_sending = true;
+        }
+        // Invariant: before `run`, `bind` made the only reference to `shared`.
+        Arc::get_mut(&mut self.shared)
+            .expect("the server is not running yet")
+            .containment = containment::Containment::new(
+            config.sending.clone(),
+            config.containment.clone(),
+            Some(store),
+        );
+        self
+    }
+
     /// The bound addresses, by listener name (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.listeners
@@ -452,6 +489,7 @@ impl Server {
         let _store_watch =
             AbortOnDrop(Some(watch_store_version(self.shared.authenticator.clone())));
         let _dependency_watch = AbortOnDrop(Some(watch_dependencies(self.shared.clone())));
+        let _suspension_watch = AbortOnDrop(containment::watch_store(self.shared.clone()));
         for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
             tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
         }

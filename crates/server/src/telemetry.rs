@@ -52,6 +52,15 @@ pub const OAUTH_ISSUER_UP: &str = "portcullis_oauth_issuer_up";
 /// 1 while Vault answers the policy's `kumo.secrets.load`, 0 while not.
 pub const VAULT_UP: &str = "portcullis_vault_up";
 
+/// MAIL or RCPT refused at a sending limit, by scope and quantity.
+pub const SENDING_LIMITED: &str = "portcullis_sending_limited_total";
+/// Compromise signals that fired, by signal and answer.
+pub const IDENTITY_SIGNALS: &str = "portcullis_identity_signals_total";
+/// Logins and messages refused or held by a containment answer, by answer.
+pub const CONTAINMENT_ACTIONS: &str = "portcullis_containment_actions_total";
+/// Webhook deliveries, by result (delivered, failed, dropped).
+pub const WEBHOOK_DELIVERIES: &str = "portcullis_webhook_deliveries_total";
+
 /// Histogram buckets for latencies, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -112,6 +121,22 @@ pub fn describe() {
     describe_counter!(
         PROXY_REFUSED,
         "Connections closed at the PROXY header, by reason"
+    );
+    describe_counter!(
+        SENDING_LIMITED,
+        "MAIL or RCPT refused with 451 at a sending limit, by scope and quantity"
+    );
+    describe_counter!(
+        IDENTITY_SIGNALS,
+        "Signals that an account was taken, by signal and answer"
+    );
+    describe_counter!(
+        CONTAINMENT_ACTIONS,
+        "Logins, commands and messages refused or held by a containment answer, by answer"
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Containment webhook posts, by result (delivered, failed, dropped)"
     );
     describe_counter!(MESSAGES_SPOOLED, "Messages durably spooled");
     describe_counter!(SPOOL_FAILURES, "Spool writes that failed");

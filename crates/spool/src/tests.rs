@@ -27,6 +27,7 @@ fn meta() -> MessageMeta {
         mail_auth_param: Some("<>".into()),
         xclient: None,
         meta: Default::default(),
+        held: None,
     }
 }
 
