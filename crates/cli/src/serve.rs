@@ -121,7 +121,11 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
             tracing::info!("stop signal: no new connections, finishing open sessions");
             let _ = stop.send(true);
         });
-        let delivery = delivery.map(|engine| tokio::spawn(engine.run(stopping.clone())));
+        let observer: portcullis_delivery::ResultObserver = Arc::new(server.delivery_observer());
+        let delivery = delivery.map(|engine| {
+            let engine = engine.with_observer(observer);
+            tokio::spawn(engine.run(stopping.clone()))
+        });
         server.run(SHUTDOWN_GRACE).await;
         if let Some(delivery) = delivery {
             let _ = delivery.await;

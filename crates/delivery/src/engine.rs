@@ -56,6 +56,12 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// Told, after each delivery attempt of a message whose sender
+/// authenticated, how many of its recipients the next hop accepted and how
+/// many it refused permanently as bad addresses (`5.1.x`): the input of
+/// the bad-recipients signal. Called on the engine's task: must not block.
+pub type ResultObserver = Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
+
 struct Inner {
     spool: Arc<Spool>,
     config: Delivery,
@@ -67,6 +73,7 @@ struct Inner {
     in_flight: Mutex<HashSet<MessageId>>,
     /// Per-route concurrency.
     lanes: Lanes,
+    observer: Option<ResultObserver>,
 }
 
 /// The lanes each spooled message needs, by id: worked out once from its
@@ -90,8 +97,17 @@ impl Engine {
                 hostname,
                 pool: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
+                observer: None,
             }),
         })
+    }
+
+    /// Reports recipient results to `observer` (see [`ResultObserver`]).
+    pub fn with_observer(mut self, observer: ResultObserver) -> Engine {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.observer = Some(observer);
+        }
+        self
     }
 
     /// Runs until `stop` turns true (or its sender is dropped).
@@ -307,6 +323,21 @@ impl Inner {
             for (rcpt, outcome) in rcpts.into_iter().zip(outcomes) {
                 log_outcome(id, &rcpt, name, &outcome);
                 results.push((rcpt, outcome));
+            }
+        }
+        if let (Some(observe), Some(user)) = (&self.observer, user) {
+            let accepted = results
+                .iter()
+                .filter(|(_, o)| matches!(o, Outcome::Delivered))
+                .count() as u64;
+            let refused = results
+                .iter()
+                .filter(|(_, o)| {
+                    matches!(o, Outcome::NotDelivered(f) if f.permanent && f.remote && f.status.1 == 1)
+                })
+                .count() as u64;
+            if accepted + refused > 0 {
+                observe(user, accepted, refused);
             }
         }
         let settled = self.settle(id, &meta, &data, state, results, held_back);

@@ -64,7 +64,7 @@ struct Active {
 struct State {
     watches: HashMap<String, (Timestamp, IdentityWatch)>,
     answers: HashMap<String, Vec<Active>>,
-    /// From the store (and our own suspensions, until the next poll).
+    /// The store's suspensions, as last read.
     suspended: HashMap<String, Suspension>,
     user_limits: HashMap<String, (Instant, Option<SendingLimits>)>,
 }
@@ -250,7 +250,6 @@ impl Containment {
     }
 
     fn suspend_in_store(&self, user: &str, signal: &str, evidence: &Evidence, now: Timestamp) {
-        let mut state = self.lock();
         let suspension = Suspension {
             reason: format!(
                 "signal {signal} ({} over {})",
@@ -258,9 +257,9 @@ impl Containment {
             ),
             at_ms: now.millis(),
         };
-        state.suspended.insert(user.to_string(), suspension.clone());
+        // Our answer is in force now; the store's copy is for the CLI and
+        // other instances (and `resume` lifts both).
         self.generation.fetch_add(1, Ordering::Relaxed);
-        drop(state);
         if let Some(store) = self.activity.clone() {
             let user = user.to_string();
             tokio::task::spawn_blocking(move || {
@@ -604,6 +603,17 @@ pub(crate) fn message_spooled(
     tokio::spawn(async move {
         limiter.consume(&quotas, Timestamp::now()).await;
     });
+}
+
+/// Delivery results for `user`'s recipients (the bad-recipients signal).
+pub(crate) fn delivered(shared: &Shared, user: &str, accepted: u64, refused: u64) {
+    let c = &shared.containment;
+    let now = Timestamp::now();
+    let signals = &c.config.signals;
+    let fired = c.with_watch(user, now, |w| w.delivered(signals, accepted, refused, now));
+    if let Some(evidence) = fired {
+        c.fire(user, evidence, now);
+    }
 }
 
 /// The `421` for an open session whose identity was suspended since its

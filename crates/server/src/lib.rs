@@ -464,6 +464,13 @@ impl Server {
         self
     }
 
+    /// What the delivery engine tells about recipient results of
+    /// authenticated senders: it feeds the bad-recipients signal.
+    pub fn delivery_observer(&self) -> impl Fn(&str, u64, u64) + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move |user, accepted, refused| containment::delivered(&shared, user, accepted, refused)
+    }
+
     /// The bound addresses, by listener name (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.listeners
