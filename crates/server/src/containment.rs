@@ -58,6 +58,9 @@ struct Active {
     until: Option<Timestamp>,
     /// Addresses the answer does not apply to.
     spared: Vec<IpAddr>,
+    /// A suspension the store was seen to hold (see
+    /// [`Containment::set_suspensions`]).
+    confirmed: bool,
 }
 
 #[derive(Default)]
@@ -75,7 +78,8 @@ pub(crate) struct Containment {
     config: Config,
     activity: Option<Arc<dyn ActivityStore>>,
     webhook: Option<Webhook>,
-    state: Mutex<State>,
+    /// Shared with the task that writes a suspension to the store.
+    state: Arc<Mutex<State>>,
     /// Bumped when the suspensions change, so sessions look only then.
     generation: AtomicU64,
 }
@@ -102,7 +106,7 @@ impl Containment {
             config,
             activity,
             webhook,
-            state: Mutex::default(),
+            state: Arc::default(),
             generation: AtomicU64::new(0),
         }
     }
@@ -139,19 +143,23 @@ impl Containment {
         (!ours).then(|| format!("suspended: {}", stored.reason))
     }
 
-    /// Replaces the known suspensions with the store's.
+    /// Replaces the known suspensions with the store's. Our own
+    /// suspensions are confirmed once the store shows them, and lifted
+    /// when a confirmed one is gone from it (`portcullis user resume`).
     pub(crate) fn set_suspensions(&self, list: Vec<(String, Suspension)>) {
         let new: HashMap<String, Suspension> = list.into_iter().collect();
         let mut state = self.lock();
-        if state.suspended != new {
-            // Resumed in the store: our own answers go too.
-            for user in state.suspended.keys().cloned().collect::<Vec<_>>() {
-                if !new.contains_key(&user) {
-                    if let Some(list) = state.answers.get_mut(&user) {
-                        list.retain(|a| a.answer != Answer::Suspend);
-                    }
-                }
+        let mut changed = state.suspended != new;
+        for (user, answers) in state.answers.iter_mut() {
+            let stored = new.contains_key(user);
+            let before = answers.len();
+            answers.retain(|a| a.answer != Answer::Suspend || !a.confirmed || stored);
+            changed |= answers.len() != before;
+            for a in answers.iter_mut().filter(|a| a.answer == Answer::Suspend) {
+                a.confirmed |= stored;
             }
+        }
+        if changed {
             state.suspended = new;
             self.generation.fetch_add(1, Ordering::Relaxed);
         }
@@ -181,6 +189,7 @@ impl Containment {
                 signal,
                 until,
                 spared: spared.clone(),
+                confirmed: false,
             });
         }
         let addresses: Vec<String> = evidence.addresses.iter().map(|a| a.to_string()).collect();
@@ -261,10 +270,17 @@ impl Containment {
         // other instances (and `resume` lifts both).
         self.generation.fetch_add(1, Ordering::Relaxed);
         if let Some(store) = self.activity.clone() {
-            let user = user.to_string();
+            let (user, state) = (user.to_string(), self.state.clone());
             tokio::task::spawn_blocking(move || {
                 if let Err(error) = store.set_suspension(&user, Some(&suspension)) {
                     tracing::error!(%user, %error, "could not store a suspension");
+                    return;
+                }
+                // In the store now: a `resume` from here on lifts it.
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                let answers = state.answers.get_mut(&user).into_iter().flatten();
+                for a in answers.filter(|a| a.answer == Answer::Suspend) {
+                    a.confirmed = true;
                 }
             });
         }
