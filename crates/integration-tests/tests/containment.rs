@@ -608,3 +608,56 @@ fn bad_recipients_from_delivery_results_log_the_signal() {
         again.transcript()
     );
 }
+
+#[test]
+fn the_policy_event_sees_the_signal_and_may_choose_another_answer() {
+    const POLICY: &str = r#"
+portcullis.on('portcullis_identity_suspect', function(suspect)
+  if suspect.identity == 'alice' and suspect.signal == 'many_networks'
+     and suspect.answer == 'log' and suspect.evidence.count == 2 then
+    return 'defer'
+  end
+end)
+"#;
+    let extra = "[containment.many_networks]\nmax_networks = 1\nanswer = \"log\"\n";
+    let server = TestServer::builder()
+        .config(&format!("policy = \"policy.lua\"\n{}", config(None, extra)))
+        .file("policy.lua", POLICY)
+        .start();
+    let out = python(
+        &script(
+            r#"
+            one = at("127.0.1.1")
+            login("one", one, "alice", "correct horse", "PLAIN")
+            two = at("127.0.2.1")
+            login("two", two, "alice", "correct horse", "PLAIN")
+            "#,
+        ),
+        &[server.submission_port()],
+    );
+    assert!(out.reply("two").starts_with("235"), "{}", out.transcript());
+    // The event runs off the session's path: its answer lands shortly.
+    wait_until(
+        &server,
+        "the policy's defer",
+        Duration::from_secs(15),
+        || {
+            let out = python(
+                &script(
+                    r#"
+                s = at("127.0.2.1")
+                login("again", s, "alice", "correct horse", "PLAIN")
+                show("mail", s.mail(FROM))
+                "#,
+                ),
+                &[server.submission_port()],
+            );
+            out.reply("mail").starts_with("451 4.7.1")
+        },
+    );
+    assert!(
+        server.log().contains("answer chosen by the policy"),
+        "{}",
+        server.log()
+    );
+}

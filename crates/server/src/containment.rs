@@ -81,7 +81,39 @@ pub(crate) struct Containment {
     /// Shared with the task that writes a suspension to the store.
     state: Arc<Mutex<State>>,
     /// Bumped when the suspensions change, so sessions look only then.
-    generation: AtomicU64,
+    generation: Arc<AtomicU64>,
+}
+
+/// The answers, for a task of the policy event.
+struct AnswersHandle {
+    state: Arc<Mutex<State>>,
+    generation: Arc<AtomicU64>,
+    answer_for: Duration,
+}
+
+impl AnswersHandle {
+    /// The policy's `portcullis_identity_suspect` chose `answer` instead.
+    /// (A suspension it chooses stays in this process: `portcullis user
+    /// suspend` is the operator's way to every instance.)
+    fn replace(&self, user: &str, signal: &str, answer: Answer) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = state.answers.get_mut(user) else {
+            return;
+        };
+        for a in list.iter_mut().filter(|a| a.signal == signal) {
+            a.answer = answer;
+            // Lasts as a signal's answer does; not written to the store.
+            a.until = a.until.or(Some(Timestamp::now() + self.answer_for));
+        }
+        drop(state);
+        tracing::warn!(
+            user,
+            signal,
+            answer = answer.name(),
+            "identity suspect: answer chosen by the policy"
+        );
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What one session keeps: the counts MAIL saw, for its RCPTs.
@@ -107,7 +139,7 @@ impl Containment {
             activity,
             webhook,
             state: Arc::default(),
-            generation: AtomicU64::new(0),
+            generation: Arc::default(),
         }
     }
 
@@ -165,12 +197,11 @@ impl Containment {
         }
     }
 
-    /// Acts on a signal: log, metric, the answer, webhook.
-    fn fire(&self, user: &str, evidence: Evidence, now: Timestamp) {
+    /// Acts on a signal: log, metric, the answer, webhook. Returns the
+    /// notice (for the policy event) when the signal was new.
+    fn fire(&self, user: &str, evidence: Evidence, now: Timestamp) -> Option<serde_json::Value> {
         let signal = evidence.signal.name();
-        let Some(answer) = self.config.answer(evidence.signal) else {
-            return;
-        };
+        let answer = self.config.answer(evidence.signal)?;
         let spared = self.spared(user, now);
         {
             let mut state = self.lock();
@@ -178,7 +209,7 @@ impl Containment {
             list.retain(|a| a.until.is_none_or(|u| u > now));
             // Once per signal while its answer lasts, not once per message.
             if list.iter().any(|a| a.signal == signal) {
-                return;
+                return None;
             }
             let until = match answer {
                 Answer::Suspend => None,
@@ -223,22 +254,33 @@ impl Containment {
             };
             tokio::task::spawn_blocking(move || store.record_signal(&record));
         }
+        let notice = serde_json::json!({
+            "event": "identity_suspect",
+            "identity": user,
+            "signal": signal,
+            "answer": answer.name(),
+            "evidence": {
+                "addresses": addresses,
+                "count": evidence.count,
+                "threshold": evidence.threshold,
+                "first_ms": evidence.first.millis(),
+                "last_ms": evidence.last.millis(),
+            },
+            "spared": spared.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "at_ms": now.millis(),
+        });
         if let Some(webhook) = &self.webhook {
-            webhook.send(serde_json::json!({
-                "event": "identity_suspect",
-                "identity": user,
-                "signal": signal,
-                "answer": answer.name(),
-                "evidence": {
-                    "addresses": addresses,
-                    "count": evidence.count,
-                    "threshold": evidence.threshold,
-                    "first_ms": evidence.first.millis(),
-                    "last_ms": evidence.last.millis(),
-                },
-                "spared": spared.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                "at_ms": now.millis(),
-            }));
+            webhook.send(notice.clone());
+        }
+        Some(notice)
+    }
+
+    /// What a task that outlives the caller needs to change answers.
+    fn answers_handle(&self) -> AnswersHandle {
+        AnswersHandle {
+            state: self.state.clone(),
+            generation: self.generation.clone(),
+            answer_for: self.config.answer_for,
         }
     }
 
@@ -362,9 +404,39 @@ pub(crate) async fn login_accepted(
     };
     let fired = c.with_watch(authn_id, now, |w| w.login(signals, ip, failures, now));
     for evidence in fired {
-        c.fire(authn_id, evidence, now);
+        if let Some(notice) = c.fire(authn_id, evidence, now) {
+            tell_policy(shared, authn_id, notice);
+        }
     }
     None
+}
+
+/// Runs `portcullis_identity_suspect` on the blocking pool (no session
+/// waits for it) and applies the answer it picks, if any.
+fn tell_policy(shared: &Shared, user: &str, notice: serde_json::Value) {
+    let Some(policy) = shared.policy.clone() else {
+        return;
+    };
+    let Some(runtime) = tokio::runtime::Handle::try_current().ok() else {
+        return;
+    };
+    let task =
+        tokio::task::spawn_blocking(move || policy.identity_suspect(&notice).map(|a| (a, notice)));
+    let user = user.to_string();
+    let shared_answer = shared.containment.answers_handle();
+    runtime.spawn(async move {
+        let Ok(Some((answer, notice))) = task.await else {
+            return;
+        };
+        let answer = match answer.as_str() {
+            "hold" => Answer::Hold,
+            "defer" => Answer::Defer,
+            "suspend" => Answer::Suspend,
+            _ => Answer::Log,
+        };
+        let signal = notice["signal"].as_str().unwrap_or_default().to_string();
+        shared_answer.replace(&user, &signal, answer);
+    });
 }
 
 /// A refused login, for the history.
@@ -570,7 +642,9 @@ pub(crate) fn message_spooled(
     let now = Timestamp::now();
     let signals = &c.config.signals;
     if let Some(evidence) = c.with_watch(&authn, now, |w| w.message(signals, now)) {
-        c.fire(&authn, evidence, now);
+        if let Some(notice) = c.fire(&authn, evidence, now) {
+            tell_policy(shared, &authn, notice);
+        }
     }
     if let Some(store) = c.activity.clone() {
         let user = authn.clone();
@@ -627,8 +701,8 @@ pub(crate) fn delivered(shared: &Shared, user: &str, accepted: u64, refused: u64
     let now = Timestamp::now();
     let signals = &c.config.signals;
     let fired = c.with_watch(user, now, |w| w.delivered(signals, accepted, refused, now));
-    if let Some(evidence) = fired {
-        c.fire(user, evidence, now);
+    if let Some(notice) = fired.and_then(|evidence| c.fire(user, evidence, now)) {
+        tell_policy(shared, user, notice);
     }
 }
 
