@@ -269,7 +269,13 @@ impl IdentityWatch {
         })
     }
 
-    /// Starts the baseline at `per_hour` (from the login history).
+    /// Whether the baseline was ever set or fed (a watch just created is
+    /// seeded from the history first).
+    pub fn has_baseline(&self) -> bool {
+        self.baseline_at.is_some()
+    }
+
+    /// Starts the baseline at `per_hour` (from the sending history).
     pub fn seed_baseline(&mut self, per_hour: f64, now: Timestamp) {
         self.baseline = per_hour;
         self.baseline_at = Some(now);

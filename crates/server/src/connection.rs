@@ -323,7 +323,9 @@ where
             }
             Some(Effect::Spool(mut message)) => {
                 // Authorization first, then the script's last word.
+                let deferred = crate::containment::deferred_at_data(shared, peer, session);
                 let refused = match crate::authorization::check_tenant(shared, peer, &mut message) {
+                    Ok(()) if deferred.is_some() => deferred,
                     Ok(()) => {
                         crate::policy::message_received(shared, peer, session, &message).await
                     }

@@ -397,6 +397,7 @@ pub(crate) async fn login_accepted(
         return Some(AuthOutcome::Rejected { reply: None });
     }
     record(shared, login);
+    seed_baseline(shared, authn_id, now).await;
     let signals = &c.config.signals;
     let failures = match signals.after_guessing {
         Some(_) => shared.limiter.recent_failures(ip, now).await,
@@ -436,6 +437,48 @@ fn tell_policy(shared: &Shared, user: &str, notice: serde_json::Value) {
         };
         let signal = notice["signal"].as_str().unwrap_or_default().to_string();
         shared_answer.replace(&user, &signal, answer);
+    });
+}
+
+/// Hours of history the volume baseline starts from.
+const BASELINE_HOURS: usize = 7 * 24;
+
+/// Starts a new watch's volume baseline from the identity's sending
+/// history (messages per hour over the hours since its first recorded
+/// one, the current hour left out), so a restart or another instance does
+/// not take a steady sender for a spike, nor a spike for normal.
+async fn seed_baseline(shared: &Shared, user: &str, now: Timestamp) {
+    let c = &shared.containment;
+    if c.config.signals.volume_spike.is_none() {
+        return;
+    }
+    let Some(store) = c.activity.clone() else {
+        return;
+    };
+    if c.with_watch(user, now, |w| w.has_baseline()) {
+        return;
+    }
+    let name = user.to_string();
+    let Ok(Ok(hours)) = shared
+        .store_calls
+        .run(move || store.sent(&name, BASELINE_HOURS))
+        .await
+    else {
+        return;
+    };
+    let this_hour = now.millis() / 3_600_000;
+    let past: Vec<_> = hours.iter().filter(|h| h.hour < this_hour).collect();
+    let per_hour = match past.iter().map(|h| h.hour).min() {
+        Some(first) => {
+            let span = (this_hour - first).max(1) as f64;
+            past.iter().map(|h| h.messages).sum::<u64>() as f64 / span
+        }
+        None => 0.0,
+    };
+    c.with_watch(user, now, |w| {
+        if !w.has_baseline() {
+            w.seed_baseline(per_hour, now);
+        }
     });
 }
 
@@ -611,6 +654,15 @@ async fn stored_limits(shared: &Shared, user: &str) -> Option<SendingLimits> {
         .user_limits
         .insert(user.to_string(), (Instant::now(), limits.clone()));
     limits
+}
+
+/// A `defer` answer that came while this message was being sent: it is
+/// refused after the dot rather than accepted (a sender with many
+/// connections has a transaction in flight on each).
+pub(crate) fn deferred_at_data(shared: &Shared, peer: &Peer, session: &Session) -> Option<Reply> {
+    let (authn, _) = identity_of(session)?;
+    let ip = crate::defence::client_ip(peer, session);
+    refused_by_answer(&shared.containment, &authn, ip, Timestamp::now())
 }
 
 /// Whether a message from this session is to be held (the `hold` answer),
