@@ -51,6 +51,8 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     portcullis_server::private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = crate::stores::open(&config)?;
+    // Before the runtime: the PostgreSQL client blocks on its own.
+    let activity = crate::stores::open_activity(&config)?;
     let spool = Arc::new(Spool::open(&config.spool_dir).context("opening the spool")?);
     let tls = tls::setup(
         &config.tls,
@@ -105,7 +107,7 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
             server.reloader(),
             reload_config,
         ));
-        let server = match crate::stores::open_activity(&config)? {
+        let server = match activity {
             Some(activity) => server.with_activity(activity, &config),
             None => server,
         };

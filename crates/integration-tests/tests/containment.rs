@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use portcullis_integration_tests::{
-    free_port, python, wait_until, RawClient, RedisServer, TestServer, ALICE,
+    free_port, python, wait_until, PostgresServer, RawClient, RedisServer, TestServer, ALICE,
 };
 use sha2::Sha256;
 
@@ -659,5 +659,57 @@ end)
         server.log().contains("answer chosen by the policy"),
         "{}",
         server.log()
+    );
+}
+
+#[test]
+fn history_limits_and_suspension_live_in_postgres_too() {
+    let pg = PostgresServer::start()
+        .expect("PostgreSQL is not installed: apt-get install -y postgresql");
+    let users = format!("[users]\nbackend = \"postgres\"\nurl = \"{}\"\n", pg.url());
+    let server = TestServer::builder()
+        .config(&format!("{users}{}", config(None, "")))
+        .start();
+    cli(&server, &["user", "limits", "alice", "--messages", "1/h"]);
+    let out = python(
+        &script(
+            r#"
+            s = at("127.0.0.1")
+            login("alice", s, "alice", "correct horse", "PLAIN")
+            send("m1", s)
+            show("m2.mail", s.mail(FROM))
+            "#,
+        ),
+        &[server.submission_port()],
+    );
+    assert!(
+        out.reply("m1.data").starts_with("250"),
+        "{}",
+        out.transcript()
+    );
+    assert!(
+        out.reply("m2.mail").contains("user alice messages 1/h"),
+        "{}",
+        out.transcript()
+    );
+    wait_until(
+        &server,
+        "the history in PostgreSQL",
+        Duration::from_secs(10),
+        || {
+            let activity = cli(&server, &["user", "activity", "alice"]);
+            activity.contains("127.0.0.1  PLAIN  accepted") && activity.contains("messages=1")
+        },
+    );
+    cli(&server, &["user", "suspend", "alice"]);
+    wait_until(
+        &server,
+        "the suspension to apply",
+        Duration::from_secs(15),
+        || {
+            let (mut c, _) = RawClient::connect_tls(server.implicit_port());
+            c.cmd("EHLO client.test");
+            c.auth_plain(ALICE.0, ALICE.1).code == 535
+        },
     );
 }
