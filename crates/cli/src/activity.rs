@@ -13,6 +13,9 @@ use time::OffsetDateTime;
 
 use crate::users::UserAction;
 
+/// Logins `user activity` shows.
+const HISTORY_SHOWN: usize = 20;
+
 /// Runs the containment subcommands; `None` for the others.
 pub fn run(action: &UserAction, config: &Config) -> Result<Option<ExitCode>> {
     let needs_store = matches!(
@@ -113,7 +116,7 @@ fn activity(store: &dyn ActivityStore, name: &str) -> Result<()> {
     }
     show_limits(store, name)?;
     println!("last logins:");
-    for l in store.logins(name, portcullis_server::containment::HISTORY_SHOWN)? {
+    for l in store.logins(name, HISTORY_SHOWN)? {
         println!(
             "  {}  {}  {}  {}",
             when(l.at_ms),

@@ -7,14 +7,17 @@
 //! carries out what they decide. Its API is narrow on purpose, a handful
 //! of calls from the auth path and the session driver:
 //!
-//! - [`login_accepted`] after a credential was verified: a suspended
-//!   identity is refused (`535`), else the login is recorded and fed to
-//!   the signals; [`login_refused`] records a failure in the history;
-//! - [`check_sending`] for the session's [`Effect::CheckSending`] at MAIL
-//!   and RCPT: answers first, then the sending limits (`451 4.7.1`);
-//! - [`message_spooled`] after `250`: counts recipients and bytes, feeds
-//!   the volume signal; [`held`] says whether a message is to be held;
-//! - [`closed_by_suspension`] before each command of an open session.
+//! - `login_accepted` (from the auth service's record step) after a
+//!   credential was verified: a suspended identity is refused (`535`),
+//!   else the login is recorded and fed to the signals; `login_refused`
+//!   records a failure in the history;
+//! - `check_sending` (`sending_limits.rs`) for the session's
+//!   [`Effect::CheckSending`] at MAIL and RCPT: answers first, then the
+//!   sending limits (`451 4.7.1`);
+//! - `message_spooled` after `250`: counts recipients and bytes, feeds
+//!   the volume signal; `held` says whether a message is to be held;
+//! - `closed_by_suspension` before each command of an open session;
+//! - `delivered` from the delivery engine (the bad-recipients signal).
 //!
 //! Answers from signals are kept in this process (with the addresses
 //! spared: those that logged in as the identity well before the signal);
@@ -26,29 +29,26 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use portcullis_config::containment::{Answer, Containment as Config, Sending};
 use portcullis_credentials::activity::{ActivityStore, LoginRecord, SignalRecord, Suspension};
-use portcullis_limits::sending::{Allowance, NamedLimit, Scope, SendingLimits, Subjects};
+use portcullis_limits::sending::{Allowance, SendingLimits};
 use portcullis_limits::signals::{Evidence, IdentityWatch};
-use portcullis_limits::Timestamp;
+use portcullis_limits::{Limiter, Timestamp};
+use portcullis_lua::Policy;
 use portcullis_proto::Reply;
-use portcullis_session::{AuthOutcome, SendingCheck, Session};
 
-use crate::connection::Peer;
+use crate::outcome::Outcome;
+use crate::store_calls::StoreCalls;
+use crate::telemetry;
 use crate::webhook::Webhook;
-use crate::{telemetry, Shared};
 
 /// Identities watched at once; past it the oldest half is forgotten.
-const MAX_WATCHED: usize = 100_000;
-/// How long a user's stored limits are remembered.
-const LIMITS_TTL: Duration = Duration::from_secs(5);
+pub(crate) const MAX_WATCHED: usize = 100_000;
 /// How often the store's suspensions are read again.
 pub(crate) const SUSPENSION_POLL: Duration = Duration::from_secs(1);
-/// Logins `portcullis user activity` shows.
-pub const HISTORY_SHOWN: usize = 20;
 
 /// An answer in force for one identity.
 #[derive(Debug, Clone)]
@@ -64,19 +64,23 @@ struct Active {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     watches: HashMap<String, (Timestamp, IdentityWatch)>,
     answers: HashMap<String, Vec<Active>>,
     /// The store's suspensions, as last read.
     suspended: HashMap<String, Suspension>,
-    user_limits: HashMap<String, (Instant, Option<SendingLimits>)>,
+    pub(crate) user_limits: HashMap<String, (Instant, Option<SendingLimits>)>,
 }
 
 /// What every connection shares.
 pub(crate) struct Containment {
-    sending: Sending,
+    pub(crate) sending: Sending,
     config: Config,
-    activity: Option<Arc<dyn ActivityStore>>,
+    pub(crate) activity: Option<Arc<dyn ActivityStore>>,
+    pub(crate) limiter: Arc<Limiter>,
+    /// The policy script, for `portcullis_identity_suspect` (set once, at
+    /// start).
+    policy: OnceLock<Arc<Policy>>,
     webhook: Option<Webhook>,
     /// Shared with the task that writes a suspension to the store.
     state: Arc<Mutex<State>>,
@@ -116,17 +120,30 @@ impl AnswersHandle {
     }
 }
 
-/// What one session keeps: the counts MAIL saw, for its RCPTs.
+/// What one session keeps: the counts MAIL saw, for its RCPTs, and the
+/// suspensions generation it last looked at.
 #[derive(Debug, Default)]
 pub(crate) struct PerSession {
-    allowance: Mutex<Option<Allowance>>,
-    generation: AtomicU64,
+    pub(crate) allowance: Option<Allowance>,
+    generation: u64,
+}
+
+/// Who is sending, as a session knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Sender {
+    pub authn: String,
+    pub authz: String,
+    /// The client (the one a trusted proxy named, if any).
+    pub ip: IpAddr,
+    /// What the policy attached at AUTH.
+    pub user_data: Option<serde_json::Value>,
 }
 
 impl Containment {
     pub(crate) fn new(
         sending: Sending,
         config: Config,
+        limiter: Arc<Limiter>,
         activity: Option<Arc<dyn ActivityStore>>,
     ) -> Containment {
         let webhook = config
@@ -137,19 +154,32 @@ impl Containment {
             sending,
             config,
             activity,
+            limiter,
+            policy: OnceLock::new(),
             webhook,
             state: Arc::default(),
             generation: Arc::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    /// Lets `portcullis_identity_suspect` of `policy` hear each signal.
+    pub(crate) fn set_policy(&self, policy: Arc<Policy>) {
+        let _ = self.policy.set(policy);
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Plain maps: usable after a panic elsewhere.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The answer of `kind` in force for `user` from `ip`, if any.
-    fn answer_for(&self, user: &str, ip: IpAddr, kind: Answer, now: Timestamp) -> Option<String> {
+    pub(crate) fn answer_for(
+        &self,
+        user: &str,
+        ip: IpAddr,
+        kind: Answer,
+        now: Timestamp,
+    ) -> Option<String> {
         let state = self.lock();
         let list = state.answers.get(user)?;
         list.iter()
@@ -351,443 +381,217 @@ impl Containment {
     }
 }
 
-/// The identity a session sends as: `(authn_id, authz_id)`, from AUTH or
-/// a trusted proxy's `XCLIENT LOGIN=`.
-fn identity_of(session: &Session) -> Option<(String, String)> {
-    if let Some(i) = session.identity() {
-        return Some((i.authn_id.clone(), i.authz_id.clone()));
-    }
-    let login = session.xclient()?.login.clone()?;
-    Some((login.clone(), login))
-}
-
-fn record(shared: &Shared, login: LoginRecord) {
-    let Some(store) = shared.containment.activity.clone() else {
-        return;
-    };
-    tokio::task::spawn_blocking(move || {
-        if let Err(error) = store.record_login(&login) {
-            tracing::warn!(%error, "could not record a login in the history");
-        }
-    });
-}
-
-/// After a verified login: `Some(535)` for a suspended identity (not a
-/// guess: not counted), else records it and feeds the signals.
-pub(crate) async fn login_accepted(
-    shared: &Shared,
-    ip: IpAddr,
-    authn_id: &str,
-    mechanism: &str,
-) -> Option<AuthOutcome> {
-    let c = &shared.containment;
-    let now = Timestamp::now();
-    let mut login = LoginRecord {
-        user: authn_id.to_string(),
-        at_ms: now.millis(),
-        address: ip.to_string(),
-        mechanism: mechanism.to_string(),
-        result: "accepted".into(),
-    };
-    if let Some(reason) = c.suspension(authn_id, ip, now) {
-        tracing::warn!(client = %ip, user = authn_id, %reason, result = "rejected", "auth: identity suspended");
-        metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "suspend").increment(1);
-        login.result = "suspended".into();
-        record(shared, login);
-        return Some(AuthOutcome::Rejected { reply: None });
-    }
-    record(shared, login);
-    seed_baseline(shared, authn_id, now).await;
-    let signals = &c.config.signals;
-    let failures = match signals.after_guessing {
-        Some(_) => shared.limiter.recent_failures(ip, now).await,
-        None => (0, 0),
-    };
-    let fired = c.with_watch(authn_id, now, |w| w.login(signals, ip, failures, now));
-    for evidence in fired {
-        if let Some(notice) = c.fire(authn_id, evidence, now) {
-            tell_policy(shared, authn_id, notice);
-        }
-    }
-    None
-}
-
-/// Runs `portcullis_identity_suspect` on the blocking pool (no session
-/// waits for it) and applies the answer it picks, if any.
-fn tell_policy(shared: &Shared, user: &str, notice: serde_json::Value) {
-    let Some(policy) = shared.policy.clone() else {
-        return;
-    };
-    let Some(runtime) = tokio::runtime::Handle::try_current().ok() else {
-        return;
-    };
-    let task =
-        tokio::task::spawn_blocking(move || policy.identity_suspect(&notice).map(|a| (a, notice)));
-    let user = user.to_string();
-    let shared_answer = shared.containment.answers_handle();
-    runtime.spawn(async move {
-        let Ok(Some((answer, notice))) = task.await else {
+impl Containment {
+    fn record(&self, login: LoginRecord) {
+        let Some(store) = self.activity.clone() else {
             return;
         };
-        let answer = match answer.as_str() {
-            "hold" => Answer::Hold,
-            "defer" => Answer::Defer,
-            "suspend" => Answer::Suspend,
-            _ => Answer::Log,
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = store.record_login(&login) {
+                tracing::warn!(%error, "could not record a login in the history");
+            }
+        });
+    }
+
+    /// After a verified login: `Some(535)` for a suspended identity (not
+    /// a guess: not counted), else records it and feeds the signals.
+    pub(crate) async fn login_accepted(
+        &self,
+        calls: &StoreCalls,
+        ip: IpAddr,
+        authn_id: &str,
+        mechanism: &str,
+    ) -> Option<Outcome> {
+        let now = Timestamp::now();
+        let mut login = LoginRecord {
+            user: authn_id.to_string(),
+            at_ms: now.millis(),
+            address: ip.to_string(),
+            mechanism: mechanism.to_string(),
+            result: "accepted".into(),
         };
-        let signal = notice["signal"].as_str().unwrap_or_default().to_string();
-        shared_answer.replace(&user, &signal, answer);
-    });
-}
-
-/// Hours of history the volume baseline starts from.
-const BASELINE_HOURS: usize = 7 * 24;
-
-/// Starts a new watch's volume baseline from the identity's sending
-/// history (messages per hour over the hours since its first recorded
-/// one, the current hour left out), so a restart or another instance does
-/// not take a steady sender for a spike, nor a spike for normal.
-async fn seed_baseline(shared: &Shared, user: &str, now: Timestamp) {
-    let c = &shared.containment;
-    if c.config.signals.volume_spike.is_none() {
-        return;
-    }
-    let Some(store) = c.activity.clone() else {
-        return;
-    };
-    if c.with_watch(user, now, |w| w.has_baseline()) {
-        return;
-    }
-    let name = user.to_string();
-    let Ok(Ok(hours)) = shared
-        .store_calls
-        .run(move || store.sent(&name, BASELINE_HOURS))
-        .await
-    else {
-        return;
-    };
-    let this_hour = now.millis() / 3_600_000;
-    let past: Vec<_> = hours.iter().filter(|h| h.hour < this_hour).collect();
-    let per_hour = match past.iter().map(|h| h.hour).min() {
-        Some(first) => {
-            let span = (this_hour - first).max(1) as f64;
-            past.iter().map(|h| h.messages).sum::<u64>() as f64 / span
+        if let Some(reason) = self.suspension(authn_id, ip, now) {
+            tracing::warn!(client = %ip, user = authn_id, %reason, result = "rejected", "auth: identity suspended");
+            metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "suspend").increment(1);
+            login.result = "suspended".into();
+            self.record(login);
+            return Some(Outcome::Rejected { reply: None });
         }
-        None => 0.0,
-    };
-    c.with_watch(user, now, |w| {
-        if !w.has_baseline() {
-            w.seed_baseline(per_hour, now);
+        self.record(login);
+        self.seed_baseline(calls, authn_id, now).await;
+        let signals = &self.config.signals;
+        let failures = match signals.after_guessing {
+            Some(_) => self.limiter.recent_failures(ip, now).await,
+            None => (0, 0),
+        };
+        let fired = self.with_watch(authn_id, now, |w| w.login(signals, ip, failures, now));
+        for evidence in fired {
+            if let Some(notice) = self.fire(authn_id, evidence, now) {
+                self.tell_policy(authn_id, notice);
+            }
         }
-    });
-}
-
-/// A refused login, for the history.
-pub(crate) fn login_refused(shared: &Shared, ip: IpAddr, user: &str, mechanism: &str) {
-    if user.is_empty() {
-        return;
+        None
     }
-    record(
-        shared,
-        LoginRecord {
+
+    /// Runs `portcullis_identity_suspect` on the blocking pool (no session
+    /// waits for it) and applies the answer it picks, if any.
+    fn tell_policy(&self, user: &str, notice: serde_json::Value) {
+        let Some(policy) = self.policy.get().cloned() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            policy.identity_suspect(&notice).map(|a| (a, notice))
+        });
+        let (user, answers) = (user.to_string(), self.answers_handle());
+        runtime.spawn(async move {
+            let Ok(Some((answer, notice))) = task.await else {
+                return;
+            };
+            let answer = match answer.as_str() {
+                "hold" => Answer::Hold,
+                "defer" => Answer::Defer,
+                "suspend" => Answer::Suspend,
+                _ => Answer::Log,
+            };
+            let signal = notice["signal"].as_str().unwrap_or_default().to_string();
+            answers.replace(&user, &signal, answer);
+        });
+    }
+
+    /// Starts a new watch's volume baseline from the identity's sending
+    /// history (messages per hour over the hours since its first recorded
+    /// one, the current hour left out), so a restart or another instance
+    /// does not take a steady sender for a spike, nor a spike for normal.
+    async fn seed_baseline(&self, calls: &StoreCalls, user: &str, now: Timestamp) {
+        if self.config.signals.volume_spike.is_none() {
+            return;
+        }
+        let Some(store) = self.activity.clone() else {
+            return;
+        };
+        if self.with_watch(user, now, |w| w.has_baseline()) {
+            return;
+        }
+        let name = user.to_string();
+        let Ok(Ok(hours)) = calls.run(move || store.sent(&name, BASELINE_HOURS)).await else {
+            return;
+        };
+        let this_hour = now.millis() / 3_600_000;
+        let past: Vec<_> = hours.iter().filter(|h| h.hour < this_hour).collect();
+        let per_hour = match past.iter().map(|h| h.hour).min() {
+            Some(first) => {
+                let span = (this_hour - first).max(1) as f64;
+                past.iter().map(|h| h.messages).sum::<u64>() as f64 / span
+            }
+            None => 0.0,
+        };
+        self.with_watch(user, now, |w| {
+            if !w.has_baseline() {
+                w.seed_baseline(per_hour, now);
+            }
+        });
+    }
+
+    /// A refused login, for the history.
+    pub(crate) fn login_refused(&self, ip: IpAddr, user: &str, mechanism: &str) {
+        if user.is_empty() {
+            return;
+        }
+        self.record(LoginRecord {
             user: user.to_string(),
             at_ms: Timestamp::now().millis(),
             address: ip.to_string(),
             mechanism: mechanism.to_string(),
             result: "rejected".into(),
-        },
-    );
-}
-
-/// The session's [`SendingCheck`]: `None` lets it through.
-pub(crate) async fn check_sending(
-    shared: &Shared,
-    peer: &Peer,
-    session: &Session,
-    check: SendingCheck,
-) -> Option<Reply> {
-    let (authn, authz) = identity_of(session)?;
-    let ip = crate::defence::client_ip(peer, session);
-    let c = &shared.containment;
-    let now = Timestamp::now();
-    match check {
-        SendingCheck::Mail { size } => {
-            if let Some(reply) = refused_by_answer(c, &authn, ip, now) {
-                return Some(reply);
-            }
-            let subjects = subjects(shared, peer, &authn, &authz).await;
-            let (quotas, names) = subjects.at_mail(size.unwrap_or(0));
-            if quotas.is_empty() {
-                return None;
-            }
-            let consumed = shared.limiter.consume(&quotas, now).await;
-            if let Some(i) = consumed.refused {
-                return Some(limited(&names[i], ip));
-            }
-            let allowance = Allowance::from_mail(&quotas, &names, &consumed.counts);
-            *peer
-                .containment
-                .allowance
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(allowance);
-            None
-        }
-        SendingCheck::Rcpt { n } => {
-            let allowance = peer
-                .containment
-                .allowance
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let name = allowance.as_ref()?.recipient(n as u64)?.clone();
-            drop(allowance);
-            Some(limited(&name, ip))
-        }
-    }
-}
-
-fn refused_by_answer(c: &Containment, user: &str, ip: IpAddr, now: Timestamp) -> Option<Reply> {
-    if let Some(signal) = c.answer_for(user, ip, Answer::Defer, now) {
-        tracing::info!(client = %ip, user, signal, "message deferred: identity suspect");
-        metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "defer").increment(1);
-        return Some(Reply::sending_deferred());
-    }
-    None
-}
-
-fn limited(name: &NamedLimit, ip: IpAddr) -> Reply {
-    let limit = name.to_string();
-    tracing::warn!(client = %ip, user = %name.who, %limit, "sending limit reached");
-    metrics::counter!(telemetry::SENDING_LIMITED, "scope" => name.scope.name(), "quantity" => name.quantity.name())
-        .increment(1);
-    Reply::sending_limit_reached(&limit)
-}
-
-/// Whom a message counts against, each with its limits: the user
-/// (defaults, then the store's override, then the policy's user data),
-/// the authz identity when it differs, the tenant (its domain).
-async fn subjects(shared: &Shared, peer: &Peer, authn: &str, authz: &str) -> Subjects {
-    let c = &shared.containment;
-    let mut user = c.sending.user.clone();
-    if let Some(stored) = stored_limits(shared, authn).await {
-        user = user.overridden_by(&stored);
-    }
-    if let Some(data) = peer.meta.user_data() {
-        if let Some(from_policy) = limits_from_user_data(&data) {
-            user = user.overridden_by(&from_policy);
-        }
-    }
-    let mut list = Vec::new();
-    if !user.is_empty() {
-        list.push((Scope::Authn, authn.to_string(), user.clone()));
-        if authz != authn {
-            list.push((Scope::Authz, authz.to_string(), user));
-        }
-    }
-    if !c.sending.tenant.is_empty() {
-        if let Some((_, domain)) = authz.rsplit_once('@') {
-            let tenant = domain.to_ascii_lowercase();
-            list.push((Scope::Tenant, tenant, c.sending.tenant.clone()));
-        }
-    }
-    Subjects { list }
-}
-
-/// `limits = {messages = "500/h", recipients = {"2000/d"}}` in the user
-/// data a policy's `portcullis.accept{data=}` gave.
-fn limits_from_user_data(data: &serde_json::Value) -> Option<SendingLimits> {
-    let limits = data.get("limits")?;
-    let rates = |key: &str| -> Vec<portcullis_limits::sending::Rate> {
-        match limits.get(key) {
-            Some(serde_json::Value::String(s)) => s.parse().into_iter().collect(),
-            Some(serde_json::Value::Array(list)) => list
-                .iter()
-                .filter_map(|v| v.as_str()?.parse().ok())
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    Some(SendingLimits {
-        messages: rates("messages"),
-        recipients: rates("recipients"),
-        bytes: rates("bytes"),
-    })
-}
-
-/// Parses the store's form: `messages=500/h,1000/d;recipients=2000/d`.
-pub fn parse_stored_limits(text: &str) -> Option<SendingLimits> {
-    let mut limits = SendingLimits::default();
-    for part in text.split(';').filter(|p| !p.trim().is_empty()) {
-        let (key, list) = part.split_once('=')?;
-        let rates = list
-            .split(',')
-            .map(|r| r.parse().ok())
-            .collect::<Option<Vec<_>>>()?;
-        match key.trim() {
-            "messages" => limits.messages = rates,
-            "recipients" => limits.recipients = rates,
-            "bytes" => limits.bytes = rates,
-            _ => return None,
-        }
-    }
-    Some(limits)
-}
-
-async fn stored_limits(shared: &Shared, user: &str) -> Option<SendingLimits> {
-    let c = &shared.containment;
-    let store = c.activity.clone()?;
-    if let Some((at, limits)) = c.lock().user_limits.get(user) {
-        if at.elapsed() < LIMITS_TTL {
-            return limits.clone();
-        }
-    }
-    let name = user.to_string();
-    let found = shared.store_calls.run(move || store.limits(&name)).await;
-    let limits = match found {
-        Ok(Ok(text)) => text.as_deref().and_then(parse_stored_limits),
-        _ => None,
-    };
-    let mut state = c.lock();
-    if state.user_limits.len() >= MAX_WATCHED {
-        state.user_limits.clear();
-    }
-    state
-        .user_limits
-        .insert(user.to_string(), (Instant::now(), limits.clone()));
-    limits
-}
-
-/// A `defer` answer that came while this message was being sent: it is
-/// refused after the dot rather than accepted (a sender with many
-/// connections has a transaction in flight on each).
-pub(crate) fn deferred_at_data(shared: &Shared, peer: &Peer, session: &Session) -> Option<Reply> {
-    let (authn, _) = identity_of(session)?;
-    let ip = crate::defence::client_ip(peer, session);
-    refused_by_answer(&shared.containment, &authn, ip, Timestamp::now())
-}
-
-/// Whether a message from this session is to be held (the `hold` answer),
-/// and why.
-pub(crate) fn held(shared: &Shared, peer: &Peer, session: &Session) -> Option<String> {
-    let (authn, _) = identity_of(session)?;
-    let ip = crate::defence::client_ip(peer, session);
-    let signal = shared
-        .containment
-        .answer_for(&authn, ip, Answer::Hold, Timestamp::now())?;
-    metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "hold").increment(1);
-    Some(format!("identity {authn} suspect: signal {signal}"))
-}
-
-/// After a message was spooled: counts its recipients and bytes, and
-/// feeds the volume signal.
-pub(crate) fn message_spooled(
-    shared: &Shared,
-    peer: &Peer,
-    session: &Session,
-    recipients: usize,
-    bytes: usize,
-    declared: Option<u64>,
-) {
-    let Some((authn, authz)) = identity_of(session) else {
-        return;
-    };
-    let c = &shared.containment;
-    let now = Timestamp::now();
-    let signals = &c.config.signals;
-    if let Some(evidence) = c.with_watch(&authn, now, |w| w.message(signals, now)) {
-        if let Some(notice) = c.fire(&authn, evidence, now) {
-            tell_policy(shared, &authn, notice);
-        }
-    }
-    if let Some(store) = c.activity.clone() {
-        let user = authn.clone();
-        tokio::task::spawn_blocking(move || {
-            store.record_sent(&user, now.millis(), recipients as u64)
         });
     }
-    if c.sending.is_empty() {
-        return;
+
+    /// `451 4.7.1` when a `defer` answer covers this sender.
+    pub(crate) fn deferred(&self, who: &Sender) -> Option<Reply> {
+        let signal = self.answer_for(&who.authn, who.ip, Answer::Defer, Timestamp::now())?;
+        tracing::info!(client = %who.ip, user = %who.authn, signal, "message deferred: identity suspect");
+        metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "defer").increment(1);
+        Some(Reply::sending_deferred())
     }
-    let extra = (bytes as u64).saturating_sub(declared.unwrap_or(0));
-    let mut user = c.sending.user.clone();
-    let cached = c
-        .lock()
-        .user_limits
-        .get(&authn)
-        .and_then(|(_, l)| l.clone());
-    if let Some(stored) = cached {
-        user = user.overridden_by(&stored);
+
+    /// Whether a message from `who` is to be held (the `hold` answer), and
+    /// why.
+    pub(crate) fn held(&self, who: &Sender) -> Option<String> {
+        let signal = self.answer_for(&who.authn, who.ip, Answer::Hold, Timestamp::now())?;
+        metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "hold").increment(1);
+        Some(format!("identity {} suspect: signal {signal}", who.authn))
     }
-    if let Some(data) = peer
-        .meta
-        .user_data()
-        .as_ref()
-        .and_then(limits_from_user_data)
-    {
-        user = user.overridden_by(&data);
+
+    /// After a message was spooled: feeds the volume signal, the hourly
+    /// history and the sending counts.
+    pub(crate) fn message_spooled(
+        &self,
+        who: &Sender,
+        recipients: usize,
+        bytes: usize,
+        declared: Option<u64>,
+    ) {
+        let now = Timestamp::now();
+        let signals = &self.config.signals;
+        if let Some(evidence) = self.with_watch(&who.authn, now, |w| w.message(signals, now)) {
+            if let Some(notice) = self.fire(&who.authn, evidence, now) {
+                self.tell_policy(&who.authn, notice);
+            }
+        }
+        if let Some(store) = self.activity.clone() {
+            let user = who.authn.clone();
+            tokio::task::spawn_blocking(move || {
+                store.record_sent(&user, now.millis(), recipients as u64)
+            });
+        }
+        self.count_sent(who, recipients, bytes, declared);
     }
-    let mut list = vec![(Scope::Authn, authn.clone(), user.clone())];
-    if authz != authn {
-        list.push((Scope::Authz, authz.clone(), user));
+
+    /// Delivery results for `user`'s recipients (the bad-recipients signal).
+    pub(crate) fn delivered(&self, user: &str, accepted: u64, refused: u64) {
+        let now = Timestamp::now();
+        let signals = &self.config.signals;
+        let fired = self.with_watch(user, now, |w| w.delivered(signals, accepted, refused, now));
+        if let Some(notice) = fired.and_then(|evidence| self.fire(user, evidence, now)) {
+            self.tell_policy(user, notice);
+        }
     }
-    if let Some((_, domain)) = authz.rsplit_once('@') {
-        list.push((
-            Scope::Tenant,
-            domain.to_ascii_lowercase(),
-            c.sending.tenant.clone(),
-        ));
+
+    /// The `421` for an open session whose identity was suspended since
+    /// its last command. One atomic load unless the suspensions changed.
+    pub(crate) fn closed_by_suspension(
+        &self,
+        who: Option<&Sender>,
+        per: &mut PerSession,
+    ) -> Option<Reply> {
+        let generation = self.generation.load(Ordering::Relaxed);
+        if std::mem::replace(&mut per.generation, generation) == generation {
+            return None;
+        }
+        let who = who?;
+        let reason = self.suspension(&who.authn, who.ip, Timestamp::now())?;
+        tracing::info!(client = %who.ip, user = %who.authn, %reason, "closing an open session: identity suspended");
+        metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "suspend").increment(1);
+        Some(Reply::identity_suspended())
     }
-    let quotas = Subjects { list }.after_message(recipients as u64, extra);
-    if quotas.is_empty() {
-        return;
+
+    /// Whether the suspensions changed since `per` last looked (cheap).
+    pub(crate) fn suspensions_changed(&self, per: &PerSession) -> bool {
+        self.generation.load(Ordering::Relaxed) != per.generation
     }
-    let limiter = shared.limiter.clone();
-    // Off the session's path: the 250 does not wait for this count.
-    tokio::spawn(async move {
-        limiter.consume(&quotas, Timestamp::now()).await;
-    });
 }
 
-/// Delivery results for `user`'s recipients (the bad-recipients signal).
-pub(crate) fn delivered(shared: &Shared, user: &str, accepted: u64, refused: u64) {
-    let c = &shared.containment;
-    let now = Timestamp::now();
-    let signals = &c.config.signals;
-    let fired = c.with_watch(user, now, |w| w.delivered(signals, accepted, refused, now));
-    if let Some(notice) = fired.and_then(|evidence| c.fire(user, evidence, now)) {
-        tell_policy(shared, user, notice);
-    }
-}
-
-/// The `421` for an open session whose identity was suspended since its
-/// last command. One atomic load unless the suspensions changed.
-pub(crate) fn closed_by_suspension(
-    shared: &Shared,
-    peer: &Peer,
-    session: &Session,
-) -> Option<Reply> {
-    let c = &shared.containment;
-    let generation = c.generation.load(Ordering::Relaxed);
-    if peer
-        .containment
-        .generation
-        .swap(generation, Ordering::Relaxed)
-        == generation
-    {
-        return None;
-    }
-    let (authn, _) = identity_of(session)?;
-    let ip = crate::defence::client_ip(peer, session);
-    let reason = c.suspension(&authn, ip, Timestamp::now())?;
-    tracing::info!(client = %ip, user = %authn, %reason, "closing an open session: identity suspended");
-    metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "suspend").increment(1);
-    Some(Reply::identity_suspended())
-}
+/// Hours of history the volume baseline starts from.
+const BASELINE_HOURS: usize = 7 * 24;
 
 /// Reads the store's suspensions every [`SUSPENSION_POLL`] and prunes the
 /// login history once an hour.
-pub(crate) fn watch_store(shared: Arc<Shared>) -> Option<tokio::task::JoinHandle<()>> {
-    let store = shared.containment.activity.clone()?;
-    let keep = shared.containment.config.history_for;
+pub(crate) fn watch_store(containment: Arc<Containment>) -> Option<tokio::task::JoinHandle<()>> {
+    let store = containment.activity.clone()?;
+    let keep = containment.config.history_for;
     Some(tokio::spawn(async move {
         let mut last_prune: Option<Instant> = None;
         loop {
@@ -809,23 +613,9 @@ pub(crate) fn watch_store(shared: Arc<Shared>) -> Option<tokio::task::JoinHandle
             })
             .await;
             if let Ok(Ok(list)) = read {
-                shared.containment.set_suspensions(list);
+                containment.set_suspensions(list);
             }
             tokio::time::sleep(SUSPENSION_POLL).await;
         }
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn stored_limits_parse() {
-        let l = super::parse_stored_limits("messages=500/h,1000/d;recipients=2000/d").unwrap();
-        assert_eq!(l.messages.len(), 2);
-        assert_eq!(l.recipients[0].count, 2000);
-        assert!(super::parse_stored_limits("colours=5/h").is_none());
-        let data = serde_json::json!({"limits": {"messages": "5/m", "bytes": ["1M/d"]}});
-        let l = super::limits_from_user_data(&data).unwrap();
-        assert_eq!((l.messages[0].count, l.bytes[0].count), (5, 1 << 20));
-    }
 }
