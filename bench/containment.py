@@ -228,12 +228,12 @@ def report(args, results, notices):
         return
     received, notice = notices[0]
     contained = notice["at_ms"] / 1000
-    before = sum(1 for t in hostile["accepted"] if t <= contained)
+    late = sum(1 for t in hostile["accepted"] if t > contained)
     print(f"signal: {notice['signal']} -> {notice['answer']} "
           f"({notice['evidence']['count']} messages in the hour over a threshold of {notice['evidence']['threshold']}); "
           f"spared: {', '.join(notice['spared']) or '-'}")
-    print(f"hostile messages accepted before containment: {before} "
-          f"(in all: {len(hostile['accepted'])}; refused after: {hostile['refused']})")
+    print(f"hostile messages accepted before containment: {len(hostile['accepted'])} "
+          f"({late} of them were being written when the signal fired; refused after: {hostile['refused']})")
     print(f"seconds from the first hostile login to containment: {contained - hostile['first_login']:.2f}")
     print(f"webhook latency: {(received - contained) * 1000:.0f} ms")
     print(f"legitimate user's messages: {legit['sent']}, refused: {legit['refused']}")

@@ -411,9 +411,12 @@ async fn spool(
         return SpoolOutcome::Refused(reply);
     }
     let who = sender(peer, session);
-    // A `defer` that came while this message was being sent refuses it
-    // after the dot (a sender with many connections has a transaction in
-    // flight on each).
+    if let Some(who) = &who {
+        shared.containment.message_arriving(who);
+    }
+    // A `defer` that came while this message was being sent (or that it
+    // set off) refuses it after the dot: a sender with many connections
+    // has a transaction in flight on each.
     if let Some(reply) = who.as_ref().and_then(|w| shared.containment.deferred(w)) {
         return SpoolOutcome::Refused(reply);
     }

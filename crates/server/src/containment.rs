@@ -525,15 +525,10 @@ impl Containment {
         Some(format!("identity {} suspect: signal {signal}", who.authn))
     }
 
-    /// After a message was spooled: feeds the volume signal, the hourly
-    /// history and the sending counts.
-    pub(crate) fn message_spooled(
-        &self,
-        who: &Sender,
-        recipients: usize,
-        bytes: usize,
-        declared: Option<u64>,
-    ) {
+    /// A message arrived whole (after the dot, before it is stored): it
+    /// feeds the volume signal now, so that an answer it triggers already
+    /// covers it and the transactions in flight beside it.
+    pub(crate) fn message_arriving(&self, who: &Sender) {
         let now = Timestamp::now();
         let signals = &self.config.signals;
         if let Some(evidence) = self.with_watch(&who.authn, now, |w| w.message(signals, now)) {
@@ -541,8 +536,19 @@ impl Containment {
                 self.tell_policy(&who.authn, notice);
             }
         }
+    }
+
+    /// After a message was spooled: the hourly history and the sending
+    /// counts.
+    pub(crate) fn message_spooled(
+        &self,
+        who: &Sender,
+        recipients: usize,
+        bytes: usize,
+        declared: Option<u64>,
+    ) {
         if let Some(store) = self.activity.clone() {
-            let user = who.authn.clone();
+            let (user, now) = (who.authn.clone(), Timestamp::now());
             tokio::task::spawn_blocking(move || {
                 store.record_sent(&user, now.millis(), recipients as u64)
             });
