@@ -29,6 +29,7 @@ fuzz_target!(|input: &[u8]| {
     let mut config = SessionConfig::new("fuzz");
     config.max_message_size = 4096;
     config.mechanisms = portcullis_sasl::Mechanism::ALL.to_vec();
+    config.check_sending = true;
     let mut out = Vec::new();
     let mut session = Session::new(Arc::new(config), conn, Some(tls.clone()), &mut out);
     let split = input.first().map_or(0, |&b| b as usize).min(input.len());
@@ -81,6 +82,11 @@ fuzz_target!(|input: &[u8]| {
                 session.spool_finished(SpoolOutcome::Stored { id: "id".into() }, &mut out)
             }
             Some(Effect::XclientLogin { .. }) => {}
+            Some(Effect::CheckSending(_)) => {
+                // Alternate: let one through, refuse the next.
+                let refusal = (out.len() % 2 == 1).then(portcullis_proto::Reply::sending_limit);
+                session.sending_checked(refusal, &mut out)
+            }
             Some(Effect::Close) => break,
         }
         out.clear();
