@@ -124,7 +124,7 @@ fn run(lua: &Lua, input: &[u8]) {
     let checked = flags & 4 != 0;
     match auth_verdict(lua, value.clone(), "alice", authzid, checked) {
         Ok(verdict) => check_auth(lua, &value, &verdict, authzid, checked),
-        Err(mistake) => assert!(!mistake.is_empty()),
+        Err(mistake) => assert!(!mistake.to_string().is_empty()),
     }
     if let Ok(Verdict::Accept { authz_id, .. }) =
         kumo_verdict(value.clone(), authzid.unwrap_or("alice"), "alice")

@@ -11,12 +11,12 @@
 //! floor: a fixed margin above the slowest kind of verification this
 //! process does (the argon2id an unknown user costs at least, measured
 //! before the first refusal; bcrypt once a bcrypt user was verified),
-//! never below the configured `auth.failure_floor_ms`, plus a little
+//! never below the configured `auth.failure_floor`, plus a little
 //! jitter. Each kind keeps a smoothed time, so one verification slowed by
 //! load moves the floor only a little, and many fast refusals of a cheap
 //! kind never pull it down; the floor is capped at [`MAX_FLOOR`] and is the
 //! same for every user at any moment. Until the first slow scheme is verified the floor cannot
-//! know of it: an operator with bcrypt users sets `failure_floor_ms`
+//! know of it: an operator with bcrypt users sets `failure_floor`
 //! above their cost to close that window. Successes are never held back:
 //! a correct password never waits.
 //!
@@ -68,7 +68,7 @@ impl Cost {
 }
 
 pub(crate) struct FailureFloor {
-    /// The configured minimum (`auth.failure_floor_ms`).
+    /// The configured minimum (`auth.failure_floor`).
     fixed: Duration,
     /// Per kind of verification, a smoothed time in nanoseconds (0: none
     /// seen), at most `MAX_FLOOR`.

@@ -20,7 +20,7 @@ use crate::oauth::TokenError;
 #[derive(Clone)]
 struct Answer {
     /// The user, or why the token is refused.
-    verdict: Result<String, String>,
+    verdict: Result<String, Refused>,
     /// The token's `exp`, seconds since the epoch.
     exp: Option<u64>,
 }
@@ -87,7 +87,9 @@ impl Introspector {
         {
             return Err(TokenError::Invalid("token expired".into()));
         }
-        answer.verdict.map_err(TokenError::Invalid)
+        answer
+            .verdict
+            .map_err(|why| TokenError::Invalid(why.to_string()))
     }
 
     /// Whether the endpoint answered its last request.
@@ -138,6 +140,19 @@ impl Introspector {
     }
 }
 
+/// Why the endpoint's answer refuses a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Refused {
+    #[error("token is not active")]
+    Inactive,
+    #[error("issuer {0} is not ours")]
+    Issuer(String),
+    #[error("token is for another audience")]
+    Audience,
+    #[error("no {0:?} naming the user")]
+    NoUser(String),
+}
+
 /// RFC 7662 §2.2: `active` must be true; `iss` and `aud`, when given, must
 /// be ours; the user is in the configured claim (or `username`).
 fn judge(claims: &serde_json::Map<String, serde_json::Value>, expect: &Expect<'_>) -> Answer {
@@ -145,11 +160,11 @@ fn judge(claims: &serde_json::Map<String, serde_json::Value>, expect: &Expect<'_
     let exp = claims.get("exp").and_then(Value::as_u64);
     let verdict = (|| {
         if claims.get("active") != Some(&Value::Bool(true)) {
-            return Err("token is not active".to_string());
+            return Err(Refused::Inactive);
         }
         if let Some(iss) = claims.get("iss") {
             if iss.as_str() != Some(expect.issuer) {
-                return Err(format!("issuer {iss} is not ours"));
+                return Err(Refused::Issuer(iss.to_string()));
             }
         }
         let audience_ok = match claims.get("aud") {
@@ -159,14 +174,14 @@ fn judge(claims: &serde_json::Map<String, serde_json::Value>, expect: &Expect<'_
             Some(_) => false,
         };
         if !audience_ok {
-            return Err("token is for another audience".to_string());
+            return Err(Refused::Audience);
         }
         [expect.user_claim, "username"]
             .iter()
             .find_map(|claim| claims.get(*claim).and_then(Value::as_str))
             .filter(|user| !user.is_empty())
             .map(str::to_string)
-            .ok_or_else(|| format!("no {:?} naming the user", expect.user_claim))
+            .ok_or_else(|| Refused::NoUser(expect.user_claim.to_string()))
     })();
     Answer { verdict, exp }
 }
@@ -237,7 +252,7 @@ mod tests {
         }
     }
 
-    fn verdict(json: serde_json::Value) -> Result<String, String> {
+    fn verdict(json: serde_json::Value) -> Result<String, Refused> {
         let serde_json::Value::Object(claims) = json else {
             panic!("not an object")
         };

@@ -46,12 +46,30 @@ pub(crate) struct Key {
     pub key: DecodingKey,
 }
 
+/// Why a key set could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwksError {
+    #[error("not a JWKS: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unusable key: {0}")]
+    Key(#[from] jsonwebtoken::errors::Error),
+    #[error("no keys")]
+    NoKeys,
+    #[error("{0}")]
+    Http(String),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("HTTP client panicked")]
+    Panicked,
+}
+
 /// Parses an RFC 7517 key set.
-pub(crate) fn parse(text: &str) -> Result<Vec<Key>, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| e.to_string())?;
+pub(crate) fn parse(text: &str) -> Result<Vec<Key>, JwksError> {
+    let set: JwkSet = serde_json::from_str(text)?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+        let key = DecodingKey::from_jwk(jwk)?;
         keys.push(Key {
             kid: jwk.common.key_id.clone(),
             alg: jwk.common.key_algorithm.map(|a| format!("{a:?}")),
@@ -59,7 +77,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Key>, String> {
         });
     }
     if keys.is_empty() {
-        return Err("no keys".into());
+        return Err(JwksError::NoKeys);
     }
     Ok(keys)
 }
@@ -232,6 +250,7 @@ impl Inner {
                 state.failing = None;
             }
             Err(error) => {
+                let error = error.to_string();
                 self.reach.failed(&error);
                 state.failing = Some(error);
             }
@@ -241,26 +260,23 @@ impl Inner {
 
     /// One GET of the set. Errors are values (a panic in the HTTP client
     /// is one too), so `in_flight` is always cleared.
-    fn fetch(&self) -> Result<Vec<Key>, String> {
+    fn fetch(&self) -> Result<Vec<Key>, JwksError> {
+        let http = |e: ureq::Error| JwksError::Http(e.to_string());
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut response = self
-                .agent
-                .get(&self.url)
-                .call()
-                .map_err(|e| e.to_string())?;
+            let mut response = self.agent.get(&self.url).call().map_err(http)?;
             let status = response.status().as_u16();
             if status != 200 {
-                return Err(format!("HTTP {status}"));
+                return Err(JwksError::Status(status));
             }
             let body = response
                 .body_mut()
                 .with_config()
                 .limit(MAX_BODY)
                 .read_to_string()
-                .map_err(|e| e.to_string())?;
+                .map_err(http)?;
             parse(&body)
         }));
-        attempt.unwrap_or_else(|_| Err("HTTP client panicked".into()))
+        attempt.unwrap_or(Err(JwksError::Panicked))
     }
 }
 

@@ -48,7 +48,8 @@ mod oauth;
 mod reachability;
 mod scram;
 
-pub use oauth::{OAuthError, TokenValidator};
+pub use jwks::JwksError;
+pub use oauth::{OAuthError, TokenError, TokenValidator};
 pub use scram::ScramUpgrade;
 
 /// The verdict on one authentication attempt.

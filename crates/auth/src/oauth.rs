@@ -22,12 +22,26 @@ use crate::jwks::{Keys, KeysUnavailable, RemoteJwks};
 use crate::{Decision, RejectReason};
 
 /// Why a token was not accepted.
-#[derive(Debug)]
-pub(crate) enum TokenError {
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
     /// Not valid (for the log; the client gets `535`).
+    #[error("{0}")]
     Invalid(String),
     /// The issuer could not be asked (the client gets `454`).
+    #[error("{0}")]
     Unavailable(String),
+}
+
+/// Why a JWT signed by a key we have is refused.
+#[derive(Debug, thiserror::Error)]
+enum JwtError {
+    #[error("no key in the JWKS matches the token's kid and alg")]
+    NoKey,
+    #[error("{0}")]
+    Token(#[from] jsonwebtoken::errors::Error),
+    #[error("no {0:?} claim naming the user")]
+    NoUser(String),
 }
 
 /// Why the JWKS file could not be used.
@@ -39,10 +53,10 @@ pub enum OAuthError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid JWKS file {path}: {message}")]
+    #[error("invalid JWKS file {path}: {source}")]
     Invalid {
         path: std::path::PathBuf,
-        message: String,
+        source: crate::jwks::JwksError,
     },
 }
 
@@ -93,9 +107,9 @@ impl TokenValidator {
         user_claim: &str,
         leeway: Duration,
     ) -> Result<Self, OAuthError> {
-        let invalid = |message: String| OAuthError::Invalid {
+        let invalid = |source| OAuthError::Invalid {
             path: jwks_file.to_path_buf(),
-            message,
+            source,
         };
         let text = std::fs::read_to_string(jwks_file).map_err(|source| OAuthError::Read {
             path: jwks_file.to_path_buf(),
@@ -142,10 +156,8 @@ impl TokenValidator {
 
     /// The user a valid token is for, or why it is not valid (for the log).
     /// May block when keys or answers must be fetched.
-    pub fn validate(&self, token: &Secret) -> Result<String, String> {
-        self.check(token).map_err(|e| match e {
-            TokenError::Invalid(why) | TokenError::Unavailable(why) => why,
-        })
+    pub fn validate(&self, token: &Secret) -> Result<String, TokenError> {
+        self.check(token)
     }
 
     /// JWTs go to the keys when we have some; anything else (or everything,
@@ -184,7 +196,8 @@ impl TokenValidator {
         let keys = keys
             .current(header.kid.as_deref())
             .map_err(|KeysUnavailable(why)| TokenError::Unavailable(why))?;
-        self.verify_with(&keys, &header, token).map_err(invalid)
+        self.verify_with(&keys, &header, token)
+            .map_err(|e| invalid(e.to_string()))
     }
 
     fn verify_with(
@@ -192,14 +205,14 @@ impl TokenValidator {
         keys: &[crate::jwks::Key],
         header: &jsonwebtoken::Header,
         token: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, JwtError> {
         let alg_name = format!("{:?}", header.alg);
         let key = keys
             .iter()
             .filter(|k| header.kid.is_none() || k.kid.is_none() || k.kid == header.kid)
             .find(|k| k.alg.as_ref().is_none_or(|a| *a == alg_name))
             .map(|k| &k.key)
-            .ok_or("no key in the JWKS matches the token's kid and alg")?;
+            .ok_or(JwtError::NoKey)?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
@@ -210,11 +223,10 @@ impl TokenValidator {
             token,
             key,
             &validation,
-        )
-        .map_err(|e| format!("{e}"))?;
+        )?;
         match data.claims.get(&self.user_claim) {
             Some(serde_json::Value::String(user)) if !user.is_empty() => Ok(user.clone()),
-            _ => Err(format!("no {:?} claim naming the user", self.user_claim)),
+            _ => Err(JwtError::NoUser(self.user_claim.clone())),
         }
     }
 }

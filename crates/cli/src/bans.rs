@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use portcullis_config::defence::LimitsStore;
 use portcullis_config::Config;
@@ -75,8 +75,7 @@ pub fn run(action: BanAction, config: &Config) -> Result<ExitCode> {
 }
 
 pub(crate) fn new_ban(ip: IpAddr, duration: &str, reason: String, now: Timestamp) -> Result<Ban> {
-    let duration: Duration = portcullis_config::delivery::parse_duration(duration)
-        .ok_or_else(|| anyhow!("{duration:?} is not a duration like 30m or 7d"))?;
+    let duration: Duration = portcullis_config::duration::parse(duration)?;
     Ok(Ban {
         ip,
         reason,

@@ -41,11 +41,16 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// Loads the config, logging each key written under a deprecated name.
     fn load(&self) -> Result<Config> {
-        Ok(match &self.config {
+        let config = match &self.config {
             Some(path) => Config::load(path, self.data_dir.as_deref())?,
             None => Config::development(self.data_dir.as_deref()),
-        })
+        };
+        for deprecation in &config.deprecations {
+            tracing::warn!(key = deprecation.old, "{deprecation}");
+        }
+        Ok(config)
     }
 }
 
@@ -233,6 +238,7 @@ fn describe(error: &anyhow::Error) -> String {
 /// in `println!` with a broken-pipe backtrace. (Rust ignores SIGPIPE; the
 /// default action ends the process silently. `serve` keeps ignoring it: a
 /// client that hangs up must never end the server.)
+#[allow(unsafe_code)] // libc, see the SAFETY note below
 fn quiet_on_closed_pipe() {
     #[cfg(unix)]
     // SAFETY: restoring a signal's default disposition, before any other

@@ -233,6 +233,7 @@ async fn wait_for_stop_signal() {
 /// thread that ever verified a password (measured: gigabytes under a login
 /// flood). A fixed threshold sends such buffers to mmap, and free gives them
 /// back to the system.
+#[allow(unsafe_code)] // libc, see the SAFETY note below
 fn return_large_buffers_to_the_os() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before any

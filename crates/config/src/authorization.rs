@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::validate::invalid;
+use crate::error::invalid;
 use crate::ConfigError;
 
 /// `[senders]` as written.

@@ -20,15 +20,112 @@
 
 use std::time::Duration;
 
-use portcullis_limits::sending::{Rate, SendingLimits};
-use portcullis_limits::signals::{
-    AfterGuessing, BadRecipients, ManyNetworks, Signal, SignalConfig, VolumeSpike,
-};
 use serde::Deserialize;
 
-use crate::delivery::parse_duration;
-use crate::validate::invalid;
+use crate::error::invalid;
 use crate::ConfigError;
+
+/// `count` per `window`: `500/h`, `20/10m`, `50M/d` (a count may carry
+/// `k`, `M` or `G`, powers of 1024). The limits crate enforces it; this
+/// crate only reads it (the server hands it over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u64,
+    pub window: Duration,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Rate, String> {
+        let error = || format!("{text:?} is not a rate like 500/h, 20/10m or 50M/d");
+        let (count, window) = text.trim().split_once('/').ok_or_else(error)?;
+        let count = count.trim();
+        let (digits, shift) = match count.chars().last() {
+            Some('k' | 'K') => (&count[..count.len() - 1], 10),
+            Some('M') => (&count[..count.len() - 1], 20),
+            Some('G') => (&count[..count.len() - 1], 30),
+            _ => (count, 0),
+        };
+        let count = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1u64 << shift))
+            .ok_or_else(error)?;
+        let window = window.trim();
+        // `h` alone is one hour; `10m` ten minutes.
+        let window = match window.starts_with(|c: char| c.is_ascii_digit()) {
+            true => window.to_string(),
+            false => format!("1{window}"),
+        };
+        let window = crate::duration::parse(&window)
+            .ok()
+            .filter(|d| !d.is_zero() && window.ends_with(['s', 'm', 'h', 'd']))
+            .ok_or_else(error)?;
+        Ok(Rate { count, window })
+    }
+}
+
+/// The rates for one scope; an empty list is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendingLimits {
+    pub messages: Vec<Rate>,
+    pub recipients: Vec<Rate>,
+    pub bytes: Vec<Rate>,
+}
+
+impl SendingLimits {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.recipients.is_empty() && self.bytes.is_empty()
+    }
+}
+
+/// Which signal (`[containment.<name>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    ManyNetworks,
+    AfterGuessing,
+    VolumeSpike,
+    BadRecipients,
+}
+
+/// Many places: more than `max_networks` networks within `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManyNetworks {
+    pub max_networks: usize,
+    pub window: Duration,
+}
+
+/// In after guessing: failures from the address or its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AfterGuessing {
+    pub address_failures: u64,
+    pub network_failures: u64,
+}
+
+/// Volume spike: the last hour above `factor` × the decayed baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VolumeSpike {
+    pub factor: f64,
+    pub min_messages: u64,
+    pub half_life: Duration,
+}
+
+/// Bad recipients: the share the next hop refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BadRecipients {
+    pub max_share: f64,
+    pub min_recipients: u64,
+    pub window: Duration,
+}
+
+/// Each signal's thresholds; `None` turns it off.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SignalConfig {
+    pub many_networks: Option<ManyNetworks>,
+    pub after_guessing: Option<AfterGuessing>,
+    pub volume_spike: Option<VolumeSpike>,
+    pub bad_recipients: Option<BadRecipients>,
+}
 
 /// `[limits.sending]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -199,7 +296,8 @@ impl Containment {
 fn duration(key: &str, value: Option<&String>, default: Duration) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(default),
-        Some(text) => parse_duration(text)
+        Some(text) => crate::duration::parse(text)
+            .ok()
             .filter(|d| !d.is_zero())
             .ok_or_else(|| invalid(key, format!("{text:?} is not a duration like 10m or 7d"))),
     }

@@ -1,25 +1,46 @@
-//! `[limits]` brute-force keys and `[limits.auth]`: raw form and
-//! validation into [`portcullis_limits::LimitsConfig`].
+//! `[limits]` brute-force keys and `[limits.auth]`: raw form, the
+//! validated [`Defence`] settings and their defaults.
 //!
-//! Durations are written `500ms`, `30s`, `15m`; networks as CIDR blocks.
+//! The limits crate enforces these; this crate does not depend on it (the
+//! server hands [`Defence`] over), so reading a config never pulls in the
+//! machinery that counts failures. Durations are written `500ms`, `30s`,
+//! `15m`; networks as CIDR blocks.
 
 use std::time::Duration;
 
-use portcullis_limits::{IpNet, LimitsConfig};
+use portcullis_cidr::IpNet;
 use serde::Deserialize;
 
-use crate::delivery::parse_duration;
-use crate::validate::invalid;
+use crate::error::invalid;
 use crate::ConfigError;
 
-/// Where counts and bans live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where counts and bans live (`[limits] backend`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub enum LimitsStore {
     /// In this process; bans also in `bans.json` in the data directory so
     /// that `portcullis ban` sees them.
     Local,
     /// Shared by every instance pointing at the same Redis.
     Redis { url: String },
+}
+
+/// `backend` names neither store.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: expected \"memory\" or \"redis://host:port\"")]
+pub struct UnknownStore(String);
+
+impl TryFrom<String> for LimitsStore {
+    type Error = UnknownStore;
+    fn try_from(text: String) -> Result<Self, UnknownStore> {
+        if text == "memory" {
+            Ok(LimitsStore::Local)
+        } else if text.starts_with("redis://") || text.starts_with("rediss://") {
+            Ok(LimitsStore::Redis { url: text })
+        } else {
+            Err(UnknownStore(text))
+        }
+    }
 }
 
 /// A database URL whose `Debug` leaves out the password
@@ -46,81 +67,107 @@ impl std::fmt::Debug for DatabaseUrl {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuthLimits {
-    pub delay_initial: Option<String>,
-    pub delay_max: Option<String>,
-    pub failure_window: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub delay_initial: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    pub delay_max: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    pub failure_window: Option<Duration>,
     pub network_divisor: Option<u64>,
     pub user_max_failures: Option<u64>,
-    pub user_cooldown: Option<String>,
-    pub trusted_for: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub user_cooldown: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    pub trusted_for: Option<Duration>,
     pub ban_after: Option<u64>,
-    pub ban_duration: Option<String>,
-    pub allow: Option<Vec<String>>,
+    #[serde(default, with = "crate::duration::option")]
+    pub ban_duration: Option<Duration>,
+    pub allow: Option<Vec<IpNet>>,
+}
+
+/// How hard the server pushes back on failures and connection floods: the
+/// limits crate's knobs, as the config sets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defence {
+    /// Delay before the first failure reply (Dovecot: 2 s).
+    pub delay_initial: Duration,
+    /// The delay never grows past this (Dovecot: 15 s).
+    pub delay_max: Duration,
+    /// The window over which failures are counted.
+    pub failure_window: Duration,
+    /// A network's failures weigh 1/`network_divisor` of an address's.
+    pub network_divisor: u64,
+    /// Failures for one user in the window before the cool-down starts.
+    pub user_max_failures: u64,
+    /// How long a user under attack gets `454` from unknown addresses.
+    pub user_cooldown: Duration,
+    /// How long an address that logged in as a user is spared their
+    /// cool-down.
+    pub trusted_for: Duration,
+    /// Failures from one address in the window before it is banned.
+    pub ban_after: u64,
+    pub ban_duration: Duration,
+    /// Addresses never banned, cooled down or connection-limited.
+    pub allow: Vec<IpNet>,
+    /// Open connections from one address (0: no limit).
+    pub max_connections_per_address: u32,
+    /// Open connections from one /24 (IPv4) or /64 (IPv6) (0: no limit).
+    pub max_connections_per_network: u32,
+    /// New connections from one address per window (0: no limit).
+    pub max_connection_rate: u64,
+    pub connection_rate_window: Duration,
+}
+
+impl Default for Defence {
+    fn default() -> Self {
+        Defence {
+            delay_initial: Duration::from_secs(2),
+            delay_max: Duration::from_secs(15),
+            failure_window: Duration::from_secs(15 * 60),
+            network_divisor: 4,
+            user_max_failures: 10,
+            user_cooldown: Duration::from_secs(15 * 60),
+            trusted_for: Duration::from_secs(30 * 24 * 3600),
+            ban_after: 20,
+            ban_duration: Duration::from_secs(3600),
+            // As fail2ban's `ignoreip`: the host itself (webmail, monitoring).
+            allow: vec![
+                "127.0.0.0/8".parse().expect("valid literal network"),
+                "::1".parse().expect("valid literal network"),
+            ],
+            max_connections_per_address: 20,
+            max_connections_per_network: 100,
+            max_connection_rate: 60,
+            connection_rate_window: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The `[limits]` keys this module owns, gathered by the caller.
 pub(crate) struct RawDefence {
-    pub backend: Option<String>,
+    pub backend: Option<LimitsStore>,
     pub max_connections_per_address: Option<u32>,
     pub max_connections_per_network: Option<u32>,
     pub max_connection_rate: Option<u64>,
-    pub connection_rate_window: Option<String>,
+    pub connection_rate_window: Option<Duration>,
     pub auth: Option<RawAuthLimits>,
 }
 
-pub(crate) fn validate(raw: RawDefence) -> Result<(LimitsStore, LimitsConfig), ConfigError> {
-    let store = match raw.backend.as_deref() {
-        None | Some("memory") => LimitsStore::Local,
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-            LimitsStore::Redis {
-                url: url.to_string(),
-            }
-        }
-        Some(other) => {
-            return Err(invalid(
-                "limits.backend",
-                format!("{other:?}: expected \"memory\" or \"redis://host:port\""),
-            ))
-        }
-    };
-    let d = LimitsConfig::default();
+pub(crate) fn validate(raw: RawDefence) -> Result<(LimitsStore, Defence), ConfigError> {
+    let store = raw.backend.unwrap_or(LimitsStore::Local);
+    let d = Defence::default();
     let a = raw.auth.unwrap_or_default();
-    let duration = |key: &str, value: Option<String>, default: Duration| match value {
-        None => Ok(default),
-        Some(text) => parse_duration(&text)
-            .ok_or_else(|| invalid(key, format!("{text:?} is not a duration like 2s or 15m"))),
-    };
-    let allow = match &a.allow {
-        None => d.allow.clone(),
-        Some(list) => list
-            .iter()
-            .map(|text| text.parse::<IpNet>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|message| invalid("limits.auth.allow", message))?,
-    };
-    let config = LimitsConfig {
-        delay_initial: duration(
-            "limits.auth.delay_initial",
-            a.delay_initial,
-            d.delay_initial,
-        )?,
-        delay_max: duration("limits.auth.delay_max", a.delay_max, d.delay_max)?,
-        failure_window: duration(
-            "limits.auth.failure_window",
-            a.failure_window,
-            d.failure_window,
-        )?,
+    let config = Defence {
+        delay_initial: a.delay_initial.unwrap_or(d.delay_initial),
+        delay_max: a.delay_max.unwrap_or(d.delay_max),
+        failure_window: a.failure_window.unwrap_or(d.failure_window),
         network_divisor: a.network_divisor.unwrap_or(d.network_divisor),
         user_max_failures: a.user_max_failures.unwrap_or(d.user_max_failures),
-        user_cooldown: duration(
-            "limits.auth.user_cooldown",
-            a.user_cooldown,
-            d.user_cooldown,
-        )?,
-        trusted_for: duration("limits.auth.trusted_for", a.trusted_for, d.trusted_for)?,
+        user_cooldown: a.user_cooldown.unwrap_or(d.user_cooldown),
+        trusted_for: a.trusted_for.unwrap_or(d.trusted_for),
         ban_after: a.ban_after.unwrap_or(d.ban_after),
-        ban_duration: duration("limits.auth.ban_duration", a.ban_duration, d.ban_duration)?,
-        allow,
+        ban_duration: a.ban_duration.unwrap_or(d.ban_duration),
+        allow: a.allow.unwrap_or(d.allow),
         max_connections_per_address: raw
             .max_connections_per_address
             .unwrap_or(d.max_connections_per_address),
@@ -128,11 +175,9 @@ pub(crate) fn validate(raw: RawDefence) -> Result<(LimitsStore, LimitsConfig), C
             .max_connections_per_network
             .unwrap_or(d.max_connections_per_network),
         max_connection_rate: raw.max_connection_rate.unwrap_or(d.max_connection_rate),
-        connection_rate_window: duration(
-            "limits.connection_rate_window",
-            raw.connection_rate_window,
-            d.connection_rate_window,
-        )?,
+        connection_rate_window: raw
+            .connection_rate_window
+            .unwrap_or(d.connection_rate_window),
     };
     if config.failure_window.is_zero() {
         return Err(invalid("limits.auth.failure_window", "must be positive"));
@@ -232,9 +277,15 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let err = |t: &str| parse(t).unwrap_err().to_string();
-        assert!(err("[limits]\nbackend = \"mysql://x\"").starts_with("limits.backend"));
-        assert!(err("[limits.auth]\ndelay_max = \"soon\"").starts_with("limits.auth.delay_max"));
-        assert!(err("[limits.auth]\nallow = [\"10.0.0.0/99\"]").starts_with("limits.auth.allow"));
+        let syntax = err("[limits]\nbackend = \"mysql://x\"");
+        assert!(syntax.contains("backend = \"mysql://x\""), "{syntax}");
+        assert!(syntax.contains("expected \"memory\""), "{syntax}");
+        let syntax = err("[limits.auth]\ndelay_max = \"soon\"");
+        assert!(syntax.contains("delay_max = \"soon\""), "{syntax}");
+        assert!(syntax.contains("is not a duration such as"), "{syntax}");
+        let syntax = err("[limits.auth]\nallow = [\"10.0.0.0/99\"]");
+        assert!(syntax.contains("allow = "), "{syntax}");
+        assert!(syntax.contains("bad prefix length"), "{syntax}");
         assert!(err("[limits.auth]\ndelay_initial = \"20s\"").starts_with("limits.auth.delay_max"));
         assert!(err("[limits.auth]\nban_after = 0").starts_with("limits.auth"));
     }

@@ -14,7 +14,8 @@ use portcullis_sasl::Secret;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::validate::{invalid, ConfigError};
+use crate::error::{invalid, ConfigError};
+use crate::validate::Paths;
 
 /// Validated delivery settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +91,8 @@ pub enum Target {
 }
 
 /// TLS towards the next hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RelayTls {
     /// STARTTLS required: no TLS, no delivery (a temporary failure).
     StartTls,
@@ -109,7 +111,8 @@ pub struct RelayAuth {
 }
 
 /// How the authenticated identity is passed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Identity {
     None,
     /// An `X-Authenticated-User:` header (any such header from the client is removed).
@@ -122,12 +125,27 @@ pub enum Identity {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDelivery {
     workers: Option<usize>,
-    scan_interval: Option<String>,
-    retry_initial: Option<String>,
-    retry_max: Option<String>,
-    max_age: Option<String>,
-    connect_timeout: Option<String>,
-    command_timeout: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    scan_interval: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    retry_initial: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    retry_max: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    max_age: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, with = "crate::duration::option")]
+    command_timeout: Option<Duration>,
+}
+
+/// `[[route]] transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TransportKind {
+    Smtp,
+    Lmtp,
+    Maildir,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,42 +156,25 @@ pub(crate) struct RawRoute {
     domains: Vec<String>,
     #[serde(default)]
     users: Vec<String>,
-    transport: String,
+    transport: TransportKind,
     address: Option<String>,
     socket: Option<PathBuf>,
     path: Option<PathBuf>,
-    tls: Option<String>,
+    tls: Option<RelayTls>,
     dangerous_accept_invalid_certs: Option<bool>,
     ca_file: Option<PathBuf>,
     auth_username: Option<String>,
     auth_password: Option<String>,
     auth_password_file: Option<PathBuf>,
-    identity: Option<String>,
+    identity: Option<Identity>,
     identity_required: Option<bool>,
     workers: Option<usize>,
-}
-
-/// Parses `250ms`, `30s`, `5m`, `2h` or `5d`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(n.checked_mul(unit_ms)?))
 }
 
 pub(crate) fn validate(
     raw: Option<RawDelivery>,
     routes: Vec<RawRoute>,
-    in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
+    paths: &Paths,
 ) -> Result<Option<Delivery>, ConfigError> {
     let Some(raw) = raw else {
         if routes.is_empty() {
@@ -187,16 +188,11 @@ pub(crate) fn validate(
             "[delivery] needs at least one [[route]]",
         ));
     }
-    let duration = |key: &str, value: Option<String>, default: &str| {
-        let text = value.unwrap_or_else(|| default.to_string());
-        parse_duration(&text)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                invalid(
-                    format!("delivery.{key}"),
-                    format!("{text:?}: use e.g. 500ms, 30s, 5m, 2h, 5d"),
-                )
-            })
+    let duration = |key: &str, value: Option<Duration>, default_secs: u64| match value
+        .unwrap_or(Duration::from_secs(default_secs))
+    {
+        d if d.is_zero() => Err(invalid(format!("delivery.{key}"), "must be positive")),
+        d => Ok(d),
     };
     let workers = raw.workers.unwrap_or(4);
     if workers == 0 {
@@ -204,16 +200,16 @@ pub(crate) fn validate(
     }
     let delivery = Delivery {
         workers,
-        scan_interval: duration("scan_interval", raw.scan_interval, "1s")?,
-        retry_initial: duration("retry_initial", raw.retry_initial, "1m")?,
-        retry_max: duration("retry_max", raw.retry_max, "1h")?,
-        max_age: duration("max_age", raw.max_age, "5d")?,
-        connect_timeout: duration("connect_timeout", raw.connect_timeout, "30s")?,
-        command_timeout: duration("command_timeout", raw.command_timeout, "5m")?,
+        scan_interval: duration("scan_interval", raw.scan_interval, 1)?,
+        retry_initial: duration("retry_initial", raw.retry_initial, 60)?,
+        retry_max: duration("retry_max", raw.retry_max, 3600)?,
+        max_age: duration("max_age", raw.max_age, 5 * 86400)?,
+        connect_timeout: duration("connect_timeout", raw.connect_timeout, 30)?,
+        command_timeout: duration("command_timeout", raw.command_timeout, 300)?,
         routes: routes
             .into_iter()
             .enumerate()
-            .map(|(i, r)| route(i, r, workers, in_data_dir))
+            .map(|(i, r)| route(i, r, workers, paths))
             .collect::<Result<_, _>>()?,
     };
     Ok(Some(delivery))
@@ -223,7 +219,7 @@ fn route(
     index: usize,
     mut raw: RawRoute,
     default_workers: usize,
-    in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
+    paths: &Paths,
 ) -> Result<Route, ConfigError> {
     let key = |field: &str| format!("route[{index}].{field}");
     let workers = raw.workers.unwrap_or(default_workers);
@@ -238,39 +234,23 @@ fn route(
             .map(|d| d.trim().to_ascii_lowercase())
             .collect()
     };
-    let identity = match raw.identity.as_deref().unwrap_or("none") {
-        "none" => Identity::None,
-        "header" => Identity::Header,
-        "xclient" => Identity::Xclient,
-        other => {
-            return Err(invalid(
-                key("identity"),
-                format!("{other:?}: use none, header or xclient"),
-            ))
-        }
-    };
+    let identity = raw.identity.unwrap_or(Identity::None);
     if raw.identity_required.is_some() && identity != Identity::Xclient {
         return Err(invalid(
             key("identity_required"),
             "only applies to identity = \"xclient\"",
         ));
     }
-    let transport = match raw.transport.as_str() {
-        "maildir" => Transport::Maildir {
-            path: in_data_dir(
+    let transport = match raw.transport {
+        TransportKind::Maildir => Transport::Maildir {
+            path: paths.in_data_dir(
                 raw.path
                     .clone()
                     .ok_or_else(|| invalid(key("path"), "maildir needs a path"))?,
             ),
         },
-        "smtp" => Transport::Smtp(relay(&mut raw, &key, false, in_data_dir)?),
-        "lmtp" => Transport::Lmtp(relay(&mut raw, &key, true, in_data_dir)?),
-        other => {
-            return Err(invalid(
-                key("transport"),
-                format!("{other:?}: use smtp, lmtp or maildir"),
-            ))
-        }
+        TransportKind::Smtp => Transport::Smtp(relay(&mut raw, &key, false, paths)?),
+        TransportKind::Lmtp => Transport::Lmtp(relay(&mut raw, &key, true, paths)?),
     };
     Ok(Route {
         name: raw.name.unwrap_or_else(|| format!("route{index}")),
@@ -287,7 +267,7 @@ fn relay(
     raw: &mut RawRoute,
     key: &dyn Fn(&str) -> String,
     lmtp: bool,
-    in_data_dir: &dyn Fn(PathBuf) -> PathBuf,
+    paths: &Paths,
 ) -> Result<Relay, ConfigError> {
     let target = match (&raw.address, &raw.socket) {
         (Some(address), None) => {
@@ -311,26 +291,16 @@ fn relay(
         }
     };
     let default_tls = if matches!(target, Target::Unix(_)) {
-        "none"
+        RelayTls::None
     } else {
-        "starttls"
+        RelayTls::StartTls
     };
-    let tls = match raw.tls.as_deref().unwrap_or(default_tls) {
-        "starttls" => RelayTls::StartTls,
-        "opportunistic" => RelayTls::Opportunistic,
-        "none" => RelayTls::None,
-        other => {
-            return Err(invalid(
-                key("tls"),
-                format!("{other:?}: use starttls, opportunistic or none"),
-            ))
-        }
-    };
+    let tls = raw.tls.unwrap_or(default_tls);
     let password = match (raw.auth_password.take(), &raw.auth_password_file) {
         (Some(p), None) => Some(Secret::from(p)),
-        (None, Some(file)) => {
-            Some(read_password(file).map_err(|e| invalid(key("auth_password_file"), e))?)
-        }
+        (None, Some(file)) => Some(
+            read_password(file).map_err(|e| invalid(key("auth_password_file"), e.to_string()))?,
+        ),
         (None, None) => None,
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -363,15 +333,26 @@ fn relay(
         target,
         tls,
         dangerous_accept_invalid_certs,
-        ca_file: raw.ca_file.clone().map(in_data_dir),
+        ca_file: raw.ca_file.clone().map(|p| paths.in_data_dir(p)),
         auth,
     })
 }
 
-fn read_password(path: &Path) -> Result<Secret, String> {
+/// A relay password file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {source}")]
+struct PasswordFileError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+fn read_password(path: &Path) -> Result<Secret, PasswordFileError> {
     let text = std::fs::read_to_string(path)
         .map(Zeroizing::new)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|source| PasswordFileError {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(Secret::from(text.trim_end_matches(['\r', '\n'])))
 }
 

@@ -12,6 +12,9 @@ pub mod containment;
 pub mod defence;
 pub mod delivery;
 mod display;
+pub mod duration;
+mod error;
+mod listener;
 pub mod oauth;
 pub mod policy;
 mod raw;
@@ -21,7 +24,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use validate::ConfigError;
+pub use error::{ConfigError, Deprecation};
+pub use portcullis_cidr::IpNet;
 
 /// The admin port of the development defaults. A config file has no admin
 /// listener unless it asks for one, so that several servers can run side
@@ -79,6 +83,9 @@ pub struct Config {
     pub delivery: Option<delivery::Delivery>,
     /// How OAUTHBEARER/XOAUTH2 tokens are checked; `None`: not offered.
     pub oauth: Option<oauth::OAuth>,
+    /// Keys written under an old name that still work; the binary logs
+    /// each one at load.
+    pub deprecations: Vec<Deprecation>,
     /// Sending limits per identity (`[limits.sending]`).
     pub sending: containment::Sending,
     /// Compromise signals and their answers (`[containment]`).
@@ -130,11 +137,13 @@ pub struct ClientCertificates {
 }
 
 /// The certificate field a client certificate is mapped to a user by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 pub enum ClientIdentity {
     /// The subject's common name (the default).
+    #[serde(rename = "cn")]
     CommonName,
     /// The first rfc822Name (e-mail) of the subject alternative names.
+    #[serde(rename = "email")]
     Email,
 }
 
@@ -175,11 +184,12 @@ pub struct Limits {
     /// Where brute-force counts and bans live.
     pub store: defence::LimitsStore,
     /// Failure delays, cool-downs, bans, per-address connection limits.
-    pub defence: portcullis_limits::LimitsConfig,
+    pub defence: defence::Defence,
 }
 
 /// How a listener uses TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ListenerTls {
     /// Plain text first; STARTTLS offered (submission, port 587).
     StartTls,
@@ -190,7 +200,8 @@ pub enum ListenerTls {
 }
 
 /// Whether a listener offers AUTH.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ListenerAuth {
     /// AUTH offered and required before MAIL.
     Required,
@@ -221,12 +232,12 @@ pub struct Listener {
     pub mechanisms: Option<Vec<String>>,
     /// Clients in these networks may send XCLIENT (Postfix): proxies that
     /// vouch for the real client and its login. Empty: nobody.
-    pub xclient_trusted: Vec<portcullis_limits::IpNet>,
+    pub xclient_trusted: Vec<IpNet>,
     /// Connections come through a TCP load balancer that sends a HAProxy
     /// PROXY header (v1 or v2) first, from one of these networks; the
     /// client address is taken from it. Connections from anywhere else
     /// are closed. Empty: no PROXY protocol on this listener.
-    pub proxy_trusted: Vec<portcullis_limits::IpNet>,
+    pub proxy_trusted: Vec<IpNet>,
 }
 
 impl Config {
@@ -266,5 +277,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod docs_tests;
 #[cfg(test)]
 mod tests;

@@ -8,15 +8,15 @@
 //! [oauth]
 //! jwks_file = "jwks.json"      # relative to the config file; or:
 //! jwks_url = "https://id.example.org/.well-known/jwks.json"
-//! jwks_refresh_secs = 3600     # re-fetch at most this old (and on an unknown kid)
+//! jwks_refresh = "1h"          # re-fetch at most this old (and on an unknown kid)
 //! introspection_url = "https://id.example.org/oauth2/introspect"  # opaque tokens
 //! client_id = "portcullis"     # HTTP Basic credentials for introspection
 //! client_secret = "..."
-//! introspection_cache_secs = 60
+//! introspection_cache = "60s"
 //! issuer = "https://id.example.org"
 //! audience = "smtp.example.org"
 //! user_claim = "email"         # default "sub"
-//! leeway_secs = 30             # clock skew allowed on exp/nbf
+//! leeway = "30s"               # clock skew allowed on exp/nbf
 //! dangerous_allow_plain_http = false  # http:// URLs off loopback (never do this)
 //! ```
 //!
@@ -34,7 +34,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::validate::ConfigError;
+use crate::duration::{renamed, Unit};
+use crate::error::{ConfigError, Deprecation};
 
 /// `[oauth]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -42,14 +43,23 @@ use crate::validate::ConfigError;
 pub struct RawOAuth {
     pub jwks_file: Option<PathBuf>,
     pub jwks_url: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub jwks_refresh: Option<Duration>,
+    /// Deprecated: `jwks_refresh`.
     pub jwks_refresh_secs: Option<u64>,
     pub introspection_url: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub introspection_cache: Option<Duration>,
+    /// Deprecated: `introspection_cache`.
     pub introspection_cache_secs: Option<u64>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub user_claim: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub leeway: Option<Duration>,
+    /// Deprecated: `leeway`.
     pub leeway_secs: Option<u64>,
     pub dangerous_allow_plain_http: Option<bool>,
 }
@@ -150,9 +160,20 @@ fn is_loopback_literal(host: &str) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn jwks_source(raw: &mut RawOAuth, base: &Path) -> Result<Option<JwksSource>, ConfigError> {
+fn jwks_source(
+    raw: &mut RawOAuth,
+    base: &Path,
+    deprecations: &mut Vec<Deprecation>,
+) -> Result<Option<JwksSource>, ConfigError> {
     let allow_plain_http = raw.dangerous_allow_plain_http.unwrap_or(false);
-    let refresh = Duration::from_secs(raw.jwks_refresh_secs.unwrap_or(3600).max(1));
+    let refresh = renamed(
+        ("oauth.jwks_refresh", raw.jwks_refresh),
+        ("oauth.jwks_refresh_secs", raw.jwks_refresh_secs),
+        Unit::Seconds,
+        deprecations,
+    )?
+    .unwrap_or(Duration::from_secs(3600))
+    .max(Duration::from_secs(1));
     match (raw.jwks_file.take(), raw.jwks_url.take()) {
         (Some(_), Some(_)) => Err(invalid("jwks_url", "give jwks_file or jwks_url, not both")),
         (Some(file), None) => Ok(Some(JwksSource::File(if file.is_absolute() {
@@ -168,8 +189,21 @@ fn jwks_source(raw: &mut RawOAuth, base: &Path) -> Result<Option<JwksSource>, Co
     }
 }
 
-fn introspection(raw: &mut RawOAuth) -> Result<Option<Introspection>, ConfigError> {
+fn introspection(
+    raw: &mut RawOAuth,
+    deprecations: &mut Vec<Deprecation>,
+) -> Result<Option<Introspection>, ConfigError> {
     let allow_plain_http = raw.dangerous_allow_plain_http.unwrap_or(false);
+    let cache_ttl = renamed(
+        ("oauth.introspection_cache", raw.introspection_cache),
+        (
+            "oauth.introspection_cache_secs",
+            raw.introspection_cache_secs,
+        ),
+        Unit::Seconds,
+        deprecations,
+    )?
+    .unwrap_or(Duration::from_secs(60));
     let Some(url) = raw.introspection_url.take() else {
         if raw.client_id.is_some() || raw.client_secret.is_some() {
             return Err(invalid("client_id", "only used with introspection_url"));
@@ -180,7 +214,7 @@ fn introspection(raw: &mut RawOAuth) -> Result<Option<Introspection>, ConfigErro
         url: issuer_url(url, "introspection_url", allow_plain_http)?,
         client_id: raw.client_id.take(),
         client_secret: raw.client_secret.take(),
-        cache_ttl: Duration::from_secs(raw.introspection_cache_secs.unwrap_or(60)),
+        cache_ttl,
     }))
 }
 
@@ -195,24 +229,31 @@ fn required(value: Option<String>, key: &str) -> Result<String, ConfigError> {
     }
 }
 
-pub(crate) fn validate(raw: Option<RawOAuth>, base: &Path) -> Result<Option<OAuth>, ConfigError> {
+pub(crate) fn validate(
+    raw: Option<RawOAuth>,
+    base: &Path,
+    deprecations: &mut Vec<Deprecation>,
+) -> Result<Option<OAuth>, ConfigError> {
     let Some(mut raw) = raw else {
         return Ok(None);
     };
-    let jwks = jwks_source(&mut raw, base)?;
-    let introspection = introspection(&mut raw)?;
+    let jwks = jwks_source(&mut raw, base, deprecations)?;
+    let introspection = introspection(&mut raw, deprecations)?;
     if jwks.is_none() && introspection.is_none() {
         return Err(invalid(
             "jwks_file",
             "required: jwks_file, jwks_url or introspection_url",
         ));
     }
-    let leeway = Duration::from_secs(raw.leeway_secs.unwrap_or(30));
+    let leeway = renamed(
+        ("oauth.leeway", raw.leeway),
+        ("oauth.leeway_secs", raw.leeway_secs),
+        Unit::Seconds,
+        deprecations,
+    )?
+    .unwrap_or(Duration::from_secs(30));
     if leeway > Duration::from_secs(600) {
-        return Err(ConfigError::Invalid {
-            key: "oauth.leeway_secs".to_string(),
-            message: "at most 600".to_string(),
-        });
+        return Err(invalid("leeway", "at most 10m"));
     }
     Ok(Some(OAuth {
         jwks,
@@ -254,6 +295,8 @@ mod tests {
             "[oauth]\njwks_file = \"j\"\naudience = \"a\"\n",
             "[oauth]\njwks_file = \"j\"\nissuer = \"i\"\n",
             "[oauth]\njwks_file = \"j\"\nissuer = \"i\"\naudience = \"a\"\nleeway_secs = 9999\n",
+            "[oauth]\njwks_file = \"j\"\nissuer = \"i\"\naudience = \"a\"\nleeway = \"11m\"\n",
+            "[oauth]\njwks_file = \"j\"\nissuer = \"i\"\naudience = \"a\"\nleeway = \"1s\"\nleeway_secs = 1\n",
             "[oauth]\njwks_file = \"j\"\nissuer = \"i\"\naudience = \"a\"\nalgorithm = \"HS256\"\n",
             "[oauth]\njwks_file = \"j\"\njwks_url = \"https://x\"\nissuer = \"i\"\naudience = \"a\"\n",
             "[oauth]\njwks_url = \"ftp://x\"\nissuer = \"i\"\naudience = \"a\"\n",

@@ -2,12 +2,14 @@
 //! and the limits it runs under. The script itself is compiled by
 //! `portcullis-lua`; here only paths and numbers are checked.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::validate::ConfigError;
+use crate::duration::{renamed, Unit};
+use crate::error::{ConfigError, Deprecation};
+use crate::validate::Paths;
 
 fn invalid(key: &str, message: &str) -> ConfigError {
     ConfigError::Invalid {
@@ -20,6 +22,9 @@ fn invalid(key: &str, message: &str) -> ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLua {
+    #[serde(default, with = "crate::duration::option")]
+    pub hook_timeout: Option<Duration>,
+    /// Deprecated: `hook_timeout`.
     pub hook_timeout_ms: Option<u64>,
     pub memory_limit: Option<usize>,
     pub max_idle_states: Option<usize>,
@@ -63,9 +68,10 @@ impl std::fmt::Debug for Policy {
 pub(crate) fn validate(
     script: Option<PathBuf>,
     lua: Option<RawLua>,
-    base: &Path,
-    data_dir: &Path,
+    paths: &Paths,
+    deprecations: &mut Vec<Deprecation>,
 ) -> Result<Option<Policy>, ConfigError> {
+    let (base, data_dir) = (paths.base, paths.data_dir);
     let Some(script) = script else {
         if lua.is_some() {
             return Err(invalid(
@@ -76,9 +82,15 @@ pub(crate) fn validate(
         return Ok(None);
     };
     let lua = lua.unwrap_or_default();
-    let hook_timeout = Duration::from_millis(lua.hook_timeout_ms.unwrap_or(5000));
+    let hook_timeout = renamed(
+        ("lua.hook_timeout", lua.hook_timeout),
+        ("lua.hook_timeout_ms", lua.hook_timeout_ms),
+        Unit::Millis,
+        deprecations,
+    )?
+    .unwrap_or(Duration::from_secs(5));
     if hook_timeout.is_zero() {
-        return Err(invalid("lua.hook_timeout_ms", "must be at least 1"));
+        return Err(invalid("lua.hook_timeout", "must be positive, like 500ms"));
     }
     let memory_limit = lua.memory_limit.unwrap_or(64 * 1024 * 1024);
     if memory_limit < 1024 * 1024 {
@@ -87,17 +99,12 @@ pub(crate) fn validate(
             "must be at least 1 MiB (1048576)",
         ));
     }
-    let beside_config = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
     let allowed_paths = match lua.allowed_paths {
-        Some(paths) => paths.into_iter().map(beside_config).collect(),
+        Some(list) => list.into_iter().map(|p| paths.beside_config(p)).collect(),
         None => vec![base.to_path_buf(), data_dir.to_path_buf()],
     };
     Ok(Some(Policy {
-        script: if script.is_absolute() {
-            script
-        } else {
-            base.join(script)
-        },
+        script: paths.beside_config(script),
         hook_timeout,
         memory_limit,
         max_idle_states: lua.max_idle_states.unwrap_or(8),

@@ -1,8 +1,17 @@
 //! The config file exactly as written. Every key is optional; defaults live
 //! in [`crate::validate`]. Unknown keys are errors, so a typo is not ignored.
+//!
+//! Choices are enums and durations are parsed here, by serde, so a value
+//! the server does not know (`tls = "startls"`, `timeout = "soon"`) is a
+//! syntax error that shows the line and lists what would be valid.
 
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use portcullis_cidr::IpNet;
+
+use crate::{ClientIdentity, ListenerAuth, ListenerTls};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,13 +61,13 @@ pub struct RawTls {
     /// PEM CA certificate(s) that vouch for client certificates (EXTERNAL).
     pub client_ca: Option<PathBuf>,
     /// Which certificate field names the user: `"cn"` or `"email"`.
-    pub client_identity: Option<String>,
+    pub client_identity: Option<ClientIdentity>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUsers {
-    pub backend: Option<String>,
+    pub backend: Option<UsersBackend>,
     pub path: Option<PathBuf>,
     pub cram_md5: Option<bool>,
     /// `backend = "postgres"`: the connection URL.
@@ -66,7 +75,17 @@ pub struct RawUsers {
     /// `backend = "postgres"`: the look-up, `%u` for the login name.
     pub password_query: Option<String>,
     /// How long one call to the store may take (`"3s"`).
-    pub timeout: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub timeout: Option<Duration>,
+}
+
+/// `[users] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsersBackend {
+    Sqlite,
+    File,
+    Postgres,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,10 +101,13 @@ pub struct RawLimits {
     pub max_recipients: Option<usize>,
     pub max_unauthenticated_commands: Option<u32>,
     pub max_auth_failures: Option<u32>,
+    #[serde(default, with = "crate::duration::option")]
+    pub idle_timeout: Option<Duration>,
+    /// Deprecated: `idle_timeout`.
     pub idle_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     /// `"memory"` (default) or `"redis://host:port"`.
-    pub backend: Option<String>,
+    pub backend: Option<crate::defence::LimitsStore>,
     /// Invalid commands (unknown or malformed) before `421` and close.
     pub max_invalid_commands: Option<u32>,
     pub max_connections_per_address: Option<u32>,
@@ -93,13 +115,15 @@ pub struct RawLimits {
     pub max_connections_per_network: Option<u32>,
     /// A command line must arrive whole within this of the server being
     /// ready for it (`"5m"`).
-    pub command_timeout: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub command_timeout: Option<Duration>,
     /// Message data must arrive at this many bytes per second at least
     /// (after `command_timeout` of grace); 0: no minimum.
     pub min_data_rate: Option<u64>,
     /// New connections per address per `connection_rate_window`.
     pub max_connection_rate: Option<u64>,
-    pub connection_rate_window: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub connection_rate_window: Option<Duration>,
     /// `[limits.auth]`: failure delays, cool-downs, bans.
     pub auth: Option<crate::defence::RawAuthLimits>,
     /// `[limits.sending]`: what an authenticated identity may send.
@@ -111,28 +135,35 @@ pub struct RawLimits {
 pub struct RawListener {
     pub name: Option<String>,
     pub address: String,
-    pub tls: Option<String>,
-    pub auth: Option<String>,
+    pub tls: Option<ListenerTls>,
+    pub auth: Option<ListenerAuth>,
     pub allow_insecure_auth: Option<bool>,
     /// The text of the `530 5.7.0` sent for MAIL before AUTH.
     pub auth_required_message: Option<String>,
     /// SASL mechanisms this listener offers (default: all the stores serve).
     pub mechanisms: Option<Vec<String>>,
     /// Networks (CIDR) whose clients may send XCLIENT (default: none).
-    pub xclient_trusted: Option<Vec<String>>,
+    pub xclient_trusted: Option<Vec<IpNet>>,
     /// Every connection starts with a HAProxy PROXY header (v1 or v2).
     pub proxy_protocol: Option<bool>,
     /// Networks (CIDR) allowed to send that header; needed with it.
-    pub proxy_trusted: Option<Vec<String>>,
+    pub proxy_trusted: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
+    #[serde(default, with = "crate::duration::option")]
+    pub verified_cache_ttl: Option<Duration>,
+    /// Deprecated: `verified_cache_ttl`.
     pub verified_cache_ttl_secs: Option<u64>,
     pub max_concurrent_verifications: Option<usize>,
+    #[serde(default, with = "crate::duration::option")]
+    pub failure_floor: Option<Duration>,
+    /// Deprecated: `failure_floor`.
     pub failure_floor_ms: Option<u64>,
-    pub slot_wait: Option<String>,
+    #[serde(default, with = "crate::duration::option")]
+    pub slot_wait: Option<Duration>,
     pub slot_queue: Option<usize>,
 }
 

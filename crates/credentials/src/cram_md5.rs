@@ -75,8 +75,9 @@ impl CramMd5Keys {
     /// client with the password answers to `message` (`auth test` uses it
     /// to play the client).
     pub fn digest(&self, message: &[u8]) -> [u8; 16] {
-        let inner = Zeroizing::new(md5_block::finish(self.inner, BLOCK as u64, message));
-        md5_block::finish(self.outer, BLOCK as u64, &inner[..])
+        // Each state has absorbed one block: the key XOR the pad.
+        let inner = Zeroizing::new(md5_block::finish(self.inner, 1, message));
+        md5_block::finish(self.outer, 1, &inner[..])
     }
 
     /// The Dovecot form: `{CRAM-MD5}` and 64 lowercase hex digits.
@@ -146,7 +147,8 @@ mod tests {
     use hmac::{Hmac, Mac};
 
     fn reference(password: &[u8], challenge: &[u8]) -> [u8; 16] {
-        let mut mac = Hmac::<Md5>::new_from_slice(password).expect("HMAC takes any key length");
+        let mut mac = Hmac::<md5_reference::Md5>::new_from_slice(password)
+            .expect("HMAC takes any key length");
         mac.update(challenge);
         mac.finalize().into_bytes().into()
     }

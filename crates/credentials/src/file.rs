@@ -96,17 +96,29 @@ fn describe(error: &toml::de::Error, text: &str) -> String {
     }
 }
 
-fn validate(raw: RawUser) -> Result<UserRecord, String> {
-    check_identity(&raw.name, &raw.name).map_err(|e| e.to_string())?;
+/// What is wrong with one `[[user]]` of the file.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("{0}")]
+    Name(#[from] StoreError),
+    #[error("{0}")]
+    Scheme(#[from] crate::SchemeError),
+    #[error("{0}")]
+    Scram(#[from] scram::ScramFormatError),
+    #[error("may_act_as entries must be non-empty printable names")]
+    MayActAs,
+}
+
+fn validate(raw: RawUser) -> Result<UserRecord, RecordError> {
+    check_identity(&raw.name, &raw.name)?;
     let password = raw.password.map(StoredPassword::new);
     if let Some(stored) = &password {
-        scheme::validate(stored).map_err(|e| e.to_string())?;
+        scheme::validate(stored)?;
     }
     let cram_md5 = raw
         .cram_md5
         .map(|s| CramMd5Keys::from_stored(&s))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+        .transpose()?;
     let parse =
         |hash, stored: Option<String>| stored.map(|s| scram::from_stored(hash, &s)).transpose();
     let scram = ScramKeys {
@@ -115,7 +127,7 @@ fn validate(raw: RawUser) -> Result<UserRecord, String> {
     };
     for identity in &raw.may_act_as {
         if identity.is_empty() || identity.chars().any(char::is_control) {
-            return Err("may_act_as entries must be non-empty printable names".into());
+            return Err(RecordError::MayActAs);
         }
     }
     Ok(UserRecord {

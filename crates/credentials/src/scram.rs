@@ -80,36 +80,54 @@ pub fn to_stored(hash: ScramHash, secrets: &ScramSecrets) -> String {
     )
 }
 
+/// What is wrong with a stored SCRAM secret; never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScramFormatError {
+    #[error("SCRAM secrets must start with {0}")]
+    Prefix(&'static str),
+    #[error("SCRAM secrets need iterations,salt,StoredKey,ServerKey")]
+    Fields,
+    #[error("SCRAM iteration count is not a number")]
+    NotANumber,
+    #[error("SCRAM iteration count must be {MIN_ITERATIONS}..={MAX_ITERATIONS}")]
+    Iterations,
+    #[error("SCRAM {0} is not base64")]
+    Base64(&'static str),
+    #[error("SCRAM salt is empty")]
+    EmptySalt,
+    #[error("SCRAM keys have the wrong length for the hash")]
+    KeyLength,
+}
+
 /// Parses the stored form. The error says what is wrong, never the value.
-pub fn from_stored(hash: ScramHash, stored: &str) -> Result<ScramSecrets, String> {
+pub fn from_stored(hash: ScramHash, stored: &str) -> Result<ScramSecrets, ScramFormatError> {
     let body = stored
         .strip_prefix(prefix(hash))
-        .ok_or_else(|| format!("SCRAM secrets must start with {}", prefix(hash)))?;
+        .ok_or(ScramFormatError::Prefix(prefix(hash)))?;
     let fields: Vec<&str> = body.split(',').collect();
     if !(4..=5).contains(&fields.len()) {
-        return Err("SCRAM secrets need iterations,salt,StoredKey,ServerKey".into());
+        return Err(ScramFormatError::Fields);
     }
     let iterations: u32 = fields[0]
         .parse()
-        .map_err(|_| "SCRAM iteration count is not a number".to_string())?;
+        .map_err(|_| ScramFormatError::NotANumber)?;
     if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
-        return Err(format!(
-            "SCRAM iteration count must be {MIN_ITERATIONS}..={MAX_ITERATIONS}"
-        ));
+        return Err(ScramFormatError::Iterations);
     }
-    let decode = |field: &str, what: &str| {
+    let decode = |field: &str, what: &'static str| {
         STANDARD
             .decode(field)
-            .map_err(|_| format!("SCRAM {what} is not base64"))
+            .map_err(|_| ScramFormatError::Base64(what))
     };
     let salt = decode(fields[1], "salt")?;
     let stored_key = decode(fields[2], "StoredKey")?;
     let server_key = decode(fields[3], "ServerKey")?;
     if salt.is_empty() {
-        return Err("SCRAM salt is empty".into());
+        return Err(ScramFormatError::EmptySalt);
     }
     if stored_key.len() != hash.output_len() || server_key.len() != hash.output_len() {
-        return Err("SCRAM keys have the wrong length for the hash".into());
+        return Err(ScramFormatError::KeyLength);
     }
     Ok(ScramSecrets {
         iterations,
@@ -170,7 +188,9 @@ mod tests {
             "{SCRAM-SHA-256}4096,,AAAA,AAAA".to_string(),
         ];
         for stored in bad {
-            let error = from_stored(ScramHash::Sha256, &stored).expect_err(&stored);
+            let error = from_stored(ScramHash::Sha256, &stored)
+                .expect_err(&stored)
+                .to_string();
             assert!(!error.contains("AAAA"), "{error}");
         }
     }

@@ -197,7 +197,7 @@ pub(crate) fn scram_keys(
             .transpose()
             .map_err(|reason| StoreError::InvalidRecord {
                 user: name.to_owned(),
-                reason,
+                reason: reason.to_string(),
             })
     };
     Ok(ScramKeys {

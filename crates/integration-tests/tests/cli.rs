@@ -56,6 +56,44 @@ fn check_config_rejects_an_unknown_tls_mode() {
         "an invalid tls mode must be rejected\n{}",
         describe(&out)
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown variant `bogus`, expected one of `starttls`, `implicit`, `none`"),
+        "the error lists the valid modes\n{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn check_config_logs_each_deprecated_key_and_still_accepts_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("old.toml");
+    let data_dir = dir.path().display().to_string();
+    std::fs::write(
+        &config,
+        format!("data_dir = {data_dir:?}\n[limits]\nidle_timeout_secs = 90\n"),
+    )
+    .expect("write");
+    let path = config.to_str().expect("utf-8 temp path");
+    let out = portcullis_integration_tests_cli(&["check-config", "--config", path]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "limits.idle_timeout_secs is deprecated; write limits.idle_timeout = \"1m 30s\" instead"
+        ),
+        "{}",
+        describe(&out)
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data_dir:?}\n[limits]\nidle_timeout_secs = 90\nidle_timeout = \"90s\"\n"
+        ),
+    )
+    .expect("write");
+    let out = portcullis_integration_tests_cli(&["check-config", "--config", path]);
+    assert!(!out.status.success(), "both spellings at once is an error");
 }
 
 fn portcullis_integration_tests_cli(args: &[&str]) -> Output {

@@ -53,6 +53,7 @@ fn submit_then_get_banned(port: u16) {
 }
 
 #[test]
+#[allow(unsafe_code)] // libc, see the SAFETY note below
 fn every_file_the_server_creates_is_0600_in_0700_directories_under_umask_022() {
     // SAFETY: umask only sets this process's file-creation mask, which the
     // server (a child of this process) inherits.
@@ -82,6 +83,7 @@ fn every_file_the_server_creates_is_0600_in_0700_directories_under_umask_022() {
 
 /// A data directory `serve` creates (with its missing parents) is 0700.
 #[test]
+#[allow(unsafe_code)] // libc, see the SAFETY note below
 fn a_data_directory_serve_creates_is_0700_and_so_is_all_in_it() {
     // SAFETY: as above; the umask the server inherits.
     unsafe { libc::umask(0o022) };

@@ -29,7 +29,7 @@ fn raw_session(server: &TestServer) -> RawClient {
 /// and a little, twice (the policy still answers), then SIGTERM stops the
 /// process within a few seconds (no thread is left spinning).
 fn runaway_is_stopped(script: &str) {
-    let mut server = with_policy(script, "[lua]\nhook_timeout_ms = 500\n");
+    let mut server = with_policy(script, "[lua]\nhook_timeout = \"500ms\"\n");
     for _ in 0..2 {
         let mut c = raw_session(&server);
         let started = Instant::now();

@@ -150,7 +150,7 @@ fn general_hook_accept_with_data_reaches_the_spool() {
 
 #[test]
 fn general_hook_reject_defer_error_nothing_and_timeout() {
-    let server = with_policy(GENERAL, "[lua]\nhook_timeout_ms = 300\n");
+    let server = with_policy(GENERAL, "[lua]\nhook_timeout = \"300ms\"\n");
     let mut c = raw_session(&server);
     let reply = c.auth_plain("mallory", "x");
     assert_eq!(

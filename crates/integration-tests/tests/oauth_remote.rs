@@ -192,7 +192,7 @@ fn jwks_url_is_fetched_once_and_again_for_a_new_key() {
     provider.lock().expect("not poisoned").jwks = jwks(&[&k1]);
     let port = start_provider(provider.clone());
     let server = server(&format!(
-        "jwks_url = \"http://127.0.0.1:{port}/jwks\"\njwks_refresh_secs = 1\n"
+        "jwks_url = \"http://127.0.0.1:{port}/jwks\"\njwks_refresh = \"1s\"\n"
     ));
     // Nothing is fetched before a token needs it.
     assert_eq!(count(&provider, "GET /jwks"), 0);

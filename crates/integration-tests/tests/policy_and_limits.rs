@@ -259,7 +259,7 @@ fn passwords_never_appear_in_the_trace_log() {
 
 #[test]
 fn idle_connection_gets_421_4_4_2_and_close() {
-    let server = TestServer::start("[limits]\nidle_timeout_secs = 1\n");
+    let server = TestServer::start("[limits]\nidle_timeout = \"1s\"\n");
     let (mut client, greeting) =
         portcullis_integration_tests::RawClient::connect(server.submission_port());
     assert_eq!(greeting.code, 220);

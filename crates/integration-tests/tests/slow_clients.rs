@@ -16,7 +16,7 @@ const SLOW: &str = r#"
 [limits]
 command_timeout = "1s"
 min_data_rate = 100
-idle_timeout_secs = 30
+idle_timeout = "30s"
 
 [[listener]]
 name = "relay"

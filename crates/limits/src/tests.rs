@@ -266,6 +266,7 @@ fn ban_file_round_trip_drops_expired_bans() {
 
 #[cfg(unix)]
 #[test]
+#[allow(unsafe_code)] // libc, see the SAFETY note below
 fn the_ban_file_is_private_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
     // SAFETY: umask only sets this process's file-creation mask.

@@ -5,9 +5,9 @@
 //! final message (`v=`) must carry a signature only a holder of the password
 //! could compute, and is answered with an empty line before `235`.
 //!
-//! PBKDF2 is written out here with `hmac` (a dozen lines) rather than pulled
-//! in as a crate. Its result is cached per (salt, iterations), as real
-//! clients do: otherwise 4096 iterations per login would measure the client.
+//! PBKDF2 (SCRAM's `Hi()`) is the `pbkdf2` crate's. Its result is cached
+//! per (salt, iterations), as real clients do: otherwise 4096 iterations
+//! per login would measure the client.
 
 use std::sync::Mutex;
 
@@ -172,19 +172,7 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// PBKDF2-HMAC-SHA-256 with one output block: SCRAM's `Hi()`.
 fn pbkdf2_sha256(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 32] {
-    let prf = HmacSha256::new_from_slice(password).expect("HMAC takes a key of any length");
-    let mut mac = prf.clone();
-    mac.update(salt);
-    mac.update(&1u32.to_be_bytes());
-    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
-    let mut out = u;
-    for _ in 1..rounds {
-        let mut mac = prf.clone();
-        mac.update(&u);
-        u = mac.finalize().into_bytes().into();
-        out.iter_mut().zip(u).for_each(|(o, x)| *o ^= x);
-    }
-    out
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, rounds)
 }
 
 #[cfg(test)]

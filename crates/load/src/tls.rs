@@ -3,7 +3,8 @@
 //! rustls with the ring provider, as the server uses. Two knobs matter for
 //! measurements: resumption is *off* unless `--tls-resume`, so every STARTTLS
 //! session pays the full handshake the table measures; and
-//! `--insecure` swaps certificate verification for [`DangerousAnyCertificate`]
+//! `--insecure` swaps certificate verification for
+//! [`portcullis_dangerous_tls::DangerousAcceptAnyCertificate`]
 //! (test servers have self-signed certificates) while still checking the
 //! handshake signatures, so the server's CPU work is the same as with a
 //! trusted certificate.
@@ -12,12 +13,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
 
 /// What the sessions need to start TLS.
@@ -41,7 +40,9 @@ pub fn client(
     let mut config = if insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(DangerousAnyCertificate(provider)))
+            .with_custom_certificate_verifier(
+                portcullis_dangerous_tls::DangerousAcceptAnyCertificate::new(provider),
+            )
             .with_no_client_auth()
     } else {
         builder
@@ -75,54 +76,4 @@ fn roots(ca_file: Option<&Path>) -> anyhow::Result<RootCertStore> {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     Ok(roots)
-}
-
-/// Accepts any certificate chain; still verifies that the server signed the
-/// handshake with the key in the certificate it sent.
-#[derive(Debug)]
-struct DangerousAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for DangerousAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

@@ -68,7 +68,7 @@ use portcullis_sasl::Secret;
 pub use mechanism::MechanismStep;
 pub use message::{MessageFacts, MessageVerdict};
 pub use request::{AuthRequest, CertFacts, ConnFacts, ConnMeta, TlsFacts};
-pub use verdict::Verdict;
+pub use verdict::{BadAnswer, Verdict};
 
 /// The conversions of a hook's answer, for the fuzz targets: Lua values
 /// the fuzzer builds go through them as a script's answer would. Not an
@@ -77,7 +77,7 @@ pub use verdict::Verdict;
 pub mod fuzzing {
     pub use mlua;
 
-    use crate::{MessageVerdict, Verdict};
+    use crate::{BadAnswer, MessageVerdict, Verdict};
 
     /// What `smtp_server_auth` returned, as the pool converts it.
     pub fn auth_verdict(
@@ -86,17 +86,21 @@ pub mod fuzzing {
         user: &str,
         authzid: Option<&str>,
         authzid_checked: bool,
-    ) -> Result<Verdict, String> {
+    ) -> Result<Verdict, BadAnswer> {
         crate::verdict::from_general(lua, value, user, authzid, authzid_checked)
     }
 
     /// What KumoMTA's `smtp_server_auth_plain` returned.
-    pub fn kumo_verdict(value: mlua::Value, authz: &str, authc: &str) -> Result<Verdict, String> {
+    pub fn kumo_verdict(
+        value: mlua::Value,
+        authz: &str,
+        authc: &str,
+    ) -> Result<Verdict, BadAnswer> {
         crate::verdict::from_kumo(value, authz, authc)
     }
 
     /// What `smtp_server_message_received` returned.
-    pub fn message_verdict(value: mlua::Value) -> Result<MessageVerdict, String> {
+    pub fn message_verdict(value: mlua::Value) -> Result<MessageVerdict, BadAnswer> {
         crate::message::verdict(value)
     }
 }

@@ -63,21 +63,26 @@ pub(crate) fn install(lua: &Lua, portcullis: &Table) -> mlua::Result<()> {
 
 /// A valid SASL name (upper case, `A-Z 0-9 - _`, at most 20) that is not
 /// one portcullis implements itself.
-fn checked_name(name: &str) -> Result<String, String> {
+/// Why a script may not declare a mechanism of this name.
+#[derive(Debug, thiserror::Error)]
+enum NameError {
+    #[error("portcullis.mechanism: '{0}' is not a SASL mechanism name (A-Z, 0-9, '-', '_'; at most {MAX_NAME})")]
+    Invalid(String),
+    #[error("portcullis.mechanism: '{0}' is built in; a script may not replace it")]
+    BuiltIn(String),
+}
+
+fn checked_name(name: &str) -> Result<String, NameError> {
     let upper = name.to_ascii_uppercase();
     let valid = (1..=MAX_NAME).contains(&upper.len())
         && upper
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !valid {
-        return Err(format!(
-            "portcullis.mechanism: '{name}' is not a SASL mechanism name (A-Z, 0-9, '-', '_'; at most {MAX_NAME})"
-        ));
+        return Err(NameError::Invalid(name.to_string()));
     }
     if Mechanism::from_name(&upper).is_some() {
-        return Err(format!(
-            "portcullis.mechanism: '{upper}' is built in; a script may not replace it"
-        ));
+        return Err(NameError::BuiltIn(upper));
     }
     Ok(upper)
 }
@@ -100,13 +105,14 @@ pub(crate) fn call(
     step: &MechanismStep,
     conn: &ConnFacts,
     meta: &ConnMeta,
-) -> mlua::Result<Result<Verdict, String>> {
+) -> mlua::Result<Result<Verdict, crate::verdict::BadAnswer>> {
     let table: Table = lua.named_registry_value(MECHANISMS)?;
     let Some(handler) = table.get::<Option<Function>>(step.mechanism.as_str())? else {
         return Ok(Err(format!(
             "no mechanism '{}' in the script",
             step.mechanism
-        )));
+        )
+        .into()));
     };
     let auth = lua.create_table()?;
     auth.set("mechanism", step.mechanism.as_str())?;
@@ -124,5 +130,5 @@ pub(crate) fn call(
     // An accept must name its user (an empty identity is a script
     // mistake); without `authz` the user acts as themself.
     Ok(verdict::from_general(lua, answer, "", None, false)
-        .map_err(|why| format!("{}: {why}", step.mechanism)))
+        .map_err(|why| format!("{}: {why}", step.mechanism).into()))
 }

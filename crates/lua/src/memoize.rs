@@ -120,24 +120,18 @@ pub(crate) fn lua_options() -> mlua::SerializeOptions {
         .set_array_metatable(false)
 }
 
+/// A `ttl` that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: use seconds or e.g. '5 minutes', '30s', '1h'")]
+pub(crate) struct DurationError(String);
+
 /// `'5 minutes'`, `'30 seconds'`, `'1h'`, `'90'` (seconds), as KumoMTA
-/// writes durations.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+/// writes durations: a bare number is seconds, anything else goes through
+/// `humantime`, the parser the config's durations use too.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}"))?;
-    let seconds = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-        "ms" | "millisecond" | "milliseconds" => 0.001,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-        "h" | "hr" | "hour" | "hours" => 3600.0,
-        "d" | "day" | "days" => 86_400.0,
-        other => return Err(format!("invalid duration unit {other:?} in {text:?}")),
-    };
-    Ok(Duration::from_secs_f64(number * seconds))
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).map_err(|_| DurationError(text.to_string()))
 }

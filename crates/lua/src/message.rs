@@ -55,7 +55,7 @@ pub(crate) fn call(
     msg: &MessageFacts,
     conn: &ConnFacts,
     meta: &ConnMeta,
-) -> mlua::Result<Result<MessageVerdict, String>> {
+) -> mlua::Result<Result<MessageVerdict, crate::verdict::BadAnswer>> {
     let hook = crate::kumo::handler(
         lua,
         Namespace::Portcullis,
@@ -82,7 +82,7 @@ pub(crate) fn call(
     Ok(verdict(answer))
 }
 
-pub(crate) fn verdict(answer: Value) -> Result<MessageVerdict, String> {
+pub(crate) fn verdict(answer: Value) -> Result<MessageVerdict, crate::verdict::BadAnswer> {
     let t = match answer {
         Value::Nil | Value::Boolean(true) => return Ok(MessageVerdict::Accept),
         Value::Boolean(false) => {
@@ -92,7 +92,7 @@ pub(crate) fn verdict(answer: Value) -> Result<MessageVerdict, String> {
             })
         }
         Value::Table(t) => t,
-        other => return Err(format!("the hook returned a {}", other.type_name())),
+        other => return Err(format!("the hook returned a {}", other.type_name()).into()),
     };
     let kind: Option<String> = t.get("verdict").map_err(|e| e.to_string())?;
     let (default, classes) = match kind.as_deref() {
@@ -102,7 +102,7 @@ pub(crate) fn verdict(answer: Value) -> Result<MessageVerdict, String> {
         other => {
             return Err(format!(
                 "the hook returned a table whose verdict is {other:?} (use portcullis.accept/reject/defer)"
-            ))
+            ).into())
         }
     };
     let (reply, _disconnect, reason) = crate::verdict::refusal(&t, default, classes)?;

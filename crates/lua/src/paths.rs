@@ -33,9 +33,8 @@ impl AllowedPaths {
     }
 
     /// The resolved `path`, if it lies under an allowed directory.
-    pub fn check(&self, path: &str) -> Result<PathBuf, String> {
-        let refused =
-            || format!("{path} is outside the directories the config allows ([lua] allowed_paths)");
+    pub fn check(&self, path: &str) -> Result<PathBuf, PathError> {
+        let refused = || PathError::Outside(path.to_string());
         let given = Path::new(path);
         let resolved = match std::fs::canonicalize(given) {
             Ok(resolved) => resolved,
@@ -47,7 +46,10 @@ impl AllowedPaths {
                     _ => Path::new("."),
                 };
                 std::fs::canonicalize(dir)
-                    .map_err(|e| format!("{path}: {e}"))?
+                    .map_err(|source| PathError::Unresolvable {
+                        path: path.to_string(),
+                        source,
+                    })?
                     .join(name)
             }
         };
@@ -56,4 +58,17 @@ impl AllowedPaths {
             false => Err(refused()),
         }
     }
+}
+
+/// Why a script may not reach a path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    #[error("{0} is outside the directories the config allows ([lua] allowed_paths)")]
+    Outside(String),
+    #[error("{path}: {source}")]
+    Unresolvable {
+        path: String,
+        source: std::io::Error,
+    },
 }

@@ -262,7 +262,7 @@ impl Generation {
         &self,
         conn: &ConnFacts,
         meta: &ConnMeta,
-        hook: impl FnOnce(&Lua) -> mlua::Result<Result<T, String>>,
+        hook: impl FnOnce(&Lua) -> mlua::Result<Result<T, crate::verdict::BadAnswer>>,
         defer: impl Fn(String) -> T,
         script_error: impl Fn(String) -> T,
         refused: impl Fn(&KumoRefusal) -> T,
@@ -320,7 +320,7 @@ impl Generation {
         request: &AuthRequest,
         conn: &ConnFacts,
         meta: &ConnMeta,
-    ) -> mlua::Result<Result<Verdict, String>> {
+    ) -> mlua::Result<Result<Verdict, crate::verdict::BadAnswer>> {
         if let Some(hook) =
             crate::kumo::handler(lua, Namespace::Portcullis, events::SMTP_SERVER_AUTH)?
         {
@@ -351,7 +351,7 @@ impl Generation {
                     hook.call((authz, request.user.as_str(), password, meta.clone()))?;
                 Ok(verdict::from_kumo(answer, authz, &request.user))
             }
-            _ => Ok(Err(format!("no hook decides {}", request.mechanism))),
+            _ => Ok(Err(format!("no hook decides {}", request.mechanism).into())),
         }
     }
 }

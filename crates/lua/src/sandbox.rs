@@ -239,7 +239,10 @@ fn require_file(lua: &Lua, name: &str) -> mlua::Result<Value> {
             tried.push(candidate);
             continue;
         }
-        let resolved = shared.paths.check(&candidate).map_err(fail)?;
+        let resolved = shared
+            .paths
+            .check(&candidate)
+            .map_err(|e| fail(e.to_string()))?;
         let source = crate::secrets::read_key_file(&resolved)
             .map_err(|e| fail(format!("{}: {e}", resolved.display())))?;
         let value: Value = lua

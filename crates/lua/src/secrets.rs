@@ -56,7 +56,10 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
     }
     if let Some(path) = params.get::<Option<String>>("key_path")? {
         let fail = |e: String| mlua::Error::runtime(format!("kumo.secrets.load: {e}"));
-        let resolved = shared(lua)?.paths.check(&path).map_err(fail)?;
+        let resolved = shared(lua)?
+            .paths
+            .check(&path)
+            .map_err(|e| fail(e.to_string()))?;
         let bytes = read_key_file(&resolved).map_err(|e| fail(format!("{path}: {e}")))?;
         return lua.create_string(bytes);
     }
@@ -109,20 +112,38 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
 /// happens outside the Lua state's memory limit.
 const MAX_KEY_FILE: u64 = 1024 * 1024;
 
+/// Why a key file (or a required Lua file) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KeyFileError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("larger than {MAX_KEY_FILE} bytes")]
+    TooLarge,
+}
+
+/// Why a Vault mount or path is refused; names the offending segment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum VaultPathError {
+    #[error("{0} has an empty, '.' or '..' segment: refused")]
+    Empty(&'static str),
+    #[error("{what} segment {segment:?} holds '#' or '?': refused")]
+    Reserved { what: &'static str, segment: String },
+}
+
 /// A regular file of at most [`MAX_KEY_FILE`] bytes (a FIFO or a device
 /// could block the hook or never end).
-pub(crate) fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, KeyFileError> {
     use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(KeyFileError::NotAFile);
     }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
+    std::fs::File::open(path).and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))?;
     if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(format!("larger than {MAX_KEY_FILE} bytes"));
+        return Err(KeyFileError::TooLarge);
     }
     Ok(bytes)
 }
@@ -144,7 +165,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 /// `{address}/v1/{mount}/data/{path}`, each segment of `mount` and `path`
 /// checked and percent-encoded. An error names the offending segment.
-pub(crate) fn vault_url(address: &str, mount: &str, path: &str) -> Result<String, String> {
+pub(crate) fn vault_url(address: &str, mount: &str, path: &str) -> Result<String, VaultPathError> {
     let mut url = format!("{}/v1", address.trim_end_matches('/'));
     let mount = mount.trim_matches('/');
     let segments = mount
@@ -154,12 +175,13 @@ pub(crate) fn vault_url(address: &str, mount: &str, path: &str) -> Result<String
         .chain(path.split('/').map(|s| (s, "vault_path")));
     for (segment, what) in segments {
         if segment.is_empty() || segment == "." || segment == ".." {
-            return Err(format!("{what} has an empty, '.' or '..' segment: refused"));
+            return Err(VaultPathError::Empty(what));
         }
         if segment.contains(['#', '?']) {
-            return Err(format!(
-                "{what} segment {segment:?} holds '#' or '?': refused"
-            ));
+            return Err(VaultPathError::Reserved {
+                what,
+                segment: segment.to_string(),
+            });
         }
         url.push('/');
         url.extend(percent_encoding::utf8_percent_encode(segment, SEGMENT));
@@ -193,7 +215,7 @@ fn vault_kv2_get(
     timeout: std::time::Duration,
 ) -> Result<String, VaultFailure> {
     use VaultFailure::{Refused, Unreachable};
-    let url = vault_url(address, mount, path).map_err(Refused)?;
+    let url = vault_url(address, mount, path).map_err(|e| Refused(e.to_string()))?;
     let token = std::str::from_utf8(token.expose())
         .map_err(|_| Refused("the token is not UTF-8".into()))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()

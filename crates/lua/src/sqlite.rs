@@ -43,7 +43,7 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
                 .app_data_ref::<Arc<Shared>>()
                 .map(|shared| shared.paths.clone())
                 .ok_or_else(|| fail("no policy context".into()))?;
-            let conn = open(&path, &paths).map_err(fail)?;
+            let conn = open(&path, &paths).map_err(|e| fail(e.to_string()))?;
             // A lock wait is no VM step: bound it by the deadline too.
             let busy = Duration::from_millis(busy_ms.unwrap_or(500));
             let busy = busy.min(CallDeadline::remaining(lua, busy));
@@ -67,15 +67,23 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
 
 /// Opens `path` if it is `:memory:` or lies under an allowed directory,
 /// without URI parsing, with an authorizer that confines `ATTACH`.
-fn open(path: &str, paths: &AllowedPaths) -> Result<rusqlite::Connection, String> {
+/// Why `sqlite.open` failed.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("{0}")]
+    Path(#[from] crate::paths::PathError),
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+fn open(path: &str, paths: &AllowedPaths) -> Result<rusqlite::Connection, OpenError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match path {
         ":memory:" => rusqlite::Connection::open_in_memory_with_flags(flags),
         _ => rusqlite::Connection::open_with_flags(paths.check(path)?, flags),
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     let paths = paths.clone();
     conn.authorizer(Some(move |ctx: AuthContext<'_>| match ctx.action {
         // "" is a temporary database (plain VACUUM attaches one).
@@ -141,7 +149,12 @@ fn execute(
     Ok(Value::Table(result))
 }
 
-fn to_sql(value: &Value) -> Result<SqlValue, String> {
+/// A Lua value with no SQL counterpart (a table, a function).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind a {0} as a parameter")]
+struct Unbindable(&'static str);
+
+fn to_sql(value: &Value) -> Result<SqlValue, Unbindable> {
     Ok(match value {
         Value::Nil => SqlValue::Null,
         Value::Boolean(b) => SqlValue::Integer(i64::from(*b)),
@@ -151,12 +164,7 @@ fn to_sql(value: &Value) -> Result<SqlValue, String> {
             Ok(text) => SqlValue::Text(text.to_string()),
             Err(_) => SqlValue::Blob(s.as_bytes().to_vec()),
         },
-        other => {
-            return Err(format!(
-                "cannot bind a {} as a parameter",
-                other.type_name()
-            ))
-        }
+        other => return Err(Unbindable(other.type_name())),
     })
 }
 

@@ -355,6 +355,8 @@ fn durations_as_kumomta_writes_them() {
     assert_eq!(parse_duration("5 minutes"), Ok(Duration::from_secs(300)));
     assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
     assert_eq!(parse_duration("1 hour"), Ok(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     assert!(parse_duration("soon").is_err());
 }
 

@@ -118,6 +118,25 @@ pub(crate) fn install_constructors(lua: &Lua, portcullis: &Table) -> mlua::Resul
     Ok(())
 }
 
+/// A hook answered with something the server cannot use: the script's
+/// mistake, not the client's (the attempt is deferred, and the log says
+/// what was wrong).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadAnswer(String);
+
+impl From<String> for BadAnswer {
+    fn from(message: String) -> Self {
+        BadAnswer(message)
+    }
+}
+
+impl From<&str> for BadAnswer {
+    fn from(message: &str) -> Self {
+        BadAnswer(message.to_string())
+    }
+}
+
 /// The answer of `smtp_server_auth`. `Err` is a script mistake (the caller
 /// defers).
 ///
@@ -132,7 +151,7 @@ pub(crate) fn from_general(
     user: &str,
     authzid: Option<&str>,
     authzid_checked: bool,
-) -> Result<Verdict, String> {
+) -> Result<Verdict, BadAnswer> {
     let accept = |name: Option<String>, authz: Option<String>, data| {
         let authn_id = name.unwrap_or_else(|| user.to_string());
         let authz_id = match (authz, authzid) {
@@ -161,7 +180,7 @@ pub(crate) fn from_general(
         Verdict::Accept {
             authn_id, authz_id, ..
         } if authn_id.is_empty() || authz_id.is_empty() => {
-            Err("accept with an empty identity: name the user (accept{ user = … })".to_string())
+            Err("accept with an empty identity: name the user (accept{ user = … })".into())
         }
         verdict => Ok(verdict),
     };
@@ -170,7 +189,7 @@ pub(crate) fn from_general(
         Value::Boolean(true) => return accept(None, None, None),
         Value::Boolean(false) => return Ok(Verdict::reject("the hook returned false")),
         Value::Table(t) => t,
-        other => return Err(format!("the hook returned a {}", other.type_name())),
+        other => return Err(format!("the hook returned a {}", other.type_name()).into()),
     };
     let kind: Option<String> = t.get("verdict").map_err(|e| e.to_string())?;
     match kind.as_deref() {
@@ -197,13 +216,13 @@ pub(crate) fn from_general(
         ),
         other => Err(format!(
             "the hook returned a table whose verdict is {other:?} (use portcullis.accept/reject/defer)"
-        )),
+        ).into()),
     }
 }
 
 /// Checks user data against [`MAX_DATA_DEPTH`] and [`MAX_DATA_VALUES`]
 /// before it is converted (a table that holds itself stops at the depth).
-fn within_bounds(value: &Value, depth: usize, budget: &mut usize) -> Result<(), String> {
+fn within_bounds(value: &Value, depth: usize, budget: &mut usize) -> Result<(), BadAnswer> {
     *budget = budget
         .checked_sub(1)
         .ok_or_else(|| format!("accept: data holds more than {MAX_DATA_VALUES} values"))?;
@@ -211,9 +230,7 @@ fn within_bounds(value: &Value, depth: usize, budget: &mut usize) -> Result<(), 
         return Ok(());
     };
     if depth == MAX_DATA_DEPTH {
-        return Err(format!(
-            "accept: data is nested deeper than {MAX_DATA_DEPTH} levels"
-        ));
+        return Err(format!("accept: data is nested deeper than {MAX_DATA_DEPTH} levels").into());
     }
     for pair in t.pairs::<Value, Value>() {
         let (key, value) = pair.map_err(|e| e.to_string())?;
@@ -231,7 +248,7 @@ const MAX_AUTH_INFO_ENTRIES: usize = 100;
 /// AuthInfo table. `true` accepts the user; an authzid other than the user
 /// is refused, because a boolean cannot say the script looked at it (the
 /// reference scripts ignore it).
-pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdict, String> {
+pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdict, BadAnswer> {
     match value {
         Value::Table(t) => from_auth_info(&t, authz, authc),
         Value::Boolean(true) if authz != authc => Ok(Verdict::reject(
@@ -248,7 +265,8 @@ pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdic
         other => Err(format!(
             "smtp_server_auth_plain must return a boolean or an AuthInfo table, not a {}",
             other.type_name()
-        )),
+        )
+        .into()),
     }
 }
 
@@ -260,16 +278,14 @@ pub(crate) fn from_kumo(value: Value, authz: &str, authc: &str) -> Result<Verdic
 /// to act as them). An AuthInfo with no identity is a script mistake. The
 /// identities and groups are the session's user data (`auth_info` in the
 /// spool JSON and the message hook's `user_data`).
-fn from_auth_info(t: &Table, authz: &str, authc: &str) -> Result<Verdict, String> {
+fn from_auth_info(t: &Table, authz: &str, authc: &str) -> Result<Verdict, BadAnswer> {
     let e = |e: mlua::Error| format!("AuthInfo: {e}");
     let identities: Option<Table> = t.get("identities").map_err(e)?;
     let mut names = Vec::new();
     let mut recorded = Vec::new();
     for entry in identities.iter().flat_map(|t| t.sequence_values::<Value>()) {
         if names.len() == MAX_AUTH_INFO_ENTRIES {
-            return Err(format!(
-                "AuthInfo: more than {MAX_AUTH_INFO_ENTRIES} identities"
-            ));
+            return Err(format!("AuthInfo: more than {MAX_AUTH_INFO_ENTRIES} identities").into());
         }
         let (identity, context) = match entry.map_err(e)? {
             Value::String(s) => (s.to_str().map_err(e)?.to_string(), None),
@@ -284,7 +300,8 @@ fn from_auth_info(t: &Table, authz: &str, authc: &str) -> Result<Verdict, String
                 return Err(format!(
                     "AuthInfo: an identity is a table, not a {}",
                     other.type_name()
-                ))
+                )
+                .into())
             }
         };
         let mut one = serde_json::Map::new();
@@ -299,14 +316,12 @@ fn from_auth_info(t: &Table, authz: &str, authc: &str) -> Result<Verdict, String
     let listed: Option<Table> = t.get("groups").map_err(e)?;
     for group in listed.iter().flat_map(|t| t.sequence_values::<String>()) {
         if groups.len() == MAX_AUTH_INFO_ENTRIES {
-            return Err(format!(
-                "AuthInfo: more than {MAX_AUTH_INFO_ENTRIES} groups"
-            ));
+            return Err(format!("AuthInfo: more than {MAX_AUTH_INFO_ENTRIES} groups").into());
         }
         groups.push(serde_json::Value::String(group.map_err(e)?));
     }
     let Some(first) = names.first() else {
-        return Err("AuthInfo names no identity".to_string());
+        return Err("AuthInfo names no identity".into());
     };
     if authz != authc {
         return Ok(Verdict::reject(
@@ -332,7 +347,7 @@ pub(crate) fn refusal(
     t: &Table,
     default: Reply,
     classes: &[u16],
-) -> Result<(Reply, bool, String), String> {
+) -> Result<(Reply, bool, String), BadAnswer> {
     let e = |e: mlua::Error| e.to_string();
     let disconnect = t
         .get::<Option<bool>>("disconnect")
@@ -346,7 +361,7 @@ pub(crate) fn refusal(
         .unwrap_or_else(|| "refused by the policy".into());
     let code = code.unwrap_or(default.code());
     if !classes.contains(&(code / 100)) || code % 100 > 59 {
-        return Err(format!("reply code {code} is not allowed here"));
+        return Err(format!("reply code {code} is not allowed here").into());
     }
     let enhanced = match enhanced {
         Some(s) => Some(s),
@@ -356,9 +371,7 @@ pub(crate) fn refusal(
             .map(|s| EnhancedCode((code / 100) as u8, s.1, s.2)),
     };
     if enhanced.is_some_and(|s| u16::from(s.0) != code / 100) {
-        return Err(format!(
-            "enhanced code class does not match reply code {code}"
-        ));
+        return Err(format!("enhanced code class does not match reply code {code}").into());
     }
     let text = match message {
         Some(m) => clean_text(&m),
@@ -368,7 +381,7 @@ pub(crate) fn refusal(
 }
 
 /// `"5.7.8"` or `{5, 7, 8}`.
-fn enhanced_code(value: &Value) -> Result<Option<EnhancedCode>, String> {
+fn enhanced_code(value: &Value) -> Result<Option<EnhancedCode>, BadAnswer> {
     let parts: Vec<u16> = match value {
         Value::Nil => return Ok(None),
         Value::String(s) => s
@@ -387,14 +400,15 @@ fn enhanced_code(value: &Value) -> Result<Option<EnhancedCode>, String> {
             return Err(format!(
                 "enhanced code must be a string, not a {}",
                 other.type_name()
-            ))
+            )
+            .into())
         }
     };
     match parts.as_slice() {
         [c @ (2 | 4 | 5), s, d] if *s < 1000 && *d < 1000 => {
             Ok(Some(EnhancedCode(*c as u8, *s, *d)))
         }
-        _ => Err(format!("invalid enhanced code {parts:?}")),
+        _ => Err(format!("invalid enhanced code {parts:?}").into()),
     }
 }
 

@@ -32,10 +32,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use portcullis_config::containment::{Answer, Containment as Config, Sending};
+use portcullis_config::containment::{self as config, Answer, Containment as Config};
 use portcullis_credentials::activity::{ActivityStore, LoginRecord, SignalRecord, Suspension};
 use portcullis_limits::sending::{Allowance, SendingLimits};
-use portcullis_limits::signals::{Evidence, IdentityWatch};
+use portcullis_limits::signals::{Evidence, IdentityWatch, Signal, SignalConfig};
 use portcullis_limits::{Limiter, Timestamp};
 use portcullis_lua::Policy;
 use portcullis_proto::Reply;
@@ -76,6 +76,8 @@ pub(crate) struct State {
 pub(crate) struct Containment {
     pub(crate) sending: Sending,
     config: Config,
+    /// `config.signals` as the limits crate computes them.
+    signals: SignalConfig,
     pub(crate) activity: Option<Arc<dyn ActivityStore>>,
     pub(crate) limiter: Arc<Limiter>,
     /// The policy script, for `portcullis_identity_suspect` (set once, at
@@ -120,6 +122,68 @@ impl AnswersHandle {
     }
 }
 
+/// The config's sending limits, as the limits crate counts them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sending {
+    pub user: SendingLimits,
+    pub tenant: SendingLimits,
+}
+
+impl Sending {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.user.is_empty() && self.tenant.is_empty()
+    }
+}
+
+fn limits_of(l: &config::SendingLimits) -> SendingLimits {
+    let rates = |list: &[config::Rate]| {
+        list.iter()
+            .map(|r| portcullis_limits::sending::Rate {
+                count: r.count,
+                window: r.window,
+            })
+            .collect()
+    };
+    SendingLimits {
+        messages: rates(&l.messages),
+        recipients: rates(&l.recipients),
+        bytes: rates(&l.bytes),
+    }
+}
+
+fn signals_of(c: &config::SignalConfig) -> SignalConfig {
+    use portcullis_limits::signals as s;
+    SignalConfig {
+        many_networks: c.many_networks.map(|m| s::ManyNetworks {
+            max_networks: m.max_networks,
+            window: m.window,
+        }),
+        after_guessing: c.after_guessing.map(|g| s::AfterGuessing {
+            address_failures: g.address_failures,
+            network_failures: g.network_failures,
+        }),
+        volume_spike: c.volume_spike.map(|v| s::VolumeSpike {
+            factor: v.factor,
+            min_messages: v.min_messages,
+            half_life: v.half_life,
+        }),
+        bad_recipients: c.bad_recipients.map(|b| s::BadRecipients {
+            max_share: b.max_share,
+            min_recipients: b.min_recipients,
+            window: b.window,
+        }),
+    }
+}
+
+fn signal_of(signal: Signal) -> config::Signal {
+    match signal {
+        Signal::ManyNetworks => config::Signal::ManyNetworks,
+        Signal::AfterGuessing => config::Signal::AfterGuessing,
+        Signal::VolumeSpike => config::Signal::VolumeSpike,
+        Signal::BadRecipients => config::Signal::BadRecipients,
+    }
+}
+
 /// What one session keeps: the counts MAIL saw, for its RCPTs, and the
 /// suspensions generation it last looked at.
 #[derive(Debug, Default)]
@@ -141,7 +205,7 @@ pub(crate) struct Sender {
 
 impl Containment {
     pub(crate) fn new(
-        sending: Sending,
+        sending: &config::Sending,
         config: Config,
         limiter: Arc<Limiter>,
         activity: Option<Arc<dyn ActivityStore>>,
@@ -151,7 +215,11 @@ impl Containment {
             .clone()
             .map(|url| Webhook::start(url, config.webhook_secret.clone()));
         Containment {
-            sending,
+            sending: Sending {
+                user: limits_of(&sending.user),
+                tenant: limits_of(&sending.tenant),
+            },
+            signals: signals_of(&config.signals),
             config,
             activity,
             limiter,
@@ -231,7 +299,7 @@ impl Containment {
     /// notice (for the policy event) when the signal was new.
     fn fire(&self, user: &str, evidence: Evidence, now: Timestamp) -> Option<serde_json::Value> {
         let signal = evidence.signal.name();
-        let answer = self.config.answer(evidence.signal)?;
+        let answer = self.config.answer(signal_of(evidence.signal))?;
         let spared = self.spared(user, now);
         {
             let mut state = self.lock();
@@ -419,7 +487,7 @@ impl Containment {
         }
         self.record(login);
         self.seed_baseline(calls, authn_id, now).await;
-        let signals = &self.config.signals;
+        let signals = &self.signals;
         let failures = match signals.after_guessing {
             Some(_) => self.limiter.recent_failures(ip, now).await,
             None => (0, 0),
@@ -466,7 +534,7 @@ impl Containment {
     /// one, the current hour left out), so a restart or another instance
     /// does not take a steady sender for a spike, nor a spike for normal.
     async fn seed_baseline(&self, calls: &StoreCalls, user: &str, now: Timestamp) {
-        if self.config.signals.volume_spike.is_none() {
+        if self.signals.volume_spike.is_none() {
             return;
         }
         let Some(store) = self.activity.clone() else {
@@ -530,7 +598,7 @@ impl Containment {
     /// covers it and the transactions in flight beside it.
     pub(crate) fn message_arriving(&self, who: &Sender) {
         let now = Timestamp::now();
-        let signals = &self.config.signals;
+        let signals = &self.signals;
         if let Some(evidence) = self.with_watch(&who.authn, now, |w| w.message(signals, now)) {
             if let Some(notice) = self.fire(&who.authn, evidence, now) {
                 self.tell_policy(&who.authn, notice);
@@ -559,7 +627,7 @@ impl Containment {
     /// Delivery results for `user`'s recipients (the bad-recipients signal).
     pub(crate) fn delivered(&self, user: &str, accepted: u64, refused: u64) {
         let now = Timestamp::now();
-        let signals = &self.config.signals;
+        let signals = &self.signals;
         let fired = self.with_watch(user, now, |w| w.delivered(signals, accepted, refused, now));
         if let Some(notice) = fired.and_then(|evidence| self.fire(user, evidence, now)) {
             self.tell_policy(user, notice);

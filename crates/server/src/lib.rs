@@ -282,7 +282,7 @@ impl Server {
             authenticator.slot_queue(),
         );
         let containment = Arc::new(containment::Containment::new(
-            config.sending.clone(),
+            &config.sending,
             config.containment.clone(),
             defence.limiter().clone(),
             None,
@@ -372,7 +372,7 @@ impl Server {
         // Invariant: before `run`, `bind` made the only reference to `shared`.
         let shared = Arc::get_mut(&mut self.shared).expect("the server is not running yet");
         let containment = Arc::new(containment::Containment::new(
-            config.sending.clone(),
+            &config.sending,
             config.containment.clone(),
             shared.auth.defence().limiter().clone(),
             Some(store),
@@ -483,6 +483,27 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The config's `[limits]` defence settings as the limits crate takes them
+/// (the config crate does not depend on it).
+fn limits_config(d: &portcullis_config::defence::Defence) -> portcullis_limits::LimitsConfig {
+    portcullis_limits::LimitsConfig {
+        delay_initial: d.delay_initial,
+        delay_max: d.delay_max,
+        failure_window: d.failure_window,
+        network_divisor: d.network_divisor,
+        user_max_failures: d.user_max_failures,
+        user_cooldown: d.user_cooldown,
+        trusted_for: d.trusted_for,
+        ban_after: d.ban_after,
+        ban_duration: d.ban_duration,
+        allow: d.allow.clone(),
+        max_connections_per_address: d.max_connections_per_address,
+        max_connections_per_network: d.max_connections_per_network,
+        max_connection_rate: d.max_connection_rate,
+        connection_rate_window: d.connection_rate_window,
+    }
+}
+
 /// The limiter the config asks for. Local counting keeps bans in
 /// `bans.json` in the data directory as well; Redis is shared, with local
 /// counts standing in while it is down.
@@ -491,14 +512,18 @@ async fn defence_backend(config: &Config) -> Result<defence::Defence, ServerErro
     use portcullis_limits::{BanFile, Limiter};
     match &config.limits.store {
         LimitsStore::Local => {
-            let limiter = Limiter::in_memory(config.limits.defence.clone());
+            let limiter = Limiter::in_memory(limits_config(&config.limits.defence));
             let file = BanFile::new(config.data_dir.join(defence::BAN_FILE));
             Ok(defence::Defence::new(Arc::new(limiter), Some(file)))
         }
         LimitsStore::Redis { url } => {
             let redis = portcullis_limits::RedisBackend::new(url)?;
             let local = Arc::new(portcullis_limits::MemoryBackend::new());
-            let limiter = Limiter::new(config.limits.defence.clone(), Arc::new(redis), local);
+            let limiter = Limiter::new(
+                limits_config(&config.limits.defence),
+                Arc::new(redis),
+                local,
+            );
             Ok(defence::Defence::new(Arc::new(limiter), None))
         }
     }

@@ -562,6 +562,7 @@ fn take_lock(root: &Path) -> Result<File, SpoolError> {
         .map_err(SpoolError::io("open", &path))?;
     // SAFETY: flock takes a valid open descriptor, which `file` owns for
     // the duration of the call; it touches no memory of ours.
+    #[allow(unsafe_code)]
     let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if taken != 0 {
         let error = io::Error::last_os_error();

@@ -475,6 +475,7 @@ fn not_private(dir: &Path) -> Vec<String> {
 /// The journal holds every queued message and its sender's identity: under
 /// the usual umask 022 it was created `0644` in `0755` directories.
 #[test]
+#[allow(unsafe_code)] // libc, see the SAFETY note below
 fn every_file_and_directory_the_spool_creates_is_private() {
     // SAFETY: umask only sets this process's file-creation mask.
     unsafe { libc::umask(0o022) };

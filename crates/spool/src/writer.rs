@@ -484,6 +484,7 @@ fn preallocate(file: &File, bytes: u64) {
     };
     // SAFETY: fallocate takes a valid open descriptor, which `file` owns
     // for the duration of the call; it touches no memory of ours.
+    #[allow(unsafe_code)]
     let done = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
     if done != 0 {
         tracing::debug!(error = %io::Error::last_os_error(), "cannot preallocate journal segment");

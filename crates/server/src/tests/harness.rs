@@ -167,7 +167,7 @@ impl Builder {
         );
         let limiter = Arc::new(Limiter::in_memory(self.limits));
         let containment = Arc::new(crate::containment::Containment::new(
-            Default::default(),
+            &Default::default(),
             Default::default(),
             limiter.clone(),
             None,
