@@ -34,10 +34,19 @@ pub struct Rate {
     pub window: Duration,
 }
 
+/// A rate that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a rate like 500/h, 20/10m or 50M/d")]
+pub struct RateError {
+    pub text: String,
+}
+
 impl std::str::FromStr for Rate {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Rate, String> {
-        let error = || format!("{text:?} is not a rate like 500/h, 20/10m or 50M/d");
+    type Err = RateError;
+    fn from_str(text: &str) -> Result<Rate, RateError> {
+        let error = || RateError {
+            text: text.to_string(),
+        };
         let (count, window) = text.trim().split_once('/').ok_or_else(error)?;
         let count = count.trim();
         let (digits, shift) = match count.chars().last() {

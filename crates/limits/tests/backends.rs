@@ -139,3 +139,34 @@ async fn redis_backend_conforms_and_fails_fast_when_down() {
         Err(LimitsError::Unavailable(_))
     ));
 }
+
+/// Sending quotas with the shared backend down: counted locally (fail
+/// open for counting), so a limit still holds in this process.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn sending_quotas_are_counted_locally_while_redis_is_down() {
+    use std::sync::Arc;
+
+    use portcullis_integration_tests::RedisServer;
+    use portcullis_limits::{Limiter, LimitsConfig, RedisBackend};
+
+    let mut redis = RedisServer::start()
+        .expect("redis-server is not installed: apt-get install -y redis-server");
+    let backend = Arc::new(RedisBackend::new(&redis.url()).unwrap());
+    let limiter = Limiter::new(
+        LimitsConfig::default(),
+        backend,
+        Arc::new(MemoryBackend::new()),
+    );
+    redis.kill();
+    let quota = [Quota {
+        key: "send:user:alice:messages:60000".into(),
+        window: Duration::from_secs(60),
+        limit: 2,
+        amount: 1,
+    }];
+    assert_eq!(limiter.consume(&quota, T0).await.refused, None);
+    assert_eq!(limiter.consume(&quota, T0).await.refused, None);
+    assert_eq!(limiter.consume(&quota, T0).await.refused, Some(0));
+    assert!(!limiter.shared_backend_up());
+}

@@ -10,6 +10,7 @@
 use mlua::{Lua, LuaSerdeExt, Value};
 
 use crate::events::{self, Namespace};
+use crate::verdict::BadAnswer;
 
 /// The answers a script may pick.
 const ANSWERS: [&str; 4] = ["log", "hold", "defer", "suspend"];
@@ -19,7 +20,7 @@ const ANSWERS: [&str; 4] = ["log", "hold", "defer", "suspend"];
 pub(crate) fn call(
     lua: &Lua,
     suspect: &serde_json::Value,
-) -> mlua::Result<Result<Option<String>, String>> {
+) -> mlua::Result<Result<Option<String>, BadAnswer>> {
     let hook = crate::kumo::handler(lua, Namespace::Portcullis, events::IDENTITY_SUSPECT)?;
     let Some(hook) = hook else {
         return Ok(Ok(None));
@@ -32,9 +33,9 @@ pub(crate) fn call(
             let s = s.to_str()?.to_string();
             match ANSWERS.contains(&s.as_str()) {
                 true => Ok(Some(s)),
-                false => Err(format!("unknown answer {s:?} (log, hold, defer, suspend)")),
+                false => Err(format!("unknown answer {s:?} (log, hold, defer, suspend)").into()),
             }
         }
-        other => Err(format!("the hook returned a {}", other.type_name())),
+        other => Err(format!("the hook returned a {}", other.type_name()).into()),
     })
 }
