@@ -106,6 +106,11 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Receiver::failing_first(0)
+    }
+
+    /// Answers `503` to the first `failures` posts, then `200`.
+    fn failing_first(failures: usize) -> Receiver {
         let port = free_port();
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the receiver");
         let posts: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
@@ -128,12 +133,18 @@ impl Receiver {
                 }
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
-                kept.lock()
-                    .unwrap()
-                    .push((headers, String::from_utf8_lossy(&body).into_owned()));
-                let _ = reader.get_mut().write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                let seen = {
+                    let mut posts = kept.lock().unwrap();
+                    posts.push((headers, String::from_utf8_lossy(&body).into_owned()));
+                    posts.len()
+                };
+                let status = match seen <= failures {
+                    true => "503 Service Unavailable",
+                    false => "200 OK",
+                };
+                let reply =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = reader.get_mut().write_all(reply.as_bytes());
             }
         });
         Receiver { port, posts }
@@ -711,5 +722,60 @@ fn history_limits_and_suspension_live_in_postgres_too() {
             c.cmd("EHLO client.test");
             c.auth_plain(ALICE.0, ALICE.1).code == 535
         },
+    );
+}
+
+#[test]
+fn a_webhook_refused_at_first_is_retried_with_the_same_notice() {
+    let receiver = Receiver::failing_first(2);
+    let extra = format!(
+        "{}[containment.many_networks]\nmax_networks = 1\nanswer = \"log\"\n",
+        receiver.config()
+    );
+    let server = TestServer::builder().config(&config(None, &extra)).start();
+    let out = python(
+        &script(
+            r#"
+            for addr in ["127.0.1.1", "127.0.2.1"]:
+                s = at(addr)
+                login(addr, s, "alice", "correct horse", "PLAIN")
+            "#,
+        ),
+        &[server.submission_port()],
+    );
+    assert!(
+        out.reply("127.0.2.1").starts_with("235"),
+        "{}",
+        out.transcript()
+    );
+    wait_until(
+        &server,
+        "the third attempt",
+        Duration::from_secs(30),
+        || receiver.posts().len() >= 3,
+    );
+    let posts = receiver.posts();
+    let first = verified(&posts[0].0, &posts[0].1);
+    let third = verified(&posts[2].0, &posts[2].1);
+    assert_eq!(first, third, "the same notice, signed again");
+    wait_until(
+        &server,
+        "the delivered count",
+        Duration::from_secs(10),
+        || {
+            has_sample(
+                &server,
+                "portcullis_webhook_deliveries_total",
+                &["result=\"delivered\""],
+                "1",
+            )
+        },
+    );
+    assert!(
+        server
+            .log()
+            .contains("webhook refused a containment notice"),
+        "{}",
+        server.log()
     );
 }
