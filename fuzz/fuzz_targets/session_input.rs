@@ -50,7 +50,7 @@ fuzz_target!(|input: &[u8]| {
                         authz_id: credentials.authcid().into(),
                     }
                 } else {
-                    AuthOutcome::Rejected { reply: None }
+                    AuthOutcome::Rejected { reply: None, challenge: None }
                 };
                 if session.auth_finished(outcome, &mut out).is_some() {
                     break;
@@ -72,7 +72,7 @@ fuzz_target!(|input: &[u8]| {
                 // Two challenge rounds, then a verdict: the script path.
                 let outcome = match step {
                     0 | 1 => ScriptStepOutcome::Challenge(b"code?".to_vec()),
-                    _ => ScriptStepOutcome::Finished(AuthOutcome::Rejected { reply: None }),
+                    _ => ScriptStepOutcome::Finished(AuthOutcome::Rejected { reply: None, challenge: None }),
                 };
                 if session.script_step_finished(outcome, &mut out).is_some() {
                     break;

@@ -32,6 +32,7 @@ pub struct RawTenants {
 #[serde(deny_unknown_fields)]
 pub struct RawTenant {
     pub require_authz: Option<Vec<String>>,
+    pub require_group: Option<Vec<String>>,
 }
 
 /// The validated rules.
@@ -63,6 +64,10 @@ pub struct Tenants {
     /// Tenant name → the authorization identities allowed to use it.
     /// A tenant not listed here may be named by anyone.
     pub require_authz: BTreeMap<String, Vec<String>>,
+    /// Tenant → the groups (of a policy's KumoMTA AuthInfo answer) whose
+    /// members may also use it. Only tenants listed in `require_authz`
+    /// are restricted; this widens who may name them.
+    pub require_group: BTreeMap<String, Vec<String>>,
 }
 
 pub(crate) fn validate(
@@ -107,6 +112,10 @@ pub(crate) fn validate(
         Some(Tenants {
             header,
             remove_header: raw.remove_header.unwrap_or(true),
+            require_group: tenant
+                .iter()
+                .filter_map(|(name, t)| Some((name.clone(), t.require_group.clone()?)))
+                .collect(),
             require_authz: tenant
                 .into_iter()
                 .map(|(name, t)| (name, t.require_authz.unwrap_or_default()))

@@ -238,6 +238,14 @@ pub struct Listener {
     /// client address is taken from it. Connections from anywhere else
     /// are closed. Empty: no PROXY protocol on this listener.
     pub proxy_trusted: Vec<IpNet>,
+    /// `client_certificate = "request"`: the TLS handshake asks every
+    /// client for a certificate and accepts one that does not chain to
+    /// `[tls] client_ca` (or with no CA at all), proving only that the
+    /// client holds its key. The policy sees it (`conn.tls.peer_sha256`,
+    /// `peer_verified = false`) and may pin it by fingerprint; EXTERNAL
+    /// never accepts such a certificate. `false`: as `[tls] client_ca`
+    /// says (verified certificates only, and only with a CA).
+    pub request_client_certificate: bool,
 }
 
 impl Config {

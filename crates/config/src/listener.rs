@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use thiserror::Error;
 
 use crate::error::invalid;
-use crate::raw::RawListener;
+use crate::raw::{ClientCertificateMode, RawListener};
 use crate::{ConfigError, Listener, ListenerAuth, ListenerTls};
 
 /// Every listener, or the two loopback defaults; names and addresses once
@@ -51,6 +51,7 @@ fn default_listeners() -> Vec<Listener> {
         mechanisms: None,
         xclient_trusted: Vec::new(),
         proxy_trusted: Vec::new(),
+        request_client_certificate: false,
     };
     vec![
         listener("submission", "127.0.0.1:2587", ListenerTls::StartTls),
@@ -98,7 +99,18 @@ fn listener(index: usize, raw: RawListener) -> Result<Listener, ConfigError> {
         (false, false) => return Err(invalid(key("proxy_trusted"), "set proxy_protocol = true")),
         _ => {}
     }
+    let request_client_certificate = match raw.client_certificate {
+        None | Some(ClientCertificateMode::Verify) => false,
+        Some(ClientCertificateMode::Request) if tls == ListenerTls::None => {
+            return Err(invalid(
+                key("client_certificate"),
+                "needs tls on this listener",
+            ))
+        }
+        Some(ClientCertificateMode::Request) => true,
+    };
     Ok(Listener {
+        request_client_certificate,
         name: raw.name.unwrap_or_else(|| format!("listener{index}")),
         address,
         tls,

@@ -79,6 +79,14 @@ pub struct RawUsers {
     pub timeout: Option<Duration>,
 }
 
+/// A listener's `client_certificate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificateMode {
+    Verify,
+    Request,
+}
+
 /// `[users] backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,6 +156,10 @@ pub struct RawListener {
     pub proxy_protocol: Option<bool>,
     /// Networks (CIDR) allowed to send that header; needed with it.
     pub proxy_trusted: Option<Vec<IpNet>>,
+    /// `"request"`: ask every client for a certificate and accept one
+    /// that chains to no CA (for a policy to pin); `"verify"` (default):
+    /// as `[tls] client_ca` says.
+    pub client_certificate: Option<ClientCertificateMode>,
 }
 
 #[derive(Debug, Default, Deserialize)]

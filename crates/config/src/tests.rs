@@ -506,3 +506,27 @@ fn sending_limits_and_containment_signals_validate() {
         assert!(parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn client_certificate_request_needs_tls_and_a_known_value() {
+    let listener =
+        |extra: &str| parse(&format!("[[listener]]\naddress = \"127.0.0.1:1\"\n{extra}"));
+    assert!(!parse("").unwrap().listeners[0].request_client_certificate);
+    let c = listener("client_certificate = \"request\"").unwrap();
+    assert!(c.listeners[0].request_client_certificate);
+    assert!(
+        !listener("client_certificate = \"verify\"")
+            .unwrap()
+            .listeners[0]
+            .request_client_certificate
+    );
+    let err = listener("client_certificate = \"any\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected `verify` or `request`"), "{err}");
+    let err = listener("tls = \"none\"\nauth = \"disabled\"\nclient_certificate = \"request\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("listener[0].client_certificate"), "{err}");
+    assert!(err.contains("needs tls"), "{err}");
+}

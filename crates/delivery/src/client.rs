@@ -23,6 +23,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 use zeroize::Zeroizing;
 
+use portcullis_spool::DsnMeta;
+
 use crate::error::DeliveryError;
 use crate::message::dot_stuffed;
 use crate::outcome::{outcome_of, Outcome};
@@ -49,6 +51,64 @@ pub struct Envelope<'a> {
     pub rcpt_to: &'a [String],
     /// The message was submitted with BODY=8BITMIME.
     pub eight_bit: bool,
+    /// The message was submitted with SMTPUTF8 (RFC 6531).
+    pub smtputf8: bool,
+    /// The DSN requests (RFC 3461), passed on when the next hop offers DSN.
+    pub dsn: Option<&'a DsnMeta>,
+}
+
+impl Envelope<'_> {
+    /// `MAIL FROM` with the parameters this next hop takes.
+    fn mail_command(&self, ehlo: &ServerReply, size: usize) -> String {
+        let mut mail = format!("MAIL FROM:<{}>", self.mail_from);
+        if self.eight_bit && ehlo.has_extension("8BITMIME") {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if ehlo.has_extension("SIZE") {
+            mail.push_str(&format!(" SIZE={size}"));
+        }
+        if self.smtputf8 && ehlo.has_extension("SMTPUTF8") {
+            mail.push_str(" SMTPUTF8");
+        }
+        if let Some(dsn) = self.dsn.filter(|_| ehlo.has_extension("DSN")) {
+            if let Some(ret) = &dsn.ret {
+                mail.push_str(&format!(" RET={ret}"));
+            }
+            if let Some(envid) = &dsn.envid {
+                mail.push_str(&format!(" ENVID={}", xtext(envid)));
+            }
+        }
+        mail
+    }
+
+    /// `RCPT TO` for `rcpt`, with its DSN parameters when the next hop
+    /// offers DSN.
+    fn rcpt_command(&self, ehlo: &ServerReply, rcpt: &str) -> String {
+        let mut line = format!("RCPT TO:<{rcpt}>");
+        let params = self
+            .dsn
+            .filter(|_| ehlo.has_extension("DSN"))
+            .and_then(|dsn| dsn.recipient(rcpt));
+        if let Some(params) = params {
+            if let Some(notify) = &params.notify {
+                line.push_str(&format!(" NOTIFY={notify}"));
+            }
+            if let Some((kind, address)) = params.orcpt.as_deref().and_then(|o| o.split_once(';')) {
+                line.push_str(&format!(" ORCPT={kind};{}", xtext(address)));
+            }
+        }
+        line
+    }
+
+    /// Whether the message cannot be sent without SMTPUTF8: it asked for
+    /// it and an address or the header section is not ASCII. One that
+    /// asked but is all ASCII goes to a next hop without SMTPUTF8 as is.
+    fn needs_smtputf8(&self, message: &[u8]) -> bool {
+        self.smtputf8
+            && (!self.mail_from.is_ascii()
+                || self.rcpt_to.iter().any(|r| !r.is_ascii())
+                || !crate::message::headers(message).is_ascii())
+    }
 }
 
 /// A connection ready for `MAIL FROM`.
@@ -111,6 +171,12 @@ impl Client {
         !self.broken
     }
 
+    /// Whether the next hop offers DSN (RFC 3461): if it does, the DSN
+    /// requests went with the message and reporting is its job from here.
+    pub fn offers_dsn(&self) -> bool {
+        self.ehlo.has_extension("DSN")
+    }
+
     /// Sends `XCLIENT LOGIN=<user>` (Postfix) when offered with LOGIN, then
     /// greets again; returns whether it was sent. The connection must not be
     /// reused afterwards: the next hop now believes we are that user.
@@ -157,17 +223,17 @@ impl Client {
         env: &Envelope<'_>,
         message: &[u8],
     ) -> Result<Vec<Outcome>, DeliveryError> {
-        let mut mail = format!("MAIL FROM:<{}>", env.mail_from);
-        if env.eight_bit && self.ehlo.has_extension("8BITMIME") {
-            mail.push_str(" BODY=8BITMIME");
+        // RFC 6531 §3.6.3: no downgrade of an internationalised message;
+        // it fails here, before any command, and is bounced with 5.6.7.
+        if env.needs_smtputf8(message) && !self.ehlo.has_extension("SMTPUTF8") {
+            let failure = DeliveryError::Smtputf8NotOffered.failure();
+            return Ok(vec![Outcome::NotDelivered(failure); env.rcpt_to.len()]);
         }
-        if self.ehlo.has_extension("SIZE") {
-            mail.push_str(&format!(" SIZE={}", message.len()));
-        }
+        let mail = env.mail_command(&self.ehlo, message.len());
         let rcpts: Vec<String> = env
             .rcpt_to
             .iter()
-            .map(|r| format!("RCPT TO:<{r}>"))
+            .map(|r| env.rcpt_command(&self.ehlo, r))
             .collect();
         let (mail_reply, rcpt_replies, data_reply) = if self.ehlo.has_extension("PIPELINING") {
             let mut group = format!("{mail}\r\n");
@@ -438,15 +504,7 @@ fn auth_plain_line(username: &str, password: &Secret) -> Zeroizing<Vec<u8>> {
 
 /// xtext (RFC 3461 §4): `+HH` for `+`, `=` and anything outside `!`..`~`.
 pub fn xtext(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
+    portcullis_proto::command::encode_xtext(value)
 }
 
 #[cfg(test)]
@@ -460,6 +518,59 @@ mod tests {
             std::str::from_utf8(&line).unwrap(),
             "AUTH PLAIN AGJvYgBiYXR0ZXJ5IHN0YXBsZQ==\r\n"
         );
+    }
+
+    fn ehlo(keywords: &[&str]) -> ServerReply {
+        let mut lines = vec!["mx.test".to_string()];
+        lines.extend(keywords.iter().map(|k| k.to_string()));
+        ServerReply {
+            code: 250,
+            status: None,
+            lines,
+        }
+    }
+
+    /// SMTPUTF8 is needed only for a UTF-8 address or header; the DSN
+    /// parameters go only to a next hop that offers DSN, xtext-encoded.
+    #[test]
+    fn parameters_follow_what_the_next_hop_offers() {
+        let dsn = DsnMeta {
+            ret: Some("HDRS".into()),
+            envid: Some("a b".into()),
+            recipients: vec![portcullis_spool::RcptDsnMeta {
+                rcpt: "r@x".into(),
+                notify: Some("NEVER".into()),
+                orcpt: Some("rfc822;o+1@x".into()),
+            }],
+        };
+        let rcpts = ["r@x".to_string()];
+        let env = Envelope {
+            mail_from: "s@x",
+            rcpt_to: &rcpts,
+            eight_bit: true,
+            smtputf8: true,
+            dsn: Some(&dsn),
+        };
+        assert!(!env.needs_smtputf8(b"Subject: ascii\r\n\r\nb\xc3\xbcdy\r\n"));
+        assert!(env.needs_smtputf8("Subject: gr\u{fc}n\r\n\r\n".as_bytes()));
+        let full = ehlo(&["8BITMIME", "SIZE 100", "SMTPUTF8", "DSN"]);
+        assert_eq!(
+            env.mail_command(&full, 42),
+            "MAIL FROM:<s@x> BODY=8BITMIME SIZE=42 SMTPUTF8 RET=HDRS ENVID=a+20b"
+        );
+        assert_eq!(
+            env.rcpt_command(&full, "r@x"),
+            "RCPT TO:<r@x> NOTIFY=NEVER ORCPT=rfc822;o+2B1@x"
+        );
+        let bare = ehlo(&["PIPELINING"]);
+        assert_eq!(env.mail_command(&bare, 42), "MAIL FROM:<s@x>");
+        assert_eq!(env.rcpt_command(&bare, "r@x"), "RCPT TO:<r@x>");
+        let utf8 = ["\u{7528}@x".to_string()];
+        let env = Envelope {
+            rcpt_to: &utf8,
+            ..env
+        };
+        assert!(env.needs_smtputf8(b"Subject: ascii\r\n\r\n"));
     }
 
     #[test]

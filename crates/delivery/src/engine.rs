@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 
 use crate::backoff::{expired, retry_delay};
 use crate::client::{Client, Envelope, Settings};
-use crate::dsn::Bounce;
+use crate::dsn::{self, Action, Bounce};
 use crate::error::status;
 use crate::lanes::{Held, Lanes};
 use crate::maildir;
@@ -304,24 +304,33 @@ impl Inner {
             .unwrap_or_else(|| meta.meta.rcpt_to.clone());
         let user = meta.meta.auth.as_ref().map(|a| a.authn_id.as_str());
         let mut results = Vec::new();
+        let mut successes = Vec::new();
         let mut held_back = Vec::new();
         for (route, rcpts) in route::groups(&self.config.routes, pending, user) {
             if !held.holds(self.lanes.lane_of(route)) {
                 held_back.extend(rcpts);
                 continue;
             }
-            let outcomes = match route {
+            let (outcomes, action) = match route {
                 Some(i) => {
                     self.deliver_route(&self.config.routes[i], id, &meta, &data, &rcpts)
                         .await
                 }
-                None => vec![Outcome::NotDelivered(DeliveryError::NoRoute.failure()); rcpts.len()],
+                None => (
+                    vec![Outcome::NotDelivered(DeliveryError::NoRoute.failure()); rcpts.len()],
+                    None,
+                ),
             };
             let name = route
                 .map(|i| self.config.routes[i].name.as_str())
                 .unwrap_or("-");
             for (rcpt, outcome) in rcpts.into_iter().zip(outcomes) {
                 log_outcome(id, &rcpt, name, &outcome);
+                if let (Outcome::Delivered, Some(action)) = (&outcome, action) {
+                    if dsn::wants_success_report(&meta.meta, &rcpt) {
+                        successes.push((rcpt.clone(), action));
+                    }
+                }
                 results.push((rcpt, outcome));
             }
         }
@@ -340,6 +349,11 @@ impl Inner {
                 observe(user, accepted, refused);
             }
         }
+        if !successes.is_empty() {
+            if let Err(error) = self.report(id, &meta, &data, &successes).await {
+                tracing::error!(%id, %error, "cannot spool the success notification");
+            }
+        }
         let settled = self.settle(id, &meta, &data, state, results, held_back);
         if let Err(error) = settled.await {
             tracing::error!(%id, %error, "cannot record delivery results; the message will be tried again");
@@ -353,7 +367,7 @@ impl Inner {
         meta: &StoredMeta,
         data: &[u8],
         rcpts: &[String],
-    ) -> Vec<Outcome> {
+    ) -> (Vec<Outcome>, Option<Action>) {
         match &route.transport {
             Transport::Maildir { path } => {
                 let count = rcpts.len();
@@ -381,7 +395,9 @@ impl Inner {
                         .collect::<Vec<_>>()
                 })
                 .await;
-                done.unwrap_or_else(|_| vec![Outcome::NotDelivered(failure_local()); count])
+                let outcomes =
+                    done.unwrap_or_else(|_| vec![Outcome::NotDelivered(failure_local()); count]);
+                (outcomes, Some(Action::Delivered))
             }
             Transport::Smtp(relay) => self.relay(route, relay, false, meta, data, rcpts).await,
             Transport::Lmtp(relay) => self.relay(route, relay, true, meta, data, rcpts).await,
@@ -396,7 +412,10 @@ impl Inner {
         meta: &StoredMeta,
         data: &[u8],
         rcpts: &[String],
-    ) -> Vec<Outcome> {
+    ) -> (Vec<Outcome>, Option<Action>) {
+        // A next hop that offers DSN took the requests with the message
+        // and reports success itself; one that does not leaves it to us.
+        let relayed = |client: &Client| (!client.offers_dsn()).then_some(Action::Relayed);
         let user = meta.meta.auth.as_ref().map(|a| a.authn_id.as_str());
         let body = match route.identity {
             Identity::Header => with_identity_header(data, user),
@@ -411,6 +430,8 @@ impl Inner {
             mail_from: &meta.meta.mail_from,
             rcpt_to: rcpts,
             eight_bit: meta.meta.body.eq_ignore_ascii_case("8bitmime"),
+            smtputf8: meta.meta.smtputf8,
+            dsn: meta.meta.dsn.as_ref(),
         };
         // A pooled connection may have been closed by the next hop while
         // idle; on any error try the next one, then a fresh connection.
@@ -420,15 +441,17 @@ impl Inner {
             };
             match client.send(&env, &body).await {
                 Ok(outcomes) => {
+                    let action = relayed(&client);
                     self.give_back(route, client).await;
-                    return outcomes;
+                    return (outcomes, action);
                 }
                 Err(error) => {
                     tracing::debug!(route = %route.name, %error, "reused connection failed; trying another")
                 }
             }
         }
-        let all_failed = |e: DeliveryError| vec![Outcome::NotDelivered(e.failure()); rcpts.len()];
+        let all_failed =
+            |e: DeliveryError| (vec![Outcome::NotDelivered(e.failure()); rcpts.len()], None);
         let settings = Settings {
             relay,
             lmtp,
@@ -458,8 +481,9 @@ impl Inner {
         }
         match client.send(&env, &body).await {
             Ok(outcomes) => {
+                let action = relayed(&client);
                 self.give_back(route, client).await;
-                outcomes
+                (outcomes, action)
             }
             Err(error) => all_failed(error),
         }
@@ -512,6 +536,14 @@ impl Inner {
     ) -> Result<(), DeliveryError> {
         let now = now_ms();
         let (mut pending, failed) = classify(id, &mut state, results, now, self.config.max_age);
+        // NOTIFY=NEVER, or a NOTIFY without FAILURE: failed, not reported.
+        let (failed, unreported): (Vec<_>, Vec<_>) = failed
+            .into_iter()
+            .partition(|(rcpt, _)| dsn::wants_failure_report(&meta.meta, rcpt));
+        for (rcpt, failure) in unreported {
+            tracing::info!(%id, %rcpt, status = %failure.status, "failed; no bounce (NOTIFY)");
+            state.bounced.push(rcpt);
+        }
         if !failed.is_empty() {
             match self.bounce(id, meta, data, &failed).await {
                 Ok(()) => state.bounced.extend(failed.into_iter().map(|(r, _)| r)),
@@ -546,7 +578,8 @@ impl Inner {
             .map_err(|_| failure_join())?
     }
 
-    /// Spools a DSN to the sender, or drops it (with a log line) for `<>`.
+    /// Spools a failure DSN to the sender, or drops it (with a log line)
+    /// for `<>`.
     async fn bounce(
         &self,
         id: &MessageId,
@@ -554,10 +587,40 @@ impl Inner {
         data: &[u8],
         failed: &[(String, Failure)],
     ) -> Result<(), DeliveryError> {
+        let reported: Vec<(String, Action, Failure)> = failed
+            .iter()
+            .map(|(rcpt, failure)| (rcpt.clone(), Action::Failed, failure.clone()))
+            .collect();
+        self.spool_report(id, meta, data, &reported).await
+    }
+
+    /// Spools a success DSN (NOTIFY=SUCCESS) for recipients delivered here
+    /// or relayed to a next hop that does not offer DSN.
+    async fn report(
+        &self,
+        id: &MessageId,
+        meta: &StoredMeta,
+        data: &[u8],
+        successes: &[(String, Action)],
+    ) -> Result<(), DeliveryError> {
+        let reported: Vec<(String, Action, Failure)> = successes
+            .iter()
+            .map(|(rcpt, action)| (rcpt.clone(), *action, dsn::success_status(*action)))
+            .collect();
+        self.spool_report(id, meta, data, &reported).await
+    }
+
+    async fn spool_report(
+        &self,
+        id: &MessageId,
+        meta: &StoredMeta,
+        data: &[u8],
+        failed: &[(String, Action, Failure)],
+    ) -> Result<(), DeliveryError> {
         let sender = meta.meta.mail_from.as_str();
         if sender.is_empty() {
-            for (rcpt, failure) in failed {
-                tracing::warn!(%id, %rcpt, diagnostic = %failure.diagnostic, "undeliverable message with null sender dropped");
+            for (rcpt, _, failure) in failed {
+                tracing::warn!(%id, %rcpt, diagnostic = %failure.diagnostic, "report on a message with null sender dropped");
             }
             return Ok(());
         }
@@ -571,10 +634,11 @@ impl Inner {
             original_id: id.as_str(),
             sender,
             arrival,
-            failures: failed,
+            recipients: failed,
             original: data,
             now,
             boundary: &boundary,
+            dsn: meta.meta.dsn.as_ref(),
         };
         let (bytes, bounce_meta) = (bounce.render(), bounce.meta(&self.hostname));
         let spool = self.spool.clone();

@@ -25,6 +25,9 @@ pub mod status {
     pub const IDENTITY: EnhancedCode = EnhancedCode(4, 7, 0);
     /// A local problem (disk, Maildir).
     pub const LOCAL: EnhancedCode = EnhancedCode(4, 3, 0);
+    /// The message needs SMTPUTF8 and the next hop does not offer it
+    /// (RFC 6531 §3.6.3).
+    pub const NO_SMTPUTF8: EnhancedCode = EnhancedCode(5, 6, 7);
     /// No route matches the recipient.
     pub const NO_ROUTE: EnhancedCode = EnhancedCode(5, 4, 4);
     /// Generic class defaults when a reply carries no enhanced code.
@@ -84,6 +87,8 @@ pub enum DeliveryError {
     State(#[from] serde_json::Error),
     #[error("no route matches the recipient")]
     NoRoute,
+    #[error("the message needs SMTPUTF8 (an internationalised address or header) and the next hop does not offer it")]
+    Smtputf8NotOffered,
     #[error("CA file {path}: {detail}")]
     CaFile { path: String, detail: String },
 }
@@ -92,7 +97,8 @@ impl DeliveryError {
     /// What this error means for each recipient it affects: retried
     /// (transient) or bounced (permanent), with a status and a diagnostic.
     ///
-    /// Only a 5xx to MAIL FROM and a missing route are permanent. A
+    /// Only a 5xx to MAIL FROM, a missing route and a next hop that cannot
+    /// take an internationalised message are permanent. A
     /// rejected greeting, EHLO, STARTTLS or AUTH concerns the connection,
     /// not the message (often our own misconfiguration), so it is retried
     /// rather than bounced.
@@ -116,6 +122,7 @@ impl DeliveryError {
             | DeliveryError::State(_)
             | DeliveryError::CaFile { .. } => (status::LOCAL, false),
             DeliveryError::NoRoute => (status::NO_ROUTE, true),
+            DeliveryError::Smtputf8NotOffered => (status::NO_SMTPUTF8, true),
         };
         Failure {
             permanent,

@@ -23,7 +23,9 @@ mod tools;
 
 pub use raw::{RawClient, Reply};
 pub use server::{free_port, portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
-pub use services::{BaoServer, PostgresServer, RedisServer};
+pub use services::{
+    BaoServer, DovecotSubmission, HttpUserApi, PostfixServer, PostgresServer, RedisServer,
+};
 pub use tools::{curl, gsasl, msmtp, python, swaks, swaks_plain, ToolOutput};
 
 /// Envelope sender every test uses.

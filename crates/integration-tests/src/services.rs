@@ -312,3 +312,443 @@ impl Drop for BaoServer {
         self.kill();
     }
 }
+
+/// A small HTTP user API, as operators run beside their mail servers
+/// (Python's `http.server`, threaded, on a free loopback port; killed on
+/// drop). Users are given as JSON `{"name": {"password": …, "groups": […]}}`.
+///
+/// - `POST /check` with `{"user": …, "password": …}`: `200 {"ok": true,
+///   "groups": […]}` for the right password, else `403 {"ok": false}`;
+/// - `GET /users/<name>` with HTTP Basic auth `svc:api-key`: `200` and the
+///   user's object, `404` for no such user, `401` without the key;
+/// - `GET /hits`: how many `/check` and `/users/` requests it answered.
+pub struct HttpUserApi {
+    child: Option<Child>,
+    port: u16,
+    users: String,
+}
+
+const HTTP_USER_API: &str = r#"
+import base64, json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+port, users = int(sys.argv[1]), json.loads(sys.argv[2])
+hits = 0
+lock = threading.Lock()
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def answer(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def count(self):
+        global hits
+        with lock:
+            hits += 1
+    def do_GET(self):
+        if self.path == "/hits":
+            return self.answer(200, {"hits": hits})
+        if self.path.startswith("/users/"):
+            self.count()
+            want = "Basic " + base64.b64encode(b"svc:api-key").decode()
+            if self.headers.get("Authorization") != want:
+                return self.answer(401, {"error": "key"})
+            user = users.get(self.path[len("/users/"):])
+            return self.answer(200, user) if user else self.answer(404, {})
+        self.answer(404, {})
+    def do_POST(self):
+        self.count()
+        length = int(self.headers.get("Content-Length", "0"))
+        asked = json.loads(self.rfile.read(length) or b"{}")
+        user = users.get(asked.get("user"))
+        if self.path == "/check" and user and user["password"] == asked.get("password"):
+            return self.answer(200, {"ok": True, "groups": user.get("groups", [])})
+        self.answer(403, {"ok": False})
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+impl HttpUserApi {
+    /// Starts one serving `users` and waits until it answers.
+    pub fn start(users: &str) -> HttpUserApi {
+        let mut api = HttpUserApi {
+            child: None,
+            port: crate::server::free_port(),
+            users: users.to_string(),
+        };
+        api.spawn();
+        api
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many user requests it answered.
+    pub fn hits(&self) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("api answers");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /hits HTTP/1.0\r\n\r\n")
+            .expect("write");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: serde_json::Value = serde_json::from_str(body).expect("JSON hits");
+        json["hits"].as_u64().expect("a count")
+    }
+
+    /// Kills it (SIGKILL): the tests of "the API went away".
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("python3")
+            .args(["-c", HTTP_USER_API, &self.port.to_string(), &self.users])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "the HTTP user API never came up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HttpUserApi {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+/// A private Postfix instance (Debian's `postfix` package): its own
+/// configuration, queue and data directories in a temporary directory, an
+/// `smtpd` on a free loopback port, and its log in a file
+/// (`maillog_file`, written by `postlogd`), read with
+/// [`PostfixServer::log`]. It never touches the system's Postfix: every
+/// command names its configuration directory (`postfix -c DIR`).
+///
+/// `debug_peer_list = 127.0.0.1` makes both its SMTP server and its SMTP
+/// client log each command and reply exchanged with loopback peers, so a
+/// test can read which extensions were used (`EHLO`, `MAIL FROM ...
+/// SMTPUTF8 RET=HDRS`, `BDAT n LAST`).
+///
+/// Postfix's master runs as root and drops to the `postfix` user, so this
+/// needs root; `start` returns `None` without Postfix or without root.
+pub struct PostfixServer {
+    dir: TempDir,
+    port: u16,
+    running: bool,
+}
+
+impl PostfixServer {
+    /// Starts an instance whose `main.cf` ends with `main_cf_extra` (later
+    /// settings win: `relayhost = [127.0.0.1]:PORT` for a client role,
+    /// `smtputf8_enable = no`, `smtpd_discard_ehlo_keywords = dsn`...).
+    /// By default it relays nothing and delivers nothing: mail it accepts
+    /// (from loopback) is put on hold, to be read with
+    /// [`PostfixServer::held_messages`].
+    pub fn start(main_cf_extra: &str) -> Option<PostfixServer> {
+        if !std::path::Path::new("/usr/sbin/postfix").exists() || !running_as_root() {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("postfix-it-")
+            .tempdir()
+            .expect("a temp dir can be created");
+        // The postfix user must reach its queue and data directories.
+        set_mode(dir.path(), 0o755);
+        let root = dir.path();
+        for sub in ["conf", "queue", "data"] {
+            std::fs::create_dir(root.join(sub)).expect("postfix directories can be created");
+        }
+        let chown = Command::new("chown")
+            .arg("postfix")
+            .arg(root.join("data"))
+            .status();
+        assert!(chown.is_ok_and(|s| s.success()), "chown postfix data dir");
+        let port = crate::server::free_port();
+        let main_cf = format!(
+            "compatibility_level = 3.6\n\
+             queue_directory = {root}/queue\n\
+             data_directory = {root}/data\n\
+             mail_owner = postfix\n\
+             setgid_group = postdrop\n\
+             myhostname = postfix.test\n\
+             mydomain = test\n\
+             myorigin = postfix.test\n\
+             mydestination =\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             mynetworks = 127.0.0.0/8\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject\n\
+             smtputf8_enable = yes\n\
+             maillog_file_prefixes = {root}\n\
+             maillog_file = {root}/maillog\n\
+             debug_peer_list = 127.0.0.1\n\
+             alias_maps =\n\
+             alias_database =\n\
+             local_recipient_maps =\n\
+             biff = no\n\
+             smtp_tls_security_level = none\n\
+             smtpd_tls_security_level = none\n\
+             header_checks = static:HOLD\n\
+             default_transport = discard\n\
+             {main_cf_extra}\n",
+            root = root.display()
+        );
+        std::fs::write(root.join("conf/main.cf"), main_cf).expect("main.cf can be written");
+        let master_cf = format!(
+            "127.0.0.1:{port} inet n - n - - smtpd\n{}",
+            POSTFIX_SERVICES
+        );
+        std::fs::write(root.join("conf/master.cf"), master_cf).expect("master.cf can be written");
+        let mut server = PostfixServer {
+            dir,
+            port,
+            running: false,
+        };
+        let started = server.postfix(&["start"]);
+        assert!(started, "postfix start failed:\n{}", server.log());
+        server.running = true;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "postfix smtpd did not listen:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(server)
+    }
+
+    /// The port its `smtpd` listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        let bytes = std::fs::read(self.dir.path().join("maillog")).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Asks the queue manager to try deferred mail now (`postqueue -f`).
+    pub fn flush(&self) {
+        let _ = Command::new("postqueue")
+            .arg("-c")
+            .arg(self.dir.path().join("conf"))
+            .arg("-f")
+            .status();
+    }
+
+    /// The messages on hold, as `postcat` prints them (envelope records,
+    /// then the message): one string each.
+    pub fn held_messages(&self) -> Vec<String> {
+        let hold = self.dir.path().join("queue/hold");
+        let Ok(entries) = std::fs::read_dir(&hold) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let out = Command::new("postcat")
+                    .arg("-c")
+                    .arg(self.dir.path().join("conf"))
+                    .arg(e.path())
+                    .output()
+                    .ok()?;
+                Some(String::from_utf8_lossy(&out.stdout).into_owned())
+            })
+            .collect()
+    }
+
+    fn postfix(&self, args: &[&str]) -> bool {
+        Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path().join("conf"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for PostfixServer {
+    fn drop(&mut self) {
+        if self.running {
+            // `stop` waits for the master to exit; `abort` if it does not.
+            if !self.postfix(&["stop"]) {
+                self.postfix(&["abort"]);
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- postfix log ---\n{}", self.log());
+        }
+    }
+}
+
+/// The services of a private Postfix instance, none chrooted (the
+/// instance has no chroot tree); `postlog` writes `maillog_file`.
+const POSTFIX_SERVICES: &str = "\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+";
+
+/// A private Dovecot submission service (Debian's `dovecot-submissiond`)
+/// that relays what it is given to `relay_port` on 127.0.0.1: its own
+/// base, state and log paths in a temporary directory, any user with the
+/// password [`DovecotSubmission::PASSWORD`]. Its SMTP client sends the
+/// data with `BDAT` when the relay offers CHUNKING; with
+/// `log_debug = category=smtp-client` it logs every command it sends
+/// (`command BDAT: Sent: BDAT 208 LAST`), read with
+/// [`DovecotSubmission::log`].
+///
+/// Dovecot's master runs as root; `start` returns `None` without
+/// Dovecot's submission service or without root.
+pub struct DovecotSubmission {
+    dir: TempDir,
+    port: u16,
+}
+
+impl DovecotSubmission {
+    pub const PASSWORD: &'static str = "dovecot-pass";
+
+    pub fn start(relay_port: u16) -> Option<DovecotSubmission> {
+        let installed = std::path::Path::new("/usr/lib/dovecot/submission").exists();
+        if !installed || !running_as_root() {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("dovecot-it-")
+            .tempdir()
+            .expect("a temp dir can be created");
+        set_mode(dir.path(), 0o755);
+        let root = dir.path().display().to_string();
+        for sub in ["run", "state", "home"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("dovecot directories");
+        }
+        // Mail is never stored, but the user's session wants a location.
+        set_mode(&dir.path().join("home"), 0o777);
+        let port = crate::server::free_port();
+        let password = Self::PASSWORD;
+        let conf = format!(
+            "base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+             protocols = submission
+listen = 127.0.0.1
+ssl = no
+             disable_plaintext_auth = no
+auth_mechanisms = plain
+hostname = dovecot.test
+             passdb {{
+  driver = static
+  args = password={password}
+}}
+             userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={root}/home
+}}
+             mail_location = maildir:{root}/home/Maildir
+             submission_relay_host = 127.0.0.1
+submission_relay_port = {relay_port}
+             submission_relay_ssl = no
+             service submission-login {{
+  inet_listener submission {{
+    port = {port}
+  }}
+}}
+             log_debug = category=smtp-client
+"
+        );
+        std::fs::write(dir.path().join("dovecot.conf"), conf).expect("dovecot.conf");
+        let server = DovecotSubmission { dir, port };
+        let started = server.dovecot(&[]);
+        assert!(started, "dovecot did not start:\n{}", server.log());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not listen:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(server)
+    }
+
+    /// The port of its submission listener (plain text, AUTH PLAIN).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        let bytes = std::fs::read(self.dir.path().join("dovecot.log")).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn dovecot(&self, args: &[&str]) -> bool {
+        Command::new("dovecot")
+            .arg("-c")
+            .arg(self.dir.path().join("dovecot.conf"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for DovecotSubmission {
+    fn drop(&mut self) {
+        self.dovecot(&["stop"]);
+        if std::thread::panicking() {
+            eprintln!("--- dovecot log ---\n{}", self.log());
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .expect("permissions can be set");
+}

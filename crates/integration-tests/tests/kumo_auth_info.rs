@@ -55,3 +55,55 @@ fn kumo_auth_info_answer_authenticates_the_login_name_only() {
         "{meta:#}"
     );
 }
+
+/// The groups of an AuthInfo answer count for tenants:
+/// `[tenant.'x'] require_group = ['staff']` lets the group's members name
+/// the tenant, and no one else (a user the AuthInfo puts in no group, a
+/// tenant whose groups they are not in).
+#[test]
+fn auth_info_groups_are_visible_to_tenant_checks() {
+    let server = TestServer::builder()
+        .config(
+            "policy = \"policy.lua\"\n\
+             [tenant.'acme']\nrequire_group = [\"staff\"]\n\
+             [tenant.'globex']\nrequire_authz = [\"bob\"]\nrequire_group = [\"board\"]\n",
+        )
+        .file(
+            "policy.lua",
+            r#"
+kumo.on('smtp_server_auth_plain', function(authz, authc, password)
+  if password ~= 'pw' then return false end
+  local groups = {}
+  if authc == 'alice' then groups = { 'staff' } end
+  return { identities = { { identity = authc, context = 'SmtpAuthPlainAuthentication' } },
+           groups = groups }
+end)
+"#,
+        )
+        .start();
+    let out = portcullis_integration_tests::python(
+        r#"
+        def message(tenant):
+            return (f"From: <alice@example.test>\r\nTo: <rcpt@example.test>\r\n"
+                    f"X-Tenant: {tenant}\r\nSubject: tenant\r\n\r\nHello.\r\n")
+        for user in ["alice", "carol"]:
+            s = connect()
+            login(user, s, user, "pw", "PLAIN")
+            for tenant in ["acme", "globex"]:
+                s.mail("alice@example.test"); s.rcpt("rcpt@example.test")
+                try:
+                    show(f"{user}-{tenant}", s.data(message(tenant)))
+                except smtplib.SMTPDataError as e:
+                    show(f"{user}-{tenant}", (e.smtp_code, e.smtp_error))
+                s.rset()
+            s.quit()
+        "#,
+        &[server.submission_port()],
+    );
+    out.assert_reply("alice", "235")
+        .assert_reply("carol", "235")
+        .assert_reply("alice-acme", "250")
+        .assert_reply("alice-globex", "550 5.7.1")
+        .assert_reply("carol-acme", "550 5.7.1")
+        .assert_reply("carol-globex", "550 5.7.1");
+}

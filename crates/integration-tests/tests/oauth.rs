@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use portcullis_integration_tests::{
-    curl, msmtp, sample_message, TestServer, ToolOutput, ALICE, FROM, TO,
+    curl, msmtp, sample_message, TestServer, ToolOutput, ALICE, BOB, FROM, TO,
 };
 
 const ISSUER: &str = "https://id.example.test";
@@ -260,4 +260,54 @@ fn without_oauth_config_bearer_mechanisms_are_not_offered() {
         &issuer.token(ALICE.0, AUDIENCE, 60),
     );
     out.assert_lacks("XOAUTH2 ").assert_lacks("< 235");
+}
+
+/// smtp-server's XOAUTH2 failure `data`: a policy that refuses a login
+/// whose token was good sets the error challenge's `status`, `schemes` and
+/// `scope`; the client acknowledges it and gets the `535`.
+#[test]
+fn a_policy_sets_the_oauth_error_challenge() {
+    let issuer = Issuer::new("k1");
+    let server = TestServer::builder()
+        .config("policy = \"policy.lua\"\n")
+        .config(&format!(
+            "[oauth]\njwks_file = \"jwks.json\"\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n"
+        ))
+        .file("jwks.json", &issuer.jwks())
+        .file(
+            "policy.lua",
+            r#"
+portcullis.on('smtp_server_auth', function(auth, conn)
+  if auth.verified and auth.user == 'bob' then
+    return portcullis.reject{ oauth = { status = '401', schemes = 'bearer mac', scope = 'mail.send' } }
+  end
+  return true
+end)
+"#,
+        )
+        .start();
+    let bob = issuer.token(BOB.0, AUDIENCE, 300);
+    let alice = issuer.token(ALICE.0, AUDIENCE, 300);
+    let out = portcullis_integration_tests::python(
+        &format!(
+            r#"
+        import json
+        def xoauth2(user, token):
+            return b64(f"user={{user}}\x01auth=Bearer {{token}}\x01\x01")
+        s = connect()
+        code, challenge = s.docmd("AUTH", "XOAUTH2 " + xoauth2("{bob_name}", "{bob}"))
+        say("challenge: %d %s" % (code, json.dumps(json.loads(base64.b64decode(challenge)), sort_keys=True)))
+        show("after-ack", s.docmd(""))
+        show("alice", s.docmd("AUTH", "XOAUTH2 " + xoauth2("{alice_name}", "{alice}")))
+        "#,
+            bob_name = BOB.0,
+            alice_name = ALICE.0,
+        ),
+        &[server.submission_port()],
+    );
+    out.assert_contains(
+        r#"challenge: 334 {"schemes": "bearer mac", "scope": "mail.send", "status": "401"}"#,
+    )
+    .assert_reply("after-ack", "535 5.7.8")
+    .assert_reply("alice", "235 2.7.0");
 }

@@ -58,6 +58,9 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
         kumo.set(*name, f)?;
     }
     install_logging(lua, &kumo)?;
+    crate::formats::install(lua, &kumo)?;
+    crate::digest::install(lua, &kumo)?;
+    crate::http::install(lua, &kumo)?;
     lua.globals().set("kumo", kumo)?;
 
     let portcullis = lua.create_table()?;

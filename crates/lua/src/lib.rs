@@ -39,12 +39,19 @@
 //!
 //! **Reload.** [`Policy::reload`] compiles the script into a fresh state
 //! first; only if that works does it replace the generation (and its
-//! states and memoize caches). Calls in flight finish on the old one.
+//! states; `kumo.memoize` caches outlive it unless declared
+//! `invalidate_with_epoch`). Calls in flight finish on the old one.
 //!
-//! What this crate does not do: network I/O other than Vault's HTTP API, or
-//! any SMTP. The server maps a [`Verdict`] to its session's outcome.
+//! **Network.** Vault's HTTP API and `kumo.http` (the operator's own user
+//! API), both through ureq on the hook's blocking thread, bounded by the
+//! hook's deadline; an unreachable service defers the attempt (`454`, not
+//! counted against the client). No SMTP: the server maps a [`Verdict`] to
+//! its session's outcome.
 
+mod digest;
 pub mod events;
+mod formats;
+mod http;
 mod kumo;
 mod mechanism;
 mod memoize;
@@ -161,15 +168,19 @@ impl PolicyOptions {
 /// A loaded policy script, safe to share between connections.
 pub struct Policy {
     options: PolicyOptions,
+    /// `kumo.memoize`'s caches: they outlive reloads, as KumoMTA's do.
+    memo: Arc<memoize::Caches>,
     current: RwLock<Arc<pool::Generation>>,
 }
 
 impl Policy {
     /// Reads, compiles and runs the script once, so every error shows now.
     pub fn load(options: PolicyOptions) -> Result<Policy, PolicyError> {
-        let generation = pool::Generation::load(&options)?;
+        let memo = Arc::new(memoize::Caches::default());
+        let generation = pool::Generation::load(&options, memo.clone())?;
         Ok(Policy {
             options,
+            memo,
             current: RwLock::new(Arc::new(generation)),
         })
     }
@@ -182,7 +193,9 @@ impl Policy {
     /// Loads the script again. On error the running generation stays and the
     /// error says why. May block (reads the file, runs the script).
     pub fn reload(&self) -> Result<(), PolicyError> {
-        let generation = Arc::new(pool::Generation::load(&self.options)?);
+        // A new epoch: caches declared `invalidate_with_epoch` start empty.
+        self.memo.new_epoch();
+        let generation = Arc::new(pool::Generation::load(&self.options, self.memo.clone())?);
         // Invariant: the lock is only held to swap or clone an Arc, so it
         // cannot be poisoned by a panicking hook.
         *self.current.write().expect("policy lock") = generation;
@@ -293,3 +306,5 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_library;

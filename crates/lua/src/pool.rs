@@ -21,7 +21,7 @@ use crate::{PolicyError, PolicyOptions};
 
 /// What every state of a generation shares (Lua app data).
 pub(crate) struct Shared {
-    pub memo: Caches,
+    pub memo: Arc<Caches>,
     pub vault: VaultSettings,
     pub paths: AllowedPaths,
     /// The script's directory, where `require` looks first.
@@ -54,7 +54,7 @@ impl Generation {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn load(options: &PolicyOptions) -> Result<Generation, PolicyError> {
+    pub fn load(options: &PolicyOptions, memo: Arc<Caches>) -> Result<Generation, PolicyError> {
         let path = options.script.clone();
         let script_dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -68,7 +68,7 @@ impl Generation {
             path,
             source,
             shared: Arc::new(Shared {
-                memo: Caches::default(),
+                memo,
                 vault: VaultSettings {
                     address: options.vault_address.clone(),
                     token: options.vault_token.clone(),
@@ -300,6 +300,11 @@ impl Generation {
             }
             Err(error) if !overran && KumoRefusal::find(&error).is_some() => {
                 refused(KumoRefusal::find(&error).expect("checked above"))
+            }
+            Err(error) if !overran && crate::http::Unreachable::find(&error).is_some() => {
+                let reason = crate::http::Unreachable::find(&error).expect("checked above");
+                tracing::error!(script = %self.path.display(), error = %reason, "policy: a service the script asked is unreachable; deferring");
+                defer(reason.to_string())
             }
             Err(_) if overran => {
                 tracing::error!(script = %self.path.display(), timeout = ?self.timeout, "policy: the hook timed out; deferring");

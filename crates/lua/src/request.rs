@@ -32,17 +32,32 @@ pub struct AuthRequest {
 pub struct TlsFacts {
     pub version: String,
     pub cipher: String,
+    /// The cipher's key size in bits (Halon's `keysize`), 0 if unknown.
+    pub key_size: u32,
     /// The client certificate rustls verified, if the client sent one.
     pub client_certificate: Option<CertFacts>,
 }
 
-/// A verified TLS client certificate (EXTERNAL's identity comes from it).
-#[derive(Debug, Clone)]
+/// A TLS client certificate (EXTERNAL's identity comes from a verified
+/// one), with what Halon's `GetTLS` tells of it.
+#[derive(Debug, Clone, Default)]
 pub struct CertFacts {
     pub subject: String,
     pub issuer: String,
-    /// SHA-256 of the DER certificate, colon-separated upper-case hex.
+    /// Fingerprints of the DER certificate, colon-separated upper-case hex.
     pub sha256: String,
+    pub md5: String,
+    pub sha1: String,
+    pub sha512: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub subject_alt_names: Vec<String>,
+    pub key_algorithm: String,
+    pub key_bits: u32,
+    /// `None`: it chained to `[tls] client_ca`; else why not (a listener
+    /// that only requests certificates took it).
+    pub verify_error: Option<String>,
 }
 
 /// The connection, as the server knows it.
@@ -81,10 +96,22 @@ impl ConnFacts {
             let tls_table = lua.create_table()?;
             tls_table.set("version", tls.version.clone())?;
             tls_table.set("cipher", tls.cipher.clone())?;
+            tls_table.set("key_size", tls.key_size)?;
             if let Some(cert) = &tls.client_certificate {
                 tls_table.set("peer_subject", cert.subject.clone())?;
                 tls_table.set("peer_issuer", cert.issuer.clone())?;
                 tls_table.set("peer_sha256", cert.sha256.clone())?;
+                tls_table.set("peer_md5", cert.md5.clone())?;
+                tls_table.set("peer_sha1", cert.sha1.clone())?;
+                tls_table.set("peer_sha512", cert.sha512.clone())?;
+                tls_table.set("peer_serial", cert.serial.clone())?;
+                tls_table.set("peer_not_before", cert.not_before.clone())?;
+                tls_table.set("peer_not_after", cert.not_after.clone())?;
+                tls_table.set("peer_subject_alt_names", cert.subject_alt_names.clone())?;
+                tls_table.set("peer_key_algorithm", cert.key_algorithm.clone())?;
+                tls_table.set("peer_key_bits", cert.key_bits)?;
+                tls_table.set("peer_verified", cert.verify_error.is_none())?;
+                tls_table.set("peer_verify_error", cert.verify_error.clone())?;
             }
             t.set("tls", tls_table)?;
         }

@@ -103,7 +103,12 @@ pub(crate) fn load(lua: &Lua, params: Table) -> mlua::Result<mlua::String> {
         _ => settings.answered(true, ""),
     }
     let value = value.map_err(|e| {
-        mlua::Error::runtime(format!("kumo.secrets.load: {mount}/{path}: {}", e.text()))
+        let text = format!("kumo.secrets.load: {mount}/{path}: {}", e.text());
+        match e {
+            // Vault down is not the client's fault: the pool defers.
+            VaultFailure::Unreachable(_) => mlua::Error::external(crate::http::Unreachable(text)),
+            VaultFailure::Refused(_) => mlua::Error::runtime(text),
+        }
     })?;
     lua.create_string(value)
 }
@@ -119,8 +124,8 @@ pub(crate) enum KeyFileError {
     Io(#[from] std::io::Error),
     #[error("not a regular file")]
     NotAFile,
-    #[error("larger than {MAX_KEY_FILE} bytes")]
-    TooLarge,
+    #[error("larger than {0} bytes")]
+    TooLarge(u64),
 }
 
 /// Why a Vault mount or path is refused; names the offending segment.
@@ -135,15 +140,20 @@ pub(crate) enum VaultPathError {
 /// A regular file of at most [`MAX_KEY_FILE`] bytes (a FIFO or a device
 /// could block the hook or never end).
 pub(crate) fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>, KeyFileError> {
+    read_bounded(path, MAX_KEY_FILE)
+}
+
+/// A regular file of at most `max` bytes.
+pub(crate) fn read_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>, KeyFileError> {
     use std::io::Read;
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
         return Err(KeyFileError::NotAFile);
     }
     let mut bytes = Vec::new();
-    std::fs::File::open(path).and_then(|f| f.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes))?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(KeyFileError::TooLarge);
+    std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_end(&mut bytes))?;
+    if bytes.len() as u64 > max {
+        return Err(KeyFileError::TooLarge(max));
     }
     Ok(bytes)
 }

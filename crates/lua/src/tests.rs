@@ -5,12 +5,12 @@ use portcullis_sasl::Secret;
 
 use crate::*;
 
-fn policy(script: &str) -> (tempfile::TempDir, Result<Policy, PolicyError>) {
+pub(crate) fn policy(script: &str) -> (tempfile::TempDir, Result<Policy, PolicyError>) {
     policy_reaching(script, &[])
 }
 
 /// A policy that may also reach files under `allowed`.
-fn policy_reaching(
+pub(crate) fn policy_reaching(
     script: &str,
     allowed: &[&std::path::Path],
 ) -> (tempfile::TempDir, Result<Policy, PolicyError>) {
@@ -25,7 +25,12 @@ fn policy_reaching(
     (dir, Policy::load(options))
 }
 
-fn request(mechanism: &str, user: &str, password: &str, authzid: Option<&str>) -> AuthRequest {
+pub(crate) fn request(
+    mechanism: &str,
+    user: &str,
+    password: &str,
+    authzid: Option<&str>,
+) -> AuthRequest {
     AuthRequest {
         mechanism: mechanism.into(),
         user: user.into(),
@@ -35,7 +40,7 @@ fn request(mechanism: &str, user: &str, password: &str, authzid: Option<&str>) -
     }
 }
 
-fn conn() -> ConnFacts {
+pub(crate) fn conn() -> ConnFacts {
     ConnFacts {
         client: "192.0.2.7:40000".parse().unwrap(),
         server: Some("127.0.0.1:587".parse().unwrap()),
@@ -44,6 +49,7 @@ fn conn() -> ConnFacts {
         tls: Some(TlsFacts {
             version: "TLSv1.3".into(),
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            key_size: 256,
             client_certificate: None,
         }),
         proxy: None,
@@ -51,7 +57,7 @@ fn conn() -> ConnFacts {
     }
 }
 
-fn decide(p: &Policy, r: &AuthRequest) -> Verdict {
+pub(crate) fn decide(p: &Policy, r: &AuthRequest) -> Verdict {
     p.authenticate(r, &conn(), &ConnMeta::new())
 }
 
@@ -436,6 +442,7 @@ fn verified_logins_reach_only_the_general_hook_without_a_password() {
         subject: "CN=alice".into(),
         issuer: "CN=CA".into(),
         sha256: "AB:CD".into(),
+        ..Default::default()
     });
     let v = p.authenticate(&request, &facts, &ConnMeta::new());
     let Verdict::Accept {

@@ -42,6 +42,10 @@ pub enum Verdict {
     Reject {
         reply: Reply,
         disconnect: bool,
+        /// For OAUTHBEARER and XOAUTH2: the error JSON sent as a challenge
+        /// before the reply (RFC 7628 §3.2.2), from `reject{ oauth = {
+        /// status =, schemes =, scope = } }`; `None`: the default one.
+        oauth_challenge: Option<Vec<u8>>,
         /// For the log only.
         reason: String,
     },
@@ -69,6 +73,7 @@ impl Verdict {
         Verdict::Reject {
             reply: Reply::auth_failed(),
             disconnect: false,
+            oauth_challenge: None,
             reason: reason.into(),
         }
     }
@@ -208,9 +213,12 @@ pub(crate) fn from_general(
             };
             accept(get("user")?, get("authz")?, data)
         }
-        Some("reject") => refusal(&t, Reply::auth_failed(), &[4, 5]).map(|(reply, disconnect, reason)| {
-            Verdict::Reject { reply, disconnect, reason }
-        }),
+        Some("reject") => {
+            let oauth_challenge = oauth_challenge(&t)?;
+            refusal(&t, Reply::auth_failed(), &[4, 5]).map(|(reply, disconnect, reason)| {
+                Verdict::Reject { reply, disconnect, oauth_challenge, reason }
+            })
+        }
         Some("defer") => refusal(&t, Reply::auth_temporary_failure(), &[4]).map(
             |(reply, disconnect, reason)| Verdict::Defer { reply, disconnect, reason },
         ),
@@ -353,7 +361,22 @@ pub(crate) fn refusal(
         .get::<Option<bool>>("disconnect")
         .map_err(e)?
         .unwrap_or(false);
-    let message: Option<String> = t.get("message").map_err(e)?;
+    // A string, or (Halon's form) a list of lines: a multi-line reply.
+    let lines: Option<Vec<String>> = match t.get::<Value>("message").map_err(e)? {
+        Value::Nil => None,
+        Value::Table(list) => {
+            let lines: Vec<String> = list
+                .sequence_values::<String>()
+                .collect::<mlua::Result<_>>()
+                .map_err(e)?;
+            if lines.is_empty() || lines.len() > MAX_LINES {
+                return Err(format!("message must have 1 to {MAX_LINES} lines").into());
+            }
+            Some(lines)
+        }
+        _ => Some(vec![t.get::<String>("message").map_err(e)?]),
+    };
+    let message = lines.as_ref().map(|l| l.join(" "));
     let code: Option<u16> = t.get("code").map_err(e)?;
     let enhanced = enhanced_code(&t.get::<Value>("enhanced").map_err(e)?)?;
     let reason = message
@@ -373,11 +396,15 @@ pub(crate) fn refusal(
     if enhanced.is_some_and(|s| u16::from(s.0) != code / 100) {
         return Err(format!("enhanced code class does not match reply code {code}").into());
     }
-    let text = match message {
-        Some(m) => clean_text(&m),
-        None => default.text(),
+    let reply = match lines {
+        Some(lines) => Reply::multiline(
+            code,
+            enhanced,
+            lines.iter().map(|l| clean_text(l)).collect(),
+        ),
+        None => Reply::new(code, enhanced, default.text()),
     };
-    Ok((Reply::new(code, enhanced, text), disconnect, reason))
+    Ok((reply, disconnect, reason))
 }
 
 /// `"5.7.8"` or `{5, 7, 8}`.
@@ -411,6 +438,37 @@ fn enhanced_code(value: &Value) -> Result<Option<EnhancedCode>, BadAnswer> {
         _ => Err(format!("invalid enhanced code {parts:?}").into()),
     }
 }
+
+/// `reject{ oauth = { status =, schemes =, scope = } }`: the OAuth error
+/// JSON (smtp-server's XOAUTH2 failure `data`), each field a short line;
+/// a missing one keeps the default's (`invalid_token`, `bearer`, `email`).
+fn oauth_challenge(t: &Table) -> Result<Option<Vec<u8>>, String> {
+    let e = |e: mlua::Error| e.to_string();
+    let Some(oauth) = t.get::<Option<Table>>("oauth").map_err(e)? else {
+        return Ok(None);
+    };
+    let mut json = serde_json::Map::new();
+    for (key, default) in [
+        ("status", "invalid_token"),
+        ("schemes", "bearer"),
+        ("scope", "email"),
+    ] {
+        let value = oauth
+            .get::<Option<String>>(key)
+            .map_err(e)?
+            .unwrap_or_else(|| default.to_string());
+        if value.len() > 200 || value.chars().any(char::is_control) {
+            return Err(format!("oauth.{key} must be one line of at most 200 bytes"));
+        }
+        json.insert(key.to_string(), value.into());
+    }
+    Ok(Some(
+        serde_json::Value::Object(json).to_string().into_bytes(),
+    ))
+}
+
+/// The most lines a refusal's message may have.
+const MAX_LINES: usize = 10;
 
 /// One line of printable text, bounded.
 fn clean_text(text: &str) -> String {
@@ -462,6 +520,7 @@ impl KumoRefusal {
             _ => Verdict::Reject {
                 reply: self.reply.clone(),
                 disconnect: self.disconnect,
+                oauth_challenge: None,
                 reason,
             },
         }

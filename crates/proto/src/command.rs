@@ -4,8 +4,12 @@
 //! it cannot, says what syntax it expected. Verbs are case-insensitive;
 //! `MAIL FROM: <a@b>` (with a space) is accepted because real clients send it.
 
+mod params;
 mod xclient;
 
+pub use params::{
+    encode_xtext, Body, MailParams, Notify, RcptParams, Ret, MAX_ENVID_LEN, MAX_ORCPT_LEN,
+};
 pub use xclient::{XclientAttribute, XclientAttributes};
 
 /// An SMTP command.
@@ -20,8 +24,14 @@ pub enum Command {
         initial_response: Option<Vec<u8>>,
     },
     Mail(Path, MailParams),
-    Rcpt(Path),
+    Rcpt(Path, RcptParams),
     Data,
+    /// `BDAT size [LAST]` (RFC 3030): `size` octets of message data follow
+    /// the line at once, read by length.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -48,34 +58,6 @@ impl Path {
             Path::Mailbox(m) => m,
         }
     }
-}
-
-/// The body type declared with `BODY=` (RFC 6152).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Body {
-    #[default]
-    SevenBit,
-    EightBitMime,
-}
-
-impl Body {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Body::SevenBit => "7bit",
-            Body::EightBitMime => "8bitmime",
-        }
-    }
-}
-
-/// Parameters of MAIL FROM we understand.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MailParams {
-    /// `SIZE=` (RFC 1870).
-    pub size: Option<u64>,
-    /// `BODY=` (RFC 6152).
-    pub body: Body,
-    /// `AUTH=` (RFC 4954 §5), xtext-decoded; `<>` kept as `<>`.
-    pub auth: Option<String>,
 }
 
 /// Why a line is not a command we can act on.
@@ -115,6 +97,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "MAIL" => parse_mail(rest),
         "RCPT" => parse_rcpt(rest),
         "DATA" => no_arg(rest, "DATA", Command::Data),
+        "BDAT" => parse_bdat(rest),
         "RSET" => no_arg(rest, "RSET", Command::Rset),
         "NOOP" => Ok(Command::Noop),
         "QUIT" => no_arg(rest, "QUIT", Command::Quit),
@@ -170,41 +153,38 @@ fn parse_mail(rest: &str) -> Result<Command, CommandError> {
     let after = strip_prefix_ignore_case(rest, "FROM:").ok_or(CommandError::Syntax(SYNTAX))?;
     let (path, params) = split_path(after).ok_or(CommandError::Syntax(SYNTAX))?;
     let path = parse_path(path, true)?;
-    let mut parsed = MailParams::default();
-    for param in params.split(' ').filter(|p| !p.is_empty()) {
-        let (key, value) = match param.find('=') {
-            Some(i) => (&param[..i], Some(&param[i + 1..])),
-            None => (param, None),
-        };
-        match (key.to_ascii_uppercase().as_str(), value) {
-            ("SIZE", Some(v)) => {
-                parsed.size = Some(
-                    v.parse()
-                        .map_err(|_| CommandError::Syntax("SIZE=<octets>"))?,
-                )
-            }
-            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
-                parsed.body = Body::EightBitMime
-            }
-            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => parsed.body = Body::SevenBit,
-            ("AUTH", Some(v)) => parsed.auth = Some(decode_xtext(v, "AUTH=<> or AUTH=xtext")?),
-            _ => return Err(CommandError::UnsupportedParameter(key.to_string())),
-        }
-    }
-    Ok(Command::Mail(path, parsed))
+    Ok(Command::Mail(path, params::parse_mail_params(params)?))
 }
 
 fn parse_rcpt(rest: &str) -> Result<Command, CommandError> {
-    const SYNTAX: &str = "RCPT TO:<address>";
+    const SYNTAX: &str = "RCPT TO:<address> [parameters]";
     let after = strip_prefix_ignore_case(rest, "TO:").ok_or(CommandError::Syntax(SYNTAX))?;
     let (path, params) = split_path(after).ok_or(CommandError::Syntax(SYNTAX))?;
-    if let Some(param) = params.split(' ').find(|p| !p.is_empty()) {
-        let key = param.split('=').next().unwrap_or(param);
-        return Err(CommandError::UnsupportedParameter(key.to_string()));
-    }
+    let params = params::parse_rcpt_params(params)?;
     match parse_path(path, false)? {
         Path::Null => Err(CommandError::InvalidAddress),
-        mailbox => Ok(Command::Rcpt(mailbox)),
+        mailbox => Ok(Command::Rcpt(mailbox, params)),
+    }
+}
+
+/// `BDAT chunk-size [LAST]`: the size is at most 20 digits (RFC 3030 §2
+/// says 1*DIGIT; a `u64` holds any size a client could mean).
+fn parse_bdat(rest: &str) -> Result<Command, CommandError> {
+    const SYNTAX: &str = "BDAT chunk-size [LAST]";
+    let mut words = rest.split(' ').filter(|w| !w.is_empty());
+    let size = words
+        .next()
+        .filter(|w| w.len() <= 20 && w.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|w| w.parse().ok())
+        .ok_or(CommandError::Syntax(SYNTAX))?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return Err(CommandError::Syntax(SYNTAX)),
+    };
+    match words.next() {
+        None => Ok(Command::Bdat { size, last }),
+        Some(_) => Err(CommandError::Syntax(SYNTAX)),
     }
 }
 
@@ -250,25 +230,6 @@ fn parse_path(path: &str, null_allowed: bool) -> Result<Path, CommandError> {
     } else {
         Err(CommandError::InvalidAddress)
     }
-}
-
-/// Decodes xtext (RFC 3461 §4): `+XX` is a hex-encoded octet.
-/// `syntax` is what a malformed value is told to look like.
-fn decode_xtext(s: &str, syntax: &'static str) -> Result<String, CommandError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'+' {
-            let hex = s.get(i + 1..i + 3).ok_or(CommandError::Syntax(syntax))?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| CommandError::Syntax(syntax))?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| CommandError::Syntax(syntax))
 }
 
 #[cfg(test)]

@@ -169,6 +169,12 @@ catalog! {
     message_too_big => 552 (5, 3, 4) "Message size exceeds fixed maximum message size";
     /// `555` for an unknown MAIL/RCPT parameter.
     unknown_parameter => 555 (5, 5, 4) "Unsupported parameter";
+    /// `553` for a non-ASCII address in a transaction without `SMTPUTF8`
+    /// (RFC 6531 §3.5).
+    non_ascii_address => 553 (5, 6, 7) "Non-ASCII address requires SMTPUTF8";
+    /// `503` for DATA in a transaction that began with BDAT (RFC 3030 §3:
+    /// the two are not mixed).
+    data_after_bdat => 503 (5, 5, 1) "DATA not allowed after BDAT in one transaction";
 }
 
 impl Reply {
@@ -194,6 +200,16 @@ impl Reply {
         }
     }
 
+    /// A multi-line reply (`code-…` lines, then `code …`): one line per
+    /// entry of `lines`; none is a reply with an empty text.
+    pub fn multiline(code: u16, status: Option<EnhancedCode>, lines: Vec<String>) -> Reply {
+        let mut reply = Reply::new(code, status, "");
+        if !lines.is_empty() {
+            reply.lines = lines.into_iter().map(Cow::Owned).collect();
+        }
+        reply
+    }
+
     /// The `220` greeting. RFC 2034 gives greetings no enhanced code.
     pub fn greeting(hostname: &str) -> Reply {
         Reply::new(220, None, format!("{hostname} ESMTP portcullis"))
@@ -202,6 +218,15 @@ impl Reply {
     /// The `250` answer to HELO.
     pub fn helo(hostname: &str) -> Reply {
         Reply::new(250, None, hostname.to_string())
+    }
+
+    /// `250` after a BDAT chunk other than the last (RFC 3030 §2).
+    pub fn chunk_received(octets: u64) -> Reply {
+        Reply::new(
+            250,
+            Some(EnhancedCode(2, 0, 0)),
+            format!("{octets} octets received"),
+        )
     }
 
     /// The multi-line `250` answer to EHLO: our name, then one keyword per line.

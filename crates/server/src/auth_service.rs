@@ -96,7 +96,14 @@ pub enum Verdict {
     },
     /// Refused: send `reply`; close the connection after it if `close`
     /// (a ban, or the policy asked).
-    Reject { reply: Reply, close: bool },
+    ///
+    /// For OAUTHBEARER and XOAUTH2, `oauth_challenge` is the error JSON a
+    /// policy chose for the challenge before the reply (else the default).
+    Reject {
+        reply: Reply,
+        close: bool,
+        oauth_challenge: Option<Vec<u8>>,
+    },
     /// Not decided now (store or policy unavailable, cool-down): send
     /// `reply`; the client may try again later.
     Defer { reply: Reply },
@@ -383,7 +390,10 @@ impl AuthService {
             // Whatever the script said, the proxy is told its login is
             // refused (`550 5.7.0`), unless it asked for a deferral or a
             // close.
-            Some(Outcome::Rejected { .. }) => Outcome::Rejected { reply: None },
+            Some(Outcome::Rejected { .. }) => Outcome::Rejected {
+                reply: None,
+                challenge: None,
+            },
             Some(other) => other,
         }
     }
@@ -441,14 +451,19 @@ impl AuthService {
                     sender_rule,
                 }
             }
-            Outcome::Rejected { reply } => Verdict::Reject {
+            Outcome::Rejected { reply, challenge } => Verdict::Reject {
                 reply: reply.unwrap_or(refused),
                 close: false,
+                oauth_challenge: challenge,
             },
             Outcome::Deferred { reply } => Verdict::Defer {
                 reply: reply.unwrap_or_else(Reply::auth_temporary_failure),
             },
-            Outcome::Disconnect { reply } => Verdict::Reject { reply, close: true },
+            Outcome::Disconnect { reply } => Verdict::Reject {
+                reply,
+                close: true,
+                oauth_challenge: None,
+            },
         }
     }
 

@@ -58,6 +58,7 @@ pub(crate) fn sender_rule(
 pub(crate) fn check_tenant(
     tenants: Option<&Tenants>,
     client: IpAddr,
+    groups: &[String],
     message: &mut Message,
 ) -> Result<(), Reply> {
     let Some(tenants) = tenants else {
@@ -72,7 +73,7 @@ pub(crate) fn check_tenant(
     match found.as_slice() {
         [] => {}
         [field] if portcullis_proto::header::is_plain_token(&field.value) => {
-            if !may_use(tenants, &field.value, authz.as_deref()) {
+            if !may_use(tenants, &field.value, authz.as_deref(), groups) {
                 tracing::warn!(%client, tenant = %field.value, authz = ?authz, "refused: tenant not allowed for this identity");
                 return Err(Reply::tenant_not_authorized());
             }
@@ -91,11 +92,34 @@ pub(crate) fn check_tenant(
     Ok(())
 }
 
-fn may_use(tenants: &Tenants, name: &str, authz: Option<&str>) -> bool {
-    match tenants.require_authz.get(name) {
-        None => true,
-        Some(allowed) => authz.is_some_and(|a| allowed.iter().any(|x| x == a)),
+/// A tenant listed under `require_authz` may be named by those
+/// authorization identities, and by members of its `require_group` groups.
+fn may_use(tenants: &Tenants, name: &str, authz: Option<&str>, groups: &[String]) -> bool {
+    let Some(allowed) = tenants.require_authz.get(name) else {
+        return true;
+    };
+    if authz.is_some_and(|a| allowed.iter().any(|x| x == a)) {
+        return true;
     }
+    let allowed_groups = tenants
+        .require_group
+        .get(name)
+        .map_or(&[][..], Vec::as_slice);
+    authz.is_some() && groups.iter().any(|g| allowed_groups.contains(g))
+}
+
+/// The groups of the KumoMTA AuthInfo the policy answered this session's
+/// login with (`auth_info.groups` in its user data).
+pub(crate) fn auth_info_groups(user_data: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(data) = user_data else {
+        return Vec::new();
+    };
+    let groups = data.pointer("/auth_info/groups").and_then(|g| g.as_array());
+    groups
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str().map(String::from))
+        .collect()
 }
 
 #[cfg(test)]

@@ -136,7 +136,8 @@ pub(crate) async fn serve<S>(
 /// channel-binding data of the certificate served now.
 fn tls_info(conn: &rustls::ServerConnection, shared: &Shared) -> portcullis_session::TlsInfo {
     let end_point_hash = shared.certificate.as_ref().map(|c| c.end_point_hash());
-    crate::tls::info(conn, end_point_hash.as_deref(), shared.client_identity)
+    let ca = shared.client_ca.as_deref();
+    crate::tls::info(conn, end_point_hash.as_deref(), shared.client_identity, ca)
 }
 
 /// A plain-text start, upgraded in place if the client asks for STARTTLS.
@@ -336,9 +337,8 @@ where
                 let verdict = authenticate(claim, &mut exchange, peer, session, shared).await;
                 let (refusal, flow) = match apply(verdict, session) {
                     AuthOutcome::Accepted { .. } => (None, Flow::Continue),
-                    AuthOutcome::Rejected { reply } | AuthOutcome::TemporaryFailure { reply } => {
-                        (reply, Flow::Continue)
-                    }
+                    AuthOutcome::Rejected { reply, .. }
+                    | AuthOutcome::TemporaryFailure { reply } => (reply, Flow::Continue),
                     AuthOutcome::Disconnect { reply } => (Some(reply), Flow::Close),
                 };
                 session.xclient_login_finished(refusal, &mut out);
@@ -389,8 +389,14 @@ fn apply(verdict: Verdict, session: &mut Session) -> AuthOutcome {
         Verdict::Reject {
             reply,
             close: false,
-        } => AuthOutcome::Rejected { reply: Some(reply) },
-        Verdict::Reject { reply, close: true } => AuthOutcome::Disconnect { reply },
+            oauth_challenge,
+        } => AuthOutcome::Rejected {
+            reply: Some(reply),
+            challenge: oauth_challenge,
+        },
+        Verdict::Reject {
+            reply, close: true, ..
+        } => AuthOutcome::Disconnect { reply },
         Verdict::Defer { reply } => AuthOutcome::TemporaryFailure { reply: Some(reply) },
         // Invariant: only script rounds are answered with a challenge.
         Verdict::Challenge(_) => AuthOutcome::TemporaryFailure { reply: None },
@@ -406,8 +412,9 @@ async fn spool(
     shared: &Shared,
 ) -> SpoolOutcome {
     let tenants = shared.tenants.as_ref();
-    if let Err(reply) = crate::authorization::check_tenant(tenants, peer.client.ip(), &mut message)
-    {
+    let groups = crate::authorization::auth_info_groups(peer.meta.user_data().as_ref());
+    let client = peer.client.ip();
+    if let Err(reply) = crate::authorization::check_tenant(tenants, client, &groups, &mut message) {
         return SpoolOutcome::Refused(reply);
     }
     let who = sender(peer, session);

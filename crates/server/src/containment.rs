@@ -483,7 +483,10 @@ impl Containment {
             metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "suspend").increment(1);
             login.result = "suspended".into();
             self.record(login);
-            return Some(Outcome::Rejected { reply: None });
+            return Some(Outcome::Rejected {
+                reply: None,
+                challenge: None,
+            });
         }
         self.record(login);
         self.seed_baseline(calls, authn_id, now).await;

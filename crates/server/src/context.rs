@@ -34,6 +34,9 @@ pub(crate) struct Shared {
     /// How a verified client certificate names its user (EXTERNAL); `None`
     /// when no client CA is configured.
     pub client_identity: Option<portcullis_config::ClientIdentity>,
+    /// `[tls] client_ca`'s verifier: whether a certificate a requesting
+    /// listener let through chains to it.
+    pub client_ca: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     /// The tenant rules checked before a message is spooled.
     pub tenants: Option<Tenants>,
     /// Turns true when the server stops: sessions between transactions get

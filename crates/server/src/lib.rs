@@ -23,6 +23,7 @@ mod connection;
 mod containment;
 mod context;
 pub mod defence;
+mod dsn_meta;
 mod error;
 mod files;
 mod listener;
@@ -250,6 +251,10 @@ impl Server {
             mechanisms.insert(0, Mechanism::External);
         }
         let certificate = tls.as_ref().map(|t| t.certificate.clone());
+        let client_ca = tls.as_ref().and_then(|t| t.ca_verifier.clone());
+        let request_any = tls
+            .as_ref()
+            .map(|t| TlsAcceptor::from(t.request_any.clone()));
         let acceptor = tls.map(|t| TlsAcceptor::from(t.config));
         let mut listeners = Vec::new();
         let mut sockets = Vec::new();
@@ -268,7 +273,11 @@ impl Server {
                 name: l.name.clone(),
                 local_addr: socket.local_addr().ok(),
                 implicit_tls: l.tls == ListenerTls::Implicit,
-                acceptor: if uses_tls { acceptor.clone() } else { None },
+                acceptor: match (uses_tls, l.request_client_certificate) {
+                    (false, _) => None,
+                    (true, false) => acceptor.clone(),
+                    (true, true) => request_any.clone(),
+                },
                 session: std::sync::RwLock::new(Arc::new(session)),
                 xclient_trusted: l.xclient_trusted.clone(),
                 proxy_trusted: l.proxy_trusted.clone(),
@@ -309,6 +318,7 @@ impl Server {
             max_connections: config.limits.max_connections,
             certificate,
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
+            client_ca,
             stopping,
             grace_over: watch::Sender::new(false),
             containment,

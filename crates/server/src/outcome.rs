@@ -12,9 +12,11 @@ pub(crate) enum Outcome {
         authn_id: String,
         authz_id: String,
     },
-    /// `535 5.7.8` unless `reply` says otherwise.
+    /// `535 5.7.8` unless `reply` says otherwise; for OAUTHBEARER and
+    /// XOAUTH2, `challenge` is the policy's error JSON (else the default).
     Rejected {
         reply: Option<Reply>,
+        challenge: Option<Vec<u8>>,
     },
     /// `454 4.7.0` unless `reply` says otherwise.
     Deferred {

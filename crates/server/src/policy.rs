@@ -184,12 +184,16 @@ fn outcome(verdict: Verdict, facts: &ConnectionFacts, mechanism: &str, user: &st
         Verdict::Reject {
             reply,
             disconnect,
+            oauth_challenge,
             reason,
         } => {
             tracing::warn!(%client, %mechanism, %user, result = "rejected", %reason, disconnect, by = "policy", "auth");
             match disconnect {
                 true => Outcome::Disconnect { reply },
-                false => Outcome::Rejected { reply: Some(reply) },
+                false => Outcome::Rejected {
+                    reply: Some(reply),
+                    challenge: oauth_challenge,
+                },
             }
         }
         Verdict::Defer {
@@ -208,7 +212,10 @@ fn outcome(verdict: Verdict, facts: &ConnectionFacts, mechanism: &str, user: &st
             // The client sees the 454, but the attempt is a failure: it
             // waits the failure delay and is counted (see `defence`), so a
             // script that errors for unknown users is no user oracle.
-            Outcome::Rejected { reply: Some(reply) }
+            Outcome::Rejected {
+                reply: Some(reply),
+                challenge: None,
+            }
         }
         _ => Outcome::Deferred { reply: None },
     }
@@ -227,12 +234,34 @@ fn conn_facts(facts: &ConnectionFacts) -> ConnFacts {
         tls: facts.tls.as_ref().map(|t| TlsFacts {
             version: t.version.clone(),
             cipher: t.cipher.clone(),
+            key_size: cipher_key_size(&t.cipher),
             client_certificate: t.client_certificate.as_ref().map(|c| CertFacts {
                 subject: c.subject.clone(),
                 issuer: c.issuer.clone(),
                 sha256: c.sha256.clone(),
+                md5: c.details.md5.clone(),
+                sha1: c.details.sha1.clone(),
+                sha512: c.details.sha512.clone(),
+                serial: c.details.serial.clone(),
+                not_before: c.details.not_before.clone(),
+                not_after: c.details.not_after.clone(),
+                subject_alt_names: c.details.subject_alt_names.clone(),
+                key_algorithm: c.details.key_algorithm.clone(),
+                key_bits: c.details.key_bits,
+                verify_error: c.details.verify_error.clone(),
             }),
         }),
+    }
+}
+
+/// The key size in bits of a rustls cipher suite name.
+fn cipher_key_size(cipher: &str) -> u32 {
+    if cipher.contains("AES_128") {
+        128
+    } else if cipher.contains("AES_256") || cipher.contains("CHACHA20") {
+        256
+    } else {
+        0
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) async fn spool(
             version: t.version.clone(),
             cipher: t.cipher.clone(),
             client_certificate: t.client_certificate.as_ref().map(|c| ClientCertMeta {
+                verified: c.details.verify_error.is_none(),
                 subject: c.subject.clone(),
                 issuer: c.issuer.clone(),
                 sha256: c.sha256.clone(),
@@ -74,6 +75,8 @@ pub(crate) async fn spool(
         xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
         meta: conn_meta(spooler.with_policy, peer, &message),
         held,
+        smtputf8: message.envelope.params.smtputf8,
+        dsn: crate::dsn_meta::of(&message.envelope),
     };
     let spool = spooler.spool.clone();
     let started = std::time::Instant::now();

@@ -260,6 +260,14 @@ mod tests {
         let source =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/telemetry.rs"))
                 .expect("telemetry.rs");
+        // And every declared name is in the table (the dashboard follows it).
+        for line in source
+            .lines()
+            .filter(|l| l.starts_with("pub const") && l.contains("\"portcullis_"))
+        {
+            let name = line.split('"').nth(1).unwrap_or_default();
+            assert!(ALL.iter().any(|(n, _)| *n == name), "{name} is not in ALL");
+        }
         for (name, _) in ALL {
             let constant = source
                 .lines()

@@ -45,8 +45,16 @@ pub enum TlsError {
 #[derive(Clone)]
 pub struct TlsSetup {
     pub config: Arc<rustls::ServerConfig>,
+    /// For listeners with `client_certificate = "request"`: any client
+    /// certificate is accepted in the handshake.
+    pub request_any: Arc<rustls::ServerConfig>,
+    /// The `[tls] client_ca` verifier, to tell whether a certificate taken
+    /// by `request_any` would have chained.
+    pub ca_verifier: Option<Arc<dyn ClientCertVerifier>>,
     pub certificate: Arc<ServerCertificate>,
 }
+
+use rustls::server::danger::ClientCertVerifier;
 
 /// Builds the rustls server configuration from `source`; with `clients`,
 /// clients may present a certificate, which must chain to that CA. The
@@ -59,19 +67,28 @@ pub fn setup(
 ) -> Result<TlsSetup, TlsError> {
     let provider = Arc::new(provider());
     let certificate = Arc::new(ServerCertificate::load(source, hostname, provider.clone())?);
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let builder = match clients {
-        Some(clients) => {
-            builder.with_client_cert_verifier(crate::client_cert::verifier(clients, provider)?)
-        }
-        None => builder.with_no_client_auth(),
+    let ca_verifier = match clients {
+        Some(clients) => Some(crate::client_cert::verifier(clients, provider.clone())?),
+        None => None,
     };
-    let mut config = builder.with_cert_resolver(certificate.clone());
-    // Our suite order, not the client's: see `provider`.
-    config.ignore_client_order = true;
+    let build = |verifier: Option<Arc<dyn ClientCertVerifier>>| {
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let builder = match verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(certificate.clone());
+        // Our suite order, not the client's: see `provider`.
+        config.ignore_client_order = true;
+        Ok::<_, TlsError>(Arc::new(config))
+    };
     Ok(TlsSetup {
-        config: Arc::new(config),
+        config: build(ca_verifier.clone())?,
+        request_any: build(Some(
+            crate::client_cert::DangerousAnyClientCertificate::new(&provider),
+        ))?,
+        ca_verifier,
         certificate,
     })
 }
@@ -230,6 +247,7 @@ pub fn info(
     conn: &rustls::ServerConnection,
     certificate_hash: Option<&[u8]>,
     client_identity: Option<ClientIdentity>,
+    ca_verifier: Option<&dyn ClientCertVerifier>,
 ) -> TlsInfo {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
@@ -256,9 +274,19 @@ pub fn info(
             tls_exporter,
             tls_server_end_point: certificate_hash.map(<[u8]>::to_vec),
         },
-        client_certificate: client_identity.and_then(|identity| {
-            let leaf = conn.peer_certificates()?.first()?;
-            crate::client_cert::facts(leaf, identity)
+        client_certificate: conn.peer_certificates().and_then(|chain| {
+            let (leaf, intermediates) = chain.split_first()?;
+            // A listener that only requests certificates let any through:
+            // say whether this one chains to our CA. (Where the handshake
+            // verified it, this verifies it again and agrees.)
+            let verify_error = match ca_verifier {
+                None => Some("no client CA configured ([tls] client_ca)".to_string()),
+                Some(ca) => ca
+                    .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+                    .err()
+                    .map(|e| e.to_string()),
+            };
+            crate::client_cert::facts(leaf, client_identity, verify_error)
         }),
     }
 }

@@ -59,7 +59,10 @@ pub(crate) async fn check(
             use tracing::field::display;
             let (authzid, detail) = (authzid.map(display), detail.map(display));
             tracing::warn!(%client, %mechanism, %user, authzid, result = "rejected", %reason, detail, "auth");
-            Outcome::Rejected { reply: None }
+            Outcome::Rejected {
+                reply: None,
+                challenge: None,
+            }
         }
         Decision::Unavailable(reason) => {
             tracing::error!(%client, %mechanism, %user, result = "deferred", reason = %reason, "auth: store unavailable");

@@ -156,9 +156,10 @@ pub(crate) fn finished(session: &mut Session, outcome: AuthOutcome, out: &mut Ve
             }
             Flow::Continue
         }
-        AuthOutcome::Rejected { reply } => {
+        AuthOutcome::Rejected { reply, challenge } => {
             let reply = reply.unwrap_or_else(Reply::auth_failed);
-            if let Some(data) = failure_data {
+            if let Some(default) = failure_data {
+                let data = challenge.as_deref().unwrap_or(default);
                 // RFC 7628 §3.2.2: the error goes out as a challenge; the
                 // failure reply follows the client's acknowledgement.
                 Reply::auth_challenge(framing::encode_challenge(data)).write_to(out);

@@ -1,6 +1,6 @@
 //! What the session asks of its driver, and what comes back.
 
-use portcullis_proto::{MailParams, Path, Reply};
+use portcullis_proto::{MailParams, Path, RcptParams, Reply};
 use portcullis_sasl::{ChannelBinding, Credentials, Mechanism, ScramHash, ScramSecrets, Secret};
 
 /// Work the session cannot do itself. After returning one, the session waits
@@ -87,8 +87,33 @@ pub struct ClientCertificate {
     pub sha256: String,
     /// The user name the listener maps the certificate to (subject CN or
     /// SAN e-mail, as configured); `None` when the certificate lacks that
-    /// field, and then EXTERNAL is not offered.
+    /// field, or was not verified, and then EXTERNAL is not offered.
     pub identity: Option<String>,
+    /// The rest of what a policy may read (Halon's `GetTLS`).
+    pub details: CertificateDetails,
+}
+
+/// A client certificate's other facts, for policy scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CertificateDetails {
+    /// Fingerprints of the DER certificate, colon-separated upper-case hex.
+    pub md5: String,
+    pub sha1: String,
+    pub sha512: String,
+    /// Serial number, colon-separated hex.
+    pub serial: String,
+    /// Validity, RFC 2822 dates.
+    pub not_before: String,
+    pub not_after: String,
+    /// Subject alternative names (`DNS:…`, `email:…`, `IP:…`, `URI:…`).
+    pub subject_alt_names: Vec<String>,
+    /// Public key algorithm (`RSA`, `EC`, `Ed25519`) and size in bits.
+    pub key_algorithm: String,
+    pub key_bits: u32,
+    /// `None`: verified against `[tls] client_ca` in the handshake.
+    /// `Some(why)`: accepted without that (a listener with
+    /// `client_certificate = "request"`), only possession of the key shown.
+    pub verify_error: Option<String>,
 }
 
 /// The driver's answer to [`Effect::LookupScramSecrets`].
@@ -167,9 +192,12 @@ pub enum AuthOutcome {
         authn_id: String,
         authz_id: String,
     },
-    /// `535 5.7.8` unless `reply` says otherwise.
+    /// `535 5.7.8` unless `reply` says otherwise. For OAUTHBEARER and
+    /// XOAUTH2 the error JSON goes first as a challenge: `challenge`, or
+    /// the default `invalid_token` one; other mechanisms ignore it.
     Rejected {
         reply: Option<Reply>,
+        challenge: Option<Vec<u8>>,
     },
     /// `454 4.7.0` unless `reply` says otherwise.
     TemporaryFailure {
@@ -197,6 +225,8 @@ pub struct Envelope {
     pub mail_from: Path,
     pub params: MailParams,
     pub rcpt_to: Vec<String>,
+    /// The DSN parameters of each recipient, in `rcpt_to` order.
+    pub rcpt_params: Vec<RcptParams>,
 }
 
 /// A received message and everything known about how it came.
@@ -205,7 +235,8 @@ pub struct Message {
     pub envelope: Envelope,
     /// The unstuffed body, as the client sent it (no trace header yet).
     pub data: Vec<u8>,
-    /// `ESMTPSA`, `ESMTPA`, `ESMTPS`, `ESMTP` or `SMTP` (RFC 3848).
+    /// `ESMTPSA`, `ESMTPA`, `ESMTPS`, `ESMTP` or `SMTP` (RFC 3848); `UTF8SMTP…`
+    /// for an SMTPUTF8 transaction (RFC 6531 §3.7.3).
     pub protocol: &'static str,
     pub helo: String,
     pub tls: Option<TlsInfo>,

@@ -14,6 +14,7 @@
 //! asks for: a pipelined group is answered with one write.
 
 mod auth;
+mod bdat;
 mod config;
 mod effect;
 mod mail;
@@ -24,8 +25,8 @@ mod xclient;
 
 pub use config::{AuthPolicy, SessionConfig};
 pub use effect::{
-    AuthMechanism, AuthOutcome, ClientCertificate, Effect, Envelope, Flow, Identity, Message,
-    ScramLookup, ScriptStepOutcome, SendingCheck, SpoolOutcome, TlsInfo,
+    AuthMechanism, AuthOutcome, CertificateDetails, ClientCertificate, Effect, Envelope, Flow,
+    Identity, Message, ScramLookup, ScriptStepOutcome, SendingCheck, SpoolOutcome, TlsInfo,
 };
 pub use script_auth::MAX_SCRIPT_ROUNDS;
 pub use sender::SenderRule;

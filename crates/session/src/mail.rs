@@ -1,7 +1,11 @@
-//! The mail transaction: MAIL, RCPT and DATA (RFC 5321 §3.3).
+//! The mail transaction: MAIL, RCPT and DATA (RFC 5321 §3.3), with the
+//! SMTPUTF8 rule for addresses (RFC 6531) and the DSN parameters
+//! (RFC 3461), which are recorded here and acted on by delivery. BDAT is
+//! in [`crate::bdat`].
 
+use portcullis_proto::address::{canonical, valid_utf8_address};
 use portcullis_proto::data::DataReceiver;
-use portcullis_proto::{MailParams, Path, Reply};
+use portcullis_proto::{MailParams, Path, RcptParams, Reply};
 
 use crate::config::AuthPolicy;
 use crate::effect::{Effect, Envelope, SendingCheck};
@@ -11,7 +15,7 @@ use crate::session::{Phase, Session, Step};
 #[derive(Debug)]
 pub(crate) enum Pending {
     Mail(Envelope),
-    Rcpt(String),
+    Rcpt(String, RcptParams),
 }
 
 /// Whether MAIL and RCPT wait for the driver's check.
@@ -41,6 +45,8 @@ pub(crate) fn mail(
         }
     } else if session.transaction.is_some() {
         Reply::nested_mail()
+    } else if let Some(refused) = address_refusal(&from, params.smtputf8) {
+        refused
     } else if session
         .sender_rule
         .as_ref()
@@ -61,7 +67,9 @@ pub(crate) fn mail(
             mail_from: from,
             params,
             rcpt_to: Vec::new(),
+            rcpt_params: Vec::new(),
         };
+        session.bdat = None;
         if checked_by_driver(session) {
             let size = envelope.params.size;
             session.phase = Phase::AwaitingSendingCheck(Pending::Mail(envelope));
@@ -87,9 +95,10 @@ pub(crate) fn checked(
             session.transaction = Some(envelope);
             Reply::sender_ok()
         }
-        (None, Pending::Rcpt(to)) => match &mut session.transaction {
+        (None, Pending::Rcpt(to, params)) => match &mut session.transaction {
             Some(envelope) => {
                 envelope.rcpt_to.push(to);
+                envelope.rcpt_params.push(params);
                 Reply::recipient_ok()
             }
             None => Reply::need_mail(),
@@ -120,13 +129,15 @@ fn trusted_auth_param(session: &Session, claimed: String) -> String {
         .into_iter()
         .flat_map(|i| [i.authn_id.as_str(), i.authz_id.as_str()])
         .chain(session.xclient.as_ref().and_then(|x| x.login.as_deref()));
-    let local_part = mailbox.rsplit_once('@').map(|(local, _)| local);
+    let mailbox_key = canonical(mailbox);
+    let local_part = mailbox_key.rsplit_once('@').map(|(local, _)| local);
     let mut trusted = false;
     for name in names {
-        trusted |= name.eq_ignore_ascii_case(mailbox);
+        let name = canonical(name);
+        trusted |= name == mailbox_key;
         trusted |= session.sender_rule.is_none()
             && !name.contains('@')
-            && local_part.is_some_and(|l| l.eq_ignore_ascii_case(name));
+            && local_part.is_some_and(|l| l == name);
     }
     trusted |= session
         .sender_rule
@@ -138,22 +149,39 @@ fn trusted_auth_param(session: &Session, claimed: String) -> String {
     }
 }
 
-pub(crate) fn rcpt(session: &mut Session, to: Path, out: &mut Vec<u8>) -> Step {
+/// RFC 6531 §3.5: a non-ASCII address is refused with `553 5.6.7` in a
+/// transaction that did not ask for SMTPUTF8; in one that did, it must be
+/// a clean UTF-8 address (no control characters).
+fn address_refusal(address: &Path, smtputf8: bool) -> Option<Reply> {
+    let address = address.as_str();
+    match (address.is_ascii(), smtputf8) {
+        (true, _) => None,
+        (false, false) => Some(Reply::non_ascii_address()),
+        (false, true) if !valid_utf8_address(address) => Some(Reply::invalid_address()),
+        (false, true) => None,
+    }
+}
+
+pub(crate) fn rcpt(session: &mut Session, to: Path, params: RcptParams, out: &mut Vec<u8>) -> Step {
     let max = session.config.max_recipients;
     let check = checked_by_driver(session);
     let reply = match &mut session.transaction {
         None => Reply::need_mail(),
         Some(envelope) if envelope.rcpt_to.len() >= max => Reply::too_many_recipients(),
-        Some(envelope) if check => {
-            let n = envelope.rcpt_to.len() + 1;
-            let pending = Pending::Rcpt(to.as_str().to_string());
-            session.phase = Phase::AwaitingSendingCheck(pending);
-            return Step::Effect(Effect::CheckSending(SendingCheck::Rcpt { n }));
-        }
-        Some(envelope) => {
-            envelope.rcpt_to.push(to.as_str().to_string());
-            Reply::recipient_ok()
-        }
+        Some(envelope) => match address_refusal(&to, envelope.params.smtputf8) {
+            Some(refused) => refused,
+            None if check => {
+                let n = envelope.rcpt_to.len() + 1;
+                let pending = Pending::Rcpt(to.as_str().to_string(), params);
+                session.phase = Phase::AwaitingSendingCheck(pending);
+                return Step::Effect(Effect::CheckSending(SendingCheck::Rcpt { n }));
+            }
+            None => {
+                envelope.rcpt_to.push(to.as_str().to_string());
+                envelope.rcpt_params.push(params);
+                Reply::recipient_ok()
+            }
+        },
     };
     reply.write_to(out);
     Step::Continue
@@ -163,6 +191,7 @@ pub(crate) fn data(session: &mut Session, out: &mut Vec<u8>) {
     let reply = match &session.transaction {
         None => Reply::need_mail(),
         Some(envelope) if envelope.rcpt_to.is_empty() => Reply::need_rcpt(),
+        Some(_) if session.bdat.is_some() => Reply::data_after_bdat(),
         Some(_) => {
             session.phase = Phase::Data(DataReceiver::new(session.config.max_message_size));
             Reply::start_data()

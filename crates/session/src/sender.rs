@@ -6,15 +6,16 @@
 //! with [`crate::Session::restrict_senders`]. Without a rule every sender
 //! is accepted (the check is off, or the client is not authenticated).
 
+use portcullis_proto::address::canonical;
 use portcullis_proto::{header, Path, Reply};
 
 /// The addresses one user may send from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SenderRule {
     any: bool,
-    /// Lower-cased full addresses.
+    /// Full addresses in canonical form ([`canonical`]: NFC, lower case).
     addresses: Vec<String>,
-    /// Lower-cased domains from `@domain` entries: any address there.
+    /// Canonical domains from `@domain` entries: any address there.
     domains: Vec<String>,
     /// The `From:` header's addresses must be owned too.
     from_header: bool,
@@ -31,7 +32,7 @@ impl SenderRule {
     {
         let mut rule = SenderRule::default();
         for entry in owned {
-            let entry = entry.as_ref().trim().to_ascii_lowercase();
+            let entry = canonical(entry.as_ref().trim());
             if entry == "*" {
                 rule.any = true;
             } else if let Some(domain) = entry.strip_prefix('@') {
@@ -80,7 +81,7 @@ impl SenderRule {
     /// Whether `from` may be used. The null sender `<>` (bounces) is
     /// always allowed: it names no one.
     pub fn allows(&self, from: &Path) -> bool {
-        let address = from.as_str().to_ascii_lowercase();
+        let address = canonical(from.as_str());
         if self.any || matches!(from, Path::Null) {
             return true;
         }

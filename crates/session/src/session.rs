@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use portcullis_proto::bdat::{Chunk, ChunkedBody};
 use portcullis_proto::command::{self, CommandError};
 use portcullis_proto::data::{DataOutcome, DataProgress, DataReceiver};
 use portcullis_proto::line::{Frame, LineFramer};
@@ -73,6 +74,14 @@ pub(crate) enum Phase {
     AuthSuccessAck { identity: Identity },
     /// Reading a DATA body.
     Data(DataReceiver),
+    /// Reading the `size` octets of a BDAT chunk; `refusal`, when set, is
+    /// the reply the chunk gets once read (it is not kept).
+    Chunk {
+        chunk: Chunk,
+        size: u64,
+        last: bool,
+        refusal: Option<Reply>,
+    },
     /// Waiting for [`Session::spool_finished`].
     AwaitingSpool,
     /// Waiting for [`Session::sending_checked`] on this MAIL or RCPT.
@@ -103,6 +112,8 @@ pub struct Session {
     /// What a trusted proxy said with XCLIENT.
     pub(crate) xclient: Option<crate::xclient::Xclient>,
     pub(crate) transaction: Option<Envelope>,
+    /// The chunks of the transaction so far, once it has used BDAT.
+    pub(crate) bdat: Option<ChunkedBody>,
     pub(crate) unauthenticated_commands: u32,
     pub(crate) auth_failures: u32,
     pub(crate) auth_attempts: u32,
@@ -134,6 +145,7 @@ impl Session {
             identity: None,
             xclient: None,
             transaction: None,
+            bdat: None,
             unauthenticated_commands: 0,
             auth_failures: 0,
             auth_attempts: 0,
@@ -181,15 +193,19 @@ impl Session {
         self.transaction.is_some()
             || matches!(
                 self.phase,
-                Phase::Data(_) | Phase::AwaitingSpool | Phase::AwaitingSendingCheck(_)
+                Phase::Data(_)
+                    | Phase::Chunk { .. }
+                    | Phase::AwaitingSpool
+                    | Phase::AwaitingSendingCheck(_)
             )
     }
 
-    /// Whether the session is reading message data (after `354`): the
+    /// Whether the session is reading message data (after `354`, or a
+    /// BDAT chunk): the
     /// driver holds the client to a minimum data rate then, and to a
     /// deadline per command line otherwise.
     pub fn receiving_data(&self) -> bool {
-        matches!(self.phase, Phase::Data(_))
+        matches!(self.phase, Phase::Data(_) | Phase::Chunk { .. })
     }
 
     /// Whether the rest of an over-long line is being thrown away: input
@@ -225,9 +241,19 @@ impl Session {
                 Phase::Data(receiver) => match receiver.feed(rest) {
                     DataProgress::More { consumed } => (consumed, Step::NeedInput),
                     DataProgress::Done { consumed, outcome } => {
-                        (consumed, self.data_done(outcome, out))
+                        (consumed, self.message_done(outcome, out))
                     }
                 },
+                Phase::Chunk { chunk, refusal, .. } => {
+                    let (octets, done) = chunk.feed(rest);
+                    if let (None, Some(body)) = (refusal, &mut self.bdat) {
+                        body.extend(octets);
+                    }
+                    match done {
+                        true => (octets.len(), crate::bdat::chunk_done(self, out)),
+                        false => (octets.len(), Step::NeedInput),
+                    }
+                }
                 Phase::Closed => (rest.len(), Step::NeedInput),
                 Phase::AwaitingAuth { .. }
                 | Phase::AwaitingScript { .. }
@@ -273,6 +299,7 @@ impl Session {
         self.tls = Some(tls);
         self.helo = None;
         self.transaction = None;
+        self.bdat = None;
         self.identity = None;
         self.sender_rule = None;
         // The login a proxy vouched for is forgotten like any identity;
@@ -351,6 +378,19 @@ impl Session {
         }
     }
 
+    /// The protocol of a message for its trace header: RFC 6531 §3.7.3
+    /// names an SMTPUTF8 transaction `UTF8SMTP` (with `A` and `S` as in
+    /// RFC 3848), as Postfix writes it.
+    fn message_protocol(&self, smtputf8: bool) -> &'static str {
+        match (smtputf8, self.protocol()) {
+            (true, "ESMTPSA") => "UTF8SMTPSA",
+            (true, "ESMTPA") => "UTF8SMTPA",
+            (true, "ESMTPS") => "UTF8SMTPS",
+            (true, "ESMTP") => "UTF8SMTP",
+            (_, protocol) => protocol,
+        }
+    }
+
     fn next_line(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, Step) {
         match self.framer.next_frame(input) {
             Frame::Incomplete => (0, Step::NeedInput),
@@ -418,10 +458,12 @@ impl Session {
                 initial_response,
             } => return crate::auth::start(self, &mechanism, initial_response, out),
             Command::Mail(from, params) => return crate::mail::mail(self, from, params, out),
-            Command::Rcpt(to) => return crate::mail::rcpt(self, to, out),
+            Command::Rcpt(to, params) => return crate::mail::rcpt(self, to, params, out),
             Command::Data => crate::mail::data(self, out),
+            Command::Bdat { size, last } => crate::bdat::start(self, size, last),
             Command::Rset => {
                 self.transaction = None;
+                self.bdat = None;
                 Reply::ok().write_to(out);
             }
             Command::Noop => Reply::ok().write_to(out),
@@ -454,6 +496,7 @@ impl Session {
 
     fn greet(&mut self, name: String, extended: bool, out: &mut Vec<u8>) {
         self.transaction = None;
+        self.bdat = None;
         let reply = if extended {
             Reply::ehlo(&self.config.hostname, &name, self.ehlo_keywords())
         } else {
@@ -469,6 +512,9 @@ impl Session {
             format!("SIZE {}", self.config.max_message_size),
             "8BITMIME".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
+            "SMTPUTF8".to_string(),
+            "CHUNKING".to_string(),
+            "DSN".to_string(),
         ];
         if self.config.starttls && self.tls.is_none() {
             keywords.push("STARTTLS".to_string());
@@ -557,9 +603,11 @@ impl Session {
         Step::Continue
     }
 
-    fn data_done(&mut self, outcome: DataOutcome, out: &mut Vec<u8>) -> Step {
+    /// The message is complete (the end of DATA, or the last BDAT chunk).
+    pub(crate) fn message_done(&mut self, outcome: DataOutcome, out: &mut Vec<u8>) -> Step {
         self.phase = Phase::Command;
-        // Invariant: the Data phase is entered only with a transaction.
+        // Invariant: the Data phase and a kept last chunk come only with a
+        // transaction.
         let Some(envelope) = self.transaction.take() else {
             Reply::need_mail().write_to(out);
             return Step::Continue;
@@ -578,9 +626,9 @@ impl Session {
                 }
                 self.phase = Phase::AwaitingSpool;
                 Step::Effect(Effect::Spool(Box::new(Message {
+                    protocol: self.message_protocol(envelope.params.smtputf8),
                     envelope,
                     data,
-                    protocol: self.protocol(),
                     helo: self
                         .helo
                         .as_ref()

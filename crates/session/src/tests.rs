@@ -7,6 +7,7 @@ use portcullis_sasl::{Credentials, Mechanism};
 use crate::*;
 
 mod clients;
+mod esmtp;
 mod external;
 mod oauth;
 mod scram;
@@ -305,8 +306,13 @@ fn rejected_and_deferred_auth() {
     h.replies("EHLO c\r\n");
     h.send("AUTH PLAIN AHUAcA==\r\n");
     assert_eq!(
-        h.session
-            .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out),
+        h.session.auth_finished(
+            AuthOutcome::Rejected {
+                reply: None,
+                challenge: None
+            },
+            &mut h.out
+        ),
         Flow::Continue
     );
     assert_eq!(h.take(), "535 5.7.8 Authentication credentials invalid\r\n");
@@ -326,15 +332,24 @@ fn third_auth_failure_closes_with_421() {
     for _ in 0..2 {
         h.send("AUTH PLAIN AHUAcA==\r\n");
         assert_eq!(
-            h.session
-                .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out),
+            h.session.auth_finished(
+                AuthOutcome::Rejected {
+                    reply: None,
+                    challenge: None
+                },
+                &mut h.out
+            ),
             Flow::Continue
         );
     }
     h.send("AUTH PLAIN AHUAcA==\r\n");
-    let effect = h
-        .session
-        .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
+    let effect = h.session.auth_finished(
+        AuthOutcome::Rejected {
+            reply: None,
+            challenge: None,
+        },
+        &mut h.out,
+    );
     assert_eq!(effect, Flow::Close);
     assert!(h
         .take()

@@ -76,7 +76,9 @@ use tokio::sync::oneshot;
 
 pub use error::SpoolError;
 pub use id::MessageId;
-pub use meta::{AuthMeta, ClientCertMeta, MessageMeta, StoredMeta, TlsMeta, XclientMeta};
+pub use meta::{
+    AuthMeta, ClientCertMeta, DsnMeta, MessageMeta, RcptDsnMeta, StoredMeta, TlsMeta, XclientMeta,
+};
 
 use index::Index;
 use journal::Record;

@@ -46,6 +46,49 @@ pub struct MessageMeta {
     /// may override it (`portcullis queue hold|release --user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// MAIL FROM had `SMTPUTF8` (RFC 6531): the envelope or the headers may
+    /// be UTF-8, and a next hop must offer SMTPUTF8 to take it. Absent in
+    /// metadata written before SMTPUTF8 was offered: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smtputf8: bool,
+    /// The DSN requests of the submission (RFC 3461), if it made any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsn: Option<DsnMeta>,
+}
+
+/// What the client asked of delivery status notifications (RFC 3461),
+/// values decoded from xtext.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DsnMeta {
+    /// `RET=`: `"FULL"` or `"HDRS"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+    /// `ENVID=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// The recipients that gave NOTIFY= or ORCPT=.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<RcptDsnMeta>,
+}
+
+impl DsnMeta {
+    /// The DSN parameters `rcpt` was given, if any.
+    pub fn recipient(&self, rcpt: &str) -> Option<&RcptDsnMeta> {
+        self.recipients.iter().find(|r| r.rcpt == rcpt)
+    }
+}
+
+/// One recipient's DSN parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RcptDsnMeta {
+    /// The forward-path, as in `rcpt_to`.
+    pub rcpt: String,
+    /// `NOTIFY=` as sent on: `"NEVER"` or e.g. `"SUCCESS,FAILURE"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+    /// `ORCPT=`, decoded: `addr-type;address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
 }
 
 /// The XCLIENT facts of a proxied session (absent fields were not given
@@ -76,20 +119,30 @@ pub struct TlsMeta {
     pub version: String,
     /// Cipher suite name.
     pub cipher: String,
-    /// The client certificate our CA verified, if the client sent one.
+    /// The client certificate the client sent, if any: verified by our CA
+    /// unless `verified` says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<ClientCertMeta>,
 }
 
-/// A verified TLS client certificate (SASL EXTERNAL).
+/// A TLS client certificate (SASL EXTERNAL; or one a listener with
+/// `client_certificate = "request"` took without a CA).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientCertMeta {
+    /// Whether it chained to `[tls] client_ca`. Records written before
+    /// this field existed hold only verified certificates.
+    #[serde(default = "verified_by_default")]
+    pub verified: bool,
     /// Subject distinguished name.
     pub subject: String,
     /// Issuer distinguished name.
     pub issuer: String,
     /// SHA-256 of the DER certificate, colon-separated hex.
     pub sha256: String,
+}
+
+fn verified_by_default() -> bool {
+    true
 }
 
 /// The SASL identity of the submitting client.

@@ -28,6 +28,8 @@ fn meta() -> MessageMeta {
         xclient: None,
         meta: Default::default(),
         held: None,
+        smtputf8: false,
+        dsn: None,
     }
 }
 
@@ -57,6 +59,35 @@ fn store_then_list_and_read_round_trip() {
     assert!(names(&dir.path().join("tmp")).is_empty());
     assert!(names(&spool.queue_dir()).is_empty());
     assert_eq!(names(&dir.path().join("journal")), ["0000000000000001.log"]);
+}
+
+/// SMTPUTF8 and the DSN requests are kept; metadata written before they
+/// existed still reads (both absent: no SMTPUTF8, no DSN request).
+#[test]
+fn smtputf8_and_dsn_round_trip_and_default_when_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let m = MessageMeta {
+        mail_from: "j\u{fc}rgen@b\u{fc}cher.example".into(),
+        smtputf8: true,
+        dsn: Some(DsnMeta {
+            ret: Some("HDRS".into()),
+            envid: Some("x".into()),
+            recipients: vec![RcptDsnMeta {
+                rcpt: "bob@example.net".into(),
+                notify: Some("SUCCESS,FAILURE".into()),
+                orcpt: Some("rfc822;bob@example.net".into()),
+            }],
+        }),
+        ..meta()
+    };
+    let id = spool.store(&m, MESSAGE).unwrap();
+    assert_eq!(spool.read(&id).unwrap().0.meta, m);
+    let mut json = serde_json::to_value(meta()).unwrap();
+    assert!(json.get("smtputf8").is_none() && json.get("dsn").is_none());
+    json.as_object_mut().unwrap().remove("meta");
+    let old: MessageMeta = serde_json::from_value(json).unwrap();
+    assert_eq!((old.smtputf8, old.dsn), (false, None));
 }
 
 #[test]

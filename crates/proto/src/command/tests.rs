@@ -102,7 +102,8 @@ fn mail_parameters() {
         MailParams {
             size: Some(1000),
             body: Body::EightBitMime,
-            auth: Some("<>".into())
+            auth: Some("<>".into()),
+            ..MailParams::default()
         }
     );
     let Command::Mail(_, p) = ok("MAIL FROM:<a@b> auth=user+40example.com") else {
@@ -112,10 +113,6 @@ fn mail_parameters() {
     assert_eq!(
         err("MAIL FROM:<a@b> SIZE=x"),
         CommandError::Syntax("SIZE=<octets>")
-    );
-    assert_eq!(
-        err("MAIL FROM:<a@b> SMTPUTF8"),
-        CommandError::UnsupportedParameter("SMTPUTF8".into())
     );
     assert_eq!(
         err("MAIL FROM:<a@b> BODY=BINARYMIME"),
@@ -139,11 +136,119 @@ fn bad_paths() {
 fn rcpt_to() {
     assert_eq!(
         ok("RCPT TO:<postmaster>"),
-        Command::Rcpt(mailbox("postmaster"))
+        Command::Rcpt(mailbox("postmaster"), RcptParams::default())
     );
-    assert_eq!(ok("rcpt to: <x@y>"), Command::Rcpt(mailbox("x@y")));
     assert_eq!(
-        err("RCPT TO:<x@y> NOTIFY=NEVER"),
-        CommandError::UnsupportedParameter("NOTIFY".into())
+        ok("rcpt to: <x@y>"),
+        Command::Rcpt(mailbox("x@y"), RcptParams::default())
     );
+    assert_eq!(
+        err("RCPT TO:<x@y> FOO=1"),
+        CommandError::UnsupportedParameter("FOO".into())
+    );
+}
+
+#[test]
+fn smtputf8_and_utf8_addresses() {
+    let Command::Mail(from, p) = ok("MAIL FROM:<j\u{fc}rgen@b\u{fc}cher.example> SMTPUTF8") else {
+        panic!()
+    };
+    assert!(p.smtputf8);
+    assert_eq!(from, mailbox("j\u{fc}rgen@b\u{fc}cher.example"));
+    assert_eq!(
+        ok("RCPT TO:<\u{7528}\u{6237}@\u{4f8b}\u{5b50}.example>"),
+        Command::Rcpt(
+            mailbox("\u{7528}\u{6237}@\u{4f8b}\u{5b50}.example"),
+            RcptParams::default()
+        )
+    );
+    assert!(matches!(
+        err("MAIL FROM:<a@b> SMTPUTF8=yes"),
+        CommandError::Syntax(_)
+    ));
+    assert!(matches!(
+        err("MAIL FROM:<a@b> SMTPUTF8 SMTPUTF8"),
+        CommandError::Syntax(_)
+    ));
+}
+
+#[test]
+fn dsn_parameters() {
+    let Command::Mail(_, p) = ok("MAIL FROM:<a@b> RET=hdrs ENVID=QQ+2B314") else {
+        panic!()
+    };
+    assert_eq!(p.ret, Some(Ret::Hdrs));
+    assert_eq!(p.envid.as_deref(), Some("QQ+314"));
+    let Command::Rcpt(_, p) = ok("RCPT TO:<x@y> NOTIFY=SUCCESS,failure ORCPT=rfc822;x+40y") else {
+        panic!()
+    };
+    assert_eq!(
+        p.notify,
+        Some(Notify {
+            success: true,
+            failure: true,
+            delay: false
+        })
+    );
+    assert_eq!(p.orcpt.as_deref(), Some("rfc822;x@y"));
+    let Command::Rcpt(_, p) = ok("RCPT TO:<x@y> NOTIFY=NEVER") else {
+        panic!()
+    };
+    assert_eq!(p.notify, Some(Notify::NEVER));
+    assert_eq!(Notify::NEVER.to_value(), "NEVER");
+    for bad in [
+        "RCPT TO:<x@y> NOTIFY=NEVER,SUCCESS",
+        "RCPT TO:<x@y> NOTIFY=SUCCESS,SUCCESS",
+        "RCPT TO:<x@y> NOTIFY=",
+        "RCPT TO:<x@y> NOTIFY=DELAY NOTIFY=DELAY",
+        "RCPT TO:<x@y> ORCPT=x@y",
+        "RCPT TO:<x@y> ORCPT=rfc822;",
+        "RCPT TO:<x@y> ORCPT=rfc822;a+0Db",
+        "RCPT TO:<x@y> ORCPT=rfc822;a+zz",
+        "MAIL FROM:<a@b> RET=BODY",
+        "MAIL FROM:<a@b> RET=FULL RET=HDRS",
+        "MAIL FROM:<a@b> ENVID=a+0A",
+        "MAIL FROM:<a@b> ENVID=",
+    ] {
+        assert!(matches!(err(bad), CommandError::Syntax(_)), "{bad}");
+    }
+    let long = format!("MAIL FROM:<a@b> ENVID={}", "e".repeat(MAX_ENVID_LEN + 1));
+    assert!(matches!(err(&long), CommandError::Syntax(_)));
+    let orcpt = format!("RCPT TO:<x@y> ORCPT=rfc822;{}", "o".repeat(MAX_ORCPT_LEN));
+    assert!(matches!(err(&orcpt), CommandError::Syntax(_)));
+}
+
+#[test]
+fn bdat() {
+    assert_eq!(
+        ok("BDAT 0 LAST"),
+        Command::Bdat {
+            size: 0,
+            last: true
+        }
+    );
+    assert_eq!(
+        ok("bdat 1000"),
+        Command::Bdat {
+            size: 1000,
+            last: false
+        }
+    );
+    assert_eq!(
+        ok("BDAT 12 last"),
+        Command::Bdat {
+            size: 12,
+            last: true
+        }
+    );
+    for bad in [
+        "BDAT",
+        "BDAT -1",
+        "BDAT 1 FIRST",
+        "BDAT x",
+        "BDAT 1 LAST x",
+        "BDAT 99999999999999999999999",
+    ] {
+        assert!(matches!(err(bad), CommandError::Syntax(_)), "{bad}");
+    }
 }

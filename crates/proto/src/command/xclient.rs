@@ -7,7 +7,8 @@
 //! `[TEMPUNAVAIL]`) meaning "not known". An unknown attribute is a syntax
 //! error, as in Postfix, so a typo never passes silently.
 
-use super::{decode_xtext, Command, CommandError};
+use super::params::decode_xtext;
+use super::{Command, CommandError};
 
 const SYNTAX: &str =
     "XCLIENT attribute=value ... (NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT)";

@@ -206,6 +206,7 @@ impl Builder {
             max_connections: 100,
             certificate: None,
             client_identity: None,
+            client_ca: None,
             tenants: None,
             stopping,
             grace_over: watch::Sender::new(false),

@@ -68,12 +68,12 @@ async fn a_front_end_without_a_session_gets_the_identity_and_its_senders() {
 #[tokio::test(start_paused = true)]
 async fn a_front_end_without_a_session_gets_the_refusal_and_whether_to_close() {
     let server = TestServer::builder().limits(|l| l.ban_after = 2).build();
-    let Verdict::Reject { reply, close } = ask(&server, password("alice", "a")).await else {
+    let Verdict::Reject { reply, close, .. } = ask(&server, password("alice", "a")).await else {
         panic!("not rejected");
     };
     assert_eq!((reply.code(), close), (535, false));
     // The second failure from the address bans it: refused, and close.
-    let Verdict::Reject { reply, close } = ask(&server, password("alice", "b")).await else {
+    let Verdict::Reject { reply, close, .. } = ask(&server, password("alice", "b")).await else {
         panic!("not rejected");
     };
     assert_eq!((reply.code(), close), (421, true));

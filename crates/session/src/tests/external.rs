@@ -12,6 +12,7 @@ fn with_certificate(identity: Option<&str>) -> Harness {
         issuer: "CN=Test CA".into(),
         sha256: "AB:CD".into(),
         identity: identity.map(str::to_string),
+        details: Default::default(),
     });
     let mut h = Harness::with(config, Some(info));
     h.take();

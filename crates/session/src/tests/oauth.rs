@@ -36,9 +36,13 @@ fn refused_token_gets_the_json_challenge_then_535() {
         let mut h = oauth_harness();
         let credentials = start(&mut h, mechanism, message);
         assert!(matches!(credentials, Credentials::Bearer { .. }));
-        let _ = h
-            .session
-            .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
+        let _ = h.session.auth_finished(
+            AuthOutcome::Rejected {
+                reply: None,
+                challenge: None,
+            },
+            &mut h.out,
+        );
         let challenge = h.take();
         let json = STANDARD
             .decode(challenge.trim_end().strip_prefix("334 ").expect("334"))

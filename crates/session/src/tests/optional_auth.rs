@@ -134,8 +134,13 @@ fn custom_auth_required_text_leaves_the_starttls_530_alone() {
 fn fail_once(h: &mut Harness) -> Flow {
     let (_, effect) = h.send("AUTH PLAIN AHVzZXIAd3Jvbmc=\r\n");
     assert!(matches!(effect, Some(Effect::Authenticate { .. })));
-    h.session
-        .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out)
+    h.session.auth_finished(
+        AuthOutcome::Rejected {
+            reply: None,
+            challenge: None,
+        },
+        &mut h.out,
+    )
 }
 
 #[test]

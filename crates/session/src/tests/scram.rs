@@ -148,9 +148,13 @@ fn wrong_password_gets_535_without_a_signature() {
             ..
         }
     ));
-    let _ = h
-        .session
-        .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
+    let _ = h.session.auth_finished(
+        AuthOutcome::Rejected {
+            reply: None,
+            challenge: None,
+        },
+        &mut h.out,
+    );
     assert!(h.take().starts_with("535 5.7.8"));
 }
 

@@ -78,7 +78,10 @@ fn initial_response_rejection_and_cancel() {
     let mut h = with_otp(Some(tls()));
     h.replies("EHLO c\r\n");
     expect_round(&mut h, "AUTH X-OTP ZG9yYQ==\r\n", 1, Some(b"dora"));
-    let rejected = AuthOutcome::Rejected { reply: None };
+    let rejected = AuthOutcome::Rejected {
+        reply: None,
+        challenge: None,
+    };
     let _ = h
         .session
         .script_step_finished(ScriptStepOutcome::Finished(rejected), &mut h.out);
