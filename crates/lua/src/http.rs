@@ -208,17 +208,28 @@ impl Request {
     }
 }
 
+/// Why a URL is refused.
+#[derive(Debug, thiserror::Error)]
+enum UrlError {
+    #[error("{0}: {1}")]
+    Unparsable(String, ureq::http::uri::InvalidUri),
+    #[error("{0}: plain http only to a loopback address; use https")]
+    PlainHttp(String),
+    #[error("{0}: not an http(s) URL")]
+    NotHttp(String),
+}
+
 /// `https://`, or `http://` to a loopback host.
-fn check_url(url: &str) -> Result<(), String> {
-    let uri: ureq::http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+fn check_url(url: &str) -> Result<(), UrlError> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| UrlError::Unparsable(url.to_string(), e))?;
     let host = uri.host().unwrap_or("");
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(()),
         Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(format!(
-            "{url}: plain http only to a loopback address; use https"
-        )),
-        _ => Err(format!("{url}: not an http(s) URL")),
+        Some("http") => Err(UrlError::PlainHttp(url.to_string())),
+        _ => Err(UrlError::NotHttp(url.to_string())),
     }
 }
 

@@ -94,6 +94,11 @@ pub(crate) struct Cache {
     populated: Condvar,
 }
 
+/// Another state's call of `f` for the same key did not finish in time.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out waiting for another call to populate it")]
+struct PopulateTimedOut;
+
 /// What a look-up found.
 enum Found {
     Fresh(serde_json::Value),
@@ -104,7 +109,7 @@ enum Found {
 impl Cache {
     /// A fresh answer, or the duty to populate (single-flight: waits, up to
     /// `wait`, while another state populates the key).
-    fn find(&self, key: &str, wait: Duration) -> Result<Found, String> {
+    fn find(&self, key: &str, wait: Duration) -> Result<Found, PopulateTimedOut> {
         let until = Instant::now() + wait;
         let mut entries = self.entries.lock().expect("memoize lock");
         loop {
@@ -128,7 +133,7 @@ impl Cache {
                 return Ok(Found::Fresh(stale));
             }
             if now >= until {
-                return Err("timed out waiting for another call to populate it".into());
+                return Err(PopulateTimedOut);
             }
             entries = self
                 .populated

@@ -442,8 +442,8 @@ fn enhanced_code(value: &Value) -> Result<Option<EnhancedCode>, BadAnswer> {
 /// `reject{ oauth = { status =, schemes =, scope = } }`: the OAuth error
 /// JSON (smtp-server's XOAUTH2 failure `data`), each field a short line;
 /// a missing one keeps the default's (`invalid_token`, `bearer`, `email`).
-fn oauth_challenge(t: &Table) -> Result<Option<Vec<u8>>, String> {
-    let e = |e: mlua::Error| e.to_string();
+fn oauth_challenge(t: &Table) -> Result<Option<Vec<u8>>, BadAnswer> {
+    let e = |e: mlua::Error| BadAnswer::from(e.to_string());
     let Some(oauth) = t.get::<Option<Table>>("oauth").map_err(e)? else {
         return Ok(None);
     };
@@ -458,7 +458,7 @@ fn oauth_challenge(t: &Table) -> Result<Option<Vec<u8>>, String> {
             .map_err(e)?
             .unwrap_or_else(|| default.to_string());
         if value.len() > 200 || value.chars().any(char::is_control) {
-            return Err(format!("oauth.{key} must be one line of at most 200 bytes"));
+            return Err(format!("oauth.{key} must be one line of at most 200 bytes").into());
         }
         json.insert(key.to_string(), value.into());
     }
