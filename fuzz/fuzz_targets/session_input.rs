@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis_session::{
-    AuthOutcome, ConnectionInfo, Effect, ScramLookup, ScriptStepOutcome, Session, SessionConfig,
+    AuthOutcome, ConnectionInfo, Effect, Flow, ScramLookup, ScriptStepOutcome, Session, SessionConfig,
     SpoolOutcome, TlsInfo,
 };
 
@@ -29,6 +29,7 @@ fuzz_target!(|input: &[u8]| {
     let mut config = SessionConfig::new("fuzz");
     config.max_message_size = 4096;
     config.mechanisms = portcullis_sasl::Mechanism::ALL.to_vec();
+    config.check_sending = true;
     let mut out = Vec::new();
     let mut session = Session::new(Arc::new(config), conn, Some(tls.clone()), &mut out);
     let split = input.first().map_or(0, |&b| b as usize).min(input.len());
@@ -52,7 +53,7 @@ fuzz_target!(|input: &[u8]| {
                 } else {
                     AuthOutcome::Rejected { reply: None, challenge: None }
                 };
-                if session.auth_finished(outcome, &mut out).is_some() {
+                if matches!(session.auth_finished(outcome, &mut out), Flow::Close) {
                     break;
                 }
             }
@@ -64,7 +65,7 @@ fuzz_target!(|input: &[u8]| {
                     secrets,
                     nonce: [3; 18],
                 };
-                if session.scram_secrets_found(lookup, &mut out).is_some() {
+                if matches!(session.scram_secrets_found(lookup, &mut out), Flow::Close) {
                     break;
                 }
             }
@@ -74,7 +75,7 @@ fuzz_target!(|input: &[u8]| {
                     0 | 1 => ScriptStepOutcome::Challenge(b"code?".to_vec()),
                     _ => ScriptStepOutcome::Finished(AuthOutcome::Rejected { reply: None, challenge: None }),
                 };
-                if session.script_step_finished(outcome, &mut out).is_some() {
+                if matches!(session.script_step_finished(outcome, &mut out), Flow::Close) {
                     break;
                 }
             }
@@ -82,6 +83,11 @@ fuzz_target!(|input: &[u8]| {
                 session.spool_finished(SpoolOutcome::Stored { id: "id".into() }, &mut out)
             }
             Some(Effect::XclientLogin { .. }) => {}
+            Some(Effect::CheckSending(_)) => {
+                // Alternate: let one through, refuse the next.
+                let refusal = (out.len() % 2 == 1).then(portcullis_proto::Reply::sending_limit);
+                session.sending_checked(refusal, &mut out)
+            }
             Some(Effect::Close) => break,
         }
         out.clear();

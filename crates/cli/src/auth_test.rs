@@ -107,13 +107,19 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
             authn_id,
             authz_id,
             credential,
-        } => {
-            let with = credential
-                .map(|c| format!(" credential={} label={:?}", c.id, c.label))
-                .unwrap_or_default();
-            println!("passdb: {user} auth succeeded ({mechanism}): authn_id={authn_id} authz_id={authz_id}{with}");
-            ExitCode::SUCCESS
-        }
+        } => match suspended(config, &authn_id)? {
+            Some(s) => {
+                println!("passdb: {user} auth failed ({mechanism}): password right, but the identity is suspended: {}", s.reason);
+                ExitCode::from(1)
+            }
+            None => {
+                let with = credential
+                    .map(|c| format!(" credential={} label={:?}", c.id, c.label))
+                    .unwrap_or_default();
+                println!("passdb: {user} auth succeeded ({mechanism}): authn_id={authn_id} authz_id={authz_id}{with}");
+                ExitCode::SUCCESS
+            }
+        },
         Decision::Rejected(reason) => {
             println!("passdb: {user} auth failed ({mechanism}): {reason}");
             ExitCode::from(1)
@@ -123,6 +129,21 @@ pub fn run(action: AuthAction, config: &Config) -> Result<ExitCode> {
             ExitCode::from(3)
         }
     })
+}
+
+/// The store's suspension of `user`, if any (the server answers `535`).
+fn suspended(
+    config: &Config,
+    user: &str,
+) -> Result<Option<portcullis_credentials::activity::Suspension>> {
+    let Some(store) = crate::stores::open_activity(config)? else {
+        return Ok(None);
+    };
+    Ok(store
+        .suspensions()?
+        .into_iter()
+        .find(|(u, _)| u == user)
+        .map(|(_, s)| s))
 }
 
 /// Plays a SCRAM client against the server side of the exchange, with the

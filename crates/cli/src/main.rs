@@ -2,6 +2,7 @@
 //! wires the library crates together; it is the only crate that knows all of
 //! them, and the only one that uses `anyhow`.
 
+mod activity;
 mod auth_test;
 mod bans;
 mod credentials;

@@ -1,4 +1,4 @@
-//! `portcullis queue list|show|retry|delete`: the spool as an operator sees it.
+//! `portcullis queue list|show|retry|delete|hold|release`: the spool as an operator sees it.
 //!
 //! Beside a running server it attaches to a snapshot of the spool
 //! (`Spool::open_or_attach`) and asks the server to apply `delete`; with no
@@ -39,6 +39,22 @@ pub enum QueueAction {
         /// The message id, as `queue list` prints it.
         id: String,
     },
+    /// Hold every queued message of a user: not delivered until released.
+    Hold {
+        /// The authentication identity whose messages to hold.
+        #[arg(long)]
+        user: String,
+    },
+    /// Release a user's held messages (those a containment answer held
+    /// too), or delete them with `--delete`.
+    Release {
+        /// The authentication identity whose messages to release.
+        #[arg(long)]
+        user: String,
+        /// Delete them instead (no bounce).
+        #[arg(long)]
+        delete: bool,
+    },
 }
 
 pub fn run(action: QueueAction, config: &Config) -> Result<ExitCode> {
@@ -66,6 +82,35 @@ pub fn run(action: QueueAction, config: &Config) -> Result<ExitCode> {
                 );
             }
         }
+        QueueAction::Hold { user } => {
+            let ids = of_user(&spool, &user)?;
+            for id in &ids {
+                let mut s = state::load(&spool, id)?;
+                s.hold = Some(true);
+                state::save(&spool, id, &s)?;
+            }
+            println!("{} message(s) of {user} held", ids.len());
+        }
+        QueueAction::Release { user, delete } => {
+            let mut count = 0;
+            for id in of_user(&spool, &user)? {
+                let (meta, _) = spool.read(&id)?;
+                let mut s = state::load(&spool, &id)?;
+                if !s.is_held(&meta.meta) {
+                    continue;
+                }
+                count += 1;
+                if delete {
+                    spool.remove(&id)?;
+                } else {
+                    s.hold = Some(false);
+                    s.next_attempt_ms = 0;
+                    state::save(&spool, &id, &s)?;
+                }
+            }
+            let done = if delete { "deleted" } else { "released" };
+            println!("{count} held message(s) of {user} {done}");
+        }
         QueueAction::Delete { id } => {
             let id: MessageId = id.parse()?;
             spool.read(&id)?;
@@ -74,6 +119,20 @@ pub fn run(action: QueueAction, config: &Config) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The queued messages whose authentication identity is `user`.
+fn of_user(spool: &Spool, user: &str) -> Result<Vec<MessageId>> {
+    let mut ids = Vec::new();
+    for id in spool.list()? {
+        let Ok((meta, _)) = spool.read(&id) else {
+            continue;
+        };
+        if meta.meta.auth.as_ref().is_some_and(|a| a.authn_id == user) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 fn list(spool: &Spool) -> Result<()> {
@@ -102,8 +161,9 @@ fn list(spool: &Spool) -> Result<()> {
             .as_ref()
             .map(|f| f.diagnostic.as_str())
             .unwrap_or("-");
+        let held = if s.is_held(&meta.meta) { "  held" } else { "" };
         println!(
-            "{id}  age={age_s}s  size={}  from={from}  to={}  attempts={}  last={last}",
+            "{id}  age={age_s}s  size={}  from={from}  to={}  attempts={}  last={last}{held}",
             meta.size,
             pending.join(","),
             s.attempts

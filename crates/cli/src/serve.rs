@@ -51,6 +51,8 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     portcullis_server::private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = crate::stores::open(&config)?;
+    // Before the runtime: the PostgreSQL client blocks on its own.
+    let activity = crate::stores::open_activity(&config)?;
     let spool = Arc::new(Spool::open(&config.spool_dir).context("opening the spool")?);
     let tls = tls::setup(
         &config.tls,
@@ -106,6 +108,10 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
             server.reloader(),
             reload_config,
         ));
+        let server = match activity {
+            Some(activity) => server.with_activity(activity, &config),
+            None => server,
+        };
         let server = match policy {
             Some(policy) => {
                 tokio::spawn(crate::policy::reload_on_sighup(policy.clone()));
@@ -118,7 +124,11 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
             tracing::info!("stop signal: no new connections, finishing open sessions");
             let _ = stop.send(true);
         });
-        let delivery = delivery.map(|engine| tokio::spawn(engine.run(stopping.clone())));
+        let observer: portcullis_delivery::ResultObserver = Arc::new(server.delivery_observer());
+        let delivery = delivery.map(|engine| {
+            let engine = engine.with_observer(observer);
+            tokio::spawn(engine.run(stopping.clone()))
+        });
         server.run(SHUTDOWN_GRACE).await;
         if let Some(delivery) = delivery {
             let _ = delivery.await;

@@ -82,6 +82,28 @@ pub fn open_admin(config: &Config) -> Result<Box<dyn UserAdmin>> {
     })
 }
 
+/// Where the login history, suspensions and per-user sending limits live:
+/// the user database (SQLite, or PostgreSQL with our own `users` table),
+/// in tables of their own. `None` for other backends.
+pub fn open_activity(
+    config: &Config,
+) -> Result<Option<Arc<dyn portcullis_credentials::activity::ActivityStore>>> {
+    Ok(match &config.users {
+        UserBackend::Sqlite { path } => Some(Arc::new(open_sqlite(path)?)),
+        UserBackend::Postgres {
+            url,
+            password_query: None,
+        } => {
+            let store = open_postgres(url, None)?;
+            store
+                .open_activity()
+                .context("creating the activity tables in PostgreSQL")?;
+            Some(Arc::new(store))
+        }
+        _ => None,
+    })
+}
+
 /// The SQLite store, creating its directory on first use.
 pub fn open_sqlite(path: &std::path::Path) -> Result<SqliteStore> {
     if let Some(dir) = path.parent() {

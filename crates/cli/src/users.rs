@@ -44,6 +44,42 @@ pub enum UserAction {
         #[arg(long)]
         off: bool,
     },
+    /// Last logins, messages sent per hour, signals, suspension and limits.
+    Activity {
+        /// The login name.
+        name: String,
+    },
+    /// Refuse AUTH for the user (535 5.7.8); open sessions get 421.
+    Suspend {
+        /// The login name.
+        name: String,
+        /// Why, for the log and `auth test`.
+        #[arg(long, default_value = "suspended by the operator")]
+        reason: String,
+    },
+    /// Lift a suspension.
+    Resume {
+        /// The login name.
+        name: String,
+    },
+    /// Sending limits of this user, replacing the config's defaults for
+    /// what they name: `--messages 500/h --recipients 2000/d`.
+    Limits {
+        /// The login name.
+        name: String,
+        /// Messages per window, e.g. 500/h (repeat for several windows).
+        #[arg(long)]
+        messages: Vec<String>,
+        /// Recipients per window, e.g. 2000/d.
+        #[arg(long)]
+        recipients: Vec<String>,
+        /// Bytes per window, e.g. 500M/d.
+        #[arg(long)]
+        bytes: Vec<String>,
+        /// Remove the user's own limits (the defaults apply again).
+        #[arg(long)]
+        clear: bool,
+    },
     /// Set the authorization identities a user may act as (PLAIN authzid).
     Allow {
         /// The login name.
@@ -160,6 +196,29 @@ impl UserAction {
                 name: name(n, false)?,
                 off,
             },
+            UserAction::Activity { name: n } => UserAction::Activity {
+                name: name(n, false)?,
+            },
+            UserAction::Suspend { name: n, reason } => UserAction::Suspend {
+                name: name(n, false)?,
+                reason,
+            },
+            UserAction::Resume { name: n } => UserAction::Resume {
+                name: name(n, false)?,
+            },
+            UserAction::Limits {
+                name: n,
+                messages,
+                recipients,
+                bytes,
+                clear,
+            } => UserAction::Limits {
+                name: name(n, false)?,
+                messages,
+                recipients,
+                bytes,
+                clear,
+            },
         })
     }
 
@@ -177,8 +236,12 @@ pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
         }
         _ => None,
     };
-    let store = crate::stores::open_admin(config)?;
+    // One spelling of the name for every command, activity's included.
     let action = action.canonical(config)?;
+    if let Some(code) = crate::activity::run(&action, config)? {
+        return Ok(code);
+    }
+    let store = crate::stores::open_admin(config)?;
     match action {
         UserAction::Add { name, .. } => {
             let (secret, generated) = new_password.context("password read above")?;
@@ -235,6 +298,10 @@ pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
             store.set_may_act_as(&name, &identities)?;
             println!("{name} may act as: {}", identities.join(", "));
         }
+        UserAction::Activity { .. }
+        | UserAction::Suspend { .. }
+        | UserAction::Resume { .. }
+        | UserAction::Limits { .. } => unreachable!("handled by activity::run"),
     }
     Ok(ExitCode::SUCCESS)
 }

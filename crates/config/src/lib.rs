@@ -8,6 +8,7 @@
 //! certificate and a SQLite user database in the data directory.
 
 pub mod authorization;
+pub mod containment;
 pub mod defence;
 pub mod delivery;
 mod display;
@@ -89,6 +90,10 @@ pub struct Config {
     /// Keys written under an old name that still work; the binary logs
     /// each one at load.
     pub deprecations: Vec<Deprecation>,
+    /// Sending limits per identity (`[limits.sending]`).
+    pub sending: containment::Sending,
+    /// Compromise signals and their answers (`[containment]`).
+    pub containment: containment::Containment,
 }
 
 /// How much the AUTH decision may cost.

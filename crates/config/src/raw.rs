@@ -49,6 +49,8 @@ pub struct RawConfig {
     /// `[tenant.'name']`: who may use each tenant.
     #[serde(default)]
     pub tenant: std::collections::BTreeMap<String, crate::authorization::RawTenant>,
+    /// `[containment]`: signals that an account was taken, and answers.
+    pub containment: Option<crate::containment::RawContainment>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +145,8 @@ pub struct RawLimits {
     pub connection_rate_window: Option<Duration>,
     /// `[limits.auth]`: failure delays, cool-downs, bans.
     pub auth: Option<crate::defence::RawAuthLimits>,
+    /// `[limits.sending]`: what an authenticated identity may send.
+    pub sending: Option<crate::containment::RawSending>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -480,6 +480,54 @@ fn zero_unauthenticated_commands_means_no_limit() {
 }
 
 #[test]
+fn sending_limits_and_containment_signals_validate() {
+    let config = parse(
+        r#"
+        [limits.sending]
+        messages = ["100/m", "1000/h"]
+        recipients = ["2000/d"]
+        [limits.sending.tenant]
+        bytes = ["1G/d"]
+        [containment]
+        webhook = "http://127.0.0.1:9/hook"
+        webhook_secret = "s"
+        [containment.many_networks]
+        max_networks = 2
+        window = "5m"
+        answer = "defer"
+        [containment.volume_spike]
+        enabled = false
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(config.sending.user.messages.len(), 2);
+    assert_eq!(config.sending.tenant.bytes[0].count, 1 << 30);
+    use crate::containment::Answer;
+    use crate::containment::Signal;
+    assert_eq!(
+        config.containment.answer(Signal::ManyNetworks),
+        Some(Answer::Defer)
+    );
+    assert_eq!(config.containment.answer(Signal::VolumeSpike), None, "off");
+    assert_eq!(
+        config
+            .containment
+            .signals
+            .many_networks
+            .map(|m| m.max_networks),
+        Some(2)
+    );
+    for bad in [
+        "[limits.sending]\nmessages = [\"100\"]",
+        "[containment.many_networks]\nanswer = \"ban\"",
+        "[containment.many_networks]\nfactor = 2.0",
+        "[containment]\nwebhook = \"ftp://x\"",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn client_certificate_request_needs_tls_and_a_known_value() {
     let listener =
         |extra: &str| parse(&format!("[[listener]]\naddress = \"127.0.0.1:1\"\n{extra}"));

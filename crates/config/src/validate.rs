@@ -46,7 +46,7 @@ impl Paths<'_> {
 }
 
 pub(crate) fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     base: &Path,
     data_dir: Option<&Path>,
 ) -> Result<Config, ConfigError> {
@@ -71,6 +71,8 @@ pub(crate) fn validate(
         })?,
     };
     let (users, store_timeout, cram_md5) = users(raw.users, &paths)?;
+    let sending = crate::containment::validate_sending(raw.limits.sending.take())?;
+    let containment = crate::containment::validate(raw.containment.take())?;
     let limits = limits(raw.limits, &mut deprecations)?;
     let auth = auth(raw.auth, &mut deprecations)?;
     let admin = match raw.admin.address {
@@ -90,6 +92,8 @@ pub(crate) fn validate(
     }
 
     Ok(Config {
+        sending,
+        containment,
         workers: raw.workers,
         authorization,
         oauth,

@@ -24,6 +24,9 @@
 //!   ([`scheme::verify_dummy`]), so timing does not reveal who exists.
 
 pub mod app_password;
+pub mod activity;
+#[cfg(feature = "postgres")]
+mod activity_postgres;
 pub mod cram_md5;
 pub mod file;
 #[cfg(feature = "ldap")]

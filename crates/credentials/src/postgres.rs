@@ -120,7 +120,7 @@ impl PostgresStore {
 
     /// Runs `f` on a pooled connection; a connection that failed is not
     /// returned to the pool.
-    fn with_client<T>(
+    pub(crate) fn with_client<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, StoreError> {
@@ -139,7 +139,7 @@ impl PostgresStore {
         result
     }
 
-    fn require_own_table(&self) -> Result<(), StoreError> {
+    pub(crate) fn require_own_table(&self) -> Result<(), StoreError> {
         match self.own_table {
             true => Ok(()),
             false => Err(StoreError::Unavailable(

@@ -129,6 +129,7 @@ impl SqliteStore {
             .map_err(|e| sql_error(path, e))?;
         conn.execute_batch(SCHEMA).map_err(|e| sql_error(path, e))?;
         migrate(&conn).map_err(|e| sql_error(path, e))?;
+        crate::activity::sqlite_schema(&conn).map_err(|e| sql_error(path, e))?;
         let version_conn = Connection::open(path).map_err(|e| sql_error(path, e))?;
         version_conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -139,7 +140,7 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave the connection
         // half-changed (every write is a single statement), so a poisoned
         // lock is safe to reuse.

@@ -221,6 +221,7 @@ impl Bounce<'_> {
             mail_auth_param: None,
             xclient: None,
             meta: Default::default(),
+            held: None,
             smtputf8: !self.sender.is_ascii(),
             dsn: None,
         }

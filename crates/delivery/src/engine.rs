@@ -56,6 +56,12 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// Told, after each delivery attempt of a message whose sender
+/// authenticated, how many of its recipients the next hop accepted and how
+/// many it refused permanently as bad addresses (`5.1.x`): the input of
+/// the bad-recipients signal. Called on the engine's task: must not block.
+pub type ResultObserver = Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
+
 struct Inner {
     spool: Arc<Spool>,
     config: Delivery,
@@ -67,6 +73,7 @@ struct Inner {
     in_flight: Mutex<HashSet<MessageId>>,
     /// Per-route concurrency.
     lanes: Lanes,
+    observer: Option<ResultObserver>,
 }
 
 /// The lanes each spooled message needs, by id: worked out once from its
@@ -90,8 +97,17 @@ impl Engine {
                 hostname,
                 pool: Mutex::new(HashMap::new()),
                 in_flight: Mutex::new(HashSet::new()),
+                observer: None,
             }),
         })
+    }
+
+    /// Reports recipient results to `observer` (see [`ResultObserver`]).
+    pub fn with_observer(mut self, observer: ResultObserver) -> Engine {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.observer = Some(observer);
+        }
+        self
     }
 
     /// Runs until `stop` turns true (or its sender is dropped).
@@ -187,7 +203,7 @@ impl Engine {
             let mut due = Vec::new();
             for id in ids {
                 let state = state::load(&inner.spool, &id).unwrap_or_default();
-                if in_flight.contains(&id) || !state.is_due(now) {
+                if in_flight.contains(&id) || !state.is_due(now) || state.hold == Some(true) {
                     continue;
                 }
                 let lanes = match needs.get(&id) {
@@ -277,6 +293,11 @@ impl Inner {
         if !state.is_due(now_ms()) {
             return;
         }
+        // Held by a containment answer or the operator: not delivered
+        // until `portcullis queue release`.
+        if state.is_held(&meta.meta) {
+            return;
+        }
         let pending = state
             .pending
             .clone()
@@ -311,6 +332,21 @@ impl Inner {
                     }
                 }
                 results.push((rcpt, outcome));
+            }
+        }
+        if let (Some(observe), Some(user)) = (&self.observer, user) {
+            let accepted = results
+                .iter()
+                .filter(|(_, o)| matches!(o, Outcome::Delivered))
+                .count() as u64;
+            let refused = results
+                .iter()
+                .filter(|(_, o)| {
+                    matches!(o, Outcome::NotDelivered(f) if f.permanent && f.remote && f.status.1 == 1)
+                })
+                .count() as u64;
+            if accepted + refused > 0 {
+                observe(user, accepted, refused);
             }
         }
         if !successes.is_empty() {

@@ -46,7 +46,7 @@ pub mod route;
 pub mod state;
 pub mod tls;
 
-pub use engine::Engine;
+pub use engine::{Engine, ResultObserver};
 pub use error::{status, DeliveryError};
 pub use outcome::{Failure, Outcome};
 pub use state::DeliveryState;

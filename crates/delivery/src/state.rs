@@ -30,9 +30,19 @@ pub struct DeliveryState {
     pub bounced: Vec<String>,
     /// The last temporary failure, for `queue list` and the eventual DSN.
     pub last_failure: Option<Failure>,
+    /// The operator's word on holding (`portcullis queue hold|release
+    /// --user`): `Some(true)` held, `Some(false)` released; `None`: held
+    /// when the message was spooled held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<bool>,
 }
 
 impl DeliveryState {
+    /// Whether the message waits for a release instead of being delivered.
+    pub fn is_held(&self, meta: &portcullis_spool::MessageMeta) -> bool {
+        self.hold.unwrap_or(meta.held.is_some())
+    }
+
     /// Whether the message may be tried at `now_ms`.
     pub fn is_due(&self, now_ms: u64) -> bool {
         self.next_attempt_ms <= now_ms
@@ -73,6 +83,7 @@ mod tests {
                 diagnostic: "x-portcullis; refused".into(),
                 remote: false,
             }),
+            hold: None,
         };
         let json = serde_json::to_string(&state).unwrap();
         assert!(json.contains("\"4.4.1\""), "{json}");

@@ -574,15 +574,49 @@ impl PostfixServer {
             .collect()
     }
 
+    /// `postfix -c DIR ARGS`, bounded: `start` and `stop` wait for the
+    /// master process, and a test must fail rather than hang if it never
+    /// answers.
     fn postfix(&self, args: &[&str]) -> bool {
-        Command::new("postfix")
+        let child = Command::new("postfix")
             .arg("-c")
             .arg(self.dir.path().join("conf"))
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .spawn();
+        let Ok(mut child) = child else {
+            return false;
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Kills the instance's master (and so its children) outright, for
+    /// when `stop` and `abort` did not end it.
+    fn kill_master(&self) {
+        let pid_file = self.dir.path().join("queue/pid/master.pid");
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            let _ = Command::new("kill")
+                .arg("-9")
+                .arg(pid.to_string())
+                .status();
+        }
     }
 }
 
@@ -590,8 +624,8 @@ impl Drop for PostfixServer {
     fn drop(&mut self) {
         if self.running {
             // `stop` waits for the master to exit; `abort` if it does not.
-            if !self.postfix(&["stop"]) {
-                self.postfix(&["abort"]);
+            if !self.postfix(&["stop"]) && !self.postfix(&["abort"]) {
+                self.kill_master();
             }
         }
         if std::thread::panicking() {

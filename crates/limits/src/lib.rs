@@ -29,6 +29,8 @@ mod memory;
 mod net;
 #[cfg(feature = "redis")]
 mod redis;
+pub mod sending;
+pub mod signals;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -128,6 +130,13 @@ pub trait LimitsBackend: Send + Sync + 'static {
         counters: &'a [Counter],
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Vec<u64>, LimitsError>>;
+    /// Checks every quota and, only if none would be passed, adds each
+    /// quota's amount, atomically (one round trip for a shared backend).
+    fn consume<'a>(
+        &'a self,
+        quotas: &'a [sending::Quota],
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<sending::Consumed, LimitsError>>;
     /// Each counter's count over its window, without counting.
     fn peek<'a>(
         &'a self,

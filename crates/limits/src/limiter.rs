@@ -469,6 +469,30 @@ impl Limiter {
         hex::encode(&mac.finalize().into_bytes()[..16])
     }
 
+    /// Recent failures from `ip` and from its network, for any user (the
+    /// "in after guessing" signal).
+    pub async fn recent_failures(&self, ip: IpAddr, now: Timestamp) -> (u64, u64) {
+        let ip = canonical(ip);
+        let window = self.config.failure_window;
+        let counters = failure_counters(ip, "", window);
+        let counts = self.peek(&counters[..2], now).await;
+        (
+            counts.first().copied().unwrap_or(0),
+            counts.get(1).copied().unwrap_or(0),
+        )
+    }
+
+    /// Checks sending quotas and counts them if all allow
+    /// ([`crate::sending`]); counted locally while the shared backend is down.
+    pub async fn consume(
+        &self,
+        quotas: &[crate::sending::Quota],
+        now: Timestamp,
+    ) -> crate::sending::Consumed {
+        let shared = self.backend.consume(quotas, now).await;
+        self.or_local(shared, || self.local.consume_now(quotas, now))
+    }
+
     async fn hit(&self, counters: &[Counter], now: Timestamp) -> Vec<u64> {
         let shared = self.backend.hit(counters, now).await;
         self.or_local(shared, || self.local.hit_now(counters, now))

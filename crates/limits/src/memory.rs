@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::sending::{Consumed, Quota};
 use crate::{Ban, BoxFuture, Counter, LimitsBackend, LimitsError, Timestamp};
 
 /// Prune expired entries every this many operations.
@@ -111,6 +112,42 @@ impl MemoryBackend {
             .collect()
     }
 
+    pub(crate) fn consume_now(&self, quotas: &[Quota], now: Timestamp) -> Consumed {
+        let mut state = self.lock();
+        state.prune(now);
+        let buckets: Vec<(u64, u64)> = quotas
+            .iter()
+            .map(|q| {
+                let b = *state.roll(
+                    &Counter {
+                        key: q.key.clone(),
+                        window: q.window,
+                    },
+                    now,
+                );
+                (b.current, b.previous)
+            })
+            .collect();
+        let refused = crate::sending::decide(quotas, &buckets, now);
+        let counts = quotas
+            .iter()
+            .map(|q| {
+                let b = state.roll(
+                    &Counter {
+                        key: q.key.clone(),
+                        window: q.window,
+                    },
+                    now,
+                );
+                if refused.is_none() {
+                    b.current = b.current.saturating_add(q.amount);
+                }
+                estimate(b.current, b.previous, q.window, now)
+            })
+            .collect();
+        Consumed { refused, counts }
+    }
+
     pub(crate) fn peek_now(&self, counters: &[Counter], now: Timestamp) -> Vec<u64> {
         let mut state = self.lock();
         counters
@@ -167,6 +204,15 @@ impl LimitsBackend for MemoryBackend {
     ) -> BoxFuture<'a, Result<Vec<u64>, LimitsError>> {
         let counts = self.hit_now(counters, now);
         Box::pin(async move { Ok(counts) })
+    }
+
+    fn consume<'a>(
+        &'a self,
+        quotas: &'a [Quota],
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Consumed, LimitsError>> {
+        let consumed = self.consume_now(quotas, now);
+        Box::pin(async move { Ok(consumed) })
     }
 
     fn peek<'a>(

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 
 use crate::memory::{bucket_of, estimate};
+use crate::sending::{Consumed, Quota};
 use crate::{Ban, BoxFuture, Counter, LimitsBackend, LimitsError, Timestamp};
 
 /// The longest a Redis call may take before we count locally.
@@ -29,6 +30,44 @@ pub const TIMEOUT: Duration = Duration::from_millis(500);
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 const PREFIX: &str = "portcullis:";
+
+/// [`crate::sending::decide`] in Lua: KEYS are each quota's current and
+/// previous bucket; ARGV is `now`, then window, limit (-1: none) and amount
+/// per quota. Returns the 1-based index of the refusing quota (0: none),
+/// then each count. Adds only when nothing refuses.
+const CONSUME_SCRIPT: &str = r#"
+local now = tonumber(ARGV[1])
+local n = #KEYS / 2
+local used, refused = {}, 0
+for i = 1, n do
+  local w = tonumber(ARGV[3 * i - 1])
+  local limit = tonumber(ARGV[3 * i])
+  local amount = tonumber(ARGV[3 * i + 1])
+  local cur = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local prev = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  local u = cur + math.ceil(prev * (w - now % w) / w)
+  used[i] = u
+  if refused == 0 and limit >= 0 then
+    if (amount > 0 and u + amount > limit) or (amount == 0 and u >= limit) then
+      refused = i
+    end
+  end
+end
+if refused == 0 then
+  for i = 1, n do
+    local w = tonumber(ARGV[3 * i - 1])
+    local amount = tonumber(ARGV[3 * i + 1])
+    if amount > 0 then
+      redis.call('INCRBY', KEYS[2 * i - 1], amount)
+      redis.call('PEXPIRE', KEYS[2 * i - 1], 2 * w)
+      used[i] = used[i] + amount
+    end
+  end
+end
+local out = {refused}
+for i = 1, n do out[i + 1] = used[i] end
+return out
+"#;
 const BANS: &str = "portcullis:bans";
 
 /// A Redis connection (made lazily, re-made after failures).
@@ -137,6 +176,40 @@ impl RedisBackend {
             .collect())
     }
 
+    /// Sending quotas, checked and counted in one script run on the
+    /// server: one round trip, atomic across instances.
+    async fn consume_quotas(
+        &self,
+        quotas: &[Quota],
+        now: Timestamp,
+    ) -> Result<Consumed, LimitsError> {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(CONSUME_SCRIPT).arg(quotas.len() * 2);
+        for q in quotas {
+            let bucket = bucket_of(q.window, now);
+            eval.arg(format!("{PREFIX}c:{}:{bucket}", q.key))
+                .arg(format!("{PREFIX}c:{}:{}", q.key, bucket.wrapping_sub(1)));
+        }
+        eval.arg(now.millis());
+        for q in quotas {
+            let limit = match q.limit {
+                u64::MAX => -1i64,
+                n => i64::try_from(n).unwrap_or(i64::MAX),
+            };
+            eval.arg((q.window.as_millis() as u64).max(1))
+                .arg(limit)
+                .arg(q.amount);
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(eval);
+        let (values,): (Vec<u64>,) = self.query(pipe).await?;
+        let refused = values.first().copied().unwrap_or(0);
+        Ok(Consumed {
+            refused: (refused > 0).then(|| refused as usize - 1),
+            counts: values.into_iter().skip(1).collect(),
+        })
+    }
+
     async fn all_bans(&self, now: Timestamp) -> Result<Vec<Ban>, LimitsError> {
         let mut pipe = redis::pipe();
         pipe.hvals(BANS);
@@ -168,6 +241,14 @@ impl LimitsBackend for RedisBackend {
         now: Timestamp,
     ) -> BoxFuture<'a, Result<Vec<u64>, LimitsError>> {
         Box::pin(self.count(counters, now, true))
+    }
+
+    fn consume<'a>(
+        &'a self,
+        quotas: &'a [Quota],
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Consumed, LimitsError>> {
+        Box::pin(self.consume_quotas(quotas, now))
     }
 
     fn peek<'a>(

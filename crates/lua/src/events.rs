@@ -67,7 +67,17 @@ macro_rules! kumo_ignored {
 /// A message was received, before it is spooled.
 pub const SMTP_SERVER_MESSAGE_RECEIVED: &str = "smtp_server_message_received";
 
-const CALLED: [Event; 4] = [
+/// A compromise signal fired for an identity.
+pub const IDENTITY_SUSPECT: &str = "portcullis_identity_suspect";
+
+const CALLED: [Event; 5] = [
+    Event {
+        namespace: Namespace::Portcullis,
+        name: IDENTITY_SUSPECT,
+        arguments: "suspect {identity, signal, answer, evidence {addresses, count, threshold, first_ms, last_ms}, spared, at_ms}",
+        returns: "nil (keep the configured answer) | \"log\" | \"hold\" | \"defer\" | \"suspend\"",
+        support: Support::Called,
+    },
     Event {
         namespace: Namespace::Portcullis,
         name: SMTP_SERVER_AUTH,

@@ -63,6 +63,7 @@ mod request;
 mod sandbox;
 mod secrets;
 mod sqlite;
+mod suspect;
 mod verdict;
 
 use std::path::{Path, PathBuf};
@@ -265,6 +266,18 @@ impl Policy {
         meta: &ConnMeta,
     ) -> MessageVerdict {
         self.generation().message_received(msg, conn, meta)
+    }
+
+    /// Tells `portcullis_identity_suspect` about a signal; the answer the
+    /// script picked instead of the configured one, if any. Blocks: call
+    /// it off the async workers. A script error or timeout keeps the
+    /// configured answer.
+    pub fn identity_suspect(&self, suspect: &serde_json::Value) -> Option<String> {
+        let registered = self.generation().registered.clone();
+        if !registered.contains(&events::IDENTITY_SUSPECT) {
+            return None;
+        }
+        self.generation().identity_suspect(suspect)
     }
 
     /// The longest a hook may run.

@@ -222,6 +222,38 @@ impl Generation {
         )
     }
 
+    /// `portcullis_identity_suspect`: no connection, so not through
+    /// [`Generation::run`]; the same deadline and state hygiene.
+    pub fn identity_suspect(&self, suspect: &serde_json::Value) -> Option<String> {
+        let state = match self.take() {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::error!(%error, "policy: cannot start a Lua state");
+                return None;
+            }
+        };
+        let deadline = Instant::now() + self.timeout;
+        state.set_deadline(deadline);
+        let result = crate::suspect::call(&state.lua, suspect);
+        state.clear_deadline();
+        let overran = Instant::now() >= deadline
+            || matches!(&result, Err(e) if e.to_string().contains(TIMED_OUT));
+        if !overran {
+            self.give_back(state);
+        }
+        match result {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(mistake)) => {
+                tracing::error!(script = %self.path.display(), error = %mistake, "policy: portcullis_identity_suspect answered wrongly; keeping the configured answer");
+                None
+            }
+            Err(error) => {
+                tracing::error!(script = %self.path.display(), %error, "policy: portcullis_identity_suspect failed; keeping the configured answer");
+                None
+            }
+        }
+    }
+
     /// Borrows a state, runs `hook` under the deadline, and turns a
     /// timeout (or no state) into `defer(reason)`, `kumo.reject` /
     /// `kumo.disconnect` into `refused(reply)`, another Lua error or an

@@ -99,6 +99,13 @@ catalog! {
     message_refused_by_policy => 550 (5, 7, 1) "Message refused by policy";
     /// `451` for a message the policy script deferred, or could not judge.
     message_deferred_by_policy => 451 (4, 7, 1) "Message deferred by policy, try again later";
+    /// `451` at MAIL or RCPT when the identity is over a sending limit
+    /// (the text names the limit: [`Reply::sending_limit_reached`]).
+    sending_limit => 451 (4, 7, 1) "Sending limit reached, try again later";
+    /// `451` for new messages from an identity a compromise signal deferred.
+    sending_deferred => 451 (4, 7, 1) "Sending from this account is deferred, try again later";
+    /// `421` to an open session whose identity was suspended.
+    identity_suspended => 421 (4, 7, 1) "Account suspended, closing connection";
     /// `454` during a user's cool-down after repeated failed logins.
     auth_cooling_down => 454 (4, 7, 0) "Temporary authentication failure, try again later";
     /// `451` when the message could not be stored.
@@ -177,6 +184,12 @@ catalog! {
 }
 
 impl Reply {
+    /// `451 4.7.1` naming the sending limit that was reached.
+    pub fn sending_limit_reached(limit: &str) -> Reply {
+        Reply::sending_limit()
+            .with_text(format!("Sending limit reached ({limit}), try again later"))
+    }
+
     /// A reply with a code, optional enhanced code and one line of text.
     pub fn new(
         code: u16,

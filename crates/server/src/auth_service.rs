@@ -41,6 +41,7 @@ use portcullis_proto::Reply;
 use portcullis_sasl::{Credentials, Mechanism, ScramHash, Secret};
 use portcullis_session::{CredentialTag, SenderRule};
 
+use crate::containment::Containment;
 use crate::defence::Defence;
 use crate::outcome::Outcome;
 use crate::peer::ConnectionFacts;
@@ -130,6 +131,8 @@ pub struct AuthService {
     defence: Defence,
     policy: Option<Arc<Policy>>,
     senders: Option<SenderPolicy>,
+    /// Suspensions, the login history and the signals (record step).
+    containment: Arc<Containment>,
 }
 
 impl AuthService {
@@ -138,6 +141,7 @@ impl AuthService {
         store_calls: StoreCalls,
         defence: Defence,
         senders: Option<SenderPolicy>,
+        containment: Arc<Containment>,
     ) -> AuthService {
         AuthService {
             authenticator,
@@ -145,7 +149,18 @@ impl AuthService {
             defence,
             policy: None,
             senders,
+            containment,
         }
+    }
+
+    /// Replaces the containment (one with the activity store).
+    pub(crate) fn set_containment(&mut self, containment: Arc<Containment>) {
+        self.containment = containment;
+    }
+
+    /// The bound on store calls, for other store calls of a session.
+    pub(crate) fn store_calls(&self) -> &StoreCalls {
+        &self.store_calls
     }
 
     /// Lets `policy` decide and review from now on.
@@ -295,8 +310,15 @@ impl AuthService {
             }
         };
         let secret = password.as_ref().map(Secret::expose);
-        self.record(ip, (&user, &user), secret, outcome, Some(slot))
-            .await
+        self.record(
+            ip,
+            (&user, &user),
+            mechanism.name(),
+            secret,
+            outcome,
+            Some(slot),
+        )
+        .await
     }
 
     /// The policy's review of an identity the store verified; `None` when
@@ -357,7 +379,9 @@ impl AuthService {
                     Outcome::Accepted { authn_id, .. } => authn_id.clone(),
                     _ => String::new(),
                 };
-                let recorded = self.record(ip, (&named, ""), None, outcome, slot).await;
+                let recorded = self
+                    .record(ip, (&named, ""), mechanism, None, outcome, slot)
+                    .await;
                 ScriptRound::Finished(recorded)
             }
         }
@@ -401,12 +425,22 @@ impl AuthService {
         &self,
         ip: std::net::IpAddr,
         users: (&str, &str),
+        mechanism: &str,
         password: Option<&[u8]>,
         outcome: Outcome,
         slot: Option<AttemptSlot>,
     ) -> Outcome {
         match &outcome {
-            Outcome::Accepted { .. } => {
+            Outcome::Accepted { authn_id, .. } => {
+                // A suspended identity is refused after the proof (a guess
+                // learns nothing) and not counted as a failure; else the
+                // login feeds the history and the signals.
+                let contained =
+                    self.containment
+                        .login_accepted(&self.store_calls, ip, authn_id, mechanism);
+                if let Some(refused) = contained.await {
+                    return refused;
+                }
                 self.defence.succeeded(ip, users.0).await;
                 outcome
             }
@@ -422,6 +456,7 @@ impl AuthService {
                 outcome
             }
             Outcome::Rejected { .. } | Outcome::Disconnect { .. } => {
+                self.containment.login_refused(ip, users.0, mechanism);
                 let failed = self.defence.failed(ip, users.1, password, outcome, slot);
                 failed.await
             }

@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::auth_service::{AuthRequest, Claim, Exchange, Verdict};
+use crate::containment::{PerSession, Sender};
 use crate::context::{BoundListener, Shared};
 use crate::pace::Pace;
 use crate::peer::{ConnectionFacts, Peer, TlsFacts};
@@ -216,6 +217,8 @@ where
     // What a script mechanism's exchange holds across its rounds.
     let mut exchange = Exchange::default();
     let mut pace = Pace::new(shared.command_timeout, shared.min_data_rate, Instant::now());
+    // The counts MAIL saw (for RCPT), the suspensions last looked at.
+    let mut contained = PerSession::default();
     loop {
         let progress = session.feed(&input, &mut out);
         input.drain(..progress.consumed);
@@ -250,7 +253,8 @@ where
                     Some(Ok(Ok(0))) => return Ok(Ended::Closed),
                     Some(Ok(Ok(n))) => {
                         pace.received(n);
-                        match banned_since(peer, session, shared).await {
+                        let suspended = suspended_since(peer, session, shared, &mut contained);
+                        match suspended.or(banned_since(peer, session, shared).await) {
                             Some(reply) => reply,
                             None => continue,
                         }
@@ -307,6 +311,21 @@ where
                     None => ScramLookup::Unavailable,
                 };
                 session.scram_secrets_found(lookup, &mut out)
+            }
+            Some(Effect::CheckSending(check)) => {
+                let refusal = match sender(peer, session) {
+                    Some(who) => {
+                        let calls = shared.auth.store_calls();
+                        let checked =
+                            shared
+                                .containment
+                                .check_sending(calls, &who, &mut contained, check);
+                        checked.await
+                    }
+                    None => None,
+                };
+                session.sending_checked(refusal, &mut out);
+                Flow::Continue
             }
             Some(Effect::Spool(message)) => {
                 let outcome = spool(*message, peer, session, shared).await;
@@ -403,6 +422,16 @@ async fn spool(
     if let Err(reply) = crate::authorization::check_tenant(tenants, client, &groups, &mut message) {
         return SpoolOutcome::Refused(reply);
     }
+    let who = sender(peer, session);
+    if let Some(who) = &who {
+        shared.containment.message_arriving(who);
+    }
+    // A `defer` that came while this message was being sent (or that it
+    // set off) refuses it after the dot: a sender with many connections
+    // has a transaction in flight on each.
+    if let Some(reply) = who.as_ref().and_then(|w| shared.containment.deferred(w)) {
+        return SpoolOutcome::Refused(reply);
+    }
     if let Some(policy) = shared.auth.policy() {
         let facts = facts(peer, session);
         let refused = crate::policy::message_received(policy, &facts, &peer.meta, &message);
@@ -410,7 +439,57 @@ async fn spool(
             return SpoolOutcome::Refused(reply);
         }
     }
-    crate::spooling::spool(&shared.spooler, peer, session.tls(), message).await
+    let held = who.as_ref().and_then(|w| shared.containment.held(w));
+    let sizes = (
+        message.envelope.rcpt_to.len(),
+        message.data.len(),
+        message.envelope.params.size,
+    );
+    let outcome = crate::spooling::spool(&shared.spooler, peer, session.tls(), message, held).await;
+    if let (SpoolOutcome::Stored { .. }, Some(who)) = (&outcome, &who) {
+        let (recipients, bytes, declared) = sizes;
+        shared
+            .containment
+            .message_spooled(who, recipients, bytes, declared);
+    }
+    outcome
+}
+
+/// Who the session sends as (from AUTH, or a trusted proxy's `XCLIENT
+/// LOGIN=`), for containment; `None` before anyone logged in.
+fn sender(peer: &Peer, session: &Session) -> Option<Sender> {
+    let (authn, authz) = match (session.identity(), session.xclient()) {
+        (Some(i), _) => (i.authn_id.clone(), i.authz_id.clone()),
+        (None, Some(x)) => {
+            let login = x.login.clone()?;
+            (login.clone(), login)
+        }
+        (None, None) => return None,
+    };
+    Some(Sender {
+        authn,
+        authz,
+        ip: facts(peer, session).client_ip(),
+        user_data: peer.meta.user_data(),
+    })
+}
+
+/// The `421` for a session whose identity was suspended since its last
+/// command (by a signal or `portcullis user suspend`); one atomic load
+/// unless the suspensions changed.
+fn suspended_since(
+    peer: &Peer,
+    session: &Session,
+    shared: &Shared,
+    contained: &mut PerSession,
+) -> Option<Reply> {
+    if !shared.containment.suspensions_changed(contained) {
+        return None;
+    }
+    let who = sender(peer, session);
+    shared
+        .containment
+        .closed_by_suspension(who.as_ref(), contained)
 }
 
 /// The `421 4.4.2` for a client that missed its pace deadline, logged and

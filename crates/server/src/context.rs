@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth_service::AuthService;
+use crate::containment::Containment;
 use crate::spooling::Spooler;
 use crate::tls::ServerCertificate;
 
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     /// still open (a DATA transfer that never ends) are told `421 4.3.2`
     /// and closed, rather than cut off in silence.
     pub grace_over: watch::Sender<bool>,
+    /// Sending limits, compromise signals and their answers.
+    pub containment: Arc<Containment>,
 }
 
 /// One bound listener and how its sessions behave.

@@ -20,6 +20,7 @@ mod auth_service;
 mod authorization;
 mod client_cert;
 mod connection;
+mod containment;
 mod context;
 pub mod defence;
 mod dsn_meta;
@@ -34,11 +35,13 @@ mod policy;
 pub mod preflight;
 mod proxy_protocol;
 mod scram_key;
+mod sending_limits;
 mod spooling;
 mod store_calls;
 pub mod telemetry;
 pub mod tls;
 mod verify;
+mod webhook;
 
 #[cfg(test)]
 mod tests;
@@ -179,6 +182,7 @@ impl Reloader {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             session.script_mechanisms = old.script_mechanisms.clone();
+            session.check_sending |= old.check_sending;
             updates.push((bound, session));
         }
         // All or nothing: every listener's settings validated before any swap.
@@ -222,6 +226,7 @@ fn session_config(
         max_auth_failures: config.limits.max_auth_failures,
         max_invalid_commands: config.limits.max_invalid_commands,
         username_profile: config.username_profile,
+        check_sending: !config.sending.is_empty() || !config.containment.answers.is_empty(),
     })
 }
 
@@ -295,11 +300,18 @@ impl Server {
             authenticator.slot_wait(),
             authenticator.slot_queue(),
         );
+        let containment = Arc::new(containment::Containment::new(
+            &config.sending,
+            config.containment.clone(),
+            defence.limiter().clone(),
+            None,
+        ));
         let auth = auth_service::AuthService::new(
             authenticator,
             store_calls,
             defence,
             config.authorization.senders.clone(),
+            containment.clone(),
         );
         let shared = Arc::new(Shared {
             auth,
@@ -319,6 +331,7 @@ impl Server {
             client_ca,
             stopping,
             grace_over: watch::Sender::new(false),
+            containment,
         });
         Ok(Server {
             shared,
@@ -354,9 +367,46 @@ impl Server {
         }
         // Invariant: before `run`, `bind` made the only reference to `shared`.
         let shared = Arc::get_mut(&mut self.shared).expect("the server is not running yet");
+        shared.containment.set_policy(policy.clone());
         shared.auth.set_policy(policy);
         shared.spooler.with_policy = true;
         self
+    }
+
+    /// Keeps the login history, suspensions and per-user sending limits in
+    /// `store` (the user store's database): `portcullis user activity`,
+    /// `suspend`, `resume` and `limits` work on the same tables. Call it
+    /// before [`Server::with_policy`].
+    pub fn with_activity(
+        mut self,
+        store: Arc<dyn portcullis_credentials::activity::ActivityStore>,
+        config: &Config,
+    ) -> Server {
+        for listener in &self.listeners {
+            let mut current = listener
+                .session
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::make_mut(&mut current).check_sending = true;
+        }
+        // Invariant: before `run`, `bind` made the only reference to `shared`.
+        let shared = Arc::get_mut(&mut self.shared).expect("the server is not running yet");
+        let containment = Arc::new(containment::Containment::new(
+            &config.sending,
+            config.containment.clone(),
+            shared.auth.defence().limiter().clone(),
+            Some(store),
+        ));
+        shared.auth.set_containment(containment.clone());
+        shared.containment = containment;
+        self
+    }
+
+    /// What the delivery engine tells about recipient results of
+    /// authenticated senders: it feeds the bad-recipients signal.
+    pub fn delivery_observer(&self) -> impl Fn(&str, u64, u64) + Send + Sync + 'static {
+        let containment = self.shared.containment.clone();
+        move |user, accepted, refused| containment.delivered(user, accepted, refused)
     }
 
     /// The bound addresses, by listener name (useful with port 0).
@@ -379,6 +429,8 @@ impl Server {
         let authenticator = self.shared.auth.authenticator().clone();
         let _store_watch = AbortOnDrop(Some(watch_store_version(authenticator)));
         let _dependency_watch = AbortOnDrop(Some(watch_dependencies(self.shared.clone())));
+        let containment = self.shared.containment.clone();
+        let _suspension_watch = AbortOnDrop(containment::watch_store(containment));
         for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
             tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
         }

@@ -27,6 +27,7 @@ pub(crate) async fn spool(
     peer: &Peer,
     session_tls: Option<&TlsInfo>,
     message: Message,
+    held: Option<String>,
 ) -> SpoolOutcome {
     let now = OffsetDateTime::now_utc();
     let date = now.format(&Rfc2822).unwrap_or_default();
@@ -73,6 +74,7 @@ pub(crate) async fn spool(
         mail_auth_param: message.envelope.params.auth.clone(),
         xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
         meta: conn_meta(spooler.with_policy, peer, &message),
+        held,
         smtputf8: message.envelope.params.smtputf8,
         dsn: crate::dsn_meta::of(&message.envelope),
     };
@@ -84,6 +86,9 @@ pub(crate) async fn spool(
         Ok(id) => {
             tracing::info!(client = %peer.client.ip(), %id, recipients = recipients.len(), "message spooled");
             metrics::counter!(telemetry::MESSAGES_SPOOLED).increment(1);
+            if let Some(reason) = &meta.held {
+                tracing::warn!(client = %peer.client.ip(), %id, %reason, "message held");
+            }
             SpoolOutcome::Stored { id: id.to_string() }
         }
         Err(error) => {

@@ -52,6 +52,52 @@ pub const OAUTH_ISSUER_UP: &str = "portcullis_oauth_issuer_up";
 /// 1 while Vault answers the policy's `kumo.secrets.load`, 0 while not.
 pub const VAULT_UP: &str = "portcullis_vault_up";
 
+/// MAIL or RCPT refused at a sending limit, by scope and quantity.
+pub const SENDING_LIMITED: &str = "portcullis_sending_limited_total";
+/// Compromise signals that fired, by signal and answer.
+pub const IDENTITY_SIGNALS: &str = "portcullis_identity_signals_total";
+/// Logins and messages refused or held by a containment answer, by answer.
+pub const CONTAINMENT_ACTIONS: &str = "portcullis_containment_actions_total";
+/// Webhook deliveries, by result (delivered, failed, dropped).
+pub const WEBHOOK_DELIVERIES: &str = "portcullis_webhook_deliveries_total";
+
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric the server exports, in one table: the Grafana dashboard
+/// in `docs/grafana/portcullis.json` is checked against it.
+pub const ALL: &[(&str, Kind)] = &[
+    (CONNECTIONS, Kind::Counter),
+    (CONNECTIONS_ACTIVE, Kind::Gauge),
+    (CONNECTIONS_REFUSED, Kind::Counter),
+    (AUTH_ATTEMPTS, Kind::Counter),
+    (AUTH_DURATION, Kind::Histogram),
+    (AUTH_CACHE, Kind::Counter),
+    (AUTH_VERIFICATIONS_REFUSED, Kind::Counter),
+    (MESSAGES_SPOOLED, Kind::Counter),
+    (SPOOL_FAILURES, Kind::Counter),
+    (SPOOL_WRITE_DURATION, Kind::Histogram),
+    (CONNECTIONS_LIMITED, Kind::Counter),
+    (BANS, Kind::Counter),
+    (AUTH_FAILURE_DELAY, Kind::Histogram),
+    (AUTH_COOLDOWNS, Kind::Counter),
+    (AUTH_STALE, Kind::Counter),
+    (PROXY_REFUSED, Kind::Counter),
+    (STORE_UP, Kind::Gauge),
+    (LIMITS_BACKEND_UP, Kind::Gauge),
+    (OAUTH_ISSUER_UP, Kind::Gauge),
+    (VAULT_UP, Kind::Gauge),
+    (SENDING_LIMITED, Kind::Counter),
+    (IDENTITY_SIGNALS, Kind::Counter),
+    (CONTAINMENT_ACTIONS, Kind::Counter),
+    (WEBHOOK_DELIVERIES, Kind::Counter),
+];
+
 /// Histogram buckets for latencies, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -113,6 +159,22 @@ pub fn describe() {
         PROXY_REFUSED,
         "Connections closed at the PROXY header, by reason"
     );
+    describe_counter!(
+        SENDING_LIMITED,
+        "MAIL or RCPT refused with 451 at a sending limit, by scope and quantity"
+    );
+    describe_counter!(
+        IDENTITY_SIGNALS,
+        "Signals that an account was taken, by signal and answer"
+    );
+    describe_counter!(
+        CONTAINMENT_ACTIONS,
+        "Logins, commands and messages refused or held by a containment answer, by answer"
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Containment webhook posts, by result (delivered, failed, dropped)"
+    );
     describe_counter!(MESSAGES_SPOOLED, "Messages durably spooled");
     describe_counter!(SPOOL_FAILURES, "Spool writes that failed");
     describe_histogram!(
@@ -120,4 +182,104 @@ pub fn describe() {
         Unit::Seconds,
         "Time to store a message durably"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, ALL};
+
+    /// Every `portcullis_*` name in `text`, histogram suffixes removed.
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("portcullis_") {
+            let tail = &rest[start..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            names.insert(base.to_string());
+            rest = &tail[end..];
+        }
+        names
+    }
+
+    #[test]
+    fn the_grafana_dashboard_names_every_metric_and_only_those() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/grafana/portcullis.json"
+        );
+        let text = std::fs::read_to_string(path).expect("the dashboard is in docs/grafana");
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let mut exprs = String::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                exprs.push_str(target["expr"].as_str().unwrap_or_default());
+                exprs.push('\n');
+            }
+        }
+        let named = names_in(&exprs);
+        let exported: std::collections::BTreeSet<String> =
+            ALL.iter().map(|(name, _)| name.to_string()).collect();
+        let unknown: Vec<_> = named.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "the dashboard names metrics the server does not export: {unknown:?}"
+        );
+        let missing: Vec<_> = exported.difference(&named).collect();
+        assert!(missing.is_empty(), "the dashboard lacks: {missing:?}");
+        for (name, kind) in ALL {
+            if *kind == Kind::Histogram {
+                assert!(
+                    exprs.contains(&format!("{name}_bucket")),
+                    "{name} is a histogram"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_metric_in_the_table_is_used_in_the_code() {
+        // The table is the one place metric names live; a name nobody
+        // records would be an empty panel.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut code = String::new();
+        for entry in std::fs::read_dir(dir).expect("src") {
+            let path = entry.expect("entry").path();
+            if path.file_name().is_some_and(|n| n != "telemetry.rs") {
+                code.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+        let auth = concat!(env!("CARGO_MANIFEST_DIR"), "/../auth/src/lib.rs");
+        code.push_str(&std::fs::read_to_string(auth).unwrap_or_default());
+        let source =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/telemetry.rs"))
+                .expect("telemetry.rs");
+        // And every declared name is in the table (the dashboard follows it).
+        for line in source
+            .lines()
+            .filter(|l| l.starts_with("pub const") && l.contains("\"portcullis_"))
+        {
+            let name = line.split('"').nth(1).unwrap_or_default();
+            assert!(ALL.iter().any(|(n, _)| *n == name), "{name} is not in ALL");
+        }
+        for (name, _) in ALL {
+            let constant = source
+                .lines()
+                .find(|l| l.contains(&format!("\"{name}\"")) && l.starts_with("pub const"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .map(|c| c.trim_end_matches(':').to_string())
+                .expect("each name has a constant");
+            assert!(
+                code.contains(&format!("telemetry::{constant}"))
+                    || code.contains(&format!("\"{name}\"")),
+                "{name} ({constant}) is never recorded"
+            );
+        }
+    }
 }

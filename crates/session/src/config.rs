@@ -52,6 +52,10 @@ pub struct SessionConfig {
     /// (AUTH, SCRAM look-ups, XCLIENT LOGIN): once, here, so the store,
     /// caches, counters, bans, logs and the spool all see one name.
     pub username_profile: portcullis_sasl::UsernameProfile,
+    /// Ask the driver ([`crate::Effect::CheckSending`]) before accepting
+    /// MAIL and each RCPT of an authenticated client: sending limits and
+    /// compromise answers live outside the session.
+    pub check_sending: bool,
 }
 
 impl SessionConfig {
@@ -71,6 +75,7 @@ impl SessionConfig {
             max_auth_failures: 3,
             max_invalid_commands: 10,
             username_profile: portcullis_sasl::UsernameProfile::default(),
+            check_sending: false,
         }
     }
 }

@@ -35,8 +35,20 @@ pub enum Effect {
     /// ([`crate::Session::restrict_senders`]) if senders are checked, then
     /// call [`crate::Session::xclient_login_finished`].
     XclientLogin { login: String },
+    /// The authenticated client gave MAIL, or another RCPT: may it send?
+    /// Then call [`crate::Session::sending_checked`].
+    CheckSending(SendingCheck),
     /// Flush the output and close the connection.
     Close,
+}
+
+/// What [`Effect::CheckSending`] asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendingCheck {
+    /// A new message, with the size MAIL declared (`SIZE=`), if any.
+    Mail { size: Option<u64> },
+    /// The `n`th recipient (from 1) of the transaction.
+    Rcpt { n: usize },
 }
 
 /// What the driver does after handing the session an effect's result

@@ -26,7 +26,8 @@ mod xclient;
 pub use config::{AuthPolicy, SessionConfig};
 pub use effect::{
     AuthMechanism, AuthOutcome, CertificateDetails, ClientCertificate, CredentialTag, Effect,
-    Envelope, Flow, Identity, Message, ScramLookup, ScriptStepOutcome, SpoolOutcome, TlsInfo,
+    Envelope, Flow, Identity, Message, ScramLookup, ScriptStepOutcome, SendingCheck, SpoolOutcome,
+    TlsInfo,
 };
 pub use script_auth::MAX_SCRIPT_ROUNDS;
 pub use sender::SenderRule;

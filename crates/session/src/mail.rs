@@ -8,10 +8,27 @@ use portcullis_proto::data::DataReceiver;
 use portcullis_proto::{MailParams, Path, RcptParams, Reply};
 
 use crate::config::AuthPolicy;
-use crate::effect::Envelope;
-use crate::session::{Phase, Session};
+use crate::effect::{Effect, Envelope, SendingCheck};
+use crate::session::{Phase, Session, Step};
 
-pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &mut Vec<u8>) {
+/// A MAIL or RCPT waiting for the driver's [`crate::Effect::CheckSending`].
+#[derive(Debug)]
+pub(crate) enum Pending {
+    Mail(Envelope),
+    Rcpt(String, RcptParams),
+}
+
+/// Whether MAIL and RCPT wait for the driver's check.
+fn checked_by_driver(session: &Session) -> bool {
+    session.config.check_sending && session.authenticated()
+}
+
+pub(crate) fn mail(
+    session: &mut Session,
+    from: Path,
+    params: MailParams,
+    out: &mut Vec<u8>,
+) -> Step {
     let needs_auth = session.config.auth == AuthPolicy::Required && !session.authenticated();
     let reply = if session.helo.is_none() {
         Reply::need_ehlo()
@@ -42,14 +59,46 @@ pub(crate) fn mail(session: &mut Session, from: Path, params: MailParams, out: &
         params.auth = params
             .auth
             .map(|claimed| trusted_auth_param(session, claimed));
-        session.transaction = Some(Envelope {
+        let envelope = Envelope {
             mail_from: from,
             params,
             rcpt_to: Vec::new(),
             rcpt_params: Vec::new(),
-        });
+        };
         session.bdat = None;
+        if checked_by_driver(session) {
+            let size = envelope.params.size;
+            session.phase = Phase::AwaitingSendingCheck(Pending::Mail(envelope));
+            return Step::Effect(Effect::CheckSending(SendingCheck::Mail { size }));
+        }
+        session.transaction = Some(envelope);
         Reply::sender_ok()
+    };
+    reply.write_to(out);
+    Step::Continue
+}
+
+/// The driver answered [`crate::Effect::CheckSending`].
+pub(crate) fn checked(
+    session: &mut Session,
+    pending: Pending,
+    refusal: Option<Reply>,
+    out: &mut Vec<u8>,
+) {
+    let reply = match (refusal, pending) {
+        (Some(reply), _) => reply,
+        (None, Pending::Mail(envelope)) => {
+            session.transaction = Some(envelope);
+            Reply::sender_ok()
+        }
+        (None, Pending::Rcpt(to, params)) => match &mut session.transaction {
+            Some(envelope) => {
+                envelope.rcpt_to.push(to);
+                envelope.rcpt_params.push(params);
+                Reply::recipient_ok()
+            }
+            None => Reply::need_mail(),
+        },
     };
     reply.write_to(out);
 }
@@ -109,13 +158,20 @@ fn address_refusal(address: &Path, smtputf8: bool) -> Option<Reply> {
     }
 }
 
-pub(crate) fn rcpt(session: &mut Session, to: Path, params: RcptParams, out: &mut Vec<u8>) {
+pub(crate) fn rcpt(session: &mut Session, to: Path, params: RcptParams, out: &mut Vec<u8>) -> Step {
     let max = session.config.max_recipients;
+    let check = checked_by_driver(session);
     let reply = match &mut session.transaction {
         None => Reply::need_mail(),
         Some(envelope) if envelope.rcpt_to.len() >= max => Reply::too_many_recipients(),
         Some(envelope) => match address_refusal(&to, envelope.params.smtputf8) {
             Some(refused) => refused,
+            None if check => {
+                let n = envelope.rcpt_to.len() + 1;
+                let pending = Pending::Rcpt(to.as_str().to_string(), params);
+                session.phase = Phase::AwaitingSendingCheck(pending);
+                return Step::Effect(Effect::CheckSending(SendingCheck::Rcpt { n }));
+            }
             None => {
                 envelope.rcpt_to.push(to.as_str().to_string());
                 envelope.rcpt_params.push(params);
@@ -124,6 +180,7 @@ pub(crate) fn rcpt(session: &mut Session, to: Path, params: RcptParams, out: &mu
         },
     };
     reply.write_to(out);
+    Step::Continue
 }
 
 pub(crate) fn data(session: &mut Session, out: &mut Vec<u8>) {

@@ -84,6 +84,8 @@ pub(crate) enum Phase {
     },
     /// Waiting for [`Session::spool_finished`].
     AwaitingSpool,
+    /// Waiting for [`Session::sending_checked`] on this MAIL or RCPT.
+    AwaitingSendingCheck(crate::mail::Pending),
     /// Waiting for [`Session::tls_established`].
     AwaitingTls,
     /// The connection is closing; nothing more is read.
@@ -191,7 +193,10 @@ impl Session {
         self.transaction.is_some()
             || matches!(
                 self.phase,
-                Phase::Data(_) | Phase::Chunk { .. } | Phase::AwaitingSpool
+                Phase::Data(_)
+                    | Phase::Chunk { .. }
+                    | Phase::AwaitingSpool
+                    | Phase::AwaitingSendingCheck(_)
             )
     }
 
@@ -254,6 +259,7 @@ impl Session {
                 | Phase::AwaitingScript { .. }
                 | Phase::AwaitingScramSecrets { .. }
                 | Phase::AwaitingSpool
+                | Phase::AwaitingSendingCheck(_)
                 | Phase::AwaitingTls => (0, Step::NeedInput),
             };
             consumed += used;
@@ -341,6 +347,15 @@ impl Session {
             SpoolOutcome::Stored { id } => Reply::queued(&id).write_to(out),
             SpoolOutcome::Failed => Reply::local_error().write_to(out),
             SpoolOutcome::Refused(reply) => reply.write_to(out),
+        }
+    }
+
+    /// The driver's answer to [`Effect::CheckSending`]: `None` lets the
+    /// MAIL or RCPT through, else the reply refusing it.
+    pub fn sending_checked(&mut self, refusal: Option<Reply>, out: &mut Vec<u8>) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Command);
+        if let Phase::AwaitingSendingCheck(pending) = phase {
+            crate::mail::checked(self, pending, refusal, out);
         }
     }
 
@@ -442,8 +457,8 @@ impl Session {
                 mechanism,
                 initial_response,
             } => return crate::auth::start(self, &mechanism, initial_response, out),
-            Command::Mail(from, params) => crate::mail::mail(self, from, params, out),
-            Command::Rcpt(to, params) => crate::mail::rcpt(self, to, params, out),
+            Command::Mail(from, params) => return crate::mail::mail(self, from, params, out),
+            Command::Rcpt(to, params) => return crate::mail::rcpt(self, to, params, out),
             Command::Data => crate::mail::data(self, out),
             Command::Bdat { size, last } => crate::bdat::start(self, size, last),
             Command::Rset => {

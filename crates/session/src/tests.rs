@@ -564,3 +564,66 @@ fn protocol_names() {
 mod limits;
 mod optional_auth;
 mod senders;
+
+#[test]
+fn mail_and_each_rcpt_wait_for_the_sending_check_when_asked() {
+    let mut config = SessionConfig::new("mx.test");
+    config.check_sending = true;
+    let mut h = Harness::with(config, Some(tls()));
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("alice");
+    // Pipelined: MAIL stops the group; nothing after it is read yet.
+    let input = "MAIL FROM:<a@x> SIZE=100\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\n";
+    let progress = h.session.feed(input.as_bytes(), &mut h.out);
+    assert!(matches!(
+        progress.effect,
+        Some(Effect::CheckSending(SendingCheck::Mail { size: Some(100) }))
+    ));
+    assert!(h.session.in_transaction());
+    h.session.sending_checked(None, &mut h.out);
+    assert!(h.take().starts_with("250 2.1.0"));
+    let rest = &input[progress.consumed..];
+    let progress = h.session.feed(rest.as_bytes(), &mut h.out);
+    assert!(matches!(
+        progress.effect,
+        Some(Effect::CheckSending(SendingCheck::Rcpt { n: 1 }))
+    ));
+    h.session.sending_checked(None, &mut h.out);
+    let rest = &rest[progress.consumed..];
+    let progress = h.session.feed(rest.as_bytes(), &mut h.out);
+    assert!(matches!(
+        progress.effect,
+        Some(Effect::CheckSending(SendingCheck::Rcpt { n: 2 }))
+    ));
+    let limit = portcullis_proto::Reply::sending_limit_reached("user alice recipients 1/h");
+    h.session.sending_checked(Some(limit), &mut h.out);
+    let replies = h.take();
+    assert!(replies.starts_with("250 2.1.5"), "{replies}");
+    assert!(
+        replies.contains("451 4.7.1 Sending limit reached (user alice recipients 1/h)"),
+        "{replies}"
+    );
+    // A refused MAIL leaves no transaction.
+    h.replies("RSET\r\n");
+    let (_, effect) = h.send("MAIL FROM:<a@x>\r\n");
+    assert!(matches!(effect, Some(Effect::CheckSending(_))));
+    h.session.sending_checked(
+        Some(portcullis_proto::Reply::sending_deferred()),
+        &mut h.out,
+    );
+    assert!(h.take().starts_with("451 4.7.1"));
+    assert!(!h.session.in_transaction());
+    assert_eq!(h.codes("RCPT TO:<b@x>\r\n"), ["503 5.5.1"]);
+}
+
+#[test]
+fn an_unauthenticated_client_is_never_asked_about() {
+    let mut config = SessionConfig::new("mx.test");
+    config.check_sending = true;
+    config.auth = AuthPolicy::Optional;
+    let mut h = Harness::with(config, Some(tls()));
+    h.take();
+    h.replies("EHLO c\r\n");
+    assert_eq!(h.codes("MAIL FROM:<a@x>\r\n"), ["250 2.1.0"]);
+}

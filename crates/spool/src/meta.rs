@@ -41,6 +41,11 @@ pub struct MessageMeta {
     /// as `reception_protocol`), copied into the message as KumoMTA does.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub meta: serde_json::Map<String, serde_json::Value>,
+    /// Why the message is held (not delivered until released): a
+    /// containment answer for its sender's identity. The delivery state
+    /// may override it (`portcullis queue hold|release --user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
     /// MAIL FROM had `SMTPUTF8` (RFC 6531): the envelope or the headers may
     /// be UTF-8, and a next hop must offer SMTPUTF8 to take it. Absent in
     /// metadata written before SMTPUTF8 was offered: `false`.

@@ -31,6 +31,7 @@ fn meta() -> MessageMeta {
         mail_auth_param: Some("<>".into()),
         xclient: None,
         meta: Default::default(),
+        held: None,
         smtputf8: false,
         dsn: None,
     }

@@ -166,8 +166,20 @@ impl Builder {
             authenticator.slot_queue(),
         );
         let limiter = Arc::new(Limiter::in_memory(self.limits));
+        let containment = Arc::new(crate::containment::Containment::new(
+            &Default::default(),
+            Default::default(),
+            limiter.clone(),
+            None,
+        ));
         let defence = Defence::new(limiter, None);
-        let mut auth = AuthService::new(authenticator, store_calls, defence, self.senders);
+        let mut auth = AuthService::new(
+            authenticator,
+            store_calls,
+            defence,
+            self.senders,
+            containment.clone(),
+        );
         let mut session = self.session;
         if let Some(script) = &self.policy {
             let path = dir.path().join("policy.lua");
@@ -198,6 +210,7 @@ impl Builder {
             tenants: None,
             stopping,
             grace_over: watch::Sender::new(false),
+            containment,
         };
         let listener = BoundListener {
             name: "test".into(),

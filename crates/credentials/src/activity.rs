@@ -1,0 +1,373 @@
+//! What the server knows of each identity beyond its credentials: the
+//! login history (successes and failures, address, mechanism, time), a
+//! suspension, and per-user sending limits.
+//!
+//! Kept in the user store's own database, in tables of their own created
+//! by their own migration step ([`sqlite_schema`]), so that the credential
+//! tables are untouched:
+//!
+//! ```sql
+//! CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
+//!     address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL);
+//! CREATE TABLE sent_hourly (user, hour, messages, recipients);
+//! CREATE TABLE signals (user, at_ms, signal, answer, detail);
+//! CREATE TABLE identity_state (user TEXT PRIMARY KEY NOT NULL,
+//!     suspended_reason TEXT, suspended_at_ms INTEGER, limits TEXT);
+//! ```
+//!
+//! Every call blocks (SQLite): run it off the async workers. The history
+//! is pruned by age ([`ActivityStore::prune_logins`]), so it stays bounded.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::sqlite::SqliteStore;
+use crate::StoreError;
+
+/// One login attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRecord {
+    pub user: String,
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub address: String,
+    pub mechanism: String,
+    /// `accepted`, `rejected`, `suspended`.
+    pub result: String,
+}
+
+/// A suspension: AUTH answers `535 5.7.8` until it is lifted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// A compromise signal that fired, as `user activity` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalRecord {
+    pub user: String,
+    pub at_ms: u64,
+    pub signal: String,
+    pub answer: String,
+    pub detail: String,
+}
+
+/// Messages and recipients one identity sent in one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentHour {
+    /// Unix hour (ms / 3 600 000).
+    pub hour: u64,
+    pub messages: u64,
+    pub recipients: u64,
+}
+
+/// Per-identity state kept beside the credentials.
+pub trait ActivityStore: Send + Sync + 'static {
+    /// Counts one message with `recipients` in the hour of `at_ms`.
+    fn record_sent(&self, user: &str, at_ms: u64, recipients: u64) -> Result<(), StoreError>;
+    /// The last `hours` hours with sending, newest first.
+    fn sent(&self, user: &str, hours: usize) -> Result<Vec<SentHour>, StoreError>;
+    fn record_signal(&self, signal: &SignalRecord) -> Result<(), StoreError>;
+    /// The latest `limit` signals of `user`, newest first.
+    fn signals(&self, user: &str, limit: usize) -> Result<Vec<SignalRecord>, StoreError>;
+    fn record_login(&self, login: &LoginRecord) -> Result<(), StoreError>;
+    /// The latest `limit` logins of `user`, newest first.
+    fn logins(&self, user: &str, limit: usize) -> Result<Vec<LoginRecord>, StoreError>;
+    /// Drops logins older than `before_ms`; how many.
+    fn prune_logins(&self, before_ms: u64) -> Result<usize, StoreError>;
+    /// Suspends (`Some`) or resumes (`None`) `user`.
+    fn set_suspension(&self, user: &str, suspension: Option<&Suspension>)
+        -> Result<(), StoreError>;
+    /// Every suspended user.
+    fn suspensions(&self) -> Result<Vec<(String, Suspension)>, StoreError>;
+    /// Sets (`Some`) or clears the user's sending limits, as
+    /// `messages=500/h,1000/d;recipients=2000/d`.
+    fn set_limits(&self, user: &str, limits: Option<&str>) -> Result<(), StoreError>;
+    fn limits(&self, user: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// The activity tables, created if missing (a step of their own, apart
+/// from the credential schema and its column additions).
+pub(crate) fn sqlite_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS logins (
+            user TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            address TEXT NOT NULL,
+            mechanism TEXT NOT NULL,
+            result TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS logins_user_at ON logins (user, at_ms);
+        CREATE INDEX IF NOT EXISTS logins_at ON logins (at_ms);
+        CREATE TABLE IF NOT EXISTS sent_hourly (
+            user TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            messages INTEGER NOT NULL,
+            recipients INTEGER NOT NULL,
+            PRIMARY KEY (user, hour)
+        );
+        CREATE TABLE IF NOT EXISTS signals (
+            user TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            signal TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS signals_user_at ON signals (user, at_ms);
+        CREATE TABLE IF NOT EXISTS identity_state (
+            user TEXT PRIMARY KEY NOT NULL,
+            suspended_reason TEXT,
+            suspended_at_ms INTEGER,
+            limits TEXT
+        );",
+    )
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("activity: {e}"))
+}
+
+impl ActivityStore for SqliteStore {
+    fn record_sent(&self, user: &str, at_ms: u64, recipients: u64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO sent_hourly (user, hour, messages, recipients) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT(user, hour) DO UPDATE SET messages = messages + 1,
+                 recipients = recipients + ?3",
+                params![user, (at_ms / 3_600_000) as i64, recipients as i64],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn sent(&self, user: &str, hours: usize) -> Result<Vec<SentHour>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT hour, messages, recipients FROM sent_hourly WHERE user = ?1
+                 ORDER BY hour DESC LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map(params![user, hours as i64], |row| {
+                Ok(SentHour {
+                    hour: row.get::<_, i64>(0)? as u64,
+                    messages: row.get::<_, i64>(1)? as u64,
+                    recipients: row.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    fn record_signal(&self, s: &SignalRecord) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO signals (user, at_ms, signal, answer, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.user, s.at_ms as i64, s.signal, s.answer, s.detail],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn signals(&self, user: &str, limit: usize) -> Result<Vec<SignalRecord>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT user, at_ms, signal, answer, detail FROM signals WHERE user = ?1
+                 ORDER BY at_ms DESC LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map(params![user, limit as i64], |row| {
+                Ok(SignalRecord {
+                    user: row.get(0)?,
+                    at_ms: row.get::<_, i64>(1)? as u64,
+                    signal: row.get(2)?,
+                    answer: row.get(3)?,
+                    detail: row.get(4)?,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    fn record_login(&self, l: &LoginRecord) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO logins (user, at_ms, address, mechanism, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![l.user, l.at_ms as i64, l.address, l.mechanism, l.result],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn logins(&self, user: &str, limit: usize) -> Result<Vec<LoginRecord>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT user, at_ms, address, mechanism, result FROM logins
+                 WHERE user = ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map(params![user, limit as i64], |row| {
+                Ok(LoginRecord {
+                    user: row.get(0)?,
+                    at_ms: row.get::<_, i64>(1)? as u64,
+                    address: row.get(2)?,
+                    mechanism: row.get(3)?,
+                    result: row.get(4)?,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    fn prune_logins(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let before = before_ms as i64;
+        conn.execute("DELETE FROM signals WHERE at_ms < ?1", params![before])
+            .map_err(unavailable)?;
+        conn.execute(
+            "DELETE FROM sent_hourly WHERE hour < ?1",
+            params![before / 3_600_000],
+        )
+        .map_err(unavailable)?;
+        conn.execute("DELETE FROM logins WHERE at_ms < ?1", params![before])
+            .map_err(unavailable)
+    }
+
+    fn set_suspension(&self, user: &str, s: Option<&Suspension>) -> Result<(), StoreError> {
+        let (reason, at) = match s {
+            Some(s) => (Some(s.reason.as_str()), Some(s.at_ms as i64)),
+            None => (None, None),
+        };
+        self.conn()
+            .execute(
+                "INSERT INTO identity_state (user, suspended_reason, suspended_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(user) DO UPDATE SET suspended_reason = ?2, suspended_at_ms = ?3",
+                params![user, reason, at],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn suspensions(&self) -> Result<Vec<(String, Suspension)>, StoreError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT user, suspended_reason, suspended_at_ms FROM identity_state
+                 WHERE suspended_reason IS NOT NULL ORDER BY user",
+            )
+            .map_err(unavailable)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Suspension {
+                        reason: row.get(1)?,
+                        at_ms: row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+                    },
+                ))
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    fn set_limits(&self, user: &str, limits: Option<&str>) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO identity_state (user, limits) VALUES (?1, ?2)
+                 ON CONFLICT(user) DO UPDATE SET limits = ?2",
+                params![user, limits],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn limits(&self, user: &str) -> Result<Option<String>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT limits FROM identity_state WHERE user = ?1",
+                params![user],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(user: &str, at_ms: u64, result: &str) -> LoginRecord {
+        LoginRecord {
+            user: user.into(),
+            at_ms,
+            address: "192.0.2.1".into(),
+            mechanism: "PLAIN".into(),
+            result: result.into(),
+        }
+    }
+
+    #[test]
+    fn history_suspension_and_limits_round_trip_and_prune() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("users.sqlite")).expect("opens");
+        store
+            .record_login(&login("alice", 1000, "accepted"))
+            .unwrap();
+        store
+            .record_login(&login("alice", 2000, "rejected"))
+            .unwrap();
+        store.record_login(&login("bob", 1500, "accepted")).unwrap();
+        let history = store.logins("alice", 10).unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].result, "rejected", "newest first");
+        assert_eq!(store.prune_logins(1600).unwrap(), 2);
+        assert_eq!(store.logins("alice", 10).unwrap().len(), 1);
+
+        assert!(store.suspensions().unwrap().is_empty());
+        let s = Suspension {
+            reason: "leaked".into(),
+            at_ms: 5,
+        };
+        store.set_suspension("alice", Some(&s)).unwrap();
+        store.set_limits("alice", Some("messages=500/h")).unwrap();
+        assert_eq!(store.suspensions().unwrap(), vec![("alice".into(), s)]);
+        assert_eq!(
+            store.limits("alice").unwrap().as_deref(),
+            Some("messages=500/h")
+        );
+        store.set_suspension("alice", None).unwrap();
+        assert!(store.suspensions().unwrap().is_empty());
+        assert_eq!(
+            store.limits("alice").unwrap().as_deref(),
+            Some("messages=500/h"),
+            "kept"
+        );
+        assert_eq!(store.limits("carol").unwrap(), None);
+
+        store.record_sent("alice", 3_600_000, 2).unwrap();
+        store.record_sent("alice", 3_600_001, 3).unwrap();
+        store.record_sent("alice", 7_200_000, 1).unwrap();
+        let sent = store.sent("alice", 24).unwrap();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(
+            (sent[1].hour, sent[1].messages, sent[1].recipients),
+            (1, 2, 5)
+        );
+        let signal = SignalRecord {
+            user: "alice".into(),
+            at_ms: 9,
+            signal: "many_networks".into(),
+            answer: "defer".into(),
+            detail: "4 over 3".into(),
+        };
+        store.record_signal(&signal).unwrap();
+        assert_eq!(store.signals("alice", 5).unwrap(), vec![signal]);
+    }
+}

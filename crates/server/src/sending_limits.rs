@@ -1,0 +1,203 @@
+//! Sending limits per identity at the edge: the session's
+//! [`SendingCheck`] at MAIL and RCPT, and the counts added after a message
+//! is accepted. The counting itself is pure
+//! ([`portcullis_limits::sending`]) and runs in the limiter's backend
+//! (Redis: one Lua script per MAIL; else this process).
+//!
+//! A user's limits are the config's defaults, replaced for what they name
+//! by the user's own in the store (`portcullis user limits`), then by the
+//! policy's user data (`accept{data = {limits = {...}}}`).
+
+use std::time::Instant;
+
+use portcullis_limits::sending::{Allowance, NamedLimit, Scope, SendingLimits, Subjects};
+use portcullis_limits::Timestamp;
+use portcullis_proto::Reply;
+use portcullis_session::SendingCheck;
+
+use crate::containment::{Containment, PerSession, Sender, MAX_WATCHED};
+use crate::store_calls::StoreCalls;
+use crate::telemetry;
+
+/// How long a user's stored limits are remembered.
+const LIMITS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Containment {
+    /// The session's [`SendingCheck`]: `None` lets it through.
+    pub(crate) async fn check_sending(
+        &self,
+        calls: &StoreCalls,
+        who: &Sender,
+        per: &mut PerSession,
+        check: SendingCheck,
+    ) -> Option<Reply> {
+        match check {
+            SendingCheck::Mail { size } => {
+                if let Some(reply) = self.deferred(who) {
+                    return Some(reply);
+                }
+                let subjects = self.subjects(calls, who).await;
+                let (quotas, names) = subjects.at_mail(size.unwrap_or(0));
+                if quotas.is_empty() {
+                    return None;
+                }
+                let consumed = self.limiter.consume(&quotas, Timestamp::now()).await;
+                if let Some(i) = consumed.refused {
+                    return Some(limited(&names[i], who));
+                }
+                per.allowance = Some(Allowance::from_mail(&quotas, &names, &consumed.counts));
+                None
+            }
+            SendingCheck::Rcpt { n } => {
+                let name = per.allowance.as_ref()?.recipient(n as u64)?.clone();
+                Some(limited(&name, who))
+            }
+        }
+    }
+
+    /// Whom a message counts against, each with its limits: the user, the
+    /// authz identity when it differs, the tenant (its domain).
+    async fn subjects(&self, calls: &StoreCalls, who: &Sender) -> Subjects {
+        let stored = self.stored_limits(calls, &who.authn).await;
+        self.subjects_with(who, stored)
+    }
+
+    fn subjects_with(&self, who: &Sender, stored: Option<SendingLimits>) -> Subjects {
+        let mut user = self.sending.user.clone();
+        if let Some(stored) = stored {
+            user = user.overridden_by(&stored);
+        }
+        if let Some(data) = who.user_data.as_ref().and_then(limits_from_user_data) {
+            user = user.overridden_by(&data);
+        }
+        let mut list = Vec::new();
+        if !user.is_empty() {
+            list.push((Scope::Authn, who.authn.clone(), user.clone()));
+            if who.authz != who.authn {
+                list.push((Scope::Authz, who.authz.clone(), user));
+            }
+        }
+        if !self.sending.tenant.is_empty() {
+            if let Some((_, domain)) = who.authz.rsplit_once('@') {
+                let tenant = domain.to_ascii_lowercase();
+                list.push((Scope::Tenant, tenant, self.sending.tenant.clone()));
+            }
+        }
+        Subjects { list }
+    }
+
+    /// After `250`: adds the message's recipients, and its bytes beyond
+    /// the size MAIL declared, off the session's path.
+    pub(crate) fn count_sent(
+        &self,
+        who: &Sender,
+        recipients: usize,
+        bytes: usize,
+        declared: Option<u64>,
+    ) {
+        if self.sending.is_empty() && self.activity.is_none() {
+            return;
+        }
+        let extra = (bytes as u64).saturating_sub(declared.unwrap_or(0));
+        let cached = self
+            .lock()
+            .user_limits
+            .get(&who.authn)
+            .and_then(|(_, l)| l.clone());
+        let quotas = self
+            .subjects_with(who, cached)
+            .after_message(recipients as u64, extra);
+        if quotas.is_empty() {
+            return;
+        }
+        let limiter = self.limiter.clone();
+        tokio::spawn(async move {
+            limiter.consume(&quotas, Timestamp::now()).await;
+        });
+    }
+
+    /// The user's own limits from the store, remembered for [`LIMITS_TTL`].
+    async fn stored_limits(&self, calls: &StoreCalls, user: &str) -> Option<SendingLimits> {
+        let store = self.activity.clone()?;
+        if let Some((at, limits)) = self.lock().user_limits.get(user) {
+            if at.elapsed() < LIMITS_TTL {
+                return limits.clone();
+            }
+        }
+        let name = user.to_string();
+        let limits = match calls.run(move || store.limits(&name)).await {
+            Ok(Ok(text)) => text.as_deref().and_then(parse_stored_limits),
+            _ => None,
+        };
+        let mut state = self.lock();
+        if state.user_limits.len() >= MAX_WATCHED {
+            state.user_limits.clear();
+        }
+        state
+            .user_limits
+            .insert(user.to_string(), (Instant::now(), limits.clone()));
+        limits
+    }
+}
+
+fn limited(name: &NamedLimit, who: &Sender) -> Reply {
+    let limit = name.to_string();
+    tracing::warn!(client = %who.ip, user = %name.who, %limit, "sending limit reached");
+    metrics::counter!(telemetry::SENDING_LIMITED, "scope" => name.scope.name(), "quantity" => name.quantity.name())
+        .increment(1);
+    Reply::sending_limit_reached(&limit)
+}
+
+/// `limits = {messages = "500/h", recipients = {"2000/d"}}` in the user
+/// data a policy's `portcullis.accept{data=}` gave.
+fn limits_from_user_data(data: &serde_json::Value) -> Option<SendingLimits> {
+    let limits = data.get("limits")?;
+    let rates = |key: &str| -> Vec<portcullis_limits::sending::Rate> {
+        match limits.get(key) {
+            Some(serde_json::Value::String(s)) => s.parse().into_iter().collect(),
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .filter_map(|v| v.as_str()?.parse().ok())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    Some(SendingLimits {
+        messages: rates("messages"),
+        recipients: rates("recipients"),
+        bytes: rates("bytes"),
+    })
+}
+
+/// Parses the store's form: `messages=500/h,1000/d;recipients=2000/d`.
+pub(crate) fn parse_stored_limits(text: &str) -> Option<SendingLimits> {
+    let mut limits = SendingLimits::default();
+    for part in text.split(';').filter(|p| !p.trim().is_empty()) {
+        let (key, list) = part.split_once('=')?;
+        let rates = list
+            .split(',')
+            .map(|r| r.parse().ok())
+            .collect::<Option<Vec<_>>>()?;
+        match key.trim() {
+            "messages" => limits.messages = rates,
+            "recipients" => limits.recipients = rates,
+            "bytes" => limits.bytes = rates,
+            _ => return None,
+        }
+    }
+    Some(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stored_limits_parse() {
+        let l = super::parse_stored_limits("messages=500/h,1000/d;recipients=2000/d").unwrap();
+        assert_eq!(l.messages.len(), 2);
+        assert_eq!(l.recipients[0].count, 2000);
+        assert!(super::parse_stored_limits("colours=5/h").is_none());
+        let data = serde_json::json!({"limits": {"messages": "5/m", "bytes": ["1M/d"]}});
+        let l = super::limits_from_user_data(&data).unwrap();
+        assert_eq!((l.messages[0].count, l.bytes[0].count), (5, 1 << 20));
+    }
+}
