@@ -205,6 +205,8 @@ pub(crate) fn validate(
         }
     }
 
+    let auth_listeners = crate::auth_listener::validate(raw.auth_listeners, &in_data_dir)?;
+
     let delivery = crate::delivery::validate(raw.delivery, raw.routes, &in_data_dir)?;
 
     let policy = crate::policy::validate(raw.policy, raw.lua, base, &data_dir)?;
@@ -243,6 +245,7 @@ pub(crate) fn validate(
         auth,
         admin,
         listeners,
+        auth_listeners,
     })
 }
 

@@ -16,11 +16,13 @@
 //! must run first (the workspace test script does). Set `PORTCULLIS_BIN` to
 //! test another build.
 
+mod postfix;
 mod raw;
 mod server;
 mod services;
 mod tools;
 
+pub use postfix::{PostfixBuilder, PostfixServer};
 pub use raw::{RawClient, Reply};
 pub use server::{free_port, portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
 pub use services::{BaoServer, PostgresServer, RedisServer};

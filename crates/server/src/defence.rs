@@ -256,7 +256,7 @@ pub(crate) fn client_ip(peer: &Peer, session: &Session) -> IpAddr {
 /// Counts a failure, waits the delay, and bans when the count says so.
 /// The attempt's slot is released once the failure is counted, before the
 /// delay.
-async fn failed(
+pub(crate) async fn failed(
     shared: &Shared,
     ip: IpAddr,
     user: &str,

@@ -17,6 +17,7 @@ mod connection;
 pub mod defence;
 mod effects;
 mod listener;
+mod mta_auth;
 mod pace;
 mod policy;
 pub mod preflight;
@@ -54,6 +55,12 @@ pub enum ServerError {
     Store(#[from] portcullis_credentials::StoreError),
     #[error(transparent)]
     OAuth(#[from] portcullis_auth::OAuthError),
+    #[error("cannot listen on {address} (auth listener {name}): {source}")]
+    AuthBind {
+        name: String,
+        address: String,
+        source: std::io::Error,
+    },
     #[error("listener {listener}: unknown SASL mechanism {name:?}")]
     UnknownMechanism { listener: String, name: String },
     #[error("limits backend: {0}")]
@@ -235,6 +242,8 @@ pub struct Server {
     /// The mechanisms the stores can serve (before per-listener lists).
     mechanisms: Vec<Mechanism>,
     starttls_available: bool,
+    /// `[[auth_listener]]`s, with their sockets.
+    auth_listeners: Vec<(Arc<mta_auth::BoundAuthListener>, mta_auth::AuthSocket)>,
 }
 
 /// Applies a reloaded config to running listeners (SIGHUP): what a
@@ -363,6 +372,11 @@ impl Server {
             });
             sockets.push(socket);
         }
+        let mut auth_listeners = Vec::new();
+        for l in &config.auth_listeners {
+            let (bound, socket) = mta_auth::bind(l, &mechanisms).await?;
+            auth_listeners.push((Arc::new(bound), socket));
+        }
         let (limiter, ban_file) = defence_backend(config).await?;
         let store_calls = store_calls::StoreCalls::new(
             config.store_timeout,
@@ -394,6 +408,7 @@ impl Server {
             sockets,
             mechanisms,
             starttls_available: acceptor.is_some(),
+            auth_listeners,
         })
     }
 
@@ -429,9 +444,14 @@ impl Server {
 
     /// The bound addresses, by listener name (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        let auth = self
+            .auth_listeners
+            .iter()
+            .filter_map(|(l, socket)| Some((l.config.name.clone(), socket.local_addr()?)));
         self.listeners
             .iter()
             .filter_map(|l| Some((l.name.clone(), l.local_addr?)))
+            .chain(auth)
             .collect()
     }
 
@@ -454,6 +474,9 @@ impl Server {
         let _dependency_watch = AbortOnDrop(Some(watch_dependencies(self.shared.clone())));
         for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
             tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
+        }
+        for (l, socket) in self.auth_listeners {
+            tasks.spawn(mta_auth::accept_loop(socket, l, self.shared.clone()));
         }
         while tasks.join_next().await.is_some() {}
         // Every open connection holds a permit: all permits back means every

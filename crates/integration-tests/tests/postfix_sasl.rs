@@ -1,0 +1,264 @@
+//! portcullis as Postfix's SASL back end: a private Postfix with
+//! `smtpd_sasl_type = dovecot` pointed at an `[[auth_listener]]`, and
+//! swaks and gsasl authenticating through Postfix. What the SMTP client
+//! sees is Postfix's answer to our decision; the client address we count
+//! is the one Postfix names (`rip=`).
+//!
+//! Skipped (with a note) where Postfix cannot run: not installed, or not
+//! root (its master starts as root).
+
+use portcullis_integration_tests::{
+    gsasl, python, swaks, PostfixServer, TestServer, ToolOutput, ALICE, FROM, TO,
+};
+
+/// A portcullis with a Dovecot-protocol listener on TCP, and a Postfix
+/// that asks it; `None` when Postfix cannot run here.
+fn pair(extra: &str) -> Option<(TestServer, PostfixServer)> {
+    if !PostfixServer::available() {
+        eprintln!("skipped: postfix is not installed or the tests do not run as root");
+        return None;
+    }
+    let server = TestServer::builder()
+        .config(&format!(
+            "{extra}\n[[auth_listener]]\nname = \"mta\"\naddress = \"127.0.0.1:{{port:mta}}\"\n"
+        ))
+        .start();
+    let postfix = PostfixServer::builder()
+        .dovecot_sasl(&format!("inet:127.0.0.1:{}", server.port("mta")))
+        .start()?;
+    Some((server, postfix))
+}
+
+/// swaks through Postfix with `mechanism`, from `source` (a loopback
+/// address: Postfix names it to us as `rip`).
+fn swaks_via(postfix: &PostfixServer, source: &str, mechanism: &str, password: &str) -> ToolOutput {
+    let address = format!("127.0.0.1:{}", postfix.port());
+    swaks(&[
+        "--server",
+        &address,
+        "--local-interface",
+        source,
+        "--auth",
+        mechanism,
+        "--auth-user",
+        ALICE.0,
+        "--auth-password",
+        password,
+        "--from",
+        FROM,
+        "--to",
+        TO,
+        "--body",
+        "through postfix",
+    ])
+}
+
+#[test]
+fn postfix_advertises_our_mechanisms_without_plus() {
+    let Some((_server, postfix)) = pair("") else {
+        return;
+    };
+    let address = format!("127.0.0.1:{}", postfix.port());
+    swaks(&["--server", &address, "--quit-after", "EHLO"])
+        .assert_contains("AUTH ")
+        .assert_contains(" PLAIN")
+        .assert_contains(" LOGIN")
+        .assert_contains(" CRAM-MD5")
+        .assert_contains(" SCRAM-SHA-256")
+        .assert_lacks("-PLUS");
+}
+
+#[test]
+fn swaks_plain_login_cram_md5_through_postfix() {
+    let Some((server, postfix)) = pair("") else {
+        return;
+    };
+    for mechanism in ["PLAIN", "LOGIN", "CRAM-MD5"] {
+        swaks_via(&postfix, "127.0.0.1", mechanism, ALICE.1)
+            .assert_contains("235 2.7.0 Authentication successful")
+            .assert_contains("250 2.0.0 Ok: queued");
+    }
+    let log = server.log();
+    assert!(log.contains("CRAM-MD5"), "{log}");
+    assert!(log.contains("accepted"), "{log}");
+}
+
+#[test]
+fn gsasl_scram_sha_256_through_postfix() {
+    let Some((_server, postfix)) = pair("") else {
+        return;
+    };
+    let connect = format!("--connect=127.0.0.1:{}", postfix.port());
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-1"] {
+        gsasl(&[
+            "--smtp",
+            "--no-starttls",
+            &connect,
+            "--verbose",
+            "-m",
+            mechanism,
+            "--no-cb",
+            "-a",
+            ALICE.0,
+            "-p",
+            ALICE.1,
+        ])
+        .assert_contains(&format!("AUTH {mechanism}"))
+        .assert_contains("235 2.7.0");
+    }
+}
+
+#[test]
+fn bad_password_is_535_from_postfix_and_counted_under_the_smtp_client() {
+    let Some((server, postfix)) = pair("") else {
+        return;
+    };
+    swaks_via(&postfix, "127.0.0.4", "PLAIN", "wrong horse")
+        .assert_contains("535 5.7.8")
+        .assert_lacks("235 ");
+    let log = server.log();
+    assert!(log.contains("rejected"), "{log}");
+    // The address counted is the SMTP client's, not Postfix's.
+    assert!(log.contains("client=127.0.0.4"), "{log}");
+    assert!(!log.contains("wrong horse"), "password in the log");
+}
+
+#[test]
+fn a_banned_address_is_refused_through_postfix() {
+    // Loopback is on the default allow-list; this test needs it banned.
+    let limits = "[limits.auth]\nallow = []\ndelay_initial = \"0ms\"\ndelay_max = \"0ms\"\n";
+    let Some((server, postfix)) = pair(limits) else {
+        return;
+    };
+    let added = server
+        .cli(&["ban", "add", "127.0.0.6", "--duration", "1h"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    // The server reloads the ban file within a second of the change.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = swaks_via(&postfix, "127.0.0.6", "PLAIN", ALICE.1);
+        // Postfix shows the ban's text after its own code (it reads no
+        // temporary flag from a FAIL).
+        if out
+            .stdout
+            .contains("Too many failed logins from your address")
+        {
+            out.assert_lacks("235 ");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused\n{}\n{}",
+            out.transcript(),
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Another client of the same Postfix is not affected.
+    swaks_via(&postfix, "127.0.0.1", "PLAIN", ALICE.1).assert_contains("235 2.7.0");
+}
+
+#[test]
+fn unix_socket_listener_with_its_mode() {
+    if !PostfixServer::available() {
+        eprintln!("skipped: postfix is not installed or the tests do not run as root");
+        return;
+    }
+    // Postfix's smtpd runs as `postfix`: the socket's directory must be
+    // searchable and the socket writable by it.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let socket = dir.path().join("auth");
+    let server = TestServer::builder()
+        .config(&format!(
+            "[[auth_listener]]\nname = \"mta\"\npath = {:?}\nmode = \"0666\"\n",
+            socket.display().to_string()
+        ))
+        .start();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666);
+    }
+    let postfix = PostfixServer::builder()
+        .dovecot_sasl(&socket.display().to_string())
+        .start()
+        .expect("postfix starts");
+    swaks_via(&postfix, "127.0.0.1", "PLAIN", ALICE.1).assert_contains("235 2.7.0");
+}
+
+/// Two requests on one connection, the first a wrong password (its FAIL is
+/// delayed a second) and the second right: the second is answered first,
+/// each by its id.
+#[test]
+fn multiplexed_requests_are_answered_independently() {
+    let server = TestServer::builder()
+        .config(
+            "[limits.auth]\ndelay_initial = \"1s\"\ndelay_max = \"1s\"\n\n\
+             [[auth_listener]]\nname = \"mta\"\naddress = \"127.0.0.1:{port:mta}\"\n",
+        )
+        .start();
+    let out = python(
+        r#"
+        import socket
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+        f = s.makefile("rb")
+        while True:
+            line = f.readline().decode().rstrip("\n")
+            say("hs: " + line)
+            if line == "DONE":
+                break
+        bad = base64.b64encode(b"\0alice\0wrong horse").decode()
+        good = base64.b64encode(b"\0alice\0correct horse").decode()
+        s.sendall(("VERSION\t1\t2\nCPID\t42\n"
+                   f"AUTH\t1\tPLAIN\tservice=smtp\trip=127.0.0.9\trport=1234\tresp={bad}\n"
+                   f"AUTH\t2\tPLAIN\tservice=smtp\trip=127.0.0.10\tsecured\tresp={good}\n").encode())
+        say("first: " + f.readline().decode().rstrip("\n"))
+        say("second: " + f.readline().decode().rstrip("\n"))
+        "#,
+        &[server.port("mta")],
+    );
+    let labelled = out.labelled();
+    let first = labelled.get("first").cloned().unwrap_or_default();
+    let second = labelled.get("second").cloned().unwrap_or_default();
+    assert_eq!(first, "OK\t2\tuser=alice", "{}", out.transcript());
+    assert!(second.starts_with("FAIL\t1\t"), "{}", out.transcript());
+    assert!(second.contains("user=alice"), "{}", out.transcript());
+    assert!(
+        out.stdout.contains("hs: MECH\tPLAIN\tplaintext"),
+        "{}",
+        out.transcript()
+    );
+}
+
+/// A TCP auth listener takes only its trusted networks (loopback by
+/// default), since the peer names the client we count.
+#[test]
+fn tcp_listener_closes_untrusted_peers() {
+    let server = TestServer::builder()
+        .config(
+            "[[auth_listener]]\nname = \"mta\"\naddress = \"127.0.0.1:{port:mta}\"\n\
+             trusted = [\"127.0.0.2/32\"]\n",
+        )
+        .start();
+    let out = python(
+        r#"
+        import socket
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+        data = s.recv(4096)
+        say("got: " + repr(data))
+        "#,
+        &[server.port("mta")],
+    );
+    assert_eq!(out.reply("got"), "b''", "{}", out.transcript());
+}

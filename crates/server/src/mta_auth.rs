@@ -1,0 +1,657 @@
+//! The Dovecot-auth-protocol front end: Postfix (`smtpd_sasl_type =
+//! dovecot`), Exim's `dovecot` authenticator and chasquid relay their SMTP
+//! clients' AUTH to us, and we decide as for our own SMTP listeners.
+//!
+//! The wire rules are `portcullis_dovecot_auth`'s; the mechanisms are
+//! `portcullis_sasl`'s step machines; here is only the I/O and the
+//! bookkeeping of one MTA connection: each request id runs its own
+//! exchange, and every decision (or SCRAM secret look-up) runs as its own
+//! task, so a failure delay on one id (served by delaying its `FAIL`, as
+//! Dovecot does) never holds the others. Requests are answered in the
+//! order their decisions finish.
+//!
+//! The client is the one the MTA names with `rip=`: bans, failure delays,
+//! cool-downs and the audit log see the SMTP client, not the MTA. That is
+//! why a TCP listener only accepts peers from its `trusted` networks.
+//!
+//! Bounds: connections per listener, ids in flight per connection, line
+//! length (the framer), decoded response size; a peer that sends no
+//! complete line for the idle timeout is closed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use portcullis_config::auth_listener::{AuthEndpoint, AuthListener};
+use portcullis_dovecot_auth::{
+    AuthRequest, Connection, Failure, Framer, Limits, Mechanism as WireMechanism, MechanismFlags,
+    Request, ServerIds,
+};
+use portcullis_sasl::{
+    Credentials, Exchange, Mechanism, SaslError, SecretsRequest, StartContext, Step,
+};
+use portcullis_session::{AuthOutcome, ScramLookup};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::{telemetry, ServerError, Shared};
+
+/// How long one write to the MTA may take.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A bound `[[auth_listener]]` speaking the Dovecot protocol.
+pub(crate) struct BoundAuthListener {
+    pub config: AuthListener,
+    /// The `MECH` lines of the handshake.
+    pub mechanisms: Vec<Mechanism>,
+    pub connections: Arc<Semaphore>,
+    /// `CUID`: numbers the connections.
+    next_connection: AtomicU64,
+}
+
+/// The listening socket.
+pub(crate) enum AuthSocket {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+impl AuthSocket {
+    /// The TCP address, for tests with port 0.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            AuthSocket::Tcp(socket) => socket.local_addr().ok(),
+            AuthSocket::Unix(..) => None,
+        }
+    }
+}
+
+impl Drop for AuthSocket {
+    fn drop(&mut self) {
+        if let AuthSocket::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Which mechanisms an auth listener offers: its list (those of `offered`
+/// it names), else every offered one that needs no channel binding (an
+/// MTA relays none) and no client certificate (EXTERNAL needs the
+/// certificate's name, which Postfix does not pass).
+pub(crate) fn mechanisms(
+    offered: &[Mechanism],
+    listener: &AuthListener,
+) -> Result<Vec<Mechanism>, ServerError> {
+    let usable = |m: &Mechanism| !m.needs_channel_binding() && !m.needs_client_certificate();
+    let Some(names) = &listener.mechanisms else {
+        return Ok(offered.iter().copied().filter(usable).collect());
+    };
+    let mut chosen = Vec::new();
+    for name in names {
+        let mechanism =
+            Mechanism::from_name(name).ok_or_else(|| ServerError::UnknownMechanism {
+                listener: listener.name.clone(),
+                name: name.clone(),
+            })?;
+        if offered.contains(&mechanism) && usable(&mechanism) && !chosen.contains(&mechanism) {
+            chosen.push(mechanism);
+        }
+    }
+    Ok(chosen)
+}
+
+/// Binds one listener: a Unix socket (a stale socket file from a previous
+/// run is replaced) with its mode, or a TCP address.
+pub(crate) async fn bind(
+    config: &AuthListener,
+    offered: &[Mechanism],
+) -> Result<(BoundAuthListener, AuthSocket), ServerError> {
+    let bind_error = |address: String, source| ServerError::AuthBind {
+        name: config.name.clone(),
+        address,
+        source,
+    };
+    let socket = match &config.endpoint {
+        AuthEndpoint::Unix { path, mode } => {
+            use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+            let shown = path.display().to_string();
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if meta.file_type().is_socket() {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            let socket = UnixListener::bind(path).map_err(|e| bind_error(shown.clone(), e))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                .map_err(|e| bind_error(shown, e))?;
+            AuthSocket::Unix(socket, path.clone())
+        }
+        AuthEndpoint::Tcp { address, .. } => AuthSocket::Tcp(
+            TcpListener::bind(address)
+                .await
+                .map_err(|e| bind_error(address.to_string(), e))?,
+        ),
+    };
+    let listener = BoundAuthListener {
+        mechanisms: mechanisms(offered, config)?,
+        connections: Arc::new(Semaphore::new(config.max_connections)),
+        next_connection: AtomicU64::new(1),
+        config: config.clone(),
+    };
+    Ok((listener, socket))
+}
+
+/// Accepts until a stop is asked for; each MTA connection runs as its own
+/// task.
+pub(crate) async fn accept_loop(
+    socket: AuthSocket,
+    listener: Arc<BoundAuthListener>,
+    shared: Arc<Shared>,
+) {
+    let mut stopping = shared.stopping.clone();
+    tracing::info!(listener = %listener.config.name, endpoint = ?listener.config.endpoint, "auth listener (dovecot protocol)");
+    loop {
+        let accepted = tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => break,
+            accepted = accept(&socket) => accepted,
+        };
+        let (stream, mta) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "auth listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let (Some(mta), AuthEndpoint::Tcp { trusted, .. }) = (mta, &listener.config.endpoint) {
+            if !trusted.iter().any(|net| net.contains(mta.ip())) {
+                tracing::warn!(peer = %mta, listener = %listener.config.name, "auth listener: peer not in trusted networks, closed");
+                continue;
+            }
+        }
+        let Ok(permit) = listener.connections.clone().try_acquire_owned() else {
+            tracing::warn!(listener = %listener.config.name, "auth listener: connection limit reached");
+            metrics::counter!(telemetry::CONNECTIONS_REFUSED).increment(1);
+            continue;
+        };
+        let (listener, shared) = (listener.clone(), shared.clone());
+        tokio::spawn(async move {
+            match stream {
+                Stream::Tcp(tcp) => serve(tcp, mta, &listener, &shared).await,
+                Stream::Unix(unix) => serve(unix, mta, &listener, &shared).await,
+            }
+            drop(permit);
+        });
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(socket: &AuthSocket) -> std::io::Result<(Stream, Option<SocketAddr>)> {
+    match socket {
+        AuthSocket::Tcp(tcp) => {
+            let (stream, peer) = tcp.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Stream::Tcp(stream), Some(peer)))
+        }
+        AuthSocket::Unix(unix, _) => {
+            let (stream, _) = unix.accept().await?;
+            Ok((Stream::Unix(stream), None))
+        }
+    }
+}
+
+/// The `MECH` flags Dovecot gives each mechanism: MTAs apply their own
+/// policy with them (Postfix's `noplaintext` hides `plaintext` ones).
+fn wire_mechanism(mechanism: Mechanism) -> WireMechanism {
+    let mut flags = MechanismFlags::default();
+    match mechanism {
+        Mechanism::Plain | Mechanism::Login => flags.plaintext = true,
+        Mechanism::CramMd5 => {
+            flags.dictionary = true;
+            flags.active = true;
+        }
+        m if m.scram().is_some() => flags.mutual_auth = true,
+        _ => {}
+    }
+    WireMechanism {
+        name: mechanism.name().to_string(),
+        flags,
+    }
+}
+
+/// One request id between its rounds.
+enum Pending {
+    /// We sent `CONT`; the exchange waits for the client's.
+    Exchange(Mechanism, Exchange),
+    /// A task decides or looks up secrets.
+    Busy,
+    /// We sent the success data (SCRAM's server-final) in a `CONT`; the
+    /// client's (empty) answer gets the `OK`.
+    SuccessAck(String),
+    /// We sent the failure data (OAUTHBEARER's error) in a `CONT`; the
+    /// client's answer gets the `FAIL`.
+    FailureAck(Failure),
+}
+
+/// What a task for one id finished with.
+enum Finished {
+    Decided {
+        outcome: AuthOutcome,
+        success_data: Option<Vec<u8>>,
+        failure_data: Option<&'static [u8]>,
+        user: String,
+    },
+    Secrets {
+        mechanism: Mechanism,
+        request: SecretsRequest,
+        lookup: ScramLookup,
+    },
+}
+
+/// The facts of one request: the SMTP client as the MTA names it.
+#[derive(Clone)]
+struct RequestFacts {
+    client: SocketAddr,
+    local: Option<SocketAddr>,
+    listener: Arc<str>,
+}
+
+/// One MTA connection.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    mta: Option<SocketAddr>,
+    listener: &BoundAuthListener,
+    shared: &Arc<Shared>,
+) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let config = &listener.config;
+    let mut connection = Connection::new(Limits {
+        max_in_flight: config.max_in_flight,
+        ..Limits::default()
+    });
+    let ids = ServerIds {
+        pid: std::process::id(),
+        connection: listener.next_connection.fetch_add(1, Ordering::Relaxed),
+        cookie: rand::random(),
+    };
+    let mechanisms: Vec<WireMechanism> = listener
+        .mechanisms
+        .iter()
+        .copied()
+        .map(wire_mechanism)
+        .collect();
+    let greeting = Connection::greeting(&mechanisms, &ids);
+    if write(&mut writer, greeting.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut framer = Framer::new(config.max_line);
+    let mut pending: HashMap<u32, (u64, Pending, RequestFacts)> = HashMap::new();
+    let mut tasks: JoinSet<(u32, u64, Finished)> = JoinSet::new();
+    let mut serial: u64 = 0;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut stopping = shared.stopping.clone();
+    let idle = shared.idle_timeout;
+    loop {
+        // Lines already read first, then whichever comes: bytes, a
+        // finished task, the idle timeout.
+        let line = match framer.next_line() {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::warn!(listener = %config.name, %error, "auth listener: closing");
+                break;
+            }
+        };
+        let mut out = String::new();
+        if let Some(line) = line {
+            match connection.feed(&line) {
+                Ok(request) => {
+                    serial += 1;
+                    handle(
+                        request,
+                        serial,
+                        mta,
+                        listener,
+                        &mut connection,
+                        &mut pending,
+                        &mut tasks,
+                        shared,
+                        &mut out,
+                    );
+                }
+                Err(error) => match error.failed_request() {
+                    Some(id) => {
+                        tracing::info!(listener = %config.name, %error, "auth listener: request refused");
+                        out.push_str(&connection.fail(id, &Failure::default()));
+                    }
+                    None => {
+                        tracing::warn!(listener = %config.name, %error, "auth listener: protocol error, closing");
+                        break;
+                    }
+                },
+            }
+        } else {
+            tokio::select! {
+                read = tokio::time::timeout(idle, reader.read(&mut buf)) => match read {
+                    Ok(Ok(n)) if n > 0 => framer.push(&buf[..n]),
+                    // Closed, failed, or idle: the MTA reconnects when it
+                    // needs us again.
+                    _ => break,
+                },
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    let Ok((id, task_serial, finished)) = joined else { continue };
+                    // A request cancelled (or its id reused) meanwhile: drop.
+                    if !matches!(pending.get(&id), Some((s, Pending::Busy, _)) if *s == task_serial) {
+                        continue;
+                    }
+                    let Some((_, _, facts)) = pending.remove(&id) else { continue };
+                    finish(id, task_serial, finished, facts, &mut connection, &mut pending, &mut tasks, shared, &mut out);
+                }
+                _ = stopping.wait_for(|stop| *stop), if tasks.is_empty() => break,
+            }
+        }
+        if !out.is_empty() && write(&mut writer, out.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    tasks.abort_all();
+}
+
+async fn write<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Acts on one request line.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    request: Request,
+    serial: u64,
+    mta: Option<SocketAddr>,
+    listener: &BoundAuthListener,
+    connection: &mut Connection,
+    pending: &mut HashMap<u32, (u64, Pending, RequestFacts)>,
+    tasks: &mut JoinSet<(u32, u64, Finished)>,
+    shared: &Arc<Shared>,
+    out: &mut String,
+) {
+    match request {
+        Request::Handshake => {}
+        Request::Cancel { id } => {
+            pending.remove(&id);
+        }
+        Request::Auth(auth) => {
+            let id = auth.id;
+            let facts = request_facts(&auth, mta, &listener.config.name);
+            let Some(mechanism) =
+                Mechanism::from_name(&auth.mechanism).filter(|m| listener.mechanisms.contains(m))
+            else {
+                out.push_str(&connection.fail(
+                    id,
+                    &Failure {
+                        reason: Some("Unsupported authentication mechanism".into()),
+                        ..Failure::default()
+                    },
+                ));
+                return;
+            };
+            let challenge = format!("<{}.{}@{}>", rand::random::<u64>(), serial, shared.hostname);
+            let context = StartContext {
+                unique_challenge: &challenge,
+                channel_binding: None,
+                plus_offered: false,
+                external_identity: None,
+            };
+            let step = Exchange::start_with(mechanism, auth.initial_response, &context);
+            advance(
+                id, serial, mechanism, step, facts, connection, pending, tasks, shared, out,
+            );
+        }
+        Request::Continue { id, response } => {
+            let Some((serial, state, facts)) = pending.remove(&id) else {
+                out.push_str(&connection.fail(id, &Failure::default()));
+                return;
+            };
+            match state {
+                Pending::Exchange(mechanism, exchange) => advance(
+                    id,
+                    serial,
+                    mechanism,
+                    exchange.respond(response),
+                    facts,
+                    connection,
+                    pending,
+                    tasks,
+                    shared,
+                    out,
+                ),
+                Pending::SuccessAck(user) => out.push_str(&connection.ok(id, &user)),
+                Pending::FailureAck(failure) => out.push_str(&connection.fail(id, &failure)),
+                // Invariant: the connection refuses a CONT for an id we owe
+                // an answer; put it back.
+                Pending::Busy => {
+                    pending.insert(id, (serial, Pending::Busy, facts));
+                }
+            }
+        }
+    }
+}
+
+fn request_facts(auth: &AuthRequest, mta: Option<SocketAddr>, listener: &str) -> RequestFacts {
+    let ip = auth
+        .remote_ip
+        .or(mta.map(|m| m.ip()))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    RequestFacts {
+        client: SocketAddr::new(ip, auth.remote_port.unwrap_or(0)),
+        local: auth
+            .local_ip
+            .map(|ip| SocketAddr::new(ip, auth.local_port.unwrap_or(0))),
+        listener: Arc::from(listener),
+    }
+}
+
+/// Carries out one step of an exchange.
+#[allow(clippy::too_many_arguments)]
+fn advance(
+    id: u32,
+    serial: u64,
+    mechanism: Mechanism,
+    step: Result<Step, SaslError>,
+    facts: RequestFacts,
+    connection: &mut Connection,
+    pending: &mut HashMap<u32, (u64, Pending, RequestFacts)>,
+    tasks: &mut JoinSet<(u32, u64, Finished)>,
+    shared: &Arc<Shared>,
+    out: &mut String,
+) {
+    match step {
+        Ok(Step::Challenge(exchange, challenge)) => {
+            out.push_str(&connection.cont(id, &challenge));
+            pending.insert(id, (serial, Pending::Exchange(mechanism, exchange), facts));
+        }
+        Ok(Step::Done(credentials)) => {
+            let success_data = credentials.success_data().map(<[u8]>::to_vec);
+            let failure_data = credentials.failure_data();
+            let user = credentials.authcid().to_string();
+            let (shared, task_facts) = (shared.clone(), facts.clone());
+            pending.insert(id, (serial, Pending::Busy, facts));
+            tasks.spawn(async move {
+                let outcome = decide(&shared, &task_facts, mechanism, credentials).await;
+                let finished = Finished::Decided {
+                    outcome,
+                    success_data,
+                    failure_data,
+                    user,
+                };
+                (id, serial, finished)
+            });
+        }
+        Ok(Step::NeedSecrets(request)) => {
+            let (shared, task_facts) = (shared.clone(), facts.clone());
+            pending.insert(id, (serial, Pending::Busy, facts));
+            tasks.spawn(async move {
+                let lookup = scram_secrets(&shared, &task_facts, &request).await;
+                let finished = Finished::Secrets {
+                    mechanism,
+                    request,
+                    lookup,
+                };
+                (id, serial, finished)
+            });
+        }
+        Err(error) => {
+            // Malformed or refused before any check (e.g. a SCRAM client
+            // asking for channel binding): a plain failure, as Dovecot's.
+            tracing::info!(client = %facts.client.ip(), %mechanism, %error, "auth listener: exchange refused");
+            out.push_str(&connection.fail(id, &Failure::default()));
+        }
+    }
+}
+
+/// Turns a finished task into the answer (or the next round).
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    id: u32,
+    serial: u64,
+    finished: Finished,
+    facts: RequestFacts,
+    connection: &mut Connection,
+    pending: &mut HashMap<u32, (u64, Pending, RequestFacts)>,
+    tasks: &mut JoinSet<(u32, u64, Finished)>,
+    shared: &Arc<Shared>,
+    out: &mut String,
+) {
+    match finished {
+        Finished::Secrets {
+            mechanism,
+            request,
+            lookup,
+        } => match lookup {
+            ScramLookup::Found { secrets, nonce } => {
+                let nonce = portcullis_sasl::framing::encode_challenge(&nonce);
+                let step = request.resume(secrets, &nonce);
+                advance(
+                    id, serial, mechanism, step, facts, connection, pending, tasks, shared, out,
+                );
+            }
+            ScramLookup::Unavailable => out.push_str(&connection.fail(id, &temporary(None))),
+        },
+        Finished::Decided {
+            outcome,
+            success_data,
+            failure_data,
+            user,
+        } => match outcome {
+            AuthOutcome::Accepted { authn_id, .. } => match success_data {
+                Some(data) => {
+                    out.push_str(&connection.cont(id, &data));
+                    pending.insert(id, (serial, Pending::SuccessAck(authn_id), facts));
+                }
+                None => out.push_str(&connection.ok(id, &authn_id)),
+            },
+            AuthOutcome::Rejected { reply } => {
+                let failure = Failure {
+                    reason: reply.map(|r| r.text()),
+                    temporary: false,
+                    user: Some(user),
+                };
+                match failure_data {
+                    Some(data) => {
+                        out.push_str(&connection.cont(id, data));
+                        pending.insert(id, (serial, Pending::FailureAck(failure), facts));
+                    }
+                    None => out.push_str(&connection.fail(id, &failure)),
+                }
+            }
+            AuthOutcome::TemporaryFailure { reply } => {
+                out.push_str(&connection.fail(id, &temporary(reply.map(|r| r.text()))))
+            }
+            AuthOutcome::Disconnect { reply } => {
+                // A ban: the MTA's client is refused; the MTA itself (other
+                // clients on this connection) goes on.
+                let failure = Failure {
+                    reason: Some(reply.text()),
+                    temporary: reply.code() / 100 == 4,
+                    user: Some(user),
+                };
+                out.push_str(&connection.fail(id, &failure));
+            }
+        },
+    }
+}
+
+fn temporary(reason: Option<String>) -> Failure {
+    Failure {
+        reason,
+        temporary: true,
+        user: None,
+    }
+}
+
+/// The connection facts for the defence and the log: a peer for the
+/// client the MTA named.
+fn peer(facts: &RequestFacts) -> crate::connection::Peer {
+    crate::connection::Peer {
+        client: facts.client,
+        server: facts.local,
+        listener: facts.listener.to_string(),
+        meta: portcullis_lua::ConnMeta::new(),
+        bans_seen: AtomicU64::new(0),
+    }
+}
+
+/// SCRAM's secrets for the exchange (fake ones for an unknown user).
+async fn scram_secrets(
+    shared: &Shared,
+    facts: &RequestFacts,
+    request: &SecretsRequest,
+) -> ScramLookup {
+    let peer = peer(facts);
+    crate::effects::lookup_scram(shared, &peer, request.authcid().to_string(), request.hash()).await
+}
+
+/// The decision on a completed exchange: admission (bans, cool-downs,
+/// attempts in flight), the check, then the failure counted and its reply
+/// delayed, or the success remembered.
+async fn decide(
+    shared: &Shared,
+    facts: &RequestFacts,
+    mechanism: Mechanism,
+    credentials: Credentials,
+) -> AuthOutcome {
+    let peer = peer(facts);
+    let ip = facts.client.ip();
+    let user = credentials.authcid().to_string();
+    let slot = match crate::defence::admit_attempt(shared, &peer, ip, mechanism.name(), &user).await
+    {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
+    let password: Option<portcullis_sasl::Secret> = match &credentials {
+        Credentials::Password { password, .. } => Some(password.clone()),
+        _ => None,
+    };
+    let outcome = crate::effects::authenticate(shared, &peer, mechanism, credentials).await;
+    match &outcome {
+        AuthOutcome::Accepted { .. } => {
+            shared
+                .limiter
+                .auth_succeeded(ip, &user, portcullis_limits::Timestamp::now())
+                .await;
+            outcome
+        }
+        AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
+            let secret = password.as_ref().map(portcullis_sasl::Secret::expose);
+            crate::defence::failed(shared, ip, &user, secret, outcome, Some(slot)).await
+        }
+        AuthOutcome::TemporaryFailure { .. } => outcome,
+    }
+}
