@@ -3,7 +3,7 @@
 //! (127.0.0.2, .3, …: Linux routes all of 127/8 to `lo`), bound with
 //! Python's `source_address`; the allow-list is emptied so loopback counts.
 
-use portcullis_integration_tests::{python, RedisServer, TestServer};
+use portcullis_integration_tests::{python, wait_until, RedisServer, TestServer};
 
 /// Small delays so the test is quick; the cool-down and ban are long
 /// enough not to end during the test.
@@ -168,11 +168,16 @@ fn manual_ban_refuses_at_greeting_and_allow_list_wins() {
             .unwrap();
         assert!(added.status.success(), "{added:?}");
     }
+    // The server reloads the ban file when it changes, and says so.
+    wait_until(
+        &server,
+        "the server to reload both bans",
+        std::time::Duration::from_secs(30),
+        || server.log().contains("ban file reloaded bans=2"),
+    );
     let out = python(
         &script(
             r#"
-            import time
-            time.sleep(1.5)  # the server reloads the ban file within a second
             attempt("banned", "127.0.0.6", "alice", "correct horse")
             attempt("allowed", "127.0.0.7", "alice", "correct horse")
             "#,

@@ -221,8 +221,21 @@ fn passwords_never_appear_in_the_trace_log() {
     out.assert_reply("plain.bad", "535")
         .assert_reply("plain.good", "235")
         .assert_reply("login.good", "235");
-    // Give the server a moment to write what it logs after the replies.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The check below reads the lines these logins wrote: wait until all
+    // four AUTH lines are there (the log is written after the replies),
+    // so that an empty or partial log cannot pass for a clean one.
+    let auth_lines = |result: &str| {
+        let wanted = format!("result=\"{result}\"");
+        let lines = server.log();
+        let auth = |l: &&str| l.contains("user=alice") && l.contains(&wanted);
+        lines.lines().filter(auth).count()
+    };
+    portcullis_integration_tests::wait_until(
+        &server,
+        "the four AUTH lines",
+        std::time::Duration::from_secs(30),
+        || auth_lines("rejected") >= 2 && auth_lines("accepted") >= 2,
+    );
     let log = server.log();
     assert!(
         log.contains("listening"),

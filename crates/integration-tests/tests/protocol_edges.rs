@@ -126,7 +126,7 @@ fn bare_cr_and_bare_lf_in_a_body_are_stored_as_crlf() {
 #[test]
 fn control_characters_in_an_auth_name_cannot_forge_a_log_line() {
     let server = TestServer::start("");
-    let forged = "2026-01-01T00:00:00.000000Z  INFO portcullis_server::effects: auth \
+    let forged = "2026-01-01T00:00:00.000000Z  INFO portcullis_server::verify: auth \
                   client=192.0.2.1 mechanism=PLAIN user=ceo authz=ceo result=\"accepted\"";
     let authcid = format!("mallory\n{forged}\x1b[2K\r");
     let (mut client, _) = RawClient::connect(server.submission_port());

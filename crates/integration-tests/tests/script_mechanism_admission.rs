@@ -28,8 +28,13 @@ fn a_banned_address_named_by_a_proxy_gets_421_before_a_script_mechanism_runs() {
         .output()
         .expect("ban add");
     assert!(banned.status.success(), "{banned:?}");
-    // The server reloads the ban file within a second.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The server reloads the ban file when it changes, and says so.
+    portcullis_integration_tests::wait_until(
+        &server,
+        "the server to reload the ban",
+        std::time::Duration::from_secs(30),
+        || server.log().contains("ban file reloaded bans=1"),
+    );
     let out = python(
         r#"
         s = connect()

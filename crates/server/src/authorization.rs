@@ -1,53 +1,36 @@
 //! Authorization after AUTH: the envelope senders a user may use, built
 //! into a [`SenderRule`] for the session, and the tenant a message names
 //! in its tenant header (KumoMTA's `require_authz`), checked before the
-//! message is spooled.
+//! message is spooled. Pure: the auth service fetches the store's
+//! `may_act_as` entries and hands them in.
 
-use portcullis_config::authorization::Tenants;
+use std::net::IpAddr;
+
+use portcullis_config::authorization::{SenderPolicy, Tenants};
 use portcullis_proto::Reply;
-use portcullis_session::{AuthOutcome, Message, SenderRule};
-
-use crate::connection::Peer;
-use crate::Shared;
+use portcullis_session::{Message, SenderRule};
 
 /// The senders an accepted user owns, when `[senders]` is on: the user
 /// name if it is an address, `name@domain` for each configured domain, the
 /// authz id likewise, the store's `may_act_as` entries that are addresses
 /// (or `@domain`, or `*`), and the policy hook's `addresses` user data.
-pub(crate) async fn sender_rule(
-    shared: &Shared,
-    peer: &Peer,
-    outcome: &AuthOutcome,
-) -> Option<SenderRule> {
-    let policy = shared.authorization.senders.as_ref()?;
-    let AuthOutcome::Accepted { authn_id, authz_id } = outcome else {
-        return None;
-    };
+pub(crate) fn sender_rule(
+    policy: &SenderPolicy,
+    authn_id: &str,
+    authz_id: &str,
+    may_act_as: Vec<String>,
+    user_data: Option<&serde_json::Value>,
+) -> SenderRule {
     let mut owned = Vec::new();
     for id in [authn_id, authz_id] {
         if id.contains('@') {
-            owned.push(id.clone());
+            owned.push(id.to_string());
         } else {
             owned.extend(policy.domains.iter().map(|d| format!("{id}@{d}")));
         }
     }
-    let authenticator = shared.authenticator.clone();
-    let user = authn_id.clone();
-    match shared
-        .store_calls
-        .run(move || authenticator.identities(&user))
-        .await
-    {
-        Ok(Ok(identities)) => owned.extend(identities),
-        Ok(Err(error)) => {
-            // Fail closed: only the addresses derived above.
-            tracing::warn!(user = %authn_id, %error, "sender check: store unavailable, aliases not loaded");
-        }
-        Err(error) => {
-            tracing::warn!(user = %authn_id, %error, "sender check: store unavailable, aliases not loaded");
-        }
-    }
-    if let Some(data) = peer.meta.user_data() {
+    owned.extend(may_act_as);
+    if let Some(data) = user_data {
         let addresses = data.get("addresses").and_then(|a| a.as_array());
         owned.extend(
             addresses
@@ -57,14 +40,15 @@ pub(crate) async fn sender_rule(
         );
     }
     let rule = SenderRule::new(owned);
-    Some(match policy.check_from_header {
+    match policy.check_from_header {
         true => rule.checking_from_header(),
         false => rule,
-    })
+    }
 }
 
 /// Checks the tenant header against `[tenant.'name'] require_authz` and
 /// removes it when configured. `Err` is the reply: nothing is spooled.
+/// `client` is for the log.
 ///
 /// The tenant a later reader (KumoMTA's queue helper) acts on must be the
 /// one checked here, so anything it could read differently is refused: a
@@ -72,11 +56,11 @@ pub(crate) async fn sender_rule(
 /// or a value that is not one plain token (an RFC 2047 encoded word, a
 /// quoted string, a comment). Removal takes the field in every spelling.
 pub(crate) fn check_tenant(
-    shared: &Shared,
-    peer: &Peer,
+    tenants: Option<&Tenants>,
+    client: IpAddr,
     message: &mut Message,
 ) -> Result<(), Reply> {
-    let Some(tenants) = &shared.authorization.tenants else {
+    let Some(tenants) = tenants else {
         return Ok(());
     };
     let found = portcullis_proto::header::fields(&message.data, &tenants.header);
@@ -89,13 +73,13 @@ pub(crate) fn check_tenant(
         [] => {}
         [field] if portcullis_proto::header::is_plain_token(&field.value) => {
             if !may_use(tenants, &field.value, authz.as_deref()) {
-                tracing::warn!(client = %peer.client.ip(), tenant = %field.value, authz = ?authz, "refused: tenant not allowed for this identity");
+                tracing::warn!(%client, tenant = %field.value, authz = ?authz, "refused: tenant not allowed for this identity");
                 return Err(Reply::tenant_not_authorized());
             }
         }
         _ => {
             let values: Vec<&str> = found.iter().map(|f| f.value.as_str()).collect();
-            tracing::warn!(client = %peer.client.ip(), tenants = ?values, authz = ?authz, "refused: several tenant headers, or a tenant that is not a plain name");
+            tracing::warn!(%client, tenants = ?values, authz = ?authz, "refused: several tenant headers, or a tenant that is not a plain name");
             return Err(Reply::tenant_header_ambiguous());
         }
     }
@@ -111,5 +95,31 @@ fn may_use(tenants: &Tenants, name: &str, authz: Option<&str>) -> bool {
     match tenants.require_authz.get(name) {
         None => true,
         Some(allowed) => authz.is_some_and(|a| allowed.iter().any(|x| x == a)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_owns_its_names_its_aliases_and_the_policy_addresses() {
+        let policy = SenderPolicy {
+            domains: vec!["example.test".into()],
+            check_from_header: false,
+        };
+        let data = serde_json::json!({ "addresses": ["team@example.test"] });
+        let rule = sender_rule(
+            &policy,
+            "alice",
+            "alice",
+            vec!["@alias.test".into()],
+            Some(&data),
+        );
+        let allows = |a: &str| rule.allows(&portcullis_proto::Path::Mailbox(a.into()));
+        assert!(allows("alice@example.test"));
+        assert!(allows("anyone@alias.test"));
+        assert!(allows("team@example.test"));
+        assert!(!allows("bob@example.test"));
     }
 }

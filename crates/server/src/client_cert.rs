@@ -8,7 +8,7 @@
 //! the certificate optional, so password clients connect as before.
 //! Parsing the leaf afterwards (x509-parser) only maps it to a user name.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use portcullis_config::{ClientCertificates, ClientIdentity};
@@ -17,40 +17,76 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
+use sha2::{Digest, Sha256};
 use x509_parser::extensions::GeneralName;
 
-use crate::tls::{fingerprint, TlsError};
+/// Why the client CA could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientCaError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("invalid certificate or key: {path} holds no CA certificate")]
+    Empty { path: PathBuf },
+    #[error("invalid certificate or key: {path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("invalid certificate or key: client CA {path}: {source}")]
+    Verifier {
+        path: PathBuf,
+        source: rustls::server::VerifierBuilderError,
+    },
+}
+
+/// The certificate's SHA-256 fingerprint as colon-separated hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = Sha256::digest(cert.as_ref());
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
 
 /// The verifier for `[tls] client_ca`: certificates are optional, and
 /// those sent must chain to one of the CA certificates in the file.
 pub(crate) fn verifier(
     clients: &ClientCertificates,
     provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+) -> Result<Arc<dyn ClientCertVerifier>, ClientCaError> {
+    let path = &clients.ca;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in read_cas(&clients.ca)? {
-        roots
-            .add(ca)
-            .map_err(|e| TlsError::Invalid(format!("{}: {e}", clients.ca.display())))?;
+    for ca in read_cas(path)? {
+        roots.add(ca).map_err(|source| ClientCaError::Invalid {
+            path: path.clone(),
+            source,
+        })?;
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .allow_unauthenticated()
         .build()
-        .map_err(|e| TlsError::Invalid(format!("client CA {}: {e}", clients.ca.display())))
+        .map_err(|source| ClientCaError::Verifier {
+            path: path.clone(),
+            source,
+        })
 }
 
-fn read_cas(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn read_cas(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientCaError> {
     let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Read {
+        .map_err(|source| ClientCaError::Read {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
     if cas.is_empty() {
-        return Err(TlsError::Invalid(format!(
-            "{} holds no CA certificate",
-            path.display()
-        )));
+        return Err(ClientCaError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(cas)
 }

@@ -1,4 +1,12 @@
-//! One connection: greeting, the read/feed/write loop, STARTTLS.
+//! One connection: PROXY header, admission, greeting, the read/feed/write
+//! loop, STARTTLS; the SMTP front end of the auth service.
+//!
+//! [`drive`] feeds input to the [`Session`] and carries out each effect it
+//! returns in one short arm: an identity claimed (AUTH, a script
+//! mechanism's round, XCLIENT LOGIN) goes to the
+//! [`AuthService`](crate::auth_service::AuthService) as a request with
+//! the connection's facts, and its verdict comes back to the session
+//! through [`apply`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,26 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use portcullis_proto::proxy::ProxyHeader;
 use portcullis_proto::Reply;
 use portcullis_session::{
-    AuthOutcome, ConnectionInfo, Effect, ScriptStepOutcome, Session, SpoolOutcome,
+    AuthOutcome, ConnectionInfo, Effect, Flow, ScramLookup, ScriptStepOutcome, Session,
+    SpoolOutcome,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::auth_service::{AuthRequest, Claim, Exchange, Verdict};
+use crate::context::{BoundListener, Shared};
 use crate::pace::Pace;
-use crate::{effects, tls, BoundListener, Shared};
-
-/// Facts about the connection the spool records.
-pub(crate) struct Peer {
-    pub client: SocketAddr,
-    pub server: Option<SocketAddr>,
-    pub listener: String,
-    /// What policy hooks of this connection share (`conn_meta`, user data).
-    pub meta: portcullis_lua::ConnMeta,
-    /// The limiter's ban generation when this connection's address was
-    /// last checked (see [`crate::defence::banned_since`]).
-    pub bans_seen: AtomicU64,
-}
+use crate::peer::{ConnectionFacts, Peer, TlsFacts};
 
 /// How [`drive`] ended.
 enum Ended {
@@ -36,20 +34,31 @@ enum Ended {
 /// Read chunk: big enough for a pipelined group or a DATA burst.
 const READ_CHUNK: usize = 16 * 1024;
 
-pub(crate) async fn serve(
-    mut tcp: TcpStream,
+/// Serves one accepted connection: `stream` from `client`, which
+/// connected to `local`. Generic over the stream, so that tests drive it
+/// over an in-memory pipe.
+pub(crate) async fn serve<S>(
+    mut stream: S,
     client: SocketAddr,
+    local: Option<SocketAddr>,
     listener: &BoundListener,
     shared: &Shared,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     // Behind a load balancer the client is who its PROXY header says. A
     // header that names no client is the balancer's own connection.
-    let (client, server, balancer_itself) = if listener.proxy_trusted.is_empty() {
-        (client, tcp.local_addr().ok(), false)
+    let (client, local, balancer_itself) = if listener.proxy_trusted.is_empty() {
+        (client, local, false)
     } else {
-        match crate::proxy_protocol::read_header_from_balancer(&mut tcp, client, listener, shared)
-            .await
-        {
+        let header = crate::proxy_protocol::read_header_from_balancer(
+            &mut stream,
+            client,
+            &listener.proxy_trusted,
+            &listener.name,
+            shared.idle_timeout,
+        );
+        match header.await {
             Some(ProxyHeader::Proxied {
                 source,
                 destination,
@@ -57,22 +66,22 @@ pub(crate) async fn serve(
             // Only v2 LOCAL is the balancer itself; a client it cannot
             // name (v1 UNKNOWN, a UNIX-socket frontend) is admitted, and
             // counted, under the balancer's address.
-            Some(ProxyHeader::Local) => (client, tcp.local_addr().ok(), true),
-            Some(ProxyHeader::Unknown) => (client, tcp.local_addr().ok(), false),
+            Some(ProxyHeader::Local) => (client, local, true),
+            Some(ProxyHeader::Unknown) => (client, local, false),
             None => return,
         }
     };
     let meta = portcullis_lua::ConnMeta::new();
     // KumoMTA's `conn_meta:get_meta('hostname')`: ours.
-    meta.set("hostname", shared.hostname.clone().into());
+    meta.set("hostname", shared.spooler.hostname.clone().into());
     let peer = Peer {
         client,
-        server,
+        local,
         listener: listener.name.clone(),
         meta,
         // Read before the ban check at connect: a ban made after it
         // changes the generation, and the next command looks again.
-        bans_seen: AtomicU64::new(shared.limiter.ban_generation()),
+        bans_seen: AtomicU64::new(shared.auth.defence().limiter().ban_generation()),
     };
     // Bans and per-address limits, before the greeting (and before any TLS
     // work). The slot counts this connection until it ends. Not for the
@@ -82,10 +91,10 @@ pub(crate) async fn serve(
     let _slot = if balancer_itself {
         None
     } else {
-        match crate::defence::admit(shared, &peer).await {
+        match shared.auth.defence().admit(peer.client.ip()).await {
             Ok(slot) => Some(slot),
             Err(reply) => {
-                refuse(tcp, listener, reply, shared).await;
+                refuse(stream, listener, reply, shared).await;
                 return;
             }
         }
@@ -100,7 +109,7 @@ pub(crate) async fn serve(
             .any(|net| net.contains(client.ip())),
     };
     let result = match (&listener.acceptor, listener.implicit_tls) {
-        (Some(acceptor), true) => match handshake(acceptor, tcp, shared).await {
+        (Some(acceptor), true) => match handshake(acceptor, stream, shared).await {
             Ok(mut stream) => {
                 let info = tls_info(stream.get_ref().1, shared);
                 let mut out = Vec::new();
@@ -115,7 +124,7 @@ pub(crate) async fn serve(
                 Ok(())
             }
         },
-        _ => serve_starttls(tcp, conn, listener, &peer, shared).await,
+        _ => serve_starttls(stream, conn, listener, &peer, shared).await,
     };
     if let Err(error) = result {
         tracing::debug!(client = %client, %error, "connection ended with an error");
@@ -126,27 +135,30 @@ pub(crate) async fn serve(
 /// channel-binding data of the certificate served now.
 fn tls_info(conn: &rustls::ServerConnection, shared: &Shared) -> portcullis_session::TlsInfo {
     let end_point_hash = shared.certificate.as_ref().map(|c| c.end_point_hash());
-    tls::info(conn, end_point_hash.as_deref(), shared.client_identity)
+    crate::tls::info(conn, end_point_hash.as_deref(), shared.client_identity)
 }
 
 /// A plain-text start, upgraded in place if the client asks for STARTTLS.
-async fn serve_starttls(
-    mut tcp: TcpStream,
+async fn serve_starttls<S>(
+    mut stream: S,
     conn: ConnectionInfo,
     listener: &BoundListener,
     peer: &Peer,
     shared: &Shared,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut out = Vec::new();
     let mut session = Session::new(listener.current_session(), conn, None, &mut out);
-    let Ended::StartTls = drive(&mut tcp, &mut session, out, peer, shared).await? else {
+    let Ended::StartTls = drive(&mut stream, &mut session, out, peer, shared).await? else {
         return Ok(());
     };
     // Invariant: the session offers STARTTLS only when the listener has an acceptor.
     let Some(acceptor) = &listener.acceptor else {
         return Ok(());
     };
-    let mut stream = match handshake(acceptor, tcp, shared).await {
+    let mut stream = match handshake(acceptor, stream, shared).await {
         Ok(stream) => stream,
         Err(error) => {
             tracing::debug!(client = %peer.client, %error, "STARTTLS handshake failed");
@@ -157,6 +169,31 @@ async fn serve_starttls(
     drive(&mut stream, &mut session, Vec::new(), peer, shared)
         .await
         .map(|_| ())
+}
+
+/// The facts of the connection now, for a request to the auth service or
+/// a policy hook: the client a trusted proxy named with XCLIENT is parsed
+/// here, once per request.
+pub(crate) fn facts(peer: &Peer, session: &Session) -> ConnectionFacts {
+    let xclient = session.xclient();
+    let (client, proxy) = crate::peer::named_client(
+        peer.client,
+        xclient.and_then(|x| x.addr.as_deref()),
+        xclient.and_then(|x| x.port.as_deref()),
+    );
+    ConnectionFacts {
+        client,
+        proxy,
+        local: peer.local,
+        listener: peer.listener.clone(),
+        helo: session.helo_name().map(str::to_string),
+        protocol: session.protocol(),
+        tls: session.tls().map(|t| TlsFacts {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+            client_certificate: t.client_certificate.clone(),
+        }),
+    }
 }
 
 /// Feeds input to the session and carries out its effects until the
@@ -175,13 +212,13 @@ where
     let mut input: Vec<u8> = Vec::new();
     let mut stopping = shared.stopping.clone();
     let mut grace_over = shared.grace_over.subscribe();
-    // The admission of a script mechanism's exchange, held across its rounds.
-    let mut script_slot: Option<portcullis_limits::AttemptSlot> = None;
+    // What a script mechanism's exchange holds across its rounds.
+    let mut exchange = Exchange::default();
     let mut pace = Pace::new(shared.command_timeout, shared.min_data_rate, Instant::now());
     loop {
         let progress = session.feed(&input, &mut out);
         input.drain(..progress.consumed);
-        match progress.effect {
+        let flow = match progress.effect {
             None => {
                 // Bytes of an over-long line being thrown away end no line:
                 // trickled, they must not restart the line's clock.
@@ -190,8 +227,7 @@ where
                 pace.wants_input(line_done, session.receiving_data(), Instant::now());
                 if *stopping.borrow() && !session.in_transaction() {
                     session.abort(Reply::shutting_down(), &mut out);
-                    flush(stream, &mut out, shared).await?;
-                    return Ok(Ended::Closed);
+                    return close(stream, &mut out, shared).await;
                 }
                 flush(stream, &mut out, shared).await?;
                 input.reserve(READ_CHUNK);
@@ -208,32 +244,24 @@ where
                     // say so before the close, never cut off in silence.
                     _ = grace_over.wait_for(|over| *over) => None,
                 };
-                let Some(read) = read else {
-                    session.abort(Reply::shutting_down(), &mut out);
-                    flush(stream, &mut out, shared).await?;
-                    return Ok(Ended::Closed);
-                };
-                match read {
-                    Ok(Ok(0)) => return Ok(Ended::Closed),
-                    Ok(Ok(n)) => {
+                let reply = match read {
+                    None => Reply::shutting_down(),
+                    Some(Ok(Ok(0))) => return Ok(Ended::Closed),
+                    Some(Ok(Ok(n))) => {
                         pace.received(n);
-                        if let Some(reply) = banned_since(peer, session, shared).await {
-                            session.abort(reply, &mut out);
-                            flush(stream, &mut out, shared).await?;
-                            return Ok(Ended::Closed);
+                        match banned_since(peer, session, shared).await {
+                            Some(reply) => reply,
+                            None => continue,
                         }
                     }
-                    Ok(Err(error)) => return Err(error),
-                    Err(_elapsed) => {
-                        let reply = match paced {
-                            Some(_) => too_slow(&pace, peer),
-                            None => Reply::idle_timeout(),
-                        };
-                        session.abort(reply, &mut out);
-                        flush(stream, &mut out, shared).await?;
-                        return Ok(Ended::Closed);
-                    }
-                }
+                    Some(Ok(Err(error))) => return Err(error),
+                    Some(Err(_elapsed)) => match paced {
+                        Some(_) => too_slow(&pace, peer),
+                        None => Reply::idle_timeout(),
+                    },
+                };
+                session.abort(reply, &mut out);
+                Flow::Close
             }
             Some(Effect::StartTls) => {
                 flush(stream, &mut out, shared).await?;
@@ -243,126 +271,134 @@ where
                 mechanism,
                 credentials,
             }) => {
-                let outcome =
-                    crate::defence::authenticate(shared, peer, session, mechanism, credentials)
-                        .await;
-                let senders = crate::authorization::sender_rule(shared, peer, &outcome).await;
-                if let Some(rule) = senders {
-                    session.restrict_senders(rule);
-                }
-                if let Some(Effect::Close) = session.auth_finished(outcome, &mut out) {
-                    flush(stream, &mut out, shared).await?;
-                    return Ok(Ended::Closed);
-                }
+                let claim = Claim::Sasl {
+                    mechanism,
+                    credentials,
+                };
+                let verdict = authenticate(claim, &mut exchange, peer, session, shared).await;
+                let outcome = apply(verdict, session);
+                session.auth_finished(outcome, &mut out)
             }
             Some(Effect::ScriptStep {
                 mechanism,
                 step,
                 response,
             }) => {
-                // A script mechanism is admitted like any AUTH, before its
-                // first round (bans, cool-downs, attempts in flight), and
-                // holds its slot until its outcome is counted.
-                let admitted = match script_slot {
-                    Some(_) => Ok(()),
-                    None => {
-                        let ip = crate::defence::client_ip(peer, session);
-                        crate::defence::admit_attempt(shared, peer, ip, &mechanism, "")
-                            .await
-                            .map(|slot| script_slot = Some(slot))
-                    }
+                let claim = Claim::ScriptRound {
+                    mechanism,
+                    step,
+                    response,
                 };
-                let (mut outcome, ran) = match admitted {
-                    Ok(()) => (
-                        crate::policy::script_step(
-                            shared, peer, session, mechanism, step, response,
-                        )
-                        .await,
-                        true,
-                    ),
-                    // Refused before the script ran: nothing to count.
-                    Err(refused) => (ScriptStepOutcome::Finished(refused), false),
+                let outcome = match authenticate(claim, &mut exchange, peer, session, shared).await
+                {
+                    Verdict::Challenge(challenge) => ScriptStepOutcome::Challenge(challenge),
+                    verdict => ScriptStepOutcome::Finished(apply(verdict, session)),
                 };
-                if let (ScriptStepOutcome::Finished(verdict), true) = (&outcome, ran) {
-                    let verdict = verdict.clone();
-                    let verdict = crate::defence::script_auth_finished(
-                        shared,
-                        peer,
-                        session,
-                        verdict,
-                        script_slot.take(),
-                    )
-                    .await;
-                    let senders = crate::authorization::sender_rule(shared, peer, &verdict).await;
-                    if let Some(rule) = senders {
-                        session.restrict_senders(rule);
-                    }
-                    outcome = ScriptStepOutcome::Finished(verdict);
-                }
-                if let Some(Effect::Close) = session.script_step_finished(outcome, &mut out) {
-                    flush(stream, &mut out, shared).await?;
-                    return Ok(Ended::Closed);
-                }
+                session.script_step_finished(outcome, &mut out)
             }
             Some(Effect::LookupScramSecrets { authcid, hash }) => {
-                let lookup = effects::lookup_scram(shared, peer, authcid, hash).await;
-                if let Some(Effect::Close) = session.scram_secrets_found(lookup, &mut out) {
-                    flush(stream, &mut out, shared).await?;
-                    return Ok(Ended::Closed);
-                }
+                let facts = facts(peer, session);
+                let lookup = match shared.auth.scram_secrets(&facts, authcid, hash).await {
+                    Some(found) => ScramLookup::Found {
+                        secrets: found.secrets,
+                        nonce: found.nonce,
+                    },
+                    None => ScramLookup::Unavailable,
+                };
+                session.scram_secrets_found(lookup, &mut out)
             }
-            Some(Effect::Spool(mut message)) => {
-                // Authorization first, then the script's last word.
-                let refused = match crate::authorization::check_tenant(shared, peer, &mut message) {
-                    Ok(()) => {
-                        crate::policy::message_received(shared, peer, session, &message).await
-                    }
-                    Err(reply) => Some(reply),
-                };
-                let outcome = match refused {
-                    None => effects::spool(shared, peer, session, *message).await,
-                    Some(reply) => SpoolOutcome::Refused(reply),
-                };
+            Some(Effect::Spool(message)) => {
+                let outcome = spool(*message, peer, session, shared).await;
                 session.spool_finished(outcome, &mut out);
+                Flow::Continue
             }
             Some(Effect::XclientLogin { login }) => {
-                let vouched = AuthOutcome::Accepted {
-                    authn_id: login.clone(),
-                    authz_id: login.clone(),
-                };
-                // The proxy's word replaces whoever was logged in before.
-                peer.meta.forget_login();
-                let verdict = crate::policy::xclient_login(shared, peer, session, &login).await;
-                let (refusal, close) = match verdict {
-                    None | Some(AuthOutcome::Accepted { .. }) => (None, false),
-                    Some(AuthOutcome::Rejected { .. }) => (Some(Reply::xclient_refused()), false),
-                    Some(AuthOutcome::TemporaryFailure { reply }) => (
-                        Some(reply.unwrap_or_else(Reply::auth_temporary_failure)),
-                        false,
-                    ),
-                    Some(AuthOutcome::Disconnect { reply }) => (Some(reply), true),
-                };
-                if refusal.is_none() {
-                    if let Some(rule) =
-                        crate::authorization::sender_rule(shared, peer, &vouched).await
-                    {
-                        session.restrict_senders(rule);
+                let claim = Claim::ProxyLogin { login };
+                let verdict = authenticate(claim, &mut exchange, peer, session, shared).await;
+                let (refusal, flow) = match apply(verdict, session) {
+                    AuthOutcome::Accepted { .. } => (None, Flow::Continue),
+                    AuthOutcome::Rejected { reply } | AuthOutcome::TemporaryFailure { reply } => {
+                        (reply, Flow::Continue)
                     }
-                }
+                    AuthOutcome::Disconnect { reply } => (Some(reply), Flow::Close),
+                };
                 session.xclient_login_finished(refusal, &mut out);
-                if close {
-                    flush(stream, &mut out, shared).await?;
-                    let _ = stream.shutdown().await;
-                    return Ok(Ended::Closed);
-                }
+                flow
             }
-            Some(Effect::Close) => {
-                flush(stream, &mut out, shared).await?;
-                let _ = stream.shutdown().await;
-                return Ok(Ended::Closed);
-            }
+            Some(Effect::Close) => Flow::Close,
+        };
+        if flow == Flow::Close {
+            return close(stream, &mut out, shared).await;
         }
     }
+}
+
+/// One claim to the auth service, with the connection's facts now.
+async fn authenticate(
+    claim: Claim,
+    exchange: &mut Exchange,
+    peer: &Peer,
+    session: &Session,
+    shared: &Shared,
+) -> Verdict {
+    let facts = facts(peer, session);
+    let request = AuthRequest {
+        claim,
+        facts: &facts,
+        meta: &peer.meta,
+    };
+    shared.auth.authenticate(request, exchange).await
+}
+
+/// The session's side of a verdict: an accepted user's sender rule goes to
+/// the session first (before any pipelined MAIL is read), then the outcome
+/// the `*_finished` call takes. Not for [`Verdict::Challenge`], which only
+/// a script round gets (and [`drive`] handles there).
+fn apply(verdict: Verdict, session: &mut Session) -> AuthOutcome {
+    match verdict {
+        Verdict::Accept {
+            authn_id,
+            authz_id,
+            sender_rule,
+            ..
+        } => {
+            if let Some(rule) = sender_rule {
+                session.restrict_senders(rule);
+            }
+            AuthOutcome::Accepted { authn_id, authz_id }
+        }
+        Verdict::Reject {
+            reply,
+            close: false,
+        } => AuthOutcome::Rejected { reply: Some(reply) },
+        Verdict::Reject { reply, close: true } => AuthOutcome::Disconnect { reply },
+        Verdict::Defer { reply } => AuthOutcome::TemporaryFailure { reply: Some(reply) },
+        // Invariant: only script rounds are answered with a challenge.
+        Verdict::Challenge(_) => AuthOutcome::TemporaryFailure { reply: None },
+    }
+}
+
+/// A message through authorization (the tenant header), then the
+/// script's last word, then the spool.
+async fn spool(
+    mut message: portcullis_session::Message,
+    peer: &Peer,
+    session: &Session,
+    shared: &Shared,
+) -> SpoolOutcome {
+    let tenants = shared.tenants.as_ref();
+    if let Err(reply) = crate::authorization::check_tenant(tenants, peer.client.ip(), &mut message)
+    {
+        return SpoolOutcome::Refused(reply);
+    }
+    if let Some(policy) = shared.auth.policy() {
+        let facts = facts(peer, session);
+        let refused = crate::policy::message_received(policy, &facts, &peer.meta, &message);
+        if let Some(reply) = refused.await {
+            return SpoolOutcome::Refused(reply);
+        }
+    }
+    crate::spooling::spool(&shared.spooler, peer, session.tls(), message).await
 }
 
 /// The `421 4.4.2` for a client that missed its pace deadline, logged and
@@ -382,9 +418,22 @@ async fn banned_since(peer: &Peer, session: &Session, shared: &Shared) -> Option
         return None;
     }
     let mut seen = peer.bans_seen.load(Ordering::Relaxed);
-    let reply = crate::defence::banned_since(shared, peer, session, &mut seen).await;
+    let ip = facts(peer, session).client_ip();
+    let reply = shared.auth.defence().banned_since(ip, &mut seen).await;
     peer.bans_seen.store(seen, Ordering::Relaxed);
     reply
+}
+
+/// Writes the last replies and closes the stream (TLS: with a
+/// close_notify), each step bounded by the idle timeout.
+async fn close<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    shared: &Shared,
+) -> std::io::Result<Ended> {
+    flush(stream, out, shared).await?;
+    let _ = tokio::time::timeout(shared.idle_timeout, stream.shutdown()).await;
+    Ok(Ended::Closed)
 }
 
 /// Writes the pending replies. A client that stops reading is given the
@@ -410,24 +459,29 @@ async fn flush<S: AsyncWrite + Unpin>(
 
 /// The TLS handshake, bounded by the idle timeout so a silent client does
 /// not hold a connection slot.
-async fn handshake(
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     acceptor: &tokio_rustls::TlsAcceptor,
-    tcp: TcpStream,
+    stream: S,
     shared: &Shared,
-) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-    tokio::time::timeout(shared.idle_timeout, acceptor.accept(tcp))
+) -> std::io::Result<tokio_rustls::server::TlsStream<S>> {
+    tokio::time::timeout(shared.idle_timeout, acceptor.accept(stream))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
 /// Sends `reply` in clear and closes. On an implicit-TLS listener the
 /// client expects a handshake, not text, so it is simply closed.
-async fn refuse(mut tcp: TcpStream, listener: &BoundListener, reply: Reply, shared: &Shared) {
+async fn refuse<S: AsyncWrite + Unpin>(
+    mut stream: S,
+    listener: &BoundListener,
+    reply: Reply,
+    shared: &Shared,
+) {
     if listener.implicit_tls {
         return;
     }
     let mut out = Vec::new();
     reply.write_to(&mut out);
-    let _ = flush(&mut tcp, &mut out, shared).await;
-    let _ = tcp.shutdown().await;
+    let _ = flush(&mut stream, &mut out, shared).await;
+    let _ = stream.shutdown().await;
 }

@@ -3,34 +3,52 @@
 //!
 //! Everything SMTP decides lives in the session crate; this crate only moves
 //! bytes and carries out the session's effects: it runs the TLS handshake,
-//! asks the [`portcullis_auth::Authenticator`] (on the blocking pool, since
-//! hashing and SQLite block), and writes messages to the
+//! hands every claim of an identity to the auth service
+//! (`auth_service.rs`: admission, the Lua policy, the store on the
+//! blocking pool, the record, the sender rule; one entry point that knows
+//! nothing of SMTP), and writes messages to the
 //! [`portcullis_spool::Spool`], whose writer thread commits the messages of
 //! all sessions in groups (a session awaits its fsync without holding a
 //! thread). Replies are written once per batch: when the session has used up
 //! the input and wants more, which is what PIPELINING needs.
+//!
+//! Modules form layers: each imports only modules below it
+//! (`tests/layering.rs` checks it; ARCHITECTURE.md draws it).
 
 pub mod admin;
+mod auth_service;
 mod authorization;
 mod client_cert;
 mod connection;
+mod context;
 pub mod defence;
-mod effects;
+mod error;
+mod files;
 mod listener;
 mod mta_auth;
+mod oauth;
+mod outcome;
 mod pace;
+mod peer;
 mod policy;
+mod policy_service;
 pub mod preflight;
 mod proxy_protocol;
 mod scram_key;
+mod spooling;
 mod store_calls;
 pub mod telemetry;
 pub mod tls;
+mod verify;
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 
-use portcullis_auth::{Authenticator, TokenValidator};
+use portcullis_auth::Authenticator;
+use portcullis_config::auth_listener::AuthProtocol;
 use portcullis_config::{Config, ListenerAuth, ListenerTls};
 use portcullis_sasl::Mechanism;
 use portcullis_session::{AuthPolicy, SessionConfig};
@@ -39,38 +57,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    #[error("cannot listen on {address} ({name}): {source}")]
-    Bind {
-        name: String,
-        address: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error("credential store: {0}")]
-    Store(#[from] portcullis_credentials::StoreError),
-    #[error(transparent)]
-    OAuth(#[from] portcullis_auth::OAuthError),
-    #[error("cannot listen on {address} (auth listener {name}): {source}")]
-    AuthBind {
-        name: String,
-        address: String,
-        source: std::io::Error,
-    },
-    #[error("listener {listener}: unknown SASL mechanism {name:?}")]
-    UnknownMechanism { listener: String, name: String },
-    #[error("limits backend: {0}")]
-    Limits(String),
-    #[error("SCRAM key file {path}: {source}")]
-    ScramKey {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-}
+use context::{BoundListener, Shared};
+pub use error::ServerError;
+pub use files::private_dir;
+pub use oauth::token_validator;
+pub use policy_service::{SendingDecision, SendingLimits, Unlimited};
 
 /// The mechanisms every listener offers: PLAIN and LOGIN always; CRAM-MD5
 /// and SCRAM only when some user has the secrets they need (a client picks
@@ -142,97 +133,6 @@ fn listener_mechanisms(
     Ok(chosen)
 }
 
-/// The bearer-token validator `[oauth]` describes: JWKS file or URL,
-/// and/or an introspection endpoint. Reads the JWKS file now; a URL is
-/// fetched on first use.
-pub fn token_validator(
-    oauth: &portcullis_config::oauth::OAuth,
-) -> Result<TokenValidator, portcullis_auth::OAuthError> {
-    use portcullis_config::oauth::JwksSource;
-    let (issuer, audience, claim) = (&oauth.issuer, &oauth.audience, &oauth.user_claim);
-    let mut validator = match &oauth.jwks {
-        Some(JwksSource::File(path)) => {
-            TokenValidator::load(path, issuer, audience, claim, oauth.leeway)?
-        }
-        Some(JwksSource::Url { url, refresh }) => {
-            TokenValidator::new(issuer, audience, claim, oauth.leeway).with_jwks_url(url, *refresh)
-        }
-        None => TokenValidator::new(issuer, audience, claim, oauth.leeway),
-    };
-    if let Some(i) = &oauth.introspection {
-        validator = validator.with_introspection(
-            &i.url,
-            i.client_id.as_deref(),
-            i.client_secret.as_deref(),
-            i.cache_ttl,
-        );
-    }
-    Ok(validator)
-}
-
-/// What every connection shares.
-pub(crate) struct Shared {
-    pub authenticator: Authenticator,
-    pub spool: Arc<Spool>,
-    pub hostname: String,
-    pub idle_timeout: std::time::Duration,
-    /// A command line must arrive whole within this ([`pace`]).
-    pub command_timeout: std::time::Duration,
-    /// Bytes per second message data must average (0: no minimum).
-    pub min_data_rate: u64,
-    pub connections: Arc<Semaphore>,
-    pub max_connections: usize,
-    /// The certificate we serve (its hash is SCRAM's `tls-server-end-point`).
-    pub certificate: Option<Arc<tls::ServerCertificate>>,
-    /// How a verified client certificate names its user (EXTERNAL); `None`
-    /// when no client CA is configured.
-    pub client_identity: Option<portcullis_config::ClientIdentity>,
-    /// The Lua policy, when the config names a script.
-    pub policy: Option<Arc<portcullis_lua::Policy>>,
-    /// Sender and tenant rules after AUTH.
-    pub authorization: portcullis_config::authorization::Authorization,
-    /// The brute-force defence: delays, cool-downs, bans, per-address limits.
-    pub limiter: Arc<portcullis_limits::Limiter>,
-    /// Where bans are persisted without a shared backend.
-    pub ban_file: Option<portcullis_limits::BanFile>,
-    /// Turns true when the server stops: sessions between transactions get
-    /// `421 4.3.2`, sessions inside one finish it first.
-    pub stopping: watch::Receiver<bool>,
-    /// Turns true when the grace period after a stop is over: sessions
-    /// still open (a DATA transfer that never ends) are told `421 4.3.2`
-    /// and closed, rather than cut off in silence.
-    pub grace_over: watch::Sender<bool>,
-    /// Every call to the credential store goes through this bound.
-    pub store_calls: store_calls::StoreCalls,
-}
-
-/// One bound listener and how its sessions behave.
-pub(crate) struct BoundListener {
-    pub name: String,
-    /// Where it listens. The socket itself belongs to the accept loop, so
-    /// that it is closed the moment a stop is asked for, while sessions
-    /// (which share this struct) go on.
-    pub local_addr: Option<SocketAddr>,
-    pub implicit_tls: bool,
-    pub acceptor: Option<TlsAcceptor>,
-    /// Swapped by [`Reloader::apply`]; each connection takes the current one.
-    pub session: std::sync::RwLock<Arc<SessionConfig>>,
-    /// Clients in these networks may send XCLIENT.
-    pub xclient_trusted: Vec<portcullis_limits::IpNet>,
-    /// Load balancers that send a PROXY header; empty: no PROXY protocol.
-    pub proxy_trusted: Vec<portcullis_limits::IpNet>,
-}
-
-impl BoundListener {
-    /// The session settings new connections get now.
-    pub(crate) fn current_session(&self) -> Arc<SessionConfig> {
-        self.session
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
 /// A server with its ports bound, ready to [`Server::run`].
 pub struct Server {
     shared: Arc<Shared>,
@@ -244,6 +144,11 @@ pub struct Server {
     starttls_available: bool,
     /// `[[auth_listener]]`s, with their sockets.
     auth_listeners: Vec<(Arc<mta_auth::BoundAuthListener>, mta_auth::AuthSocket)>,
+    /// `[[auth_listener]]`s with `protocol = "postfix-policy"`.
+    policy_listeners: Vec<(
+        Arc<policy_service::BoundPolicyListener>,
+        mta_auth::AuthSocket,
+    )>,
 }
 
 /// Applies a reloaded config to running listeners (SIGHUP): what a
@@ -373,34 +278,53 @@ impl Server {
             sockets.push(socket);
         }
         let mut auth_listeners = Vec::new();
+        let mut policy_listeners = Vec::new();
         for l in &config.auth_listeners {
-            let (bound, socket) = mta_auth::bind(l, &mechanisms).await?;
-            auth_listeners.push((Arc::new(bound), socket));
+            match l.protocol {
+                AuthProtocol::Dovecot => {
+                    let (bound, socket) = mta_auth::bind(l, &mechanisms, &config.hostname).await?;
+                    auth_listeners.push((Arc::new(bound), socket));
+                }
+                AuthProtocol::PostfixPolicy => {
+                    let socket = mta_auth::bind_socket(l).await?;
+                    let bound = policy_service::BoundPolicyListener {
+                        connections: Arc::new(Semaphore::new(l.max_connections)),
+                        limits: Arc::new(policy_service::Unlimited),
+                        config: l.clone(),
+                    };
+                    policy_listeners.push((Arc::new(bound), socket));
+                }
+            }
         }
-        let (limiter, ban_file) = defence_backend(config).await?;
+        let defence = defence_backend(config).await?;
         let store_calls = store_calls::StoreCalls::new(
             config.store_timeout,
             authenticator.slot_wait(),
             authenticator.slot_queue(),
         );
-        let shared = Arc::new(Shared {
-            authorization: config.authorization.clone(),
-            limiter,
-            ban_file,
+        let auth = auth_service::AuthService::new(
             authenticator,
-            spool,
-            hostname: config.hostname.clone(),
+            store_calls,
+            defence,
+            config.authorization.senders.clone(),
+        );
+        let shared = Arc::new(Shared {
+            auth,
+            spooler: spooling::Spooler {
+                spool,
+                hostname: config.hostname.clone(),
+                with_policy: false,
+            },
+            tenants: config.authorization.tenants.clone(),
             idle_timeout: config.limits.idle_timeout,
             command_timeout: config.limits.command_timeout,
             min_data_rate: config.limits.min_data_rate,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             max_connections: config.limits.max_connections,
-            policy: None,
             certificate,
             client_identity: config.client_certificates.as_ref().map(|c| c.identity),
             stopping,
             grace_over: watch::Sender::new(false),
-            store_calls,
         });
         Ok(Server {
             shared,
@@ -409,6 +333,7 @@ impl Server {
             mechanisms,
             starttls_available: acceptor.is_some(),
             auth_listeners,
+            policy_listeners,
         })
     }
 
@@ -436,9 +361,9 @@ impl Server {
             Arc::make_mut(&mut current).script_mechanisms = declared.clone();
         }
         // Invariant: before `run`, `bind` made the only reference to `shared`.
-        Arc::get_mut(&mut self.shared)
-            .expect("the server is not running yet")
-            .policy = Some(policy);
+        let shared = Arc::get_mut(&mut self.shared).expect("the server is not running yet");
+        shared.auth.set_policy(policy);
+        shared.spooler.with_policy = true;
         self
     }
 
@@ -448,10 +373,15 @@ impl Server {
             .auth_listeners
             .iter()
             .filter_map(|(l, socket)| Some((l.config.name.clone(), socket.local_addr()?)));
+        let policy = self
+            .policy_listeners
+            .iter()
+            .filter_map(|(l, socket)| Some((l.config.name.clone(), socket.local_addr()?)));
         self.listeners
             .iter()
             .filter_map(|l| Some((l.name.clone(), l.local_addr?)))
             .chain(auth)
+            .chain(policy)
             .collect()
     }
 
@@ -463,20 +393,18 @@ impl Server {
     pub async fn run(self, grace: std::time::Duration) {
         let mut tasks = tokio::task::JoinSet::new();
         // Stopped when `run` returns (drop guard below).
-        let ban_watch = self
-            .shared
-            .ban_file
-            .clone()
-            .map(|file| defence::watch_ban_file(self.shared.limiter.clone(), file));
-        let _ban_watch = AbortOnDrop(ban_watch);
-        let _store_watch =
-            AbortOnDrop(Some(watch_store_version(self.shared.authenticator.clone())));
+        let _ban_watch = AbortOnDrop(self.shared.auth.defence().watch_ban_file());
+        let authenticator = self.shared.auth.authenticator().clone();
+        let _store_watch = AbortOnDrop(Some(watch_store_version(authenticator)));
         let _dependency_watch = AbortOnDrop(Some(watch_dependencies(self.shared.clone())));
         for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
             tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
         }
         for (l, socket) in self.auth_listeners {
             tasks.spawn(mta_auth::accept_loop(socket, l, self.shared.clone()));
+        }
+        for (l, socket) in self.policy_listeners {
+            tasks.spawn(policy_service::accept_loop(socket, l, self.shared.clone()));
         }
         while tasks.join_next().await.is_some() {}
         // Every open connection holds a permit: all permits back means every
@@ -511,12 +439,12 @@ fn watch_dependencies(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
     let gauge = |up: bool| if up { 1.0 } else { 0.0 };
     tokio::spawn(async move {
         loop {
-            let limits_up = shared.limiter.shared_backend_up();
+            let limits_up = shared.auth.defence().limiter().shared_backend_up();
             metrics::gauge!(telemetry::LIMITS_BACKEND_UP).set(gauge(limits_up));
-            if let Some(up) = shared.authenticator.token_issuer_up() {
+            if let Some(up) = shared.auth.authenticator().token_issuer_up() {
                 metrics::gauge!(telemetry::OAUTH_ISSUER_UP).set(gauge(up));
             }
-            if let Some(policy) = &shared.policy {
+            if let Some(policy) = shared.auth.policy() {
                 metrics::gauge!(telemetry::VAULT_UP).set(gauge(policy.vault_up()));
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -536,16 +464,6 @@ fn watch_store_version(authenticator: Authenticator) -> tokio::task::JoinHandle<
     })
 }
 
-/// Creates `dir` and its missing parents readable by the owner only
-/// (`0700`, whatever the umask); an existing directory is left as it is.
-pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 /// Aborts a background task when dropped.
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
 
@@ -557,30 +475,23 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The limiter, and the ban file when bans are not shared.
-type Defence = (
-    Arc<portcullis_limits::Limiter>,
-    Option<portcullis_limits::BanFile>,
-);
-
 /// The limiter the config asks for. Local counting keeps bans in
 /// `bans.json` in the data directory as well; Redis is shared, with local
 /// counts standing in while it is down.
-async fn defence_backend(config: &Config) -> Result<Defence, ServerError> {
+async fn defence_backend(config: &Config) -> Result<defence::Defence, ServerError> {
     use portcullis_config::defence::LimitsStore;
     use portcullis_limits::{BanFile, Limiter};
     match &config.limits.store {
         LimitsStore::Local => {
             let limiter = Limiter::in_memory(config.limits.defence.clone());
             let file = BanFile::new(config.data_dir.join(defence::BAN_FILE));
-            Ok((Arc::new(limiter), Some(file)))
+            Ok(defence::Defence::new(Arc::new(limiter), Some(file)))
         }
         LimitsStore::Redis { url } => {
-            let redis = portcullis_limits::RedisBackend::new(url)
-                .map_err(|e| ServerError::Limits(e.to_string()))?;
+            let redis = portcullis_limits::RedisBackend::new(url)?;
             let local = Arc::new(portcullis_limits::MemoryBackend::new());
             let limiter = Limiter::new(config.limits.defence.clone(), Arc::new(redis), local);
-            Ok((Arc::new(limiter), None))
+            Ok(defence::Defence::new(Arc::new(limiter), None))
         }
     }
 }

@@ -6,7 +6,8 @@ use portcullis_proto::Reply;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
-use crate::{connection, telemetry, BoundListener, Shared};
+use crate::context::{BoundListener, Shared};
+use crate::{connection, telemetry};
 
 /// Accepts until a stop is asked for. The loop owns `socket`, so leaving
 /// it closes the port at once: a client that connects after SIGTERM is
@@ -53,7 +54,8 @@ pub(crate) async fn accept_loop(
         tokio::spawn(async move {
             let active = metrics::gauge!(telemetry::CONNECTIONS_ACTIVE);
             active.increment(1.0);
-            connection::serve(stream, peer, &listener, &shared).await;
+            let local = stream.local_addr().ok();
+            connection::serve(stream, peer, local, &listener, &shared).await;
             active.decrement(1.0);
             drop(permit);
         });

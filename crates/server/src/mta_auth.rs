@@ -29,15 +29,20 @@ use portcullis_dovecot_auth::{
     AuthRequest, Connection, Failure, Framer, Limits, Mechanism as WireMechanism, MechanismFlags,
     Request, ServerIds,
 };
+use portcullis_lua::ConnMeta;
 use portcullis_sasl::{
     Credentials, Exchange, Mechanism, SaslError, SecretsRequest, StartContext, Step,
 };
-use portcullis_session::{AuthOutcome, ScramLookup};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::auth_service::{
+    AuthRequest as ServiceRequest, Claim, Exchange as ServiceExchange, Verdict,
+};
+use crate::peer::ConnectionFacts;
+use crate::verify::ScramFound;
 use crate::{telemetry, ServerError, Shared};
 
 /// How long one write to the MTA may take.
@@ -49,6 +54,8 @@ pub(crate) struct BoundAuthListener {
     /// The `MECH` lines of the handshake.
     pub mechanisms: Vec<Mechanism>,
     pub connections: Arc<Semaphore>,
+    /// Our name, in CRAM-MD5's challenge.
+    pub hostname: String,
     /// `CUID`: numbers the connections.
     next_connection: AtomicU64,
 }
@@ -103,18 +110,15 @@ pub(crate) fn mechanisms(
     Ok(chosen)
 }
 
-/// Binds one listener: a Unix socket (a stale socket file from a previous
-/// run is replaced) with its mode, or a TCP address.
-pub(crate) async fn bind(
-    config: &AuthListener,
-    offered: &[Mechanism],
-) -> Result<(BoundAuthListener, AuthSocket), ServerError> {
+/// Binds one listener's socket: a Unix socket (a stale socket file from a
+/// previous run is replaced) with its mode, or a TCP address.
+pub(crate) async fn bind_socket(config: &AuthListener) -> Result<AuthSocket, ServerError> {
     let bind_error = |address: String, source| ServerError::AuthBind {
         name: config.name.clone(),
         address,
         source,
     };
-    let socket = match &config.endpoint {
+    Ok(match &config.endpoint {
         AuthEndpoint::Unix { path, mode } => {
             use std::os::unix::fs::{FileTypeExt, PermissionsExt};
             let shown = path.display().to_string();
@@ -133,14 +137,36 @@ pub(crate) async fn bind(
                 .await
                 .map_err(|e| bind_error(address.to_string(), e))?,
         ),
-    };
+    })
+}
+
+/// Binds a Dovecot-protocol listener.
+pub(crate) async fn bind(
+    config: &AuthListener,
+    offered: &[Mechanism],
+    hostname: &str,
+) -> Result<(BoundAuthListener, AuthSocket), ServerError> {
+    let socket = bind_socket(config).await?;
     let listener = BoundAuthListener {
         mechanisms: mechanisms(offered, config)?,
         connections: Arc::new(Semaphore::new(config.max_connections)),
         next_connection: AtomicU64::new(1),
+        hostname: hostname.to_string(),
         config: config.clone(),
     };
     Ok((listener, socket))
+}
+
+/// Whether a peer may talk to `config`'s listener: anyone who can open a
+/// Unix socket (its mode decides), a TCP peer only from `trusted`.
+pub(crate) fn peer_trusted(config: &AuthListener, peer: Option<SocketAddr>) -> bool {
+    match (&config.endpoint, peer) {
+        (AuthEndpoint::Tcp { trusted, .. }, Some(peer)) => {
+            trusted.iter().any(|net| net.contains(peer.ip()))
+        }
+        (AuthEndpoint::Tcp { .. }, None) => false,
+        (AuthEndpoint::Unix { .. }, _) => true,
+    }
 }
 
 /// Accepts until a stop is asked for; each MTA connection runs as its own
@@ -165,11 +191,9 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
-        if let (Some(mta), AuthEndpoint::Tcp { trusted, .. }) = (mta, &listener.config.endpoint) {
-            if !trusted.iter().any(|net| net.contains(mta.ip())) {
-                tracing::warn!(peer = %mta, listener = %listener.config.name, "auth listener: peer not in trusted networks, closed");
-                continue;
-            }
+        if !peer_trusted(&listener.config, mta) {
+            tracing::warn!(peer = ?mta, listener = %listener.config.name, "auth listener: peer not in trusted networks, closed");
+            continue;
         }
         let Ok(permit) = listener.connections.clone().try_acquire_owned() else {
             tracing::warn!(listener = %listener.config.name, "auth listener: connection limit reached");
@@ -187,12 +211,12 @@ pub(crate) async fn accept_loop(
     }
 }
 
-enum Stream {
+pub(crate) enum Stream {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
 }
 
-async fn accept(socket: &AuthSocket) -> std::io::Result<(Stream, Option<SocketAddr>)> {
+pub(crate) async fn accept(socket: &AuthSocket) -> std::io::Result<(Stream, Option<SocketAddr>)> {
     match socket {
         AuthSocket::Tcp(tcp) => {
             let (stream, peer) = tcp.accept().await?;
@@ -242,7 +266,7 @@ enum Pending {
 /// What a task for one id finished with.
 enum Finished {
     Decided {
-        outcome: AuthOutcome,
+        verdict: Verdict,
         success_data: Option<Vec<u8>>,
         failure_data: Option<&'static [u8]>,
         user: String,
@@ -250,7 +274,7 @@ enum Finished {
     Secrets {
         mechanism: Mechanism,
         request: SecretsRequest,
-        lookup: ScramLookup,
+        found: Option<ScramFound>,
     },
 }
 
@@ -258,8 +282,11 @@ enum Finished {
 #[derive(Clone)]
 struct RequestFacts {
     client: SocketAddr,
+    /// The MTA, when it connected over TCP.
+    mta: Option<SocketAddr>,
     local: Option<SocketAddr>,
     listener: Arc<str>,
+    secured: bool,
 }
 
 /// One MTA connection.
@@ -350,7 +377,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         continue;
                     }
                     let Some((_, _, facts)) = pending.remove(&id) else { continue };
-                    finish(id, task_serial, finished, facts, &mut connection, &mut pending, &mut tasks, shared, &mut out);
+                    finish(id, task_serial, finished, facts, listener, &mut connection, &mut pending, &mut tasks, shared, &mut out);
                 }
                 _ = stopping.wait_for(|stop| *stop), if tasks.is_empty() => break,
             }
@@ -402,7 +429,12 @@ fn handle(
                 ));
                 return;
             };
-            let challenge = format!("<{}.{}@{}>", rand::random::<u64>(), serial, shared.hostname);
+            let challenge = format!(
+                "<{}.{}@{}>",
+                rand::random::<u64>(),
+                serial,
+                listener.hostname
+            );
             let context = StartContext {
                 unique_challenge: &challenge,
                 channel_binding: None,
@@ -411,7 +443,8 @@ fn handle(
             };
             let step = Exchange::start_with(mechanism, auth.initial_response, &context);
             advance(
-                id, serial, mechanism, step, facts, connection, pending, tasks, shared, out,
+                id, serial, mechanism, step, facts, listener, connection, pending, tasks, shared,
+                out,
             );
         }
         Request::Continue { id, response } => {
@@ -426,6 +459,7 @@ fn handle(
                     mechanism,
                     exchange.respond(response),
                     facts,
+                    listener,
                     connection,
                     pending,
                     tasks,
@@ -455,6 +489,8 @@ fn request_facts(auth: &AuthRequest, mta: Option<SocketAddr>, listener: &str) ->
             .local_ip
             .map(|ip| SocketAddr::new(ip, auth.local_port.unwrap_or(0))),
         listener: Arc::from(listener),
+        mta,
+        secured: auth.secured,
     }
 }
 
@@ -466,6 +502,7 @@ fn advance(
     mechanism: Mechanism,
     step: Result<Step, SaslError>,
     facts: RequestFacts,
+    _listener: &BoundAuthListener,
     connection: &mut Connection,
     pending: &mut HashMap<u32, (u64, Pending, RequestFacts)>,
     tasks: &mut JoinSet<(u32, u64, Finished)>,
@@ -484,9 +521,9 @@ fn advance(
             let (shared, task_facts) = (shared.clone(), facts.clone());
             pending.insert(id, (serial, Pending::Busy, facts));
             tasks.spawn(async move {
-                let outcome = decide(&shared, &task_facts, mechanism, credentials).await;
+                let verdict = decide(&shared, &task_facts, mechanism, credentials).await;
                 let finished = Finished::Decided {
-                    outcome,
+                    verdict,
                     success_data,
                     failure_data,
                     user,
@@ -498,11 +535,11 @@ fn advance(
             let (shared, task_facts) = (shared.clone(), facts.clone());
             pending.insert(id, (serial, Pending::Busy, facts));
             tasks.spawn(async move {
-                let lookup = scram_secrets(&shared, &task_facts, &request).await;
+                let found = scram_secrets(&shared, &task_facts, &request).await;
                 let finished = Finished::Secrets {
                     mechanism,
                     request,
-                    lookup,
+                    found,
                 };
                 (id, serial, finished)
             });
@@ -523,6 +560,7 @@ fn finish(
     serial: u64,
     finished: Finished,
     facts: RequestFacts,
+    listener: &BoundAuthListener,
     connection: &mut Connection,
     pending: &mut HashMap<u32, (u64, Pending, RequestFacts)>,
     tasks: &mut JoinSet<(u32, u64, Finished)>,
@@ -533,57 +571,54 @@ fn finish(
         Finished::Secrets {
             mechanism,
             request,
-            lookup,
-        } => match lookup {
-            ScramLookup::Found { secrets, nonce } => {
+            found,
+        } => match found {
+            Some(ScramFound { secrets, nonce }) => {
                 let nonce = portcullis_sasl::framing::encode_challenge(&nonce);
                 let step = request.resume(secrets, &nonce);
                 advance(
-                    id, serial, mechanism, step, facts, connection, pending, tasks, shared, out,
+                    id, serial, mechanism, step, facts, listener, connection, pending, tasks,
+                    shared, out,
                 );
             }
-            ScramLookup::Unavailable => out.push_str(&connection.fail(id, &temporary(None))),
+            None => out.push_str(&connection.fail(id, &temporary(None))),
         },
         Finished::Decided {
-            outcome,
+            verdict,
             success_data,
             failure_data,
             user,
-        } => match outcome {
-            AuthOutcome::Accepted { authn_id, .. } => match success_data {
+        } => match verdict {
+            Verdict::Accept { authn_id, .. } => match success_data {
                 Some(data) => {
                     out.push_str(&connection.cont(id, &data));
                     pending.insert(id, (serial, Pending::SuccessAck(authn_id), facts));
                 }
                 None => out.push_str(&connection.ok(id, &authn_id)),
             },
-            AuthOutcome::Rejected { reply } => {
-                let failure = Failure {
-                    reason: reply.map(|r| r.text()),
-                    temporary: false,
-                    user: Some(user),
-                };
-                match failure_data {
-                    Some(data) => {
-                        out.push_str(&connection.cont(id, data));
-                        pending.insert(id, (serial, Pending::FailureAck(failure), facts));
-                    }
-                    None => out.push_str(&connection.fail(id, &failure)),
-                }
-            }
-            AuthOutcome::TemporaryFailure { reply } => {
-                out.push_str(&connection.fail(id, &temporary(reply.map(|r| r.text()))))
-            }
-            AuthOutcome::Disconnect { reply } => {
-                // A ban: the MTA's client is refused; the MTA itself (other
-                // clients on this connection) goes on.
+            // A ban (`close`) refuses this SMTP client; the MTA, whose other
+            // clients share this connection, goes on. The reply's text is
+            // the reason the MTA shows; a 4xx one is marked temporary.
+            Verdict::Reject { reply, .. } => {
                 let failure = Failure {
                     reason: Some(reply.text()),
                     temporary: reply.code() / 100 == 4,
                     user: Some(user),
                 };
-                out.push_str(&connection.fail(id, &failure));
+                match failure_data {
+                    Some(data) if !failure.temporary => {
+                        out.push_str(&connection.cont(id, data));
+                        pending.insert(id, (serial, Pending::FailureAck(failure), facts));
+                    }
+                    _ => out.push_str(&connection.fail(id, &failure)),
+                }
             }
+            Verdict::Defer { reply } => {
+                out.push_str(&connection.fail(id, &temporary(Some(reply.text()))))
+            }
+            // Invariant: only script rounds are answered with a challenge,
+            // and this front end sends none.
+            Verdict::Challenge(_) => out.push_str(&connection.fail(id, &temporary(None))),
         },
     }
 }
@@ -596,62 +631,58 @@ fn temporary(reason: Option<String>) -> Failure {
     }
 }
 
-/// The connection facts for the defence and the log: a peer for the
-/// client the MTA named.
-fn peer(facts: &RequestFacts) -> crate::connection::Peer {
-    crate::connection::Peer {
+/// What the auth service is told about the client of one request.
+fn connection_facts(facts: &RequestFacts) -> ConnectionFacts {
+    ConnectionFacts {
         client: facts.client,
-        server: facts.local,
+        proxy: facts.mta,
+        local: facts.local,
         listener: facts.listener.to_string(),
-        meta: portcullis_lua::ConnMeta::new(),
-        bans_seen: AtomicU64::new(0),
+        helo: None,
+        protocol: if facts.secured { "ESMTPSA" } else { "ESMTPA" },
+        tls: None,
     }
 }
 
-/// SCRAM's secrets for the exchange (fake ones for an unknown user).
+/// SCRAM's secrets for the exchange (fake ones for an unknown user);
+/// `None` when the store cannot answer.
 async fn scram_secrets(
     shared: &Shared,
     facts: &RequestFacts,
     request: &SecretsRequest,
-) -> ScramLookup {
-    let peer = peer(facts);
-    crate::effects::lookup_scram(shared, &peer, request.authcid().to_string(), request.hash()).await
+) -> Option<ScramFound> {
+    let facts = connection_facts(facts);
+    let authcid = request.authcid().to_string();
+    shared
+        .auth
+        .scram_secrets(&facts, authcid, request.hash())
+        .await
 }
 
-/// The decision on a completed exchange: admission (bans, cool-downs,
-/// attempts in flight), the check, then the failure counted and its reply
-/// delayed, or the success remembered.
+/// The decision on a completed exchange, through the auth service:
+/// admission (bans, cool-downs, attempts in flight), the policy, the
+/// store, the review; a failure counted and its answer delayed (so the
+/// `FAIL` is), a success remembered; metrics and the audit line.
 async fn decide(
     shared: &Shared,
     facts: &RequestFacts,
     mechanism: Mechanism,
     credentials: Credentials,
-) -> AuthOutcome {
-    let peer = peer(facts);
-    let ip = facts.client.ip();
-    let user = credentials.authcid().to_string();
-    let slot = match crate::defence::admit_attempt(shared, &peer, ip, mechanism.name(), &user).await
-    {
-        Ok(slot) => slot,
-        Err(refused) => return refused,
+) -> Verdict {
+    let connection = connection_facts(facts);
+    // One request is one SMTP client's login: what the policy's hooks
+    // share lives as long as the request.
+    let meta = ConnMeta::new();
+    let request = ServiceRequest {
+        claim: Claim::Sasl {
+            mechanism,
+            credentials,
+        },
+        facts: &connection,
+        meta: &meta,
     };
-    let password: Option<portcullis_sasl::Secret> = match &credentials {
-        Credentials::Password { password, .. } => Some(password.clone()),
-        _ => None,
-    };
-    let outcome = crate::effects::authenticate(shared, &peer, mechanism, credentials).await;
-    match &outcome {
-        AuthOutcome::Accepted { .. } => {
-            shared
-                .limiter
-                .auth_succeeded(ip, &user, portcullis_limits::Timestamp::now())
-                .await;
-            outcome
-        }
-        AuthOutcome::Rejected { .. } | AuthOutcome::Disconnect { .. } => {
-            let secret = password.as_ref().map(portcullis_sasl::Secret::expose);
-            crate::defence::failed(shared, ip, &user, secret, outcome, Some(slot)).await
-        }
-        AuthOutcome::TemporaryFailure { .. } => outcome,
-    }
+    shared
+        .auth
+        .authenticate(request, &mut ServiceExchange::default())
+        .await
 }

@@ -1,7 +1,10 @@
-//! AUTH decided by the Lua policy (`portcullis-lua`), when its script hooks
-//! the mechanism; otherwise [`crate::effects::authenticate`] asks the store.
+//! The Lua policy's hooks (`portcullis-lua`), as the auth service and the
+//! message path call them: deciding a password AUTH the script owns,
+//! reviewing an identity our own verification (or a trusted proxy)
+//! established, one round of a mechanism the script implements, and the
+//! last word on a message.
 //!
-//! The hook runs on the blocking pool (it may wait on SQLite or Vault), and
+//! A hook runs on the blocking pool (it may wait on SQLite or Vault), and
 //! the wait for it is bounded a little beyond the script's own deadline, so
 //! even a hook stuck in a blocking call answers `454` in time.
 
@@ -14,28 +17,30 @@ use portcullis_lua::{
 };
 use portcullis_proto::Reply;
 use portcullis_sasl::{Credentials, Mechanism, Secret};
-use portcullis_session::{AuthOutcome, Message, ScriptStepOutcome, Session};
+use portcullis_session::Message;
 
-use crate::connection::Peer;
-use crate::Shared;
+use crate::outcome::Outcome;
+use crate::peer::ConnectionFacts;
 
 /// Extra wait beyond the hook timeout before the server stops waiting.
 const GRACE: Duration = Duration::from_millis(250);
+
+/// The mechanism name hooks see for a user a trusted proxy vouched for.
+pub(crate) const XCLIENT: &str = "XCLIENT";
 
 /// `None` when the policy does not decide this attempt. A script decides
 /// only where it sees the secret itself (PLAIN and LOGIN carry the
 /// password). CRAM-MD5, SCRAM and bearer tokens carry proofs only our own
 /// verification can check: handing them to a script that answers "accept"
 /// for a user name would let anyone in, so those always go to the store
-/// (and then, if accepted, to [`review_verified`]).
-pub(crate) async fn authenticate(
-    shared: &Shared,
-    peer: &Peer,
-    session: &Session,
+/// (and then, if accepted, to [`review`]).
+pub(crate) async fn decide(
+    policy: &Arc<Policy>,
+    facts: &ConnectionFacts,
+    meta: &ConnMeta,
     mechanism: Mechanism,
     credentials: &Credentials,
-) -> Option<AuthOutcome> {
-    let policy = shared.policy.as_ref()?.clone();
+) -> Option<Outcome> {
     let Credentials::Password { password, .. } = credentials else {
         return None;
     };
@@ -49,123 +54,95 @@ pub(crate) async fn authenticate(
         authzid: credentials.authzid().map(str::to_string),
         verified: false,
     };
-    Some(ask(policy, peer, session, request).await)
+    Some(ask(policy.clone(), facts, meta, request).await)
 }
 
 /// After our own verification accepted a proof the script cannot see
-/// (CRAM-MD5, SCRAM, a token, a client certificate), `smtp_server_auth`
-/// is asked with `auth.verified = true` and the verified identity. It may
-/// refuse, or accept with user data; it is never asked about a failed
-/// verification, so its accept cannot let a wrong proof in. `None` when
-/// the script does not review (the store's verdict stands).
-pub(crate) async fn review_verified(
-    shared: &Shared,
-    peer: &Peer,
-    session: &Session,
-    mechanism: Mechanism,
-    verified: &AuthOutcome,
-) -> Option<AuthOutcome> {
-    let policy = shared.policy.as_ref()?.clone();
-    let AuthOutcome::Accepted { authn_id, authz_id } = verified else {
-        return None;
-    };
+/// (CRAM-MD5, SCRAM, a token, a client certificate), or a trusted proxy
+/// vouched for a user (mechanism [`XCLIENT`]), `smtp_server_auth` is asked
+/// with `auth.verified = true` and the identity. It may refuse, or accept
+/// with user data; it is never asked about a failed verification, so its
+/// accept cannot let a wrong proof in. `None` when the script does not
+/// review (the verified identity stands).
+pub(crate) async fn review(
+    policy: &Arc<Policy>,
+    facts: &ConnectionFacts,
+    meta: &ConnMeta,
+    mechanism: &str,
+    authn_id: &str,
+    authz_id: &str,
+) -> Option<Outcome> {
     if !policy.reviews_verified() {
         return None;
     }
     let request = AuthRequest {
-        mechanism: mechanism.name().to_string(),
-        user: authn_id.clone(),
+        mechanism: mechanism.to_string(),
+        user: authn_id.to_string(),
         password: None,
-        authzid: Some(authz_id.clone()),
+        authzid: Some(authz_id.to_string()),
         verified: true,
     };
-    Some(ask(policy, peer, session, request).await)
+    Some(ask(policy.clone(), facts, meta, request).await)
 }
 
-/// The mechanism name hooks see for a user a trusted proxy vouched for.
-pub(crate) const XCLIENT: &str = "XCLIENT";
-
-/// A trusted proxy's `XCLIENT LOGIN=`: the general hook is asked as for a
-/// proof our own verification accepted (`auth.verified = true`, mechanism
-/// `XCLIENT`, no password), with `conn.client_ip` the client the proxy
-/// named and `conn.proxy_ip` the proxy. The proxy vouches that the user
-/// authenticated; whether that user may send here is still the policy's
-/// call, as for every other mechanism. `None` when no script reviews
-/// logins (the proxy's word stands, as without a policy).
-pub(crate) async fn xclient_login(
-    shared: &Shared,
-    peer: &Peer,
-    session: &Session,
-    login: &str,
-) -> Option<AuthOutcome> {
-    let policy = shared.policy.as_ref()?.clone();
-    if !policy.reviews_verified() {
-        return None;
-    }
-    let request = AuthRequest {
-        mechanism: XCLIENT.to_string(),
-        user: login.to_string(),
-        password: None,
-        authzid: Some(login.to_string()),
-        verified: true,
-    };
-    Some(ask(policy, peer, session, request).await)
+/// One round of a mechanism the script implements, as the policy answers it.
+pub(crate) enum ScriptRound {
+    /// Send these bytes in a `334` and run the next round with the answer.
+    Challenge(Vec<u8>),
+    /// The exchange is over.
+    Finished(Outcome),
 }
 
 /// One round of a mechanism the script implements (`portcullis.mechanism`):
 /// a challenge to send, or the verdict. A script that no longer declares
 /// the mechanism (after a reload) defers.
 pub(crate) async fn script_step(
-    shared: &Shared,
-    peer: &Peer,
-    session: &Session,
-    mechanism: String,
+    policy: &Arc<Policy>,
+    facts: &ConnectionFacts,
+    meta: &ConnMeta,
+    mechanism: &str,
     step: u32,
     response: Option<Secret>,
-) -> ScriptStepOutcome {
-    let Some(policy) = shared.policy.clone() else {
-        // Invariant: script mechanisms are offered only with a policy.
-        return ScriptStepOutcome::Finished(AuthOutcome::TemporaryFailure { reply: None });
-    };
+) -> ScriptRound {
     let request = MechanismStep {
-        mechanism: mechanism.clone(),
+        mechanism: mechanism.to_string(),
         step,
         response,
     };
     let verdict = run(
-        policy,
-        peer,
-        session,
-        &mechanism,
+        policy.clone(),
+        facts,
+        meta,
+        mechanism,
         "",
         move |p, facts, meta| p.mechanism_step(&request, facts, meta),
     );
     match verdict.await {
-        Some(Verdict::Challenge(challenge)) => ScriptStepOutcome::Challenge(challenge),
-        Some(verdict) => ScriptStepOutcome::Finished(outcome(verdict, peer, &mechanism, "")),
-        None => ScriptStepOutcome::Finished(AuthOutcome::TemporaryFailure { reply: None }),
+        Some(Verdict::Challenge(challenge)) => ScriptRound::Challenge(challenge),
+        Some(verdict) => ScriptRound::Finished(outcome(verdict, facts, mechanism, "")),
+        None => ScriptRound::Finished(Outcome::Deferred { reply: None }),
     }
 }
 
 /// Runs the hook on the blocking pool, bounded, and maps its verdict.
 async fn ask(
     policy: Arc<Policy>,
-    peer: &Peer,
-    session: &Session,
+    facts: &ConnectionFacts,
+    meta: &ConnMeta,
     request: AuthRequest,
-) -> AuthOutcome {
+) -> Outcome {
     let (mechanism, user) = (request.mechanism.clone(), request.user.clone());
     let verdict = run(
         policy,
-        peer,
-        session,
+        facts,
+        meta,
         &mechanism,
         &user,
         move |p, facts, meta| p.authenticate(&request, facts, meta),
     );
     match verdict.await {
-        Some(verdict) => outcome(verdict, peer, &mechanism, &user),
-        None => AuthOutcome::TemporaryFailure { reply: None },
+        Some(verdict) => outcome(verdict, facts, &mechanism, &user),
+        None => Outcome::Deferred { reply: None },
     }
 }
 
@@ -173,35 +150,36 @@ async fn ask(
 /// answer within the hook timeout and a little grace.
 async fn run(
     policy: Arc<Policy>,
-    peer: &Peer,
-    session: &Session,
+    facts: &ConnectionFacts,
+    meta: &ConnMeta,
     mechanism: &str,
     user: &str,
     hook: impl FnOnce(&Policy, &ConnFacts, &ConnMeta) -> Verdict + Send + 'static,
 ) -> Option<Verdict> {
-    let facts = conn_facts(peer, session);
-    let meta = peer.meta.clone();
+    let conn = conn_facts(facts);
+    let meta = meta.clone();
     let limit = policy.hook_timeout() + GRACE;
-    let task = tokio::task::spawn_blocking(move || hook(&policy, &facts, &meta));
+    let task = tokio::task::spawn_blocking(move || hook(&policy, &conn, &meta));
     match tokio::time::timeout(limit, task).await {
         Ok(Ok(verdict)) => Some(verdict),
         Ok(Err(_)) | Err(_) => {
-            let client = peer.client.ip();
+            let client = facts.nearest_ip();
             tracing::error!(%client, %mechanism, %user, result = "deferred", "auth: policy hook did not answer in time");
             None
         }
     }
 }
 
-/// The session's outcome for a verdict, logged.
-fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOutcome {
-    let client = peer.client.ip();
+/// The stage's outcome for a verdict, logged (the audit line of a
+/// decision the script made).
+fn outcome(verdict: Verdict, facts: &ConnectionFacts, mechanism: &str, user: &str) -> Outcome {
+    let client = facts.nearest_ip();
     match verdict {
         Verdict::Accept {
             authn_id, authz_id, ..
         } => {
             tracing::info!(%client, %mechanism, user = %authn_id, authz = %authz_id, result = "accepted", by = "policy", "auth");
-            AuthOutcome::Accepted { authn_id, authz_id }
+            Outcome::Accepted { authn_id, authz_id }
         }
         Verdict::Reject {
             reply,
@@ -210,8 +188,8 @@ fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOu
         } => {
             tracing::warn!(%client, %mechanism, %user, result = "rejected", %reason, disconnect, by = "policy", "auth");
             match disconnect {
-                true => AuthOutcome::Disconnect { reply },
-                false => AuthOutcome::Rejected { reply: Some(reply) },
+                true => Outcome::Disconnect { reply },
+                false => Outcome::Rejected { reply: Some(reply) },
             }
         }
         Verdict::Defer {
@@ -221,8 +199,8 @@ fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOu
         } => {
             tracing::warn!(%client, %mechanism, %user, result = "deferred", %reason, disconnect, by = "policy", "auth");
             match disconnect {
-                true => AuthOutcome::Disconnect { reply },
-                false => AuthOutcome::TemporaryFailure { reply: Some(reply) },
+                true => Outcome::Disconnect { reply },
+                false => Outcome::Deferred { reply: Some(reply) },
             }
         }
         Verdict::ScriptError { reply, reason } => {
@@ -230,32 +208,23 @@ fn outcome(verdict: Verdict, peer: &Peer, mechanism: &str, user: &str) -> AuthOu
             // The client sees the 454, but the attempt is a failure: it
             // waits the failure delay and is counted (see `defence`), so a
             // script that errors for unknown users is no user oracle.
-            AuthOutcome::Rejected { reply: Some(reply) }
+            Outcome::Rejected { reply: Some(reply) }
         }
-        _ => AuthOutcome::TemporaryFailure { reply: None },
+        _ => Outcome::Deferred { reply: None },
     }
 }
 
 /// The connection as hooks see it. Behind a trusted XCLIENT proxy the
 /// client is the one the proxy named, as the brute-force defence counts it.
-pub(crate) fn conn_facts(peer: &Peer, session: &Session) -> ConnFacts {
-    let client_ip = crate::defence::client_ip(peer, session);
-    let client_port = match client_ip == peer.client.ip() {
-        true => peer.client.port(),
-        false => session
-            .xclient()
-            .and_then(|x| x.port.as_deref()?.parse().ok())
-            .unwrap_or(0),
-    };
+fn conn_facts(facts: &ConnectionFacts) -> ConnFacts {
     ConnFacts {
-        client: std::net::SocketAddr::new(client_ip, client_port),
-        server: peer.server,
-        helo: session.helo_name().map(str::to_string),
-        listener: peer.listener.clone(),
-        proxy: (client_ip != peer.client.ip()).then_some(peer.client),
-        protocol: session.protocol().to_string(),
-
-        tls: session.tls().map(|t| TlsFacts {
+        client: facts.client,
+        server: facts.local,
+        helo: facts.helo.clone(),
+        listener: facts.listener.clone(),
+        proxy: facts.proxy,
+        protocol: facts.protocol.to_string(),
+        tls: facts.tls.as_ref().map(|t| TlsFacts {
             version: t.version.clone(),
             cipher: t.cipher.clone(),
             client_certificate: t.client_certificate.as_ref().map(|c| CertFacts {
@@ -271,15 +240,15 @@ pub(crate) fn conn_facts(peer: &Peer, session: &Session) -> ConnFacts {
 /// when the script refuses the message (nothing is stored then). A hook
 /// that does not answer in time defers (`451`).
 pub(crate) async fn message_received(
-    shared: &Shared,
-    peer: &Peer,
-    session: &Session,
+    policy: &Arc<Policy>,
+    facts: &ConnectionFacts,
+    meta: &ConnMeta,
     message: &Message,
 ) -> Option<Reply> {
-    let policy = shared.policy.as_ref()?.clone();
     if !policy.checks_messages() {
         return None;
     }
+    let policy = policy.clone();
     let identity = message.identity.as_ref();
     // A user a trusted proxy vouched for (and the policy let in) is the
     // message's identity as one who used AUTH would be.
@@ -287,7 +256,7 @@ pub(crate) async fn message_received(
         Some(_) => None,
         None => message.xclient.as_ref().and_then(|x| x.login.clone()),
     };
-    let facts = MessageFacts {
+    let message_facts = MessageFacts {
         mail_from: message.envelope.mail_from.as_str().to_string(),
         rcpt_to: message.envelope.rcpt_to.clone(),
         size: message.data.len(),
@@ -301,13 +270,14 @@ pub(crate) async fn message_received(
         mechanism: identity
             .map(|i| i.mechanism.name().to_string())
             .or_else(|| xclient_login.as_ref().map(|_| XCLIENT.to_string())),
-        user_data: peer.meta.user_data(),
+        user_data: meta.user_data(),
     };
-    let conn = conn_facts(peer, session);
-    let meta = peer.meta.clone();
+    let conn = conn_facts(facts);
+    let meta = meta.clone();
     let limit = policy.hook_timeout() + GRACE;
-    let task = tokio::task::spawn_blocking(move || policy.message_received(&facts, &conn, &meta));
-    let client = peer.client.ip();
+    let task =
+        tokio::task::spawn_blocking(move || policy.message_received(&message_facts, &conn, &meta));
+    let client = facts.nearest_ip();
     let user = identity.map(|i| i.authn_id.as_str()).unwrap_or_default();
     match tokio::time::timeout(limit, task).await {
         Ok(Ok(MessageVerdict::Refuse { reply, reason })) => {

@@ -8,7 +8,8 @@
 
 use portcullis_config::{Config, TlsSource, UserBackend};
 
-use crate::ServerError;
+use crate::error::ServerError;
+use crate::tls::TlsError;
 
 /// Opens and parses the certificate and key, the client CA, the JWKS file
 /// and a file user store, as the server will. Creates nothing: a
@@ -25,12 +26,12 @@ pub fn check_files(config: &Config) -> Result<(), ServerError> {
         TlsSource::SelfSigned { .. } => {
             if let Some(clients) = &config.client_certificates {
                 let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-                crate::client_cert::verifier(clients, provider)?;
+                crate::client_cert::verifier(clients, provider).map_err(TlsError::from)?;
             }
         }
     }
     if let Some(oauth) = &config.oauth {
-        crate::token_validator(oauth)?;
+        crate::oauth::token_validator(oauth)?;
     }
     if let UserBackend::File { path } = &config.users {
         portcullis_credentials::file::FileStore::load(path)?;

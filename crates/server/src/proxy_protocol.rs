@@ -11,33 +11,29 @@
 use std::net::SocketAddr;
 
 use portcullis_proto::proxy::{self, ProxyHeader, ProxyParse};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::{telemetry, BoundListener, Shared};
+use crate::telemetry;
 
-/// The header a trusted load balancer sent, or `None` if the connection
+/// The header a trusted load balancer sent (within `timeout`), or `None` if the connection
 /// must be closed (the reason is logged).
 ///
 /// [`ProxyHeader::Local`] names no client: it is the balancer speaking for
 /// itself (HAProxy's health checks send it), and the connection keeps its
 /// own addresses.
 pub(crate) async fn read_header_from_balancer(
-    tcp: &mut TcpStream,
+    tcp: &mut (impl AsyncRead + Unpin),
     peer: SocketAddr,
-    listener: &BoundListener,
-    shared: &Shared,
+    trusted: &[portcullis_limits::IpNet],
+    listener: &str,
+    timeout: std::time::Duration,
 ) -> Option<ProxyHeader> {
-    if !listener
-        .proxy_trusted
-        .iter()
-        .any(|net| net.contains(peer.ip()))
-    {
-        tracing::warn!(%peer, listener = %listener.name, "PROXY header expected from a trusted load balancer; closing");
+    if !trusted.iter().any(|net| net.contains(peer.ip())) {
+        tracing::warn!(%peer, %listener, "PROXY header expected from a trusted load balancer; closing");
         metrics::counter!(telemetry::PROXY_REFUSED, "reason" => "untrusted").increment(1);
         return None;
     }
-    let read = tokio::time::timeout(shared.idle_timeout, read_header(tcp)).await;
+    let read = tokio::time::timeout(timeout, read_header(tcp)).await;
     match read {
         Ok(Ok(header)) => Some(header),
         Ok(Err(error)) => {
@@ -52,7 +48,7 @@ pub(crate) async fn read_header_from_balancer(
     }
 }
 
-async fn read_header(tcp: &mut TcpStream) -> std::io::Result<ProxyHeader> {
+async fn read_header(tcp: &mut (impl AsyncRead + Unpin)) -> std::io::Result<ProxyHeader> {
     let mut buffer = Vec::with_capacity(108);
     loop {
         let step = proxy::parse(&buffer)

@@ -10,14 +10,22 @@ use std::path::Path;
 
 use portcullis_sasl::Secret;
 
-use crate::ServerError;
+use crate::files::private_dir;
+
+/// The key file could not be read or made.
+#[derive(Debug, thiserror::Error)]
+#[error("SCRAM key file {path}: {source}")]
+pub struct ScramKeyError {
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
 
 const FILE_NAME: &str = "scram-fake-salt.key";
 const KEY_LEN: usize = 32;
 
-pub(crate) fn load_or_create(data_dir: &Path) -> Result<Secret, ServerError> {
+pub(crate) fn load_or_create(data_dir: &Path) -> Result<Secret, ScramKeyError> {
     let path = data_dir.join(FILE_NAME);
-    let error = |source| ServerError::ScramKey {
+    let error = |source| ScramKeyError {
         path: path.clone(),
         source,
     };
@@ -32,7 +40,7 @@ pub(crate) fn load_or_create(data_dir: &Path) -> Result<Secret, ServerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(error(e)),
     }
-    crate::private_dir(data_dir).map_err(error)?;
+    private_dir(data_dir).map_err(error)?;
     let key: [u8; KEY_LEN] = rand::random();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

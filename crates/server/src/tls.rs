@@ -12,21 +12,33 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
+use crate::client_cert::ClientCaError;
+use crate::files::private_dir;
+
+pub use crate::client_cert::fingerprint;
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
-    #[error("cannot read {path}: {message}")]
-    Read { path: PathBuf, message: String },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("cannot generate a self-signed certificate: {0}")]
-    Generate(String),
+    Generate(#[from] rcgen::Error),
     #[error("invalid certificate or key: {0}")]
-    Invalid(String),
+    Invalid(#[from] rustls::Error),
+    #[error("invalid certificate or key: {path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error(transparent)]
+    ClientCa(#[from] ClientCaError),
 }
 
 /// The rustls configuration and the certificate slot it serves from.
@@ -48,8 +60,7 @@ pub fn setup(
     let provider = Arc::new(provider());
     let certificate = Arc::new(ServerCertificate::load(source, hostname, provider.clone())?);
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Invalid(e.to_string()))?;
+        .with_safe_default_protocol_versions()?;
     let builder = match clients {
         Some(clients) => {
             builder.with_client_cert_verifier(crate::client_cert::verifier(clients, provider)?)
@@ -160,10 +171,7 @@ impl ServerCertificate {
         let (cert_path, key_path) = paths(source, hostname)?;
         let certs = read_chain(&cert_path)?;
         let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| read_error(&key_path, e))?;
-        let signing_key = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| TlsError::Invalid(e.to_string()))?;
+        let signing_key = provider.key_provider.load_private_key(key)?;
         tracing::info!(
             certificate = %cert_path.display(),
             sha256 = %fingerprint(&certs[0]),
@@ -172,8 +180,7 @@ impl ServerCertificate {
         );
         let end_point_hash = Sha256::digest(certs[0].as_ref()).to_vec();
         let key = rustls::sign::CertifiedKey::new(certs, signing_key);
-        key.keys_match()
-            .map_err(|e| TlsError::Invalid(e.to_string()))?;
+        key.keys_match()?;
         Ok(Loaded {
             key: Arc::new(key),
             end_point_hash,
@@ -206,22 +213,11 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| read_error(path, e))?;
     if certs.is_empty() {
-        return Err(TlsError::Invalid(format!(
-            "{} holds no certificate",
-            path.display()
-        )));
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
-}
-
-/// The certificate's SHA-256 fingerprint as colon-separated hex.
-pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    let digest = Sha256::digest(cert.as_ref());
-    digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// What the session and spool record about a TLS connection, and what
@@ -274,7 +270,7 @@ fn ensure_self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), 
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    crate::private_dir(dir).map_err(|source| TlsError::Write {
+    private_dir(dir).map_err(|source| TlsError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -284,8 +280,7 @@ fn ensure_self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), 
             names.push(extra.to_string());
         }
     }
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generated = rcgen::generate_simple_self_signed(names)?;
     write_private(&key_path, generated.key_pair.serialize_pem().as_bytes())?;
     write_private(&cert_path, generated.cert.pem().as_bytes())?;
     tracing::warn!(
@@ -313,9 +308,9 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
         })
 }
 
-fn read_error(path: &Path, error: impl std::fmt::Display) -> TlsError {
+fn read_error(path: &Path, source: rustls::pki_types::pem::Error) -> TlsError {
     TlsError::Read {
         path: path.to_path_buf(),
-        message: error.to_string(),
+        source,
     }
 }

@@ -7,7 +7,7 @@ use portcullis_sasl::framing::{self, Response};
 use portcullis_sasl::{Exchange, Mechanism, SaslError, StartContext, Step as SaslStep};
 
 use crate::config::AuthPolicy;
-use crate::effect::{AuthOutcome, Effect, Identity, ScramLookup};
+use crate::effect::{AuthOutcome, Effect, Flow, Identity, ScramLookup};
 use crate::session::{Phase, Session, Step};
 
 /// `AUTH mechanism [initial-response]`.
@@ -127,11 +127,7 @@ fn advance(
 }
 
 /// The verdict from the driver.
-pub(crate) fn finished(
-    session: &mut Session,
-    outcome: AuthOutcome,
-    out: &mut Vec<u8>,
-) -> Option<Effect> {
+pub(crate) fn finished(session: &mut Session, outcome: AuthOutcome, out: &mut Vec<u8>) -> Flow {
     let Phase::AwaitingAuth {
         mechanism,
         success_data,
@@ -139,7 +135,7 @@ pub(crate) fn finished(
     } = std::mem::replace(&mut session.phase, Phase::Command)
     else {
         // Invariant: only called after Effect::Authenticate.
-        return None;
+        return Flow::Continue;
     };
     match outcome {
         AuthOutcome::Accepted { authn_id, authz_id } => {
@@ -158,7 +154,7 @@ pub(crate) fn finished(
                     Reply::auth_succeeded().write_to(out);
                 }
             }
-            None
+            Flow::Continue
         }
         AuthOutcome::Rejected { reply } => {
             let reply = reply.unwrap_or_else(Reply::auth_failed);
@@ -167,20 +163,21 @@ pub(crate) fn finished(
                 // failure reply follows the client's acknowledgement.
                 Reply::auth_challenge(framing::encode_challenge(data)).write_to(out);
                 session.phase = Phase::AuthFailureAck { reply };
-                return None;
+                return Flow::Continue;
             }
-            match fail(session, reply, out) {
-                Step::Effect(effect) => Some(effect),
-                _ => None,
-            }
+            let step = fail(session, reply, out);
+            session.flow(step)
         }
         AuthOutcome::TemporaryFailure { reply } => {
             reply
                 .unwrap_or_else(Reply::auth_temporary_failure)
                 .write_to(out);
-            None
+            Flow::Continue
         }
-        AuthOutcome::Disconnect { reply } => Some(session.abort(reply, out)),
+        AuthOutcome::Disconnect { reply } => {
+            let close = session.abort(reply, out);
+            session.flow(Step::Effect(close))
+        }
     }
 }
 
@@ -190,24 +187,22 @@ pub(crate) fn scram_secrets_found(
     session: &mut Session,
     lookup: ScramLookup,
     out: &mut Vec<u8>,
-) -> Option<Effect> {
+) -> Flow {
     let Phase::AwaitingScramSecrets { mechanism, request } =
         std::mem::replace(&mut session.phase, Phase::Command)
     else {
         // Invariant: only called after Effect::LookupScramSecrets.
-        return None;
+        return Flow::Continue;
     };
     match lookup {
         ScramLookup::Found { secrets, nonce } => {
             let nonce = framing::encode_challenge(&nonce);
-            match advance(session, mechanism, request.resume(secrets, &nonce), out) {
-                Step::Effect(effect) => Some(effect),
-                _ => None,
-            }
+            let step = advance(session, mechanism, request.resume(secrets, &nonce), out);
+            session.flow(step)
         }
         ScramLookup::Unavailable => {
             Reply::auth_temporary_failure().write_to(out);
-            None
+            Flow::Continue
         }
     }
 }

@@ -39,6 +39,17 @@ pub enum Effect {
     Close,
 }
 
+/// What the driver does after handing the session an effect's result
+/// (the `*_finished` calls): read on, or flush the replies and close.
+#[must_use = "a Close must be carried out"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on feeding input.
+    Continue,
+    /// Flush the output and close the connection.
+    Close,
+}
+
 /// The negotiated TLS parameters, as the driver reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsInfo {

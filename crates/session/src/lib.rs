@@ -24,7 +24,7 @@ mod xclient;
 
 pub use config::{AuthPolicy, SessionConfig};
 pub use effect::{
-    AuthMechanism, AuthOutcome, ClientCertificate, Effect, Envelope, Identity, Message,
+    AuthMechanism, AuthOutcome, ClientCertificate, Effect, Envelope, Flow, Identity, Message,
     ScramLookup, ScriptStepOutcome, SpoolOutcome, TlsInfo,
 };
 pub use script_auth::MAX_SCRIPT_ROUNDS;

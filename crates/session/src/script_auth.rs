@@ -11,7 +11,7 @@ use portcullis_proto::Reply;
 use portcullis_sasl::framing::{self, Response};
 use portcullis_sasl::Secret;
 
-use crate::effect::{AuthMechanism, Effect, ScriptStepOutcome};
+use crate::effect::{AuthMechanism, Effect, Flow, ScriptStepOutcome};
 use crate::session::{Phase, Session, Step};
 
 /// Most rounds (calls to the script) one exchange may take; a challenge
@@ -69,19 +69,17 @@ pub(crate) fn finished(
     session: &mut Session,
     outcome: ScriptStepOutcome,
     out: &mut Vec<u8>,
-) -> Option<Effect> {
+) -> Flow {
     let Phase::AwaitingScript { mechanism, step } =
         std::mem::replace(&mut session.phase, Phase::Command)
     else {
         // Invariant: only called after Effect::ScriptStep.
-        return None;
+        return Flow::Continue;
     };
     match outcome {
         ScriptStepOutcome::Challenge(_) if step >= MAX_SCRIPT_ROUNDS => {
-            match crate::auth::fail(session, Reply::auth_failed(), out) {
-                Step::Effect(effect) => Some(effect),
-                _ => None,
-            }
+            let step = crate::auth::fail(session, Reply::auth_failed(), out);
+            session.flow(step)
         }
         ScriptStepOutcome::Challenge(challenge) => {
             Reply::auth_challenge(framing::encode_challenge(&challenge)).write_to(out);
@@ -89,7 +87,7 @@ pub(crate) fn finished(
                 mechanism,
                 step: step + 1,
             };
-            None
+            Flow::Continue
         }
         ScriptStepOutcome::Finished(verdict) => {
             session.phase = Phase::AwaitingAuth {

@@ -11,7 +11,7 @@ use portcullis_sasl::{Exchange, Mechanism, SecretsRequest};
 
 use crate::config::{AuthPolicy, SessionConfig};
 use crate::effect::{
-    AuthMechanism, AuthOutcome, Effect, Envelope, Identity, Message, ScramLookup,
+    AuthMechanism, AuthOutcome, Effect, Envelope, Flow, Identity, Message, ScramLookup,
     ScriptStepOutcome, SpoolOutcome, TlsInfo,
 };
 
@@ -107,6 +107,9 @@ pub struct Session {
     pub(crate) invalid_commands: u32,
     /// The senders the authenticated user may use; `None`: any.
     pub(crate) sender_rule: Option<crate::SenderRule>,
+    /// An effect that arose while the driver's answer to another was
+    /// taken (`*_finished`): the next [`Session::feed`] returns it first.
+    pub(crate) pending: Option<Effect>,
 }
 
 impl Session {
@@ -134,6 +137,7 @@ impl Session {
             auth_attempts: 0,
             invalid_commands: 0,
             sender_rule: None,
+            pending: None,
         }
     }
 
@@ -197,6 +201,12 @@ impl Session {
     /// Consumes as much of `input` as it can, appending replies to `out`.
     /// Stops at the first effect, or when no complete input is left.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Progress {
+        if let Some(effect) = self.pending.take() {
+            return Progress {
+                consumed: 0,
+                effect: Some(effect),
+            };
+        }
         let mut consumed = 0;
         loop {
             let rest = &input[consumed..];
@@ -268,26 +278,32 @@ impl Session {
     }
 
     /// The driver's answer to [`Effect::LookupScramSecrets`].
-    pub fn scram_secrets_found(
-        &mut self,
-        lookup: ScramLookup,
-        out: &mut Vec<u8>,
-    ) -> Option<Effect> {
+    pub fn scram_secrets_found(&mut self, lookup: ScramLookup, out: &mut Vec<u8>) -> Flow {
         crate::auth::scram_secrets_found(self, lookup, out)
     }
 
     /// The driver's answer to [`Effect::ScriptStep`].
-    pub fn script_step_finished(
-        &mut self,
-        outcome: ScriptStepOutcome,
-        out: &mut Vec<u8>,
-    ) -> Option<Effect> {
+    pub fn script_step_finished(&mut self, outcome: ScriptStepOutcome, out: &mut Vec<u8>) -> Flow {
         crate::script_auth::finished(self, outcome, out)
     }
 
     /// The driver's verdict on [`Effect::Authenticate`].
-    pub fn auth_finished(&mut self, outcome: AuthOutcome, out: &mut Vec<u8>) -> Option<Effect> {
+    pub fn auth_finished(&mut self, outcome: AuthOutcome, out: &mut Vec<u8>) -> Flow {
         crate::auth::finished(self, outcome, out)
+    }
+
+    /// What the driver does after a `*_finished` call whose handling ended
+    /// in `step`: close, or go on; any other effect is kept for the next
+    /// [`Session::feed`], never dropped.
+    pub(crate) fn flow(&mut self, step: Step) -> Flow {
+        match step {
+            Step::Effect(Effect::Close) => Flow::Close,
+            Step::Effect(effect) => {
+                self.pending = Some(effect);
+                Flow::Continue
+            }
+            Step::Continue | Step::NeedInput => Flow::Continue,
+        }
     }
 
     /// The driver's result for [`Effect::Spool`].

@@ -92,7 +92,7 @@ impl Harness {
     fn authenticate(&mut self, user: &str) {
         let (_, effect) = self.send("AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
         assert!(matches!(effect, Some(Effect::Authenticate { .. })));
-        self.session.auth_finished(
+        let _ = self.session.auth_finished(
             AuthOutcome::Accepted {
                 authn_id: user.into(),
                 authz_id: user.into(),
@@ -210,7 +210,7 @@ fn plain_with_initial_response_and_pipelined_transaction() {
     };
     assert_eq!(mechanism, Mechanism::Plain);
     assert_eq!(credentials.authcid(), "user");
-    h.session.auth_finished(
+    let _ = h.session.auth_finished(
         AuthOutcome::Accepted {
             authn_id: "user".into(),
             authz_id: "user".into(),
@@ -304,13 +304,15 @@ fn rejected_and_deferred_auth() {
     h.take();
     h.replies("EHLO c\r\n");
     h.send("AUTH PLAIN AHUAcA==\r\n");
-    assert!(h
-        .session
-        .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out)
-        .is_none());
+    assert_eq!(
+        h.session
+            .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out),
+        Flow::Continue
+    );
     assert_eq!(h.take(), "535 5.7.8 Authentication credentials invalid\r\n");
     h.send("AUTH PLAIN AHUAcA==\r\n");
-    h.session
+    let _ = h
+        .session
         .auth_finished(AuthOutcome::TemporaryFailure { reply: None }, &mut h.out);
     assert!(h.take().starts_with("454 4.7.0"));
     assert!(h.session.identity().is_none());
@@ -323,16 +325,17 @@ fn third_auth_failure_closes_with_421() {
     h.replies("EHLO c\r\n");
     for _ in 0..2 {
         h.send("AUTH PLAIN AHUAcA==\r\n");
-        assert!(h
-            .session
-            .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out)
-            .is_none());
+        assert_eq!(
+            h.session
+                .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out),
+            Flow::Continue
+        );
     }
     h.send("AUTH PLAIN AHUAcA==\r\n");
     let effect = h
         .session
         .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
-    assert!(matches!(effect, Some(Effect::Close)));
+    assert_eq!(effect, Flow::Close);
     assert!(h
         .take()
         .ends_with("421 4.7.0 Too many failed authentication attempts, closing connection\r\n"));

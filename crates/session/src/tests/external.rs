@@ -58,7 +58,7 @@ fn empty_initial_response_authenticates_as_the_certificate() {
     let credentials = authenticate_effect(&mut h, "AUTH EXTERNAL =\r\n");
     assert_eq!(credentials.authcid(), "alice");
     assert_eq!(credentials.authzid(), None);
-    h.session.auth_finished(
+    let _ = h.session.auth_finished(
         AuthOutcome::Accepted {
             authn_id: "alice".into(),
             authz_id: "alice".into(),

@@ -36,7 +36,8 @@ fn refused_token_gets_the_json_challenge_then_535() {
         let mut h = oauth_harness();
         let credentials = start(&mut h, mechanism, message);
         assert!(matches!(credentials, Credentials::Bearer { .. }));
-        h.session
+        let _ = h
+            .session
             .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
         let challenge = h.take();
         let json = STANDARD
@@ -59,7 +60,7 @@ fn accepted_token_gets_235_at_once() {
         authn_id: "ann".into(),
         authz_id: "ann".into(),
     };
-    h.session.auth_finished(outcome, &mut h.out);
+    let _ = h.session.auth_finished(outcome, &mut h.out);
     assert!(h.take().starts_with("235 2.7.0"));
 }
 

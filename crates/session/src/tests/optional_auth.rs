@@ -131,7 +131,7 @@ fn custom_auth_required_text_leaves_the_starttls_530_alone() {
 }
 
 /// Fails one AUTH PLAIN attempt: the driver rejects the credentials.
-fn fail_once(h: &mut Harness) -> Option<Effect> {
+fn fail_once(h: &mut Harness) -> Flow {
     let (_, effect) = h.send("AUTH PLAIN AHVzZXIAd3Jvbmc=\r\n");
     assert!(matches!(effect, Some(Effect::Authenticate { .. })));
     h.session
@@ -147,12 +147,15 @@ fn failed_auths_below_max_auth_failures_do_not_trip_the_unauthenticated_limit() 
     h.take();
     h.replies("EHLO c\r\n");
     for attempt in 1..10 {
-        assert!(fail_once(&mut h).is_none(), "closed at attempt {attempt}");
+        assert_eq!(
+            fail_once(&mut h),
+            Flow::Continue,
+            "closed at attempt {attempt}"
+        );
         assert!(h.take().starts_with("535 5.7.8"));
     }
     // The failed-AUTH limit is unchanged: the tenth failure closes.
-    let effect = fail_once(&mut h);
-    assert!(matches!(effect, Some(Effect::Close)));
+    assert_eq!(fail_once(&mut h), Flow::Close);
     assert!(h.take().contains("421 4.7.0"));
 }
 
@@ -165,7 +168,7 @@ fn failed_auths_leave_the_budget_to_other_commands() {
     h.take();
     h.replies("EHLO c\r\n");
     for _ in 0..5 {
-        fail_once(&mut h);
+        assert_eq!(fail_once(&mut h), Flow::Continue);
         h.take();
     }
     assert_eq!(h.codes("NOOP\r\nNOOP\r\n"), ["250 2.0.0", "250 2.0.0"]);

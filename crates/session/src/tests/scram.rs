@@ -56,7 +56,10 @@ fn exchange(
         secrets: secrets(),
         nonce: [42; 18],
     };
-    assert!(h.session.scram_secrets_found(lookup, &mut h.out).is_none());
+    assert_eq!(
+        h.session.scram_secrets_found(lookup, &mut h.out),
+        Flow::Continue
+    );
     let server_first = unb64(&h.take());
     let nonce = server_first.split(',').next().expect("r=")[2..].to_string();
     assert!(nonce.starts_with("clientnonce") && nonce.len() > "clientnonce".len() + 16);
@@ -87,7 +90,7 @@ fn accept(h: &mut Harness) {
         authn_id: "user".into(),
         authz_id: "user".into(),
     };
-    assert!(h.session.auth_finished(outcome, &mut h.out).is_none());
+    assert_eq!(h.session.auth_finished(outcome, &mut h.out), Flow::Continue);
 }
 
 #[test]
@@ -145,7 +148,8 @@ fn wrong_password_gets_535_without_a_signature() {
             ..
         }
     ));
-    h.session
+    let _ = h
+        .session
         .auth_finished(AuthOutcome::Rejected { reply: None }, &mut h.out);
     assert!(h.take().starts_with("535 5.7.8"));
 }
@@ -202,7 +206,8 @@ fn store_down_during_the_lookup_is_454() {
         b64(b"n,,n=user,r=abc")
     ));
     assert!(matches!(effect, Some(Effect::LookupScramSecrets { .. })));
-    h.session
+    let _ = h
+        .session
         .scram_secrets_found(ScramLookup::Unavailable, &mut h.out);
     assert!(h.take().starts_with("454 4.7.0"));
     assert_eq!(h.codes("NOOP\r\n"), ["250 2.0.0"]);

@@ -32,7 +32,7 @@ fn challenge(h: &mut Harness, text: &[u8]) -> String {
     let effect = h
         .session
         .script_step_finished(ScriptStepOutcome::Challenge(text.to_vec()), &mut h.out);
-    assert!(effect.is_none());
+    assert_eq!(effect, Flow::Continue);
     h.take()
 }
 
@@ -60,7 +60,8 @@ fn two_rounds_then_accepted() {
         authn_id: "dora".into(),
         authz_id: "dora".into(),
     };
-    h.session
+    let _ = h
+        .session
         .script_step_finished(ScriptStepOutcome::Finished(accepted), &mut h.out);
     assert!(h.take().starts_with("235 2.7.0"));
     let identity = h.session.identity().unwrap();
@@ -78,7 +79,8 @@ fn initial_response_rejection_and_cancel() {
     h.replies("EHLO c\r\n");
     expect_round(&mut h, "AUTH X-OTP ZG9yYQ==\r\n", 1, Some(b"dora"));
     let rejected = AuthOutcome::Rejected { reply: None };
-    h.session
+    let _ = h
+        .session
         .script_step_finished(ScriptStepOutcome::Finished(rejected), &mut h.out);
     assert_eq!(h.take(), "535 5.7.8 Authentication credentials invalid\r\n");
     assert!(h.session.identity().is_none());

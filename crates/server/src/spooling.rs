@@ -1,0 +1,165 @@
+//! Writing an accepted message to the spool: the `Received:` trace header
+//! and the metadata (who, how, over what TLS, what the policy's hooks
+//! shared), then [`Spool::store_async`], which awaits the journal writer's
+//! group fsync.
+
+use portcullis_proto::received::{received_header, ReceivedFields};
+use portcullis_session::{Message, SpoolOutcome, TlsInfo, Xclient};
+use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, Spool, TlsMeta, XclientMeta};
+use time::format_description::well_known::{Rfc2822, Rfc3339};
+use time::OffsetDateTime;
+
+use crate::peer::Peer;
+use crate::telemetry;
+
+/// Where and how messages are written.
+pub(crate) struct Spooler {
+    pub spool: std::sync::Arc<Spool>,
+    /// Our name in the trace header.
+    pub hostname: String,
+    /// Whether a policy script runs (its connection metadata is kept).
+    pub with_policy: bool,
+}
+
+/// Writes the message durably, trace header first.
+pub(crate) async fn spool(
+    spooler: &Spooler,
+    peer: &Peer,
+    session_tls: Option<&TlsInfo>,
+    message: Message,
+) -> SpoolOutcome {
+    let now = OffsetDateTime::now_utc();
+    let date = now.format(&Rfc2822).unwrap_or_default();
+    let (client_ip, client_addr, helo) = client_of(peer, &message);
+    let tls = message
+        .tls
+        .as_ref()
+        .map(|t| (t.version.as_str(), t.cipher.as_str()));
+    let recipients = &message.envelope.rcpt_to;
+    let header = received_header(&ReceivedFields {
+        helo: &helo,
+        client_ip: &client_ip,
+        by: &spooler.hostname,
+        protocol: message.protocol,
+        tls,
+        id: None,
+        for_recipient: (recipients.len() == 1).then(|| recipients[0].as_str()),
+        date: &date,
+    });
+    let mut data = Vec::with_capacity(header.len() + message.data.len());
+    data.extend_from_slice(header.as_bytes());
+    data.extend_from_slice(&message.data);
+    let meta = MessageMeta {
+        received_at: now.format(&Rfc3339).unwrap_or_default(),
+        mail_from: message.envelope.mail_from.as_str().to_string(),
+        rcpt_to: message.envelope.rcpt_to.clone(),
+        body: message.envelope.params.body.as_str().to_string(),
+        declared_size: message.envelope.params.size,
+        helo: Some(helo.clone()),
+        client_addr,
+        server_addr: peer.local.map(|a| a.to_string()).unwrap_or_default(),
+        listener: peer.listener.clone(),
+        tls: session_tls.map(|t| TlsMeta {
+            version: t.version.clone(),
+            cipher: t.cipher.clone(),
+            client_certificate: t.client_certificate.as_ref().map(|c| ClientCertMeta {
+                subject: c.subject.clone(),
+                issuer: c.issuer.clone(),
+                sha256: c.sha256.clone(),
+            }),
+        }),
+        auth: auth_meta(peer, &message),
+        mail_auth_param: message.envelope.params.auth.clone(),
+        xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
+        meta: conn_meta(spooler.with_policy, peer, &message),
+    };
+    let spool = spooler.spool.clone();
+    let started = std::time::Instant::now();
+    let stored = spool.store_async(&meta, data).await;
+    metrics::histogram!(telemetry::SPOOL_WRITE_DURATION).record(started.elapsed().as_secs_f64());
+    match stored {
+        Ok(id) => {
+            tracing::info!(client = %peer.client.ip(), %id, recipients = recipients.len(), "message spooled");
+            metrics::counter!(telemetry::MESSAGES_SPOOLED).increment(1);
+            SpoolOutcome::Stored { id: id.to_string() }
+        }
+        Err(error) => {
+            tracing::error!(%error, "spool write failed; answering 451");
+            metrics::counter!(telemetry::SPOOL_FAILURES).increment(1);
+            SpoolOutcome::Failed
+        }
+    }
+}
+
+/// The client as the trace header and spool see it: `(ip, ip:port, helo)`
+/// of the client a trusted proxy named with XCLIENT (each fact it did not
+/// give falls back to the connection's), else of the TCP peer.
+fn client_of(peer: &Peer, message: &Message) -> (String, String, String) {
+    let x = message.xclient.as_ref();
+    let ip = x
+        .and_then(|x| x.addr.clone())
+        .unwrap_or_else(|| peer.client.ip().to_string());
+    let port = x
+        .and_then(|x| x.port.clone())
+        .unwrap_or_else(|| peer.client.port().to_string());
+    let addr = match ip.contains(':') {
+        true => format!("[{ip}]:{port}"),
+        false => format!("{ip}:{port}"),
+    };
+    let helo = x
+        .and_then(|x| x.helo.clone())
+        .unwrap_or_else(|| message.helo.clone());
+    (ip, addr, helo)
+}
+
+/// Who submitted: the SASL identity, or the login a trusted proxy vouched
+/// for with `XCLIENT LOGIN=` (mechanism `XCLIENT`).
+fn auth_meta(peer: &Peer, message: &Message) -> Option<AuthMeta> {
+    let (authn_id, authz_id, mechanism) = match (&message.identity, &message.xclient) {
+        (Some(i), _) => (&i.authn_id, &i.authz_id, i.mechanism.name()),
+        (
+            None,
+            Some(Xclient {
+                login: Some(login), ..
+            }),
+        ) => (login, login, "XCLIENT"),
+        _ => return None,
+    };
+    Some(AuthMeta {
+        authn_id: authn_id.clone(),
+        authz_id: authz_id.clone(),
+        mechanism: mechanism.to_string(),
+        user_data: peer.meta.user_data(),
+    })
+}
+
+/// The connection metadata the policy's hooks shared, copied into the
+/// message as KumoMTA does; empty without a policy (no script could read
+/// or set it). `reception_protocol` is the message's own.
+fn conn_meta(
+    with_policy: bool,
+    peer: &Peer,
+    message: &Message,
+) -> serde_json::Map<String, serde_json::Value> {
+    if !with_policy {
+        return serde_json::Map::new();
+    }
+    let mut meta = peer.meta.values();
+    meta.insert(
+        "reception_protocol".into(),
+        message.protocol.to_string().into(),
+    );
+    meta
+}
+
+fn xclient_meta(peer: &Peer, x: &Xclient) -> XclientMeta {
+    XclientMeta {
+        proxy_addr: peer.client.to_string(),
+        name: x.name.clone(),
+        proto: x.proto.clone(),
+        helo: x.helo.clone(),
+        login: x.login.clone(),
+        dest_addr: x.dest_addr.clone(),
+        dest_port: x.dest_port.clone(),
+    }
+}
