@@ -159,6 +159,11 @@ impl AuthService {
     /// not answer is a [`Verdict::Defer`].
     pub async fn authenticate(&self, request: AuthRequest<'_>, exchange: &mut Exchange) -> Verdict {
         let AuthRequest { claim, facts, meta } = request;
+        if !matches!(claim, Claim::ScriptRound { .. }) {
+            // Another claim: a script exchange left unfinished (cancelled
+            // with `*`) no longer holds an admission.
+            exchange.slot = None;
+        }
         match claim {
             Claim::Sasl {
                 mechanism,

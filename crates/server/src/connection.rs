@@ -418,8 +418,8 @@ async fn banned_since(peer: &Peer, session: &Session, shared: &Shared) -> Option
         return None;
     }
     let mut seen = peer.bans_seen.load(Ordering::Relaxed);
-    let ip = facts(peer, session).client_ip();
-    let reply = shared.auth.defence().banned_since(ip, &mut seen).await;
+    let client = || facts(peer, session).client_ip();
+    let reply = shared.auth.defence().banned_since(client, &mut seen).await;
     peer.bans_seen.store(seen, Ordering::Relaxed);
     reply
 }

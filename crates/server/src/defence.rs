@@ -10,9 +10,9 @@
 //!
 //! The address counted is the real client's: the PROXY header's, or the
 //! address a trusted proxy named with XCLIENT
-//! ([`ConnectionFacts::client`]), never the proxy's.
+//! (`ConnectionFacts::client`), never the proxy's.
 //!
-//! The auth service ([`crate::auth_service`]) calls the attempt half of
+//! The auth service (`auth_service.rs`) calls the attempt half of
 //! this module (admission before a check, the record after it); the
 //! connection calls the connection half (admission at connect, bans made
 //! since).
@@ -202,13 +202,19 @@ impl Defence {
     /// connected (by its own or another connection's failures, or by
     /// `portcullis ban add`). Looks the address up only when the bans this
     /// process knows of changed since `seen`, so a session pays one atomic
-    /// load per read otherwise.
-    pub(crate) async fn banned_since(&self, ip: IpAddr, seen: &mut u64) -> Option<Reply> {
+    /// load per read otherwise (`client` is asked for the address only
+    /// then).
+    pub(crate) async fn banned_since(
+        &self,
+        client: impl FnOnce() -> IpAddr,
+        seen: &mut u64,
+    ) -> Option<Reply> {
         let generation = self.limiter.ban_generation();
         if generation == *seen {
             return None;
         }
         *seen = generation;
+        let ip = client();
         let ban = self.limiter.enforced_ban(ip, Timestamp::now()).await?;
         tracing::info!(client = %ip, reason = %ban.reason, "closing an open session: address banned");
         metrics::counter!(telemetry::CONNECTIONS_LIMITED, "reason" => "banned").increment(1);

@@ -151,6 +151,10 @@ pub struct Server {
     )>,
 }
 
+/// What a reload left alone because it needs a restart, one line each
+/// (`address of listener submission`).
+pub type NeedsRestart = Vec<String>;
+
 /// Applies a reloaded config to running listeners (SIGHUP): what a
 /// session is told and allowed (host name, sizes, command limits, listener
 /// mechanism lists) changes for new connections; open ones keep theirs.
@@ -164,7 +168,7 @@ pub struct Reloader {
 impl Reloader {
     /// Swaps in the new session settings; returns what was left alone
     /// because it needs a restart.
-    pub fn apply(&self, config: &Config) -> Result<Vec<String>, ServerError> {
+    pub fn apply(&self, config: &Config) -> Result<NeedsRestart, ServerError> {
         let mut needs_restart = Vec::new();
         let mut updates = Vec::new();
         for l in &config.listeners {

@@ -12,4 +12,5 @@ mod harness;
 mod auth_paths;
 mod pipelining;
 mod policy_paths;
+mod service_direct;
 mod xclient_paths;

@@ -30,13 +30,15 @@ pub(crate) async fn check(
     let authenticator = authenticator.clone();
     let started = std::time::Instant::now();
     let checked = match authenticator.check_cached(&credentials) {
-        Some(decision) => Ok((decision, ScramUpgrade::NotNeeded, None)),
+        Some(decision) => Ok(Checked::without_upgrade(decision)),
         None => check_blocking(store_calls, authenticator, credentials).await,
     };
-    let (decision, upgrade, detail) = checked.unwrap_or_else(|error| {
-        let failed = Decision::Unavailable(error.to_string());
-        (failed, ScramUpgrade::NotNeeded, None)
-    });
+    let Checked {
+        decision,
+        upgrade,
+        detail,
+    } = checked
+        .unwrap_or_else(|error| Checked::without_upgrade(Decision::Unavailable(error.to_string())));
     metrics::histogram!(telemetry::AUTH_DURATION).record(started.elapsed().as_secs_f64());
     let result = match &decision {
         Decision::Accepted { .. } => "accepted",
@@ -66,6 +68,24 @@ pub(crate) async fn check(
     }
 }
 
+/// A decision, the SCRAM secrets it stored, and why a token was refused
+/// (for the log).
+struct Checked {
+    decision: Decision,
+    upgrade: ScramUpgrade,
+    detail: Option<String>,
+}
+
+impl Checked {
+    fn without_upgrade(decision: Decision) -> Checked {
+        Checked {
+            decision,
+            upgrade: ScramUpgrade::NotNeeded,
+            detail: None,
+        }
+    }
+}
+
 /// The full check on the blocking pool: the store may block, and a cold
 /// login pays the slow hash, after waiting for a hash slot if need be
 /// (hence `run_check` with the authenticator's probe: while hashes run or
@@ -74,7 +94,7 @@ async fn check_blocking(
     store_calls: &StoreCalls,
     authenticator: Authenticator,
     credentials: Credentials,
-) -> Result<(Decision, ScramUpgrade, Option<String>), StoreCallError> {
+) -> Result<Checked, StoreCallError> {
     let probe = authenticator.clone();
     store_calls
         .run_check(
@@ -89,7 +109,11 @@ async fn check_blocking(
                     Decision::Accepted { .. } => authenticator.upgrade_scram(&credentials),
                     _ => ScramUpgrade::NotNeeded,
                 };
-                (decision, upgrade, detail)
+                Checked {
+                    decision,
+                    upgrade,
+                    detail,
+                }
             },
             move || probe.hashing(),
         )

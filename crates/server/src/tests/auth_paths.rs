@@ -85,7 +85,31 @@ async fn a_stalled_store_defers_at_the_store_timeout() {
     // clock from moving on its own: move it past the store timeout.
     tokio::time::advance(Duration::from_secs(6)).await;
     assert_eq!(code(&c.reply().await), "454 4.7.0");
+    // Once it answers again, so do logins.
     server.release_store();
+    server.store.set_mode(STORE_UP);
+    assert_eq!(code(&c.auth_plain("alice", "secret").await), "235 2.7.0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scram_exchange_gets_454_when_the_store_cannot_give_its_secrets() {
+    let server = TestServer::builder()
+        .session(|s| {
+            s.mechanisms
+                .insert(0, portcullis_sasl::Mechanism::ScramSha256)
+        })
+        .build();
+    let mut c = server.connect().await;
+    assert!(c.ehlo().await.contains("SCRAM-SHA-256"));
+    let client_first = b64("n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL");
+    server.store.set_mode(STORE_FAILING);
+    let reply = c.cmd(&format!("AUTH SCRAM-SHA-256 {client_first}")).await;
+    assert_eq!(code(&reply), "454 4.7.0");
+    // With the store back, the exchange goes on to the server-first
+    // message (fake secrets for a user without any: no user oracle).
+    server.store.set_mode(STORE_UP);
+    let reply = c.cmd(&format!("AUTH SCRAM-SHA-256 {client_first}")).await;
+    assert!(reply.starts_with("334 "), "{reply}");
 }
 
 #[tokio::test(start_paused = true)]

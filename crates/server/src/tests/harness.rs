@@ -92,6 +92,7 @@ pub(crate) struct Builder {
     xclient_trusted: Vec<portcullis_limits::IpNet>,
     session: SessionConfig,
     store_timeout: Duration,
+    hook_timeout: Duration,
 }
 
 impl Builder {
@@ -108,6 +109,12 @@ impl Builder {
     /// A Lua policy script.
     pub(crate) fn policy(mut self, script: &str) -> Builder {
         self.policy = Some(script.to_string());
+        self
+    }
+
+    /// How long a policy hook may run (the script's own deadline).
+    pub(crate) fn hook_timeout(mut self, limit: Duration) -> Builder {
+        self.hook_timeout = limit;
         self
     }
 
@@ -165,8 +172,9 @@ impl Builder {
         if let Some(script) = &self.policy {
             let path = dir.path().join("policy.lua");
             std::fs::write(&path, script).expect("policy file");
-            let policy = portcullis_lua::Policy::load(portcullis_lua::PolicyOptions::new(&path))
-                .expect("policy loads");
+            let mut options = portcullis_lua::PolicyOptions::new(&path);
+            options.hook_timeout = self.hook_timeout;
+            let policy = portcullis_lua::Policy::load(options).expect("policy loads");
             session.script_mechanisms = policy.mechanisms();
             auth.set_policy(Arc::new(policy));
         }
@@ -241,6 +249,7 @@ impl TestServer {
             xclient_trusted: Vec::new(),
             session,
             store_timeout: Duration::from_secs(5),
+            hook_timeout: Duration::from_secs(5),
         }
         .user(
             "alice",

@@ -16,6 +16,8 @@ portcullis.on('smtp_server_auth', function(auth, conn)
     return portcullis.defer{ message = 'Maintenance', disconnect = false }
   elseif auth.user == 'boom' then
     error('kaput')
+  elseif auth.user == 'slow' then
+    while true do end
   end
   return portcullis.reject{ message = 'no' }
 end)
@@ -94,6 +96,18 @@ async fn a_policy_error_answers_454_but_counts_as_a_failure() {
     assert_eq!(code(&c.auth_plain("boom", "x1").await), "454 4.7.0");
     // Counted: the second error reaches the ban.
     assert_eq!(code(&c.auth_plain("boom", "x2").await), "421 4.7.0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_hook_that_runs_past_its_deadline_defers() {
+    let server = TestServer::builder()
+        .policy(GENERAL)
+        .hook_timeout(std::time::Duration::from_millis(100))
+        .build();
+    let mut c = server.connect().await;
+    c.ehlo().await;
+    assert_eq!(code(&c.auth_plain("slow", "x").await), "454 4.7.0");
+    assert_eq!(code(&c.cmd("NOOP").await), "250 2.0.0");
 }
 
 #[tokio::test(start_paused = true)]
