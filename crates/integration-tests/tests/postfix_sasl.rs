@@ -271,3 +271,65 @@ fn tcp_listener_closes_untrusted_peers() {
     );
     assert_eq!(out.reply("got"), "b''", "{}", out.transcript());
 }
+
+/// A one-time-code mechanism written in Lua, kept between rounds in
+/// `conn.meta` (which lives as long as the exchange here).
+const OTP: &str = r#"
+local codes = { dora = '424242' }
+portcullis.mechanism('X-OTP', function(auth, conn)
+  if auth.step == 1 then
+    return portcullis.reply('Username:')
+  elseif auth.step == 2 then
+    conn.meta:set_meta('otp_user', auth.response)
+    return portcullis.reply('Code:')
+  end
+  local user = conn.meta:get_meta('otp_user')
+  if codes[user] ~= nil and codes[user] == auth.response then
+    return portcullis.accept{ user = user }
+  end
+  return portcullis.reject{ message = 'Wrong code' }
+end)
+"#;
+
+#[test]
+fn a_policy_script_mechanism_through_postfix() {
+    if !PostfixServer::available() {
+        eprintln!("skipped: postfix is not installed or the tests do not run as root");
+        return;
+    }
+    let server = TestServer::builder()
+        .config(
+            "policy = \"policy.lua\"\n\n\
+             [[auth_listener]]\nname = \"mta\"\naddress = \"127.0.0.1:{port:mta}\"\n",
+        )
+        .file("policy.lua", OTP)
+        .start();
+    let postfix = PostfixServer::builder()
+        .dovecot_sasl(&format!("inet:127.0.0.1:{}", server.port("mta")))
+        .start()
+        .expect("postfix starts");
+    let out = python(
+        r#"
+        s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+        s.ehlo()
+        show("ehlo", (250, s.esmtp_features.get("auth", "")))
+        def rounds(label, code):
+            c, m = s.docmd("AUTH", "X-OTP")
+            show(label + ".1", (c, base64.b64decode(m).decode()))
+            c, m = s.docmd(b64("dora"))
+            show(label + ".2", (c, base64.b64decode(m).decode()))
+            show(label + ".3", s.docmd(b64(code)))
+        rounds("wrong", "000000")
+        rounds("right", "424242")
+        s.quit()
+        "#,
+        &[postfix.port()],
+    );
+    assert!(out.reply("ehlo").contains("X-OTP"), "{}", out.transcript());
+    out.assert_reply("wrong.1", "334 Username:")
+        .assert_reply("wrong.2", "334 Code:")
+        .assert_reply("wrong.3", "535 5.7.8")
+        .assert_reply("right.1", "334 Username:")
+        .assert_reply("right.2", "334 Code:")
+        .assert_reply("right.3", "235 2.7.0");
+}

@@ -261,6 +261,18 @@ enum Pending {
     /// We sent the failure data (OAUTHBEARER's error) in a `CONT`; the
     /// client's answer gets the `FAIL`.
     FailureAck(Failure),
+    /// A policy script's mechanism sent a challenge; the client's answer is
+    /// round `step`.
+    Script(ScriptState),
+}
+
+/// A script mechanism's exchange between rounds: the admission it holds
+/// and what its hooks share (`conn.meta`), for as long as the exchange.
+struct ScriptState {
+    name: String,
+    step: u32,
+    exchange: ServiceExchange,
+    meta: ConnMeta,
 }
 
 /// What a task for one id finished with.
@@ -275,6 +287,10 @@ enum Finished {
         mechanism: Mechanism,
         request: SecretsRequest,
         found: Option<ScramFound>,
+    },
+    Script {
+        state: ScriptState,
+        verdict: Verdict,
     },
 }
 
@@ -313,6 +329,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         .copied()
         .map(wire_mechanism)
         .collect();
+    let mut mechanisms = mechanisms;
+    // The policy script's own mechanisms, after ours (read per connection,
+    // so a reloaded script's list applies to new MTA connections).
+    mechanisms.extend(
+        script_mechanisms(shared)
+            .into_iter()
+            .map(|name| WireMechanism {
+                name,
+                flags: MechanismFlags::default(),
+            }),
+    );
     let greeting = Connection::greeting(&mechanisms, &ids);
     if write(&mut writer, greeting.as_bytes()).await.is_err() {
         return;
@@ -417,6 +444,20 @@ fn handle(
         Request::Auth(auth) => {
             let id = auth.id;
             let facts = request_facts(&auth, mta, &listener.config.name);
+            if let Some(name) = script_mechanisms(shared)
+                .into_iter()
+                .find(|name| name.eq_ignore_ascii_case(&auth.mechanism))
+            {
+                let state = ScriptState {
+                    name,
+                    step: 1,
+                    exchange: ServiceExchange::default(),
+                    meta: ConnMeta::new(),
+                };
+                let response = auth.initial_response.map(portcullis_sasl::Secret::new);
+                script_round(id, serial, state, response, facts, pending, tasks, shared);
+                return;
+            }
             let Some(mechanism) =
                 Mechanism::from_name(&auth.mechanism).filter(|m| listener.mechanisms.contains(m))
             else {
@@ -468,6 +509,11 @@ fn handle(
                 ),
                 Pending::SuccessAck(user) => out.push_str(&connection.ok(id, &user)),
                 Pending::FailureAck(failure) => out.push_str(&connection.fail(id, &failure)),
+                Pending::Script(mut state) => {
+                    state.step += 1;
+                    let response = Some(portcullis_sasl::Secret::new(response));
+                    script_round(id, serial, state, response, facts, pending, tasks, shared);
+                }
                 // Invariant: the connection refuses a CONT for an id we owe
                 // an answer; put it back.
                 Pending::Busy => {
@@ -583,6 +629,24 @@ fn finish(
             }
             None => out.push_str(&connection.fail(id, &temporary(None))),
         },
+        Finished::Script { state, verdict } => match verdict {
+            Verdict::Challenge(challenge) => {
+                out.push_str(&connection.cont(id, &challenge));
+                pending.insert(id, (serial, Pending::Script(state), facts));
+            }
+            Verdict::Accept { authn_id, .. } => out.push_str(&connection.ok(id, &authn_id)),
+            Verdict::Reject { reply, .. } => {
+                let failure = Failure {
+                    reason: Some(reply.text()),
+                    temporary: reply.code() / 100 == 4,
+                    user: None,
+                };
+                out.push_str(&connection.fail(id, &failure));
+            }
+            Verdict::Defer { reply } => {
+                out.push_str(&connection.fail(id, &temporary(Some(reply.text()))))
+            }
+        },
         Finished::Decided {
             verdict,
             success_data,
@@ -685,4 +749,43 @@ async fn decide(
         .auth
         .authenticate(request, &mut ServiceExchange::default())
         .await
+}
+
+/// The mechanisms the policy script declares (none without a script).
+fn script_mechanisms(shared: &Shared) -> Vec<String> {
+    shared
+        .auth
+        .policy()
+        .map(|policy| policy.mechanisms())
+        .unwrap_or_default()
+}
+
+/// Runs round `state.step` of a script mechanism as a task.
+#[allow(clippy::too_many_arguments)]
+fn script_round(
+    id: u32,
+    serial: u64,
+    mut state: ScriptState,
+    response: Option<portcullis_sasl::Secret>,
+    facts: RequestFacts,
+    pending: &mut HashMap<u32, (u64, Pending, RequestFacts)>,
+    tasks: &mut JoinSet<(u32, u64, Finished)>,
+    shared: &Arc<Shared>,
+) {
+    let (shared, task_facts) = (shared.clone(), facts.clone());
+    pending.insert(id, (serial, Pending::Busy, facts));
+    tasks.spawn(async move {
+        let connection = connection_facts(&task_facts);
+        let request = ServiceRequest {
+            claim: Claim::ScriptRound {
+                mechanism: state.name.clone(),
+                step: state.step,
+                response,
+            },
+            facts: &connection,
+            meta: &state.meta,
+        };
+        let verdict = shared.auth.authenticate(request, &mut state.exchange).await;
+        (id, serial, Finished::Script { state, verdict })
+    });
 }
