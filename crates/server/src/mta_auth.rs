@@ -41,9 +41,11 @@ use tokio::task::JoinSet;
 use crate::auth_service::{
     AuthRequest as ServiceRequest, Claim, Exchange as ServiceExchange, Verdict,
 };
+use crate::context::Shared;
+use crate::error::ServerError;
 use crate::peer::ConnectionFacts;
+use crate::telemetry;
 use crate::verify::ScramFound;
-use crate::{telemetry, ServerError, Shared};
 
 /// How long one write to the MTA may take.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -23,8 +23,9 @@ use portcullis_config::auth_listener::AuthListener;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+use crate::context::Shared;
 use crate::mta_auth::{accept, peer_trusted, AuthSocket, Stream};
-use crate::{telemetry, Shared};
+use crate::telemetry;
 
 /// Attributes in one request (Postfix sends about 30).
 const MAX_ATTRIBUTES: usize = 128;
