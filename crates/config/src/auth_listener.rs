@@ -32,6 +32,10 @@ pub struct RawAuthListener {
     pub path: Option<PathBuf>,
     /// The socket's mode, octal text (`"0660"`; default `"0600"`).
     pub mode: Option<String>,
+    /// The socket's owner and group (names or numeric ids; default: the
+    /// server's).
+    pub owner: Option<String>,
+    pub group: Option<String>,
     /// `ip:port` for TCP.
     pub address: Option<String>,
     /// Networks (CIDR) that may connect over TCP (default: loopback).
@@ -62,6 +66,9 @@ pub enum AuthEndpoint {
     Unix {
         path: PathBuf,
         mode: u32,
+        /// User and group to give the socket (names or numeric ids).
+        owner: Option<String>,
+        group: Option<String>,
     },
     Tcp {
         address: SocketAddr,
@@ -140,11 +147,19 @@ fn one(
             AuthEndpoint::Unix {
                 path: in_data_dir(path),
                 mode,
+                owner: raw.owner,
+                group: raw.group,
             }
         }
         (None, Some(address)) => {
-            if raw.mode.is_some() {
-                return Err(invalid(key("mode"), "only for a Unix socket path"));
+            for (field, set) in [
+                ("mode", raw.mode.is_some()),
+                ("owner", raw.owner.is_some()),
+                ("group", raw.group.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(key(field), "only for a Unix socket path"));
+                }
             }
             let address = address
                 .parse()

@@ -344,7 +344,7 @@ fn auth_listeners_unix_and_tcp() {
     use crate::auth_listener::{AuthEndpoint, AuthProtocol};
     let c = parse(
         "data_dir = \"/var/lib/p\"\n\
-         [[auth_listener]]\nname = \"sasl\"\npath = \"auth.sock\"\nmode = \"0660\"\n\
+         [[auth_listener]]\nname = \"sasl\"\npath = \"auth.sock\"\nmode = \"0660\"\ngroup = \"postfix\"\n\
          mechanisms = [\"plain\", \"SCRAM-SHA-256\"]\n\
          [[auth_listener]]\nprotocol = \"postfix-policy\"\naddress = \"127.0.0.1:10040\"\n\
          trusted = [\"10.0.0.0/8\"]\nmax_connections = 8\n",
@@ -358,7 +358,9 @@ fn auth_listeners_unix_and_tcp() {
         sasl.endpoint,
         AuthEndpoint::Unix {
             path: "/var/lib/p/auth.sock".into(),
-            mode: 0o660
+            mode: 0o660,
+            owner: None,
+            group: Some("postfix".into()),
         }
     );
     assert_eq!(
@@ -390,6 +392,10 @@ fn auth_listener_errors_name_the_key() {
         (
             "[[auth_listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nmode = \"0600\"\n",
             "auth_listener.a.mode",
+        ),
+        (
+            "[[auth_listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\ngroup = \"mail\"\n",
+            "auth_listener.a.group",
         ),
         (
             "[[auth_listener]]\nname = \"a\"\npath = \"s\"\ntrusted = [\"10.0.0.0/8\"]\n",

@@ -176,7 +176,7 @@ fn unix_socket_listener_with_its_mode() {
         return;
     }
     // Postfix's smtpd runs as `postfix`: the socket's directory must be
-    // searchable and the socket writable by it.
+    // searchable, and the socket writable by its group, which we give it.
     let dir = tempfile::tempdir().unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
@@ -185,7 +185,8 @@ fn unix_socket_listener_with_its_mode() {
     let socket = dir.path().join("auth");
     let server = TestServer::builder()
         .config(&format!(
-            "[[auth_listener]]\nname = \"mta\"\npath = {:?}\nmode = \"0666\"\n",
+            "[[auth_listener]]\nname = \"mta\"\npath = {:?}\nmode = \"0660\"\n\
+             group = \"postfix\"\n",
             socket.display().to_string()
         ))
         .start();
@@ -197,7 +198,7 @@ fn unix_socket_listener_with_its_mode() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o666);
+        assert_eq!(mode, 0o660);
     }
     let postfix = PostfixServer::builder()
         .dovecot_sasl(&socket.display().to_string())

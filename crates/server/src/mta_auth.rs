@@ -121,7 +121,12 @@ pub(crate) async fn bind_socket(config: &AuthListener) -> Result<AuthSocket, Ser
         source,
     };
     Ok(match &config.endpoint {
-        AuthEndpoint::Unix { path, mode } => {
+        AuthEndpoint::Unix {
+            path,
+            mode,
+            owner,
+            group,
+        } => {
             use std::os::unix::fs::{FileTypeExt, PermissionsExt};
             let shown = path.display().to_string();
             if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -131,7 +136,13 @@ pub(crate) async fn bind_socket(config: &AuthListener) -> Result<AuthSocket, Ser
             }
             let socket = UnixListener::bind(path).map_err(|e| bind_error(shown.clone(), e))?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                .map_err(|e| bind_error(shown, e))?;
+                .map_err(|e| bind_error(shown.clone(), e))?;
+            if owner.is_some() || group.is_some() {
+                let uid = owner.as_deref().map(user_id).transpose();
+                let gid = group.as_deref().map(group_id).transpose();
+                uid.and_then(|uid| std::os::unix::fs::chown(path, uid, gid?))
+                    .map_err(|e| bind_error(shown, e))?;
+            }
             AuthSocket::Unix(socket, path.clone())
         }
         AuthEndpoint::Tcp { address, .. } => AuthSocket::Tcp(
@@ -790,4 +801,66 @@ fn script_round(
         let verdict = shared.auth.authenticate(request, &mut state.exchange).await;
         (id, serial, Finished::Script { state, verdict })
     });
+}
+
+/// How much a passwd or group entry may take (names, members).
+const ENTRY_BUFFER: usize = 64 * 1024;
+
+/// A user's id: a number as is, else looked up (NSS included).
+fn user_id(name: &str) -> std::io::Result<u32> {
+    if let Ok(id) = name.parse() {
+        return Ok(id);
+    }
+    let c_name = std::ffi::CString::new(name)?;
+    let mut buf = vec![0 as libc::c_char; ENTRY_BUFFER];
+    // SAFETY: passwd is plain data; zeroed is a valid value for it.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and `buf` outlives the
+    // only field read (`pw_uid`, a number copied out).
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut entry,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no user {name:?}"),
+        ));
+    }
+    Ok(entry.pw_uid)
+}
+
+/// A group's id: a number as is, else looked up (NSS included).
+fn group_id(name: &str) -> std::io::Result<u32> {
+    if let Ok(id) = name.parse() {
+        return Ok(id);
+    }
+    let c_name = std::ffi::CString::new(name)?;
+    let mut buf = vec![0 as libc::c_char; ENTRY_BUFFER];
+    // SAFETY: group is plain data; zeroed is a valid value for it.
+    let mut entry: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in `user_id`; only `gr_gid` is read.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c_name.as_ptr(),
+            &mut entry,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no group {name:?}"),
+        ));
+    }
+    Ok(entry.gr_gid)
 }
