@@ -334,3 +334,56 @@ fn a_policy_script_mechanism_through_postfix() {
         .assert_reply("right.2", "334 Code:")
         .assert_reply("right.3", "235 2.7.0");
 }
+
+/// A PLAIN authorization identity the user may act as: Postfix is told
+/// that identity (`user=`, its `sasl_username`); one the user may not act
+/// as is refused.
+#[test]
+fn plain_authzid_through_postfix_is_the_sasl_username() {
+    if !PostfixServer::available() {
+        eprintln!("skipped: postfix is not installed or the tests do not run as root");
+        return;
+    }
+    let users = "[[user]]\nname = \"alice\"\npassword = \"{PLAIN}correct horse\"\n\
+                 may_act_as = [\"boss\"]\n\n\
+                 [[user]]\nname = \"bob\"\npassword = \"{PLAIN}battery staple\"\n";
+    let server = TestServer::builder()
+        .config(
+            "[users]\nbackend = \"file\"\npath = \"users.toml\"\n\n\
+             [[auth_listener]]\nname = \"mta\"\naddress = \"127.0.0.1:{port:mta}\"\n",
+        )
+        .file("users.toml", users)
+        .users(&[])
+        .start();
+    let postfix = PostfixServer::builder()
+        .dovecot_sasl(&format!("inet:127.0.0.1:{}", server.port("mta")))
+        .start()
+        .expect("postfix starts");
+    let out = python(
+        r#"
+        for label, creds in [("alice-as-boss", "boss\0alice\0correct horse"),
+                             ("bob-as-boss", "boss\0bob\0battery staple")]:
+            s = smtplib.SMTP("127.0.0.1", PORT, local_hostname="client.test", timeout=30)
+            s.ehlo()
+            reply = s.docmd("AUTH", "PLAIN " + b64(creds))
+            show(label, reply)
+            if reply[0] == 235:
+                # Postfix logs sasl_username when it creates the queue file.
+                submit(label + ".msg", s)
+            s.quit()
+        "#,
+        &[postfix.port()],
+    );
+    out.assert_reply("alice-as-boss", "235 2.7.0")
+        .assert_reply("alice-as-boss.msg.data", "250")
+        .assert_reply("bob-as-boss", "535 5.7.8");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !postfix.log().contains("sasl_username=boss") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "postfix log:\n{}",
+            postfix.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

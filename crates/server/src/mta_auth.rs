@@ -647,7 +647,7 @@ fn finish(
                 out.push_str(&connection.cont(id, &challenge));
                 pending.insert(id, (serial, Pending::Script(state), facts));
             }
-            Verdict::Accept { authn_id, .. } => out.push_str(&connection.ok(id, &authn_id)),
+            Verdict::Accept { authz_id, .. } => out.push_str(&connection.ok(id, &authz_id)),
             Verdict::Reject { reply, .. } => {
                 let failure = Failure {
                     reason: Some(reply.text()),
@@ -666,12 +666,14 @@ fn finish(
             failure_data,
             user,
         } => match verdict {
-            Verdict::Accept { authn_id, .. } => match success_data {
+            // `user=` is who the client acts as (the PLAIN authorization
+            // identity it may use, else itself): Postfix's sasl_username.
+            Verdict::Accept { authz_id, .. } => match success_data {
                 Some(data) => {
                     out.push_str(&connection.cont(id, &data));
-                    pending.insert(id, (serial, Pending::SuccessAck(authn_id), facts));
+                    pending.insert(id, (serial, Pending::SuccessAck(authz_id), facts));
                 }
-                None => out.push_str(&connection.ok(id, &authn_id)),
+                None => out.push_str(&connection.ok(id, &authz_id)),
             },
             // A ban (`close`) refuses this SMTP client; the MTA, whose other
             // clients share this connection, goes on. The reply's text is
