@@ -387,3 +387,85 @@ fn plain_authzid_through_postfix_is_the_sasl_username() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The protocol's edges on one connection, as a raw client: LOGIN over
+/// `CONT` rounds, an unknown mechanism and bad base64 answered with `FAIL`
+/// for their ids only, `CANCEL` in the middle of an exchange (the id may
+/// be used again), and a line over the bound closing the connection.
+#[test]
+fn protocol_edges_on_one_connection() {
+    let server = TestServer::builder()
+        .config(
+            "[[auth_listener]]\nname = \"mta\"\naddress = \"127.0.0.1:{port:mta}\"\n\
+             max_line = 1024\n",
+        )
+        .start();
+    let out = python(
+        r#"
+        import socket
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+        f = s.makefile("rb")
+        while f.readline().decode().rstrip("\n") != "DONE":
+            pass
+        def send(line):
+            s.sendall((line + "\n").encode())
+        def answer():
+            return f.readline().decode().rstrip("\n")
+        send("VERSION\t1\t2")
+        send("AUTH\t1\tLOGIN\tservice=smtp\trip=127.0.0.20")
+        say("login.1: " + answer())
+        send("CONT\t1\t" + b64("alice"))
+        say("login.2: " + answer())
+        send("CONT\t1\t" + b64("correct horse"))
+        say("login.3: " + answer())
+        send("AUTH\t2\tX-NOPE\tservice=smtp")
+        say("unknown: " + answer())
+        send("AUTH\t3\tPLAIN\tservice=smtp\tresp=!!!")
+        say("base64: " + answer())
+        send("AUTH\t4\tLOGIN\tservice=smtp")
+        say("cancel.1: " + answer())
+        send("CANCEL\t4")
+        send("AUTH\t4\tPLAIN\tservice=smtp\tresp=" + b64("\0alice\0correct horse"))
+        say("reused: " + answer())
+        send("AUTH\t5\tPLAIN\tservice=smtp\tresp=" + "A" * 2000)
+        say("long: " + repr(f.readline()))
+        "#,
+        &[server.port("mta")],
+    );
+    let got = out.labelled();
+    let line = |label: &str| got.get(label).cloned().unwrap_or_default();
+    let decoded = |label: &str| {
+        let cont = line(label);
+        let data = cont.rsplit('\t').next().unwrap_or_default().to_string();
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    assert!(
+        line("login.1").starts_with("CONT\t1\t"),
+        "{}",
+        out.transcript()
+    );
+    assert_eq!(decoded("login.1"), "Username:", "{}", out.transcript());
+    assert_eq!(decoded("login.2"), "Password:", "{}", out.transcript());
+    assert_eq!(line("login.3"), "OK\t1\tuser=alice", "{}", out.transcript());
+    assert!(
+        line("unknown").starts_with("FAIL\t2"),
+        "{}",
+        out.transcript()
+    );
+    assert!(
+        line("base64").starts_with("FAIL\t3"),
+        "{}",
+        out.transcript()
+    );
+    assert!(
+        line("cancel.1").starts_with("CONT\t4\t"),
+        "{}",
+        out.transcript()
+    );
+    assert_eq!(line("reused"), "OK\t4\tuser=alice", "{}", out.transcript());
+    assert_eq!(line("long"), "b''", "{}", out.transcript());
+}
