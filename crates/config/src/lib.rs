@@ -7,6 +7,7 @@
 //! at all, [`Config::development`] gives loopback listeners, a self-signed
 //! certificate and a SQLite user database in the data directory.
 
+pub mod auth_listener;
 pub mod authorization;
 pub mod containment;
 pub mod defence;
@@ -81,6 +82,8 @@ pub struct Config {
     /// The admin HTTP listener (`/metrics`, `/health`), if any.
     pub admin: Option<SocketAddr>,
     pub listeners: Vec<Listener>,
+    /// Sockets for MTAs: Dovecot-protocol SASL and Postfix policy.
+    pub auth_listeners: Vec<auth_listener::AuthListener>,
     /// The Lua policy script, if any (`policy = "policy.lua"`).
     pub policy: Option<policy::Policy>,
     /// How spooled messages are delivered; `None` keeps them in the spool.

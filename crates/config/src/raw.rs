@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<RawListener>,
+    #[serde(default, rename = "auth_listener")]
+    pub auth_listeners: Vec<crate::auth_listener::RawAuthListener>,
     /// The Lua policy script, relative to the config file.
     pub policy: Option<PathBuf>,
     pub lua: Option<crate::policy::RawLua>,

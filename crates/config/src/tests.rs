@@ -550,3 +550,92 @@ fn client_certificate_request_needs_tls_and_a_known_value() {
     assert!(err.starts_with("listener[0].client_certificate"), "{err}");
     assert!(err.contains("needs tls"), "{err}");
 }
+fn auth_listeners_unix_and_tcp() {
+    use crate::auth_listener::{AuthEndpoint, AuthProtocol};
+    let c = parse(
+        "data_dir = \"/var/lib/p\"\n\
+         [[auth_listener]]\nname = \"sasl\"\npath = \"auth.sock\"\nmode = \"0660\"\ngroup = \"postfix\"\n\
+         mechanisms = [\"plain\", \"SCRAM-SHA-256\"]\n\
+         [[auth_listener]]\nprotocol = \"postfix-policy\"\naddress = \"127.0.0.1:10040\"\n\
+         trusted = [\"10.0.0.0/8\"]\nmax_connections = 8\n",
+    )
+    .unwrap();
+    let [sasl, policy] = &c.auth_listeners[..] else {
+        panic!("two auth listeners: {:?}", c.auth_listeners)
+    };
+    assert_eq!(sasl.protocol, AuthProtocol::Dovecot);
+    assert_eq!(
+        sasl.endpoint,
+        AuthEndpoint::Unix {
+            path: "/var/lib/p/auth.sock".into(),
+            mode: 0o660,
+            owner: None,
+            group: Some("postfix".into()),
+        }
+    );
+    assert_eq!(
+        sasl.mechanisms,
+        Some(vec!["PLAIN".to_string(), "SCRAM-SHA-256".to_string()])
+    );
+    assert_eq!((sasl.max_in_flight, sasl.max_line), (64, 16 * 1024));
+    assert_eq!(policy.name, "auth1");
+    assert_eq!(policy.protocol, AuthProtocol::PostfixPolicy);
+    assert_eq!(policy.max_connections, 8);
+    let AuthEndpoint::Tcp { trusted, .. } = &policy.endpoint else {
+        panic!("tcp: {policy:?}")
+    };
+    assert_eq!(trusted.len(), 1);
+}
+
+#[test]
+fn auth_listener_errors_name_the_key() {
+    for (text, key) in [
+        ("[[auth_listener]]\nname = \"a\"\n", "auth_listener.a.path"),
+        (
+            "[[auth_listener]]\nname = \"a\"\npath = \"s\"\naddress = \"127.0.0.1:1\"\n",
+            "auth_listener.a.path",
+        ),
+        (
+            "[[auth_listener]]\nname = \"a\"\npath = \"s\"\nmode = \"999\"\n",
+            "auth_listener.a.mode",
+        ),
+        (
+            "[[auth_listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nmode = \"0600\"\n",
+            "auth_listener.a.mode",
+        ),
+        (
+            "[[auth_listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\ngroup = \"mail\"\n",
+            "auth_listener.a.group",
+        ),
+        (
+            "[[auth_listener]]\nname = \"a\"\npath = \"s\"\ntrusted = [\"10.0.0.0/8\"]\n",
+            "auth_listener.a.trusted",
+        ),
+        (
+            "[[auth_listener]]\nname = \"a\"\npath = \"s\"\nmax_line = 100\n",
+            "auth_listener.a.max_line",
+        ),
+        (
+            "[[auth_listener]]\nname = \"a\"\npath = \"s\"\nmax_in_flight = 0\n",
+            "auth_listener.a.max_in_flight",
+        ),
+        (
+            "[[auth_listener]]\nname = \"a\"\npath = \"s\"\n\
+             [[auth_listener]]\nname = \"a\"\npath = \"t\"\n",
+            "auth_listener.name",
+        ),
+    ] {
+        match parse(text) {
+            Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    // An unknown protocol is refused by the parser, naming the choices.
+    let err = parse("[[auth_listener]]\nname = \"a\"\npath = \"s\"\nprotocol = \"cyrus\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("expected `dovecot` or `postfix-policy`"),
+        "{err}"
+    );
+}

@@ -83,6 +83,8 @@ pub(crate) fn validate(
         ),
     };
     let listeners = crate::listener::validate(raw.listeners)?;
+    let auth_listeners =
+        crate::auth_listener::validate(raw.auth_listeners, &|p| paths.in_data_dir(p))?;
     let delivery = crate::delivery::validate(raw.delivery, raw.routes, &paths)?;
     let policy = crate::policy::validate(raw.policy, raw.lua, &paths, &mut deprecations)?;
     let oauth = crate::oauth::validate(raw.oauth, base, &mut deprecations)?;
@@ -113,6 +115,7 @@ pub(crate) fn validate(
         admin,
         listeners,
         deprecations,
+        auth_listeners,
     })
 }
 

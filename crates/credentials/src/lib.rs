@@ -23,10 +23,10 @@
 //! - Unknown users cost the same time as wrong passwords
 //!   ([`scheme::verify_dummy`]), so timing does not reveal who exists.
 
-pub mod app_password;
 pub mod activity;
 #[cfg(feature = "postgres")]
 mod activity_postgres;
+pub mod app_password;
 pub mod cram_md5;
 pub mod file;
 #[cfg(feature = "ldap")]

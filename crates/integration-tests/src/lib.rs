@@ -17,16 +17,18 @@
 //! test another build.
 
 mod ldap;
+mod postfix;
 mod raw;
 mod server;
 mod services;
 mod tools;
 
 pub use ldap::{LdapServer, LDAP_ADMIN_DN, LDAP_ADMIN_PASSWORD, LDAP_SUFFIX};
+pub use postfix::{PostfixBuilder, PostfixServer};
 pub use raw::{RawClient, Reply};
 pub use server::{free_port, portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
 pub use services::{
-    BaoServer, DovecotSubmission, HttpUserApi, PostfixServer, PostgresServer, RedisServer,
+    BaoServer, DovecotSubmission, HttpUserApi, PostfixRelay, PostgresServer, RedisServer,
 };
 pub use tools::{curl, gsasl, msmtp, python, swaks, swaks_plain, ToolOutput};
 

@@ -435,7 +435,7 @@ impl Drop for HttpUserApi {
 /// configuration, queue and data directories in a temporary directory, an
 /// `smtpd` on a free loopback port, and its log in a file
 /// (`maillog_file`, written by `postlogd`), read with
-/// [`PostfixServer::log`]. It never touches the system's Postfix: every
+/// [`PostfixRelay::log`]. It never touches the system's Postfix: every
 /// command names its configuration directory (`postfix -c DIR`).
 ///
 /// `debug_peer_list = 127.0.0.1` makes both its SMTP server and its SMTP
@@ -445,20 +445,20 @@ impl Drop for HttpUserApi {
 ///
 /// Postfix's master runs as root and drops to the `postfix` user, so this
 /// needs root; `start` returns `None` without Postfix or without root.
-pub struct PostfixServer {
+pub struct PostfixRelay {
     dir: TempDir,
     port: u16,
     running: bool,
 }
 
-impl PostfixServer {
+impl PostfixRelay {
     /// Starts an instance whose `main.cf` ends with `main_cf_extra` (later
     /// settings win: `relayhost = [127.0.0.1]:PORT` for a client role,
     /// `smtputf8_enable = no`, `smtpd_discard_ehlo_keywords = dsn`...).
     /// By default it relays nothing and delivers nothing: mail it accepts
     /// (from loopback) is put on hold, to be read with
-    /// [`PostfixServer::held_messages`].
-    pub fn start(main_cf_extra: &str) -> Option<PostfixServer> {
+    /// [`PostfixRelay::held_messages`].
+    pub fn start(main_cf_extra: &str) -> Option<PostfixRelay> {
         if !std::path::Path::new("/usr/sbin/postfix").exists() || !running_as_root() {
             return None;
         }
@@ -513,7 +513,7 @@ impl PostfixServer {
             POSTFIX_SERVICES
         );
         std::fs::write(root.join("conf/master.cf"), master_cf).expect("master.cf can be written");
-        let mut server = PostfixServer {
+        let mut server = PostfixRelay {
             dir,
             port,
             running: false,
@@ -612,15 +612,12 @@ impl PostfixServer {
             .ok()
             .and_then(|t| t.trim().parse::<i32>().ok())
         {
-            let _ = Command::new("kill")
-                .arg("-9")
-                .arg(pid.to_string())
-                .status();
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
     }
 }
 
-impl Drop for PostfixServer {
+impl Drop for PostfixRelay {
     fn drop(&mut self) {
         if self.running {
             // `stop` waits for the master to exit; `abort` if it does not.

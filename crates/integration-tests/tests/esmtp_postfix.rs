@@ -1,5 +1,5 @@
 //! SMTPUTF8, DSN and CHUNKING between portcullis and real MTAs: a private
-//! Postfix instance (Debian's `postfix`, see [`PostfixServer`]) as a
+//! Postfix instance (Debian's `postfix`, see [`PostfixRelay`]) as a
 //! client relaying to us, as the next hop we relay to, and as a next hop
 //! that offers neither SMTPUTF8 nor DSN; and Dovecot's submission service
 //! ([`DovecotSubmission`]) relaying to us with BDAT (Postfix's SMTP client
@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use portcullis_integration_tests::{
-    python, wait_until, DovecotSubmission, PostfixServer, RawClient, TestServer, ALICE, FROM,
+    python, wait_until, DovecotSubmission, PostfixRelay, RawClient, TestServer, ALICE, FROM,
 };
 
 const JUERGEN: &str = "j\u{fc}rgen@b\u{fc}cher.example";
@@ -25,8 +25,8 @@ const CHINESE: &str = "\u{7528}\u{6237}@\u{4f8b}\u{5b50}.example";
 const FAST: &str = "[delivery]\nscan_interval = \"100ms\"\nretry_initial = \"200ms\"\nretry_max = \"500ms\"\nconnect_timeout = \"5s\"\ncommand_timeout = \"20s\"\n";
 const WAIT: Duration = Duration::from_secs(60);
 
-fn postfix(main_cf_extra: &str) -> Option<PostfixServer> {
-    let started = PostfixServer::start(main_cf_extra);
+fn postfix(main_cf_extra: &str) -> Option<PostfixRelay> {
+    let started = PostfixRelay::start(main_cf_extra);
     if started.is_none() {
         eprintln!("skipped: needs Debian's postfix and root");
     }

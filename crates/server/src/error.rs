@@ -23,6 +23,12 @@ pub enum ServerError {
     Store(#[from] portcullis_credentials::StoreError),
     #[error(transparent)]
     OAuth(#[from] portcullis_auth::OAuthError),
+    #[error("cannot listen on {address} (auth listener {name}): {source}")]
+    AuthBind {
+        name: String,
+        address: String,
+        source: std::io::Error,
+    },
     #[error("listener {listener}: unknown SASL mechanism {name:?}")]
     UnknownMechanism { listener: String, name: String },
     #[error("limits backend: {0}")]

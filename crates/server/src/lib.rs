@@ -27,11 +27,13 @@ mod dsn_meta;
 mod error;
 mod files;
 mod listener;
+mod mta_auth;
 mod oauth;
 mod outcome;
 mod pace;
 mod peer;
 mod policy;
+mod policy_service;
 pub mod preflight;
 mod proxy_protocol;
 mod scram_key;
@@ -50,6 +52,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 
 use portcullis_auth::Authenticator;
+use portcullis_config::auth_listener::AuthProtocol;
 use portcullis_config::{Config, ListenerAuth, ListenerTls};
 use portcullis_sasl::Mechanism;
 use portcullis_session::{AuthPolicy, SessionConfig};
@@ -62,6 +65,7 @@ use context::{BoundListener, Shared};
 pub use error::ServerError;
 pub use files::private_dir;
 pub use oauth::token_validator;
+pub use policy_service::{SendingDecision, SendingLimits, Unlimited};
 
 /// The mechanisms every listener offers: PLAIN and LOGIN always; CRAM-MD5
 /// and SCRAM only when some user has the secrets they need (a client picks
@@ -142,6 +146,13 @@ pub struct Server {
     /// The mechanisms the stores can serve (before per-listener lists).
     mechanisms: Vec<Mechanism>,
     starttls_available: bool,
+    /// `[[auth_listener]]`s, with their sockets.
+    auth_listeners: Vec<(Arc<mta_auth::BoundAuthListener>, mta_auth::AuthSocket)>,
+    /// `[[auth_listener]]`s with `protocol = "postfix-policy"`.
+    policy_listeners: Vec<(
+        Arc<policy_service::BoundPolicyListener>,
+        mta_auth::AuthSocket,
+    )>,
 }
 
 /// What a reload left alone because it needs a restart, one line each
@@ -294,6 +305,25 @@ impl Server {
             });
             sockets.push(socket);
         }
+        let mut auth_listeners = Vec::new();
+        let mut policy_listeners = Vec::new();
+        for l in &config.auth_listeners {
+            match l.protocol {
+                AuthProtocol::Dovecot => {
+                    let (bound, socket) = mta_auth::bind(l, &mechanisms, &config.hostname).await?;
+                    auth_listeners.push((Arc::new(bound), socket));
+                }
+                AuthProtocol::PostfixPolicy => {
+                    let socket = mta_auth::bind_socket(l).await?;
+                    let bound = policy_service::BoundPolicyListener {
+                        connections: Arc::new(Semaphore::new(l.max_connections)),
+                        limits: Arc::new(policy_service::Unlimited),
+                        config: l.clone(),
+                    };
+                    policy_listeners.push((Arc::new(bound), socket));
+                }
+            }
+        }
         let defence = defence_backend(config).await?;
         let store_calls = store_calls::StoreCalls::new(
             config.store_timeout,
@@ -339,6 +369,8 @@ impl Server {
             sockets,
             mechanisms,
             starttls_available: acceptor.is_some(),
+            auth_listeners,
+            policy_listeners,
         })
     }
 
@@ -411,9 +443,19 @@ impl Server {
 
     /// The bound addresses, by listener name (useful with port 0).
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        let auth = self
+            .auth_listeners
+            .iter()
+            .filter_map(|(l, socket)| Some((l.config.name.clone(), socket.local_addr()?)));
+        let policy = self
+            .policy_listeners
+            .iter()
+            .filter_map(|(l, socket)| Some((l.config.name.clone(), socket.local_addr()?)));
         self.listeners
             .iter()
             .filter_map(|l| Some((l.name.clone(), l.local_addr?)))
+            .chain(auth)
+            .chain(policy)
             .collect()
     }
 
@@ -433,6 +475,12 @@ impl Server {
         let _suspension_watch = AbortOnDrop(containment::watch_store(containment));
         for (l, socket) in self.listeners.into_iter().zip(self.sockets) {
             tasks.spawn(listener::accept_loop(socket, l, self.shared.clone()));
+        }
+        for (l, socket) in self.auth_listeners {
+            tasks.spawn(mta_auth::accept_loop(socket, l, self.shared.clone()));
+        }
+        for (l, socket) in self.policy_listeners {
+            tasks.spawn(policy_service::accept_loop(socket, l, self.shared.clone()));
         }
         while tasks.join_next().await.is_some() {}
         // Every open connection holds a permit: all permits back means every

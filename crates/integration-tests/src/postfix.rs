@@ -1,0 +1,291 @@
+//! A private Postfix instance from Debian's package: its own `main.cf` and
+//! `master.cf` in a temporary directory, its own queue and data
+//! directories, `smtpd` on a free loopback port, run as `master -c DIR -d`
+//! and killed on drop. The system's Postfix service (and `/etc/postfix`)
+//! is never used, so tests run in parallel and leave nothing behind.
+//!
+//! What it can be asked for: SASL through a Dovecot-protocol auth server
+//! (`smtpd_sasl_type = dovecot`, at a Unix socket path or `inet:host:port`),
+//! a policy service (`check_policy_service`), and where accepted mail goes
+//! (relayed to a host and port, else discarded). Nobody is trusted by
+//! address (`mynetworks` names no loopback address): only an authenticated
+//! client may send, which is what the SASL tests need to see.
+//!
+//! Postfix's master must start as root (it drops to `mail_owner` for its
+//! daemons), so [`PostfixServer::builder`]'s `start` answers `None` when
+//! the tests do not run as root or Postfix is not installed
+//! (`apt-get install postfix`, with the debconf answer "No configuration").
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Where Debian installs Postfix's daemons.
+const DAEMON_DIRECTORY: &str = "/usr/lib/postfix/sbin";
+
+/// How long Postfix may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Configures a [`PostfixServer`].
+#[derive(Debug, Default, Clone)]
+pub struct PostfixBuilder {
+    sasl_path: Option<String>,
+    policy: Option<String>,
+    relay: Option<(String, u16)>,
+    main: Vec<String>,
+}
+
+impl PostfixBuilder {
+    /// SASL through a Dovecot-protocol auth server: `smtpd_sasl_path`, an
+    /// absolute Unix socket path or `inet:127.0.0.1:PORT`.
+    pub fn dovecot_sasl(mut self, path: &str) -> Self {
+        self.sasl_path = Some(path.to_string());
+        self
+    }
+
+    /// `check_policy_service` at `address` (`inet:127.0.0.1:PORT` or a
+    /// Unix socket path), asked for each recipient before anything else.
+    pub fn policy_service(mut self, address: &str) -> Self {
+        self.policy = Some(address.to_string());
+        self
+    }
+
+    /// Relays every accepted message to `host:port` (default: discarded).
+    pub fn relay_to(mut self, host: &str, port: u16) -> Self {
+        self.relay = Some((host.to_string(), port));
+        self
+    }
+
+    /// A `main.cf` line added after the generated ones (a later line wins).
+    pub fn main_cf(mut self, line: &str) -> Self {
+        self.main.push(line.to_string());
+        self
+    }
+
+    /// Writes the configuration, creates the queue, starts the master and
+    /// waits until smtpd answers with its greeting. `None` when Postfix
+    /// cannot run here (not installed, or not root).
+    pub fn start(self) -> Option<PostfixServer> {
+        if !PostfixServer::available() {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("a temp dir can be created");
+        let root = dir.path().to_path_buf();
+        // Postfix's daemons run as `postfix` and chdir into the queue.
+        set_mode(&root, 0o755);
+        let port = crate::server::free_port();
+        std::fs::write(root.join("main.cf"), self.main_cf_text(&root))
+            .expect("main.cf can be written");
+        std::fs::write(root.join("master.cf"), master_cf(port)).expect("master.cf can be written");
+        for sub in ["queue", "data"] {
+            std::fs::create_dir(root.join(sub)).expect("a postfix directory can be created");
+        }
+        let chown = Command::new("chown")
+            .arg("postfix")
+            .arg(root.join("data"))
+            .status();
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "chown postfix of the data directory"
+        );
+        // `postfix check` creates the queue's subdirectories with their
+        // owners and modes (and warns about the temp dir's owner).
+        let check = Command::new("postfix")
+            .arg("-c")
+            .arg(&root)
+            .arg("check")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            check.is_ok_and(|s| s.success()),
+            "postfix check failed; log:\n{}",
+            std::fs::read_to_string(root.join("maillog")).unwrap_or_default()
+        );
+        let child = Command::new(Path::new(DAEMON_DIRECTORY).join("master"))
+            .arg("-c")
+            .arg(&root)
+            .arg("-d")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postfix master starts");
+        let server = PostfixServer {
+            child: Some(child),
+            port,
+            dir,
+        };
+        server.wait_for_greeting();
+        Some(server)
+    }
+
+    fn main_cf_text(&self, root: &Path) -> String {
+        let root = root.display();
+        let mut lines = vec![
+            "compatibility_level = 3.6".to_string(),
+            format!("queue_directory = {root}/queue"),
+            format!("data_directory = {root}/data"),
+            format!("maillog_file = {root}/maillog"),
+            format!("maillog_file_prefixes = {root}"),
+            "mail_owner = postfix".into(),
+            "setgid_group = postdrop".into(),
+            "myhostname = postfix.test".into(),
+            "mydestination =".into(),
+            "inet_interfaces = 127.0.0.1".into(),
+            "inet_protocols = ipv4".into(),
+            // Nobody is trusted by address: mail needs AUTH.
+            "mynetworks = 192.0.2.1/32".into(),
+            "alias_maps =".into(),
+            "alias_database =".into(),
+            "local_recipient_maps =".into(),
+            "biff = no".into(),
+            "smtp_tls_security_level = none".into(),
+            "smtpd_tls_security_level = none".into(),
+            // A test sees its answers at once, not after a tarpit.
+            "smtpd_error_sleep_time = 0".into(),
+            "smtpd_soft_error_limit = 1000".into(),
+            "smtpd_hard_error_limit = 1000".into(),
+            "smtpd_client_connection_rate_limit = 0".into(),
+            "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination"
+                .into(),
+        ];
+        if let Some(path) = &self.sasl_path {
+            lines.extend([
+                "smtpd_sasl_auth_enable = yes".to_string(),
+                "smtpd_sasl_type = dovecot".into(),
+                format!("smtpd_sasl_path = {path}"),
+            ]);
+        }
+        match &self.policy {
+            Some(policy) => lines.push(format!(
+                "smtpd_recipient_restrictions = check_policy_service {policy}, permit_sasl_authenticated, reject"
+            )),
+            None => lines.push(
+                "smtpd_recipient_restrictions = permit_sasl_authenticated, reject".into(),
+            ),
+        }
+        match &self.relay {
+            Some((host, port)) => lines.push(format!("relayhost = [{host}]:{port}")),
+            None => lines.push("default_transport = discard".into()),
+        }
+        lines.extend(self.main.iter().cloned());
+        let mut text = lines.join("\n");
+        text.push('\n');
+        text
+    }
+}
+
+/// The services a relay needs, none chrooted; smtpd on `port`.
+fn master_cf(port: u16) -> String {
+    format!(
+        "127.0.0.1:{port} inet n - n - - smtpd\n\
+         pickup    unix  n - n 60 1 pickup\n\
+         cleanup   unix  n - n - 0 cleanup\n\
+         qmgr      unix  n - n 300 1 qmgr\n\
+         rewrite   unix  - - n - - trivial-rewrite\n\
+         bounce    unix  - - n - 0 bounce\n\
+         defer     unix  - - n - 0 bounce\n\
+         trace     unix  - - n - 0 bounce\n\
+         verify    unix  - - n - 1 verify\n\
+         flush     unix  n - n 1000? 0 flush\n\
+         proxymap  unix  - - n - - proxymap\n\
+         smtp      unix  - - n - - smtp\n\
+         relay     unix  - - n - - smtp\n\
+         showq     unix  n - n - - showq\n\
+         error     unix  - - n - - error\n\
+         retry     unix  - - n - - error\n\
+         discard   unix  - - n - - discard\n\
+         anvil     unix  - - n - 1 anvil\n\
+         scache    unix  - - n - 1 scache\n\
+         postlog   unix-dgram n - n - 1 postlogd\n"
+    )
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .expect("permissions can be set");
+}
+
+/// A running private Postfix.
+pub struct PostfixServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl PostfixServer {
+    pub fn builder() -> PostfixBuilder {
+        PostfixBuilder::default()
+    }
+
+    /// Whether Postfix can run here: installed, and the tests run as root.
+    pub fn available() -> bool {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        root && Path::new(DAEMON_DIRECTORY).join("master").is_file()
+    }
+
+    /// smtpd's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The configuration directory (`postfix -c`).
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Postfix's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Waits until smtpd sends its `220` (master up, smtpd spawned).
+    fn wait_for_greeting(&self) {
+        use std::io::Read;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut greeting = [0u8; 4];
+                if tcp.read_exact(&mut greeting).is_ok() && &greeting == b"220 " {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postfix did not start; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for PostfixServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM: the master stops its daemons before it exits.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- postfix log ---\n{}", self.log());
+        }
+    }
+}
