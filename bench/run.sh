@@ -15,6 +15,11 @@
 #   b  + 1 message of SIZE bytes per session       messages/s
 #   c  + 20 messages per session                   messages/s
 #   d  STARTTLS (full handshake) + 1 message       messages/s
+#   g  cold logins: connect, EHLO, AUTH, QUIT as COLD_USERS distinct users
+#      (cold{n} / cold-pass-{n}), each used once in the run, so every login
+#      pays one argon2id verification (no verified-cache hit); beside it,
+#      portcullis-load --hash-rate: argon2id hashes/s with the server's
+#      parameters on all cores, the ceiling of cold logins/s
 #   e  HOLD idle authenticated connections         server VmRSS per connection
 #   f  the same over STARTTLS
 # The hold runs last, so the server's allocator has already seen the load
@@ -28,6 +33,8 @@
 # Environment: CONNS (50) DURATION (10) WARMUP (2) REPEATS (1, median is
 # shown) SIZE (1024) HOLD (1000) HOLD_SECS (5) PORT (2700) LOAD_THREADS (1)
 # OUT (results directory; default bench/results/<stamp>) PORTCULLIS_LOG (warn)
+# COLD=0 skips the cold-login scenario; COLD_USERS (default 100 per second of
+# warmup and window: more than the machine verifies, so none repeats)
 # BENCH_MMAP_THRESHOLD (see lib.sh).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +48,7 @@ SIZE="${SIZE:-1024}"
 HOLD="${HOLD:-1000}"
 HOLD_SECS="${HOLD_SECS:-5}"
 PORT="${PORT:-2700}"
+COLD="${COLD:-1}"
 LOAD_THREADS="${LOAD_THREADS:-1}"
 OUT="${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)}"
 export BENCH_PASS="${BENCH_PASS:-bench-pass}"
@@ -67,6 +75,15 @@ mkdir -p "$OUT"
 portcullis_config "$DATA" "$PORT" $((HOLD + CONNS + 100)) >"$DATA/portcullis.toml"
 portcullis_start "$SERVER" "$DATA/portcullis.toml" "$OUT/server.log" "$PIDFILE" \
   "$BENCH_USER" "$BENCH_PASS"
+if [ "$COLD" = 1 ]; then
+  COLD_USERS="${COLD_USERS:-$(python3 -c "import math; print(math.ceil(($DURATION + $WARMUP) * 100))")}"
+  echo "adding $COLD_USERS users for the cold-login scenario" >&2
+  # One argon2id hash each; two at a time (SQLite in WAL mode waits for
+  # its writer lock).
+  seq "$COLD_USERS" | xargs -P "$(nproc)" -I{} sh -c \
+    'printf "cold-pass-%s\n" "$1" | "$2" user add "cold$1" --password-stdin --config "$3" >/dev/null' \
+    _ {} "$SERVER" "$DATA/portcullis.toml"
+fi
 portcullis_wait_port "$PORT"
 PID="$(cat "$PIDFILE")"
 echo "portcullis pid $PID on 127.0.0.1:$PORT, data in $DATA, results in $OUT" >&2
@@ -87,6 +104,15 @@ for i in $(seq "$REPEATS"); do
   load "c-$i" "${common[@]}" -n 20
   load "d-$i" "${common[@]}" -n 1 --starttls
 done
+if [ "$COLD" = 1 ]; then
+  echo "== hash rate: portcullis-load --hash-rate" >&2
+  "$LOAD" --hash-rate -d "$DURATION" --json >"$OUT/hash-rate.json" || true
+  # No warmup: the first logins are as cold as the last.
+  echo "== g: portcullis-load --user-pattern cold{n} ($COLD_USERS users)" >&2
+  "$LOAD" "127.0.0.1:$PORT" --user-pattern 'cold{n}' --password-pattern 'cold-pass-{n}' \
+    --user-count "$COLD_USERS" --insecure --threads "$LOAD_THREADS" --json -q \
+    -c "$CONNS" -d "$DURATION" -w 0 -n 0 >"$OUT/g.json" || true
+fi
 load e -c "$CONNS" --hold "$HOLD" -d "$HOLD_SECS" --server-pid "$PID"
 load f -c "$CONNS" --hold "$HOLD" -d "$HOLD_SECS" --server-pid "$PID" --starttls
 VM_HWM="$(sed -n 's/^VmHWM:[[:space:]]*//p' "/proc/$PID/status")"
@@ -130,6 +156,14 @@ for key, label, rate, lat in [
     p50 = statistics.median(r["latency"][lat]["p50_ms"] for r in runs)
     p99 = statistics.median(r["latency"][lat]["p99_ms"] for r in runs)
     rows.append((label, f"{med:,.0f} {unit}{spread}", f"{lat} {p50:.2f} / {p99:.2f}", errors(runs), ""))
+cold = read("g")
+rate = read("hash-rate")
+if cold and rate:
+    ratio = cold["sessions_per_s"] / rate["hashes_per_s"] if rate["hashes_per_s"] else 0
+    rows.append(("cold logins, distinct users", f'{cold["sessions_per_s"]:,.1f} sessions/s',
+                 f'auth {cold["latency"]["auth"]["p50_ms"]:.2f} / {cold["latency"]["auth"]["p99_ms"]:.2f}',
+                 errors([cold]),
+                 f'{ratio:.2f}x the argon2id hash rate ({rate["hashes_per_s"]:.1f}/s on {rate["threads"]} threads)'))
 for key, label in [("e", "idle authenticated connection"), ("f", "idle connection, STARTTLS")]:
     r = read(key)
     if not r:

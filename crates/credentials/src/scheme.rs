@@ -19,7 +19,7 @@
 
 use std::hint::black_box;
 
-use argon2::password_hash::{self, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{self, PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use portcullis_sasl::Secret;
 use subtle::ConstantTimeEq;
@@ -41,11 +41,26 @@ pub enum SchemeError {
     Malformed(String),
 }
 
-/// An argon2id PHC string with a random salt and the argon2 crate's
-/// default parameters (m=19456 KiB, t=2, p=1).
+/// The argon2id parameters of every new hash (and of [`verify_dummy`]):
+/// the argon2 crate's defaults, m=19456 KiB, t=2, p=1. A cold login with
+/// a hash made here costs one argon2id run with these; `portcullis-load
+/// --hash-rate` measures how many such runs the machine does per second.
+pub fn argon2_params() -> argon2::Params {
+    argon2::Params::default()
+}
+
+fn argon2id() -> Argon2<'static> {
+    Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2_params(),
+    )
+}
+
+/// An argon2id PHC string with a random salt and [`argon2_params`].
 pub fn hash_password(password: &Secret) -> String {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
+    argon2id()
         .hash_password(password.expose(), &salt)
         .expect("default argon2 params with a generated salt are always valid")
         .to_string()
@@ -132,7 +147,15 @@ pub fn verify_dummy(password: &Secret) -> Verification {
     const DUMMY_SALT: &[u8; 16] = b"portcullis-dummy";
     let mut output = Zeroizing::new([0u8; argon2::Params::DEFAULT_OUTPUT_LEN]);
     // The result is deliberately ignored: the time spent is the point.
-    let _ = Argon2::default().hash_password_into(password.expose(), DUMMY_SALT, &mut output[..]);
+    let argon2 = argon2id();
+    let _ = with_blocks(argon2.params().block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(
+            password.expose(),
+            DUMMY_SALT,
+            &mut output[..],
+            blocks,
+        )
+    });
     black_box(&output[..]);
     Verification::Mismatch
 }
@@ -210,13 +233,57 @@ fn parse_crypt(value: &str) -> Result<Parsed<'_>, SchemeError> {
 
 fn verify_argon2(phc: &str, password: &Secret) -> Result<Verification, SchemeError> {
     let hash = parse_phc(phc)?;
-    // `verify_password` takes algorithm, version and parameters from the
-    // hash, so the default `Argon2` instance verifies any of them.
-    match Argon2::default().verify_password(password.expose(), &hash) {
-        Ok(()) => Ok(Verification::Match),
-        Err(password_hash::Error::Password) => Ok(Verification::Mismatch),
-        Err(_) => Err(malformed("argon2 parameters are invalid")),
+    let invalid = || malformed("argon2 parameters are invalid");
+    // What `PasswordVerifier::verify_password` does, with the argon2
+    // memory from the pool below instead of a fresh allocation.
+    let algorithm = argon2::Algorithm::try_from(hash.algorithm).map_err(|_| invalid())?;
+    let version = match hash.version {
+        Some(v) => argon2::Version::try_from(v).map_err(|_| invalid())?,
+        None => argon2::Version::default(),
+    };
+    let params = argon2::Params::try_from(&hash).map_err(|_| invalid())?;
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return Err(malformed("argon2 PHC string lacks a salt or hash"));
+    };
+    let mut salt_bytes = [0u8; password_hash::Salt::MAX_LENGTH];
+    let salt = salt.decode_b64(&mut salt_bytes).map_err(|_| invalid())?;
+    let mut output = Zeroizing::new(vec![0u8; expected.len()]);
+    let argon2 = Argon2::new(algorithm, version, params);
+    with_blocks(argon2.params().block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(password.expose(), salt, &mut output, blocks)
+    })
+    .map_err(|_| invalid())?;
+    Ok(matched(expected.as_bytes().ct_eq(&output[..]).into()))
+}
+
+/// Spare argon2 working memory (19 MiB each with the default parameters),
+/// kept for the next verification instead of being returned to the
+/// system: with a 1 MiB mmap threshold (glibc's, once fixed) every
+/// verification otherwise maps, faults in and unmaps its memory, which
+/// cost about a fifth of the hash rate. At most one buffer per CPU is
+/// kept (concurrent verifications beyond that allocate and free their
+/// own), so what stays resident is bounded. The blocks hold intermediate
+/// argon2 state, not the password; every run overwrites what it reads.
+static SPARE_BLOCKS: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+
+fn with_blocks<T>(count: usize, run: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
+    let spare = SPARE_BLOCKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop();
+    let mut blocks = spare.unwrap_or_default();
+    if blocks.len() < count {
+        blocks = vec![argon2::Block::default(); count];
     }
+    let result = run(&mut blocks[..count]);
+    let keep = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut spare = SPARE_BLOCKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if spare.len() < keep {
+        spare.push(blocks);
+    }
+    result
 }
 
 /// Parses a PHC string that must carry both a salt and a hash.

@@ -159,6 +159,13 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 
+    /// Measure no server: hash with argon2id and the parameters portcullis
+    /// stores passwords with, on --threads threads (0: one per CPU) for
+    /// --duration seconds, and print hashes per second: the ceiling of cold
+    /// logins (no verified-cache hit) per second on this machine.
+    #[arg(long, conflicts_with_all = ["hold", "sessions"])]
+    pub hash_rate: bool,
+
     /// Print one JSON object with every result on stdout instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -3,7 +3,8 @@
 //!
 //! It answers the operator's question "how many logins (or messages) per
 //! second does my deployment take, and at what latency?" and, with
-//! `--hold`, "how much memory does an idle client cost?". It speaks plain
+//! `--hold`, "how much memory does an idle client cost?"; with
+//! `--hash-rate`, "how many cold logins could these cores verify?". It speaks plain
 //! SMTP, STARTTLS and implicit TLS, and PLAIN, LOGIN, CRAM-MD5, XOAUTH2 and
 //! SCRAM-SHA-256, so it measures portcullis and its peers the same way.
 //!
@@ -18,6 +19,7 @@
 
 mod args;
 mod conn;
+mod hashrate;
 mod hold;
 mod mech;
 mod message;
@@ -30,6 +32,7 @@ mod tls;
 mod users;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -39,7 +42,11 @@ use crate::report::{HoldReport, LoadReport, Setup};
 use crate::session::Script;
 
 fn main() -> std::process::ExitCode {
-    let plan = match Args::parse().into_plan() {
+    let args = Args::parse();
+    if args.hash_rate {
+        return hash_rate(&args);
+    }
+    let plan = match args.into_plan() {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("portcullis-load: {e:#}");
@@ -54,6 +61,25 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// `--hash-rate`: no server, only argon2id on this machine's cores.
+fn hash_rate(args: &Args) -> std::process::ExitCode {
+    let window = match Duration::try_from_secs_f64(args.duration.unwrap_or(10.0)) {
+        Ok(window) => window,
+        Err(_) => {
+            eprintln!("portcullis-load: --duration: not a duration");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let rate = hashrate::measure(args.threads, window);
+    let report = if args.json {
+        serde_json::to_string(&rate).unwrap_or_default() + "\n"
+    } else {
+        rate.text()
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), report.as_bytes());
+    std::process::ExitCode::SUCCESS
 }
 
 /// Runs the plan; true when nothing failed.

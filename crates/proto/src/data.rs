@@ -80,13 +80,29 @@ impl DataReceiver {
 
     /// Takes as much of `input` as belongs to the body.
     pub fn feed(&mut self, input: &[u8]) -> DataProgress {
-        for (i, &b) in input.iter().enumerate() {
+        let mut i = 0;
+        while i < input.len() {
+            // Fast path: inside a line (or at a line start that is not a
+            // dot), everything up to the next CR or LF is kept as is, in
+            // one copy instead of one state step per byte.
+            if self.at == At::Middle || (self.at == At::LineStart && input[i] != b'.') {
+                let rest = &input[i..];
+                let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                if run > 0 {
+                    self.keep(&rest[..run]);
+                    self.at = At::Middle;
+                    i += run;
+                    continue;
+                }
+            }
+            let b = input[i];
+            i += 1;
             self.at = match (self.at, b) {
                 (At::LineStart, b'.') => At::Dot,
                 (At::Dot, b'\r') => At::DotCr,
                 (At::DotCr, b'\n') => {
                     return DataProgress::Done {
-                        consumed: i + 1,
+                        consumed: i,
                         outcome: self.finish(),
                     }
                 }
@@ -297,5 +313,39 @@ mod tests {
     fn exactly_the_limit_is_kept() {
         let (out, _) = receive(&[b"abc\r\n.\r\n"], 5);
         assert_eq!(out, DataOutcome::Complete(b"abc\r\n".to_vec()));
+    }
+
+    /// Runs of ordinary bytes are kept in one copy: the result and the
+    /// consumed count must not depend on how the input is split, and what
+    /// follows the end marker is never consumed.
+    #[test]
+    fn any_split_gives_the_same_body_and_stops_at_the_marker() {
+        let inputs: &[&[u8]] = &[
+            b"Subject: x\r\n\r\nbody line\r\n..stuffed\r\n.\r\nMAIL FROM:<a@b>\r\n",
+            b"bare\rcr and bare\nlf\r\n.\nnot end\r\n.\r\nQUIT\r\n",
+            b".\r\n",
+            b"\r\n.\r\n",
+            b"a.b\r\n.x\r\r\n.\r\n.\r\n",
+        ];
+        for input in inputs {
+            let whole = receive(&[input], 1000);
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            assert_eq!(receive(&bytes, 1000), whole, "{input:?} byte by byte");
+            for cut in 0..input.len() {
+                let (a, b) = input.split_at(cut);
+                assert_eq!(receive(&[a, b], 1000), whole, "{input:?} cut at {cut}");
+            }
+            for max in 0..input.len() {
+                assert_eq!(
+                    receive(&bytes, max),
+                    receive(&[input], max),
+                    "{input:?} max {max}"
+                );
+            }
+        }
+        assert_eq!(
+            receive(&[inputs[0]], 1000).1,
+            inputs[0].len() - b"MAIL FROM:<a@b>\r\n".len()
+        );
     }
 }

@@ -296,13 +296,26 @@ impl Reply {
 
     /// Appends the wire form (`code[-| ]status text CRLF` per line).
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // The code and the status are formatted once, on the stack, not
+        // once per line into a new String (an EHLO reply has ten lines).
+        // At most "65535" and "255.65535.65535": 32 bytes always suffice.
+        let mut buf = [0u8; 32];
+        let mut head = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(head, "{}", self.code);
+        let code_end = head.position() as usize;
+        if let Some(status) = self.status {
+            let _ = write!(head, "{status}");
+        }
+        let status_end = head.position() as usize;
+        let (code, status) = (&buf[..code_end], &buf[code_end..status_end]);
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
-            out.extend_from_slice(self.code.to_string().as_bytes());
+            out.extend_from_slice(code);
             out.push(sep as u8);
-            if let Some(status) = self.status {
-                out.extend_from_slice(status.to_string().as_bytes());
+            if self.status.is_some() {
+                out.extend_from_slice(status);
                 if !line.is_empty() {
                     out.push(b' ');
                 }
@@ -370,5 +383,17 @@ mod tests {
         let r = Reply::auth_failed().with_text("Go away");
         assert_eq!(r.to_string(), "535 5.7.8 Go away");
         assert_eq!(r.code(), 535);
+    }
+
+    #[test]
+    fn widest_code_and_status_on_every_line() {
+        let status = Some(EnhancedCode(255, 65535, 65535));
+        let r = Reply::multiline(65535, status, vec!["a".into(), String::new(), "c".into()]);
+        assert_eq!(
+            wire(&r),
+            "65535-255.65535.65535 a\r\n65535-255.65535.65535\r\n65535 255.65535.65535 c\r\n"
+        );
+        let r = Reply::multiline(250, None, vec!["x".into(), "y".into()]);
+        assert_eq!(wire(&r), "250-x\r\n250 y\r\n");
     }
 }

@@ -51,13 +51,16 @@ pub(crate) async fn accept_loop(
         metrics::counter!(telemetry::CONNECTIONS, "listener" => listener.name.clone()).increment(1);
         let listener = listener.clone();
         let shared = shared.clone();
-        tokio::spawn(async move {
+        // Boxed: the session's future is several KiB, and tokio moves a
+        // task's future by value into its cell and again at each stage
+        // change; a box moves a pointer instead.
+        tokio::spawn(Box::pin(async move {
             let active = metrics::gauge!(telemetry::CONNECTIONS_ACTIVE);
             active.increment(1.0);
             let local = stream.local_addr().ok();
             connection::serve(stream, peer, local, &listener, &shared).await;
             active.decrement(1.0);
             drop(permit);
-        });
+        }));
     }
 }

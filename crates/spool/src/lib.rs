@@ -267,11 +267,7 @@ impl Spool {
     ) -> Result<(MessageId, oneshot::Receiver<Result<Vec<u8>, SpoolError>>), SpoolError> {
         let jobs = self.jobs.as_ref().ok_or(SpoolError::ReadOnly)?;
         let id = MessageId::new(self.clock.next_micros());
-        let json = serde_json::to_vec(&meta::StoredMetaRef {
-            id: id.as_str(),
-            size: message.len() as u64,
-            meta,
-        })?;
+        let json = meta::stored_json(id.as_str(), message.len() as u64, meta)?;
         let (done, receiver) = oneshot::channel();
         let job = Job::Store {
             id: id.clone(),

@@ -181,12 +181,26 @@ pub struct StoredMeta {
     pub meta: MessageMeta,
 }
 
-/// [`StoredMeta`] borrowing its parts, for writing it without a copy of
-/// the metadata; it serialises to the same JSON.
-#[derive(Serialize)]
-pub(crate) struct StoredMetaRef<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) size: u64,
-    #[serde(flatten)]
-    pub(crate) meta: &'a MessageMeta,
+/// The JSON of a [`StoredMeta`] made of its parts, without a copy of the
+/// metadata: `{"id":..,"size":..,` then the fields of `meta`, the same
+/// bytes as serialising the `StoredMeta`. Written by hand rather than with
+/// `#[serde(flatten)]`, which goes through serde's map path (buffered
+/// keys, one call per entry) and cost about a third more per message.
+pub(crate) fn stored_json(
+    id: &str,
+    size: u64,
+    meta: &MessageMeta,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut json = Vec::with_capacity(512);
+    json.extend_from_slice(b"{\"id\":");
+    serde_json::to_writer(&mut json, id)?;
+    json.extend_from_slice(b",\"size\":");
+    json.extend_from_slice(size.to_string().as_bytes());
+    json.push(b',');
+    let start = json.len();
+    serde_json::to_writer(&mut json, meta)?;
+    // `meta` serialised as `{"received_at":...}`: drop its opening brace
+    // (it always has fields, so the comma above is followed by one).
+    json.remove(start);
+    Ok(json)
 }

@@ -527,3 +527,30 @@ fn every_file_and_directory_the_spool_creates_is_private() {
     drop(spool);
     assert_eq!(not_private(dir.path()), Vec::<String>::new());
 }
+
+#[test]
+fn stored_json_is_the_json_of_stored_meta() {
+    let mut full = meta();
+    full.smtputf8 = true;
+    full.xclient = Some(XclientMeta {
+        proxy_addr: "10.0.0.1:1".into(),
+        ..Default::default()
+    });
+    full.meta
+        .insert("k\"ey".into(), serde_json::json!({"a": [1, "é\n"]}));
+    full.dsn = Some(DsnMeta::default());
+    let mut bare = meta();
+    (bare.tls, bare.auth, bare.helo, bare.declared_size) = (None, None, None, None);
+    for m in [meta(), full, bare] {
+        let stored = StoredMeta {
+            id: "00062f1c3a9b2e10-9f03a1c7".into(),
+            size: 987_654,
+            meta: m.clone(),
+        };
+        let json = meta::stored_json(&stored.id, stored.size, &m).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            serde_json::to_string(&stored).unwrap()
+        );
+    }
+}
