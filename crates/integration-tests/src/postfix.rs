@@ -161,9 +161,14 @@ impl PostfixBuilder {
             ]);
         }
         match &self.policy {
-            Some(policy) => lines.push(format!(
-                "smtpd_recipient_restrictions = check_policy_service {policy}, permit_sasl_authenticated, reject"
-            )),
+            Some(policy) => lines.extend([
+                format!(
+                    "smtpd_recipient_restrictions = check_policy_service {policy}, permit_sasl_authenticated, reject"
+                ),
+                // At DATA the request carries recipient_count: where a
+                // message is counted against its sender's limits.
+                format!("smtpd_data_restrictions = check_policy_service {policy}"),
+            ]),
             None => lines.push(
                 "smtpd_recipient_restrictions = permit_sasl_authenticated, reject".into(),
             ),

@@ -258,7 +258,7 @@ impl Containment {
     }
 
     /// Why `user` may not log in from `ip`, if suspended.
-    fn suspension(&self, user: &str, ip: IpAddr, now: Timestamp) -> Option<String> {
+    pub(crate) fn suspension(&self, user: &str, ip: IpAddr, now: Timestamp) -> Option<String> {
         if let Some(signal) = self.answer_for(user, ip, Answer::Suspend, now) {
             return Some(format!("suspended after signal {signal}"));
         }

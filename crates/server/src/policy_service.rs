@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::context::Shared;
+use crate::sending_limits::MtaVerdict;
 use crate::mta_auth::{accept, peer_trusted, AuthSocket, Stream};
 use crate::telemetry;
 
@@ -84,6 +85,17 @@ impl PolicyRequest {
     /// The SMTP client's address.
     pub(crate) fn client_address(&self) -> Option<IpAddr> {
         self.get("client_address")?.parse().ok()
+    }
+
+    /// Whether this request is for a whole message (`DATA` or
+    /// `END-OF-MESSAGE`, where `recipient_count` is known): the stage at
+    /// which a message is counted against its sender's limits. Requests
+    /// at `RCPT` only meet the identity's answers (suspend, defer, hold).
+    pub(crate) fn is_for_a_message(&self) -> bool {
+        matches!(
+            self.get("protocol_state"),
+            Some("DATA") | Some("END-OF-MESSAGE")
+        )
     }
 
     pub(crate) fn recipient_count(&self) -> u64 {
@@ -280,10 +292,30 @@ async fn decide(
             return Action::DeferIfPermit("4.7.1 Too many failed logins from your address".into());
         }
     }
-    let decision = listener
-        .limits
-        .check(user, client, request.recipient_count(), request.size())
+    // The identity's own answers and limits first (as for a message
+    // submitted here), then any limits the embedding program added.
+    let ours = shared
+        .containment
+        .check_for_mta(
+            shared.auth.store_calls(),
+            user,
+            client,
+            request.is_for_a_message(),
+            request.recipient_count(),
+            request.size(),
+        )
         .await;
+    let decision = match ours {
+        MtaVerdict::Allow => {
+            listener
+                .limits
+                .check(user, client, request.recipient_count(), request.size())
+                .await
+        }
+        MtaVerdict::Defer(text) => SendingDecision::Defer(text),
+        MtaVerdict::Reject(text) => SendingDecision::Reject(text),
+        MtaVerdict::Hold(text) => SendingDecision::Hold(text),
+    };
     let action = match decision {
         SendingDecision::Allow => Action::Dunno,
         SendingDecision::Defer(text) => Action::DeferIfPermit(text),

@@ -86,6 +86,58 @@ impl Containment {
         Subjects { list }
     }
 
+    /// A whole message as an MTA's policy request describes it (Postfix's
+    /// `check_policy_service`: `sasl_username`, `client_address`,
+    /// `recipient_count`, `size`): the same suspension, answers and
+    /// limits as a message submitted here, counted when it is allowed.
+    pub(crate) async fn check_for_mta(
+        &self,
+        calls: &StoreCalls,
+        user: &str,
+        ip: Option<std::net::IpAddr>,
+        whole_message: bool,
+        recipients: u64,
+        size: u64,
+    ) -> MtaVerdict {
+        let ip = ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        if let Some(why) = self.suspension(user, ip, Timestamp::now()) {
+            return MtaVerdict::Reject(format!("5.7.1 Identity {user} {why}"));
+        }
+        let who = Sender {
+            authn: user.to_string(),
+            authz: user.to_string(),
+            ip,
+            user_data: None,
+        };
+        if self.deferred(&who).is_some() {
+            return MtaVerdict::Defer("4.7.1 Sending deferred, try again later".into());
+        }
+        if let Some(why) = self.held(&who) {
+            return MtaVerdict::Hold(why);
+        }
+        if !whole_message {
+            return MtaVerdict::Allow;
+        }
+        let subjects = self.subjects(calls, &who).await;
+        let (quotas, names) = subjects.at_mail(size);
+        if quotas.is_empty() {
+            return MtaVerdict::Allow;
+        }
+        let consumed = self.limiter.consume(&quotas, Timestamp::now()).await;
+        if let Some(i) = consumed.refused {
+            return MtaVerdict::Defer(limited_text(&names[i], &who));
+        }
+        let allowance = Allowance::from_mail(&quotas, &names, &consumed.counts);
+        if let Some(name) = allowance.recipient(recipients.max(1)) {
+            return MtaVerdict::Defer(limited_text(&name.clone(), &who));
+        }
+        let after = subjects.after_message(recipients, 0);
+        if !after.is_empty() {
+            self.limiter.consume(&after, Timestamp::now()).await;
+        }
+        MtaVerdict::Allow
+    }
+
     /// After `250`: adds the message's recipients, and its bytes beyond
     /// the size MAIL declared, off the session's path.
     pub(crate) fn count_sent(
@@ -140,12 +192,32 @@ impl Containment {
     }
 }
 
+/// What an MTA's policy request is answered (see
+/// [`Containment::check_for_mta`]); the text follows Postfix's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MtaVerdict {
+    Allow,
+    Defer(String),
+    Reject(String),
+    Hold(String),
+}
+
 fn limited(name: &NamedLimit, who: &Sender) -> Reply {
     let limit = name.to_string();
     tracing::warn!(client = %who.ip, user = %name.who, %limit, "sending limit reached");
     metrics::counter!(telemetry::SENDING_LIMITED, "scope" => name.scope.name(), "quantity" => name.quantity.name())
         .increment(1);
     Reply::sending_limit_reached(&limit)
+}
+
+/// The same log line and metric as [`limited`], with the text for a
+/// policy answer (`4.7.1 Sending limit reached (...)`).
+fn limited_text(name: &NamedLimit, who: &Sender) -> String {
+    let reply = limited(name, who);
+    match reply.status() {
+        Some(status) => format!("{status} {}", reply.text()),
+        None => reply.text(),
+    }
 }
 
 /// `limits = {messages = "500/h", recipients = {"2000/d"}}` in the user
