@@ -550,6 +550,8 @@ fn client_certificate_request_needs_tls_and_a_known_value() {
     assert!(err.starts_with("listener[0].client_certificate"), "{err}");
     assert!(err.contains("needs tls"), "{err}");
 }
+
+#[test]
 fn auth_listeners_unix_and_tcp() {
     use crate::auth_listener::{AuthEndpoint, AuthProtocol};
     let c = parse(

@@ -24,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 use crate::context::Shared;
-use crate::sending_limits::MtaVerdict;
 use crate::mta_auth::{accept, peer_trusted, AuthSocket, Stream};
+use crate::sending_limits::MtaVerdict;
 use crate::telemetry;
 
 /// Attributes in one request (Postfix sends about 30).
