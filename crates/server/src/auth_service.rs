@@ -215,7 +215,22 @@ impl AuthService {
             Claim::ProxyLogin { login } => {
                 // The proxy's word replaces whoever was logged in before.
                 meta.forget_login();
-                let outcome = self.proxy_login(facts, meta, &login).await;
+                let mut outcome = self.proxy_login(facts, meta, &login).await;
+                // The proxy vouches for the password, not for the
+                // identity's standing: a suspended one is refused here as
+                // after any other proof, and the login feeds the history
+                // and the signals.
+                if let Outcome::Accepted { authn_id, .. } = &outcome {
+                    let contained = self.containment.login_accepted(
+                        &self.store_calls,
+                        facts.client.ip(),
+                        authn_id,
+                        crate::policy::XCLIENT,
+                    );
+                    if let Some(refused) = contained.await {
+                        outcome = refused;
+                    }
+                }
                 self.verdict(outcome, meta, Reply::xclient_refused()).await
             }
         }

@@ -70,6 +70,42 @@ pub(crate) struct State {
     /// The store's suspensions, as last read.
     suspended: HashMap<String, Suspension>,
     pub(crate) user_limits: HashMap<String, (Instant, Option<SendingLimits>)>,
+    /// Logins an MTA accepted through the Dovecot front end, by (SMTP
+    /// client, the name the MTA was told): whom its policy requests
+    /// (`sasl_username`, the authorization identity) are about.
+    mta_logins: HashMap<(IpAddr, String), (Instant, String)>,
+}
+
+/// How long an MTA's login is remembered for its policy requests.
+const MTA_LOGIN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl Containment {
+    /// Remembers that the MTA's client at `ip` logged in as `authn` and
+    /// acts as `authz` (the name the MTA now calls it).
+    pub(crate) fn remember_mta_login(&self, ip: IpAddr, authz: &str, authn: &str) {
+        let mut state = self.lock();
+        if state.mta_logins.len() >= MAX_WATCHED {
+            state
+                .mta_logins
+                .retain(|_, (at, _)| at.elapsed() < MTA_LOGIN_TTL);
+            if state.mta_logins.len() >= MAX_WATCHED {
+                state.mta_logins.clear();
+            }
+        }
+        state
+            .mta_logins
+            .insert((ip, authz.to_string()), (Instant::now(), authn.to_string()));
+    }
+
+    /// The login behind an MTA's `sasl_username` for the client at `ip`
+    /// (the name itself when it logged in as itself or is not known).
+    pub(crate) fn mta_login(&self, ip: IpAddr, authz: &str) -> String {
+        self.lock()
+            .mta_logins
+            .get(&(ip, authz.to_string()))
+            .filter(|(at, _)| at.elapsed() < MTA_LOGIN_TTL)
+            .map_or_else(|| authz.to_string(), |(_, authn)| authn.clone())
+    }
 }
 
 /// What every connection shares.

@@ -310,7 +310,9 @@ impl Server {
         for l in &config.auth_listeners {
             match l.protocol {
                 AuthProtocol::Dovecot => {
-                    let (bound, socket) = mta_auth::bind(l, &mechanisms, &config.hostname).await?;
+                    let (bound, socket) =
+                        mta_auth::bind(l, &mechanisms, &config.hostname, config.username_profile)
+                            .await?;
                     auth_listeners.push((Arc::new(bound), socket));
                 }
                 AuthProtocol::PostfixPolicy => {

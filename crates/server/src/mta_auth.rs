@@ -60,6 +60,9 @@ pub(crate) struct BoundAuthListener {
     pub hostname: String,
     /// `CUID`: numbers the connections.
     next_connection: AtomicU64,
+    /// How user names are canonicalised: as for SMTP sessions, so every
+    /// count, ban, cache entry and suspension sees one name.
+    pub username_profile: portcullis_sasl::UsernameProfile,
 }
 
 /// The listening socket.
@@ -134,15 +137,24 @@ pub(crate) async fn bind_socket(config: &AuthListener) -> Result<AuthSocket, Ser
                     let _ = std::fs::remove_file(path);
                 }
             }
-            let socket = UnixListener::bind(path).map_err(|e| bind_error(shown.clone(), e))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                .map_err(|e| bind_error(shown.clone(), e))?;
-            if owner.is_some() || group.is_some() {
-                let uid = owner.as_deref().map(user_id).transpose();
-                let gid = group.as_deref().map(group_id).transpose();
-                uid.and_then(|uid| std::os::unix::fs::chown(path, uid, gid?))
-                    .map_err(|e| bind_error(shown, e))?;
-            }
+            // Bound in a directory only we can enter, given its mode and
+            // owner there, then moved into place: nobody can connect while
+            // the socket still has the umask's mode.
+            let staging = staging_dir(path).map_err(|e| bind_error(shown.clone(), e))?;
+            let staged = staging.join("socket");
+            let bound = (|| {
+                let socket = UnixListener::bind(&staged)?;
+                std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(*mode))?;
+                if owner.is_some() || group.is_some() {
+                    let uid = owner.as_deref().map(user_id).transpose()?;
+                    let gid = group.as_deref().map(group_id).transpose()?;
+                    std::os::unix::fs::chown(&staged, uid, gid)?;
+                }
+                std::fs::rename(&staged, path)?;
+                Ok::<_, std::io::Error>(socket)
+            })();
+            let _ = std::fs::remove_dir_all(&staging);
+            let socket = bound.map_err(|e| bind_error(shown, e))?;
             AuthSocket::Unix(socket, path.clone())
         }
         AuthEndpoint::Tcp { address, .. } => AuthSocket::Tcp(
@@ -153,11 +165,30 @@ pub(crate) async fn bind_socket(config: &AuthListener) -> Result<AuthSocket, Ser
     })
 }
 
+/// A fresh directory beside `path`, mode 0700, for binding the socket
+/// before it is moved to `path`.
+fn staging_dir(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = parent.join(format!(".{name}.{}.bind", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    Ok(staging)
+}
+
 /// Binds a Dovecot-protocol listener.
 pub(crate) async fn bind(
     config: &AuthListener,
     offered: &[Mechanism],
     hostname: &str,
+    username_profile: portcullis_sasl::UsernameProfile,
 ) -> Result<(BoundAuthListener, AuthSocket), ServerError> {
     let socket = bind_socket(config).await?;
     let listener = BoundAuthListener {
@@ -166,6 +197,7 @@ pub(crate) async fn bind(
         next_connection: AtomicU64::new(1),
         hostname: hostname.to_string(),
         config: config.clone(),
+        username_profile,
     };
     Ok((listener, socket))
 }
@@ -426,7 +458,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
     }
-    tasks.abort_all();
+    // Decisions in flight finish and are counted even though nobody will
+    // read their answer: aborting them would let a peer that hangs up
+    // before a slow refusal guess without ever being counted.
+    tasks.detach_all();
 }
 
 async fn write<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> Result<(), ()> {
@@ -456,6 +491,19 @@ fn handle(
         }
         Request::Auth(auth) => {
             let id = auth.id;
+            // Decisions still running count, even for ids the client
+            // cancelled: CANCEL must not open room for more work.
+            if tasks.len() >= listener.config.max_in_flight {
+                out.push_str(&connection.fail(
+                    id,
+                    &Failure {
+                        reason: Some("Too many requests in flight".into()),
+                        temporary: true,
+                        ..Failure::default()
+                    },
+                ));
+                return;
+            }
             let facts = request_facts(&auth, mta, &listener.config.name);
             if let Some(name) = script_mechanisms(shared)
                 .into_iter()
@@ -538,10 +586,11 @@ fn handle(
 }
 
 fn request_facts(auth: &AuthRequest, mta: Option<SocketAddr>, listener: &str) -> RequestFacts {
-    let ip = auth
-        .remote_ip
-        .or(mta.map(|m| m.ip()))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    // Without `rip=` (chasquid sends none) the SMTP client is unknown: it
+    // is counted as the unspecified address, which no allow-list covers,
+    // never as the MTA's own (often loopback, hence allow-listed) address,
+    // which would give every client of that MTA unlimited guesses.
+    let ip = auth.remote_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     RequestFacts {
         client: SocketAddr::new(ip, auth.remote_port.unwrap_or(0)),
         local: auth
@@ -561,7 +610,7 @@ fn advance(
     mechanism: Mechanism,
     step: Result<Step, SaslError>,
     facts: RequestFacts,
-    _listener: &BoundAuthListener,
+    listener: &BoundAuthListener,
     connection: &mut Connection,
     pending: &mut HashMap<u32, (u64, Pending, RequestFacts)>,
     tasks: &mut JoinSet<(u32, u64, Finished)>,
@@ -574,6 +623,7 @@ fn advance(
             pending.insert(id, (serial, Pending::Exchange(mechanism, exchange), facts));
         }
         Ok(Step::Done(credentials)) => {
+            let credentials = credentials.canonicalized(listener.username_profile);
             let success_data = credentials.success_data().map(<[u8]>::to_vec);
             let failure_data = credentials.failure_data();
             let user = credentials.authcid().to_string();
@@ -592,9 +642,10 @@ fn advance(
         }
         Ok(Step::NeedSecrets(request)) => {
             let (shared, task_facts) = (shared.clone(), facts.clone());
+            let profile = listener.username_profile;
             pending.insert(id, (serial, Pending::Busy, facts));
             tasks.spawn(async move {
-                let found = scram_secrets(&shared, &task_facts, &request).await;
+                let found = scram_secrets(&shared, &task_facts, &request, profile).await;
                 let finished = Finished::Secrets {
                     mechanism,
                     request,
@@ -647,7 +698,14 @@ fn finish(
                 out.push_str(&connection.cont(id, &challenge));
                 pending.insert(id, (serial, Pending::Script(state), facts));
             }
-            Verdict::Accept { authz_id, .. } => out.push_str(&connection.ok(id, &authz_id)),
+            Verdict::Accept {
+                authz_id, authn_id, ..
+            } => {
+                shared
+                    .containment
+                    .remember_mta_login(facts.client.ip(), &authz_id, &authn_id);
+                out.push_str(&connection.ok(id, &authz_id))
+            }
             Verdict::Reject { reply, .. } => {
                 let failure = Failure {
                     reason: Some(reply.text()),
@@ -668,13 +726,21 @@ fn finish(
         } => match verdict {
             // `user=` is who the client acts as (the PLAIN authorization
             // identity it may use, else itself): Postfix's sasl_username.
-            Verdict::Accept { authz_id, .. } => match success_data {
-                Some(data) => {
-                    out.push_str(&connection.cont(id, &data));
-                    pending.insert(id, (serial, Pending::SuccessAck(authz_id), facts));
+            // The policy service maps it back to the login.
+            Verdict::Accept {
+                authz_id, authn_id, ..
+            } => {
+                shared
+                    .containment
+                    .remember_mta_login(facts.client.ip(), &authz_id, &authn_id);
+                match success_data {
+                    Some(data) => {
+                        out.push_str(&connection.cont(id, &data));
+                        pending.insert(id, (serial, Pending::SuccessAck(authz_id), facts));
+                    }
+                    None => out.push_str(&connection.ok(id, &authz_id)),
                 }
-                None => out.push_str(&connection.ok(id, &authz_id)),
-            },
+            }
             // A ban (`close`) refuses this SMTP client; the MTA, whose other
             // clients share this connection, goes on. The reply's text is
             // the reason the MTA shows; a 4xx one is marked temporary.
@@ -729,9 +795,10 @@ async fn scram_secrets(
     shared: &Shared,
     facts: &RequestFacts,
     request: &SecretsRequest,
+    profile: portcullis_sasl::UsernameProfile,
 ) -> Option<ScramFound> {
     let facts = connection_facts(facts);
-    let authcid = request.authcid().to_string();
+    let authcid = profile.canonical(request.authcid());
     shared
         .auth
         .scram_secrets(&facts, authcid, request.hash())

@@ -31,10 +31,15 @@ use crate::telemetry;
 /// Attributes in one request (Postfix sends about 30).
 const MAX_ATTRIBUTES: usize = 128;
 
+/// Bytes of one request, all attributes together (Postfix's are well
+/// under 4 KiB), so a connection holds at most this much.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
 /// What one policy request asks about.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct PolicyRequest {
     attributes: HashMap<String, String>,
+    bytes: usize,
 }
 
 /// Why a request was refused.
@@ -46,6 +51,8 @@ pub(crate) enum PolicyError {
     TooManyAttributes,
     #[error("attribute line is not UTF-8")]
     NotText,
+    #[error("request longer than {MAX_REQUEST_BYTES} bytes")]
+    TooLong,
 }
 
 impl PolicyRequest {
@@ -58,6 +65,10 @@ impl PolicyRequest {
         }
         let line = std::str::from_utf8(line).map_err(|_| PolicyError::NotText)?;
         let (name, value) = line.split_once('=').ok_or(PolicyError::NoEquals)?;
+        self.bytes += line.len();
+        if self.bytes > MAX_REQUEST_BYTES {
+            return Err(PolicyError::TooLong);
+        }
         if self.attributes.len() >= MAX_ATTRIBUTES && !self.attributes.contains_key(name) {
             return Err(PolicyError::TooManyAttributes);
         }
@@ -87,15 +98,13 @@ impl PolicyRequest {
         self.get("client_address")?.parse().ok()
     }
 
-    /// Whether this request is for a whole message (`DATA` or
-    /// `END-OF-MESSAGE`, where `recipient_count` is known): the stage at
-    /// which a message is counted against its sender's limits. Requests
-    /// at `RCPT` only meet the identity's answers (suspend, defer, hold).
+    /// Whether this request is the one a message is counted at: `DATA`
+    /// (`smtpd_data_restrictions`), where `recipient_count` is known. Only
+    /// one stage counts, so a site that also asks at `END-OF-MESSAGE`
+    /// does not count each message twice; every stage meets the
+    /// identity's answers (suspend, defer, hold).
     pub(crate) fn is_for_a_message(&self) -> bool {
-        matches!(
-            self.get("protocol_state"),
-            Some("DATA") | Some("END-OF-MESSAGE")
-        )
+        self.get("protocol_state") == Some("DATA")
     }
 
     pub(crate) fn recipient_count(&self) -> u64 {

@@ -100,11 +100,16 @@ impl Containment {
         size: u64,
     ) -> MtaVerdict {
         let ip = ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        if let Some(why) = self.suspension(user, ip, Timestamp::now()) {
-            return MtaVerdict::Reject(format!("5.7.1 Identity {user} {why}"));
+        // `sasl_username` is whom the client acts as; the limits, answers
+        // and suspensions of whoever logged in apply too.
+        let authn = self.mta_login(ip, user);
+        for name in [authn.as_str(), user] {
+            if let Some(why) = self.suspension(name, ip, Timestamp::now()) {
+                return MtaVerdict::Reject(format!("5.7.1 Identity {name} {why}"));
+            }
         }
         let who = Sender {
-            authn: user.to_string(),
+            authn,
             authz: user.to_string(),
             ip,
             user_data: None,
