@@ -872,66 +872,32 @@ fn script_round(
     });
 }
 
-/// How much a passwd or group entry may take (names, members).
-const ENTRY_BUFFER: usize = 64 * 1024;
-
 /// A user's id: a number as is, else looked up (NSS included).
-#[allow(unsafe_code)]
 fn user_id(name: &str) -> std::io::Result<u32> {
     if let Ok(id) = name.parse() {
         return Ok(id);
     }
-    let c_name = std::ffi::CString::new(name)?;
-    let mut buf = vec![0 as libc::c_char; ENTRY_BUFFER];
-    // SAFETY: passwd is plain data; zeroed is a valid value for it.
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and `buf` outlives the
-    // only field read (`pw_uid`, a number copied out).
-    let rc = unsafe {
-        libc::getpwnam_r(
-            c_name.as_ptr(),
-            &mut entry,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return Err(std::io::Error::new(
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        Ok(None) => Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("no user {name:?}"),
-        ));
+        )),
+        Err(errno) => Err(errno.into()),
     }
-    Ok(entry.pw_uid)
 }
 
 /// A group's id: a number as is, else looked up (NSS included).
-#[allow(unsafe_code)]
 fn group_id(name: &str) -> std::io::Result<u32> {
     if let Ok(id) = name.parse() {
         return Ok(id);
     }
-    let c_name = std::ffi::CString::new(name)?;
-    let mut buf = vec![0 as libc::c_char; ENTRY_BUFFER];
-    // SAFETY: group is plain data; zeroed is a valid value for it.
-    let mut entry: libc::group = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as in `user_id`; only `gr_gid` is read.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c_name.as_ptr(),
-            &mut entry,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return Err(std::io::Error::new(
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("no group {name:?}"),
-        ));
+        )),
+        Err(errno) => Err(errno.into()),
     }
-    Ok(entry.gr_gid)
 }
