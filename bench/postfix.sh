@@ -117,7 +117,7 @@ portcullis_instance() {
   mkdir -p "$data"
   {
     printf 'hostname = "bench.portcullis.test"\ndata_dir = "%s"\n\n' "$data"
-    printf '[auth]\nverified_cache_ttl_secs = %s\n\n' "$ttl"
+    printf '[auth]\nverified_cache_ttl = "%ss"\n\n' "$ttl"
     printf '[limits.auth]\nallow = ["127.0.0.0/8"]\n\n'
     printf '[[listener]]\nname = "bench"\naddress = "127.0.0.1:%s"\n' "$((base + 5))"
     printf 'tls = "starttls"\nauth = "required"\n\n'
