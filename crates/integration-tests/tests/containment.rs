@@ -87,6 +87,16 @@ fn has_sample(server: &TestServer, name: &str, labels: &[&str], value: &str) -> 
     })
 }
 
+/// Waits until a fresh AUTH PLAIN as alice gets `code` (suspensions and
+/// their lifting reach the server within a store poll or two).
+fn wait_for_alice_login(server: &TestServer, what: &str, code: u16) {
+    wait_until(server, what, Duration::from_secs(15), || {
+        let (mut c, _) = RawClient::connect_tls(server.implicit_port());
+        c.cmd("EHLO client.test");
+        c.auth_plain(ALICE.0, ALICE.1).code == code
+    });
+}
+
 fn cli(server: &TestServer, args: &[&str]) -> String {
     let out = server.cli(args).output().expect("portcullis runs");
     let text = format!(
@@ -447,16 +457,7 @@ fn in_after_guessing_suspends_open_sessions_get_421_and_resume_lifts_it() {
     assert!(said.contains("suspended: signal after_guessing"), "{said}");
     // Lifted by the operator: logins work again within a poll or two.
     cli(&server, &["user", "resume", "alice"]);
-    wait_until(
-        &server,
-        "alice to log in again",
-        Duration::from_secs(15),
-        || {
-            let (mut c, _) = RawClient::connect_tls(server.implicit_port());
-            c.cmd("EHLO client.test");
-            c.auth_plain(ALICE.0, ALICE.1).code == 235
-        },
-    );
+    wait_for_alice_login(&server, "alice to log in again", 235);
 }
 
 #[test]
@@ -713,16 +714,7 @@ fn history_limits_and_suspension_live_in_postgres_too() {
         },
     );
     cli(&server, &["user", "suspend", "alice"]);
-    wait_until(
-        &server,
-        "the suspension to apply",
-        Duration::from_secs(15),
-        || {
-            let (mut c, _) = RawClient::connect_tls(server.implicit_port());
-            c.cmd("EHLO client.test");
-            c.auth_plain(ALICE.0, ALICE.1).code == 535
-        },
-    );
+    wait_for_alice_login(&server, "the suspension to apply", 535);
 }
 
 #[test]

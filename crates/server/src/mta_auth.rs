@@ -874,29 +874,32 @@ fn script_round(
 
 /// A user's id: a number as is, else looked up (NSS included).
 fn user_id(name: &str) -> std::io::Result<u32> {
-    if let Ok(id) = name.parse() {
-        return Ok(id);
-    }
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(user)) => Ok(user.uid.as_raw()),
-        Ok(None) => Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no user {name:?}"),
-        )),
-        Err(errno) => Err(errno.into()),
-    }
+    id_of(name, "user", |n| {
+        nix::unistd::User::from_name(n).map(|u| u.map(|u| u.uid.as_raw()))
+    })
 }
 
 /// A group's id: a number as is, else looked up (NSS included).
 fn group_id(name: &str) -> std::io::Result<u32> {
+    id_of(name, "group", |n| {
+        nix::unistd::Group::from_name(n).map(|g| g.map(|g| g.gid.as_raw()))
+    })
+}
+
+/// `name` as a number, else what `lookup` finds for it.
+fn id_of(
+    name: &str,
+    kind: &str,
+    lookup: impl FnOnce(&str) -> nix::Result<Option<u32>>,
+) -> std::io::Result<u32> {
     if let Ok(id) = name.parse() {
         return Ok(id);
     }
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid.as_raw()),
+    match lookup(name) {
+        Ok(Some(id)) => Ok(id),
         Ok(None) => Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("no group {name:?}"),
+            format!("no {kind} {name:?}"),
         )),
         Err(errno) => Err(errno.into()),
     }
