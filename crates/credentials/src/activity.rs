@@ -61,8 +61,38 @@ pub struct SentHour {
     pub recipients: u64,
 }
 
+/// One entry of the history, as the server hands them over in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivityEvent {
+    Login(LoginRecord),
+    /// One message with `recipients`, counted in the hour of `at_ms`.
+    Sent {
+        user: String,
+        at_ms: u64,
+        recipients: u64,
+    },
+    Signal(SignalRecord),
+}
+
 /// Per-identity state kept beside the credentials.
 pub trait ActivityStore: Send + Sync + 'static {
+    /// Writes `events` together: one transaction where the store has them,
+    /// so a busy server pays one commit per batch, not one per login.
+    /// Either all are written or the error says none were.
+    fn record_batch(&self, events: &[ActivityEvent]) -> Result<(), StoreError> {
+        for event in events {
+            match event {
+                ActivityEvent::Login(login) => self.record_login(login)?,
+                ActivityEvent::Sent {
+                    user,
+                    at_ms,
+                    recipients,
+                } => self.record_sent(user, *at_ms, *recipients)?,
+                ActivityEvent::Signal(signal) => self.record_signal(signal)?,
+            }
+        }
+        Ok(())
+    }
     /// Counts one message with `recipients` in the hour of `at_ms`.
     fn record_sent(&self, user: &str, at_ms: u64, recipients: u64) -> Result<(), StoreError>;
     /// The last `hours` hours with sending, newest first.
@@ -127,13 +157,59 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("activity: {e}"))
 }
 
+const SQLITE_SENT: &str =
+    "INSERT INTO sent_hourly (user, hour, messages, recipients) VALUES (?1, ?2, 1, ?3)
+     ON CONFLICT(user, hour) DO UPDATE SET messages = messages + 1, recipients = recipients + ?3";
+const SQLITE_SIGNAL: &str =
+    "INSERT INTO signals (user, at_ms, signal, answer, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
+const SQLITE_LOGIN: &str =
+    "INSERT INTO logins (user, at_ms, address, mechanism, result) VALUES (?1, ?2, ?3, ?4, ?5)";
+
 impl ActivityStore for SqliteStore {
+    fn record_batch(&self, events: &[ActivityEvent]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable)?;
+        for event in events {
+            let written = match event {
+                ActivityEvent::Login(l) => tx.prepare_cached(SQLITE_LOGIN).and_then(|mut s| {
+                    s.execute(params![
+                        l.user,
+                        l.at_ms as i64,
+                        l.address,
+                        l.mechanism,
+                        l.result
+                    ])
+                }),
+                ActivityEvent::Sent {
+                    user,
+                    at_ms,
+                    recipients,
+                } => tx.prepare_cached(SQLITE_SENT).and_then(|mut s| {
+                    s.execute(params![
+                        user,
+                        (at_ms / 3_600_000) as i64,
+                        *recipients as i64
+                    ])
+                }),
+                ActivityEvent::Signal(g) => tx.prepare_cached(SQLITE_SIGNAL).and_then(|mut s| {
+                    s.execute(params![
+                        g.user,
+                        g.at_ms as i64,
+                        g.signal,
+                        g.answer,
+                        g.detail
+                    ])
+                }),
+            };
+            written.map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)
+    }
+
     fn record_sent(&self, user: &str, at_ms: u64, recipients: u64) -> Result<(), StoreError> {
         self.conn()
             .execute(
-                "INSERT INTO sent_hourly (user, hour, messages, recipients) VALUES (?1, ?2, 1, ?3)
-                 ON CONFLICT(user, hour) DO UPDATE SET messages = messages + 1,
-                 recipients = recipients + ?3",
+                SQLITE_SENT,
                 params![user, (at_ms / 3_600_000) as i64, recipients as i64],
             )
             .map(|_| ())
@@ -163,7 +239,7 @@ impl ActivityStore for SqliteStore {
     fn record_signal(&self, s: &SignalRecord) -> Result<(), StoreError> {
         self.conn()
             .execute(
-                "INSERT INTO signals (user, at_ms, signal, answer, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                SQLITE_SIGNAL,
                 params![s.user, s.at_ms as i64, s.signal, s.answer, s.detail],
             )
             .map(|_| ())
@@ -195,7 +271,7 @@ impl ActivityStore for SqliteStore {
     fn record_login(&self, l: &LoginRecord) -> Result<(), StoreError> {
         self.conn()
             .execute(
-                "INSERT INTO logins (user, at_ms, address, mechanism, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+                SQLITE_LOGIN,
                 params![l.user, l.at_ms as i64, l.address, l.mechanism, l.result],
             )
             .map(|_| ())
@@ -369,5 +445,36 @@ mod tests {
         };
         store.record_signal(&signal).unwrap();
         assert_eq!(store.signals("alice", 5).unwrap(), vec![signal]);
+    }
+
+    #[test]
+    fn a_batch_is_written_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("users.sqlite")).expect("opens");
+        let mut batch: Vec<ActivityEvent> = (0..500)
+            .map(|i| ActivityEvent::Login(login("alice", i, "accepted")))
+            .collect();
+        batch.push(ActivityEvent::Sent {
+            user: "alice".into(),
+            at_ms: 3_600_000,
+            recipients: 2,
+        });
+        batch.push(ActivityEvent::Sent {
+            user: "alice".into(),
+            at_ms: 3_600_001,
+            recipients: 3,
+        });
+        batch.push(ActivityEvent::Signal(SignalRecord {
+            user: "alice".into(),
+            at_ms: 9,
+            signal: "many_networks".into(),
+            answer: "log".into(),
+            detail: String::new(),
+        }));
+        store.record_batch(&batch).unwrap();
+        assert_eq!(store.logins("alice", 1000).unwrap().len(), 500);
+        let sent = store.sent("alice", 24).unwrap();
+        assert_eq!((sent[0].messages, sent[0].recipients), (2, 5));
+        assert_eq!(store.signals("alice", 5).unwrap().len(), 1);
     }
 }

@@ -4,7 +4,9 @@
 
 use postgres::Row;
 
-use crate::activity::{ActivityStore, LoginRecord, SentHour, SignalRecord, Suspension};
+use crate::activity::{
+    ActivityEvent, ActivityStore, LoginRecord, SentHour, SignalRecord, Suspension,
+};
 use crate::postgres::PostgresStore;
 use crate::StoreError;
 
@@ -60,6 +62,35 @@ fn login(row: &Row) -> LoginRecord {
 }
 
 impl ActivityStore for PostgresStore {
+    fn record_batch(&self, events: &[ActivityEvent]) -> Result<(), StoreError> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            for event in events {
+                match event {
+                    ActivityEvent::Login(l) => tx.execute(
+                        "INSERT INTO logins (\"user\", at_ms, address, mechanism, result) VALUES ($1, $2, $3, $4, $5)",
+                        &[&l.user, &(l.at_ms as i64), &l.address, &l.mechanism, &l.result],
+                    )?,
+                    ActivityEvent::Sent {
+                        user,
+                        at_ms,
+                        recipients,
+                    } => tx.execute(
+                        "INSERT INTO sent_hourly (\"user\", hour, messages, recipients) VALUES ($1, $2, 1, $3)
+                         ON CONFLICT (\"user\", hour) DO UPDATE SET messages = sent_hourly.messages + 1,
+                         recipients = sent_hourly.recipients + $3",
+                        &[user, &((at_ms / 3_600_000) as i64), &(*recipients as i64)],
+                    )?,
+                    ActivityEvent::Signal(s) => tx.execute(
+                        "INSERT INTO signals (\"user\", at_ms, signal, answer, detail) VALUES ($1, $2, $3, $4, $5)",
+                        &[&s.user, &(s.at_ms as i64), &s.signal, &s.answer, &s.detail],
+                    )?,
+                };
+            }
+            tx.commit()
+        })
+    }
+
     fn record_sent(&self, user: &str, at_ms: u64, recipients: u64) -> Result<(), StoreError> {
         let hour = (at_ms / 3_600_000) as i64;
         self.with_client(|c| {

@@ -33,13 +33,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use portcullis_config::containment::{self as config, Answer, Containment as Config};
-use portcullis_credentials::activity::{ActivityStore, LoginRecord, SignalRecord, Suspension};
+use portcullis_credentials::activity::{
+    ActivityEvent, ActivityStore, LoginRecord, SignalRecord, Suspension,
+};
 use portcullis_limits::sending::{Allowance, SendingLimits};
 use portcullis_limits::signals::{Evidence, IdentityWatch, Signal, SignalConfig};
 use portcullis_limits::{Limiter, Timestamp};
 use portcullis_lua::Policy;
 use portcullis_proto::Reply;
 
+use crate::activity_log::ActivityLog;
 use crate::outcome::Outcome;
 use crate::store_calls::StoreCalls;
 use crate::telemetry;
@@ -115,6 +118,8 @@ pub(crate) struct Containment {
     /// `config.signals` as the limits crate computes them.
     signals: SignalConfig,
     pub(crate) activity: Option<Arc<dyn ActivityStore>>,
+    /// Writes the history in batches (`activity`'s tables).
+    history: Option<ActivityLog>,
     pub(crate) limiter: Arc<Limiter>,
     /// The policy script, for `portcullis_identity_suspect` (set once, at
     /// start).
@@ -257,6 +262,7 @@ impl Containment {
             },
             signals: signals_of(&config.signals),
             config,
+            history: activity.clone().map(ActivityLog::start),
             activity,
             limiter,
             policy: OnceLock::new(),
@@ -373,7 +379,7 @@ impl Containment {
         if answer == Answer::Suspend {
             self.suspend_in_store(user, signal, &evidence, now);
         }
-        if let Some(store) = self.activity.clone() {
+        if let Some(history) = &self.history {
             let record = SignalRecord {
                 user: user.to_string(),
                 at_ms: now.millis(),
@@ -386,7 +392,7 @@ impl Containment {
                     addresses.join(",")
                 ),
             };
-            tokio::task::spawn_blocking(move || store.record_signal(&record));
+            history.record(ActivityEvent::Signal(record));
         }
         let notice = serde_json::json!({
             "event": "identity_suspect",
@@ -487,14 +493,9 @@ impl Containment {
 
 impl Containment {
     fn record(&self, login: LoginRecord) {
-        let Some(store) = self.activity.clone() else {
-            return;
-        };
-        tokio::task::spawn_blocking(move || {
-            if let Err(error) = store.record_login(&login) {
-                tracing::warn!(%error, "could not record a login in the history");
-            }
-        });
+        if let Some(history) = &self.history {
+            history.record(ActivityEvent::Login(login));
+        }
     }
 
     /// After a verified login: `Some(535)` for a suspended identity (not
@@ -654,10 +655,11 @@ impl Containment {
         bytes: usize,
         declared: Option<u64>,
     ) {
-        if let Some(store) = self.activity.clone() {
-            let (user, now) = (who.authn.clone(), Timestamp::now());
-            tokio::task::spawn_blocking(move || {
-                store.record_sent(&user, now.millis(), recipients as u64)
+        if let Some(history) = &self.history {
+            history.record(ActivityEvent::Sent {
+                user: who.authn.clone(),
+                at_ms: Timestamp::now().millis(),
+                recipients: recipients as u64,
             });
         }
         self.count_sent(who, recipients, bytes, declared);

@@ -15,6 +15,7 @@
 //! Modules form layers: each imports only modules below it
 //! (`tests/layering.rs` checks it; ARCHITECTURE.md draws it).
 
+mod activity_log;
 pub mod admin;
 mod auth_service;
 mod authorization;

@@ -1,0 +1,236 @@
+//! The login and sending history, written in batches by one thread.
+//!
+//! Every accepted or refused login, every spooled message and every signal
+//! adds a row to the user store's activity tables. Written one by one, each
+//! row was its own SQLite commit on a blocking-pool thread: at a few
+//! thousand logins a second the commits took a third of the server's CPU,
+//! and a burst of logins started hundreds of blocking threads (each with
+//! its stack and its malloc arena) to wait for the database lock.
+//!
+//! Here the session only puts the event on a bounded channel (no wait, no
+//! allocation beyond the event) and one thread writes whatever has queued
+//! up since its last write in one transaction, the way the spool's writer
+//! groups its fsyncs: alone, an event is written at once; under load, a
+//! thousand share a commit. The history is a record for people (`portcullis
+//! user activity`) and for the volume baseline, not a gate: when the store
+//! is slower than the events (the queue is full), events are dropped and
+//! counted in the log rather than held in memory without bound.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use portcullis_credentials::activity::{ActivityEvent, ActivityStore};
+
+/// Events waiting for the writer at most (about 200 bytes each).
+const QUEUE: usize = 32 * 1024;
+
+/// Events written in one transaction at most.
+const MAX_BATCH: usize = 4096;
+
+/// The writer's pause after each commit. SQLite commits (and fsyncs) in
+/// microseconds, so without it the writer would wake for nearly every
+/// event and commit batches of one; with it a busy server commits at most
+/// ten times a second, and the history is at most this much behind.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Hands events to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct ActivityLog {
+    events: SyncSender<ActivityEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl ActivityLog {
+    /// Starts the writer thread; it ends when the last handle is dropped,
+    /// after writing what was queued.
+    pub(crate) fn start(store: Arc<dyn ActivityStore>) -> ActivityLog {
+        let (events, queue) = sync_channel(QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("portcullis-activity".into())
+            .spawn(move || write_batches(&*store, &queue));
+        if let Err(error) = spawned {
+            // The receiver is gone with the closure: every record is
+            // dropped (and counted), the server keeps running.
+            tracing::error!(%error, "could not start the activity writer; the login history is not kept");
+        }
+        ActivityLog {
+            events,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Queues `event` for the store without waiting.
+    pub(crate) fn record(&self, event: ActivityEvent) {
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped,
+                        "the activity history falls behind; events not recorded so far"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The writer: blocks for the first event, takes every event queued
+/// meanwhile (up to [`MAX_BATCH`]), writes them in one transaction, then
+/// lingers (a lone event is written at once; the next batch waits).
+fn write_batches(store: &dyn ActivityStore, queue: &Receiver<ActivityEvent>) {
+    let mut batch = Vec::with_capacity(64);
+    while let Ok(first) = queue.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = store.record_batch(&batch) {
+            tracing::warn!(%error, events = batch.len(), "could not record activity in the history");
+        }
+        batch.clear();
+        std::thread::sleep(LINGER);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_credentials::activity::LoginRecord;
+    use portcullis_credentials::sqlite::SqliteStore;
+    use std::time::{Duration, Instant};
+
+    fn login(i: u64) -> ActivityEvent {
+        ActivityEvent::Login(LoginRecord {
+            user: "alice".into(),
+            at_ms: i,
+            address: "192.0.2.1".into(),
+            mechanism: "PLAIN".into(),
+            result: "accepted".into(),
+        })
+    }
+
+    #[test]
+    fn every_event_of_a_burst_reaches_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("u.sqlite")).expect("opens"));
+        let log = ActivityLog::start(store.clone());
+        for i in 0..5000 {
+            log.record(login(i));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while store.logins("alice", 10_000).unwrap().len() < 5000 {
+            assert!(Instant::now() < deadline, "history incomplete");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    /// A store that never answers: the queue fills, the rest is dropped
+    /// and counted, and `record` never blocks.
+    struct Stuck;
+    impl ActivityStore for Stuck {
+        fn record_batch(
+            &self,
+            _: &[ActivityEvent],
+        ) -> Result<(), portcullis_credentials::StoreError> {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(())
+        }
+        fn record_sent(
+            &self,
+            _: &str,
+            _: u64,
+            _: u64,
+        ) -> Result<(), portcullis_credentials::StoreError> {
+            Ok(())
+        }
+        fn sent(
+            &self,
+            _: &str,
+            _: usize,
+        ) -> Result<
+            Vec<portcullis_credentials::activity::SentHour>,
+            portcullis_credentials::StoreError,
+        > {
+            Ok(vec![])
+        }
+        fn record_signal(
+            &self,
+            _: &portcullis_credentials::activity::SignalRecord,
+        ) -> Result<(), portcullis_credentials::StoreError> {
+            Ok(())
+        }
+        fn signals(
+            &self,
+            _: &str,
+            _: usize,
+        ) -> Result<
+            Vec<portcullis_credentials::activity::SignalRecord>,
+            portcullis_credentials::StoreError,
+        > {
+            Ok(vec![])
+        }
+        fn record_login(&self, _: &LoginRecord) -> Result<(), portcullis_credentials::StoreError> {
+            Ok(())
+        }
+        fn logins(
+            &self,
+            _: &str,
+            _: usize,
+        ) -> Result<Vec<LoginRecord>, portcullis_credentials::StoreError> {
+            Ok(vec![])
+        }
+        fn prune_logins(&self, _: u64) -> Result<usize, portcullis_credentials::StoreError> {
+            Ok(0)
+        }
+        fn set_suspension(
+            &self,
+            _: &str,
+            _: Option<&portcullis_credentials::activity::Suspension>,
+        ) -> Result<(), portcullis_credentials::StoreError> {
+            Ok(())
+        }
+        fn suspensions(
+            &self,
+        ) -> Result<
+            Vec<(String, portcullis_credentials::activity::Suspension)>,
+            portcullis_credentials::StoreError,
+        > {
+            Ok(vec![])
+        }
+        fn set_limits(
+            &self,
+            _: &str,
+            _: Option<&str>,
+        ) -> Result<(), portcullis_credentials::StoreError> {
+            Ok(())
+        }
+        fn limits(&self, _: &str) -> Result<Option<String>, portcullis_credentials::StoreError> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_stuck_store_costs_bounded_memory_and_never_blocks_a_session() {
+        let log = ActivityLog::start(Arc::new(Stuck));
+        let started = Instant::now();
+        let total = QUEUE as u64 + 10_000;
+        for i in 0..total {
+            log.record(login(i));
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let dropped = log.dropped.load(Ordering::Relaxed);
+        // One batch is with the stuck writer, QUEUE wait, the rest dropped.
+        let most = total - QUEUE as u64;
+        assert!(
+            (most - MAX_BATCH as u64..=most).contains(&dropped),
+            "dropped {dropped}"
+        );
+    }
+}
