@@ -17,7 +17,7 @@
 # Environment: CONNS (50) DURATION (10) WARMUP (2) USERS (200) PORT (2720)
 # BUILD (1; 0 uses the release binaries as they are)
 # OUT (results directory; default bench/results/app-passwords-<stamp>)
-# PORTCULLIS_LOG (warn) BENCH_MMAP_THRESHOLD (see lib.sh).
+# PORTCULLIS_LOG (warn)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/bench/lib.sh"

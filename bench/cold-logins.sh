@@ -20,7 +20,7 @@
 #
 # Environment: USERS (200) REPEATS (3) PORT (2710) AUTH_CONFIG (lines added
 # under [auth]) PORTCULLIS_LOG (warn) OUT (results directory; default
-# bench/results/cold-<stamp>) BENCH_MMAP_THRESHOLD (see lib.sh).
+# bench/results/cold-<stamp>)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/bench/lib.sh"
@@ -72,9 +72,6 @@ fi
 
 start_server() { # LOG
   local -a env=(PORTCULLIS_LOG="${PORTCULLIS_LOG:-warn}")
-  if [ "${BENCH_MMAP_THRESHOLD:-1048576}" != off ]; then
-    env+=(MALLOC_MMAP_THRESHOLD_="${BENCH_MMAP_THRESHOLD:-1048576}")
-  fi
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   env "${env[@]}" nohup "$SERVER" serve --config "$CONFIG" >"$1" 2>&1 </dev/null &
   echo $! >"$PIDFILE"

@@ -30,18 +30,9 @@ portcullis_config() {
 # starts `portcullis serve` in the background, records its PID.
 # PORTCULLIS_LOG defaults to warn: per-session info lines are a cost the
 # peers in the harness do not pay either (their logs are off or at warn).
-#
-# BENCH_MMAP_THRESHOLD (default 1048576; "off" to leave glibc alone) fixes
-# glibc's mmap threshold for the server. With glibc's dynamic threshold,
-# each argon2id verification (19 MiB) left its memory in the heap: VmRSS
-# grew by about 19 MiB per PLAIN login, past 8 GiB in a 3-second run, which
-# can exhaust this machine and hides the per-connection figure.
 portcullis_start() {
   local bin=$1 config=$2 log=$3 pidfile=$4 user=$5 pass=$6
   local -a env=(PORTCULLIS_LOG="${PORTCULLIS_LOG:-warn}")
-  if [ "${BENCH_MMAP_THRESHOLD:-1048576}" != off ]; then
-    env+=(MALLOC_MMAP_THRESHOLD_="${BENCH_MMAP_THRESHOLD:-1048576}")
-  fi
   printf '%s\n' "$pass" | "$bin" user add "$user" --password-stdin --config "$config" >/dev/null
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   env "${env[@]}" nohup "$bin" serve --config "$config" >"$log" 2>&1 </dev/null &

@@ -35,7 +35,6 @@
 # OUT (results directory; default bench/results/<stamp>) PORTCULLIS_LOG (warn)
 # COLD=0 skips the cold-login scenario; COLD_USERS (default 100 per second of
 # warmup and window: more than the machine verifies, so none repeats)
-# BENCH_MMAP_THRESHOLD (see lib.sh).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/bench/lib.sh"

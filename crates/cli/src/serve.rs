@@ -41,7 +41,6 @@ fn warn_if_shared(data_dir: &std::path::Path) {
 pub type ConfigLoader = Box<dyn Fn() -> Result<Config> + Send + Sync>;
 
 pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
-    return_large_buffers_to_the_os();
     // Everything that can be checked is checked before anything is made:
     // a bad file or a taken port leaves no data directory behind.
     crate::check_files(&config)?;
@@ -227,19 +226,54 @@ async fn wait_for_stop_signal() {
     }
 }
 
-/// glibc raises its mmap threshold each time a large mmapped buffer is
-/// freed; after that, buffers of that size come from per-thread arenas and
-/// stay there when freed. Every argon2id verification allocates 19 MiB on a
-/// blocking-pool thread, so without this the server keeps about 19 MiB per
-/// thread that ever verified a password (measured: gigabytes under a login
-/// flood). A fixed threshold sends such buffers to mmap, and free gives them
-/// back to the system.
-#[allow(unsafe_code)] // libc, see the SAFETY note below
-fn return_large_buffers_to_the_os() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning; called before any
-    // other thread exists, and 1 MiB is a valid threshold.
+/// The allocator (mimalloc, see `main.rs`) keeps freed memory for reuse
+/// and gives it back to the system later, or, for memory it reserved in
+/// one piece (its arena), only when a later allocation looks. Every
+/// argon2id verification allocates 19 MiB on a blocking-pool thread that
+/// may not allocate again, so that memory would stay resident; and by
+/// default the arena is committed eagerly (about 10 MiB more at start).
+/// Freed memory goes back at once here and the arena is committed as it
+/// is used: measured, no difference in throughput.
+#[allow(unsafe_code)] // the allocator's option calls, see the SAFETY note below
+pub fn tune_allocator() {
+    // Indices of `mi_option_e` in mimalloc 3's `mimalloc.h`, which
+    // `libmimalloc-sys` builds by default (the crate names only some).
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: mi_option_set only stores a tuning value; it is called
+    // first thing in `main`, before any other thread exists (options are
+    // not synchronised), with values the header documents (0: immediate
+    // purging; 0: no eager arena commit).
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The option indices are the ones of the mimalloc this build links:
+    /// before they are set, each reads its documented default.
+    #[test]
+    #[allow(unsafe_code)] // reading allocator options
+    fn the_allocator_options_are_the_ones_meant() {
+        // SAFETY: reading an option has no effect; nothing else in this
+        // test binary sets options.
+        let (purge_delay, eager) = unsafe {
+            (
+                libmimalloc_sys::mi_option_get(15),
+                libmimalloc_sys::mi_option_get(4),
+            )
+        };
+        assert_eq!((purge_delay, eager), (1000, 2), "mimalloc 3's defaults");
+        super::tune_allocator();
+        // SAFETY: as above.
+        let now = unsafe {
+            (
+                libmimalloc_sys::mi_option_get(15),
+                libmimalloc_sys::mi_option_get(4),
+            )
+        };
+        assert_eq!(now, (0, 0));
     }
 }

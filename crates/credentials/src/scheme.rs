@@ -260,13 +260,20 @@ fn verify_argon2(phc: &str, password: &Secret) -> Result<Verification, SchemeErr
 /// kept for the next verification instead of being returned to the
 /// system: with a 1 MiB mmap threshold (glibc's, once fixed) every
 /// verification otherwise maps, faults in and unmaps its memory, which
-/// cost about a fifth of the hash rate. At most one buffer per CPU is
-/// kept (concurrent verifications beyond that allocate and free their
-/// own), so what stays resident is bounded. The blocks hold intermediate
-/// argon2 state, not the password; every run overwrites what it reads.
+/// cost about a fifth of the hash rate. A buffer is kept only while
+/// another verification is running (a burst of first logins, where the
+/// reuse pays), at most one per CPU; the last verification of a burst
+/// frees them all, so an idle server holds none. The blocks hold
+/// intermediate argon2 state, not the password; every run overwrites what
+/// it reads.
 static SPARE_BLOCKS: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
 
+/// Verifications running now (see [`SPARE_BLOCKS`]).
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn with_blocks<T>(count: usize, run: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
+    use std::sync::atomic::Ordering;
+    RUNNING.fetch_add(1, Ordering::AcqRel);
     let spare = SPARE_BLOCKS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -280,10 +287,23 @@ fn with_blocks<T>(count: usize, run: impl FnOnce(&mut [argon2::Block]) -> T) -> 
     let mut spare = SPARE_BLOCKS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if spare.len() < keep {
+    // Decided under the lock, so that the last one out cannot miss a
+    // buffer another verification is just putting back.
+    let others = RUNNING.fetch_sub(1, Ordering::AcqRel) - 1;
+    if others == 0 {
+        spare.clear();
+    } else if spare.len() < keep {
         spare.push(blocks);
     }
     result
+}
+
+#[cfg(test)]
+pub(crate) fn spare_buffers() -> usize {
+    SPARE_BLOCKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len()
 }
 
 /// Parses a PHC string that must carry both a salt and a hash.

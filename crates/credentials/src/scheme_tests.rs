@@ -243,3 +243,24 @@ fn openldap_ssha_and_argon2_prefixes_verify() {
         Verification::Match
     );
 }
+
+#[test]
+fn an_idle_verifier_keeps_no_argon2_memory() {
+    let hash = hash_password(&Secret::from("pw"));
+    // Several at once: buffers are handed on while others run ...
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| assert_accepts_only(&hash, "pw"));
+        }
+    });
+    // ... and the last verification of the burst frees them (other tests
+    // of this binary may verify meanwhile: wait for them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while spare_buffers() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spare argon2 buffers kept while idle"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

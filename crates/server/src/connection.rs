@@ -32,8 +32,14 @@ enum Ended {
     StartTls,
 }
 
-/// Read chunk: big enough for a pipelined group or a DATA burst.
-const READ_CHUNK: usize = 16 * 1024;
+/// Read chunk while a message comes in: big enough for a DATA burst.
+const DATA_CHUNK: usize = 16 * 1024;
+
+/// Read chunk between messages: a few command lines (512 bytes each at
+/// most, RFC 5321 4.5.3.1.4) or a pipelined group; a longer group is read
+/// in more than one go. An idle connection holds this much, not a DATA
+/// buffer.
+const COMMAND_CHUNK: usize = 2048;
 
 /// Serves one accepted connection: `stream` from `client`, which
 /// connected to `local`. Generic over the stream, so that tests drive it
@@ -110,25 +116,41 @@ pub(crate) async fn serve<S>(
             .any(|net| net.contains(client.ip())),
     };
     let result = match (&listener.acceptor, listener.implicit_tls) {
-        (Some(acceptor), true) => match handshake(acceptor, stream, shared).await {
-            Ok(mut stream) => {
-                let info = tls_info(stream.get_ref().1, shared);
-                let mut out = Vec::new();
-                let mut session =
-                    Session::new(listener.current_session(), conn, Some(info), &mut out);
-                drive(&mut stream, &mut session, out, &peer, shared)
-                    .await
-                    .map(|_| ())
-            }
-            Err(error) => {
-                tracing::debug!(client = %client, %error, "TLS handshake failed");
-                Ok(())
-            }
-        },
+        (Some(acceptor), true) => {
+            Box::pin(serve_tls(acceptor, stream, conn, listener, &peer, shared)).await
+        }
         _ => serve_starttls(stream, conn, listener, &peer, shared).await,
     };
     if let Err(error) = result {
         tracing::debug!(client = %client, %error, "connection ended with an error");
+    }
+}
+
+/// A connection that starts with the TLS handshake (implicit TLS).
+async fn serve_tls<S>(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: S,
+    conn: ConnectionInfo,
+    listener: &BoundListener,
+    peer: &Peer,
+    shared: &Shared,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match handshake(acceptor, stream, shared).await {
+        Ok(mut stream) => {
+            let info = tls_info(stream.get_ref().1, shared);
+            let mut out = Vec::new();
+            let mut session = Session::new(listener.current_session(), conn, Some(info), &mut out);
+            drive(&mut stream, &mut session, out, peer, shared)
+                .await
+                .map(|_| ())
+        }
+        Err(error) => {
+            tracing::debug!(client = %peer.client, %error, "TLS handshake failed");
+            Ok(())
+        }
     }
 }
 
@@ -156,6 +178,24 @@ where
     let Ended::StartTls = drive(&mut stream, &mut session, out, peer, shared).await? else {
         return Ok(());
     };
+    // Boxed, as every path a connection may idle outside of: the TLS
+    // stream and its session's future would otherwise be part of every
+    // plain connection's future (several KiB of each idle connection).
+    Box::pin(upgrade(stream, session, listener, peer, shared)).await
+}
+
+/// The rest of a session after `STARTTLS`: the handshake, then the session
+/// over TLS.
+async fn upgrade<S>(
+    stream: S,
+    mut session: Session,
+    listener: &BoundListener,
+    peer: &Peer,
+    shared: &Shared,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     // Invariant: the session offers STARTTLS only when the listener has an acceptor.
     let Some(acceptor) = &listener.acceptor else {
         return Ok(());
@@ -234,7 +274,15 @@ where
                     return close(stream, &mut out, shared).await;
                 }
                 flush(stream, &mut out, shared).await?;
-                input.reserve(READ_CHUNK);
+                if session.receiving_data() {
+                    input.reserve(DATA_CHUNK);
+                } else {
+                    if input.is_empty() && input.capacity() > 2 * COMMAND_CHUNK {
+                        // The message is in: its buffer goes back.
+                        input = Vec::new();
+                    }
+                    input.reserve(COMMAND_CHUNK);
+                }
                 // Silence ends the session after the idle timeout; a
                 // trickle of bytes, at the pace deadline.
                 let idle = Instant::now() + shared.idle_timeout;
@@ -254,7 +302,12 @@ where
                     Some(Ok(Ok(n))) => {
                         pace.received(n);
                         let suspended = suspended_since(peer, session, shared, &mut contained);
-                        match suspended.or(banned_since(peer, session, shared).await) {
+                        let bans = shared.auth.defence().limiter().ban_generation();
+                        let banned = match peer.bans_seen.load(Ordering::Relaxed) == bans {
+                            true => None,
+                            false => Box::pin(banned_since(peer, session, shared)).await,
+                        };
+                        match suspended.or(banned) {
                             Some(reply) => reply,
                             None => continue,
                         }
@@ -280,7 +333,8 @@ where
                     mechanism,
                     credentials,
                 };
-                let verdict = authenticate(claim, &mut exchange, peer, session, shared).await;
+                let verdict =
+                    Box::pin(authenticate(claim, &mut exchange, peer, session, shared)).await;
                 let outcome = apply(verdict, session);
                 session.auth_finished(outcome, &mut out)
             }
@@ -294,16 +348,18 @@ where
                     step,
                     response,
                 };
-                let outcome = match authenticate(claim, &mut exchange, peer, session, shared).await
-                {
-                    Verdict::Challenge(challenge) => ScriptStepOutcome::Challenge(challenge),
-                    verdict => ScriptStepOutcome::Finished(apply(verdict, session)),
-                };
+                let outcome =
+                    match Box::pin(authenticate(claim, &mut exchange, peer, session, shared)).await
+                    {
+                        Verdict::Challenge(challenge) => ScriptStepOutcome::Challenge(challenge),
+                        verdict => ScriptStepOutcome::Finished(apply(verdict, session)),
+                    };
                 session.script_step_finished(outcome, &mut out)
             }
             Some(Effect::LookupScramSecrets { authcid, hash }) => {
                 let facts = facts(peer, session);
-                let lookup = match shared.auth.scram_secrets(&facts, authcid, hash).await {
+                let found = Box::pin(shared.auth.scram_secrets(&facts, authcid, hash));
+                let lookup = match found.await {
                     Some(found) => ScramLookup::Found {
                         secrets: found.secrets,
                         nonce: found.nonce,
@@ -320,7 +376,7 @@ where
                             shared
                                 .containment
                                 .check_sending(calls, &who, &mut contained, check);
-                        checked.await
+                        Box::pin(checked).await
                     }
                     None => None,
                 };
@@ -328,13 +384,14 @@ where
                 Flow::Continue
             }
             Some(Effect::Spool(message)) => {
-                let outcome = spool(*message, peer, session, shared).await;
+                let outcome = Box::pin(spool(*message, peer, session, shared)).await;
                 session.spool_finished(outcome, &mut out);
                 Flow::Continue
             }
             Some(Effect::XclientLogin { login }) => {
                 let claim = Claim::ProxyLogin { login };
-                let verdict = authenticate(claim, &mut exchange, peer, session, shared).await;
+                let verdict =
+                    Box::pin(authenticate(claim, &mut exchange, peer, session, shared)).await;
                 let (refusal, flow) = match apply(verdict, session) {
                     AuthOutcome::Accepted { .. } => (None, Flow::Continue),
                     AuthOutcome::Rejected { reply, .. }
