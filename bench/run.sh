@@ -20,6 +20,10 @@
 #      pays one argon2id verification (no verified-cache hit); beside it,
 #      portcullis-load --hash-rate: argon2id hashes/s with the server's
 #      parameters on all cores, the ceiling of cold logins/s
+#   h  many users: connect, EHLO, AUTH, QUIT, each session as one of
+#      MANY_USERS users (many{n} / many-pass-{n}) picked at random, after
+#      each has logged in once (the verified cache warm, as in a steady
+#      state where every user logs in now and then)   sessions/s
 #   e  HOLD idle authenticated connections         server VmRSS per connection
 #   f  the same over STARTTLS
 # The hold runs last, so the server's allocator has already seen the load
@@ -33,6 +37,8 @@
 # Environment: CONNS (50) DURATION (10) WARMUP (2) REPEATS (1, median is
 # shown) SIZE (1024) HOLD (1000) HOLD_SECS (5) PORT (2700) LOAD_THREADS (1)
 # OUT (results directory; default bench/results/<stamp>) PORTCULLIS_LOG (warn)
+# MANY_USERS (10000; 0 skips the many-user scenario; they are made with
+# `portcullis user import`, about a minute and a half for 10 000 here)
 # COLD=0 skips the cold-login scenario; COLD_USERS (default 100 per second of
 # warmup and window: more than the machine verifies, so none repeats)
 set -euo pipefail
@@ -48,6 +54,7 @@ HOLD="${HOLD:-1000}"
 HOLD_SECS="${HOLD_SECS:-5}"
 PORT="${PORT:-2700}"
 COLD="${COLD:-1}"
+MANY_USERS="${MANY_USERS:-10000}"
 LOAD_THREADS="${LOAD_THREADS:-1}"
 OUT="${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)}"
 export BENCH_PASS="${BENCH_PASS:-bench-pass}"
@@ -72,6 +79,11 @@ trap cleanup EXIT
 mkdir -p "$OUT"
 
 portcullis_config "$DATA" "$PORT" $((HOLD + CONNS + 100)) >"$DATA/portcullis.toml"
+if [ "$MANY_USERS" -gt 0 ]; then
+  echo "importing $MANY_USERS users for the many-user scenario" >&2
+  seq "$MANY_USERS" | sed 's/.*/many&:many-pass-&/' |
+    "$SERVER" user import - --config "$DATA/portcullis.toml" >&2
+fi
 portcullis_start "$SERVER" "$DATA/portcullis.toml" "$OUT/server.log" "$PIDFILE" \
   "$BENCH_USER" "$BENCH_PASS"
 if [ "$COLD" = 1 ]; then
@@ -111,6 +123,14 @@ if [ "$COLD" = 1 ]; then
   "$LOAD" "127.0.0.1:$PORT" --user-pattern 'cold{n}' --password-pattern 'cold-pass-{n}' \
     --user-count "$COLD_USERS" --insecure --threads "$LOAD_THREADS" --json -q \
     -c "$CONNS" -d "$DURATION" -w 0 -n 0 >"$OUT/g.json" || true
+fi
+if [ "$MANY_USERS" -gt 0 ]; then
+  many=(--user-pattern 'many{n}' --password-pattern 'many-pass-{n}' --user-count "$MANY_USERS"
+    --insecure --threads "$LOAD_THREADS" --json -q -c "$CONNS" -n 0)
+  echo "== h: warming the verified cache: each of $MANY_USERS users logs in once" >&2
+  "$LOAD" "127.0.0.1:$PORT" "${many[@]}" --sessions "$MANY_USERS" >"$OUT/h-warm.json" || true
+  echo "== h: portcullis-load --random-users over $MANY_USERS users" >&2
+  "$LOAD" "127.0.0.1:$PORT" "${many[@]}" --random-users -d "$DURATION" -w "$WARMUP" >"$OUT/h.json" || true
 fi
 load e -c "$CONNS" --hold "$HOLD" -d "$HOLD_SECS" --server-pid "$PID"
 load f -c "$CONNS" --hold "$HOLD" -d "$HOLD_SECS" --server-pid "$PID" --starttls
@@ -163,6 +183,11 @@ if cold and rate:
                  f'auth {cold["latency"]["auth"]["p50_ms"]:.2f} / {cold["latency"]["auth"]["p99_ms"]:.2f}',
                  errors([cold]),
                  f'{ratio:.2f}x the argon2id hash rate ({rate["hashes_per_s"]:.1f}/s on {rate["threads"]} threads)'))
+many = read("h")
+if many:
+    rows.append((f"many users, random, cache warm", f'{many["sessions_per_s"]:,.0f} sessions/s',
+                 f'auth {many["latency"]["auth"]["p50_ms"]:.2f} / {many["latency"]["auth"]["p99_ms"]:.2f}',
+                 errors([many]), f'{many.get("users", "")} users'))
 for key, label in [("e", "idle authenticated connection"), ("f", "idle connection, STARTTLS")]:
     r = read(key)
     if not r:

@@ -19,6 +19,14 @@ pub enum UserAction {
         #[command(flatten)]
         password: PasswordSource,
     },
+    /// Create many users from FILE ("-": standard input), one
+    /// `name:password` or `name<TAB>password` per line (blank lines and
+    /// `#` comments skipped). Passwords are hashed on every core; users
+    /// that exist already are left as they are and counted.
+    Import {
+        /// The list of users and passwords.
+        file: std::path::PathBuf,
+    },
     /// Change a user's password.
     Passwd {
         /// The login name.
@@ -121,6 +129,75 @@ impl PasswordSource {
     }
 }
 
+/// The `(name, password)` lines of an import file, names canonical.
+fn read_import(file: &std::path::Path, config: &Config) -> Result<Vec<(String, Secret)>> {
+    let text = match file.as_os_str() == "-" {
+        true => std::io::read_to_string(std::io::stdin()).context("reading standard input")?,
+        false => std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?,
+    };
+    let mut users = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, password)) = line.split_once(['\t', ':']) else {
+            bail!("{} line {}: not name:password", file.display(), number + 1);
+        };
+        if password.is_empty() {
+            bail!("{} line {}: empty password", file.display(), number + 1);
+        }
+        let name = canonical_name(config, name, true)
+            .with_context(|| format!("{} line {}", file.display(), number + 1))?;
+        users.push((name, Secret::from(password.to_string())));
+    }
+    Ok(users)
+}
+
+/// Adds `users`, hashing on every core; `(added, existed)`. The first
+/// other error stops the import (users added before it stay).
+fn import(
+    store: &dyn portcullis_credentials::UserAdmin,
+    users: &[(String, Secret)],
+    with_cram_md5: bool,
+) -> Result<(usize, usize)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (next, added, existed) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let at = next.fetch_add(1, Ordering::Relaxed);
+                let Some((name, password)) = users.get(at) else {
+                    return;
+                };
+                if failed.lock().map_or(true, |f| f.is_some()) {
+                    return;
+                }
+                match store.add_user(name, password, with_cram_md5) {
+                    Ok(()) => added.fetch_add(1, Ordering::Relaxed),
+                    Err(portcullis_credentials::StoreError::UserExists(_)) => {
+                        existed.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(error) => {
+                        if let Ok(mut first) = failed.lock() {
+                            first.get_or_insert(anyhow::Error::new(error).context(format!("adding {name}")));
+                        }
+                        return;
+                    }
+                };
+            });
+        }
+    });
+    if let Some(error) = failed.into_inner().ok().flatten() {
+        return Err(error);
+    }
+    Ok((added.into_inner(), existed.into_inner()))
+}
+
 /// Asks for a password on the terminal. Without one (a pipe, a service
 /// manager, CI) rpassword fails with a bare OS error; say what to do instead.
 pub fn prompt(text: &str, otherwise: &str) -> Result<String> {
@@ -179,6 +256,7 @@ impl UserAction {
                 name: name(n, false)?,
             },
             UserAction::List => UserAction::List,
+            UserAction::Import { file } => UserAction::Import { file },
             UserAction::Allow {
                 name: n,
                 identities,
@@ -224,7 +302,7 @@ impl UserAction {
 
     /// Only `user add` may make a data directory; the others read one.
     pub fn may_create_data_dir(&self) -> bool {
-        matches!(self, UserAction::Add { .. })
+        matches!(self, UserAction::Add { .. } | UserAction::Import { .. })
     }
 }
 
@@ -258,6 +336,11 @@ pub fn run(action: UserAction, config: &Config) -> Result<ExitCode> {
             if generated {
                 println!("password: {}", String::from_utf8_lossy(secret.expose()));
             }
+        }
+        UserAction::Import { file } => {
+            let users = read_import(&file, config)?;
+            let (added, existing) = import(store.as_ref(), &users, config.cram_md5)?;
+            println!("added {added} user(s); {existing} existed already and were left as they are");
         }
         UserAction::Del { name } => {
             store.delete_user(&name)?;

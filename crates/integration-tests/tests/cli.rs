@@ -314,3 +314,39 @@ fn a_second_server_on_the_same_spool_refuses_to_start() {
     assert_eq!(greeting.code, 220);
     assert_eq!(client.cmd("QUIT").code, 221);
 }
+
+#[test]
+fn user_import_adds_many_users_that_log_in_and_leaves_existing_ones() {
+    let server = TestServer::start("");
+    // alice exists (the harness's): her line is counted, not applied.
+    let list = "# imported\nu1:pw-1\nu2\tpw:2\n\nu3:pw-3\r\nalice:not her password\n";
+    let out = run_with_stdin(&server, &["user", "import", "-"], list);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("added 3 user(s); 1 existed"),
+        "{}",
+        describe(&out)
+    );
+    let script = r#"
+        s = connect()
+        login("u2", s, "u2", "pw:2", "PLAIN")
+        s.quit()
+        s = connect()
+        login("u3", s, "u3", "pw-3", "LOGIN")
+        s.quit()
+        s = connect()
+        login("alice", s, "alice", "not her password", "PLAIN")
+        s.quit()
+        "#;
+    let result = portcullis_integration_tests::python(script, &[server.submission_port()]);
+    result.assert_reply("u2", "235 2.7.0");
+    result.assert_reply("u3", "235 2.7.0");
+    result.assert_reply("alice", "535 5.7.8");
+    let bad = run_with_stdin(&server, &["user", "import", "-"], "u9 no separator\n");
+    assert!(!bad.status.success(), "{}", describe(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("line 1: not name:password"),
+        "{}",
+        describe(&bad)
+    );
+}

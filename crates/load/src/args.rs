@@ -97,6 +97,12 @@ pub struct Args {
     #[arg(long, value_name = "N", requires = "user_pattern")]
     pub user_count: Option<usize>,
 
+    /// Each session logs in as a user picked at random (uniformly) from
+    /// --users or --user-pattern, instead of round-robin: the many-user
+    /// steady state, where consecutive sessions rarely share a user.
+    #[arg(long)]
+    pub random_users: bool,
+
     /// STARTTLS after the first EHLO (full handshake each session).
     #[arg(long, conflicts_with = "tls")]
     pub starttls: bool,
@@ -222,6 +228,8 @@ pub struct Plan {
     pub mechanism: Mechanism,
     /// Who sessions log in as, round-robin (empty with `--auth none`).
     pub users: Vec<User>,
+    /// Pick each session's user at random instead.
+    pub random_users: bool,
     pub tls: TlsMode,
     pub tls_resume: bool,
     pub insecure: bool,
@@ -302,6 +310,7 @@ impl Args {
             insecure: self.insecure,
             ca_file: self.ca_file,
             pipelining: !self.no_pipelining,
+            random_users: self.random_users,
             step_timeout: seconds(self.timeout, "--timeout")?,
             mode,
             threads: self.threads,

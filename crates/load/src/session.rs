@@ -91,6 +91,8 @@ pub struct Script {
     credentials: Vec<Credentials>,
     /// Sessions that took credentials so far.
     next_user: AtomicUsize,
+    /// Each session takes a user at random, not the next one.
+    random_users: bool,
     messages: u32,
     pipelining: bool,
     mail: Vec<u8>,
@@ -130,6 +132,7 @@ impl Script {
             ehlo: format!("EHLO {}\r\n", plan.ehlo).into_bytes(),
             credentials,
             next_user: AtomicUsize::new(0),
+            random_users: plan.random_users,
             messages: plan.messages,
             pipelining: plan.pipelining,
             mail,
@@ -144,12 +147,16 @@ impl Script {
         self.body.len() - 3
     }
 
-    /// The next user's credentials, round-robin; `None` without AUTH.
+    /// The next user's credentials, round-robin or at random; `None`
+    /// without AUTH.
     fn next_credentials(&self) -> Option<&Credentials> {
         if self.credentials.is_empty() {
             return None;
         }
-        let k = self.next_user.fetch_add(1, Ordering::Relaxed);
+        let k = match self.random_users {
+            true => rand::random::<usize>(),
+            false => self.next_user.fetch_add(1, Ordering::Relaxed),
+        };
         self.credentials.get(k % self.credentials.len())
     }
 }
