@@ -37,7 +37,8 @@
 # Environment: CONNS (50) DURATION (10) WARMUP (2) REPEATS (1, median is
 # shown) SIZE (1024) HOLD (1000) HOLD_SECS (5) PORT (2700) LOAD_THREADS (1)
 # OUT (results directory; default bench/results/<stamp>) PORTCULLIS_LOG (warn)
-# MANY_USERS (10000; 0 skips the many-user scenario; they are made with
+# CORE=0 skips scenarios a-d (bench/compare.sh measures them in the shared
+# harness, beside the floor); MANY_USERS (10000; 0 skips the many-user scenario; they are made with
 # `portcullis user import`, about a minute and a half for 10 000 here)
 # COLD=0 skips the cold-login scenario; COLD_USERS (default 100 per second of
 # warmup and window: more than the machine verifies, so none repeats)
@@ -55,6 +56,7 @@ HOLD_SECS="${HOLD_SECS:-5}"
 PORT="${PORT:-2700}"
 COLD="${COLD:-1}"
 MANY_USERS="${MANY_USERS:-10000}"
+CORE="${CORE:-1}"
 LOAD_THREADS="${LOAD_THREADS:-1}"
 OUT="${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)}"
 export BENCH_PASS="${BENCH_PASS:-bench-pass}"
@@ -110,6 +112,7 @@ load() { # NAME ARGS...: one run, JSON to $OUT/NAME.json
 common=(-c "$CONNS" -d "$DURATION" -w "$WARMUP" -s "$SIZE")
 [ "${PIPELINING:-0}" = 1 ] || common+=(--no-pipelining)
 for i in $(seq "$REPEATS"); do
+  [ "$CORE" = 1 ] || break
   load "a-$i" "${common[@]}" -n 0
   load "b-$i" "${common[@]}" -n 1
   load "c-$i" "${common[@]}" -n 20
@@ -166,6 +169,8 @@ for key, label, rate, lat in [
     ("d", "STARTTLS + 1 message", "messages_per_s", "session"),
 ]:
     runs = [r for r in (read(f"{key}-{i}") for i in range(1, repeats + 1)) if r]
+    if not runs and not os.path.exists(os.path.join(out, "a-1.json")):
+        continue  # CORE=0
     if not runs:
         rows.append((label, "failed", "", "", ""))
         continue

@@ -133,8 +133,9 @@ impl PasswordSource {
 fn read_import(file: &std::path::Path, config: &Config) -> Result<Vec<(String, Secret)>> {
     let text = match file.as_os_str() == "-" {
         true => std::io::read_to_string(std::io::stdin()).context("reading standard input")?,
-        false => std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?,
+        false => {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+        }
     };
     let mut users = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -165,7 +166,11 @@ fn import(
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (next, added, existed) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    let (next, added, existed) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
     let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -184,7 +189,9 @@ fn import(
                     }
                     Err(error) => {
                         if let Ok(mut first) = failed.lock() {
-                            first.get_or_insert(anyhow::Error::new(error).context(format!("adding {name}")));
+                            first.get_or_insert(
+                                anyhow::Error::new(error).context(format!("adding {name}")),
+                            );
                         }
                         return;
                     }

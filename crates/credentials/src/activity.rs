@@ -65,10 +65,12 @@ pub struct SentHour {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActivityEvent {
     Login(LoginRecord),
-    /// One message with `recipients`, counted in the hour of `at_ms`.
+    /// `messages` messages with `recipients` in all, counted in the hour
+    /// of `at_ms`.
     Sent {
         user: String,
         at_ms: u64,
+        messages: u64,
         recipients: u64,
     },
     Signal(SignalRecord),
@@ -86,8 +88,9 @@ pub trait ActivityStore: Send + Sync + 'static {
                 ActivityEvent::Sent {
                     user,
                     at_ms,
+                    messages,
                     recipients,
-                } => self.record_sent(user, *at_ms, *recipients)?,
+                } => self.record_sent_many(user, *at_ms, *messages, *recipients)?,
                 ActivityEvent::Signal(signal) => self.record_signal(signal)?,
             }
         }
@@ -95,6 +98,20 @@ pub trait ActivityStore: Send + Sync + 'static {
     }
     /// Counts one message with `recipients` in the hour of `at_ms`.
     fn record_sent(&self, user: &str, at_ms: u64, recipients: u64) -> Result<(), StoreError>;
+    /// Counts `messages` messages with `recipients` in all.
+    fn record_sent_many(
+        &self,
+        user: &str,
+        at_ms: u64,
+        messages: u64,
+        recipients: u64,
+    ) -> Result<(), StoreError> {
+        for i in 0..messages {
+            // All the recipients on the first, none on the rest: the sums.
+            self.record_sent(user, at_ms, if i == 0 { recipients } else { 0 })?;
+        }
+        Ok(())
+    }
     /// The last `hours` hours with sending, newest first.
     fn sent(&self, user: &str, hours: usize) -> Result<Vec<SentHour>, StoreError>;
     fn record_signal(&self, signal: &SignalRecord) -> Result<(), StoreError>;
@@ -158,8 +175,8 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 }
 
 const SQLITE_SENT: &str =
-    "INSERT INTO sent_hourly (user, hour, messages, recipients) VALUES (?1, ?2, 1, ?3)
-     ON CONFLICT(user, hour) DO UPDATE SET messages = messages + 1, recipients = recipients + ?3";
+    "INSERT INTO sent_hourly (user, hour, messages, recipients) VALUES (?1, ?2, ?4, ?3)
+     ON CONFLICT(user, hour) DO UPDATE SET messages = messages + ?4, recipients = recipients + ?3";
 const SQLITE_SIGNAL: &str =
     "INSERT INTO signals (user, at_ms, signal, answer, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
 const SQLITE_LOGIN: &str =
@@ -183,12 +200,14 @@ impl ActivityStore for SqliteStore {
                 ActivityEvent::Sent {
                     user,
                     at_ms,
+                    messages,
                     recipients,
                 } => tx.prepare_cached(SQLITE_SENT).and_then(|mut s| {
                     s.execute(params![
                         user,
                         (at_ms / 3_600_000) as i64,
-                        *recipients as i64
+                        *recipients as i64,
+                        *messages as i64
                     ])
                 }),
                 ActivityEvent::Signal(g) => tx.prepare_cached(SQLITE_SIGNAL).and_then(|mut s| {
@@ -210,7 +229,7 @@ impl ActivityStore for SqliteStore {
         self.conn()
             .execute(
                 SQLITE_SENT,
-                params![user, (at_ms / 3_600_000) as i64, recipients as i64],
+                params![user, (at_ms / 3_600_000) as i64, recipients as i64, 1i64],
             )
             .map(|_| ())
             .map_err(unavailable)
@@ -457,11 +476,13 @@ mod tests {
         batch.push(ActivityEvent::Sent {
             user: "alice".into(),
             at_ms: 3_600_000,
+            messages: 1,
             recipients: 2,
         });
         batch.push(ActivityEvent::Sent {
             user: "alice".into(),
             at_ms: 3_600_001,
+            messages: 1,
             recipients: 3,
         });
         batch.push(ActivityEvent::Signal(SignalRecord {

@@ -74,12 +74,13 @@ impl ActivityStore for PostgresStore {
                     ActivityEvent::Sent {
                         user,
                         at_ms,
+                        messages,
                         recipients,
                     } => tx.execute(
-                        "INSERT INTO sent_hourly (\"user\", hour, messages, recipients) VALUES ($1, $2, 1, $3)
-                         ON CONFLICT (\"user\", hour) DO UPDATE SET messages = sent_hourly.messages + 1,
+                        "INSERT INTO sent_hourly (\"user\", hour, messages, recipients) VALUES ($1, $2, $4, $3)
+                         ON CONFLICT (\"user\", hour) DO UPDATE SET messages = sent_hourly.messages + $4,
                          recipients = sent_hourly.recipients + $3",
-                        &[user, &((at_ms / 3_600_000) as i64), &(*recipients as i64)],
+                        &[user, &((at_ms / 3_600_000) as i64), &(*recipients as i64), &(*messages as i64)],
                     )?,
                     ActivityEvent::Signal(s) => tx.execute(
                         "INSERT INTO signals (\"user\", at_ms, signal, answer, detail) VALUES ($1, $2, $3, $4, $5)",

@@ -90,11 +90,41 @@ fn write_batches(store: &dyn ActivityStore, queue: &Receiver<ActivityEvent>) {
                 Err(_) => break,
             }
         }
+        merge_sent(&mut batch);
         if let Err(error) = store.record_batch(&batch) {
             tracing::warn!(%error, events = batch.len(), "could not record activity in the history");
         }
         batch.clear();
         std::thread::sleep(LINGER);
+    }
+}
+
+/// Folds the batch's `Sent` events of one user and hour into one (the
+/// store adds them to the same row anyway): one upsert per sender and
+/// batch instead of one per message. Other events keep their order.
+fn merge_sent(batch: &mut Vec<ActivityEvent>) {
+    let mut sums: std::collections::HashMap<(String, u64), (u64, u64)> = Default::default();
+    batch.retain(|event| match event {
+        ActivityEvent::Sent {
+            user,
+            at_ms,
+            messages,
+            recipients,
+        } => {
+            let sum = sums.entry((user.clone(), at_ms / 3_600_000)).or_default();
+            sum.0 += messages;
+            sum.1 += recipients;
+            false
+        }
+        _ => true,
+    });
+    for ((user, hour), (messages, recipients)) in sums {
+        batch.push(ActivityEvent::Sent {
+            user,
+            at_ms: hour * 3_600_000,
+            messages,
+            recipients,
+        });
     }
 }
 
@@ -113,6 +143,50 @@ mod tests {
             mechanism: "PLAIN".into(),
             result: "accepted".into(),
         })
+    }
+
+    #[test]
+    fn sent_messages_of_a_batch_are_one_row_update_per_user_and_hour() {
+        let sent = |user: &str, at_ms, recipients| ActivityEvent::Sent {
+            user: user.into(),
+            at_ms,
+            messages: 1,
+            recipients,
+        };
+        let mut batch = vec![
+            sent("alice", 3_600_000, 2),
+            login(1),
+            sent("alice", 3_600_999, 3),
+            sent("bob", 3_600_000, 1),
+            sent("alice", 7_200_000, 1),
+        ];
+        merge_sent(&mut batch);
+        assert_eq!(batch[0], login(1));
+        let mut rest: Vec<_> = batch[1..].to_vec();
+        rest.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(
+            rest,
+            vec![
+                ActivityEvent::Sent {
+                    user: "alice".into(),
+                    at_ms: 3_600_000,
+                    messages: 2,
+                    recipients: 5
+                },
+                ActivityEvent::Sent {
+                    user: "alice".into(),
+                    at_ms: 7_200_000,
+                    messages: 1,
+                    recipients: 1
+                },
+                ActivityEvent::Sent {
+                    user: "bob".into(),
+                    at_ms: 3_600_000,
+                    messages: 1,
+                    recipients: 1
+                },
+            ]
+        );
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub(crate) async fn serve<S>(
         // Read before the ban check at connect: a ban made after it
         // changes the generation, and the next command looks again.
         bans_seen: AtomicU64::new(shared.auth.defence().limiter().ban_generation()),
+        texts: std::sync::OnceLock::new(),
     };
     // Bans and per-address limits, before the greeting (and before any TLS
     // work). The slot counts this connection until it ends. Not for the

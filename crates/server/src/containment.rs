@@ -659,6 +659,7 @@ impl Containment {
             history.record(ActivityEvent::Sent {
                 user: who.authn.clone(),
                 at_ms: Timestamp::now().millis(),
+                messages: 1,
                 recipients: recipients as u64,
             });
         }

@@ -35,6 +35,35 @@ pub(crate) struct Peer {
     /// The limiter's ban generation when this connection's address was
     /// last checked (see `Defence::banned_since`).
     pub bans_seen: AtomicU64,
+    /// The addresses as text, made at the first message and kept for the
+    /// connection's others (formatting an address costs more than a copy).
+    pub texts: std::sync::OnceLock<PeerTexts>,
+}
+
+/// A connection's addresses as every message's metadata writes them.
+#[derive(Debug)]
+pub(crate) struct PeerTexts {
+    /// The client's IP.
+    pub ip: String,
+    /// `ip:port`, `[ip]:port` for IPv6.
+    pub addr: String,
+    /// Where it connected, `ip:port` (empty when unknown).
+    pub local: String,
+}
+
+impl Peer {
+    /// [`PeerTexts`] of this connection.
+    pub(crate) fn texts(&self) -> &PeerTexts {
+        self.texts.get_or_init(|| PeerTexts {
+            ip: self.client.ip().to_string(),
+            // Without an IPv6 scope id, as the XCLIENT form below has none.
+            addr: match self.client {
+                SocketAddr::V4(a) => a.to_string(),
+                SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            },
+            local: self.local.map(|a| a.to_string()).unwrap_or_default(),
+        })
+    }
 }
 
 /// What a front end knows about the client of one request.

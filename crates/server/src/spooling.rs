@@ -58,7 +58,7 @@ pub(crate) async fn spool(
         declared_size: message.envelope.params.size,
         helo: Some(helo.clone()),
         client_addr,
-        server_addr: peer.local.map(|a| a.to_string()).unwrap_or_default(),
+        server_addr: peer.texts().local.clone(),
         listener: peer.listener.clone(),
         tls: session_tls.map(|t| TlsMeta {
             version: t.version.clone(),
@@ -104,6 +104,15 @@ pub(crate) async fn spool(
 /// give falls back to the connection's), else of the TCP peer.
 fn client_of(peer: &Peer, message: &Message) -> (String, String, String) {
     let x = message.xclient.as_ref();
+    if x.is_none_or(|x| x.addr.is_none() && x.port.is_none()) {
+        let texts = peer.texts();
+        let helo = x.and_then(|x| x.helo.clone());
+        return (
+            texts.ip.clone(),
+            texts.addr.clone(),
+            helo.unwrap_or_else(|| message.helo.clone()),
+        );
+    }
     let ip = x
         .and_then(|x| x.addr.clone())
         .unwrap_or_else(|| peer.client.ip().to_string());
