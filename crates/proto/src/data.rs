@@ -57,6 +57,10 @@ enum At {
     /// Saw `CR` (kept) inside a line.
     Cr,
 }
+
+/// What a message's buffer starts with.
+const FIRST_RESERVE: usize = 8 * 1024;
+
 /// A DATA receiver with a fixed size limit.
 #[derive(Debug)]
 pub struct DataReceiver {
@@ -163,6 +167,12 @@ impl DataReceiver {
             self.too_big = true;
             self.body = Vec::new();
             return;
+        }
+        if self.body.capacity() == 0 {
+            // One allocation for most messages instead of a doubling
+            // series from a few bytes.
+            self.body
+                .reserve(bytes.len().max(FIRST_RESERVE).min(self.max_size));
         }
         self.body.extend_from_slice(bytes);
     }

@@ -524,10 +524,17 @@ fn sender(peer: &Peer, session: &Session) -> Option<Sender> {
         }
         (None, None) => return None,
     };
+    // The client as `facts` names it, without making all the facts.
+    let xclient = session.xclient();
+    let (client, _) = crate::peer::named_client(
+        peer.client,
+        xclient.and_then(|x| x.addr.as_deref()),
+        xclient.and_then(|x| x.port.as_deref()),
+    );
     Some(Sender {
         authn,
         authz,
-        ip: facts(peer, session).client_ip(),
+        ip: client.ip(),
         user_data: peer.meta.user_data(),
     })
 }
