@@ -184,7 +184,11 @@ const SQLITE_LOGIN: &str =
 
 impl ActivityStore for SqliteStore {
     fn record_batch(&self, events: &[ActivityEvent]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        // On the version connection: see `SqliteStore::version_conn`.
+        let mut conn = self
+            .version_conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let tx = conn.transaction().map_err(unavailable)?;
         for event in events {
             let written = match event {
@@ -464,6 +468,22 @@ mod tests {
         };
         store.record_signal(&signal).unwrap();
         assert_eq!(store.signals("alice", 5).unwrap(), vec![signal]);
+    }
+
+    #[test]
+    fn the_history_does_not_change_the_version_user_records_are_cached_under() {
+        use crate::{CredentialStore, UserAdmin};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("users.sqlite")).expect("opens");
+        let before = store.version().unwrap();
+        store
+            .record_batch(&[ActivityEvent::Login(login("alice", 1, "accepted"))])
+            .unwrap();
+        assert_eq!(store.version().unwrap(), before, "history written");
+        assert_eq!(store.logins("alice", 5).unwrap().len(), 1);
+        let pw = portcullis_sasl::Secret::from("pw");
+        store.add_user("bob", &pw, false).unwrap();
+        assert_ne!(store.version().unwrap(), before, "a user added");
     }
 
     #[test]

@@ -106,9 +106,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A [`CredentialStore`] and [`UserAdmin`] over one SQLite file.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    /// Only asks `PRAGMA data_version`, which changes when another
-    /// connection (the lookup one, or the CLI's) commits.
-    version_conn: Mutex<Connection>,
+    /// Asks `PRAGMA data_version`, which changes when another connection
+    /// (the lookup one, or the CLI's) commits; and writes the activity
+    /// history in batches ([`ActivityStore::record_batch`]): a commit on
+    /// this connection does not change the version it reads, so the
+    /// history, written several times a second, does not make every
+    /// cached user record stale (a server with many users would otherwise
+    /// read each login's record from the database again).
+    ///
+    /// [`ActivityStore::record_batch`]: crate::activity::ActivityStore::record_batch
+    pub(crate) version_conn: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteStore {
