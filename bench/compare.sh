@@ -80,8 +80,11 @@ for key, label, rate, _ in scenarios:
 cold, rate = ours_json("g"), ours_json("hash-rate")
 if cold and rate and rate.get("hashes_per_s"):
     r = cold["sessions_per_s"] / rate["hashes_per_s"]
-    row("cold logins, distinct users, /s (vs argon2id hashes/s)",
-        f'{rate["hashes_per_s"]:.1f} (hashes)', f'{cold["sessions_per_s"]:.1f}', f"{r:.2f}", ">= 0.9", r >= 0.9)
+    repeated = cold["sessions"] > cold["users"]
+    row("cold logins, distinct users, /s (vs argon2id hashes/s)"
+        + (f' (INVALID: {cold["sessions"]} sessions for {cold["users"]} users)' if repeated else ""),
+        f'{rate["hashes_per_s"]:.1f} (hashes)', f'{cold["sessions_per_s"]:.1f}', f"{r:.2f}", ">= 0.9",
+        r >= 0.9 and not repeated)
 many, floor_auth = ours_json("h"), median("floor", "auth", "sessions_per_s")
 if many and floor_auth:
     r = many["sessions_per_s"] / floor_auth

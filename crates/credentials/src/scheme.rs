@@ -258,9 +258,9 @@ fn verify_argon2(phc: &str, password: &Secret) -> Result<Verification, SchemeErr
 
 /// Spare argon2 working memory (19 MiB each with the default parameters),
 /// kept for the next verification instead of being returned to the
-/// system: with a 1 MiB mmap threshold (glibc's, once fixed) every
-/// verification otherwise maps, faults in and unmaps its memory, which
-/// cost about a fifth of the hash rate. A buffer is kept only while
+/// system: the server's allocator gives freed memory back at once, so
+/// every verification would otherwise map, fault in and unmap its
+/// memory, which cost about a fifth of the hash rate. A buffer is kept only while
 /// another verification is running (a burst of first logins, where the
 /// reuse pays), at most one per CPU; the last verification of a burst
 /// frees them all, so an idle server holds none. The blocks hold
