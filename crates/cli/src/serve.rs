@@ -49,9 +49,8 @@ pub fn run(config: Config, reload_config: ConfigLoader) -> Result<ExitCode> {
     warn_if_shared(&config.data_dir);
     portcullis_server::private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let store = crate::stores::open(&config)?;
     // Before the runtime: the PostgreSQL client blocks on its own.
-    let activity = crate::stores::open_activity(&config)?;
+    let (store, activity) = crate::stores::open_with_activity(&config)?;
     let spool = Arc::new(Spool::open(&config.spool_dir).context("opening the spool")?);
     let tls = tls::setup(
         &config.tls,

@@ -82,12 +82,28 @@ pub fn open_admin(config: &Config) -> Result<Box<dyn UserAdmin>> {
     })
 }
 
+/// The activity store, where there is one.
+pub type Activity = Option<Arc<dyn portcullis_credentials::activity::ActivityStore>>;
+
+/// The credential store and the activity store of `serve`. With SQLite
+/// one store serves both: the history it writes (on the connection whose
+/// `data_version` it reads, see `SqliteStore`) then does not look like a
+/// change to the users. From a second store each history batch would be
+/// another connection's commit, making every cached user record stale ten
+/// times a second: measured, most logins of a many-user server went back
+/// to the database.
+pub fn open_with_activity(config: &Config) -> Result<(Arc<dyn CredentialStore>, Activity)> {
+    if let UserBackend::Sqlite { path } = &config.users {
+        let store = Arc::new(open_sqlite(path)?);
+        return Ok((store.clone(), Some(store)));
+    }
+    Ok((open(config)?, open_activity(config)?))
+}
+
 /// Where the login history, suspensions and per-user sending limits live:
 /// the user database (SQLite, or PostgreSQL with our own `users` table),
 /// in tables of their own. `None` for other backends.
-pub fn open_activity(
-    config: &Config,
-) -> Result<Option<Arc<dyn portcullis_credentials::activity::ActivityStore>>> {
+pub fn open_activity(config: &Config) -> Result<Activity> {
     Ok(match &config.users {
         UserBackend::Sqlite { path } => Some(Arc::new(open_sqlite(path)?)),
         UserBackend::Postgres {
