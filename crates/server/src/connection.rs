@@ -108,7 +108,7 @@ pub(crate) async fn serve<S>(
         }
     };
     let conn = ConnectionInfo {
-        client_ip: client.ip().to_string(),
+        client_ip: portcullis_limits::ip_text(client.ip()),
         session_id: format!("{:016x}", rand::random::<u64>()),
         // The trust check is ours; what XCLIENT means is the session's.
         xclient_trusted: listener

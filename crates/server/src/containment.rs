@@ -511,7 +511,7 @@ impl Containment {
         let mut login = LoginRecord {
             user: authn_id.to_string(),
             at_ms: now.millis(),
-            address: ip.to_string(),
+            address: portcullis_limits::ip_text(ip),
             mechanism: mechanism.to_string(),
             result: "accepted".into(),
         };
@@ -611,7 +611,7 @@ impl Containment {
         self.record(LoginRecord {
             user: user.to_string(),
             at_ms: Timestamp::now().millis(),
-            address: ip.to_string(),
+            address: portcullis_limits::ip_text(ip),
             mechanism: mechanism.to_string(),
             result: "rejected".into(),
         });

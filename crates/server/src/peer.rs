@@ -55,7 +55,7 @@ impl Peer {
     /// [`PeerTexts`] of this connection.
     pub(crate) fn texts(&self) -> &PeerTexts {
         self.texts.get_or_init(|| PeerTexts {
-            ip: self.client.ip().to_string(),
+            ip: portcullis_limits::ip_text(self.client.ip()),
             // Without an IPv6 scope id, as the XCLIENT form below has none.
             addr: match self.client {
                 SocketAddr::V4(a) => a.to_string(),
