@@ -6,7 +6,8 @@
 //! are missing). This cache keeps the record, tagged with the store's
 //! version (`CredentialStore::version`: SQLite's `data_version`, which
 //! changes whenever anyone commits, this process or `portcullis user` in
-//! another). A background poll reads the version every
+//! another; except the login history, which the store writes on the
+//! connection that reads the version, so that it does not count). A background poll reads the version every
 //! [`VERSION_POLL`]; a record tagged with an older version is never
 //! returned. So a `user passwd` or `user del` takes effect within one poll,
 //! and a login whose record and password are both cached is decided on

@@ -137,10 +137,12 @@ fn read_import(file: &std::path::Path, config: &Config) -> Result<Vec<(String, S
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
         }
     };
-    let mut users = Vec::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut users: Vec<(String, Secret)> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
         let Some((name, password)) = line.split_once(['\t', ':']) else {
@@ -151,6 +153,14 @@ fn read_import(file: &std::path::Path, config: &Config) -> Result<Vec<(String, S
         }
         let name = canonical_name(config, name, true)
             .with_context(|| format!("{} line {}", file.display(), number + 1))?;
+        // Two lines for one user would race (hashed at once, either stored).
+        if let Some(first) = seen.insert(name.clone(), number + 1) {
+            bail!(
+                "{} line {}: {name} again (first on line {first})",
+                file.display(),
+                number + 1
+            );
+        }
         users.push((name, Secret::from(password.to_string())));
     }
     Ok(users)

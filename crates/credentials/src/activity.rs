@@ -78,9 +78,10 @@ pub enum ActivityEvent {
 
 /// Per-identity state kept beside the credentials.
 pub trait ActivityStore: Send + Sync + 'static {
-    /// Writes `events` together: one transaction where the store has them,
-    /// so a busy server pays one commit per batch, not one per login.
-    /// Either all are written or the error says none were.
+    /// Writes `events` together: one transaction where the store has them
+    /// (SQLite, PostgreSQL: either all are written or the error says none
+    /// were), so a busy server pays one commit per batch, not one per
+    /// login. This default writes them one by one and may stop halfway.
     fn record_batch(&self, events: &[ActivityEvent]) -> Result<(), StoreError> {
         for event in events {
             match event {
@@ -173,6 +174,9 @@ pub(crate) fn sqlite_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
 fn unavailable(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("activity: {e}"))
 }
+
+/// Logins deleted in one statement when the history is pruned.
+const PRUNE_CHUNK: usize = 5000;
 
 const SQLITE_SENT: &str =
     "INSERT INTO sent_hourly (user, hour, messages, recipients) VALUES (?1, ?2, ?4, ?3)
@@ -324,17 +328,40 @@ impl ActivityStore for SqliteStore {
     }
 
     fn prune_logins(&self, before_ms: u64) -> Result<usize, StoreError> {
-        let conn = self.conn();
+        // On the history's connection (no change of the version user
+        // records are cached under), and in chunks with the lock let go
+        // between them: an hour of a busy server's logins is a long
+        // delete, and the version poll waits for this connection.
+        let version_conn = || {
+            self.version_conn
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
         let before = before_ms as i64;
-        conn.execute("DELETE FROM signals WHERE at_ms < ?1", params![before])
+        {
+            let conn = version_conn();
+            conn.execute("DELETE FROM signals WHERE at_ms < ?1", params![before])
+                .map_err(unavailable)?;
+            conn.execute(
+                "DELETE FROM sent_hourly WHERE hour < ?1",
+                params![before / 3_600_000],
+            )
             .map_err(unavailable)?;
-        conn.execute(
-            "DELETE FROM sent_hourly WHERE hour < ?1",
-            params![before / 3_600_000],
-        )
-        .map_err(unavailable)?;
-        conn.execute("DELETE FROM logins WHERE at_ms < ?1", params![before])
-            .map_err(unavailable)
+        }
+        let mut pruned = 0;
+        loop {
+            let deleted = version_conn()
+                .execute(
+                    "DELETE FROM logins WHERE rowid IN
+                     (SELECT rowid FROM logins WHERE at_ms < ?1 LIMIT ?2)",
+                    params![before, PRUNE_CHUNK as i64],
+                )
+                .map_err(unavailable)?;
+            pruned += deleted;
+            if deleted < PRUNE_CHUNK {
+                return Ok(pruned);
+            }
+        }
     }
 
     fn set_suspension(&self, user: &str, s: Option<&Suspension>) -> Result<(), StoreError> {

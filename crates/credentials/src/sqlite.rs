@@ -103,6 +103,9 @@ pub(crate) const LOOKUP_COLUMNS: &str =
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The same, for the history's writes (see `SqliteStore::open`).
+const HISTORY_BUSY_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// A [`CredentialStore`] and [`UserAdmin`] over one SQLite file.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -138,8 +141,13 @@ impl SqliteStore {
         migrate(&conn).map_err(|e| sql_error(path, e))?;
         crate::activity::sqlite_schema(&conn).map_err(|e| sql_error(path, e))?;
         let version_conn = Connection::open(path).map_err(|e| sql_error(path, e))?;
+        // Short: while it waits for another process's write lock (to
+        // write the history), the version poll waits for it, and a
+        // `user passwd` meanwhile would be noticed that much later. A
+        // history batch that cannot get the lock in time is dropped (and
+        // logged), not retried.
         version_conn
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(HISTORY_BUSY_TIMEOUT)
             .map_err(|e| sql_error(path, e))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),

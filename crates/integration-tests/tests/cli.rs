@@ -342,6 +342,17 @@ fn user_import_adds_many_users_that_log_in_and_leaves_existing_ones() {
     result.assert_reply("u2", "235 2.7.0");
     result.assert_reply("u3", "235 2.7.0");
     result.assert_reply("alice", "535 5.7.8");
+    let twice = run_with_stdin(
+        &server,
+        &["user", "import", "-"],
+        "  # indented comment\nu8:a\nu8:b\n",
+    );
+    assert!(!twice.status.success(), "{}", describe(&twice));
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("line 3: u8 again (first on line 2)"),
+        "{}",
+        describe(&twice)
+    );
     let bad = run_with_stdin(&server, &["user", "import", "-"], "u9 no separator\n");
     assert!(!bad.status.success(), "{}", describe(&bad));
     assert!(

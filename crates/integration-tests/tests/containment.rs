@@ -380,6 +380,12 @@ fn many_networks_defers_new_addresses_spares_the_known_one_and_posts_a_signed_we
         &["signal=\"many_networks\"", "answer=\"defer\""],
         "1"
     ));
+    // The history is written in batches, at most a tenth of a second
+    // behind.
+    wait_until(&server, "the history", Duration::from_secs(10), || {
+        let activity = cli(&server, &["user", "activity", "alice"]);
+        activity.contains("many_networks") && activity.contains("127.0.2.1")
+    });
     let activity = cli(&server, &["user", "activity", "alice"]);
     assert!(
         activity.contains("many_networks  answer=defer"),

@@ -16,14 +16,17 @@
 //! is slower than the events (the queue is full), events are dropped and
 //! counted in the log rather than held in memory without bound.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use portcullis_credentials::activity::{ActivityEvent, ActivityStore};
 
-/// Events waiting for the writer at most (about 200 bytes each).
-const QUEUE: usize = 32 * 1024;
+/// Events waiting for the writer at most. The channel's slots (about a
+/// hundred bytes each) are allocated when it is made: this bound is also
+/// memory held from the start.
+const QUEUE: usize = 8 * 1024;
 
 /// Events written in one transaction at most.
 const MAX_BATCH: usize = 4096;
@@ -32,13 +35,17 @@ const MAX_BATCH: usize = 4096;
 /// microseconds, so without it the writer would wake for nearly every
 /// event and commit batches of one; with it a busy server commits at most
 /// ten times a second, and the history is at most this much behind.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+const LINGER: Duration = Duration::from_millis(100);
 
 /// Hands events to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct ActivityLog {
     events: SyncSender<ActivityEvent>,
     dropped: Arc<AtomicU64>,
+    /// Set by [`ActivityLog::finish`]: write what is queued, then end.
+    stopping: Arc<AtomicBool>,
+    /// Told when the writer has ended.
+    ended: Arc<Mutex<Option<Receiver<()>>>>,
 }
 
 impl ActivityLog {
@@ -46,9 +53,15 @@ impl ActivityLog {
     /// after writing what was queued.
     pub(crate) fn start(store: Arc<dyn ActivityStore>) -> ActivityLog {
         let (events, queue) = sync_channel(QUEUE);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tell_ended, ended) = sync_channel(1);
+        let stop = stopping.clone();
         let spawned = std::thread::Builder::new()
             .name("portcullis-activity".into())
-            .spawn(move || write_batches(&*store, &queue));
+            .spawn(move || {
+                write_batches(&*store, &queue, &stop);
+                let _ = tell_ended.send(());
+            });
         if let Err(error) = spawned {
             // The receiver is gone with the closure: every record is
             // dropped (and counted), the server keeps running.
@@ -57,6 +70,21 @@ impl ActivityLog {
         ActivityLog {
             events,
             dropped: Arc::default(),
+            stopping,
+            ended: Arc::new(Mutex::new(Some(ended))),
+        }
+    }
+
+    /// At shutdown: the writer writes what is queued and ends; waits for
+    /// that at most `limit` (a store that does not answer must not hold
+    /// the exit).
+    pub(crate) fn finish(&self, limit: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(ended) = ended {
+            if ended.recv_timeout(limit).is_err() {
+                tracing::warn!("the activity history was not all written before the exit");
+            }
         }
     }
 
@@ -77,12 +105,23 @@ impl ActivityLog {
     }
 }
 
-/// The writer: blocks for the first event, takes every event queued
+/// The writer: waits for the first event, takes every event queued
 /// meanwhile (up to [`MAX_BATCH`]), writes them in one transaction, then
-/// lingers (a lone event is written at once; the next batch waits).
-fn write_batches(store: &dyn ActivityStore, queue: &Receiver<ActivityEvent>) {
+/// lingers (a lone event is written at once; the next batch waits), unless
+/// the batch was full (a backlog is written without a pause) or the server
+/// is stopping (then it ends once the queue is empty).
+fn write_batches(
+    store: &dyn ActivityStore,
+    queue: &Receiver<ActivityEvent>,
+    stopping: &AtomicBool,
+) {
     let mut batch = Vec::with_capacity(64);
-    while let Ok(first) = queue.recv() {
+    loop {
+        let first = match queue.recv_timeout(LINGER) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) if !stopping.load(Ordering::Acquire) => continue,
+            Err(_) => return,
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -90,12 +129,15 @@ fn write_batches(store: &dyn ActivityStore, queue: &Receiver<ActivityEvent>) {
                 Err(_) => break,
             }
         }
+        let full = batch.len() == MAX_BATCH;
         merge_sent(&mut batch);
         if let Err(error) = store.record_batch(&batch) {
             tracing::warn!(%error, events = batch.len(), "could not record activity in the history");
         }
         batch.clear();
-        std::thread::sleep(LINGER);
+        if !full && !stopping.load(Ordering::Acquire) {
+            std::thread::sleep(LINGER);
+        }
     }
 }
 
@@ -133,7 +175,7 @@ mod tests {
     use super::*;
     use portcullis_credentials::activity::LoginRecord;
     use portcullis_credentials::sqlite::SqliteStore;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     fn login(i: u64) -> ActivityEvent {
         ActivityEvent::Login(LoginRecord {
@@ -203,6 +245,21 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(log.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn what_is_queued_at_shutdown_is_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(SqliteStore::open(&dir.path().join("u.sqlite")).expect("opens"));
+        let log = ActivityLog::start(store.clone());
+        log.record(login(1));
+        // The writer lingers after its first batch: these wait for it.
+        std::thread::sleep(Duration::from_millis(20));
+        for i in 2..=100 {
+            log.record(login(i));
+        }
+        log.finish(Duration::from_secs(10));
+        assert_eq!(store.logins("alice", 1000).unwrap().len(), 100);
     }
 
     /// A store that never answers: the queue fills, the rest is dropped

@@ -272,6 +272,13 @@ impl Containment {
         }
     }
 
+    /// At shutdown: writes the history still queued (waits `limit` at most).
+    pub(crate) fn finish_history(&self, limit: Duration) {
+        if let Some(history) = &self.history {
+            history.finish(limit);
+        }
+    }
+
     /// Lets `portcullis_identity_suspect` of `policy` hear each signal.
     pub(crate) fn set_policy(&self, policy: Arc<Policy>) {
         let _ = self.policy.set(policy);

@@ -507,6 +507,13 @@ impl Server {
             };
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), last_words).await;
         }
+        // The sessions are over: the history they left is written before
+        // the exit (off the async workers; bounded, as a store may hang).
+        let containment = self.shared.containment.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            containment.finish_history(std::time::Duration::from_secs(5))
+        })
+        .await;
     }
 }
 
