@@ -79,8 +79,10 @@ fn an_io_error_names_its_cause_once() {
 #[test]
 fn a_taken_port_is_said_once_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    // Taken by binding port 0: no window for a parallel test to take it
+    // between a probe and the bind.
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = _taken.local_addr().expect("bound").port();
     let config = dir.path().join("portcullis.toml");
     std::fs::write(
         &config,
