@@ -220,7 +220,7 @@ impl Limiter {
             }
             if self.config.max_connection_rate > 0 {
                 let counter = [Counter {
-                    key: format!("conn:{ip}"),
+                    key: ip_key("conn:", ip, None),
                     window: self.config.connection_rate_window,
                 }];
                 let rate = self.hit(&counter, now).await[0];
@@ -229,7 +229,7 @@ impl Limiter {
                 }
             }
         }
-        let keys = [format!("ip:{ip}"), format!("net:{}", network_of(ip))];
+        let keys = [ip_key("ip:", ip, None), ["net:", &network_of(ip)].concat()];
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if !self.config.allowed(ip) {
             let count = |key: &String| open.get(key).copied().unwrap_or(0);
@@ -261,11 +261,11 @@ impl Limiter {
         // nobody to cool down, and "" must not become a user everyone shares.
         if user.is_empty()
             || self.config.allowed(ip)
-            || !self.marked(&format!("cool:{user}"), now).await
+            || !self.marked(&["cool:", &user].concat(), now).await
         {
             return AuthGate::Proceed;
         }
-        if self.marked(&format!("ok:{ip}:{user}"), now).await {
+        if self.marked(&ip_key("ok:", ip, Some(&user)), now).await {
             return AuthGate::Proceed;
         }
         AuthGate::CoolDown
@@ -288,9 +288,9 @@ impl Limiter {
         if self.config.allowed(ip) {
             return Attempt::Proceed(AttemptSlot::enter(&self.in_flight, Vec::new()).0);
         }
-        let mut keys = vec![format!("ip:{ip}")];
+        let mut keys = vec![ip_key("ip:", ip, None)];
         if !user.is_empty() {
-            keys.push(format!("user:{user}"));
+            keys.push(["user:", &user].concat());
         }
         // Enter first, then read the ban, the cool-down and the counts: an
         // attempt counts its failure (and records the ban or cool-down it
@@ -316,7 +316,7 @@ impl Limiter {
         if !user.is_empty()
             && before[1] > 0
             && counts[2] + before[1] >= self.config.user_max_failures
-            && !self.marked(&format!("ok:{ip}:{user}"), now).await
+            && !self.marked(&ip_key("ok:", ip, Some(&user)), now).await
         {
             return Attempt::Saturated;
         }
@@ -372,7 +372,7 @@ impl Limiter {
         }
         if user_count >= self.config.user_max_failures && !user.is_empty() {
             let until = now + self.config.user_cooldown;
-            self.mark(&format!("cool:{user}"), until, now).await;
+            self.mark(&["cool:", &user].concat(), until, now).await;
             verdict.cooldown = true;
         }
         if address >= self.config.ban_after && !self.config.allowed(ip) {
@@ -409,7 +409,7 @@ impl Limiter {
     /// Remembers that `ip` logged in as `user`: it is exempt from that
     /// user's cool-down for `trusted_for`. A success is never delayed.
     pub async fn auth_succeeded(&self, ip: IpAddr, user: &str, now: Timestamp) {
-        let key = format!("ok:{}:{}", canonical(ip), user.to_lowercase());
+        let key = ip_key("ok:", canonical(ip), Some(&user.to_lowercase()));
         self.mark(&key, now + self.config.trusted_for, now).await;
     }
 
@@ -534,12 +534,45 @@ impl Limiter {
 }
 
 /// Address, network, user and (address, user), in that order.
+/// A counter's or a mark's key: `prefix`, the address (as
+/// [`crate::net::ip_text`] writes it), then `:user` when given; what
+/// `format!("{prefix}{ip}:{user}")` writes, without the formatting
+/// machinery (a login builds several of these keys).
+fn ip_key(prefix: &str, ip: IpAddr, user: Option<&str>) -> String {
+    let mut key = String::with_capacity(prefix.len() + 16 + user.map_or(0, |u| u.len() + 1));
+    key.push_str(prefix);
+    crate::net::push_ip(&mut key, ip);
+    if let Some(user) = user {
+        key.push(':');
+        key.push_str(user);
+    }
+    key
+}
+
 fn failure_counters(ip: IpAddr, user: &str, window: Duration) -> [Counter; 4] {
     let counter = |key: String| Counter { key, window };
     [
-        counter(format!("fail:ip:{ip}")),
-        counter(format!("fail:net:{}", network_of(ip))),
-        counter(format!("fail:user:{user}")),
-        counter(format!("fail:pair:{ip}:{user}")),
+        counter(ip_key("fail:ip:", ip, None)),
+        counter(["fail:net:", &network_of(ip)].concat()),
+        counter(["fail:user:", user].concat()),
+        counter(ip_key("fail:pair:", ip, Some(user))),
     ]
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_what_format_writes() {
+        for ip in ["192.0.2.1", "10.200.30.4", "2001:db8::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_key("ip:", ip, None), format!("ip:{ip}"));
+            assert_eq!(ip_key("ok:", ip, Some("alice")), format!("ok:{ip}:alice"));
+            assert_eq!(
+                ip_key("fail:pair:", ip, Some("")),
+                format!("fail:pair:{ip}:")
+            );
+        }
+    }
 }

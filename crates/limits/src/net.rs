@@ -24,10 +24,19 @@ pub fn network_of(ip: IpAddr) -> String {
 /// and a session writes its client's address several times (log fields,
 /// the login history, the networks it is counted in).
 pub fn ip_text(ip: IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else {
-        return ip.to_string();
-    };
     let mut text = String::with_capacity(15);
+    push_ip(&mut text, ip);
+    text
+}
+
+/// Appends `ip` to `text` as [`ip_text`] writes it.
+pub fn push_ip(text: &mut String, ip: IpAddr) {
+    let IpAddr::V4(v4) = ip else {
+        use std::fmt::Write;
+        // Invariant: writing to a String cannot fail.
+        let _ = write!(text, "{ip}");
+        return;
+    };
     for (i, &octet) in v4.octets().iter().enumerate() {
         if i > 0 {
             text.push('.');
@@ -40,7 +49,6 @@ pub fn ip_text(ip: IpAddr) -> String {
         }
         text.push(char::from(b'0' + octet % 10));
     }
-    text
 }
 
 fn mask_v4(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
@@ -61,4 +69,40 @@ fn mask_v6(ip: Ipv6Addr, prefix: u8) -> Ipv6Addr {
         u128::MAX << (128 - prefix)
     };
     Ipv6Addr::from(bits & mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        for octet in 0..=255u8 {
+            for v4 in [
+                Ipv4Addr::new(octet, 0, 0, 1),
+                Ipv4Addr::new(10, octet, 99, 100),
+                Ipv4Addr::new(192, 0, octet, 255),
+                Ipv4Addr::new(255, 9, 10, octet),
+            ] {
+                assert_eq!(ip_text(IpAddr::V4(v4)), v4.to_string());
+            }
+        }
+        for v6 in ["::1", "2001:db8::1", "::ffff:192.0.2.1", "fe80::1:2:3:4"] {
+            let ip: IpAddr = v6.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn networks_are_the_24_and_the_64() {
+        assert_eq!(network_of("192.0.2.77".parse().unwrap()), "192.0.2.0/24");
+        assert_eq!(
+            network_of("::ffff:192.0.2.77".parse().unwrap()),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            network_of("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::/64"
+        );
+    }
 }

@@ -218,7 +218,7 @@ impl Reply {
 
     /// The `220` greeting. RFC 2034 gives greetings no enhanced code.
     pub fn greeting(hostname: &str) -> Reply {
-        Reply::new(220, None, format!("{hostname} ESMTP portcullis"))
+        Reply::new(220, None, [hostname, " ESMTP portcullis"].concat())
     }
 
     /// The `250` answer to HELO.
@@ -236,9 +236,13 @@ impl Reply {
     }
 
     /// The multi-line `250` answer to EHLO: our name, then one keyword per line.
-    pub fn ehlo(hostname: &str, client_name: &str, keywords: Vec<String>) -> Reply {
-        let mut lines = vec![Cow::Owned(format!("{hostname} greets {client_name}"))];
-        lines.extend(keywords.into_iter().map(Cow::Owned));
+    pub fn ehlo(
+        hostname: &str,
+        client_name: &str,
+        keywords: impl IntoIterator<Item = Cow<'static, str>>,
+    ) -> Reply {
+        let mut lines = vec![Cow::Owned([hostname, " greets ", client_name].concat())];
+        lines.extend(keywords);
         Reply {
             code: 250,
             status: None,

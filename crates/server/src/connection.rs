@@ -109,7 +109,8 @@ pub(crate) async fn serve<S>(
     };
     let conn = ConnectionInfo {
         client_ip: portcullis_limits::ip_text(client.ip()),
-        session_id: format!("{:016x}", rand::random::<u64>()),
+        // 16 hex digits, as `{:016x}` writes them, without `fmt`.
+        session_id: hex::encode(rand::random::<u64>().to_be_bytes()),
         // The trust check is ours; what XCLIENT means is the session's.
         xclient_trusted: listener
             .xclient_trusted
@@ -272,7 +273,7 @@ where
                 pace.wants_input(line_done, session.receiving_data(), Instant::now());
                 if *stopping.borrow() && !session.in_transaction() {
                     session.abort(Reply::shutting_down(), &mut out);
-                    return close(stream, &mut out, shared).await;
+                    return close(stream, &mut out, session, shared).await;
                 }
                 flush(stream, &mut out, shared).await?;
                 if session.receiving_data() {
@@ -405,7 +406,7 @@ where
             Some(Effect::Close) => Flow::Close,
         };
         if flow == Flow::Close {
-            return close(stream, &mut out, shared).await;
+            return close(stream, &mut out, session, shared).await;
         }
     }
 }
@@ -580,15 +581,21 @@ async fn banned_since(peer: &Peer, session: &Session, shared: &Shared) -> Option
     reply
 }
 
-/// Writes the last replies and closes the stream (TLS: with a
-/// close_notify), each step bounded by the idle timeout.
+/// Writes the last replies and ends the session, each step bounded by the
+/// idle timeout. Over TLS the stream is shut down (a close_notify, then
+/// the socket's FIN). In plain text the caller's dropping the stream is
+/// the close: the kernel sends the FIN then, and a `shutdown` before it
+/// would be one more system call per session for nothing.
 async fn close<S: AsyncWrite + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
+    session: &Session,
     shared: &Shared,
 ) -> std::io::Result<Ended> {
     flush(stream, out, shared).await?;
-    let _ = tokio::time::timeout(shared.idle_timeout, stream.shutdown()).await;
+    if session.tls().is_some() {
+        let _ = tokio::time::timeout(shared.idle_timeout, stream.shutdown()).await;
+    }
     Ok(Ended::Closed)
 }
 

@@ -57,7 +57,12 @@ pub(crate) async fn accept_loop(
         tokio::spawn(Box::pin(async move {
             let active = metrics::gauge!(telemetry::CONNECTIONS_ACTIVE);
             active.increment(1.0);
-            let local = stream.local_addr().ok();
+            // The address the client connected to: the listener's, unless
+            // it listens on a wildcard (then a system call asks).
+            let local = match listener.local_addr {
+                Some(bound) if !bound.ip().is_unspecified() => Some(bound),
+                _ => stream.local_addr().ok(),
+            };
             connection::serve(stream, peer, local, &listener, &shared).await;
             active.decrement(1.0);
             drop(permit);

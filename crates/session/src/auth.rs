@@ -49,10 +49,16 @@ pub(crate) fn start(
         Some(Err(_)) => return fail(session, Reply::invalid_base64(), out),
     };
     session.auth_attempts += 1;
-    let challenge = format!(
-        "<{}.{}@{}>",
-        session.conn.session_id, session.auth_attempts, session.config.hostname
-    );
+    // CRAM-MD5's challenge (RFC 2195): unique per attempt. Only it uses
+    // one, so no other mechanism pays for writing it.
+    let challenge = if mechanism == Mechanism::CramMd5 {
+        format!(
+            "<{}.{}@{}>",
+            session.conn.session_id, session.auth_attempts, session.config.hostname
+        )
+    } else {
+        String::new()
+    };
     let context = StartContext {
         unique_challenge: &challenge,
         channel_binding: session.tls.as_ref().map(|tls| &tls.channel_binding),

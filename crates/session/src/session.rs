@@ -1,6 +1,7 @@
 //! The session's state and the dispatcher that routes each input to its
 //! handler. Handlers live beside it: [`crate::auth`] and [`crate::mail`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use portcullis_proto::bdat::{Chunk, ChunkedBody};
@@ -506,34 +507,42 @@ impl Session {
         self.helo = Some(Helo { name, extended });
     }
 
-    fn ehlo_keywords(&self) -> Vec<String> {
+    /// The EHLO keywords. The fixed ones are borrowed and the rest built
+    /// without the formatting machinery: every session says EHLO.
+    fn ehlo_keywords(&self) -> Vec<Cow<'static, str>> {
+        let mut size = String::from("SIZE ");
+        size.push_str(itoa::Buffer::new().format(self.config.max_message_size));
         let mut keywords = vec![
-            "PIPELINING".to_string(),
-            format!("SIZE {}", self.config.max_message_size),
-            "8BITMIME".to_string(),
-            "ENHANCEDSTATUSCODES".to_string(),
-            "SMTPUTF8".to_string(),
-            "CHUNKING".to_string(),
-            "DSN".to_string(),
+            Cow::Borrowed("PIPELINING"),
+            Cow::Owned(size),
+            Cow::Borrowed("8BITMIME"),
+            Cow::Borrowed("ENHANCEDSTATUSCODES"),
+            Cow::Borrowed("SMTPUTF8"),
+            Cow::Borrowed("CHUNKING"),
+            Cow::Borrowed("DSN"),
         ];
         if self.config.starttls && self.tls.is_none() {
-            keywords.push("STARTTLS".to_string());
+            keywords.push(Cow::Borrowed("STARTTLS"));
         }
         if self.auth_offered() {
-            let names: Vec<&str> = self
+            let mut auth = String::from("AUTH");
+            let usable = self
                 .config
                 .mechanisms
                 .iter()
                 .filter(|m| self.mechanism_usable(**m))
                 .map(|m| m.name())
-                .chain(self.config.script_mechanisms.iter().map(String::as_str))
-                .collect();
-            keywords.push(format!("AUTH {}", names.join(" ")));
+                .chain(self.config.script_mechanisms.iter().map(String::as_str));
+            for name in usable {
+                auth.push(' ');
+                auth.push_str(name);
+            }
+            keywords.push(Cow::Owned(auth));
         }
         if self.conn.xclient_trusted {
-            keywords.push(crate::xclient::keyword());
+            keywords.push(Cow::Owned(crate::xclient::keyword()));
         }
-        keywords.push("HELP".to_string());
+        keywords.push(Cow::Borrowed("HELP"));
         keywords
     }
 
