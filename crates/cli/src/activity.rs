@@ -117,8 +117,15 @@ fn activity(store: &dyn ActivityStore, name: &str) -> Result<()> {
     show_limits(store, name)?;
     println!("last logins:");
     for l in store.logins(name, HISTORY_SHOWN)? {
+        // Repeats within a minute are one row (the first login of its
+        // kind has a row of its own, above or below it).
+        let repeats = if l.times > 1 {
+            format!("  x{} until {}", l.times, when(l.last_ms))
+        } else {
+            String::new()
+        };
         println!(
-            "  {}  {}  {}  {}",
+            "  {}  {}  {}  {}{repeats}",
             when(l.at_ms),
             l.address,
             l.mechanism,

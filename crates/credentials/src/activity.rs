@@ -8,7 +8,8 @@
 //!
 //! ```sql
 //! CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
-//!     address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL);
+//!     address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL,
+//!     times INTEGER NOT NULL DEFAULT 1, last_ms INTEGER);
 //! CREATE TABLE sent_hourly (user, hour, messages, recipients);
 //! CREATE TABLE signals (user, at_ms, signal, answer, detail);
 //! CREATE TABLE identity_state (user TEXT PRIMARY KEY NOT NULL,
@@ -23,16 +24,43 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::sqlite::SqliteStore;
 use crate::StoreError;
 
-/// One login attempt.
+/// One login attempt, or the repeats of one folded into a row (the
+/// server writes the first login of a user, address, mechanism and result
+/// in a minute at once, and the rest of that minute's as one row).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginRecord {
     pub user: String,
-    /// Unix milliseconds.
+    /// Unix milliseconds (of the first, for folded repeats).
     pub at_ms: u64,
     pub address: String,
     pub mechanism: String,
     /// `accepted`, `rejected`, `suspended`.
     pub result: String,
+    /// How many logins the row stands for: 1, or the repeats folded.
+    pub times: u64,
+    /// Unix milliseconds of the last of them (`at_ms` for one login).
+    pub last_ms: u64,
+}
+
+impl LoginRecord {
+    /// One login.
+    pub fn one(
+        user: String,
+        at_ms: u64,
+        address: String,
+        mechanism: String,
+        result: String,
+    ) -> Self {
+        LoginRecord {
+            user,
+            at_ms,
+            address,
+            mechanism,
+            result,
+            times: 1,
+            last_ms: at_ms,
+        }
+    }
 }
 
 /// A suspension: AUTH answers `535 5.7.8` until it is lifted.
@@ -168,7 +196,19 @@ pub(crate) fn sqlite_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
             suspended_at_ms INTEGER,
             limits TEXT
         );",
-    )
+    )?;
+    // The columns of folded repeats, added to a table made before them
+    // (its rows are single logins: `times` 1, no `last_ms`).
+    let has_times = conn
+        .prepare("SELECT 1 FROM pragma_table_info('logins') WHERE name = 'times'")?
+        .exists([])?;
+    if !has_times {
+        conn.execute_batch(
+            "ALTER TABLE logins ADD COLUMN times INTEGER NOT NULL DEFAULT 1;
+             ALTER TABLE logins ADD COLUMN last_ms INTEGER;",
+        )?;
+    }
+    Ok(())
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -184,7 +224,8 @@ const SQLITE_SENT: &str =
 const SQLITE_SIGNAL: &str =
     "INSERT INTO signals (user, at_ms, signal, answer, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
 const SQLITE_LOGIN: &str =
-    "INSERT INTO logins (user, at_ms, address, mechanism, result) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO logins (user, at_ms, address, mechanism, result, times, last_ms)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 impl ActivityStore for SqliteStore {
     fn record_batch(&self, events: &[ActivityEvent]) -> Result<(), StoreError> {
@@ -202,7 +243,9 @@ impl ActivityStore for SqliteStore {
                         l.at_ms as i64,
                         l.address,
                         l.mechanism,
-                        l.result
+                        l.result,
+                        l.times as i64,
+                        l.last_ms as i64
                     ])
                 }),
                 ActivityEvent::Sent {
@@ -299,7 +342,15 @@ impl ActivityStore for SqliteStore {
         self.conn()
             .execute(
                 SQLITE_LOGIN,
-                params![l.user, l.at_ms as i64, l.address, l.mechanism, l.result],
+                params![
+                    l.user,
+                    l.at_ms as i64,
+                    l.address,
+                    l.mechanism,
+                    l.result,
+                    l.times as i64,
+                    l.last_ms as i64
+                ],
             )
             .map(|_| ())
             .map_err(unavailable)
@@ -309,7 +360,8 @@ impl ActivityStore for SqliteStore {
         let conn = self.conn();
         let mut statement = conn
             .prepare(
-                "SELECT user, at_ms, address, mechanism, result FROM logins
+                "SELECT user, at_ms, address, mechanism, result, times,
+                        coalesce(last_ms, at_ms) FROM logins
                  WHERE user = ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2",
             )
             .map_err(unavailable)?;
@@ -321,6 +373,8 @@ impl ActivityStore for SqliteStore {
                     address: row.get(2)?,
                     mechanism: row.get(3)?,
                     result: row.get(4)?,
+                    times: row.get::<_, i64>(5)? as u64,
+                    last_ms: row.get::<_, i64>(6)? as u64,
                 })
             })
             .map_err(unavailable)?;
@@ -430,13 +484,42 @@ mod tests {
     use super::*;
 
     fn login(user: &str, at_ms: u64, result: &str) -> LoginRecord {
-        LoginRecord {
-            user: user.into(),
+        LoginRecord::one(
+            user.into(),
             at_ms,
-            address: "192.0.2.1".into(),
-            mechanism: "PLAIN".into(),
-            result: result.into(),
+            "192.0.2.1".into(),
+            "PLAIN".into(),
+            result.into(),
+        )
+    }
+
+    #[test]
+    fn a_history_from_before_folding_gets_the_new_columns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("users.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
+                    address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL);
+                 INSERT INTO logins VALUES ('alice', 1000, '192.0.2.1', 'PLAIN', 'accepted');",
+            )
+            .unwrap();
         }
+        let store = SqliteStore::open(&path).expect("opens");
+        let mut folded = login("alice", 2000, "accepted");
+        folded.times = 7;
+        folded.last_ms = 2500;
+        store
+            .record_batch(&[ActivityEvent::Login(folded.clone())])
+            .unwrap();
+        assert_eq!(
+            store.logins("alice", 10).unwrap(),
+            vec![folded, login("alice", 1000, "accepted")]
+        );
+        drop(store);
+        // Opening again does not add them twice.
+        SqliteStore::open(&path).expect("opens again");
     }
 
     #[test]

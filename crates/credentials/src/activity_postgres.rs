@@ -17,6 +17,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS logins (
         mechanism TEXT NOT NULL,
         result TEXT NOT NULL
     );
+    ALTER TABLE logins ADD COLUMN IF NOT EXISTS times BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE logins ADD COLUMN IF NOT EXISTS last_ms BIGINT;
     CREATE INDEX IF NOT EXISTS logins_user_at ON logins (\"user\", at_ms);
     CREATE INDEX IF NOT EXISTS logins_at ON logins (at_ms);
     CREATE TABLE IF NOT EXISTS sent_hourly (
@@ -58,6 +60,8 @@ fn login(row: &Row) -> LoginRecord {
         address: row.get(2),
         mechanism: row.get(3),
         result: row.get(4),
+        times: row.get::<_, i64>(5) as u64,
+        last_ms: row.get::<_, i64>(6) as u64,
     }
 }
 
@@ -68,8 +72,8 @@ impl ActivityStore for PostgresStore {
             for event in events {
                 match event {
                     ActivityEvent::Login(l) => tx.execute(
-                        "INSERT INTO logins (\"user\", at_ms, address, mechanism, result) VALUES ($1, $2, $3, $4, $5)",
-                        &[&l.user, &(l.at_ms as i64), &l.address, &l.mechanism, &l.result],
+                        "INSERT INTO logins (\"user\", at_ms, address, mechanism, result, times, last_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        &[&l.user, &(l.at_ms as i64), &l.address, &l.mechanism, &l.result, &(l.times as i64), &(l.last_ms as i64)],
                     )?,
                     ActivityEvent::Sent {
                         user,
@@ -156,8 +160,8 @@ impl ActivityStore for PostgresStore {
     fn record_login(&self, l: &LoginRecord) -> Result<(), StoreError> {
         self.with_client(|c| {
             c.execute(
-                "INSERT INTO logins (\"user\", at_ms, address, mechanism, result) VALUES ($1, $2, $3, $4, $5)",
-                &[&l.user, &(l.at_ms as i64), &l.address, &l.mechanism, &l.result],
+                "INSERT INTO logins (\"user\", at_ms, address, mechanism, result, times, last_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&l.user, &(l.at_ms as i64), &l.address, &l.mechanism, &l.result, &(l.times as i64), &(l.last_ms as i64)],
             )
         })
         .map(|_| ())
@@ -166,7 +170,7 @@ impl ActivityStore for PostgresStore {
     fn logins(&self, user: &str, limit: usize) -> Result<Vec<LoginRecord>, StoreError> {
         let rows = self.with_client(|c| {
             c.query(
-                "SELECT \"user\", at_ms, address, mechanism, result FROM logins
+                "SELECT \"user\", at_ms, address, mechanism, result, times, coalesce(last_ms, at_ms) FROM logins
                  WHERE \"user\" = $1 ORDER BY at_ms DESC LIMIT $2",
                 &[&user, &(limit as i64)],
             )

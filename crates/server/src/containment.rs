@@ -515,13 +515,13 @@ impl Containment {
         mechanism: &str,
     ) -> Option<Outcome> {
         let now = Timestamp::now();
-        let mut login = LoginRecord {
-            user: authn_id.to_string(),
-            at_ms: now.millis(),
-            address: portcullis_limits::ip_text(ip),
-            mechanism: mechanism.to_string(),
-            result: "accepted".into(),
-        };
+        let mut login = LoginRecord::one(
+            authn_id.to_string(),
+            now.millis(),
+            portcullis_limits::ip_text(ip),
+            mechanism.to_string(),
+            "accepted".into(),
+        );
         if let Some(reason) = self.suspension(authn_id, ip, now) {
             tracing::warn!(client = %ip, user = authn_id, %reason, result = "rejected", "auth: identity suspended");
             metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "suspend").increment(1);
@@ -615,13 +615,13 @@ impl Containment {
         if user.is_empty() {
             return;
         }
-        self.record(LoginRecord {
-            user: user.to_string(),
-            at_ms: Timestamp::now().millis(),
-            address: portcullis_limits::ip_text(ip),
-            mechanism: mechanism.to_string(),
-            result: "rejected".into(),
-        });
+        self.record(LoginRecord::one(
+            user.to_string(),
+            Timestamp::now().millis(),
+            portcullis_limits::ip_text(ip),
+            mechanism.to_string(),
+            "rejected".into(),
+        ));
     }
 
     /// `451 4.7.1` when a `defer` answer covers this sender.
