@@ -92,6 +92,14 @@ impl DataReceiver {
             if self.at == At::Middle || (self.at == At::LineStart && input[i] != b'.') {
                 let rest = &input[i..];
                 let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                if rest.get(run..run + 2) == Some(b"\r\n") {
+                    // The line and its CRLF, as they are: the next byte is
+                    // at a line start (where a dot is looked at).
+                    self.keep(&rest[..run + 2]);
+                    self.at = At::LineStart;
+                    i += run + 2;
+                    continue;
+                }
                 if run > 0 {
                     self.keep(&rest[..run]);
                     self.at = At::Middle;
@@ -300,6 +308,11 @@ mod tests {
                 input.extend_from_slice(b"\r\n.\r\n");
                 let (out, consumed) = receive(&[&input], 1000);
                 assert_eq!(Some(consumed), first_end, "{input:?}");
+                // Byte by byte no run is longer than one byte: the state
+                // machine alone, which the runs must agree with.
+                let bytes: Vec<&[u8]> = input.chunks(1).collect();
+                let (one_by_one, _) = receive(&bytes, 1000);
+                assert_eq!(one_by_one, out, "{input:?} byte by byte");
                 let DataOutcome::Complete(body) = out else {
                     panic!("{input:?}: not complete");
                 };

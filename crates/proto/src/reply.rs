@@ -255,7 +255,7 @@ impl Reply {
         Reply::new(
             250,
             Some(EnhancedCode(2, 0, 0)),
-            format!("OK queued as {id}"),
+            ["OK queued as ", id].concat(),
         )
     }
 

@@ -195,7 +195,7 @@ pub(crate) fn stored_json(
     json.extend_from_slice(b"{\"id\":");
     serde_json::to_writer(&mut json, id)?;
     json.extend_from_slice(b",\"size\":");
-    json.extend_from_slice(size.to_string().as_bytes());
+    json.extend_from_slice(itoa::Buffer::new().format(size).as_bytes());
     json.push(b',');
     let start = json.len();
     serde_json::to_writer(&mut json, meta)?;
