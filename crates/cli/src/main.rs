@@ -3,6 +3,7 @@
 //! them, and the only one that uses `anyhow`.
 
 mod activity;
+mod allocator;
 mod auth_test;
 mod bans;
 mod credentials;
@@ -15,13 +16,9 @@ mod users;
 
 use std::path::PathBuf;
 
-/// mimalloc instead of glibc's malloc: a session allocates and frees
-/// dozens of small objects, often on different worker threads, where
-/// glibc spent a tenth of the server's CPU (arena locks, consolidation)
-/// and kept freed memory in per-thread arenas; mimalloc's thread-local
-/// free lists are cheaper, and it returns idle pages to the system.
+/// mimalloc, with the biggest buffers apart: see `allocator.rs`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};

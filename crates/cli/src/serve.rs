@@ -225,30 +225,43 @@ async fn wait_for_stop_signal() {
     }
 }
 
-/// The allocator (mimalloc, see `main.rs`) keeps freed memory for reuse
-/// and gives it back to the system later, or, for memory it reserved in
-/// one piece (its arena), only when a later allocation looks. Every
-/// argon2id verification allocates 19 MiB on a blocking-pool thread that
-/// may not allocate again, so that memory would stay resident: here freed
-/// memory goes back at once (measured: no difference in throughput).
+/// The allocators' settings (see `allocator.rs`), first thing in `main`.
 ///
-/// And transparent huge pages are turned off for the process: mimalloc
-/// asks for them on its arena, where each thread's first small
-/// allocations then make 2 MiB resident (measured: 10 MiB more at start,
-/// 6 KiB more per connection after a load). mimalloc's own option for this
-/// is read once, before `main` runs.
-#[allow(unsafe_code)] // the allocator's option call and prctl, see the SAFETY notes
+/// - glibc's mmap threshold is fixed at [`crate::allocator::BIG`]: the
+///   blocks it gets are all that big, and each is mapped on its own and
+///   unmapped when freed. Left dynamic, the threshold rises to the size
+///   of a freed mapped block, and the next argon2id buffer would come
+///   from the heap and stay there.
+/// - mimalloc keeps freed memory `PURGE_DELAY_MS` before giving it back
+///   (an operator's `MIMALLOC_PURGE_DELAY` wins). Given back at once, a
+///   message's buffers were faulted in again for the next one: 74 -> 64
+///   µs of server CPU per message, 20 messages a session, at 10 ms.
+/// - Transparent huge pages are off for the process: mimalloc asks for
+///   them on its arena, where each thread's first small allocations then
+///   make 2 MiB resident (measured: 10 MiB more at start, 6 KiB more per
+///   connection after a load). mimalloc's own option for this is read
+///   once, before `main` runs.
+#[allow(unsafe_code)] // the allocators' option calls and prctl, see the SAFETY notes
 pub fn tune_allocator() {
     // The index of `mi_option_purge_delay` in mimalloc 3's `mimalloc.h`,
     // which `libmimalloc-sys` builds by default (the crate names only
     // some options).
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: mi_option_set only stores a tuning value; it is called
-    // first thing in `main`, before any other thread exists (options are
-    // not synchronised), with a value the header documents (0: purge at
-    // once).
+    const PURGE_DELAY_MS: std::os::raw::c_long = 10;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores a tuning value; it is called
+        // first thing in `main`, before any other thread exists (options
+        // are not synchronised), with a value the header documents.
+        unsafe {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
+        }
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two integers and no pointers, and is called
+    // before any other thread allocates; its failure leaves the dynamic
+    // threshold, which is harmless.
     unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, crate::allocator::BIG as libc::c_int);
     }
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes an integer flag and no pointers;
@@ -270,7 +283,9 @@ mod tests {
         let purge_delay = unsafe { libmimalloc_sys::mi_option_get(15) };
         assert_eq!(purge_delay, 1000, "mimalloc 3's default");
         super::tune_allocator();
-        // SAFETY: as above.
-        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(15) }, 0);
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // SAFETY: as above.
+            assert_eq!(unsafe { libmimalloc_sys::mi_option_get(15) }, 10);
+        }
     }
 }
