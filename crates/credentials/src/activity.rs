@@ -223,6 +223,19 @@ const SQLITE_SENT: &str =
      ON CONFLICT(user, hour) DO UPDATE SET messages = messages + ?4, recipients = recipients + ?3";
 const SQLITE_SIGNAL: &str =
     "INSERT INTO signals (user, at_ms, signal, answer, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
+/// [`SQLITE_LOGIN`]'s parameters.
+fn login_params(l: &LoginRecord) -> impl rusqlite::Params + '_ {
+    (
+        &l.user,
+        l.at_ms as i64,
+        &l.address,
+        &l.mechanism,
+        &l.result,
+        l.times as i64,
+        l.last_ms as i64,
+    )
+}
+
 const SQLITE_LOGIN: &str =
     "INSERT INTO logins (user, at_ms, address, mechanism, result, times, last_ms)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -237,17 +250,9 @@ impl ActivityStore for SqliteStore {
         let tx = conn.transaction().map_err(unavailable)?;
         for event in events {
             let written = match event {
-                ActivityEvent::Login(l) => tx.prepare_cached(SQLITE_LOGIN).and_then(|mut s| {
-                    s.execute(params![
-                        l.user,
-                        l.at_ms as i64,
-                        l.address,
-                        l.mechanism,
-                        l.result,
-                        l.times as i64,
-                        l.last_ms as i64
-                    ])
-                }),
+                ActivityEvent::Login(l) => tx
+                    .prepare_cached(SQLITE_LOGIN)
+                    .and_then(|mut s| s.execute(login_params(l))),
                 ActivityEvent::Sent {
                     user,
                     at_ms,
@@ -340,18 +345,7 @@ impl ActivityStore for SqliteStore {
 
     fn record_login(&self, l: &LoginRecord) -> Result<(), StoreError> {
         self.conn()
-            .execute(
-                SQLITE_LOGIN,
-                params![
-                    l.user,
-                    l.at_ms as i64,
-                    l.address,
-                    l.mechanism,
-                    l.result,
-                    l.times as i64,
-                    l.last_ms as i64
-                ],
-            )
+            .execute(SQLITE_LOGIN, login_params(l))
             .map(|_| ())
             .map_err(unavailable)
     }
