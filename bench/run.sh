@@ -37,6 +37,8 @@
 # Environment: CONNS (50) DURATION (10) WARMUP (2) REPEATS (1, median is
 # shown) SIZE (1024) HOLD (1000) HOLD_SECS (5) PORT (2700) LOAD_THREADS (1)
 # OUT (results directory; default bench/results/<stamp>) PORTCULLIS_LOG (warn)
+# BENCH_WORKERS (1 session worker thread, as the harness runs its floor; 0:
+# the server's default, one per CPU; see bench/lib.sh)
 # CORE=0 skips scenarios a-d (bench/compare.sh measures them in the shared
 # harness, beside the floor); MANY_USERS (10000; 0 skips the many-user
 # scenario; they are made with `portcullis user import`, about a minute
