@@ -7,9 +7,11 @@
 # - one session worker thread (BENCH_WORKERS; 0 leaves the server's
 #   default, one per CPU). The harness runs its floor on one thread too,
 #   the fastest setting when the client shares the machine's 2 cores:
-#   measured here, one worker spent 5-15 % less server CPU per session
-#   and per message than two, and served at least as many (the spool
-#   writer, the history writer and argon2id's threads are apart anyway);
+#   measured here in alternated pairs, one worker spent about 8 % less
+#   server CPU per session and per message than two on average (noisy:
+#   one pair of four went the other way), and served more over STARTTLS
+#   (the spool writer, the history writer and argon2id's threads are
+#   apart anyway);
 # - one STARTTLS listener that also offers AUTH before TLS (the shared
 #   harness's plaintext scenarios log in without TLS, as every peer there
 #   allows);
