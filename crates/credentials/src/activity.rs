@@ -198,17 +198,40 @@ pub(crate) fn sqlite_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
         );",
     )?;
     // The columns of folded repeats, added to a table made before them
-    // (its rows are single logins: `times` 1, no `last_ms`).
-    let has_times = conn
-        .prepare("SELECT 1 FROM pragma_table_info('logins') WHERE name = 'times'")?
-        .exists([])?;
-    if !has_times {
-        conn.execute_batch(
-            "ALTER TABLE logins ADD COLUMN times INTEGER NOT NULL DEFAULT 1;
-             ALTER TABLE logins ADD COLUMN last_ms INTEGER;",
-        )?;
+    // (its rows are single logins: `times` 1, no `last_ms`). In one
+    // write transaction, each column checked on its own: a failure leaves
+    // neither added, and a second process opening the file at the same
+    // moment waits, then finds them there.
+    // (Nothing is written, and no lock taken, once both are there.)
+    const COLUMNS: [(&str, &str); 2] = [
+        ("times", "INTEGER NOT NULL DEFAULT 1"),
+        ("last_ms", "INTEGER"),
+    ];
+    let present = |column: &str| {
+        conn.prepare("SELECT 1 FROM pragma_table_info('logins') WHERE name = ?1")?
+            .exists([column])
+    };
+    if present(COLUMNS[0].0)? && present(COLUMNS[1].0)? {
+        return Ok(());
     }
-    Ok(())
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let added = (|| {
+        for (column, definition) in COLUMNS {
+            if !present(column)? {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE logins ADD COLUMN {column} {definition}"
+                ))?;
+            }
+        }
+        Ok(())
+    })();
+    match added {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -514,6 +537,26 @@ mod tests {
         drop(store);
         // Opening again does not add them twice.
         SqliteStore::open(&path).expect("opens again");
+    }
+
+    #[test]
+    fn a_half_added_pair_of_columns_is_completed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("users.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
+                    address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL,
+                    times INTEGER NOT NULL DEFAULT 1);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).expect("opens");
+        store
+            .record_login(&login("alice", 1000, "accepted"))
+            .unwrap();
+        assert_eq!(store.logins("alice", 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -50,10 +50,15 @@ const LINGER: Duration = Duration::from_millis(100);
 /// Logins are folded within this span.
 const FOLD_SPAN_MS: u64 = 60_000;
 
-/// Distinct logins folded per minute at most (a few hundred bytes each):
-/// past it, a login of a new kind is a row of its own and not remembered,
-/// so a flood of names and addresses costs rows, not memory.
+/// Distinct logins folded per minute at most: past it, a login of a new
+/// kind is a row of its own and not remembered, so a flood of names and
+/// addresses costs rows, not memory.
 const FOLD_KEYS: usize = 20_000;
+
+/// A kind with a longer user name (a refused login keeps the name as the
+/// client sent it, up to a command line's length) is never remembered:
+/// with [`FOLD_KEYS`], the fold holds a few MiB at most.
+const FOLD_NAME_MAX: usize = 256;
 
 /// Hands events to the writer thread; cheap to clone.
 #[derive(Clone)]
@@ -165,6 +170,12 @@ fn write_batches(
             }
         }
         let full = taken == MAX_BATCH;
+        // A minute over hands its repeats to the store even when the
+        // events never pause (sends, signals, but no login of a later
+        // minute to turn it).
+        if fold.over(now_ms()) {
+            fold.flush(&mut batch);
+        }
         write(store, &mut batch);
         if !full && !stopping.load(Ordering::Acquire) {
             std::thread::sleep(LINGER);
@@ -265,7 +276,7 @@ impl LoginFold {
             kind.mechanism.clone(),
             kind.result.clone(),
         );
-        if self.seen.len() < FOLD_KEYS {
+        if self.seen.len() < FOLD_KEYS && kind.user.len() <= FOLD_NAME_MAX {
             self.seen.insert(kind, Repeats::default());
         }
         batch.push(ActivityEvent::Login(row));
@@ -491,6 +502,16 @@ mod tests {
             }
         }
         assert_eq!(fold.seen.len(), FOLD_KEYS);
+        // A name longer than a real one is a row each time, not held.
+        let long = "x".repeat(FOLD_NAME_MAX + 1);
+        let (kinds, rows) = (fold.seen.len(), batch.len());
+        let mut fresh = LoginFold::default();
+        for _ in 0..2 {
+            fresh.add(login_at(&long, "192.0.2.1", 60_000), &mut batch);
+        }
+        assert!(fresh.seen.is_empty());
+        assert_eq!((fold.seen.len(), batch.len()), (kinds, rows + 2));
+        batch.truncate(rows);
         // The first of each, and both of the ten not remembered.
         assert_eq!(batch.len() as u64, users + 10);
         // A later minute hands the repeats over.

@@ -58,9 +58,10 @@ pub(crate) async fn accept_loop(
             let active = metrics::gauge!(telemetry::CONNECTIONS_ACTIVE);
             active.increment(1.0);
             // The address the client connected to: the listener's, unless
-            // it listens on a wildcard (then a system call asks).
+            // it listens on a wildcard, `::ffff:0.0.0.0` included (then a
+            // system call asks).
             let local = match listener.local_addr {
-                Some(bound) if !bound.ip().is_unspecified() => Some(bound),
+                Some(bound) if !bound.ip().to_canonical().is_unspecified() => Some(bound),
                 _ => stream.local_addr().ok(),
             };
             connection::serve(stream, peer, local, &listener, &shared).await;
