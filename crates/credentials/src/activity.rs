@@ -510,20 +510,22 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_history_from_before_folding_gets_the_new_columns() {
+    /// A database made by `sql` (an older schema), then opened as a store.
+    fn store_over(sql: &str) -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("users.sqlite");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
-                    address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL);
-                 INSERT INTO logins VALUES ('alice', 1000, '192.0.2.1', 'PLAIN', 'accepted');",
-            )
-            .unwrap();
-        }
+        Connection::open(&path).unwrap().execute_batch(sql).unwrap();
         let store = SqliteStore::open(&path).expect("opens");
+        (dir, path, store)
+    }
+
+    #[test]
+    fn a_history_from_before_folding_gets_the_new_columns() {
+        let (_dir, path, store) = store_over(
+            "CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
+                address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL);
+             INSERT INTO logins VALUES ('alice', 1000, '192.0.2.1', 'PLAIN', 'accepted');",
+        );
         let mut folded = login("alice", 2000, "accepted");
         folded.times = 7;
         folded.last_ms = 2500;
@@ -541,18 +543,11 @@ mod tests {
 
     #[test]
     fn a_half_added_pair_of_columns_is_completed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("users.sqlite");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
-                    address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL,
-                    times INTEGER NOT NULL DEFAULT 1);",
-            )
-            .unwrap();
-        }
-        let store = SqliteStore::open(&path).expect("opens");
+        let (_dir, _path, store) = store_over(
+            "CREATE TABLE logins (user TEXT NOT NULL, at_ms INTEGER NOT NULL,
+                address TEXT NOT NULL, mechanism TEXT NOT NULL, result TEXT NOT NULL,
+                times INTEGER NOT NULL DEFAULT 1);",
+        );
         store
             .record_login(&login("alice", 1000, "accepted"))
             .unwrap();
