@@ -59,7 +59,9 @@ pub struct Config {
     pub hostname: String,
     pub data_dir: PathBuf,
     /// Threads that run sessions (`workers = N`); `None`: one per CPU.
-    /// Slow work (hashing, stores) runs on a separate blocking pool.
+    /// One is a single-threaded scheduler, without the work-stealing
+    /// machinery that only pays with two or more. Slow work (hashing,
+    /// stores) runs on a separate blocking pool either way.
     pub workers: Option<usize>,
     pub tls: TlsSource,
     /// Client certificates (SASL EXTERNAL); `None`: none are asked for.

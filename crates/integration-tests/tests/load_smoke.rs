@@ -98,3 +98,50 @@ fn auth_only_sessions_over_implicit_tls_with_login_spool_nothing() {
     assert_eq!(report["messages"], 0, "{report:#}");
     assert!(server.spool_messages().is_empty());
 }
+
+/// `workers = 1` runs sessions on a single-threaded scheduler (the
+/// benchmark's setting). Everything that leaves that thread must still
+/// come back to it: argon2id on the blocking pool (each session's first
+/// login is a distinct user, so none is cached), the journal writer's
+/// answer, and SIGTERM's graceful stop.
+#[test]
+fn one_worker_serves_cold_logins_and_messages_and_stops_on_sigterm() {
+    let mut server = TestServer::start("workers = 1\n");
+    for n in 1..=3 {
+        server.add_user(&format!("cold{n}"), &format!("cold-pass-{n}"));
+    }
+    let target = format!("127.0.0.1:{}", server.submission_port());
+    let out = Command::new(load_bin())
+        .arg(&target)
+        .args([
+            "--user-pattern",
+            "cold{n}",
+            "--password-pattern",
+            "cold-pass-{n}",
+        ])
+        .args(["--user-count", "3", "--insecure", "--starttls"])
+        .args(["--json", "--quiet", "--timeout", "30", "-c", "3"])
+        .args(["--sessions", "3", "-n", "2"])
+        .output()
+        .expect("portcullis-load can be run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {stdout}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        )
+    });
+    assert_eq!(report["errors_total"], 0, "{report:#}\n{}", server.log());
+    assert_eq!(report["auths"], 3, "{report:#}");
+    assert_eq!(report["messages"], 6, "{report:#}");
+    assert_eq!(server.spool_len(), 6);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    server.wait_for_exit(std::time::Duration::from_secs(20));
+    assert_eq!(server.spool_len(), 6, "the spool reads back after the stop");
+}
