@@ -276,6 +276,34 @@ fn idle_connection_gets_421_4_4_2_and_close() {
     );
 }
 
+/// The idle timeout counts from the last command, not from the first: a
+/// session that keeps talking outlives it many times over, and once it
+/// falls silent it gets the 421 one timeout later, not sooner, not never.
+#[test]
+fn the_idle_timeout_counts_from_the_last_command() {
+    let server = TestServer::start("[limits]\nidle_timeout = \"1s\"\n");
+    let (mut client, greeting) =
+        portcullis_integration_tests::RawClient::connect(server.submission_port());
+    assert_eq!(greeting.code, 220);
+    assert_eq!(client.cmd("EHLO client.test").code, 250);
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        assert_eq!(client.cmd("NOOP").code, 250, "cut off while talking");
+    }
+    let silent = std::time::Instant::now();
+    let reply = client.read_reply();
+    let waited = silent.elapsed();
+    assert!(
+        reply.first_line().starts_with("421 4.4.2"),
+        "after idling: {reply:?}"
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "the 421 came {waited:?} after the last command"
+    );
+    assert!(client.is_closed());
+}
+
 #[test]
 fn connection_over_max_connections_gets_421_and_the_first_keeps_working() {
     let server = TestServer::start("[limits]\nmax_connections = 1\n");

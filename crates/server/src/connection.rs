@@ -240,6 +240,17 @@ pub(crate) fn facts(peer: &Peer, session: &Session) -> ConnectionFacts {
     }
 }
 
+/// What ended a wait for input.
+enum Woke {
+    Read(std::io::Result<usize>),
+    /// The idle or pace deadline passed.
+    Deadline,
+    /// The server is stopping.
+    Stop,
+    /// The grace period after a stop is over.
+    GraceOver,
+}
+
 /// Feeds input to the session and carries out its effects until the
 /// connection closes or switches to TLS. Replies are written when the
 /// session wants more input or before an effect that must be seen.
@@ -254,8 +265,21 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut input: Vec<u8> = Vec::new();
-    let mut stopping = shared.stopping.clone();
-    let mut grace_over = shared.grace_over.subscribe();
+    let stopping = shared.stopping.clone();
+    // The waits for a stop and for the end of the grace period, and the
+    // read deadline's timer, live as long as the session and are polled
+    // by every read. Made anew for each read, they cost a registration
+    // and a removal each (two waiter lists and the timer wheel, each
+    // under its lock), several times per message.
+    let mut stop_rx = shared.stopping.clone();
+    let stop = stop_rx.wait_for(|stop| *stop);
+    tokio::pin!(stop);
+    let mut stop_seen = false;
+    let mut grace_rx = shared.grace_over.subscribe();
+    let grace = grace_rx.wait_for(|over| *over);
+    tokio::pin!(grace);
+    let timer = tokio::time::sleep_until(Instant::now() + shared.idle_timeout);
+    tokio::pin!(timer);
     // What a script mechanism's exchange holds across its rounds.
     let mut exchange = Exchange::default();
     let mut pace = Pace::new(shared.command_timeout, shared.min_data_rate, Instant::now());
@@ -289,19 +313,40 @@ where
                 // trickle of bytes, at the pace deadline.
                 let idle = Instant::now() + shared.idle_timeout;
                 let paced = pace.deadline().filter(|deadline| *deadline < idle);
-                let read = tokio::select! {
-                    read = tokio::time::timeout_at(paced.unwrap_or(idle), stream.read_buf(&mut input)) => Some(read),
-                    // The server is stopping: an idle session is told now;
-                    // one inside a transaction reads on until it ends.
-                    _ = stopping.wait_for(|stop| *stop), if !session.in_transaction() => continue,
-                    // The grace period is over and this transaction is not:
-                    // say so before the close, never cut off in silence.
-                    _ = grace_over.wait_for(|over| *over) => None,
+                let deadline = paced.unwrap_or(idle);
+                // The timer may ring before the deadline (it is moved only
+                // ever earlier here); ringing early, it is set to the
+                // deadline and the read goes on.
+                if deadline < timer.deadline() {
+                    timer.as_mut().reset(deadline);
+                }
+                let woke = loop {
+                    tokio::select! {
+                        read = stream.read_buf(&mut input) => break Woke::Read(read),
+                        () = &mut timer => {
+                            if Instant::now() >= deadline {
+                                break Woke::Deadline;
+                            }
+                            timer.as_mut().reset(deadline);
+                        }
+                        // The server is stopping: an idle session is told
+                        // now; one inside a transaction reads on until it
+                        // ends (then the check above closes it).
+                        _ = &mut stop, if !stop_seen && !session.in_transaction() => break Woke::Stop,
+                        // The grace period is over and this transaction is
+                        // not: say so before the close, never cut off in
+                        // silence.
+                        _ = &mut grace => break Woke::GraceOver,
+                    }
                 };
-                let reply = match read {
-                    None => Reply::shutting_down(),
-                    Some(Ok(Ok(0))) => return Ok(Ended::Closed),
-                    Some(Ok(Ok(n))) => {
+                let reply = match woke {
+                    Woke::Stop => {
+                        stop_seen = true;
+                        continue;
+                    }
+                    Woke::GraceOver => Reply::shutting_down(),
+                    Woke::Read(Ok(0)) => return Ok(Ended::Closed),
+                    Woke::Read(Ok(n)) => {
                         pace.received(n);
                         let suspended = suspended_since(peer, session, shared, &mut contained);
                         let bans = shared.auth.defence().limiter().ban_generation();
@@ -314,8 +359,8 @@ where
                             None => continue,
                         }
                     }
-                    Some(Ok(Err(error))) => return Err(error),
-                    Some(Err(_elapsed)) => match paced {
+                    Woke::Read(Err(error)) => return Err(error),
+                    Woke::Deadline => match paced {
                         Some(_) => too_slow(&pace, peer),
                         None => Reply::idle_timeout(),
                     },
