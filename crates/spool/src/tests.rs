@@ -554,3 +554,104 @@ fn stored_json_is_the_json_of_stored_meta() {
         );
     }
 }
+
+/// Every field of the metadata set, by name (a field added to
+/// `MessageMeta` or its parts stops this from compiling until
+/// `stored_json` and this test have it), with `text` in every string.
+fn every_field(text: &str) -> MessageMeta {
+    let t = || text.to_string();
+    MessageMeta {
+        received_at: t(),
+        mail_from: t(),
+        rcpt_to: vec![t(), t()],
+        body: t(),
+        declared_size: Some(u64::MAX),
+        helo: Some(t()),
+        client_addr: t(),
+        server_addr: t(),
+        listener: t(),
+        tls: Some(TlsMeta {
+            version: t(),
+            cipher: t(),
+            client_certificate: Some(ClientCertMeta {
+                verified: false,
+                subject: t(),
+                issuer: t(),
+                sha256: t(),
+            }),
+        }),
+        auth: Some(AuthMeta {
+            authn_id: t(),
+            authz_id: t(),
+            mechanism: t(),
+            user_data: Some(serde_json::json!({ "k": text, "n": [1, null, true] })),
+            credential: Some(CredentialMeta {
+                id: t(),
+                label: t(),
+            }),
+        }),
+        mail_auth_param: Some(t()),
+        xclient: Some(XclientMeta {
+            proxy_addr: t(),
+            name: Some(t()),
+            proto: Some(t()),
+            helo: Some(t()),
+            login: Some(t()),
+            dest_addr: Some(t()),
+            dest_port: Some(t()),
+        }),
+        meta: [(t(), serde_json::Value::String(t()))]
+            .into_iter()
+            .collect(),
+        held: Some(t()),
+        smtputf8: true,
+        dsn: Some(DsnMeta {
+            ret: Some(t()),
+            envid: Some(t()),
+            recipients: vec![RcptDsnMeta {
+                rcpt: t(),
+                notify: Some(t()),
+                orcpt: Some(t()),
+            }],
+        }),
+    }
+}
+
+#[test]
+fn stored_json_writes_what_serde_writes_for_every_field_and_every_byte() {
+    let mut texts: Vec<String> = (0u8..=0x7f)
+        .map(|b| format!("a{}z", char::from(b)))
+        .collect();
+    texts.extend(
+        [
+            "",
+            "é",
+            "\u{2028}",
+            "\u{10ffff}",
+            "\"\\\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+        ]
+        .map(String::from),
+    );
+    for text in &texts {
+        let mut m = every_field(text);
+        for _ in 0..2 {
+            let stored = StoredMeta {
+                id: text.clone(),
+                size: 0,
+                meta: m.clone(),
+            };
+            let json = meta::stored_json(&stored.id, stored.size, &m).unwrap();
+            assert_eq!(
+                String::from_utf8(json).unwrap(),
+                serde_json::to_string(&stored).unwrap(),
+                "text {text:?}"
+            );
+            // And with every optional part absent.
+            (m.declared_size, m.helo, m.tls, m.auth, m.mail_auth_param) =
+                (None, None, None, None, None);
+            (m.xclient, m.held, m.dsn, m.smtputf8) = (None, None, None, false);
+            m.meta.clear();
+            m.rcpt_to.clear();
+        }
+    }
+}
