@@ -549,7 +549,7 @@ async fn spool(
         message.data.len(),
         message.envelope.params.size,
     );
-    let outcome = crate::spooling::spool(&shared.spooler, peer, session.tls(), message, held).await;
+    let outcome = crate::spooling::spool(&shared.spooler, peer, message, held).await;
     if let (SpoolOutcome::Stored { .. }, Some(who)) = (&outcome, &who) {
         let (recipients, bytes, declared) = sizes;
         shared
@@ -561,12 +561,12 @@ async fn spool(
 
 /// Who the session sends as (from AUTH, or a trusted proxy's `XCLIENT
 /// LOGIN=`), for containment; `None` before anyone logged in.
-fn sender(peer: &Peer, session: &Session) -> Option<Sender> {
+fn sender<'a>(peer: &Peer, session: &'a Session) -> Option<Sender<'a>> {
     let (authn, authz) = match (session.identity(), session.xclient()) {
-        (Some(i), _) => (i.authn_id.clone(), i.authz_id.clone()),
+        (Some(i), _) => (i.authn_id.as_str(), i.authz_id.as_str()),
         (None, Some(x)) => {
-            let login = x.login.clone()?;
-            (login.clone(), login)
+            let login = x.login.as_deref()?;
+            (login, login)
         }
         (None, None) => return None,
     };

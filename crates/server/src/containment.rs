@@ -235,9 +235,9 @@ pub(crate) struct PerSession {
 
 /// Who is sending, as a session knows it.
 #[derive(Debug, Clone)]
-pub(crate) struct Sender {
-    pub authn: String,
-    pub authz: String,
+pub(crate) struct Sender<'a> {
+    pub authn: &'a str,
+    pub authz: &'a str,
     /// The client (the one a trusted proxy named, if any).
     pub ip: IpAddr,
     /// What the policy attached at AUTH.
@@ -625,7 +625,7 @@ impl Containment {
     }
 
     /// `451 4.7.1` when a `defer` answer covers this sender.
-    pub(crate) fn deferred(&self, who: &Sender) -> Option<Reply> {
+    pub(crate) fn deferred(&self, who: &Sender<'_>) -> Option<Reply> {
         let signal = self.answer_for(&who.authn, who.ip, Answer::Defer, Timestamp::now())?;
         tracing::info!(client = %who.ip, user = %who.authn, signal, "message deferred: identity suspect");
         metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "defer").increment(1);
@@ -634,7 +634,7 @@ impl Containment {
 
     /// Whether a message from `who` is to be held (the `hold` answer), and
     /// why.
-    pub(crate) fn held(&self, who: &Sender) -> Option<String> {
+    pub(crate) fn held(&self, who: &Sender<'_>) -> Option<String> {
         let signal = self.answer_for(&who.authn, who.ip, Answer::Hold, Timestamp::now())?;
         metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "hold").increment(1);
         Some(format!("identity {} suspect: signal {signal}", who.authn))
@@ -643,7 +643,7 @@ impl Containment {
     /// A message arrived whole (after the dot, before it is stored): it
     /// feeds the volume signal now, so that an answer it triggers already
     /// covers it and the transactions in flight beside it.
-    pub(crate) fn message_arriving(&self, who: &Sender) {
+    pub(crate) fn message_arriving(&self, who: &Sender<'_>) {
         let now = Timestamp::now();
         let signals = &self.signals;
         if let Some(evidence) = self.with_watch(&who.authn, now, |w| w.message(signals, now)) {
@@ -657,14 +657,14 @@ impl Containment {
     /// counts.
     pub(crate) fn message_spooled(
         &self,
-        who: &Sender,
+        who: &Sender<'_>,
         recipients: usize,
         bytes: usize,
         declared: Option<u64>,
     ) {
         if let Some(history) = &self.history {
             history.record(ActivityEvent::Sent {
-                user: who.authn.clone(),
+                user: who.authn.to_string(),
                 at_ms: Timestamp::now().millis(),
                 messages: 1,
                 recipients: recipients as u64,
@@ -687,7 +687,7 @@ impl Containment {
     /// its last command. One atomic load unless the suspensions changed.
     pub(crate) fn closed_by_suspension(
         &self,
-        who: Option<&Sender>,
+        who: Option<&Sender<'_>>,
         per: &mut PerSession,
     ) -> Option<Reply> {
         let generation = self.generation.load(Ordering::Relaxed);

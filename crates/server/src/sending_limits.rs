@@ -27,7 +27,7 @@ impl Containment {
     pub(crate) async fn check_sending(
         &self,
         calls: &StoreCalls,
-        who: &Sender,
+        who: &Sender<'_>,
         per: &mut PerSession,
         check: SendingCheck,
     ) -> Option<Reply> {
@@ -57,12 +57,12 @@ impl Containment {
 
     /// Whom a message counts against, each with its limits: the user, the
     /// authz identity when it differs, the tenant (its domain).
-    async fn subjects(&self, calls: &StoreCalls, who: &Sender) -> Subjects {
+    async fn subjects(&self, calls: &StoreCalls, who: &Sender<'_>) -> Subjects {
         let stored = self.stored_limits(calls, &who.authn).await;
         self.subjects_with(who, stored)
     }
 
-    fn subjects_with(&self, who: &Sender, stored: Option<SendingLimits>) -> Subjects {
+    fn subjects_with(&self, who: &Sender<'_>, stored: Option<SendingLimits>) -> Subjects {
         let mut user = self.sending.user.clone();
         if let Some(stored) = stored {
             user = user.overridden_by(&stored);
@@ -72,9 +72,9 @@ impl Containment {
         }
         let mut list = Vec::new();
         if !user.is_empty() {
-            list.push((Scope::Authn, who.authn.clone(), user.clone()));
+            list.push((Scope::Authn, who.authn.to_string(), user.clone()));
             if who.authz != who.authn {
-                list.push((Scope::Authz, who.authz.clone(), user));
+                list.push((Scope::Authz, who.authz.to_string(), user));
             }
         }
         if !self.sending.tenant.is_empty() {
@@ -109,8 +109,8 @@ impl Containment {
             }
         }
         let who = Sender {
-            authn,
-            authz: user.to_string(),
+            authn: &authn,
+            authz: user,
             ip,
             user_data: None,
         };
@@ -147,7 +147,7 @@ impl Containment {
     /// the size MAIL declared, off the session's path.
     pub(crate) fn count_sent(
         &self,
-        who: &Sender,
+        who: &Sender<'_>,
         recipients: usize,
         bytes: usize,
         declared: Option<u64>,
@@ -159,7 +159,7 @@ impl Containment {
         let cached = self
             .lock()
             .user_limits
-            .get(&who.authn)
+            .get(who.authn)
             .and_then(|(_, l)| l.clone());
         let quotas = self
             .subjects_with(who, cached)
@@ -207,7 +207,7 @@ pub(crate) enum MtaVerdict {
     Hold(String),
 }
 
-fn limited(name: &NamedLimit, who: &Sender) -> Reply {
+fn limited(name: &NamedLimit, who: &Sender<'_>) -> Reply {
     let limit = name.to_string();
     tracing::warn!(client = %who.ip, user = %name.who, %limit, "sending limit reached");
     metrics::counter!(telemetry::SENDING_LIMITED, "scope" => name.scope.name(), "quantity" => name.quantity.name())
@@ -217,7 +217,7 @@ fn limited(name: &NamedLimit, who: &Sender) -> Reply {
 
 /// The same log line and metric as [`limited`], with the text for a
 /// policy answer (`4.7.1 Sending limit reached (...)`).
-fn limited_text(name: &NamedLimit, who: &Sender) -> String {
+fn limited_text(name: &NamedLimit, who: &Sender<'_>) -> String {
     let reply = limited(name, who);
     match reply.status() {
         Some(status) => format!("{status} {}", reply.text()),

@@ -4,7 +4,7 @@
 //! group fsync.
 
 use portcullis_proto::received::{received_header, ReceivedFields};
-use portcullis_session::{Message, SpoolOutcome, TlsInfo, Xclient};
+use portcullis_session::{Identity, Message, SpoolOutcome, Xclient};
 use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, Spool, TlsMeta, XclientMeta};
 use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
@@ -25,8 +25,7 @@ pub(crate) struct Spooler {
 pub(crate) async fn spool(
     spooler: &Spooler,
     peer: &Peer,
-    session_tls: Option<&TlsInfo>,
-    message: Message,
+    mut message: Message,
     held: Option<String>,
 ) -> SpoolOutcome {
     let now = OffsetDateTime::now_utc();
@@ -50,33 +49,37 @@ pub(crate) async fn spool(
     let mut data = Vec::with_capacity(header.len() + message.data.len());
     data.extend_from_slice(header.as_bytes());
     data.extend_from_slice(&message.data);
+    // What the metadata needs from the message is moved out of it, not
+    // copied: it is dropped once stored.
+    let recipients = message.envelope.rcpt_to.len();
+    let dsn = crate::dsn_meta::of(&message.envelope);
     let meta = MessageMeta {
         received_at: now.format(&Rfc3339).unwrap_or_default(),
         mail_from: message.envelope.mail_from.as_str().to_string(),
-        rcpt_to: message.envelope.rcpt_to.clone(),
+        rcpt_to: std::mem::take(&mut message.envelope.rcpt_to),
         body: message.envelope.params.body.as_str().to_string(),
         declared_size: message.envelope.params.size,
-        helo: Some(helo.clone()),
+        helo: Some(helo),
         client_addr,
         server_addr: peer.texts().local.clone(),
         listener: peer.listener.clone(),
-        tls: session_tls.map(|t| TlsMeta {
-            version: t.version.clone(),
-            cipher: t.cipher.clone(),
-            client_certificate: t.client_certificate.as_ref().map(|c| ClientCertMeta {
+        tls: message.tls.take().map(|t| TlsMeta {
+            version: t.version,
+            cipher: t.cipher,
+            client_certificate: t.client_certificate.map(|c| ClientCertMeta {
                 verified: c.details.verify_error.is_none(),
-                subject: c.subject.clone(),
-                issuer: c.issuer.clone(),
-                sha256: c.sha256.clone(),
+                subject: c.subject,
+                issuer: c.issuer,
+                sha256: c.sha256,
             }),
         }),
-        auth: auth_meta(peer, &message),
+        auth: auth_meta(peer, message.identity.take(), message.xclient.as_ref()),
         mail_auth_param: message.envelope.params.auth.clone(),
         xclient: message.xclient.as_ref().map(|x| xclient_meta(peer, x)),
         meta: conn_meta(spooler.with_policy, peer, &message),
         held,
         smtputf8: message.envelope.params.smtputf8,
-        dsn: crate::dsn_meta::of(&message.envelope),
+        dsn,
     };
     let spool = spooler.spool.clone();
     let started = std::time::Instant::now();
@@ -84,7 +87,7 @@ pub(crate) async fn spool(
     metrics::histogram!(telemetry::SPOOL_WRITE_DURATION).record(started.elapsed().as_secs_f64());
     match stored {
         Ok(id) => {
-            tracing::info!(client = %peer.client.ip(), %id, recipients = recipients.len(), "message spooled");
+            tracing::info!(client = %peer.client.ip(), %id, recipients, "message spooled");
             metrics::counter!(telemetry::MESSAGES_SPOOLED).increment(1);
             if let Some(reason) = &meta.held {
                 tracing::warn!(client = %peer.client.ip(), %id, %reason, "message held");
@@ -131,31 +134,35 @@ fn client_of(peer: &Peer, message: &Message) -> (String, String, String) {
 
 /// Who submitted: the SASL identity, or the login a trusted proxy vouched
 /// for with `XCLIENT LOGIN=` (mechanism `XCLIENT`).
-fn auth_meta(peer: &Peer, message: &Message) -> Option<AuthMeta> {
-    let (authn_id, authz_id, mechanism, credential) = match (&message.identity, &message.xclient) {
+fn auth_meta(
+    peer: &Peer,
+    identity: Option<Identity>,
+    xclient: Option<&Xclient>,
+) -> Option<AuthMeta> {
+    let (authn_id, authz_id, mechanism, credential) = match (identity, xclient) {
         (Some(i), _) => (
-            &i.authn_id,
-            &i.authz_id,
-            i.mechanism.name(),
-            i.credential.as_ref(),
+            i.authn_id,
+            i.authz_id,
+            i.mechanism.name().to_string(),
+            i.credential.map(|c| portcullis_spool::CredentialMeta {
+                id: c.id,
+                label: c.label,
+            }),
         ),
         (
             None,
             Some(Xclient {
                 login: Some(login), ..
             }),
-        ) => (login, login, "XCLIENT", None),
+        ) => (login.clone(), login.clone(), "XCLIENT".to_string(), None),
         _ => return None,
     };
     Some(AuthMeta {
-        authn_id: authn_id.clone(),
-        authz_id: authz_id.clone(),
-        mechanism: mechanism.to_string(),
+        authn_id,
+        authz_id,
+        mechanism,
         user_data: peer.meta.user_data(),
-        credential: credential.map(|c| portcullis_spool::CredentialMeta {
-            id: c.id.clone(),
-            label: c.label.clone(),
-        }),
+        credential,
     })
 }
 
