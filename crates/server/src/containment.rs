@@ -626,7 +626,7 @@ impl Containment {
 
     /// `451 4.7.1` when a `defer` answer covers this sender.
     pub(crate) fn deferred(&self, who: &Sender<'_>) -> Option<Reply> {
-        let signal = self.answer_for(&who.authn, who.ip, Answer::Defer, Timestamp::now())?;
+        let signal = self.answer_for(who.authn, who.ip, Answer::Defer, Timestamp::now())?;
         tracing::info!(client = %who.ip, user = %who.authn, signal, "message deferred: identity suspect");
         metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "defer").increment(1);
         Some(Reply::sending_deferred())
@@ -635,7 +635,7 @@ impl Containment {
     /// Whether a message from `who` is to be held (the `hold` answer), and
     /// why.
     pub(crate) fn held(&self, who: &Sender<'_>) -> Option<String> {
-        let signal = self.answer_for(&who.authn, who.ip, Answer::Hold, Timestamp::now())?;
+        let signal = self.answer_for(who.authn, who.ip, Answer::Hold, Timestamp::now())?;
         metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "hold").increment(1);
         Some(format!("identity {} suspect: signal {signal}", who.authn))
     }
@@ -646,9 +646,9 @@ impl Containment {
     pub(crate) fn message_arriving(&self, who: &Sender<'_>) {
         let now = Timestamp::now();
         let signals = &self.signals;
-        if let Some(evidence) = self.with_watch(&who.authn, now, |w| w.message(signals, now)) {
-            if let Some(notice) = self.fire(&who.authn, evidence, now) {
-                self.tell_policy(&who.authn, notice);
+        if let Some(evidence) = self.with_watch(who.authn, now, |w| w.message(signals, now)) {
+            if let Some(notice) = self.fire(who.authn, evidence, now) {
+                self.tell_policy(who.authn, notice);
             }
         }
     }
@@ -695,7 +695,7 @@ impl Containment {
             return None;
         }
         let who = who?;
-        let reason = self.suspension(&who.authn, who.ip, Timestamp::now())?;
+        let reason = self.suspension(who.authn, who.ip, Timestamp::now())?;
         tracing::info!(client = %who.ip, user = %who.authn, %reason, "closing an open session: identity suspended");
         metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "suspend").increment(1);
         Some(Reply::identity_suspended())

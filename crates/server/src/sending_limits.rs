@@ -58,7 +58,7 @@ impl Containment {
     /// Whom a message counts against, each with its limits: the user, the
     /// authz identity when it differs, the tenant (its domain).
     async fn subjects(&self, calls: &StoreCalls, who: &Sender<'_>) -> Subjects {
-        let stored = self.stored_limits(calls, &who.authn).await;
+        let stored = self.stored_limits(calls, who.authn).await;
         self.subjects_with(who, stored)
     }
 
