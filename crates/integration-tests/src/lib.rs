@@ -17,6 +17,7 @@
 //! test another build.
 
 mod ldap;
+mod load;
 mod postfix;
 mod raw;
 mod server;
@@ -24,6 +25,7 @@ mod services;
 mod tools;
 
 pub use ldap::{LdapServer, LDAP_ADMIN_DN, LDAP_ADMIN_PASSWORD, LDAP_SUFFIX};
+pub use load::{load_bin, load_report};
 pub use postfix::{PostfixBuilder, PostfixServer};
 pub use raw::{RawClient, Reply};
 pub use server::{free_port, portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};

@@ -31,7 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::{
-    free_port, portcullis_bin, python, PostgresServer, RedisServer, TestServer, ALICE, BOB,
+    free_port, load_bin, python, PostgresServer, RedisServer, TestServer, ALICE, BOB,
 };
 use serde_json::Value;
 
@@ -233,19 +233,6 @@ fn instance_config(pg: &PostgresServer, redis: &RedisServer) -> String {
         pg.url(),
         redis.url()
     )
-}
-
-fn load_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("PORTCULLIS_LOAD_BIN") {
-        return PathBuf::from(bin);
-    }
-    let bin = portcullis_bin().with_file_name("portcullis-load");
-    assert!(
-        bin.is_file(),
-        "{} not found: run `cargo build --workspace --bins` first or set PORTCULLIS_LOAD_BIN",
-        bin.display()
-    );
-    bin
 }
 
 /// `portcullis-load` through the balancer: STARTTLS, AUTH PLAIN as alice,

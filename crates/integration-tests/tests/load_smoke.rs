@@ -1,28 +1,11 @@
 //! Smoke run of `portcullis-load` against the real server: a few sessions
 //! must end with zero errors, and every message the tool counted must be in
 //! the spool. No timing assertions: CI machines are too noisy for them.
-//!
-//! The load binary is looked up beside `portcullis` (both are built by
-//! `cargo build --workspace --bins`); `PORTCULLIS_LOAD_BIN` overrides it.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use portcullis_integration_tests::{portcullis_bin, TestServer, ALICE};
+use portcullis_integration_tests::{load_bin, load_report, TestServer, ALICE};
 use serde_json::Value;
-
-fn load_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("PORTCULLIS_LOAD_BIN") {
-        return PathBuf::from(bin);
-    }
-    let bin = portcullis_bin().with_file_name("portcullis-load");
-    assert!(
-        bin.is_file(),
-        "{} not found: run `cargo build --workspace --bins` first or set PORTCULLIS_LOAD_BIN",
-        bin.display()
-    );
-    bin
-}
 
 /// Runs portcullis-load with `--json` and returns the parsed report.
 fn run_load(server: &TestServer, port: u16, args: &[&str]) -> Value {
@@ -34,23 +17,7 @@ fn run_load(server: &TestServer, port: u16, args: &[&str]) -> Value {
         .args(args)
         .output()
         .expect("portcullis-load can be run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}); status {}\nstdout: {stdout}\nstderr: {stderr}\nserver log:\n{}",
-            out.status,
-            server.log()
-        )
-    });
-    assert_eq!(
-        report["errors_total"],
-        0,
-        "portcullis-load saw errors: {report:#}\nserver log:\n{}",
-        server.log()
-    );
-    assert!(out.status.success(), "exit status {}", out.status);
-    report
+    load_report(server, &out)
 }
 
 #[test]
@@ -124,15 +91,7 @@ fn one_worker_serves_cold_logins_and_messages_and_stops_on_sigterm() {
         .args(["--sessions", "3", "-n", "2"])
         .output()
         .expect("portcullis-load can be run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}): {stdout}\n{}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            server.log()
-        )
-    });
-    assert_eq!(report["errors_total"], 0, "{report:#}\n{}", server.log());
+    let report = load_report(&server, &out);
     assert_eq!(report["auths"], 3, "{report:#}");
     assert_eq!(report["messages"], 6, "{report:#}");
     assert_eq!(server.spool_len(), 6);
