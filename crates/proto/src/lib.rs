@@ -22,7 +22,7 @@ pub mod received;
 pub mod reply;
 
 pub use command::{Body, Command, CommandError, MailParams, Notify, Path, RcptParams, Ret};
-pub use reply::{EnhancedCode, Reply};
+pub use reply::{EhloReply, EnhancedCode, Reply};
 
 /// Longest command line we read, CRLF excluded. RFC 4954 §4 raises the
 /// 512-octet limit of RFC 5321 to 12 288 octets for AUTH lines (initial

@@ -1,14 +1,13 @@
 //! The session's state and the dispatcher that routes each input to its
 //! handler. Handlers live beside it: [`crate::auth`] and [`crate::mail`].
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use portcullis_proto::bdat::{Chunk, ChunkedBody};
 use portcullis_proto::command::{self, CommandError};
 use portcullis_proto::data::{DataOutcome, DataProgress, DataReceiver};
 use portcullis_proto::line::{Frame, LineFramer};
-use portcullis_proto::{Command, Reply, MAX_LINE_LEN};
+use portcullis_proto::{Command, EhloReply, Reply, MAX_LINE_LEN};
 use portcullis_sasl::{Exchange, Mechanism, SecretsRequest};
 
 use crate::config::{AuthPolicy, SessionConfig};
@@ -498,34 +497,34 @@ impl Session {
     fn greet(&mut self, name: String, extended: bool, out: &mut Vec<u8>) {
         self.transaction = None;
         self.bdat = None;
-        let reply = if extended {
-            Reply::ehlo(&self.config.hostname, &name, self.ehlo_keywords())
+        if extended {
+            self.write_ehlo(&name, out);
         } else {
-            Reply::helo(&self.config.hostname)
-        };
-        reply.write_to(out);
+            Reply::helo(&self.config.hostname).write_to(out);
+        }
         self.helo = Some(Helo { name, extended });
     }
 
-    /// The EHLO keywords. The fixed ones are borrowed and the rest built
-    /// without the formatting machinery: every session says EHLO.
-    fn ehlo_keywords(&self) -> Vec<Cow<'static, str>> {
-        let mut size = String::from("SIZE ");
-        size.push_str(itoa::Buffer::new().format(self.config.max_message_size));
-        let mut keywords = vec![
-            Cow::Borrowed("PIPELINING"),
-            Cow::Owned(size),
-            Cow::Borrowed("8BITMIME"),
-            Cow::Borrowed("ENHANCEDSTATUSCODES"),
-            Cow::Borrowed("SMTPUTF8"),
-            Cow::Borrowed("CHUNKING"),
-            Cow::Borrowed("DSN"),
-        ];
+    /// The EHLO reply, written straight into `out`: every session says
+    /// EHLO.
+    fn write_ehlo(&self, name: &str, out: &mut Vec<u8>) {
+        let mut reply = EhloReply::start(out, &self.config.hostname, name);
+        reply.keyword(&["PIPELINING"]);
+        let mut size = itoa::Buffer::new();
+        reply.keyword(&["SIZE ", size.format(self.config.max_message_size)]);
+        for keyword in [
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+            "SMTPUTF8",
+            "CHUNKING",
+            "DSN",
+        ] {
+            reply.keyword(&[keyword]);
+        }
         if self.config.starttls && self.tls.is_none() {
-            keywords.push(Cow::Borrowed("STARTTLS"));
+            reply.keyword(&["STARTTLS"]);
         }
         if self.auth_offered() {
-            let mut auth = String::from("AUTH");
             let usable = self
                 .config
                 .mechanisms
@@ -533,17 +532,12 @@ impl Session {
                 .filter(|m| self.mechanism_usable(**m))
                 .map(|m| m.name())
                 .chain(self.config.script_mechanisms.iter().map(String::as_str));
-            for name in usable {
-                auth.push(' ');
-                auth.push_str(name);
-            }
-            keywords.push(Cow::Owned(auth));
+            reply.keyword_with("AUTH", usable);
         }
         if self.conn.xclient_trusted {
-            keywords.push(Cow::Owned(crate::xclient::keyword()));
+            reply.keyword(&[&crate::xclient::keyword()]);
         }
-        keywords.push(Cow::Borrowed("HELP"));
-        keywords
+        reply.finish("HELP");
     }
 
     /// AUTH is offered here and now: on this listener, under TLS (unless the

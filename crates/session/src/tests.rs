@@ -116,6 +116,28 @@ fn greeting_then_ehlo_without_tls_offers_starttls_but_no_auth() {
     assert!(!ehlo.contains("AUTH"));
 }
 
+/// The whole EHLO reply, byte for byte: before TLS, and after (when
+/// STARTTLS goes and AUTH comes).
+#[test]
+fn the_whole_ehlo_reply() {
+    let mut h = Harness::plain();
+    h.take();
+    assert_eq!(
+        h.replies("EHLO client\r\n"),
+        "250-mx.test greets client\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n\
+         250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n\
+         250-DSN\r\n250-STARTTLS\r\n250 HELP\r\n"
+    );
+    let mut h = Harness::with(SessionConfig::new("mx.test"), Some(tls()));
+    h.take();
+    assert_eq!(
+        h.replies("EHLO client\r\n"),
+        "250-mx.test greets client\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n\
+         250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n\
+         250-DSN\r\n250-AUTH PLAIN LOGIN\r\n250 HELP\r\n"
+    );
+}
+
 #[test]
 fn auth_before_tls_is_refused_with_538_and_nothing_decoded() {
     let mut h = Harness::plain();
