@@ -320,8 +320,17 @@ where
                 if deadline < timer.deadline() {
                     timer.as_mut().reset(deadline);
                 }
+                // In this order: the end of the grace period wins over a
+                // client that never stops sending; input already there wins
+                // over a deadline that passed meanwhile (as it did when the
+                // read was wrapped in a timeout).
                 let woke = loop {
                     tokio::select! {
+                        biased;
+                        // The grace period is over and this transaction is
+                        // not: say so before the close, never cut off in
+                        // silence.
+                        _ = &mut grace => break Woke::GraceOver,
                         read = stream.read_buf(&mut input) => break Woke::Read(read),
                         () = &mut timer => {
                             if Instant::now() >= deadline {
@@ -333,10 +342,6 @@ where
                         // now; one inside a transaction reads on until it
                         // ends (then the check above closes it).
                         _ = &mut stop, if !stop_seen && !session.in_transaction() => break Woke::Stop,
-                        // The grace period is over and this transaction is
-                        // not: say so before the close, never cut off in
-                        // silence.
-                        _ = &mut grace => break Woke::GraceOver,
                     }
                 };
                 let reply = match woke {

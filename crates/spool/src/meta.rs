@@ -187,15 +187,15 @@ pub struct StoredMeta {
 /// that needs escaping).
 ///
 /// Written by hand because it runs for every message, and serde_json's
-/// way costs three times as much: it escapes every key byte by byte as
+/// way cost more than twice as much: it escapes every key byte by byte as
 /// well as every value, and `#[serde(flatten)]` would go through serde's
 /// map path. Keys here are literals, and a value with nothing to escape
 /// (nearly all of them) is copied whole. The rare nested parts (a client
 /// certificate, a policy's data, XCLIENT, DSN) are left to serde_json.
 ///
 /// A field added to [`MessageMeta`] must be added here too, in the same
-/// place: `stored_json_is_the_json_of_stored_meta` names every field, so
-/// it stops compiling until it is.
+/// place: the tests' `every_field` names every field, so they stop
+/// compiling until it is.
 pub(crate) fn stored_json(
     id: &str,
     size: u64,
