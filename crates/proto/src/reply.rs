@@ -336,31 +336,30 @@ impl<'a> EhloReply<'a> {
         EhloReply { out }
     }
 
-    /// A keyword line made of `parts`, more lines to follow.
-    pub fn keyword(&mut self, parts: &[&str]) {
-        self.out.extend_from_slice(b"250-");
-        for part in parts {
-            self.out.extend_from_slice(part.as_bytes());
-        }
-        self.out.extend_from_slice(b"\r\n");
+    /// A keyword line, more lines to follow.
+    pub fn keyword(&mut self, keyword: &str) {
+        self.line(b'-', keyword, []);
     }
 
-    /// A keyword line whose parameters are written by `params` (each
-    /// preceded by a space).
+    /// A keyword line with its parameters (each preceded by a space), more
+    /// lines to follow.
     pub fn keyword_with<'p>(&mut self, keyword: &str, params: impl IntoIterator<Item = &'p str>) {
-        self.out.extend_from_slice(b"250-");
+        self.line(b'-', keyword, params);
+    }
+
+    /// The last keyword line (`250 <keyword>`).
+    pub fn finish(mut self, keyword: &str) {
+        self.line(b' ', keyword, []);
+    }
+
+    fn line<'p>(&mut self, sep: u8, keyword: &str, params: impl IntoIterator<Item = &'p str>) {
+        self.out.extend_from_slice(b"250");
+        self.out.push(sep);
         self.out.extend_from_slice(keyword.as_bytes());
         for param in params {
             self.out.push(b' ');
             self.out.extend_from_slice(param.as_bytes());
         }
-        self.out.extend_from_slice(b"\r\n");
-    }
-
-    /// The last keyword line (`250 <keyword>`).
-    pub fn finish(self, keyword: &str) {
-        self.out.extend_from_slice(b"250 ");
-        self.out.extend_from_slice(keyword.as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
 }
@@ -426,8 +425,8 @@ mod tests {
     fn multi_line_ehlo() {
         let mut out = Vec::new();
         let mut r = EhloReply::start(&mut out, "mx", "[127.0.0.1]");
-        r.keyword(&["PIPELINING"]);
-        r.keyword(&["SIZE ", "1024"]);
+        r.keyword("PIPELINING");
+        r.keyword_with("SIZE", ["1024"]);
         r.keyword_with("AUTH", ["PLAIN", "LOGIN"]);
         r.keyword_with("NONE", []);
         r.finish("8BITMIME");

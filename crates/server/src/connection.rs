@@ -265,7 +265,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut input: Vec<u8> = Vec::new();
-    let stopping = shared.stopping.clone();
     // The waits for a stop and for the end of the grace period, and the
     // read deadline's timer, live as long as the session and are polled
     // by every read. Made anew for each read, they cost a registration
@@ -295,7 +294,7 @@ where
                 let line_done =
                     !session.discarding_line() && (progress.consumed > 0 || input.is_empty());
                 pace.wants_input(line_done, session.receiving_data(), Instant::now());
-                if *stopping.borrow() && !session.in_transaction() {
+                if *shared.stopping.borrow() && !session.in_transaction() {
                     session.abort(Reply::shutting_down(), &mut out);
                     return close(stream, &mut out, session, shared).await;
                 }

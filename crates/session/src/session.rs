@@ -509,9 +509,9 @@ impl Session {
     /// EHLO.
     fn write_ehlo(&self, name: &str, out: &mut Vec<u8>) {
         let mut reply = EhloReply::start(out, &self.config.hostname, name);
-        reply.keyword(&["PIPELINING"]);
+        reply.keyword("PIPELINING");
         let mut size = itoa::Buffer::new();
-        reply.keyword(&["SIZE ", size.format(self.config.max_message_size)]);
+        reply.keyword_with("SIZE", [size.format(self.config.max_message_size)]);
         for keyword in [
             "8BITMIME",
             "ENHANCEDSTATUSCODES",
@@ -519,10 +519,10 @@ impl Session {
             "CHUNKING",
             "DSN",
         ] {
-            reply.keyword(&[keyword]);
+            reply.keyword(keyword);
         }
         if self.config.starttls && self.tls.is_none() {
-            reply.keyword(&["STARTTLS"]);
+            reply.keyword("STARTTLS");
         }
         if self.auth_offered() {
             let usable = self
@@ -535,7 +535,7 @@ impl Session {
             reply.keyword_with("AUTH", usable);
         }
         if self.conn.xclient_trusted {
-            reply.keyword(&[&crate::xclient::keyword()]);
+            reply.keyword(&crate::xclient::keyword());
         }
         reply.finish("HELP");
     }

@@ -298,7 +298,7 @@ pub(crate) fn stored_json(
 }
 
 /// A JSON string: copied whole when nothing in it needs escaping (JSON
-/// escapes only control characters, `"` and `\\`), else serde_json's.
+/// escapes only control characters, `"` and `\`), else serde_json's.
 fn string(out: &mut Vec<u8>, value: &str) -> Result<(), serde_json::Error> {
     // No early exit, so that the compiler can check many bytes at a time.
     let plain = value.bytes().fold(true, |plain, b| {
