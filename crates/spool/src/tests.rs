@@ -284,7 +284,11 @@ fn dead_segments_are_deleted_and_sparse_ones_moved_forward() {
         spool.remove(id).unwrap();
     }
     let after = segments().len();
-    assert!(after <= 4, "{after} segments left of {before}: {:?}", names(&journal));
+    assert!(
+        after <= 4,
+        "{after} segments left of {before}: {:?}",
+        names(&journal)
+    );
     let kept: Vec<MessageId> = keep.into_iter().cloned().collect();
     assert_eq!(spool.list().unwrap(), kept);
     assert_eq!(spool.read(&ids[5]).unwrap().1, b"msg 5");
