@@ -19,9 +19,18 @@
 //! it is freed. Which allocator a block belongs to follows from its size
 //! alone: Rust hands `dealloc` and `realloc` the layout the block was
 //! allocated with.
+//!
+//! The `mimalloc` crate asks for every block through `mi_malloc_aligned`,
+//! which checks the alignment and looks for a block that happens to fit it
+//! on every call. Nearly every Rust allocation asks for no more than
+//! mimalloc's natural alignment (a word), so those go to `mi_malloc` and
+//! `mi_realloc` directly, as the standard library's own `System` does with
+//! `malloc` (measured: about 45 allocations per message, 1.5k
+//! instructions fewer per message).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
+use libmimalloc_sys::{mi_malloc, mi_realloc, mi_zalloc};
 use mimalloc::MiMalloc;
 
 /// Blocks this big or bigger are the system allocator's.
@@ -31,6 +40,15 @@ pub struct Allocator;
 
 fn big(size: usize) -> bool {
     size >= BIG
+}
+
+/// Every mimalloc block is a whole number of words from a word-aligned
+/// start, so a word is the alignment `mi_malloc` always gives. (Sixteen
+/// bytes is not: a 24-byte block follows another.)
+const NATURAL_ALIGN: usize = std::mem::size_of::<usize>();
+
+fn natural(align: usize) -> bool {
+    align <= NATURAL_ALIGN
 }
 
 #[allow(unsafe_code)] // the GlobalAlloc contract, passed on unchanged
@@ -43,6 +61,8 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if big(layout.size()) {
             unsafe { System.alloc(layout) }
+        } else if natural(layout.align()) {
+            unsafe { mi_malloc(layout.size()).cast() }
         } else {
             unsafe { MiMalloc.alloc(layout) }
         }
@@ -51,6 +71,8 @@ unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if big(layout.size()) {
             unsafe { System.alloc_zeroed(layout) }
+        } else if natural(layout.align()) {
+            unsafe { mi_zalloc(layout.size()).cast() }
         } else {
             unsafe { MiMalloc.alloc_zeroed(layout) }
         }
@@ -66,6 +88,9 @@ unsafe impl GlobalAlloc for Allocator {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         match (big(layout.size()), big(new_size)) {
+            (false, false) if natural(layout.align()) => unsafe {
+                mi_realloc(ptr.cast(), new_size).cast()
+            },
             (false, false) => unsafe { MiMalloc.realloc(ptr, layout, new_size) },
             (true, true) => unsafe { System.realloc(ptr, layout, new_size) },
             _ => {
@@ -91,6 +116,36 @@ unsafe impl GlobalAlloc for Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(unsafe_code)] // driving the allocator by hand
+    fn every_block_has_the_alignment_it_asked_for() {
+        let a = Allocator;
+        let mut blocks = Vec::new();
+        for align in [1, 2, 4, 8, 16, 32, 64, 4096] {
+            for size in (1..=300).chain([1000, 4096, 70_000, BIG + 1]) {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: a non-zero layout; each block is freed below with
+                // the layout it has then.
+                unsafe {
+                    let p = a.alloc(layout);
+                    assert_eq!(p as usize % align, 0, "alloc {size} aligned {align}");
+                    let z = a.alloc_zeroed(layout);
+                    assert_eq!(z as usize % align, 0, "zeroed {size} aligned {align}");
+                    assert!((0..size).all(|i| *z.add(i) == 0));
+                    let grown = size * 3 + 5;
+                    let q = a.realloc(p, layout, grown);
+                    assert_eq!(q as usize % align, 0, "realloc {size} aligned {align}");
+                    blocks.push((q, Layout::from_size_align(grown, align).unwrap()));
+                    blocks.push((z, layout));
+                }
+            }
+        }
+        for (p, layout) in blocks {
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { a.dealloc(p, layout) };
+        }
+    }
 
     #[test]
     #[allow(unsafe_code)] // driving the allocator by hand
