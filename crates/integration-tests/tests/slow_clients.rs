@@ -158,3 +158,55 @@ fn open_connections_per_slash_24_are_capped() {
     }
     out.assert_reply("c3", "421 4.7.0");
 }
+
+/// A client that sends and sends but never reads its replies fills the
+/// server's socket buffer; the write of the next reply then waits, and
+/// must give up after the idle timeout and drop the connection (the
+/// session must not hold its slot for ever), while others are served.
+#[test]
+fn a_client_that_never_reads_its_replies_is_dropped_after_the_idle_timeout() {
+    const DEAF: &str = r#"
+[limits]
+idle_timeout = "2s"
+
+[[listener]]
+name = "relay"
+address = "127.0.0.1:{port:relay}"
+tls = "none"
+auth = "disabled"
+"#;
+    let server = TestServer::start(DEAF);
+    let port = server.port("relay");
+    let mut deaf = connect(port);
+    deaf.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Each EHLO is answered with several hundred bytes: the replies fill
+    // both socket buffers long before the commands do.
+    let commands = "EHLO deaf.test\r\n".repeat(1000);
+    let started = Instant::now();
+    let mut blocked_since: Option<Instant> = None;
+    let dropped_after = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still connected after a minute of unread replies"
+        );
+        match deaf.write(commands.as_bytes()) {
+            Ok(_) => blocked_since = None,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                blocked_since.get_or_insert_with(Instant::now);
+            }
+            Err(_) => break blocked_since.map(|at| at.elapsed()),
+        }
+    };
+    // The server stopped reading when its write stalled, so the client's
+    // writes stalled soon after: the drop came about the idle timeout
+    // after that, not at once and not never.
+    let after = dropped_after.expect("the client's writes stalled before the drop");
+    assert!(
+        after < Duration::from_secs(10),
+        "dropped {after:?} after the stall"
+    );
+    // Others are served meanwhile and after.
+    let mut other = connect(port);
+    assert!(command(&mut other, "EHLO other.test").starts_with("250"));
+}

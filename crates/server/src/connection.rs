@@ -8,8 +8,10 @@
 //! the connection's facts, and its verdict comes back to the session
 //! through [`apply`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 
 use portcullis_proto::proxy::ProxyHeader;
 use portcullis_proto::Reply;
@@ -293,12 +295,15 @@ where
                 // trickled, they must not restart the line's clock.
                 let line_done =
                     !session.discarding_line() && (progress.consumed > 0 || input.is_empty());
-                pace.wants_input(line_done, session.receiving_data(), Instant::now());
                 if *shared.stopping.borrow() && !session.in_transaction() {
                     session.abort(Reply::shutting_down(), &mut out);
                     return close(stream, &mut out, session, shared).await;
                 }
                 flush(stream, &mut out, shared).await?;
+                // One clock read for the wait: its pace and idle clocks
+                // start when the replies are out.
+                let now = Instant::now();
+                pace.wants_input(line_done, session.receiving_data(), now);
                 if session.receiving_data() {
                     input.reserve(DATA_CHUNK);
                 } else {
@@ -310,7 +315,7 @@ where
                 }
                 // Silence ends the session after the idle timeout; a
                 // trickle of bytes, at the pace deadline.
-                let idle = Instant::now() + shared.idle_timeout;
+                let idle = now + shared.idle_timeout;
                 let paced = pace.deadline().filter(|deadline| *deadline < idle);
                 let deadline = paced.unwrap_or(idle);
                 // The timer may ring before the deadline (it is moved only
@@ -650,6 +655,10 @@ async fn close<S: AsyncWrite + Unpin>(
 
 /// Writes the pending replies. A client that stops reading is given the
 /// idle timeout, then dropped: it must not pin a connection slot forever.
+///
+/// The write is tried once before the timeout is set up: nearly always the
+/// socket has room and it is done at once, and the timeout would have cost
+/// a clock read for each reply written.
 async fn flush<S: AsyncWrite + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
@@ -658,13 +667,25 @@ async fn flush<S: AsyncWrite + Unpin>(
     if out.is_empty() {
         return Ok(());
     }
-    let write = async {
-        stream.write_all(out).await?;
-        stream.flush().await
-    };
-    tokio::time::timeout(shared.idle_timeout, write)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
+    {
+        let mut write = std::pin::pin!(async {
+            stream.write_all(out).await?;
+            stream.flush().await
+        });
+        let at_once = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
+            Poll::Ready(done) => Poll::Ready(Some(done)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        match at_once {
+            Some(done) => done?,
+            None => tokio::time::timeout(shared.idle_timeout, write)
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")
+                })??,
+        }
+    }
     out.clear();
     Ok(())
 }

@@ -289,16 +289,19 @@ impl Containment {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The answer of `kind` in force for `user` from `ip`, if any.
+    /// The answer of `kind` in force for `user` from `ip`, if any. The
+    /// clock is read only when `user` has answers at all: the check runs
+    /// twice for every message, and almost always finds none.
     pub(crate) fn answer_for(
         &self,
         user: &str,
         ip: IpAddr,
         kind: Answer,
-        now: Timestamp,
+        now: impl FnOnce() -> Timestamp,
     ) -> Option<String> {
         let state = self.lock();
         let list = state.answers.get(user)?;
+        let now = now();
         list.iter()
             .find(|a| {
                 a.answer == kind && a.until.is_none_or(|u| u > now) && !a.spared.contains(&ip)
@@ -308,7 +311,7 @@ impl Containment {
 
     /// Why `user` may not log in from `ip`, if suspended.
     pub(crate) fn suspension(&self, user: &str, ip: IpAddr, now: Timestamp) -> Option<String> {
-        if let Some(signal) = self.answer_for(user, ip, Answer::Suspend, now) {
+        if let Some(signal) = self.answer_for(user, ip, Answer::Suspend, || now) {
             return Some(format!("suspended after signal {signal}"));
         }
         let state = self.lock();
@@ -489,10 +492,14 @@ impl Containment {
             let cut = seen[seen.len() / 2];
             state.watches.retain(|_, (t, _)| *t > cut);
         }
-        let entry = state
-            .watches
-            .entry(user.to_string())
-            .or_insert_with(|| (now, IdentityWatch::default()));
+        // Looked up before inserted: the name is copied once per user, not
+        // once per message.
+        if !state.watches.contains_key(user) {
+            state
+                .watches
+                .insert(user.to_string(), (now, IdentityWatch::default()));
+        }
+        let entry = state.watches.get_mut(user).expect("inserted above");
         entry.0 = now;
         f(&mut entry.1)
     }
@@ -626,7 +633,7 @@ impl Containment {
 
     /// `451 4.7.1` when a `defer` answer covers this sender.
     pub(crate) fn deferred(&self, who: &Sender<'_>) -> Option<Reply> {
-        let signal = self.answer_for(who.authn, who.ip, Answer::Defer, Timestamp::now())?;
+        let signal = self.answer_for(who.authn, who.ip, Answer::Defer, Timestamp::now)?;
         tracing::info!(client = %who.ip, user = %who.authn, signal, "message deferred: identity suspect");
         metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "defer").increment(1);
         Some(Reply::sending_deferred())
@@ -635,7 +642,7 @@ impl Containment {
     /// Whether a message from `who` is to be held (the `hold` answer), and
     /// why.
     pub(crate) fn held(&self, who: &Sender<'_>) -> Option<String> {
-        let signal = self.answer_for(who.authn, who.ip, Answer::Hold, Timestamp::now())?;
+        let signal = self.answer_for(who.authn, who.ip, Answer::Hold, Timestamp::now)?;
         metrics::counter!(telemetry::CONTAINMENT_ACTIONS, "answer" => "hold").increment(1);
         Some(format!("identity {} suspect: signal {signal}", who.authn))
     }
