@@ -18,11 +18,15 @@ impl fmt::Display for EnhancedCode {
 }
 
 /// One SMTP reply, possibly of several lines.
+///
+/// The first line is held apart from the rest: nearly every reply has one
+/// line, and several are made per message, so one line costs no list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     code: u16,
     status: Option<EnhancedCode>,
-    lines: Vec<Cow<'static, str>>,
+    first: Cow<'static, str>,
+    more: Vec<Cow<'static, str>>,
 }
 
 macro_rules! catalog {
@@ -202,17 +206,17 @@ impl Reply {
         Reply {
             code,
             status,
-            lines: vec![text.into()],
+            first: text.into(),
+            more: Vec::new(),
         }
     }
 
     /// A multi-line reply (`code-…` lines, then `code …`): one line per
     /// entry of `lines`; none is a reply with an empty text.
     pub fn multiline(code: u16, status: Option<EnhancedCode>, lines: Vec<String>) -> Reply {
-        let mut reply = Reply::new(code, status, "");
-        if !lines.is_empty() {
-            reply.lines = lines.into_iter().map(Cow::Owned).collect();
-        }
+        let mut lines = lines.into_iter().map(Cow::Owned);
+        let mut reply = Reply::new(code, status, lines.next().unwrap_or_default());
+        reply.more = lines.collect();
         reply
     }
 
@@ -260,7 +264,8 @@ impl Reply {
 
     /// Replaces the text, keeping code and enhanced code.
     pub fn with_text(mut self, text: impl Into<Cow<'static, str>>) -> Reply {
-        self.lines = vec![text.into()];
+        self.first = text.into();
+        self.more = Vec::new();
         self
     }
 
@@ -275,7 +280,13 @@ impl Reply {
     /// The text, lines joined by a space (policy keeps it when it changes
     /// only the code).
     pub fn text(&self) -> String {
-        self.lines.join(" ")
+        self.lines().collect::<Vec<_>>().join(" ")
+    }
+
+    fn lines(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&self.first)
+            .chain(&self.more)
+            .map(|line| line.as_ref())
     }
 
     /// Whether this is a positive completion (2xx) or intermediate (3xx).
@@ -300,8 +311,8 @@ impl Reply {
             at = push_decimal(&mut buf, at + 1, u32::from(detail));
         }
         let (code, status) = (&buf[..code_end], &buf[code_end..at]);
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
+        let last = self.more.len();
+        for (i, line) in self.lines().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
             out.extend_from_slice(code);
             out.push(sep as u8);
@@ -454,5 +465,15 @@ mod tests {
         );
         let r = Reply::multiline(250, None, vec!["x".into(), "y".into()]);
         assert_eq!(wire(&r), "250-x\r\n250 y\r\n");
+    }
+
+    #[test]
+    fn a_multiline_reply_is_whole_through_text_and_replacement() {
+        let r = Reply::multiline(550, None, vec!["one".into(), "two".into(), "three".into()]);
+        assert_eq!(r.text(), "one two three");
+        assert_eq!(wire(&r.clone().with_text("only")), "550 only\r\n");
+        let empty = Reply::multiline(250, None, Vec::new());
+        assert_eq!(wire(&empty), "250 \r\n");
+        assert_eq!(empty, Reply::new(250, None, ""));
     }
 }

@@ -16,8 +16,8 @@ use std::task::Poll;
 use portcullis_proto::proxy::ProxyHeader;
 use portcullis_proto::Reply;
 use portcullis_session::{
-    AuthOutcome, ConnectionInfo, Effect, Flow, ScramLookup, ScriptStepOutcome, Session,
-    SpoolOutcome,
+    AuthOutcome, ConnectionInfo, Effect, Flow, ScramLookup, ScriptStepOutcome, SendingCheck,
+    Session, SpoolOutcome,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -425,8 +425,11 @@ where
                 session.scram_secrets_found(lookup, &mut out)
             }
             Some(Effect::CheckSending(check)) => {
-                let refusal = match sender(peer, session) {
-                    Some(who) => {
+                let refusal = match (sender(peer, session), check) {
+                    (Some(who), SendingCheck::Rcpt { n }) => {
+                        shared.containment.recipient_refused(&who, &contained, n)
+                    }
+                    (Some(who), check) => {
                         let calls = shared.auth.store_calls();
                         let checked =
                             shared
@@ -434,7 +437,7 @@ where
                                 .check_sending(calls, &who, &mut contained, check);
                         Box::pin(checked).await
                     }
-                    None => None,
+                    (None, _) => None,
                 };
                 session.sending_checked(refusal, &mut out);
                 Flow::Continue

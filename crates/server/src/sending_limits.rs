@@ -48,11 +48,21 @@ impl Containment {
                 per.allowance = Some(Allowance::from_mail(&quotas, &names, &consumed.counts));
                 None
             }
-            SendingCheck::Rcpt { n } => {
-                let name = per.allowance.as_ref()?.recipient(n as u64)?.clone();
-                Some(limited(&name, who))
-            }
+            SendingCheck::Rcpt { n } => self.recipient_refused(who, per, n),
         }
+    }
+
+    /// The RCPT half of [`Containment::check_sending`]: counted against
+    /// the allowance MAIL found, with nothing to wait for, so a session
+    /// calls it directly (no future to build for each recipient).
+    pub(crate) fn recipient_refused(
+        &self,
+        who: &Sender<'_>,
+        per: &PerSession,
+        n: usize,
+    ) -> Option<Reply> {
+        let name = per.allowance.as_ref()?.recipient(n as u64)?;
+        Some(limited(name, who))
     }
 
     /// Whom a message counts against, each with its limits: the user, the
