@@ -3,6 +3,8 @@
 //! shared), then [`Spool::store_async`], which awaits the journal writer's
 //! group fsync.
 
+use std::borrow::Cow;
+
 use portcullis_proto::received::{received_header, ReceivedFields};
 use portcullis_session::{Identity, Message, SpoolOutcome, Xclient};
 use portcullis_spool::{AuthMeta, ClientCertMeta, MessageMeta, Spool, TlsMeta, XclientMeta};
@@ -30,7 +32,7 @@ pub(crate) async fn spool(
 ) -> SpoolOutcome {
     let now = OffsetDateTime::now_utc();
     let date = now.format(&Rfc2822).unwrap_or_default();
-    let (client_ip, client_addr, helo) = client_of(peer, &message);
+    let (client_ip, client_addr, helo) = client_of(peer, &mut message);
     let tls = message
         .tls
         .as_ref()
@@ -105,16 +107,20 @@ pub(crate) async fn spool(
 /// The client as the trace header and spool see it: `(ip, ip:port, helo)`
 /// of the client a trusted proxy named with XCLIENT (each fact it did not
 /// give falls back to the connection's), else of the TCP peer.
-fn client_of(peer: &Peer, message: &Message) -> (String, String, String) {
+///
+/// The session's own HELO name is moved out of `message` (it is dropped
+/// once stored), and the TCP peer's address borrowed: no copy of either
+/// per message.
+fn client_of<'a>(peer: &'a Peer, message: &mut Message) -> (Cow<'a, str>, String, String) {
+    let x = message.xclient.as_ref();
+    let helo = match x.and_then(|x| x.helo.clone()) {
+        Some(helo) => helo,
+        None => std::mem::take(&mut message.helo),
+    };
     let x = message.xclient.as_ref();
     if x.is_none_or(|x| x.addr.is_none() && x.port.is_none()) {
         let texts = peer.texts();
-        let helo = x.and_then(|x| x.helo.clone());
-        return (
-            texts.ip.clone(),
-            texts.addr.clone(),
-            helo.unwrap_or_else(|| message.helo.clone()),
-        );
+        return (Cow::Borrowed(&texts.ip), texts.addr.clone(), helo);
     }
     let ip = x
         .and_then(|x| x.addr.clone())
@@ -126,10 +132,7 @@ fn client_of(peer: &Peer, message: &Message) -> (String, String, String) {
         true => format!("[{ip}]:{port}"),
         false => format!("{ip}:{port}"),
     };
-    let helo = x
-        .and_then(|x| x.helo.clone())
-        .unwrap_or_else(|| message.helo.clone());
-    (ip, addr, helo)
+    (Cow::Owned(ip), addr, helo)
 }
 
 /// Who submitted: the SASL identity, or the login a trusted proxy vouched
