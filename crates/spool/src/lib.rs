@@ -55,6 +55,7 @@
 //! prepended `Received:`). [`Spool::store_async`] suits async callers; every
 //! other call blocks on the filesystem.
 
+mod answer;
 mod error;
 mod id;
 mod index;
@@ -72,7 +73,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use crate::answer::Answered;
 
 pub use error::SpoolError;
 pub use id::MessageId;
@@ -235,10 +236,7 @@ impl Spool {
     /// fsync that covers the message.
     pub fn store(&self, meta: &MessageMeta, message: &[u8]) -> Result<MessageId, SpoolError> {
         let (id, done) = self.submit(meta, message.to_vec())?;
-        match done.blocking_recv() {
-            Ok(result) => result.map(|_| id),
-            Err(_) => Err(SpoolError::WriterGone),
-        }
+        done.wait().map(|_| id)
     }
 
     /// [`Spool::store`] for async callers: the future resolves once the
@@ -251,24 +249,20 @@ impl Spool {
         let submitted = self.submit(meta, message);
         async move {
             let (id, done) = submitted?;
-            match done.await {
-                Ok(result) => result.map(|_| id),
-                Err(_) => Err(SpoolError::WriterGone),
-            }
+            done.await.map(|_| id)
         }
     }
 
-    /// Hands a message to the writer; the receiver answers once it is durable.
-    #[allow(clippy::type_complexity)]
+    /// Hands a message to the writer; the answer comes once it is durable.
     fn submit(
         &self,
         meta: &MessageMeta,
         message: Vec<u8>,
-    ) -> Result<(MessageId, oneshot::Receiver<Result<Vec<u8>, SpoolError>>), SpoolError> {
+    ) -> Result<(MessageId, Answered), SpoolError> {
         let jobs = self.jobs.as_ref().ok_or(SpoolError::ReadOnly)?;
         let id = MessageId::new(self.clock.next_micros());
         let json = meta::stored_json(id.as_str(), message.len() as u64, meta)?;
-        let (done, receiver) = oneshot::channel();
+        let (done, receiver) = answer::channel();
         let job = Job::Store {
             id: id.clone(),
             json,
@@ -311,15 +305,13 @@ impl Spool {
         let Some(jobs) = &self.jobs else {
             return self.request_removal(id);
         };
-        let (done, receiver) = oneshot::channel();
+        let (done, receiver) = answer::channel();
         let job = Job::Remove {
             id: id.clone(),
             done,
         };
         jobs.send(job).map_err(|_| SpoolError::WriterGone)?;
-        receiver
-            .blocking_recv()
-            .map_err(|_| SpoolError::WriterGone)??;
+        receiver.wait()?;
         remove_state_file(&self.shared.queue, id);
         Ok(())
     }
@@ -460,16 +452,14 @@ impl Spool {
             match (id, fs::read(&json)) {
                 (Some(id), Ok(meta)) if !lock(&self.shared.index).contains(&id) => {
                     let message = fs::read(&eml).map_err(SpoolError::io("read", &eml))?;
-                    let (done, result) = oneshot::channel();
+                    let (done, result) = answer::channel();
                     writer.commit(vec![Job::Store {
                         id: id.clone(),
                         json: meta,
                         message,
                         done,
                     }]);
-                    result
-                        .blocking_recv()
-                        .map_err(|_| SpoolError::WriterGone)??;
+                    result.wait()?;
                     tracing::info!(%id, "moved a two-file spool entry into the journal");
                 }
                 (_, Ok(_)) => {}

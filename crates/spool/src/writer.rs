@@ -22,8 +22,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
+use crate::answer::{self, Answer, Outcome};
 use crate::index::{segment_name, Location, Segment};
 use crate::journal::{self, Record, MAGIC};
 use crate::{lock, sync_dir, Shared, SpoolError};
@@ -35,12 +34,6 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// A batch stops growing at this many bytes (the rest wait for the next).
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
-/// What the writer answers each job with: on success, the message buffer
-/// of a store (empty for a removal), handed back so that the thread that
-/// allocated it frees it (freeing in another thread contends for glibc's
-/// arena lock).
-pub(crate) type Done = oneshot::Sender<Result<Vec<u8>, SpoolError>>;
-
 /// One request to the writer.
 pub(crate) enum Job {
     /// Append an accepted message.
@@ -48,10 +41,10 @@ pub(crate) enum Job {
         id: MessageId,
         json: Vec<u8>,
         message: Vec<u8>,
-        done: Done,
+        done: Answer,
     },
     /// Append a removal.
-    Remove { id: MessageId, done: Done },
+    Remove { id: MessageId, done: Answer },
 }
 
 impl Job {
@@ -75,13 +68,14 @@ impl Job {
         }
     }
 
-    fn finish(self, result: Result<(), &SpoolError>) {
+    /// The job's answer slot and what to answer. (The caller may have
+    /// given up waiting, its session ended: fine.)
+    fn finish(self, result: Result<(), &SpoolError>) -> (Answer, Outcome) {
         let (done, buffer) = match self {
             Job::Store { done, message, .. } => (done, message),
             Job::Remove { done, .. } => (done, Vec::new()),
         };
-        // The caller may have given up waiting (its session ended); fine.
-        let _ = done.send(result.map(|()| buffer).map_err(SpoolError::again));
+        (done, result.map(|()| buffer).map_err(SpoolError::again))
     }
 }
 
@@ -191,11 +185,16 @@ impl Writer {
                     }
                 }
                 drop(index);
-                batch.into_iter().for_each(|job| job.finish(Ok(())));
+                answer::answer_all(batch.into_iter().map(|job| job.finish(Ok(()))).collect());
             }
             Err(error) => {
                 tracing::error!(%error, jobs = batch.len(), "journal append failed");
-                batch.into_iter().for_each(|job| job.finish(Err(&error)));
+                answer::answer_all(
+                    batch
+                        .into_iter()
+                        .map(|job| job.finish(Err(&error)))
+                        .collect(),
+                );
             }
         }
     }
@@ -359,12 +358,12 @@ impl Writer {
                 .and_then(|stem| stem.parse::<MessageId>().ok());
             if let Some(id) = id {
                 if lock(&self.shared.index).contains(&id) {
-                    let (done, result) = oneshot::channel();
+                    let (done, result) = answer::channel();
                     self.commit(vec![Job::Remove {
                         id: id.clone(),
                         done,
                     }]);
-                    if !matches!(result.blocking_recv(), Ok(Ok(_))) {
+                    if result.wait().is_err() {
                         continue;
                     }
                     crate::remove_state_file(&self.shared.queue, &id);
