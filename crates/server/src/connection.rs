@@ -8,7 +8,7 @@
 //! the connection's facts, and its verdict comes back to the session
 //! through [`apply`].
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
@@ -242,6 +242,42 @@ pub(crate) fn facts(peer: &Peer, session: &Session) -> ConnectionFacts {
     }
 }
 
+/// A wait on a watch channel (the server's stop, the end of the grace
+/// period) that is polled only when the channel may have moved.
+///
+/// The read loop's `select!` polls every branch each time the task wakes,
+/// several times per message, and a watch's wait takes its waiter list's
+/// lock on every poll. Once polled, though, the wait stays registered with
+/// the task's waker: when the channel moves, the task is woken, and then
+/// the probe (an atomic load of the channel's version) says so. Until the
+/// channel first moves, the wait is polled once only.
+struct Gated<'a, F> {
+    wait: std::pin::Pin<&'a mut F>,
+    /// A receiver of the same channel, never marked as having seen a
+    /// value: once the channel moved, it says so for good.
+    probe: tokio::sync::watch::Receiver<bool>,
+    registered: bool,
+}
+
+impl<'a, F: Future> Gated<'a, F> {
+    fn new(wait: std::pin::Pin<&'a mut F>, probe: tokio::sync::watch::Receiver<bool>) -> Self {
+        Gated {
+            wait,
+            probe,
+            registered: false,
+        }
+    }
+
+    fn poll_wait(&mut self, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        // A closed channel (`Err`) counts as moved: the wait then ends.
+        if self.registered && matches!(self.probe.has_changed(), Ok(false)) {
+            return Poll::Pending;
+        }
+        self.registered = true;
+        self.wait.as_mut().poll(cx)
+    }
+}
+
 /// What ended a wait for input.
 enum Woke {
     Read(std::io::Result<usize>),
@@ -275,10 +311,12 @@ where
     let mut stop_rx = shared.stopping.clone();
     let stop = stop_rx.wait_for(|stop| *stop);
     tokio::pin!(stop);
+    let mut stop = Gated::new(stop, shared.stopping.clone());
     let mut stop_seen = false;
     let mut grace_rx = shared.grace_over.subscribe();
     let grace = grace_rx.wait_for(|over| *over);
     tokio::pin!(grace);
+    let mut grace = Gated::new(grace, shared.grace_over.subscribe());
     let timer = tokio::time::sleep_until(Instant::now() + shared.idle_timeout);
     tokio::pin!(timer);
     // What a script mechanism's exchange holds across its rounds.
@@ -334,7 +372,7 @@ where
                         // The grace period is over and this transaction is
                         // not: say so before the close, never cut off in
                         // silence.
-                        _ = &mut grace => break Woke::GraceOver,
+                        _ = poll_fn(|cx| grace.poll_wait(cx)) => break Woke::GraceOver,
                         read = stream.read_buf(&mut input) => break Woke::Read(read),
                         () = &mut timer => {
                             if Instant::now() >= deadline {
@@ -345,7 +383,7 @@ where
                         // The server is stopping: an idle session is told
                         // now; one inside a transaction reads on until it
                         // ends (then the check above closes it).
-                        _ = &mut stop, if !stop_seen && !session.in_transaction() => break Woke::Stop,
+                        _ = poll_fn(|cx| stop.poll_wait(cx)), if !stop_seen && !session.in_transaction() => break Woke::Stop,
                     }
                 };
                 let reply = match woke {
