@@ -13,9 +13,11 @@
 //! before it takes them passes them on (or the writer sees that it has and
 //! wakes them itself).
 //!
-//! Callers outside a runtime (the CLI, start-up recovery) wait with
-//! [`Answered::wait`], which parks the thread; a parked leader passes the
-//! others on when it wakes, as a task does.
+//! Callers outside a runtime (the CLI, start-up recovery, delivery on the
+//! blocking pool) wait with [`Answered::wait`], which parks the thread.
+//! The writer unparks those itself and never makes one a leader: a parked
+//! thread handed to a task would wait for that task's runtime, which may
+//! be the very thread that is parked.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +53,8 @@ struct Slot {
     /// The waiting side has taken its outcome or is gone: it passes on
     /// nothing handed to it from now on.
     done: bool,
+    /// The waiter is a parked thread ([`Answered::wait`]).
+    parked: bool,
 }
 
 /// The writer's end of one job's slot.
@@ -73,9 +77,26 @@ impl Drop for Answer {
     }
 }
 
-/// Answers every job of a batch with one wake from this thread: the first
-/// waiting one's, which is handed the other wakers.
+/// Answers every job of a batch with one wake from this thread for all
+/// its tasks (the first waiting task's, which is handed the other tasks'
+/// wakers), and one for each parked thread.
 pub(crate) fn answer_all(answers: Vec<(Answer, Outcome)>) {
+    if let Some(batch) = set_outcomes(answers) {
+        hand_over(batch);
+    }
+}
+
+/// What is left to wake once every outcome is in.
+struct Woken {
+    /// The first waiting task: its slot and waker.
+    leader: (Arc<Mutex<Slot>>, Waker),
+    /// The other waiting tasks, for the leader to wake.
+    others: Vec<Waker>,
+}
+
+/// Puts each outcome in its slot and wakes the parked threads; returns the
+/// tasks to wake, if any.
+fn set_outcomes(answers: Vec<(Answer, Outcome)>) -> Option<Woken> {
     let mut leader: Option<(Arc<Mutex<Slot>>, Waker)> = None;
     let mut others = Vec::new();
     for (mut answer, outcome) in answers {
@@ -87,26 +108,34 @@ pub(crate) fn answer_all(answers: Vec<(Answer, Outcome)>) {
         let Some(waker) = slot.waiter.take() else {
             continue;
         };
+        let parked = slot.parked;
         drop(slot);
+        if parked {
+            waker.wake();
+            continue;
+        }
         match leader {
             None => leader = Some((answer.slot.clone(), waker)),
             Some(_) => others.push(waker),
         }
     }
-    let Some((slot, waker)) = leader else {
-        return;
-    };
+    leader.map(|leader| Woken { leader, others })
+}
+
+/// Hands the other wakers to the leader and wakes it; if the leader has
+/// meanwhile taken its outcome (a poll between the two steps) or is gone,
+/// wakes the others instead.
+fn hand_over(Woken { leader, others }: Woken) {
+    let (slot, waker) = leader;
     let mut leading = lock(&slot);
     if leading.done {
-        // It took its outcome (a poll between the two locks) or is gone:
-        // the others are this thread's to wake.
         drop(leading);
         others.into_iter().for_each(Waker::wake);
     } else {
         leading.others = others;
         drop(leading);
+        waker.wake();
     }
-    waker.wake();
 }
 
 /// The waiting end: a future, or [`Answered::wait`] for a thread.
@@ -117,19 +146,24 @@ pub struct Answered {
 impl Answered {
     /// Looks for the outcome, registering `waker` if it is not in yet, and
     /// passes on any wakers handed to this slot.
-    fn check(&self, waker: &Waker) -> Option<Outcome> {
+    fn check(&self, waker: &Waker, parked: bool) -> Option<Outcome> {
         let mut slot = lock(&self.slot);
         let others = std::mem::take(&mut slot.others);
         let outcome = slot.outcome.take();
-        match outcome {
+        // A waker replaced is dropped after the lock, like the others.
+        let replaced = match outcome {
             Some(_) => {
                 slot.done = true;
-                slot.waiter = None;
+                slot.waiter.take()
             }
-            None if slot.waiter.as_ref().is_some_and(|w| w.will_wake(waker)) => {}
-            None => slot.waiter = Some(waker.clone()),
-        }
+            None if slot.waiter.as_ref().is_some_and(|w| w.will_wake(waker)) => None,
+            None => {
+                slot.parked = parked;
+                slot.waiter.replace(waker.clone())
+            }
+        };
         drop(slot);
+        drop(replaced);
         others.into_iter().for_each(Waker::wake);
         outcome
     }
@@ -139,7 +173,7 @@ impl Answered {
     pub(crate) fn wait(self) -> Outcome {
         let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         loop {
-            if let Some(outcome) = self.check(&waker) {
+            if let Some(outcome) = self.check(&waker, true) {
                 return outcome;
             }
             // A wake before this park leaves the thread's token set, so
@@ -153,7 +187,8 @@ impl Future for Answered {
     type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        self.check(cx.waker()).map_or(Poll::Pending, Poll::Ready)
+        self.check(cx.waker(), false)
+            .map_or(Poll::Pending, Poll::Ready)
     }
 }
 
@@ -161,9 +196,10 @@ impl Drop for Answered {
     fn drop(&mut self) {
         let mut slot = lock(&self.slot);
         slot.done = true;
-        slot.waiter = None;
+        let waiter = slot.waiter.take();
         let others = std::mem::take(&mut slot.others);
         drop(slot);
+        drop(waiter);
         others.into_iter().for_each(Waker::wake);
     }
 }
@@ -261,6 +297,70 @@ mod tests {
         assert!(matches!(poll(&mut w2, &k2), Poll::Ready(Ok(_))));
     }
 
+    /// Two waiting tasks; the writer has put both outcomes in and chosen
+    /// the first as leader, but not yet handed it the other's waker.
+    fn between_the_two_steps() -> (Answered, Arc<Counter>, Waker, Answered, Arc<Counter>, Woken) {
+        let (a1, mut w1) = channel();
+        let (a2, mut w2) = channel();
+        let (c1, k1) = counted();
+        let (c2, k2) = counted();
+        assert!(poll(&mut w1, &k1).is_pending());
+        assert!(poll(&mut w2, &k2).is_pending());
+        let woken = set_outcomes(vec![(a1, Ok(vec![1])), (a2, Ok(vec![2]))]).expect("tasks");
+        assert_eq!((wakes(&c1), wakes(&c2)), (0, 0));
+        (w1, c1, k1, w2, c2, woken)
+    }
+
+    #[test]
+    fn a_leader_that_took_its_outcome_before_the_handover_leaves_the_waking_to_the_writer() {
+        let (mut w1, c1, k1, mut w2, c2, woken) = between_the_two_steps();
+        assert!(matches!(poll(&mut w1, &k1), Poll::Ready(Ok(v)) if v == [1]));
+        hand_over(woken);
+        assert_eq!((wakes(&c1), wakes(&c2)), (0, 1));
+        let k2 = Waker::from(c2);
+        assert!(matches!(poll(&mut w2, &k2), Poll::Ready(Ok(v)) if v == [2]));
+    }
+
+    #[test]
+    fn a_leader_dropped_before_the_handover_leaves_the_waking_to_the_writer() {
+        let (w1, c1, _k1, mut w2, c2, woken) = between_the_two_steps();
+        drop(w1);
+        hand_over(woken);
+        assert_eq!((wakes(&c1), wakes(&c2)), (0, 1));
+        let k2 = Waker::from(c2);
+        assert!(matches!(poll(&mut w2, &k2), Poll::Ready(Ok(v)) if v == [2]));
+    }
+
+    /// A thread that blocks on its answer (as a blocking call made on a
+    /// runtime's only thread would) is woken by the writer itself, not
+    /// handed to a task of that runtime that can no longer run.
+    #[test]
+    fn a_parked_thread_is_woken_by_the_writer_not_by_a_task() {
+        let (finished, finish) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (a_task, mut w_task) = channel();
+                let (a_thread, w_thread) = channel();
+                let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut w_task).poll(cx)));
+                assert!(first.await.is_pending());
+                let writer = std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    answer_all(vec![(a_task, Ok(vec![1])), (a_thread, Ok(vec![2]))]);
+                });
+                assert_eq!(w_thread.wait().unwrap(), [2]);
+                writer.join().unwrap();
+                assert_eq!(w_task.await.unwrap(), [1]);
+            });
+            let _ = finished.send(());
+        });
+        finish
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the parked thread was woken");
+    }
+
     #[test]
     fn an_answer_before_the_first_look_needs_no_wake() {
         let (answer, mut answered) = channel();
@@ -321,16 +421,26 @@ mod tests {
             for n in 0..2000u32 {
                 let jobs = jobs.clone();
                 tasks.push(tokio::spawn(async move {
-                    let (answer, answered) = channel();
+                    let (answer, mut answered) = channel();
                     jobs.send((answer, n)).unwrap();
+                    // Looked at once, so the writer may make it a leader.
+                    let first =
+                        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut answered).poll(cx)))
+                            .await;
                     if n % 7 == 0 {
-                        // Some give up early: their leaders' batches must
-                        // still be answered.
+                        // Some give up, perhaps as the leader of a batch:
+                        // the rest of it must still be answered.
                         drop(answered);
                         return;
                     }
-                    tokio::task::yield_now().await;
-                    assert_eq!(answered.await.unwrap(), n.to_le_bytes());
+                    let outcome = match first {
+                        Poll::Ready(outcome) => outcome,
+                        Poll::Pending => {
+                            tokio::task::yield_now().await;
+                            answered.await
+                        }
+                    };
+                    assert_eq!(outcome.unwrap(), n.to_le_bytes());
                 }));
             }
             for task in tasks {

@@ -241,6 +241,11 @@ impl Spool {
 
     /// [`Spool::store`] for async callers: the future resolves once the
     /// message is durable, without holding a thread while it waits.
+    ///
+    /// Await it to the end or drop it: it may be the one woken for a whole
+    /// group commit, and wakes the rest of the group when next polled or
+    /// dropped (see `answer.rs`). Kept and left unpolled, it would hold
+    /// them up.
     pub fn store_async(
         &self,
         meta: &MessageMeta,
