@@ -777,3 +777,42 @@ fn a_webhook_refused_at_first_is_retried_with_the_same_notice() {
         server.log()
     );
 }
+
+/// Limits in the user data a policy's `accept{data = {limits = ...}}`
+/// gave replace the configured ones for that login; read from the
+/// session's user data at MAIL. The configured default (1/h) would refuse
+/// the second message; the policy's 2/h refuses the third.
+#[test]
+fn limits_in_the_policys_user_data_apply_at_mail() {
+    const POLICY: &str = r#"
+portcullis.on('smtp_server_auth', function(auth, conn)
+  return portcullis.accept{ data = { limits = { messages = '2/h' } } }
+end)
+"#;
+    let extra = "[limits.sending]\nmessages = [\"1/h\"]\n";
+    let server = TestServer::builder()
+        .config(&format!("policy = \"policy.lua\"\n{}", config(None, extra)))
+        .file("policy.lua", POLICY)
+        .start();
+    let out = python(
+        &script(
+            r#"
+            for label in ["a1", "a2", "a3"]:
+                s = connect()
+                login(label, s, "alice", "correct horse", "PLAIN")
+                show(label + ".mail", s.mail(FROM))
+                s.quit()
+            "#,
+        ),
+        &[server.submission_port()],
+    );
+    for label in ["a1.mail", "a2.mail"] {
+        assert!(out.reply(label).starts_with("250"), "{}", out.transcript());
+    }
+    let refused = out.reply("a3.mail");
+    assert!(
+        refused.starts_with("451 4.7.1") && refused.contains("user alice messages 2/h"),
+        "{}",
+        out.transcript()
+    );
+}

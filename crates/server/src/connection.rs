@@ -571,10 +571,14 @@ async fn spool(
     shared: &Shared,
 ) -> SpoolOutcome {
     let tenants = shared.tenants.as_ref();
-    let groups = crate::authorization::auth_info_groups(peer.meta.user_data().as_ref());
-    let client = peer.client.ip();
-    if let Err(reply) = crate::authorization::check_tenant(tenants, client, &groups, &mut message) {
-        return SpoolOutcome::Refused(reply);
+    if tenants.is_some() {
+        let groups = crate::authorization::auth_info_groups(peer.meta.user_data().as_ref());
+        let client = peer.client.ip();
+        if let Err(reply) =
+            crate::authorization::check_tenant(tenants, client, &groups, &mut message)
+        {
+            return SpoolOutcome::Refused(reply);
+        }
     }
     let who = sender(peer, session);
     if let Some(who) = &who {
@@ -611,7 +615,7 @@ async fn spool(
 
 /// Who the session sends as (from AUTH, or a trusted proxy's `XCLIENT
 /// LOGIN=`), for containment; `None` before anyone logged in.
-fn sender<'a>(peer: &Peer, session: &'a Session) -> Option<Sender<'a>> {
+fn sender<'a>(peer: &'a Peer, session: &'a Session) -> Option<Sender<'a>> {
     let (authn, authz) = match (session.identity(), session.xclient()) {
         (Some(i), _) => (i.authn_id.as_str(), i.authz_id.as_str()),
         (None, Some(x)) => {
@@ -631,7 +635,7 @@ fn sender<'a>(peer: &Peer, session: &'a Session) -> Option<Sender<'a>> {
         authn,
         authz,
         ip: client.ip(),
-        user_data: peer.meta.user_data(),
+        meta: Some(&peer.meta),
     })
 }
 

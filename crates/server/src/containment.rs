@@ -240,8 +240,10 @@ pub(crate) struct Sender<'a> {
     pub authz: &'a str,
     /// The client (the one a trusted proxy named, if any).
     pub ip: IpAddr,
-    /// What the policy attached at AUTH.
-    pub user_data: Option<serde_json::Value>,
+    /// Where what the policy attached at AUTH is kept: read only by the
+    /// sending limits at MAIL (a lock and a copy, where the other checks
+    /// of each message need none).
+    pub meta: Option<&'a portcullis_lua::ConnMeta>,
 }
 
 impl Containment {

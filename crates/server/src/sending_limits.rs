@@ -77,7 +77,8 @@ impl Containment {
         if let Some(stored) = stored {
             user = user.overridden_by(&stored);
         }
-        if let Some(data) = who.user_data.as_ref().and_then(limits_from_user_data) {
+        let data = who.meta.and_then(|meta| meta.user_data());
+        if let Some(data) = data.as_ref().and_then(limits_from_user_data) {
             user = user.overridden_by(&data);
         }
         let mut list = Vec::new();
@@ -122,7 +123,7 @@ impl Containment {
             authn: &authn,
             authz: user,
             ip,
-            user_data: None,
+            meta: None,
         };
         if self.deferred(&who).is_some() {
             return MtaVerdict::Defer("4.7.1 Sending deferred, try again later".into());
