@@ -66,17 +66,24 @@ struct Active {
     confirmed: bool,
 }
 
+/// The maps below are looked up several times for every message, by the
+/// name of a user who has logged in (so not chosen by a stranger), and
+/// are bounded in size ([`MAX_WATCHED`]): they use foldhash, seeded per
+/// process, instead of SipHash, which cost about 150 instructions a
+/// lookup.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 pub(crate) struct State {
-    watches: HashMap<String, (Timestamp, IdentityWatch)>,
-    answers: HashMap<String, Vec<Active>>,
+    watches: Map<String, (Timestamp, IdentityWatch)>,
+    answers: Map<String, Vec<Active>>,
     /// The store's suspensions, as last read.
-    suspended: HashMap<String, Suspension>,
-    pub(crate) user_limits: HashMap<String, (Instant, Option<SendingLimits>)>,
+    suspended: Map<String, Suspension>,
+    pub(crate) user_limits: Map<String, (Instant, Option<SendingLimits>)>,
     /// Logins an MTA accepted through the Dovecot front end, by (SMTP
     /// client, the name the MTA was told): whom its policy requests
     /// (`sasl_username`, the authorization identity) are about.
-    mta_logins: HashMap<(IpAddr, String), (Instant, String)>,
+    mta_logins: Map<(IpAddr, String), (Instant, String)>,
 }
 
 /// How long an MTA's login is remembered for its policy requests.
@@ -331,7 +338,7 @@ impl Containment {
     /// suspensions are confirmed once the store shows them, and lifted
     /// when a confirmed one is gone from it (`portcullis user resume`).
     pub(crate) fn set_suspensions(&self, list: Vec<(String, Suspension)>) {
-        let new: HashMap<String, Suspension> = list.into_iter().collect();
+        let new: Map<String, Suspension> = list.into_iter().collect();
         let mut state = self.lock();
         let mut changed = state.suspended != new;
         for (user, answers) in state.answers.iter_mut() {
