@@ -43,7 +43,7 @@ pub use limiter::{
     Admission, Attempt, AttemptSlot, AuthGate, ConnectionSlot, FailureVerdict, Limiter,
 };
 pub use memory::MemoryBackend;
-pub use net::{ip_text, network_of, CidrError, IpNet};
+pub use net::{ip_text, network_of, push_ip, CidrError, IpNet};
 #[cfg(feature = "redis")]
 pub use redis::RedisBackend;
 

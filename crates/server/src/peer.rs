@@ -58,12 +58,26 @@ impl Peer {
             ip: portcullis_limits::ip_text(self.client.ip()),
             // Without an IPv6 scope id, as the XCLIENT form below has none.
             addr: match self.client {
-                SocketAddr::V4(a) => a.to_string(),
+                SocketAddr::V4(a) => v4_text(a),
                 SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
             },
-            local: self.local.map(|a| a.to_string()).unwrap_or_default(),
+            local: match self.local {
+                Some(SocketAddr::V4(a)) => v4_text(a),
+                Some(a) => a.to_string(),
+                None => String::new(),
+            },
         })
     }
+}
+
+/// `a.b.c.d:port`, as `Display` writes it, without the formatting
+/// machinery (about 1.3k instructions an address, twice a connection).
+fn v4_text(addr: std::net::SocketAddrV4) -> String {
+    let mut text = String::with_capacity(21);
+    portcullis_limits::push_ip(&mut text, std::net::IpAddr::V4(*addr.ip()));
+    text.push(':');
+    text.push_str(itoa::Buffer::new().format(addr.port()));
+    text
 }
 
 /// What a front end knows about the client of one request.
@@ -131,6 +145,24 @@ pub(crate) fn named_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v4_addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0:0",
+            "127.0.0.1:25",
+            "192.0.2.1:40000",
+            "255.255.255.255:65535",
+            "10.9.100.7:587",
+        ] {
+            let addr: std::net::SocketAddrV4 = text.parse().unwrap();
+            assert_eq!(v4_text(addr), addr.to_string());
+        }
+        for _ in 0..1000 {
+            let addr = std::net::SocketAddrV4::new(rand::random::<u32>().into(), rand::random());
+            assert_eq!(v4_text(addr), addr.to_string());
+        }
+    }
 
     #[test]
     fn a_proxy_names_the_client_once_typed() {
