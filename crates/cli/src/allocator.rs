@@ -44,7 +44,7 @@ fn big(size: usize) -> bool {
 
 /// Every mimalloc block is a whole number of words from a word-aligned
 /// start, so a word is the alignment `mi_malloc` always gives. (Sixteen
-/// bytes is not: a 24-byte block follows another.)
+/// bytes is not: blocks of the 8-byte class sit 8 bytes apart.)
 const NATURAL_ALIGN: usize = std::mem::size_of::<usize>();
 
 fn natural(align: usize) -> bool {

@@ -34,6 +34,15 @@ fn config(limits_backend: Option<&str>, extra: &str) -> String {
     )
 }
 
+/// A server running `policy` as its policy script, with [`config`] and
+/// `extra`.
+fn with_policy(policy: &str, extra: &str) -> TestServer {
+    TestServer::builder()
+        .config(&format!("policy = \"policy.lua\"\n{}", config(None, extra)))
+        .file("policy.lua", policy)
+        .start()
+}
+
 /// A client from `addr` over STARTTLS, for the python scripts.
 const AT: &str = r#"
 def at(addr, port=None):
@@ -638,10 +647,7 @@ portcullis.on('portcullis_identity_suspect', function(suspect)
 end)
 "#;
     let extra = "[containment.many_networks]\nmax_networks = 1\nanswer = \"log\"\n";
-    let server = TestServer::builder()
-        .config(&format!("policy = \"policy.lua\"\n{}", config(None, extra)))
-        .file("policy.lua", POLICY)
-        .start();
+    let server = with_policy(POLICY, extra);
     let out = python(
         &script(
             r#"
@@ -789,11 +795,7 @@ portcullis.on('smtp_server_auth', function(auth, conn)
   return portcullis.accept{ data = { limits = { messages = '2/h' } } }
 end)
 "#;
-    let extra = "[limits.sending]\nmessages = [\"1/h\"]\n";
-    let server = TestServer::builder()
-        .config(&format!("policy = \"policy.lua\"\n{}", config(None, extra)))
-        .file("policy.lua", POLICY)
-        .start();
+    let server = with_policy(POLICY, "[limits.sending]\nmessages = [\"1/h\"]\n");
     let out = python(
         &script(
             r#"

@@ -11,19 +11,19 @@ use std::time::{Duration, Instant};
 
 use portcullis_integration_tests::{python, sample_message, TestServer, FROM, TO};
 
-/// A plain listener without AUTH, so DATA can be reached without TLS.
-const SLOW: &str = r#"
-[limits]
-command_timeout = "1s"
-min_data_rate = 100
-idle_timeout = "30s"
+/// `limits`, and a plain listener without AUTH, so DATA can be reached
+/// without TLS.
+fn relay(limits: &str) -> String {
+    format!(
+        "[limits]\n{limits}\n[[listener]]\nname = \"relay\"\naddress = \"127.0.0.1:{{port:relay}}\"\n\
+         tls = \"none\"\nauth = \"disabled\"\n"
+    )
+}
 
-[[listener]]
-name = "relay"
-address = "127.0.0.1:{port:relay}"
-tls = "none"
-auth = "disabled"
-"#;
+/// Slow clients are cut at these.
+fn slow() -> String {
+    relay("command_timeout = \"1s\"\nmin_data_rate = 100\nidle_timeout = \"30s\"\n")
+}
 
 /// How often the dribbling client sends its next byte.
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -72,7 +72,7 @@ fn dribble(tcp: &mut TcpStream, bytes: &[u8]) -> Option<(String, Duration)> {
 
 #[test]
 fn a_command_line_sent_byte_by_byte_is_cut_at_the_command_deadline() {
-    let server = TestServer::start(SLOW);
+    let server = TestServer::start(&slow());
     let mut tcp = connect(server.port("relay"));
     assert!(command(&mut tcp, "EHLO client.test").starts_with("250"));
     // 40 bytes at 5 a second: 8 s, far past the 1 s deadline, though no
@@ -87,7 +87,7 @@ fn a_command_line_sent_byte_by_byte_is_cut_at_the_command_deadline() {
 /// must not each restart the line's clock.
 #[test]
 fn an_over_long_line_trickled_in_is_cut_at_the_command_deadline() {
-    let server = TestServer::start(SLOW);
+    let server = TestServer::start(&slow());
     let mut tcp = connect(server.port("relay"));
     assert!(command(&mut tcp, "EHLO client.test").starts_with("250"));
     tcp.write_all("x".repeat(13_000).as_bytes()).expect("send");
@@ -108,7 +108,7 @@ fn an_over_long_line_trickled_in_is_cut_at_the_command_deadline() {
 
 #[test]
 fn message_data_below_the_minimum_rate_is_cut() {
-    let server = TestServer::start(SLOW);
+    let server = TestServer::start(&slow());
     let port = server.port("relay");
     // A client at full speed is not concerned.
     let mut fast = connect(port);
@@ -165,17 +165,7 @@ fn open_connections_per_slash_24_are_capped() {
 /// session must not hold its slot for ever), while others are served.
 #[test]
 fn a_client_that_never_reads_its_replies_is_dropped_after_the_idle_timeout() {
-    const DEAF: &str = r#"
-[limits]
-idle_timeout = "2s"
-
-[[listener]]
-name = "relay"
-address = "127.0.0.1:{port:relay}"
-tls = "none"
-auth = "disabled"
-"#;
-    let server = TestServer::start(DEAF);
+    let server = TestServer::start(&relay("idle_timeout = \"2s\"\n"));
     let port = server.port("relay");
     let mut deaf = connect(port);
     deaf.set_write_timeout(Some(Duration::from_millis(200)))

@@ -10,6 +10,7 @@
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
@@ -252,7 +253,7 @@ pub(crate) fn facts(peer: &Peer, session: &Session) -> ConnectionFacts {
 /// the probe (an atomic load of the channel's version) says so. Until the
 /// channel first moves, the wait is polled once only.
 struct Gated<'a, F> {
-    wait: std::pin::Pin<&'a mut F>,
+    wait: Pin<&'a mut F>,
     /// A receiver of the same channel, never marked as having seen a
     /// value: once the channel moved, it says so for good.
     probe: tokio::sync::watch::Receiver<bool>,
@@ -260,7 +261,7 @@ struct Gated<'a, F> {
 }
 
 impl<'a, F: Future> Gated<'a, F> {
-    fn new(wait: std::pin::Pin<&'a mut F>, probe: tokio::sync::watch::Receiver<bool>) -> Self {
+    fn new(wait: Pin<&'a mut F>, probe: tokio::sync::watch::Receiver<bool>) -> Self {
         Gated {
             wait,
             probe,
@@ -274,7 +275,10 @@ impl<'a, F: Future> Gated<'a, F> {
             return Poll::Pending;
         }
         self.registered = true;
-        self.wait.as_mut().poll(cx)
+        // Outside tokio's per-task budget: with the budget spent, the wait
+        // would return `Pending` without registering, and never be polled
+        // again.
+        Pin::new(&mut tokio::task::unconstrained(self.wait.as_mut())).poll(cx)
     }
 }
 
@@ -762,4 +766,47 @@ async fn refuse<S: AsyncWrite + Unpin>(
     reply.write_to(&mut out);
     let _ = flush(&mut stream, &mut out, shared).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The first look at the stop wait may come when the task's budget is
+    /// spent (a busy session); the wait must still be registered then, or
+    /// a later stop would never wake the session.
+    #[tokio::test]
+    async fn a_stop_is_seen_though_the_first_look_came_with_the_budget_spent() {
+        let (stop, probe) = tokio::sync::watch::channel(false);
+        let mut receiver = probe.clone();
+        let wait = receiver.wait_for(|stop| *stop);
+        tokio::pin!(wait);
+        let mut gated = Gated::new(wait, probe);
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stop.send(true).unwrap();
+            stop
+        });
+        let mut first = true;
+        let seen = poll_fn(|cx| {
+            if std::mem::take(&mut first) {
+                for _ in 0..1000 {
+                    let spend = std::pin::pin!(tokio::task::consume_budget());
+                    let _ = spend.poll(cx);
+                }
+            }
+            gated.poll_wait(cx)
+        });
+        // The timeout's own wake would poll the wait and find the stop: it
+        // must come well before that.
+        let started = std::time::Instant::now();
+        let seen = tokio::time::timeout(Duration::from_secs(5), seen).await;
+        assert!(matches!(seen, Ok(Ok(_))), "the stop was missed");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the stop woke nothing: seen only at the timeout"
+        );
+        drop(sender.await.unwrap());
+    }
 }
