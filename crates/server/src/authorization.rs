@@ -56,14 +56,11 @@ pub(crate) fn sender_rule(
 /// or a value that is not one plain token (an RFC 2047 encoded word, a
 /// quoted string, a comment). Removal takes the field in every spelling.
 pub(crate) fn check_tenant(
-    tenants: Option<&Tenants>,
+    tenants: &Tenants,
     client: IpAddr,
     groups: &[String],
     message: &mut Message,
 ) -> Result<(), Reply> {
-    let Some(tenants) = tenants else {
-        return Ok(());
-    };
     let found = portcullis_proto::header::fields(&message.data, &tenants.header);
     let authz = message
         .identity

@@ -471,12 +471,12 @@ where
                     (Some(who), SendingCheck::Rcpt { n }) => {
                         shared.containment.recipient_refused(&who, &contained, n)
                     }
-                    (Some(who), check) => {
+                    (Some(who), SendingCheck::Mail { size }) => {
                         let calls = shared.auth.store_calls();
                         let checked =
                             shared
                                 .containment
-                                .check_sending(calls, &who, &mut contained, check);
+                                .mail_refused(calls, &who, &mut contained, size);
                         Box::pin(checked).await
                     }
                     (None, _) => None,
@@ -574,8 +574,7 @@ async fn spool(
     session: &Session,
     shared: &Shared,
 ) -> SpoolOutcome {
-    let tenants = shared.tenants.as_ref();
-    if tenants.is_some() {
+    if let Some(tenants) = shared.tenants.as_ref() {
         let groups = crate::authorization::auth_info_groups(peer.meta.user_data().as_ref());
         let client = peer.client.ip();
         if let Err(reply) =
@@ -721,7 +720,7 @@ async fn flush<S: AsyncWrite + Unpin>(
             stream.write_all(out).await?;
             stream.flush().await
         });
-        let at_once = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
+        let at_once = poll_fn(|cx| match write.as_mut().poll(cx) {
             Poll::Ready(done) => Poll::Ready(Some(done)),
             Poll::Pending => Poll::Ready(None),
         })

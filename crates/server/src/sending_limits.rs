@@ -1,5 +1,5 @@
 //! Sending limits per identity at the edge: the session's
-//! [`SendingCheck`] at MAIL and RCPT, and the counts added after a message
+//! `SendingCheck` at MAIL and RCPT, and the counts added after a message
 //! is accepted. The counting itself is pure
 //! ([`portcullis_limits::sending`]) and runs in the limiter's backend
 //! (Redis: one Lua script per MAIL; else this process).
@@ -13,7 +13,6 @@ use std::time::Instant;
 use portcullis_limits::sending::{Allowance, NamedLimit, Scope, SendingLimits, Subjects};
 use portcullis_limits::Timestamp;
 use portcullis_proto::Reply;
-use portcullis_session::SendingCheck;
 
 use crate::containment::{Containment, PerSession, Sender, MAX_WATCHED};
 use crate::store_calls::StoreCalls;
@@ -23,38 +22,35 @@ use crate::telemetry;
 const LIMITS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Containment {
-    /// The session's [`SendingCheck`]: `None` lets it through.
-    pub(crate) async fn check_sending(
+    /// The MAIL half of the session's `SendingCheck`: `None` lets it
+    /// through. The limits are counted (perhaps in Redis) and what the
+    /// message may still use is kept in `per` for its recipients.
+    pub(crate) async fn mail_refused(
         &self,
         calls: &StoreCalls,
         who: &Sender<'_>,
         per: &mut PerSession,
-        check: SendingCheck,
+        size: Option<u64>,
     ) -> Option<Reply> {
-        match check {
-            SendingCheck::Mail { size } => {
-                if let Some(reply) = self.deferred(who) {
-                    return Some(reply);
-                }
-                let subjects = self.subjects(calls, who).await;
-                let (quotas, names) = subjects.at_mail(size.unwrap_or(0));
-                if quotas.is_empty() {
-                    return None;
-                }
-                let consumed = self.limiter.consume(&quotas, Timestamp::now()).await;
-                if let Some(i) = consumed.refused {
-                    return Some(limited(&names[i], who));
-                }
-                per.allowance = Some(Allowance::from_mail(&quotas, &names, &consumed.counts));
-                None
-            }
-            SendingCheck::Rcpt { n } => self.recipient_refused(who, per, n),
+        if let Some(reply) = self.deferred(who) {
+            return Some(reply);
         }
+        let subjects = self.subjects(calls, who).await;
+        let (quotas, names) = subjects.at_mail(size.unwrap_or(0));
+        if quotas.is_empty() {
+            return None;
+        }
+        let consumed = self.limiter.consume(&quotas, Timestamp::now()).await;
+        if let Some(i) = consumed.refused {
+            return Some(limited(&names[i], who));
+        }
+        per.allowance = Some(Allowance::from_mail(&quotas, &names, &consumed.counts));
+        None
     }
 
-    /// The RCPT half of [`Containment::check_sending`]: counted against
-    /// the allowance MAIL found, with nothing to wait for, so a session
-    /// calls it directly (no future to build for each recipient).
+    /// The RCPT half: counted against the allowance MAIL found, with
+    /// nothing to wait for, so a session calls it directly (no future to
+    /// build for each recipient).
     pub(crate) fn recipient_refused(
         &self,
         who: &Sender<'_>,

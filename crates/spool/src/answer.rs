@@ -240,13 +240,20 @@ mod tests {
         counter.0.load(Ordering::SeqCst)
     }
 
+    /// A job whose waiting side has looked once (and so registered its
+    /// counted waker).
+    fn waiting_job() -> (Answer, Answered, Arc<Counter>, Waker) {
+        let (answer, mut answered) = channel();
+        let (counter, waker) = counted();
+        assert!(poll(&mut answered, &waker).is_pending());
+        (answer, answered, counter, waker)
+    }
+
     #[test]
     fn a_batch_wakes_its_leader_once_and_the_leader_wakes_the_rest() {
         let (mut answers, mut waiting, mut counters, mut wakers) = (vec![], vec![], vec![], vec![]);
         for _ in 0..4 {
-            let (answer, mut answered) = channel();
-            let (counter, waker) = counted();
-            assert!(poll(&mut answered, &waker).is_pending());
+            let (answer, answered, counter, waker) = waiting_job();
             answers.push((answer, Ok(vec![1])));
             waiting.push(answered);
             counters.push(counter);
@@ -272,12 +279,8 @@ mod tests {
 
     #[test]
     fn a_leader_dropped_unpolled_passes_the_others_on() {
-        let (a1, mut w1) = channel();
-        let (a2, mut w2) = channel();
-        let (c1, k1) = counted();
-        let (c2, k2) = counted();
-        assert!(poll(&mut w1, &k1).is_pending());
-        assert!(poll(&mut w2, &k2).is_pending());
+        let (a1, w1, c1, _k1) = waiting_job();
+        let (a2, mut w2, c2, k2) = waiting_job();
         answer_all(vec![(a1, Ok(vec![])), (a2, Ok(vec![]))]);
         assert_eq!((wakes(&c1), wakes(&c2)), (1, 0));
         drop(w1);
@@ -300,12 +303,8 @@ mod tests {
     /// Two waiting tasks; the writer has put both outcomes in and chosen
     /// the first as leader, but not yet handed it the other's waker.
     fn between_the_two_steps() -> (Answered, Arc<Counter>, Waker, Answered, Arc<Counter>, Woken) {
-        let (a1, mut w1) = channel();
-        let (a2, mut w2) = channel();
-        let (c1, k1) = counted();
-        let (c2, k2) = counted();
-        assert!(poll(&mut w1, &k1).is_pending());
-        assert!(poll(&mut w2, &k2).is_pending());
+        let (a1, w1, c1, k1) = waiting_job();
+        let (a2, w2, c2, _k2) = waiting_job();
         let woken = set_outcomes(vec![(a1, Ok(vec![1])), (a2, Ok(vec![2]))]).expect("tasks");
         assert_eq!((wakes(&c1), wakes(&c2)), (0, 0));
         (w1, c1, k1, w2, c2, woken)
