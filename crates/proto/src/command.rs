@@ -89,23 +89,34 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     if !verb.eq_ignore_ascii_case("AUTH") && line.len() > crate::MAX_PLAIN_COMMAND_LEN {
         return Err(CommandError::TooLong);
     }
-    match verb.to_ascii_uppercase().as_str() {
-        "EHLO" => domain_arg(rest, "EHLO domain").map(Command::Ehlo),
-        "HELO" => domain_arg(rest, "HELO domain").map(Command::Helo),
-        "STARTTLS" => no_arg(rest, "STARTTLS", Command::StartTls),
-        "AUTH" => parse_auth(rest),
-        "MAIL" => parse_mail(rest),
-        "RCPT" => parse_rcpt(rest),
-        "DATA" => no_arg(rest, "DATA", Command::Data),
-        "BDAT" => parse_bdat(rest),
-        "RSET" => no_arg(rest, "RSET", Command::Rset),
-        "NOOP" => Ok(Command::Noop),
-        "QUIT" => no_arg(rest, "QUIT", Command::Quit),
-        "VRFY" if !rest.is_empty() => Ok(Command::Vrfy),
-        "VRFY" => Err(CommandError::Syntax("VRFY string")),
-        "HELP" => Ok(Command::Help),
-        "XCLIENT" => xclient::parse_xclient(rest),
-        "EXPN" | "TURN" | "ETRN" | "SEND" | "SOML" | "SAML" => Ok(Command::NotImplemented),
+    // Upper-cased on the stack: no verb we know is longer than eight
+    // letters, and a command line is parsed for every command.
+    let mut upper = [0u8; 8];
+    let verb = match upper.get_mut(..verb.len()) {
+        Some(upper) => {
+            upper.copy_from_slice(verb.as_bytes());
+            upper.make_ascii_uppercase();
+            &*upper
+        }
+        None => return Err(CommandError::UnknownCommand),
+    };
+    match verb {
+        b"EHLO" => domain_arg(rest, "EHLO domain").map(Command::Ehlo),
+        b"HELO" => domain_arg(rest, "HELO domain").map(Command::Helo),
+        b"STARTTLS" => no_arg(rest, "STARTTLS", Command::StartTls),
+        b"AUTH" => parse_auth(rest),
+        b"MAIL" => parse_mail(rest),
+        b"RCPT" => parse_rcpt(rest),
+        b"DATA" => no_arg(rest, "DATA", Command::Data),
+        b"BDAT" => parse_bdat(rest),
+        b"RSET" => no_arg(rest, "RSET", Command::Rset),
+        b"NOOP" => Ok(Command::Noop),
+        b"QUIT" => no_arg(rest, "QUIT", Command::Quit),
+        b"VRFY" if !rest.is_empty() => Ok(Command::Vrfy),
+        b"VRFY" => Err(CommandError::Syntax("VRFY string")),
+        b"HELP" => Ok(Command::Help),
+        b"XCLIENT" => xclient::parse_xclient(rest),
+        b"EXPN" | b"TURN" | b"ETRN" | b"SEND" | b"SOML" | b"SAML" => Ok(Command::NotImplemented),
         _ => Err(CommandError::UnknownCommand),
     }
 }

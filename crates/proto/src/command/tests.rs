@@ -39,6 +39,21 @@ fn unknown_and_unimplemented() {
     assert_eq!(ok("EXPN list"), Command::NotImplemented);
 }
 
+/// The verb is matched as the whole first word, whatever its length: a
+/// known verb with letters added, or a word longer than any verb, is not
+/// taken for one.
+#[test]
+fn a_verb_is_its_whole_first_word() {
+    assert!(matches!(ok("xClient NAME=x"), Command::Xclient(_)));
+    assert_eq!(err("STARTTLSX"), CommandError::UnknownCommand);
+    assert_eq!(err("STARTTLSX x"), CommandError::UnknownCommand);
+    assert_eq!(err("QUITQUITQUIT"), CommandError::UnknownCommand);
+    assert_eq!(err("MAILFROM:<a@b>"), CommandError::UnknownCommand);
+    assert_eq!(err("DAT"), CommandError::UnknownCommand);
+    assert_eq!(err("dätä"), CommandError::UnknownCommand);
+    assert_eq!(err(" QUIT"), CommandError::UnknownCommand);
+}
+
 #[test]
 fn auth_with_and_without_initial_response() {
     assert_eq!(
