@@ -472,12 +472,19 @@ where
                         shared.containment.recipient_refused(&who, &contained, n)
                     }
                     (Some(who), SendingCheck::Mail { size }) => {
-                        let calls = shared.auth.store_calls();
-                        let checked =
-                            shared
-                                .containment
-                                .mail_refused(calls, &who, &mut contained, size);
-                        Box::pin(checked).await
+                        match shared.containment.mail_refused_at_once(&who) {
+                            Some(refusal) => refusal,
+                            None => {
+                                let calls = shared.auth.store_calls();
+                                let checked = shared.containment.mail_refused(
+                                    calls,
+                                    &who,
+                                    &mut contained,
+                                    size,
+                                );
+                                Box::pin(checked).await
+                            }
+                        }
                     }
                     (None, _) => None,
                 };

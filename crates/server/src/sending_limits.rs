@@ -48,6 +48,19 @@ impl Containment {
         None
     }
 
+    /// The MAIL half when nothing in it has to wait, as most MAILs are:
+    /// no limit applies to the sender, and the user's stored limits are
+    /// known (no store, or read less than `LIMITS_TTL` ago). `None` when
+    /// the limits must be read or counted: then [`Self::mail_refused`].
+    /// A session calls this first, so that such a MAIL builds no future.
+    pub(crate) fn mail_refused_at_once(&self, who: &Sender<'_>) -> Option<Option<Reply>> {
+        let stored = self.cached_limits(who.authn)?;
+        if !self.subjects_with(who, stored).list.is_empty() {
+            return None;
+        }
+        Some(self.deferred(who))
+    }
+
     /// The RCPT half: counted against the allowance MAIL found, with
     /// nothing to wait for, so a session calls it directly (no future to
     /// build for each recipient).
@@ -181,12 +194,21 @@ impl Containment {
     }
 
     /// The user's own limits from the store, remembered for [`LIMITS_TTL`].
+    /// The user's stored limits if no store call is needed for them:
+    /// `Some(None)` without a store, `None` when they must be read.
+    fn cached_limits(&self, user: &str) -> Option<Option<SendingLimits>> {
+        if self.activity.is_none() {
+            return Some(None);
+        }
+        let state = self.lock();
+        let (at, limits) = state.user_limits.get(user)?;
+        (at.elapsed() < LIMITS_TTL).then(|| limits.clone())
+    }
+
     async fn stored_limits(&self, calls: &StoreCalls, user: &str) -> Option<SendingLimits> {
         let store = self.activity.clone()?;
-        if let Some((at, limits)) = self.lock().user_limits.get(user) {
-            if at.elapsed() < LIMITS_TTL {
-                return limits.clone();
-            }
+        if let Some(limits) = self.cached_limits(user) {
+            return limits;
         }
         let name = user.to_string();
         let limits = match calls.run(move || store.limits(&name)).await {
