@@ -193,7 +193,6 @@ impl Containment {
         });
     }
 
-    /// The user's own limits from the store, remembered for [`LIMITS_TTL`].
     /// The user's stored limits if no store call is needed for them:
     /// `Some(None)` without a store, `None` when they must be read.
     fn cached_limits(&self, user: &str) -> Option<Option<SendingLimits>> {
@@ -205,6 +204,7 @@ impl Containment {
         (at.elapsed() < LIMITS_TTL).then(|| limits.clone())
     }
 
+    /// The user's own limits from the store, remembered for [`LIMITS_TTL`].
     async fn stored_limits(&self, calls: &StoreCalls, user: &str) -> Option<SendingLimits> {
         let store = self.activity.clone()?;
         if let Some(limits) = self.cached_limits(user) {
