@@ -48,12 +48,19 @@ impl Containment {
         None
     }
 
-    /// The MAIL half when nothing in it has to wait, as most MAILs are:
-    /// no limit applies to the sender, and the user's stored limits are
-    /// known (no store, or read less than `LIMITS_TTL` ago). `None` when
-    /// the limits must be read or counted: then [`Self::mail_refused`].
-    /// A session calls this first, so that such a MAIL builds no future.
+    /// The MAIL half when nothing in it has to wait, as every MAIL is
+    /// where the config sets no sending limit and the user has none of
+    /// their own: no limit applies to the sender, and the user's stored
+    /// limits are known (no store, or read less than `LIMITS_TTL` ago).
+    /// `None` when the limits must be read or counted: then
+    /// [`Self::mail_refused`], which gives the same answer. A session
+    /// calls this first, so that such a MAIL builds no future.
     pub(crate) fn mail_refused_at_once(&self, who: &Sender<'_>) -> Option<Option<Reply>> {
+        // The config's own limits apply to (nearly) every sender: no
+        // need to look further.
+        if !self.sending.is_empty() {
+            return None;
+        }
         let stored = self.cached_limits(who.authn)?;
         if !self.subjects_with(who, stored).list.is_empty() {
             return None;
@@ -194,7 +201,8 @@ impl Containment {
     }
 
     /// The user's stored limits if no store call is needed for them:
-    /// `Some(None)` without a store, `None` when they must be read.
+    /// `Some(None)` without a store or when they have none (or the last
+    /// read failed), `None` when they must be read.
     fn cached_limits(&self, user: &str) -> Option<Option<SendingLimits>> {
         if self.activity.is_none() {
             return Some(None);
@@ -296,6 +304,54 @@ pub(crate) fn parse_stored_limits(text: &str) -> Option<SendingLimits> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use portcullis_limits::{Limiter, LimitsConfig};
+
+    use crate::containment::{Containment, PerSession, Sender};
+    use crate::store_calls::StoreCalls;
+
+    fn containment(user_messages: &[&str]) -> Containment {
+        let mut sending = portcullis_config::containment::Sending::default();
+        sending.user.messages = user_messages.iter().map(|r| r.parse().unwrap()).collect();
+        let limiter = Arc::new(Limiter::in_memory(LimitsConfig::default()));
+        Containment::new(&sending, Default::default(), limiter, None)
+    }
+
+    fn alice() -> Sender<'static> {
+        Sender {
+            authn: "alice",
+            authz: "alice",
+            ip: "192.0.2.1".parse().unwrap(),
+            meta: None,
+        }
+    }
+
+    /// Without a limit anywhere, MAIL is answered at once (let through).
+    #[test]
+    fn a_mail_with_no_limit_is_answered_at_once() {
+        let c = containment(&[]);
+        assert_eq!(c.mail_refused_at_once(&alice()), Some(None));
+    }
+
+    /// With a configured limit the quick answer stands aside, and the
+    /// counted check refuses the message over it.
+    #[tokio::test]
+    async fn a_mail_under_a_configured_limit_is_counted() {
+        let c = containment(&["1/h"]);
+        let calls = StoreCalls::new(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(1),
+            1,
+        );
+        let mut per = PerSession::default();
+        for expect_refused in [false, true] {
+            assert_eq!(c.mail_refused_at_once(&alice()), None);
+            let refused = c.mail_refused(&calls, &alice(), &mut per, None).await;
+            assert_eq!(refused.is_some(), expect_refused, "{refused:?}");
+        }
+    }
+
     #[test]
     fn stored_limits_parse() {
         let l = super::parse_stored_limits("messages=500/h,1000/d;recipients=2000/d").unwrap();
