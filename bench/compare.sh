@@ -15,7 +15,9 @@
 # directory with peers/ours linked in, so it is not changed.
 #
 # Environment: REPEATS (3) DURATION (10) WARMUP (2) HOLD (1000) MANY_USERS
-# (10000) COLD (1) OUT (default bench/results/compare-<stamp>).
+# (10000) COLD (1) OUT (default bench/results/compare-<stamp>), and
+# BENCH_DATA_DIR (the harness's server keeps its spool there: /dev/shm
+# shows what the disk's fsyncs cost; bench/peers/ours/start.sh).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${BENCH_HARNESS:?set BENCH_HARNESS to the shared harness directory (the one with bench.py)}"

@@ -9,6 +9,11 @@
 # before TLS like the other peers), user $BENCH_USER / $BENCH_PASS stored as
 # argon2id (the default), the harness's certificate, data in
 # $PEERS_DIR/ours (made afresh). Prints: PID=<pid> PORT=<port> STARTTLS=1
+#
+# BENCH_DATA_DIR puts the data (the spool) in $BENCH_DATA_DIR/ours instead:
+# on a tmpfs (/dev/shm) an fdatasync costs next to nothing, so a run there
+# beside a run on disk tells how much of a durable message's cost is the
+# disk's. Such a run measures no durable spool: never quote it as one.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # The real directory (not the link in the harness) tells where the repository is.
@@ -27,7 +32,7 @@ BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/portcullis"
 ensure_cert
 port_free "$PORT"
 
-DATA="$PEERS_DIR/ours"
+DATA="${BENCH_DATA_DIR:-$PEERS_DIR}/ours"
 rm -rf "$DATA"
 mkdir -p "$DATA"
 portcullis_config "$DATA" "$PORT" 5000 "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" >"$DATA/portcullis.toml"
