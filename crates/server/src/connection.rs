@@ -328,6 +328,9 @@ where
     let mut pace = Pace::new(shared.command_timeout, shared.min_data_rate, Instant::now());
     // The counts MAIL saw (for RCPT), the suspensions last looked at.
     let mut contained = PerSession::default();
+    // Held while a message's body comes in: the spool's writer may wait
+    // for it, to commit it with others' in one fsync.
+    let mut receiving: Option<portcullis_spool::Receiving> = None;
     loop {
         let progress = session.feed(&input, &mut out);
         input.drain(..progress.consumed);
@@ -348,7 +351,11 @@ where
                 pace.wants_input(line_done, session.receiving_data(), now);
                 if session.receiving_data() {
                     input.reserve(DATA_CHUNK);
+                    if receiving.is_none() {
+                        receiving = Some(shared.spooler.spool.receiving());
+                    }
                 } else {
+                    receiving = None;
                     if input.is_empty() && input.capacity() > 2 * COMMAND_CHUNK {
                         // The message is in: its buffer goes back.
                         input = Vec::new();
@@ -492,7 +499,8 @@ where
                 Flow::Continue
             }
             Some(Effect::Spool(message)) => {
-                let outcome = Box::pin(spool(*message, peer, session, shared)).await;
+                let outcome =
+                    Box::pin(spool(*message, peer, session, shared, receiving.take())).await;
                 session.spool_finished(outcome, &mut out);
                 Flow::Continue
             }
@@ -580,6 +588,7 @@ async fn spool(
     peer: &Peer,
     session: &Session,
     shared: &Shared,
+    receiving: Option<portcullis_spool::Receiving>,
 ) -> SpoolOutcome {
     if let Some(tenants) = shared.tenants.as_ref() {
         let groups = crate::authorization::auth_info_groups(peer.meta.user_data().as_ref());
@@ -613,7 +622,7 @@ async fn spool(
         message.data.len(),
         message.envelope.params.size,
     );
-    let outcome = crate::spooling::spool(&shared.spooler, peer, message, held).await;
+    let outcome = crate::spooling::spool(&shared.spooler, peer, message, held, receiving).await;
     if let (SpoolOutcome::Stored { .. }, Some(who)) = (&outcome, &who) {
         let (recipients, bytes, declared) = sizes;
         shared

@@ -29,6 +29,7 @@ pub(crate) async fn spool(
     peer: &Peer,
     mut message: Message,
     held: Option<String>,
+    receiving: Option<portcullis_spool::Receiving>,
 ) -> SpoolOutcome {
     let now = OffsetDateTime::now_utc();
     let date = now.format(&Rfc2822).unwrap_or_default();
@@ -85,7 +86,11 @@ pub(crate) async fn spool(
     };
     let spool = spooler.spool.clone();
     let started = std::time::Instant::now();
-    let stored = spool.store_async(&meta, data).await;
+    let stored = spool.store_async(&meta, data);
+    // The message is with the writer now: if it was waiting for this body,
+    // it need not any more (the spool's gather.rs).
+    drop(receiving);
+    let stored = stored.await;
     metrics::histogram!(telemetry::SPOOL_WRITE_DURATION).record(started.elapsed().as_secs_f64());
     match stored {
         Ok(id) => {

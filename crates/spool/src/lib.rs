@@ -57,6 +57,7 @@
 
 mod answer;
 mod error;
+mod gather;
 mod id;
 mod index;
 mod journal;
@@ -76,6 +77,7 @@ use std::time::{Duration, Instant};
 use crate::answer::Answered;
 
 pub use error::SpoolError;
+pub use gather::Receiving;
 pub use id::MessageId;
 pub use meta::{
     AuthMeta, ClientCertMeta, CredentialMeta, DsnMeta, MessageMeta, RcptDsnMeta, StoredMeta,
@@ -129,6 +131,8 @@ impl Default for SpoolOptions {
 pub(crate) struct Shared {
     index: Mutex<Index>,
     queue: PathBuf,
+    /// Bodies being received, which the writer may wait for.
+    pub(crate) gather: Arc<gather::Gather>,
 }
 
 /// A spool directory. Cheap to share: every method takes `&self` and may be
@@ -174,6 +178,7 @@ impl Spool {
         let shared = Arc::new(Shared {
             index: Mutex::new(index),
             queue: root.join(QUEUE),
+            gather: Arc::default(),
         });
         let mut writer = Writer::new(
             shared.clone(),
@@ -214,6 +219,7 @@ impl Spool {
             shared: Arc::new(Shared {
                 index: Mutex::new(index),
                 queue: root.join(QUEUE),
+                gather: Arc::default(),
             }),
             root,
             clock: id::Clock::default(),
@@ -256,6 +262,14 @@ impl Spool {
             let (id, done) = submitted?;
             done.await.map(|_| id)
         }
+    }
+
+    /// To be held while a session receives a message's body and dropped
+    /// once [`Spool::store_async`] has returned (or the message is given
+    /// up): the writer, taking another message meanwhile, waits a little for
+    /// this one so that one fsync covers both (see `gather.rs`).
+    pub fn receiving(&self) -> Receiving {
+        Receiving::new(self.shared.gather.clone())
     }
 
     /// Hands a message to the writer; the answer comes once it is durable.

@@ -1,7 +1,8 @@
 //! The journal writer: one thread that appends and fsyncs in groups.
 //!
 //! Every store and removal becomes a job on a channel. The thread takes the
-//! first job, then every job that queued up meanwhile, encodes them all into
+//! first job, waits a little if other sessions are still receiving a body
+//! (`gather.rs`), then takes every job that queued up meanwhile, encodes them all into
 //! one buffer, writes it to the current segment with one `write` and makes it
 //! durable with one `fdatasync`, and only then answers each job. So one
 //! fsync covers every message that became ready while the previous one ran:
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::answer::{self, Answer, Outcome};
+use crate::gather::GATHER_LIMIT;
 use crate::index::{segment_name, Location, Segment};
 use crate::journal::{self, Record, MAGIC};
 use crate::{lock, sync_dir, Shared, SpoolError};
@@ -128,6 +130,7 @@ impl Writer {
         // A spare left by an earlier run may be half written.
         let _ = fs::remove_file(self.journal.join(SPARE));
         self.keep_house();
+        self.shared.gather.writer_is(std::thread::current());
         loop {
             let first = match jobs.recv_timeout(HOUSEKEEPING_INTERVAL) {
                 Ok(job) => job,
@@ -137,6 +140,8 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            // Bodies still coming in join this commit (gather.rs).
+            self.shared.gather.wait(GATHER_LIMIT);
             let mut bytes = first.bytes();
             let mut batch = vec![first];
             while bytes < MAX_BATCH_BYTES {
