@@ -82,6 +82,12 @@ impl DataReceiver {
         }
     }
 
+    /// Whether the body has passed the size limit: it is read to its end,
+    /// then refused, never stored.
+    pub fn is_too_big(&self) -> bool {
+        self.too_big
+    }
+
     /// Takes as much of `input` as belongs to the body.
     pub fn feed(&mut self, input: &[u8]) -> DataProgress {
         let mut i = 0;

@@ -328,11 +328,19 @@ where
     let mut pace = Pace::new(shared.command_timeout, shared.min_data_rate, Instant::now());
     // The counts MAIL saw (for RCPT), the suspensions last looked at.
     let mut contained = PerSession::default();
-    // Held while a message's body comes in: the spool's writer may wait
-    // for it, to commit it with others' in one fsync.
+    // Held while a message's body comes in, until the message is with
+    // the spool's writer: the writer may wait for it, to commit it with
+    // others' in one fsync. Let go at once when the body ends any other
+    // way (refused, too large), so that no commit waits for it.
     let mut receiving: Option<portcullis_spool::Receiving> = None;
     loop {
         let progress = session.feed(&input, &mut out);
+        if receiving.is_some()
+            && !session.receiving_message()
+            && !matches!(progress.effect, Some(Effect::Spool(_)))
+        {
+            receiving = None;
+        }
         input.drain(..progress.consumed);
         let flow = match progress.effect {
             None => {
@@ -351,11 +359,10 @@ where
                 pace.wants_input(line_done, session.receiving_data(), now);
                 if session.receiving_data() {
                     input.reserve(DATA_CHUNK);
-                    if receiving.is_none() {
+                    if receiving.is_none() && session.receiving_message() {
                         receiving = Some(shared.spooler.spool.receiving());
                     }
                 } else {
-                    receiving = None;
                     if input.is_empty() && input.capacity() > 2 * COMMAND_CHUNK {
                         // The message is in: its buffer goes back.
                         input = Vec::new();
@@ -588,7 +595,7 @@ async fn spool(
     peer: &Peer,
     session: &Session,
     shared: &Shared,
-    receiving: Option<portcullis_spool::Receiving>,
+    mut receiving: Option<portcullis_spool::Receiving>,
 ) -> SpoolOutcome {
     if let Some(tenants) = shared.tenants.as_ref() {
         let groups = crate::authorization::auth_info_groups(peer.meta.user_data().as_ref());
@@ -610,6 +617,8 @@ async fn spool(
         return SpoolOutcome::Refused(reply);
     }
     if let Some(policy) = shared.auth.policy() {
+        // The script may take a while: no commit waits for it.
+        receiving = None;
         let facts = facts(peer, session);
         let refused = crate::policy::message_received(policy, &facts, &peer.meta, &message);
         if let Some(reply) = refused.await {

@@ -208,6 +208,14 @@ impl Session {
         matches!(self.phase, Phase::Data(_) | Phase::Chunk { .. })
     }
 
+    /// Whether a DATA body is coming in that is to be spooled if it ends
+    /// well: not one read only to be thrown away as too large, and not a
+    /// BDAT chunk (most chunks end no message). The driver tells the
+    /// spool's writer, which may wait a little for it.
+    pub fn receiving_message(&self) -> bool {
+        matches!(&self.phase, Phase::Data(receiver) if !receiver.is_too_big())
+    }
+
     /// Whether the rest of an over-long line is being thrown away: input
     /// is consumed, but no command has ended (a driver's per-line clock
     /// must not restart on it).

@@ -526,6 +526,31 @@ fn size_limits() {
     );
 }
 
+/// What the driver tells the spool's writer to wait for: a DATA body to
+/// be stored, not one read only to be refused, nor a BDAT chunk.
+#[test]
+fn only_a_body_to_be_stored_is_a_message_coming_in() {
+    let mut config = SessionConfig::new("mx.test");
+    config.max_message_size = 10;
+    let mut h = Harness::with(config, Some(tls()));
+    h.take();
+    h.replies("EHLO c\r\n");
+    h.authenticate("u");
+    assert!(!h.session.receiving_message());
+    h.codes("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    assert!(h.session.receiving_message());
+    h.send("0123");
+    assert!(h.session.receiving_message(), "under the limit so far");
+    h.send("456789abcdef");
+    assert!(h.session.receiving_data(), "still read to its end");
+    assert!(!h.session.receiving_message(), "too large: never stored");
+    assert_eq!(h.codes("\r\n.\r\n"), ["552 5.3.4"]);
+    assert!(!h.session.receiving_message());
+    h.codes("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 8\r\n");
+    assert!(h.session.receiving_data());
+    assert!(!h.session.receiving_message(), "a chunk");
+}
+
 #[test]
 fn overlong_lines_get_500_and_the_session_goes_on() {
     let mut h = Harness::over_tls();

@@ -246,7 +246,9 @@ impl Spool {
     }
 
     /// [`Spool::store`] for async callers: the future resolves once the
-    /// message is durable, without holding a thread while it waits.
+    /// message is durable, without holding a thread while it waits. The
+    /// message is with the writer once this returns (the future only waits
+    /// for the answer): a [`Receiving`] may be let go then.
     ///
     /// Await it to the end or drop it: it may be the one woken for a whole
     /// group commit, and wakes the rest of the group when next polled or
