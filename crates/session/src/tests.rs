@@ -507,14 +507,20 @@ fn transaction_sequence_errors() {
     );
 }
 
-#[test]
-fn size_limits() {
+/// A session over TLS, logged in, that takes messages of at most 10 bytes.
+fn logged_in_with_ten_byte_limit() -> Harness {
     let mut config = SessionConfig::new("mx.test");
     config.max_message_size = 10;
     let mut h = Harness::with(config, Some(tls()));
     h.take();
     h.replies("EHLO c\r\n");
     h.authenticate("u");
+    h
+}
+
+#[test]
+fn size_limits() {
+    let mut h = logged_in_with_ten_byte_limit();
     assert_eq!(h.codes("MAIL FROM:<a@b> SIZE=11\r\n"), ["552 5.3.4"]);
     assert_eq!(
         h.codes("MAIL FROM:<a@b> SIZE=10\r\nRCPT TO:<c@d>\r\nDATA\r\n"),
@@ -530,12 +536,7 @@ fn size_limits() {
 /// be stored, not one read only to be refused, nor a BDAT chunk.
 #[test]
 fn only_a_body_to_be_stored_is_a_message_coming_in() {
-    let mut config = SessionConfig::new("mx.test");
-    config.max_message_size = 10;
-    let mut h = Harness::with(config, Some(tls()));
-    h.take();
-    h.replies("EHLO c\r\n");
-    h.authenticate("u");
+    let mut h = logged_in_with_ten_byte_limit();
     assert!(!h.session.receiving_message());
     h.codes("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
     assert!(h.session.receiving_message());
