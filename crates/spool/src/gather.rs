@@ -127,13 +127,15 @@ mod tests {
         gather.writer_is(std::thread::current());
         let first = Receiving::new(gather.clone());
         let second = Receiving::new(gather.clone());
+        // Taken before the sessions start, so that a slow start of this
+        // thread cannot make the wait look shorter than the sessions took.
+        let started = Instant::now();
         let sessions = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             drop(first);
             std::thread::sleep(Duration::from_millis(50));
             drop(second);
         });
-        let started = Instant::now();
         gather.wait(Duration::from_secs(30));
         let waited = started.elapsed();
         sessions.join().unwrap();
