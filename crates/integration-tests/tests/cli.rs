@@ -163,6 +163,20 @@ fn user_added_while_server_runs_can_submit_and_deleted_user_cannot() {
         .assert_reply("carol", "235 2.7.0");
     let del = run_with_stdin(&server, &["user", "del", "carol"], "");
     assert!(del.status.success(), "{}", describe(&del));
+    // The server reads the store's version every 100 ms: until it sees the
+    // bump, carol's cached record may still let her in. A login that may
+    // come before that poll proves nothing either way, so wait (bounded)
+    // for the refusal, then check that it stays.
+    portcullis_integration_tests::wait_until(
+        &server,
+        "the server to see that carol was deleted",
+        std::time::Duration::from_secs(60),
+        || {
+            portcullis_integration_tests::python(script, &[server.submission_port()])
+                .reply("carol")
+                .starts_with("535 5.7.8")
+        },
+    );
     portcullis_integration_tests::python(script, &[server.submission_port()])
         .assert_reply("carol", "535 5.7.8");
 }
