@@ -26,12 +26,10 @@ mod tools;
 
 pub use ldap::{LdapServer, LDAP_ADMIN_DN, LDAP_ADMIN_PASSWORD, LDAP_SUFFIX};
 pub use load::{load_bin, load_report};
-pub use postfix::{PostfixBuilder, PostfixServer};
+pub use postfix::{PostfixBuilder, PostfixRelay, PostfixServer};
 pub use raw::{RawClient, Reply};
 pub use server::{free_port, portcullis_bin, Builder, SpooledMessage, TestServer, ALICE, BOB};
-pub use services::{
-    BaoServer, DovecotSubmission, HttpUserApi, PostfixRelay, PostgresServer, RedisServer,
-};
+pub use services::{BaoServer, DovecotSubmission, HttpUserApi, PostgresServer, RedisServer};
 pub use tools::{curl, gsasl, msmtp, python, swaks, swaks_plain, ToolOutput};
 
 /// Envelope sender every test uses.

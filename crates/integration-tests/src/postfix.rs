@@ -59,7 +59,13 @@ impl PostfixBuilder {
         self
     }
 
-    /// A `main.cf` line added after the generated ones (a later line wins).
+    /// A `main.cf` line (`name = value`). A parameter already set, by the
+    /// builder or by an earlier call, is replaced where it stands rather
+    /// than repeated. Postfix would take the later line, but it warns
+    /// about the repeat, and its log daemon, logging that warning to its
+    /// own socket as it starts, can wait forever behind the daemons'
+    /// messages queued there: seen on a busy machine, where no smtpd ever
+    /// greeted and the instance outlived its test.
     pub fn main_cf(mut self, line: &str) -> Self {
         self.main.push(line.to_string());
         self
@@ -177,11 +183,25 @@ impl PostfixBuilder {
             Some((host, port)) => lines.push(format!("relayhost = [{host}]:{port}")),
             None => lines.push("default_transport = discard".into()),
         }
-        lines.extend(self.main.iter().cloned());
+        for line in &self.main {
+            let name = parameter(line);
+            match lines
+                .iter_mut()
+                .find(|l| name.is_some() && parameter(l) == name)
+            {
+                Some(earlier) => *earlier = line.clone(),
+                None => lines.push(line.clone()),
+            }
+        }
         let mut text = lines.join("\n");
         text.push('\n');
         text
     }
+}
+
+/// The parameter a `main.cf` line sets (`name` of `name = value`).
+fn parameter(line: &str) -> Option<&str> {
+    line.split_once('=').map(|(name, _)| name.trim())
 }
 
 /// The services a relay needs, none chrooted; smtpd on `port`.
@@ -292,5 +312,118 @@ impl Drop for PostfixServer {
         if std::thread::panicking() {
             eprintln!("--- postfix log ---\n{}", self.log());
         }
+    }
+}
+
+/// A private Postfix that takes mail from loopback without AUTH and holds
+/// it (read with [`PostfixRelay::held_messages`]), or, given a `relayhost`
+/// and `default_transport = smtp`, relays it. With `debug_peer_list =
+/// 127.0.0.1` both its SMTP server and its SMTP client log each command
+/// and reply exchanged with loopback peers, so a test can read which
+/// extensions were used (`EHLO`, `MAIL FROM ... SMTPUTF8 RET=HDRS`,
+/// `BDAT n LAST`) in [`PostfixRelay::log`].
+///
+/// It is a [`PostfixServer`] with other settings: it starts, waits and
+/// stops the same way.
+pub struct PostfixRelay {
+    server: PostfixServer,
+}
+
+/// What a relay sets over [`PostfixBuilder`]'s settings.
+const RELAY_MAIN_CF: &[&str] = &[
+    "mydomain = test",
+    "myorigin = postfix.test",
+    "mynetworks = 127.0.0.0/8",
+    "smtpd_relay_restrictions = permit_mynetworks, reject",
+    "smtpd_recipient_restrictions =",
+    "smtputf8_enable = yes",
+    "debug_peer_list = 127.0.0.1",
+    "header_checks = static:HOLD",
+];
+
+impl PostfixRelay {
+    /// Starts an instance whose `main.cf` takes `main_cf_extra`'s lines
+    /// last (`relayhost = [127.0.0.1]:PORT` for a client role,
+    /// `smtputf8_enable = no`, `smtpd_discard_ehlo_keywords = dsn`...),
+    /// each replacing the parameter it names. `None` without Postfix or
+    /// without root.
+    pub fn start(main_cf_extra: &str) -> Option<PostfixRelay> {
+        let builder = RELAY_MAIN_CF
+            .iter()
+            .copied()
+            .chain(main_cf_extra.lines())
+            .filter(|line| !line.trim().is_empty())
+            .fold(PostfixServer::builder(), |builder, line| {
+                builder.main_cf(line)
+            });
+        builder.start().map(|server| PostfixRelay { server })
+    }
+
+    /// The port its `smtpd` listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.server.log()
+    }
+
+    /// Asks the queue manager to try deferred mail now (`postqueue -f`).
+    pub fn flush(&self) {
+        let _ = Command::new("postqueue")
+            .arg("-c")
+            .arg(self.server.config_dir())
+            .arg("-f")
+            .status();
+    }
+
+    /// The messages on hold, as `postcat` prints them (envelope records,
+    /// then the message): one string each.
+    pub fn held_messages(&self) -> Vec<String> {
+        let hold = self.server.config_dir().join("queue/hold");
+        let Ok(entries) = std::fs::read_dir(&hold) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let out = Command::new("postcat")
+                    .arg("-c")
+                    .arg(self.server.config_dir())
+                    .arg(e.path())
+                    .output()
+                    .ok()?;
+                Some(String::from_utf8_lossy(&out.stdout).into_owned())
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_set_again_replaces_the_earlier_line() {
+        let text = PostfixServer::builder()
+            .main_cf("smtputf8_enable = yes")
+            .main_cf("default_transport = smtp")
+            .main_cf("smtputf8_enable=no")
+            .main_cf("smtpd_discard_ehlo_keywords = dsn")
+            .main_cf_text(Path::new("/x"));
+        let named = |name: &str| {
+            text.lines()
+                .filter(|l| parameter(l) == Some(name))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            named("default_transport"),
+            ["default_transport = smtp"],
+            "{text}"
+        );
+        assert_eq!(named("smtputf8_enable"), ["smtputf8_enable=no"], "{text}");
+        assert_eq!(named("smtpd_discard_ehlo_keywords").len(), 1, "{text}");
+        assert!(text.starts_with("compatibility_level = 3.6\n"), "{text}");
     }
 }
