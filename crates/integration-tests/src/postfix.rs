@@ -1,15 +1,19 @@
 //! A private Postfix instance from Debian's package: its own `main.cf` and
 //! `master.cf` in a temporary directory, its own queue and data
 //! directories, `smtpd` on a free loopback port, run as `master -c DIR -d`
-//! and killed on drop. The system's Postfix service (and `/etc/postfix`)
-//! is never used, so tests run in parallel and leave nothing behind.
+//! in a process group of its own, and the whole group stopped on drop. The
+//! system's Postfix service (and `/etc/postfix`) is never used, so tests
+//! run in parallel and leave nothing behind.
 //!
-//! What it can be asked for: SASL through a Dovecot-protocol auth server
-//! (`smtpd_sasl_type = dovecot`, at a Unix socket path or `inet:host:port`),
-//! a policy service (`check_policy_service`), and where accepted mail goes
-//! (relayed to a host and port, else discarded). Nobody is trusted by
-//! address (`mynetworks` names no loopback address): only an authenticated
-//! client may send, which is what the SASL tests need to see.
+//! What [`PostfixServer`] can be asked for: SASL through a Dovecot-protocol
+//! auth server (`smtpd_sasl_type = dovecot`, at a Unix socket path or
+//! `inet:host:port`), a policy service (`check_policy_service`), and where
+//! accepted mail goes (relayed to a host and port, else discarded). By
+//! default nobody is trusted by address (`mynetworks` names no loopback
+//! address): only an authenticated client may send, which is what the
+//! SASL tests need to see. [`PostfixRelay`] is the same instance set up the
+//! other way: loopback is trusted, and it is a next hop or a client for the
+//! ESMTP tests.
 //!
 //! Postfix's master must start as root (it drops to `mail_owner` for its
 //! daemons), so [`PostfixServer::builder`]'s `start` answers `None` when
@@ -17,6 +21,7 @@
 //! (`apt-get install postfix`, with the debconf answer "No configuration").
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,15 +64,26 @@ impl PostfixBuilder {
         self
     }
 
-    /// A `main.cf` line (`name = value`). A parameter already set, by the
-    /// builder or by an earlier call, is replaced where it stands rather
-    /// than repeated. Postfix would take the later line, but it warns
-    /// about the repeat, and its log daemon, logging that warning to its
-    /// own socket as it starts, can wait forever behind the daemons'
-    /// messages queued there: seen on a busy machine, where no smtpd ever
-    /// greeted and the instance outlived its test.
-    pub fn main_cf(mut self, line: &str) -> Self {
-        self.main.push(line.to_string());
+    /// `main.cf` lines, `name = value` each (leading blanks are dropped,
+    /// blank lines and `#` comments skipped; continuation lines are not
+    /// supported). A parameter already set, by the builder or by an
+    /// earlier line, is replaced where it stands rather than repeated.
+    /// Postfix would take the later line, but it warns about the repeat,
+    /// and its log daemon, logging that warning to its own socket as it
+    /// starts, can wait forever behind the daemons' messages queued there:
+    /// seen on a busy machine, where no smtpd ever greeted and the instance
+    /// outlived its test.
+    pub fn main_cf(mut self, lines: &str) -> Self {
+        for line in lines.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            assert!(
+                parameter(line).is_some(),
+                "a main.cf line sets a parameter: {line:?}"
+            );
+            self.main.push(line.to_string());
+        }
         self
     }
 
@@ -111,10 +127,14 @@ impl PostfixBuilder {
             "postfix check failed; log:\n{}",
             std::fs::read_to_string(root.join("maillog")).unwrap_or_default()
         );
+        // With `-d` the master keeps the test's process group, and its own
+        // SIGTERM handler signals only a group led by itself: in a group of
+        // its own, one signal to the group reaches every daemon.
         let child = Command::new(Path::new(DAEMON_DIRECTORY).join("master"))
             .arg("-c")
             .arg(&root)
             .arg("-d")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -297,8 +317,18 @@ impl PostfixServer {
 impl Drop for PostfixServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SIGTERM: the master stops its daemons before it exits.
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            // SIGTERM to the instance's process group (see `start`): the
+            // master and every daemon stop. A daemon that cannot (stuck in
+            // a system call) is killed with the group once the master is
+            // gone, or after 10 s.
+            let group = format!("-{}", child.id());
+            let signal = |name: &str| {
+                let _ = Command::new("kill")
+                    .args([name, "--", &group])
+                    .stderr(Stdio::null())
+                    .status();
+            };
+            signal("-TERM");
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -306,7 +336,7 @@ impl Drop for PostfixServer {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = child.kill();
+            signal("-KILL");
             let _ = child.wait();
         }
         if std::thread::panicking() {
@@ -316,8 +346,8 @@ impl Drop for PostfixServer {
 }
 
 /// A private Postfix that takes mail from loopback without AUTH and holds
-/// it (read with [`PostfixRelay::held_messages`]), or, given a `relayhost`
-/// and `default_transport = smtp`, relays it. With `debug_peer_list =
+/// it (read with [`PostfixRelay::held_messages`]), or, given a `relayhost`,
+/// `default_transport = smtp` and `header_checks =` (no hold), relays it. With `debug_peer_list =
 /// 127.0.0.1` both its SMTP server and its SMTP client log each command
 /// and reply exchanged with loopback peers, so a test can read which
 /// extensions were used (`EHLO`, `MAIL FROM ... SMTPUTF8 RET=HDRS`,
@@ -342,21 +372,18 @@ const RELAY_MAIN_CF: &[&str] = &[
 ];
 
 impl PostfixRelay {
-    /// Starts an instance whose `main.cf` takes `main_cf_extra`'s lines
-    /// last (`relayhost = [127.0.0.1]:PORT` for a client role,
-    /// `smtputf8_enable = no`, `smtpd_discard_ehlo_keywords = dsn`...),
-    /// each replacing the parameter it names. `None` without Postfix or
-    /// without root.
+    /// Starts an instance with `main_cf_extra`'s lines over the relay's
+    /// settings (`relayhost = [127.0.0.1]:PORT` for a client role,
+    /// `smtputf8_enable = no`, `smtpd_discard_ehlo_keywords = dsn`...): a
+    /// line replaces the parameter it names, else is added at the end (see
+    /// [`PostfixBuilder::main_cf`]). `None` without Postfix or without
+    /// root.
     pub fn start(main_cf_extra: &str) -> Option<PostfixRelay> {
-        let builder = RELAY_MAIN_CF
-            .iter()
-            .copied()
-            .chain(main_cf_extra.lines())
-            .filter(|line| !line.trim().is_empty())
-            .fold(PostfixServer::builder(), |builder, line| {
-                builder.main_cf(line)
-            });
-        builder.start().map(|server| PostfixRelay { server })
+        PostfixServer::builder()
+            .main_cf(&RELAY_MAIN_CF.join("\n"))
+            .main_cf(main_cf_extra)
+            .start()
+            .map(|server| PostfixRelay { server })
     }
 
     /// The port its `smtpd` listens on (127.0.0.1).
@@ -409,8 +436,7 @@ mod tests {
         let text = PostfixServer::builder()
             .main_cf("smtputf8_enable = yes")
             .main_cf("default_transport = smtp")
-            .main_cf("smtputf8_enable=no")
-            .main_cf("smtpd_discard_ehlo_keywords = dsn")
+            .main_cf("\n  smtputf8_enable=no\n# a comment\nsmtpd_discard_ehlo_keywords = dsn\n")
             .main_cf_text(Path::new("/x"));
         let named = |name: &str| {
             text.lines()
