@@ -203,12 +203,11 @@ impl PostfixBuilder {
             Some((host, port)) => lines.push(format!("relayhost = [{host}]:{port}")),
             None => lines.push("default_transport = discard".into()),
         }
+        // Every line sets a parameter: the builder's, and `main_cf` checks
+        // the rest.
         for line in &self.main {
             let name = parameter(line);
-            match lines
-                .iter_mut()
-                .find(|l| name.is_some() && parameter(l) == name)
-            {
+            match lines.iter_mut().find(|l| parameter(l) == name) {
                 Some(earlier) => *earlier = line.clone(),
                 None => lines.push(line.clone()),
             }
@@ -346,12 +345,13 @@ impl Drop for PostfixServer {
 }
 
 /// A private Postfix that takes mail from loopback without AUTH and holds
-/// it (read with [`PostfixRelay::held_messages`]), or, given a `relayhost`,
-/// `default_transport = smtp` and `header_checks =` (no hold), relays it. With `debug_peer_list =
-/// 127.0.0.1` both its SMTP server and its SMTP client log each command
-/// and reply exchanged with loopback peers, so a test can read which
-/// extensions were used (`EHLO`, `MAIL FROM ... SMTPUTF8 RET=HDRS`,
-/// `BDAT n LAST`) in [`PostfixRelay::log`].
+/// it (read with [`PostfixRelay::held_messages`]), or, given a
+/// `relayhost`, `default_transport = smtp` and `header_checks =` (no
+/// hold), relays it. With `debug_peer_list = 127.0.0.1` both its SMTP
+/// server and its SMTP client log each command and reply exchanged with
+/// loopback peers, so a test can read which extensions were used (`EHLO`,
+/// `MAIL FROM ... SMTPUTF8 RET=HDRS`, `BDAT n LAST`) in
+/// [`PostfixRelay::log`].
 ///
 /// It is a [`PostfixServer`] with other settings: it starts, waits and
 /// stops the same way.

@@ -2,11 +2,12 @@
 //!
 //! Every store and removal becomes a job on a channel. The thread takes the
 //! first job, waits a little if other sessions are still receiving a body
-//! (`gather.rs`), then takes every job that queued up meanwhile, encodes them all into
-//! one buffer, writes it to the current segment with one `write` and makes it
-//! durable with one `fdatasync`, and only then answers each job. So one
-//! fsync covers every message that became ready while the previous one ran:
-//! alone, a message pays one fsync; under load, fifty sessions share one.
+//! (`gather.rs`), then takes every job that queued up meanwhile, encodes
+//! them all into one buffer, writes it to the current segment with one
+//! `write` and makes it durable with one `fdatasync`, and only then answers
+//! each job. So one fsync covers every message that became ready while the
+//! previous one ran: alone, a message pays one fsync; under load, fifty
+//! sessions share one.
 //!
 //! Between batches (and once a second when idle) the thread keeps house:
 //! it applies removal requests left by the `queue` command, and deletes the
